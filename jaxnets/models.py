@@ -43,8 +43,9 @@ def sequential(layer: L.Layer, loss: str | losses_mod.Loss, in_shape: Sequence[i
     """Wrap a layer (usually ``layers.serial(...)``) and a loss head into a :class:`Model`."""
     head = losses_mod.get(loss)
     in_shape = tuple(int(d) for d in in_shape)
-    out_shape, _ = jax.eval_shape(lambda k: layer.init(k, in_shape), jax.random.key(0))
-    out_shape = tuple(out_shape)
+    shapes = []  # the output shape is static Python data: capture it while tracing init abstractly
+    jax.eval_shape(lambda k: shapes.append(layer.init(k, in_shape)[0]), jax.random.key(0))
+    out_shape = tuple(int(d) for d in shapes[0])
 
     def init(key, dtype=jnp.float32):
         return layer.init(key, in_shape, dtype)[1]

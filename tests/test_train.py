@@ -1,0 +1,195 @@
+"""Training engine: trajectories, resume, checkpoints, divergence, ragged batches, early stopping,
+compile-once. Float32 unless stated; exact (bitwise) comparisons where the claim is bit-for-bit."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnets import checkpoint, models, train
+
+
+def _toy(n=103, d=6, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    W = rng.normal(size=(d, k))
+    Y = np.argmax(X @ W + 0.3 * rng.normal(size=(n, k)), axis=1).astype(np.int32)
+    return X, Y
+
+
+NET = models.mlp([6, 8, 3], "tanh", "softmax_cross_entropy")
+X, Y = _toy()
+
+
+def _leaves_equal(a, b):
+    return all(np.array_equal(np.asarray(u), np.asarray(v)) for u, v in
+               zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize("order,momentum", [("fixed", 0.0), ("shuffle", 0.9), ("replacement", 0.5)])
+def test_hand_and_autodiff_give_the_same_trajectory(order, momentum):
+    with jax.enable_x64(True):
+        p0 = NET.init(jax.random.key(1), jnp.float64)
+        kw = dict(epochs=3, batch_size=10, lr=0.2, momentum=momentum, l2=1e-3, order=order,
+                  key=jax.random.key(2), val=(X, Y), progress=False)
+        a = train.fit(NET, p0, (X.astype(np.float64), Y), grad="hand", **kw)
+        b = train.fit(NET, p0, (X.astype(np.float64), Y), grad="autodiff", **kw)
+    for u, v in zip(jax.tree.leaves(a.final_params), jax.tree.leaves(b.final_params)):
+        np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a.history["val_loss"], b.history["val_loss"], rtol=1e-10)
+
+
+def test_resume_equals_uninterrupted_bit_for_bit(tmp_path):
+    p0 = NET.init(jax.random.key(1))
+    kw = dict(batch_size=7, lr=0.3, momentum=0.9, lr_decay=0.9, order="shuffle",
+              key=jax.random.key(5), val=(X, Y), progress=False)
+    full = train.fit(NET, p0, (X, Y), epochs=6, **kw)
+    path = tmp_path / "run.ckpt.npz"
+    train.fit(NET, p0, (X, Y), epochs=4, checkpoint_path=path, **kw)  # "killed" after epoch 4
+    resumed = train.fit(NET, p0, (X, Y), epochs=6, checkpoint_path=path, resume=True, **kw)
+    assert _leaves_equal(full.final_params, resumed.final_params)
+    assert _leaves_equal(full.opt_state, resumed.opt_state)
+    assert full.history["val_acc"] == resumed.history["val_acc"]
+    assert full.history["step_loss"] == resumed.history["step_loss"]
+
+
+def test_failed_checkpoint_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "c.npz"
+    tree = {"a": jnp.arange(3.0), "k": jax.random.key(3)}
+    checkpoint.save(path, tree, {"epoch": 1})
+
+    def dying_savez(f, **arrays):
+        f.write(b"PK\x03\x04 partial")
+        raise KeyboardInterrupt("killed mid-write")
+    monkeypatch.setattr(np, "savez", dying_savez)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(path, {"a": jnp.arange(3.0) + 1, "k": jax.random.key(4)}, {"epoch": 2})
+    loaded, meta = checkpoint.load(path, tree)
+    assert meta == {"epoch": 1} and np.array_equal(loaded["a"], [0.0, 1.0, 2.0])
+    assert os.listdir(tmp_path) == ["c.npz"]
+
+
+def test_sigkill_during_checkpoint_writes_never_corrupts(tmp_path):
+    """A real SIGKILL at an arbitrary moment of a loop of large checkpoint writes."""
+    path = tmp_path / "big.npz"
+    script = textwrap.dedent(f"""
+        import jax.numpy as jnp, numpy as np, sys
+        from jaxnets import checkpoint
+        i = 0
+        while True:
+            checkpoint.save({str(path)!r}, {{"w": np.full((2_000_000,), float(i))}}, {{"i": i}})
+            if i == 0:
+                print("first", flush=True)
+            i += 1
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "first"
+    import time
+    time.sleep(0.7)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    tree, meta = checkpoint.load(path, {"w": np.zeros((2_000_000,))})
+    assert np.all(np.asarray(tree["w"]) == meta["i"])
+
+
+def test_diverging_run_stops_cleanly_with_message(capsys):
+    net = models.mlp([6, 8, 3], "relu", "mse", init="normal", std=1.0)
+    p0 = net.init(jax.random.key(0))
+    res = train.fit(net, p0, (X * 50, Y), epochs=20, batch_size=10, lr=50.0, order="fixed",
+                    progress=False)
+    assert res.divergence is not None
+    err = capsys.readouterr().err
+    assert f"epoch {res.divergence.epoch}" in err and "update" in err and "lr 50" in err
+    assert len(res.history["epoch"]) == res.divergence.epoch < 20
+    assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(res.final_params))
+    assert res.history["diverged"]["step"] == res.divergence.step
+
+
+def test_ragged_last_batch_equals_per_example_algorithm():
+    """n = 23, batch 10: the last batch has 3 real rows; its update is the mean gradient of those 3."""
+    with jax.enable_x64(True):
+        Xs, Ys = X[:23].astype(np.float64), Y[:23]
+        p0 = NET.init(jax.random.key(1), jnp.float64)
+        res = train.fit(NET, p0, (Xs, Ys), epochs=1, batch_size=10, lr=0.1, order="fixed",
+                        progress=False, eval_train=False)
+        p = p0
+        for start in (0, 10, 20):
+            xb, yb = Xs[start:start + 10], Ys[start:start + 10]
+            grads = [NET.backprop(p, xb[i:i + 1], yb[i:i + 1])[1] for i in range(len(xb))]
+            mean = jax.tree.map(lambda *g: sum(g) / len(g), *grads)
+            p = jax.tree.map(lambda w, g: w - 0.1 * g, p, mean)
+    for u, v in zip(jax.tree.leaves(res.final_params), jax.tree.leaves(p)):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-14)
+    assert res.history["updates"] == [3]
+
+
+def test_early_stopping_returns_best_epoch_params():
+    p0 = NET.init(jax.random.key(1))
+    seen = {}
+
+    def cb(epoch, state, history):
+        seen[epoch] = state.params
+    res = train.fit(NET, p0, (X[:60], Y[:60]), val=(X[60:], Y[60:]), epochs=200, batch_size=5,
+                    lr=0.5, order="shuffle", key=jax.random.key(3), patience=3, callback=cb,
+                    progress=False)
+    accs = res.history["val_acc"]
+    assert res.stopped_early and len(accs) < 200
+    assert res.best_epoch == int(np.argmax(accs)) + 1
+    assert len(accs) == res.best_epoch + 3
+    assert _leaves_equal(res.params, seen[res.best_epoch])
+
+
+def test_epoch_compiles_once_per_shape():
+    epoch = chex.assert_max_traces(train.make_epoch(NET, len(X), 10, "shuffle"), n=1)
+    jitted = jax.jit(epoch)
+    state = train.init_state(NET.init(jax.random.key(0)))
+    hp = train.Hyper(*(jnp.float32(v) for v in (0.1, 0.0, 0.0, 1.0)))
+    for e in range(4):  # different epochs, keys and a ragged last batch: no retrace
+        state, _ = jitted(state, hp, jnp.int32(e), jax.random.fold_in(jax.random.key(0), e), X, Y)
+
+
+def test_max_updates_stops_mid_epoch():
+    res = train.fit(NET, NET.init(jax.random.key(0)), (X, Y), epochs=3, batch_size=10, lr=0.1,
+                    order="replacement", max_updates=25, progress=False)
+    assert res.history["updates"] == [11, 22, 25]
+    assert len(res.history["step_loss"][2]) == 3
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(batch_size=0), "batch_size"),
+    (dict(order="random"), "order must be one of"),
+    (dict(grad="numeric"), "grad must be one of"),
+    (dict(patience=2), "needs val"),
+])
+def test_fit_rejects_bad_arguments(kwargs, match):
+    base = dict(epochs=1, batch_size=10, lr=0.1, progress=False)
+    base.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        train.fit(NET, NET.init(jax.random.key(0)), (X, Y), **base)
+
+
+def test_fit_rejects_out_of_range_labels():
+    with pytest.raises(ValueError, match=r"train labels: labels must lie in \[0, 3\)"):
+        train.fit(NET, NET.init(jax.random.key(0)), (X, np.where(Y == 2, 3, Y)), epochs=1,
+                  batch_size=10, lr=0.1, progress=False)
+
+
+def test_sweep_equals_separate_runs(x64):
+    """float64, so the comparison is about the algorithm and not float32 rounding chaos."""
+    lrs, moms = [0.05, 0.1, 0.3], [0.0, 0.5, 0.9]
+    Xd = X.astype(np.float64)
+    p0 = NET.init(jax.random.key(1), jnp.float64)
+    params, hist = train.sweep(NET, p0, (Xd, Y), configs={"lr": lrs, "momentum": moms}, epochs=2,
+                               batch_size=5, key=jax.random.key(4), val=(Xd, Y))
+    for c, (lr, m) in enumerate(zip(lrs, moms)):
+        r = train.fit(NET, p0, (Xd, Y), epochs=2, batch_size=5, lr=lr, momentum=m,
+                      key=jax.random.key(4), val=(Xd, Y), progress=False)
+        for u, v in zip(jax.tree.leaves(r.final_params), jax.tree.leaves(params)):
+            np.testing.assert_allclose(u, v[c], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(r.history["val_acc"], [a[c] for a in hist["val_acc"]], atol=1e-12)
