@@ -1,0 +1,25 @@
+"""Helpers shared by the studies: report rows, paths, JSON output."""
+from __future__ import annotations
+
+import os
+
+from jaxnets import results
+
+
+def row(id, quantity, value, doc_value=None, tolerance=None, note="", comparable=True):
+    """A report row; status from |value − doc_value| ≤ tolerance when both are numbers."""
+    if doc_value is None or tolerance is None:
+        status = "info"
+    elif not comparable:
+        status = "not comparable"
+    else:
+        status = "agrees" if abs(float(value) - float(doc_value)) <= tolerance else "differs"
+    return {"id": id, "quantity": quantity, "value": value, "doc_value": doc_value,
+            "tolerance": tolerance, "status": status, "note": note}
+
+
+def finish(name, record, results_dir):
+    """Write ``results_dir/<name>.json`` and return the record with its path."""
+    path = os.path.join(results_dir, f"{name}.json")
+    record["json"] = results.write_json(path, record)
+    return record
