@@ -26,6 +26,11 @@ Three levels, as doc 002 builds them (and as the rungs of the jit benchmark ladd
 Every minibatch loss is a mean over the examples of that batch; a ragged last batch is a mean over
 its own (fewer) examples, which is what the library's masked batches compute.
 
+Timing note: the NumPy rungs call BLAS; on a loaded machine a multi-threaded BLAS can spin and
+slow small matmuls 10-50× (seen here: 784-256-10 float32 epoch at batch 50, 0.08 s with one
+BLAS thread vs 1.4 s with two under load). Benchmarks should pin ``OMP_NUM_THREADS`` /
+``OPENBLAS_NUM_THREADS`` (or use ``threadpoolctl``) and report the setting.
+
 Nothing here imports JAX; the module is an oracle for the tests, not part of the library's
 computation path.
 """
