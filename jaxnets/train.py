@@ -103,12 +103,14 @@ def _all_finite(tree):
 
 
 def make_epoch(model, n: int, batch_size: int, order: str = "shuffle", grad: str = "hand",
-               max_updates: int | None = None, mesh=None):
+               max_updates: int | None = None, mesh=None, inspect_sharding=None):
     """The pure epoch function ``epoch(state, hp, epoch, key, X, Y) -> (state, step_losses)``.
 
     X: (n, *in_shape); Y: (n,) labels or (n, K) targets; step_losses: (n_batches,). Steps past
     ``max_updates`` (global count) and steps after a divergence leave the state unchanged.
-    With a ``mesh`` the batch axis of every minibatch is sharded over its "data" axis.
+    With a ``mesh`` the batch axis of every minibatch is sharded over its "data" axis (params and
+    optimizer state stay replicated; XLA inserts the gradient all-reduce).
+    ``inspect_sharding(sharding)`` is called at compile time with the minibatch's sharding.
     """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
@@ -128,6 +130,8 @@ def make_epoch(model, n: int, batch_size: int, order: str = "shuffle", grad: str
             if batch_sharding is not None:
                 xb = jax.lax.with_sharding_constraint(xb, batch_sharding)
                 yb = jax.lax.with_sharding_constraint(yb, batch_sharding)
+            if inspect_sharding is not None:
+                jax.debug.inspect_array_sharding(xb, callback=inspect_sharding)
             loss, g = grad_fn(state.params, xb, yb, hp.l2, m.astype(xb.dtype))
             upd, new_opt = opt.update(g, state.opt_state, state.params)
             new_params = optax.apply_updates(state.params, upd)

@@ -250,7 +250,7 @@ def read_csv_digits(path: os.PathLike | str, *, image_shape: tuple[int, ...] = (
 
     Each row holds ``prod(image_shape)`` integer pixel values 0–255 and the label (last column
     by default, as in doc 001's files; ``label_first=True`` for the Kaggle layout). A first line
-    that contains letters is taken as a header and skipped. Blank lines are ignored.
+    whose fields are mostly names is taken as a header and skipped. Blank lines are ignored.
 
     Returns:
         ``(images uint8 (N, *image_shape), labels int32 (N,))``.
@@ -266,8 +266,11 @@ def read_csv_digits(path: os.PathLike | str, *, image_shape: tuple[int, ...] = (
         raise _err(path, f"not a text CSV file (non-ASCII byte at offset {e.start})") from e
     lines = text.splitlines()
     first = 0
-    if lines and any(c.isalpha() for c in lines[0]):
-        first = 1  # header row such as "label,pixel0,..."
+    if lines:
+        fields = lines[0].split(",")
+        # A header row ("label,pixel0,...") is mostly names; one stray letter is a bad value.
+        if sum(any(c.isalpha() for c in f) for f in fields) > len(fields) // 2:
+            first = 1
     rows: list[str] = []
     for lineno in range(first, len(lines)):
         line = lines[lineno].strip()
@@ -284,8 +287,8 @@ def read_csv_digits(path: os.PathLike | str, *, image_shape: tuple[int, ...] = (
     if not rows:
         raise _err(path, "CSV file contains no data rows")
     try:
-        # One C-level parse of all values; the row widths were checked above.
-        values = np.array(",".join(rows).split(","), dtype=np.float64).reshape(len(rows), width)
+        # One C-level parse of all values (row widths were checked above, with line numbers).
+        values = np.loadtxt(io.StringIO("\n".join(rows)), delimiter=",", dtype=np.float64, ndmin=2)
     except ValueError as e:
         raise _err(path, f"non-numeric value in CSV ({e})") from e
     if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
@@ -467,22 +470,26 @@ CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST_BATCH = "test_batch"
 
 
-def read_cifar_batches(directory: os.PathLike | str, *, progress: bool | None = None):
+def read_cifar_batches(directory: os.PathLike | str, *, per_batch: int | None = 10000,
+                       test_count: int | None = 10000, progress: bool | None = None):
     """Read the five training batches and the test batch from ``directory``.
 
+    Args:
+        per_batch, test_count: required item counts (CIFAR-10: 10,000 each); ``None`` skips the check.
+
     Returns:
-        ``(x_train uint8 (50000, 32, 32, 3), y_train int32, x_test uint8 (10000, 32, 32, 3),
-        y_test int32)`` — counts as in the files (validated to be 10,000 per batch).
+        ``(x_train uint8 (50000, 32, 32, 3), y_train int32 (50000,), x_test uint8 (10000, 32, 32, 3),
+        y_test int32 (10000,))``.
     """
     from ._progress import progress_iter
 
     directory = Path(directory)
     xs, ys = [], []
     for name in progress_iter(CIFAR10_TRAIN_BATCHES, desc="CIFAR-10 batches", enabled=progress):
-        x, y = read_cifar_batch(directory / name, expected_count=10000)
+        x, y = read_cifar_batch(directory / name, expected_count=per_batch)
         xs.append(x)
         ys.append(y)
-    x_test, y_test = read_cifar_batch(directory / CIFAR10_TEST_BATCH, expected_count=10000)
+    x_test, y_test = read_cifar_batch(directory / CIFAR10_TEST_BATCH, expected_count=test_count)
     return np.concatenate(xs), np.concatenate(ys), x_test, y_test
 
 

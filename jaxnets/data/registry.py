@@ -388,7 +388,7 @@ def _load_idx_dir(spec: DatasetSpec, directory: Path, verify: bool) -> RawData:
     return RawData(x_tr, y_tr, x_te, y_te, spec.classes, spec.title, str(directory))
 
 
-def _read_cifar_tar(tar_path: Path, progress: bool | None):
+def _read_cifar_tar(tar_path: Path, spec: DatasetSpec, progress: bool | None):
     """Read the batches straight out of ``cifar-10-python.tar.gz`` (nothing is extracted, so
     member names cannot write outside anything)."""
     members = {}
@@ -406,7 +406,8 @@ def _read_cifar_tar(tar_path: Path, progress: bool | None):
     xs, ys = [], []
     for n in progress_iter(CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,), desc="CIFAR-10 batches",
                            enabled=progress):
-        x, y = parse_cifar_batch(members[n], source=f"{tar_path}:{n}", expected_count=10000)
+        count = spec.test_count if n == CIFAR10_TEST_BATCH else spec.train_count // 5
+        x, y = parse_cifar_batch(members[n], source=f"{tar_path}:{n}", expected_count=count)
         xs.append(x)
         ys.append(y)
     return np.concatenate(xs[:5]), np.concatenate(ys[:5]), xs[5], ys[5]
@@ -436,6 +437,7 @@ def _atomic_savez(dest: Path, **arrays) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)  # uncompressed: 184 MB, but loads in a fraction of a second
+        os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -450,8 +452,10 @@ def _load_cifar_jpeg(spec: DatasetSpec, root: Path, *, cache: bool, progress: bo
             with np.load(npz, allow_pickle=False) as z:
                 arrs = [z[k] for k in _NPZ_KEYS]
             if (arrs[0].shape == (spec.train_count, 32, 32, 3) and arrs[2].shape == (spec.test_count, 32, 32, 3)
-                    and arrs[0].dtype == np.uint8 and arrs[1].dtype == np.int32):
+                    and arrs[0].dtype == np.uint8 and arrs[1].dtype == np.int32
+                    and arrs[1].shape == (spec.train_count,) and arrs[3].shape == (spec.test_count,)):
                 return RawData(arrs[0], arrs[1], arrs[2], arrs[3], spec.classes, source, str(root))
+            warnings.warn(f"ignoring cache {npz} with unexpected shapes; rebuilding it", stacklevel=3)
         except Exception as e:  # a damaged cache is rebuilt, never trusted
             warnings.warn(f"ignoring unreadable cache {npz} ({e}); rebuilding it", stacklevel=3)
     parts = []
@@ -472,23 +476,28 @@ def _load_cifar_jpeg(spec: DatasetSpec, root: Path, *, cache: bool, progress: bo
 def _not_found(spec: DatasetSpec, report: list[str], target: Path, base_url: str | None) -> DataNotFoundError:
     base = base_url or _env_url(spec.name) or spec.base_url
     files = ", ".join(f.name for f in spec.files)
-    lines = [f"data set {spec.name!r} ({spec.title}) not found.", "Looked in:"]
-    lines += [f"  - {r}" for r in report]
-    lines.append("Ways to provide it:")
-    lines.append(f"  1. pass path=DIR, a directory holding {files}")
-    lines.append(f"  2. put the files in $JAXNETS_DATA/{spec.subdirs[0]}/ (set JAXNETS_DATA to a directory)")
-    lines.append(f"  3. copy them into the per-user cache {cache_root() / spec.name}/")
-    if spec.name == "fashion_mnist":
-        lines.append("  4. as root: apt-get install -y dataset-fashion-mnist "
-                     "(installs them under /usr/share/datasets/fashion-mnist/)")
     if spec.name == "cifar10":
-        lines.append("  4. or provide the JPEG image-folder copy cifar10-jpeg/{train,test}/<class>/*.jpg via "
-                     "path=, $JAXNETS_DATA/cifar10-jpeg, $JAXNETS_SHARED_DATA/cifar10-jpeg or "
-                     f"{REPO_SHARED_DATA / 'cifar10-jpeg'}")
-    lines.append(f"  5. call load({spec.name!r}, download=True) to fetch them from {base} "
-                 f"(MD5-verified, saved under {target}/)")
+        files += " (or the extracted cifar-10-batches-py/ with data_batch_1..5 and test_batch)"
+    lines = [f"data set {spec.name!r} ({spec.title}) not found; needed files: {files}.", "Looked in:"]
+    lines += [f"  - {r}" for r in report]
+    ways = [
+        f"pass path=DIR, a directory holding {files}",
+        f"put the files in $JAXNETS_DATA/{spec.subdirs[0]}/ (set JAXNETS_DATA to a directory)",
+        f"copy them into the per-user cache {cache_root() / spec.name}/",
+    ]
+    if spec.name == "fashion_mnist":
+        ways.append("as root: apt-get install -y dataset-fashion-mnist "
+                    "(installs them under /usr/share/datasets/fashion-mnist/)")
+    if spec.name == "cifar10":
+        ways.append("provide the JPEG image-folder copy cifar10-jpeg/{train,test}/<class>/*.jpg via "
+                    "path=, $JAXNETS_DATA/cifar10-jpeg, $JAXNETS_SHARED_DATA/cifar10-jpeg or "
+                    f"{REPO_SHARED_DATA / 'cifar10-jpeg'}")
+    ways.append(f"call load({spec.name!r}, download=True) to fetch them from {base} "
+                f"(size and MD5 verified, saved under {target}/)")
+    lines.append("Ways to provide it:")
+    lines += [f"  {i}. {w}" for i, w in enumerate(ways, 1)]
     if spec.name == "mnist":
-        lines.append("  (experiments fall back to the bundled MNIST-5k sample: load('mnist_5k'))")
+        lines.append("(experiments fall back to the bundled MNIST-5k sample: load('mnist_5k'))")
     return DataNotFoundError("\n".join(lines))
 
 
@@ -529,9 +538,13 @@ def load(name: str, path: os.PathLike | str | None = None, download: bool = Fals
             found = _cifar_pickle_source(d)
             if found:
                 kind, p = found
-                x_tr, y_tr, x_te, y_te = (read_cifar_batches(p, progress=progress) if kind == "dir"
-                                          else _read_cifar_tar(p, progress))
+                x_tr, y_tr, x_te, y_te = (
+                    read_cifar_batches(p, per_batch=spec.train_count // 5, test_count=spec.test_count,
+                                       progress=progress)
+                    if kind == "dir" else _read_cifar_tar(p, spec, progress))
                 return RawData(x_tr, y_tr, x_te, y_te, spec.classes, "CIFAR-10 (python batches)", str(p))
+        if not os.environ.get("JAXNETS_DATA") and path is None:
+            report.append("$JAXNETS_DATA: not set")
         for desc, d in locs:
             root = _cifar_jpeg_root(d)
             if root:
@@ -540,18 +553,18 @@ def load(name: str, path: os.PathLike | str | None = None, download: bool = Fals
                           "no cifar-10-python.tar.gz, no JPEG tree (train/, test/)")
         if download:
             _download_missing(spec, target, list(spec.files), base_url=base_url, progress=progress)
-            x_tr, y_tr, x_te, y_te = _read_cifar_tar(target / spec.files[0].name, progress)
+            x_tr, y_tr, x_te, y_te = _read_cifar_tar(target / spec.files[0].name, spec, progress)
             return RawData(x_tr, y_tr, x_te, y_te, spec.classes, "CIFAR-10 (python batches)", str(target))
         raise _not_found(spec, report, target, base_url)
 
+    if not os.environ.get("JAXNETS_DATA") and path is None:
+        report.append("$JAXNETS_DATA: not set")
     for desc, d in locs:
         missing = _missing_idx(spec, d)
         if not missing:
             return _load_idx_dir(spec, d, verify)
-        state = "directory does not exist" if not d.is_dir() else "missing " + ", ".join(f.name for f in missing)
-        report.append(f"{desc}: {d} — {state}")
-    if not os.environ.get("JAXNETS_DATA") and path is None:
-        report.append("$JAXNETS_DATA: not set")
+        state = "directory does not exist" if not d.is_dir() else "exists"
+        report.append(f"{desc}: {d} — {state}; missing {', '.join(f.name for f in missing)}")
     if download:
         _download_missing(spec, target, _missing_idx(spec, target), base_url=base_url, progress=progress)
         return _load_idx_dir(spec, target, verify)
