@@ -245,3 +245,41 @@ def ratios(mlp: dict) -> list[dict]:
             item["sweep5_over_single"] = r[sw[0]]["median_s"] / fused["median_s"]
         out.append(item)
     return out
+
+
+def _epoch_seconds(model, X, Y, B, rounds):
+    """Median steady-state seconds of one fused epoch (compiled once, warmed up)."""
+    p0 = model.init(jax.random.key(0))
+    v = _fused(model, p0, X, Y, B, "hand", "")
+    v.run()
+    ts = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        v.run()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts)), v.flops_per_epoch
+
+
+def scaling(X, Y, widths=(64, 128, 256, 512, 1024, 2048, 4096), sizes=(1000, 2500, 5000, 10000, 30000, 60000),
+            batch=50, rounds=3):
+    """Seconds per fused epoch vs hidden width (n fixed) and vs number of examples (width 256),
+    with the log–log slope fitted over each sweep (slope 1 = cost linear in work)."""
+    from jaxnets import models
+    Xd, Yd = jnp.asarray(X), jnp.asarray(Y)
+    n_w = min(len(X), 10000)
+    by_width = []
+    for h in widths:
+        s, f = _epoch_seconds(models.mlp([784, h, 10], "relu"), Xd[:n_w], Yd[:n_w], batch, rounds)
+        by_width.append({"width": h, "seconds": s, "gflops": f / 1e9})
+    by_n = []
+    for n in [n for n in sizes if n <= len(X)]:
+        s, f = _epoch_seconds(models.mlp([784, 256, 10], "relu"), Xd[:n], Yd[:n], batch, rounds)
+        by_n.append({"n": n, "seconds": s, "gflops": f / 1e9})
+
+    def slope(xs, ys):
+        return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
+    return {"batch": batch, "n_for_width": n_w, "by_width": by_width, "by_n": by_n,
+            "slope_width": slope([r["width"] for r in by_width], [r["seconds"] for r in by_width]),
+            "slope_width_upper_half": slope([r["width"] for r in by_width[len(by_width) // 2:]],
+                                            [r["seconds"] for r in by_width[len(by_width) // 2:]]),
+            "slope_n": slope([r["n"] for r in by_n], [r["seconds"] for r in by_n])}

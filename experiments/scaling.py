@@ -1,0 +1,55 @@
+"""Scaling study: seconds per fused epoch vs hidden width and vs number of training examples.
+``python -m experiments.scaling [--quick]``; writes results/scaling.json, figures/scaling.png."""
+import argparse
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxnets import bench, data, plotting, results  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--figures", default="figures")
+    a = ap.parse_args(argv)
+    try:
+        raw = data.load("fashion_mnist")
+        X = data.flatten(data.to_float(np.concatenate([raw.x_train, raw.x_test])))
+        Y = np.concatenate([raw.y_train, raw.y_test])[: len(X)]
+        src = raw.source
+    except data.DataNotFoundError:
+        sp = data.get_split("mnist_5k", flatten_images=True)
+        X, Y, src = sp.x_train, sp.y_train, sp.source
+    X, Y = X[:60000], Y[:60000]
+    kw = dict(widths=(64, 256, 1024), sizes=(1000, 4000), rounds=2) if a.quick else {}
+    r = bench.scaling(X, Y, **kw)
+    r["data_source"] = src
+    print(f"784-h-10 ReLU MLP, fused epoch, batch {r['batch']}, data {src}")
+    print(f"  {'width':>6} {'s/epoch':>9} {'GFLOP':>8}   (n = {r['n_for_width']})")
+    for row in r["by_width"]:
+        print(f"  {row['width']:>6} {row['seconds']:9.4f} {row['gflops']:8.2f}")
+    print(f"  log-log slope over all widths {r['slope_width']:.2f}, over the upper half {r['slope_width_upper_half']:.2f}")
+    print(f"  {'n':>6} {'s/epoch':>9} {'GFLOP':>8}   (width 256)")
+    for row in r["by_n"]:
+        print(f"  {row['n']:>6} {row['seconds']:9.4f} {row['gflops']:8.2f}")
+    print(f"  log-log slope over n {r['slope_n']:.2f}")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, rows, s in ((axes[0], "width", r["by_width"], r["slope_width"]), (axes[1], "n", r["by_n"], r["slope_n"])):
+        xs, ys = [q[key] for q in rows], [q["seconds"] for q in rows]
+        ax.loglog(xs, ys, "o-", label=f"measured (slope {s:.2f})")
+        ax.loglog(xs, ys[-1] * (np.asarray(xs) / xs[-1]), "k--", lw=0.8, label="slope 1 (linear)")
+        ax.set(xlabel="hidden width" if key == "width" else "training examples", ylabel="seconds per epoch")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    plotting.save(fig, os.path.join(a.figures, "scaling.png"))
+    print("wrote", results.write_json(os.path.join(a.results, "scaling.json"), r))
+
+
+if __name__ == "__main__":
+    main()
