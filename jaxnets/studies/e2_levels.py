@@ -67,11 +67,11 @@ def three_levels(epochs=3, hidden=4, seed=0):
             "max_abs_diff": max_diff, "jax_compile_time": res.compile_time}
 
 
-def mnist_part(quick, seed=0):
-    sp = data.get_split("mnist", protocol="doc002", flatten_images=True)
+def mnist_part(quick, seed=0, tiny=False):
+    sp = data.get_split("mnist", protocol="doc002", flatten_images=True, n_train=500 if tiny else None)
     tr, va = (sp.x_train, sp.y_train), (sp.x_val, sp.y_val)
     net = models.mlp([784, 300, 10], "sigmoid", "softmax_cross_entropy", init="standard_normal")
-    ep = 2 if quick else 5
+    ep = 1 if tiny else 2 if quick else 5
     out = {"data_source": sp.source, "n_train": len(tr[0]), "n_val": len(va[0])}
     key = jax.random.key(seed)
     # (1) train vs validation loss
@@ -92,18 +92,19 @@ def mnist_part(quick, seed=0):
                        "train_loss": np.stack(h["train_loss"], 1).tolist(),
                        "val_acc": np.stack(h["val_acc"], 1).tolist()}
     # (4) final run
-    r = train.fit(net, net.init(key), tr, val=va, epochs=3 if quick else 10, batch_size=64,
+    r = train.fit(net, net.init(key), tr, val=va, epochs=1 if tiny else 3 if quick else 10, batch_size=64,
                   lr=0.03, key=key, progress=False)
     out["final"] = {"val_acc": r.history["val_acc"], "train_acc": r.history["train_acc"],
                     "epoch_time": r.history["time"]}
     return out
 
 
-def run(quick=True, results_dir="results", figures_dir="figures", seed=0):
+def run(quick=True, results_dir="results", figures_dir="figures", seed=0, tiny=False):
+    """``tiny``: 1–2 epochs on 500 images (end-to-end tests only)."""
     t0 = time.perf_counter()
-    sc = scalar_part(5 if quick else 25)
-    lv = three_levels(2 if quick else 3)
-    mn = mnist_part(quick, seed)
+    sc = scalar_part(2 if tiny else 5 if quick else 25)
+    lv = three_levels(1 if tiny else 2 if quick else 3)
+    mn = mnist_part(quick, seed, tiny)
     full = "fallback" not in mn["data_source"]
     fig = lambda name: os.path.join(figures_dir, name)  # noqa: E731
     plotting.curves({"scalar net (synthetic 2-D)": sc["epoch_loss"]}, fig("e2_scalar_loss.png"),
