@@ -6,7 +6,7 @@ hand-written backward rules) with ``jax.value_and_grad`` of the same network wri
 separately; the timed repeats are interleaved (hand, autodiff, hand, …) so drifts in machine load
 hit both; the report gives median and min–max per call and the ratio of medians.
 
-    python experiments/bench_conv.py [--batch 128] [--repeats 30] [--dtype float32] [--json out.json]
+    python -m experiments.bench_conv [--model cnn2|cnn3] [--batch 128] [--repeats 30] [--dtype float32] [--json out.json]
 """
 from __future__ import annotations
 
@@ -23,19 +23,24 @@ from jaxnets import cnn_models
 
 
 def autodiff_loss(params, x, y):
-    """cnn2 written with lax primitives (same params list as cnn_models.cnn2)."""
-    p_conv, _, _, p_dense = params
-    a = lax.conv_general_dilated(x, p_conv["W"], (1, 1), "VALID",
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC")) + p_conv["b"]
-    h = jnp.maximum(a, 0)
-    h = lax.reduce_window(h, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-    s = h.reshape(h.shape[0], -1) @ p_dense["W"] + p_dense["b"]
+    """cnn2 / cnn3 written with lax primitives (same params list as cnn_models.cnn2 / cnn3):
+    conv 'VALID' stride 1 + ReLU, 2×2 max-pool stride 2, flatten, dense, softmax cross-entropy."""
+    h, layers = x, iter(params)
+    for p in layers:
+        if p and p["W"].ndim == 4:                         # conv + ReLU, then the {} of the pool
+            a = lax.conv_general_dilated(h, p["W"], (1, 1), "VALID",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC")) + p["b"]
+            h = lax.reduce_window(jnp.maximum(a, 0), -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+            next(layers)
+        elif p:                                            # the dense head (after the flatten {})
+            s = h.reshape(h.shape[0], -1) @ p["W"] + p["b"]
     logp = jax.nn.log_softmax(s)
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="cnn2", choices=["cnn2", "cnn3"])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -44,7 +49,7 @@ def main(argv=None):
 
     with jax.enable_x64(args.dtype == "float64"):
         dtype = jnp.dtype(args.dtype)
-        model = cnn_models.cnn2()
+        model = cnn_models.MODELS[args.model]()
         kp, kx, ky = jax.random.split(jax.random.key(0), 3)
         params = model.init(kp, dtype)
         x = jax.random.uniform(kx, (args.batch, 28, 28, 1), dtype)
@@ -79,7 +84,7 @@ def main(argv=None):
         rows[name] = {"median_ms": 1e3 * statistics.median(ts), "min_ms": 1e3 * min(ts),
                       "max_ms": 1e3 * max(ts), "compile_s": compile_s[name]}
     ratio = rows["hand"]["median_ms"] / rows["autodiff"]["median_ms"]
-    print(f"cnn2 forward+backward, batch {args.batch}, {args.dtype}, {args.repeats} interleaved repeats,"
+    print(f"{args.model} forward+backward, batch {args.batch}, {args.dtype}, {args.repeats} interleaved repeats,"
           f" device {jax.devices()[0].platform}")
     print(f"max relative gradient difference hand vs autodiff: {err:.2e}")
     print(f"{'path':<10} {'median ms':>10} {'min ms':>10} {'max ms':>10} {'compile s':>10}")
@@ -89,7 +94,7 @@ def main(argv=None):
     print(f"ratio hand/autodiff (medians): {ratio:.2f}  (target <= 2)")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"batch": args.batch, "dtype": args.dtype, "repeats": args.repeats,
+            json.dump({"model": args.model, "batch": args.batch, "dtype": args.dtype, "repeats": args.repeats,
                        "device": jax.devices()[0].platform, "rows": rows, "ratio": ratio,
                        "grad_rel_diff": err}, fh, indent=2)
     return ratio

@@ -15,26 +15,28 @@ the smaller half on top/left), an int (the same on every side), or explicit
 ``((top, bottom), (left, right))`` (conv1d: ``(left, right)``). Padding is zero for convolutions
 and −∞ for max-pooling. Output size: ``H_out = ⌊(H + top + bottom − kh) / sh⌋ + 1``.
 
-Implementation (no Python loops over pixels). Forward conv2d is im2col: the ``kh·kw`` strided
-slices of the padded input are stacked into patches ``(N·H_out·W_out, kh·kw·C_in)`` which feed a
-single matmul with the kernel reshaped to ``(kh·kw·C_in, C_out)``. The backward rule is the
-adjoint of that construction:
+Implementation (no Python loops over pixels). Forward conv2d is im2col: one gather with a static
+index table reads the ``kh·kw`` window entries of every output position from the zero-padded input,
+giving patches ``(N·H_out·W_out, kh·kw·C_in)`` (columns ordered ``(i, j, c)``) which feed a single
+matmul with the kernel reshaped to ``(kh·kw·C_in, C_out)``. The backward rule is the adjoint of
+that construction:
 
 - ``dW = patchesᵀ · dy`` (one matmul on the cached patches), ``db = Σ dy``;
-- ``dpatches = dy · Wᵀ`` (one matmul), then *col2im*: each of the ``kh·kw`` slices was a strided
-  read of ``x_pad``, so its adjoint is a strided write, done as ``lax.pad`` with interior
-  (dilation) padding ``s − 1`` and edge offsets; the ``kh·kw`` padded arrays are summed (XLA fuses
-  the sum into one loop) and the border padding is cropped off.
+- ``dpatches = dy · Wᵀ`` (one matmul), then *col2im*: the adjoint of the gather is a scatter-add
+  of every patch entry back to the input position it was read from (overlapping windows add up),
+  followed by cropping off the border padding.
 
-Max-pool uses the same window slicing; its tie rule is documented at :func:`maxpool2d_forward`.
+Max-pool uses the same window gather (and its scatter-add adjoint); its tie rule is documented at :func:`maxpool2d_forward`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxnets import initializers
@@ -80,29 +82,42 @@ def _out_size(n: int, k: int, s: int, lo: int, hi: int) -> int:
     return (n + lo + hi - k) // s + 1
 
 
-def _window_slices(x_pad, window, strides, out_hw):
-    """The kh·kw strided views x_pad[:, i::sh, j::sw, :] cut to out_hw, in row-major (i, j) order."""
-    (kh, kw), (sh, sw), (Ho, Wo) = window, strides, out_hw
-    N, C = x_pad.shape[0], x_pad.shape[3]
-    return [lax.slice(x_pad, (0, i, j, 0), (N, i + sh * (Ho - 1) + 1, j + sw * (Wo - 1) + 1, C),
-                      (1, sh, sw, 1))
-            for i in range(kh) for j in range(kw)]
+def _window_index(padded_hw, window, strides, out_hw):
+    """Flat positions (Ho·Wo·kh·kw,) in a (Hp·Wp) grid read by the windows, ordered (p, q, i, j)."""
+    (Hp, Wp), (kh, kw), (sh, sw), (Ho, Wo) = padded_hw, window, strides, out_hw
+    rows = (np.arange(Ho) * sh)[:, None, None, None] + np.arange(kh)[None, None, :, None]
+    cols = (np.arange(Wo) * sw)[None, :, None, None] + np.arange(kw)[None, None, None, :]
+    return (rows * Wp + cols).reshape(-1).astype(np.int32)
 
 
-def _window_slices_adjoint(parts, padded_hw, strides, window):
-    """Adjoint of :func:`_window_slices`: scatter-add each (N, Ho, Wo, C) part back to its
-    strided positions in a (N, Hp, Wp, C) array (``lax.pad`` with interior padding), summed."""
-    (kh, kw), (sh, sw), (Hp, Wp) = window, strides, padded_hw
-    zero = jnp.zeros((), parts[0].dtype)
-    total = None
-    for idx, part in enumerate(parts):
-        i, j = divmod(idx, kw)
-        Ho, Wo = part.shape[1], part.shape[2]
-        span_h, span_w = sh * (Ho - 1) + 1, sw * (Wo - 1) + 1
-        placed = lax.pad(part, zero, ((0, 0, 0), (i, Hp - i - span_h, sh - 1),
-                                       (j, Wp - j - span_w, sw - 1), (0, 0, 0)))
-        total = placed if total is None else total + placed
-    return total
+def _gather_windows(x_pad, window, strides, out_hw):
+    """im2col as one gather: (N, Hp, Wp, C) → (N, Ho, Wo, kh·kw, C)."""
+    N, Hp, Wp, C = x_pad.shape
+    idx = _window_index((Hp, Wp), window, strides, out_hw)
+    g = x_pad.reshape(N, Hp * Wp, C).at[:, idx, :].get(mode="promise_in_bounds")
+    return g.reshape(N, out_hw[0], out_hw[1], window[0] * window[1], C)
+
+
+def _gather_windows_adjoint(d, padded_hw, window, strides):
+    """Adjoint of :func:`_gather_windows` (col2im): scatter-add (N, Ho, Wo, kh·kw, C) into (N, Hp, Wp, C)."""
+    N, Ho, Wo, P, C = d.shape
+    Hp, Wp = padded_hw
+    idx = _window_index((Hp, Wp), window, strides, (Ho, Wo))
+    out = jnp.zeros((N, Hp * Wp, C), d.dtype).at[:, idx, :].add(
+        d.reshape(N, Ho * Wo * P, C), mode="promise_in_bounds")
+    return out.reshape(N, Hp, Wp, C)
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class _Geometry:
+    """Static shape bookkeeping kept in a cache (a pytree node without leaves, so caches can be
+    returned from jit and passed to a backward rule later)."""
+    padded_hw: tuple
+    pad_lo: tuple
+    in_hw: tuple
+    window: tuple
+    strides: tuple
 
 
 def _check_nhwc(x, where: str, channels: int | None = None):
@@ -130,25 +145,25 @@ def conv2d_forward(params, x, stride=1, padding="valid"):
         raise ValueError(f"conv2d: kernel {(kh, kw)} does not fit input {(H, Wd)} with padding "
                          f"{((pt, pb), (pl, pr))}")
     x_pad = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
-    patches = jnp.stack(_window_slices(x_pad, (kh, kw), strides, (Ho, Wo)), axis=3)
+    patches = _gather_windows(x_pad, (kh, kw), strides, (Ho, Wo))
     patches = patches.reshape(N * Ho * Wo, kh * kw * cin)          # rows: (i, j, c) row-major
     Wmat = W.reshape(kh * kw * cin, cout)
     y = (patches @ Wmat + b).reshape(N, Ho, Wo, cout)
-    cache = (patches, W, x_pad.shape, (pt, pl), (H, Wd), strides)
-    return y, cache
+    geom = _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), (kh, kw), strides)
+    return y, (patches, W, geom)
 
 
 def conv2d_backward(cache, dy):
     """dy (N, H_out, W_out, C_out) → ({"W": (kh, kw, C_in, C_out), "b": (C_out,)}, dx (N, H, W, C_in))."""
-    patches, W, padded_shape, (pt, pl), (H, Wd), strides = cache
+    patches, W, g = cache
     kh, kw, cin, cout = W.shape
     N, Ho, Wo, _ = dy.shape
     dy2 = dy.reshape(N * Ho * Wo, cout)
     dW = (patches.T @ dy2).reshape(kh, kw, cin, cout)
     db = jnp.sum(dy2, axis=0)
     dpatches = (dy2 @ W.reshape(kh * kw * cin, cout).T).reshape(N, Ho, Wo, kh * kw, cin)
-    parts = [dpatches[:, :, :, t, :] for t in range(kh * kw)]
-    dx_pad = _window_slices_adjoint(parts, padded_shape[1:3], strides, (kh, kw))
+    dx_pad = _gather_windows_adjoint(dpatches, g.padded_hw, g.window, g.strides)
+    (pt, pl), (H, Wd) = g.pad_lo, g.in_hw
     dx = dx_pad[:, pt:pt + H, pl:pl + Wd, :]
     return {"W": dW, "b": db}, dx
 
@@ -278,18 +293,20 @@ def maxpool2d_forward(x, window=2, stride=None, padding="valid"):
     if Ho < 1 or Wo < 1:
         raise ValueError(f"maxpool2d: window {win} does not fit input {(H, Wd)}")
     x_pad = lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
-    windows = jnp.stack(_window_slices(x_pad, win, strides, (Ho, Wo)), axis=-1)  # (N,Ho,Wo,C,P)
-    arg = jnp.argmax(windows, axis=-1)                                           # first maximum
-    y = jnp.take_along_axis(windows, arg[..., None], axis=-1)[..., 0]
-    return y, (arg, x_pad.shape, (pt, pl), (H, Wd), win, strides)
+    windows = _gather_windows(x_pad, win, strides, (Ho, Wo))       # (N, Ho, Wo, P, C)
+    arg = jnp.argmax(windows, axis=3)                               # first maximum, row-major
+    y = jnp.take_along_axis(windows, arg[:, :, :, None, :], axis=3)[:, :, :, 0, :]
+    return y, (arg, _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), win, strides))
 
 
 def maxpool2d_backward(cache, dy):
     """dy (N, H_out, W_out, C) → dx (N, H, W, C): dy is routed to each window's arg-max."""
-    arg, padded_shape, (pt, pl), (H, Wd), win, strides = cache
-    P = win[0] * win[1]
-    parts = [jnp.where(arg == t, dy, jnp.zeros_like(dy)) for t in range(P)]
-    dx_pad = _window_slices_adjoint(parts, padded_shape[1:3], strides, win)
+    arg, g = cache
+    P = g.window[0] * g.window[1]
+    hit = arg[:, :, :, None, :] == jnp.arange(P)[None, None, None, :, None]   # (N, Ho, Wo, P, C)
+    d = jnp.where(hit, dy[:, :, :, None, :], jnp.zeros((), dy.dtype))
+    dx_pad = _gather_windows_adjoint(d, g.padded_hw, g.window, g.strides)
+    (pt, pl), (H, Wd) = g.pad_lo, g.in_hw
     return dx_pad[:, pt:pt + H, pl:pl + Wd, :]
 
 
