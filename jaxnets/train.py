@@ -322,19 +322,21 @@ def evaluate(model, params, data, batch_size: int = 1000):
 
 def sweep(model, params, train, *, configs: dict, epochs: int, batch_size: int,
           order: str = "shuffle", grad: str = "hand", key=None, val=None, test=None,
-          max_updates: int | None = None, eval_batch_size: int = 1000):
+          max_updates: int | None = None, eval_batch_size: int = 1000, eval_train: bool = True):
     """Train C configurations at once: one ``jax.vmap`` of the fused epoch over hyperparameters.
 
     configs: {"lr": (C,), "momentum": (C,), "l2": (C,), "lr_decay": (C,)} (missing → SGD defaults
     0 momentum, 0 l2, no decay). ``params`` is one pytree (shared start) or a pytree with a leading
     config axis of size C (e.g. one init per seed, via ``jax.vmap(model.init)(keys)``).
     Returns ``(final params with a leading C axis, history)`` where history lists hold (C,) arrays.
+    ``eval_train=False`` skips the per-epoch pass over the training set (large sets, grids).
     Identical, to float tolerance, to C separate :func:`fit` runs with the same key.
     """
     dtype = jax.tree.leaves(params)[0].dtype
     train = _validate_data(model, "train", train, dtype)
     evals_data = {k: _validate_data(model, k, d, dtype) for k, d in
-                  (("train", train), ("val", val), ("test", test)) if d is not None}
+                  (("train", train if eval_train else None), ("val", val), ("test", test))
+                  if d is not None}
     C = len(np.atleast_1d(configs["lr"]))
     defaults = {"momentum": 0.0, "l2": 0.0, "lr_decay": 1.0}
     hp = Hyper(*(jnp.broadcast_to(jnp.asarray(configs.get(k, defaults.get(k)), dtype), (C,))
