@@ -24,7 +24,7 @@ EXPERIMENTS = {
     "E3": ("jaxnets.studies.e3_fashion", "003", "E3 — Fashion-MNIST MLP study (doc 003 §3.1–3.4)", 90, 1200,
            {"n_train": 500, "max_epochs": 2, "epochs_33": 2, "batch_sizes": (50, 500), "momenta": (0.5, 0.9)}),
     "E4": ("jaxnets.studies.e4_ood", "003", "E4 — out-of-distribution tests (doc 003 §3.5)", 120, 1800,
-           {"n_train": 300, "n_test": 300, "sweep_n": 100, "epochs": 1, "model_names": ("mlp2",),
+           {"n_train": 300, "n_test": 300, "sweep_n": 100, "epochs": 1, "model_names": ("mlp2_ood",),
             "remedies": ("shift",)}),
     "E5": ("jaxnets.studies.e5_perceptron", "003", "E5 — perceptrons and the mini CNN (doc 003 Problems 1–2)",
            40, 300, {"tiny": True}),
