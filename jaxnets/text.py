@@ -2,9 +2,10 @@
 corpus, a character tokenizer, the 90/10 train/validation split and random-window batches.
 
 The corpus (1,115,394 characters, Karpathy's char-rnn data set; the text is public domain) is
-looked up, in order: an explicit ``path`` → ``$JAXNETS_DATA/tinyshakespeare.txt`` → the per-user
-cache ``$XDG_CACHE_HOME/jaxnets/tinyshakespeare.txt`` (``~/.cache/...``) → the shared development
-copy ``<repo>/../shared/data/tinyshakespeare.txt`` → a download into the cache, only when
+looked up, in order: an explicit ``path`` (then nothing else) → ``$JAXNETS_DATA/tinyshakespeare.txt``
+→ the per-user cache ``$XDG_CACHE_HOME/jaxnets/tinyshakespeare.txt`` (``~/.cache/...``) →
+``$JAXNETS_SHARED_DATA/tinyshakespeare.txt`` → the development/CI copy
+``<repo>/../shared/data/tinyshakespeare.txt`` → a download into the cache, only when
 ``download=True`` (SHA-256 checked, written atomically). It is never shipped with the package.
 """
 from __future__ import annotations
@@ -43,6 +44,8 @@ def shakespeare_candidates(path: str | os.PathLike | None = None) -> list[Path]:
     if os.environ.get("JAXNETS_DATA"):
         out.append(Path(os.environ["JAXNETS_DATA"]) / SHAKESPEARE_FILE)
     out.append(_cache_dir() / SHAKESPEARE_FILE)
+    if os.environ.get("JAXNETS_SHARED_DATA"):
+        out.append(Path(os.environ["JAXNETS_SHARED_DATA"]) / SHAKESPEARE_FILE)
     out.append(_REPO_ROOT.parent / "shared" / "data" / SHAKESPEARE_FILE)
     return out
 
@@ -67,17 +70,21 @@ def load_shakespeare(path: str | os.PathLike | None = None, download: bool = Fal
     """The tiny Shakespeare corpus as one string.
 
     ``path`` is the file (or a directory holding ``tinyshakespeare.txt``); without it the
-    locations of :func:`shakespeare_candidates` are tried. Raises FileNotFoundError naming every
-    path tried (and how to provide the file) when none exists, ValueError for an empty or
-    non-UTF-8 file.
+    locations of :func:`shakespeare_candidates` are tried. Raises ``jaxnets.data.DataNotFoundError``
+    (a FileNotFoundError) naming every path tried, and how to provide the file, when none exists;
+    ValueError for an empty or non-UTF-8 file.
     """
     tried = shakespeare_candidates(path)
     found = next((p for p in tried if p.is_file()), None)
     if found is None and download and path is None:
         found = _download(_cache_dir() / SHAKESPEARE_FILE)
     if found is None:
+        try:
+            from jaxnets.data import DataNotFoundError as missing   # also a FileNotFoundError
+        except ImportError:  # pragma: no cover
+            missing = FileNotFoundError
         listing = "\n  ".join(str(p) for p in tried)
-        raise FileNotFoundError(
+        raise missing(
             f"tiny Shakespeare corpus not found; looked for:\n  {listing}\n"
             f"Pass its path explicitly (--data PATH), set JAXNETS_DATA to a directory holding "
             f"{SHAKESPEARE_FILE}, or download it from {SHAKESPEARE_URL} "

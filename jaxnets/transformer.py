@@ -26,6 +26,8 @@ and in the gradient tests. Every broadcast is written out (``b[None, :]``), so t
 """
 from __future__ import annotations
 
+import itertools
+import math
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -425,26 +427,33 @@ def init_params(key, vocab: int, block_size: int, n_embd: int, n_head: int, n_la
              "ln_f": {"g", "b": (d,)}, "head": {"W": (d, V), "b": (V,)}}.
     """
     d = n_embd
-    keys = iter(jax.random.split(key, 3 + 6 * n_layer))
-
-    def normal(shape):
-        return std * jax.random.normal(next(keys), shape, dtype)
+    shapes = {"tok": (vocab, d), "pos": (block_size, d), "head": (d, vocab)}
+    for i in range(n_layer):
+        shapes.update({(i, "Wq"): (d, d), (i, "Wk"): (d, d), (i, "Wv"): (d, d), (i, "proj"): (d, d),
+                       (i, "fc1"): (d, 4 * d), (i, "fc2"): (4 * d, d)})
+    # One draw for all weights, cut into pieces: a single random-bits kernel compiles much faster
+    # than one per matrix.
+    sizes = [math.prod(s) for s in shapes.values()]
+    flat = std * jax.random.normal(key, (sum(sizes),), dtype)
+    offsets = itertools.accumulate(sizes, initial=0)
+    w = {k: jnp.reshape(flat[o:o + n], shp)
+         for (k, shp), o, n in zip(shapes.items(), offsets, sizes)}
 
     def ln():
         return {"g": jnp.ones((d,), dtype), "b": jnp.zeros((d,), dtype)}
 
-    blocks = []
-    for _ in range(n_layer):
-        blocks.append({
-            "ln1": ln(),
-            "attn": {"Wq": normal((d, d)), "Wk": normal((d, d)), "Wv": normal((d, d)),
-                     "proj": {"W": normal((d, d)), "b": jnp.zeros((d,), dtype)}},
-            "ln2": ln(),
-            "ffn": {"fc1": {"W": normal((d, 4 * d)), "b": jnp.zeros((4 * d,), dtype)},
-                    "fc2": {"W": normal((4 * d, d)), "b": jnp.zeros((d,), dtype)}},
-        })
-    return {"tok_emb": normal((vocab, d)), "pos_emb": normal((block_size, d)), "blocks": blocks,
-            "ln_f": ln(), "head": {"W": normal((d, vocab)), "b": jnp.zeros((vocab,), dtype)}}
+    def zeros(n):
+        return jnp.zeros((n,), dtype)
+
+    blocks = [{"ln1": ln(),
+               "attn": {"Wq": w[i, "Wq"], "Wk": w[i, "Wk"], "Wv": w[i, "Wv"],
+                        "proj": {"W": w[i, "proj"], "b": zeros(d)}},
+               "ln2": ln(),
+               "ffn": {"fc1": {"W": w[i, "fc1"], "b": zeros(4 * d)},
+                       "fc2": {"W": w[i, "fc2"], "b": zeros(d)}}}
+              for i in range(n_layer)]
+    return {"tok_emb": w["tok"], "pos_emb": w["pos"], "blocks": blocks,
+            "ln_f": ln(), "head": {"W": w["head"], "b": zeros(vocab)}}
 
 
 class TransformerModel(NamedTuple):
@@ -490,8 +499,12 @@ def transformer(vocab: int, block_size: int, n_embd: int, n_head: int, n_layer: 
     dropout = float(dropout)
     name = f"transformer-V{vocab}-T{block_size}-d{n_embd}-h{n_head}-L{n_layer}"
 
+    # One compilation instead of ~50 eager ops; init runs once, so XLA's optimisations are skipped.
+    _init = jax.jit(init_params, static_argnums=(1, 2, 3, 4, 5, 6),
+                    compiler_options={"xla_backend_optimization_level": 0})
+
     def init(key, dtype=jnp.float32):
-        return init_params(key, vocab, block_size, n_embd, n_head, n_layer, dtype)
+        return _init(key, vocab, block_size, n_embd, n_head, n_layer, jnp.dtype(dtype))
 
     def apply(params, idx, key=None):
         idx = jnp.asarray(idx)
