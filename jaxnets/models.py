@@ -110,3 +110,9 @@ def mlp(sizes: Sequence[int], activation: str = "relu", loss: str = "softmax_cro
 def count_params(params) -> int:
     """Number of scalar parameters in a params pytree."""
     return sum(int(v.size) for v in jax.tree.leaves(params))
+
+
+def transformer(vocab: int, block_size: int, n_embd: int, n_head: int, n_layer: int, dropout: float = 0.0):
+    """The tiny decoder-only transformer of doc 003 Problem 4 (see :mod:`jaxnets.transformer`)."""
+    from jaxnets.transformer import transformer as make  # imported lazily: models stays light
+    return make(vocab, block_size, n_embd, n_head, n_layer, dropout)

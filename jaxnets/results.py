@@ -51,6 +51,7 @@ def write_json(path, record: dict) -> str:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(record, f, indent=1, default=_default, allow_nan=True)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a result file is for everyone to read
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

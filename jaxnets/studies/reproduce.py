@@ -31,7 +31,7 @@ EXPERIMENTS = {
     "E6": ("jaxnets.studies.e6_cifar", "004", "E6 — CIFAR-10 TwoLayerNet (doc 004 §1.6–1.10)", 90, 1500,
            {"n_train": 500, "iterations": 20, "baseline_iterations": 20,
             "grid": {"lr": [1e-3], "lr_decay": [0.95], "reg": [0.1]}}),
-    "E7": ("jaxnets.studies.e7_transformer", "003", "E7 — tiny transformer (doc 003 §4.1)", 60, 1700,
+    "E7": ("jaxnets.studies.e7_transformer", "003", "E7 — tiny transformer (doc 003 §4.1)", 30, 700,
            {"tiny": True}),
 }
 DOC_TITLES = {"001": "doc 001", "002": "doc 002", "003": "doc 003", "004": "doc 004"}
