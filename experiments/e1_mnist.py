@@ -2,6 +2,7 @@
 import argparse
 
 from jaxnets.studies import e1_mnist
+from jaxnets.studies.common import print_rows
 
 
 def main(argv=None):
@@ -14,9 +15,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     rec = e1_mnist.run(a.quick, a.results, a.figures, a.seed, a.epochs)
     print(f"E1 on {rec['data_source']} ({rec['epochs']} epochs, seed {rec['seed']}):")
-    for r in rec["rows"]:
-        doc = "" if r["doc_value"] is None else f"  doc {r['doc_value']}  [{r['status']}]"
-        print(f"  {r['quantity']:<62} {r['value']}{doc}")
+    print_rows(rec, 62)
     print(f"wall time {rec['wall_time']:.1f} s; wrote {rec['json']}")
 
 

@@ -3,6 +3,7 @@
 import argparse
 
 from jaxnets.studies import e2_levels
+from jaxnets.studies.common import print_rows
 
 
 def main(argv=None):
@@ -18,9 +19,7 @@ def main(argv=None):
     for k, v in lv["sec_per_epoch"].items():
         print(f"  {k:<22} {v:9.4f} s   last-epoch loss {lv['curves'][k][-1]:.10f}")
     print(f"E2 MNIST part on {rec['data_source']}:")
-    for r in rec["rows"]:
-        doc = "" if r["doc_value"] is None else f"  doc {r['doc_value']}  [{r['status']}]"
-        print(f"  {r['quantity']:<72} {r['value']}{doc}")
+    print_rows(rec, 72)
     print(f"wall time {rec['wall_time']:.1f} s; wrote {rec['json']}")
 
 

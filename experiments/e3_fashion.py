@@ -2,6 +2,7 @@
 import argparse
 
 from jaxnets.studies import e3_fashion
+from jaxnets.studies.common import print_rows
 
 
 def main(argv=None):
@@ -17,10 +18,7 @@ def main(argv=None):
     rec = e3_fashion.run(a.quick, a.results, a.figures, a.seed, max_epochs=a.max_epochs,
                          epochs_33=a.epochs_33)
     print(f"E3 on {rec['data_source']} ({rec['sizes']}, seed {rec['seed']}, quick={rec['quick']}):")
-    for r in rec["rows"]:
-        doc = "" if r["doc_value"] is None else f"  doc {r['doc_value']}  [{r['status']}]"
-        note = f"  ({r['note']})" if r["note"] else ""
-        print(f"  {r['quantity']:<78} {r['value']}{doc}{note}")
+    print_rows(rec, 78, notes=True)
     print("wall times: " + ", ".join(f"{k} {v:.1f} s" for k, v in rec["timings"].items()))
     print(f"E3 wall time {rec['wall_time']:.1f} s; wrote {rec['json']}")
 

@@ -3,6 +3,7 @@
 import argparse
 
 from jaxnets.studies import e4_ood
+from jaxnets.studies.common import print_rows
 
 
 def main(argv=None):
@@ -23,10 +24,7 @@ def main(argv=None):
     print(f"E4 on {rec['data_source']} ({rec['sizes']}, seed {rec['seed']}, quick={rec['quick']}):")
     print(e4_ood.format_tables(rec))
     print()
-    for r in rec["rows"]:
-        doc = "" if r["doc_value"] is None else f"  doc {r['doc_value']}  [{r['status']}]"
-        note = f"  ({r['note']})" if r["note"] else ""
-        print(f"  {r['quantity']:<78} {r['value']}{doc}{note}")
+    print_rows(rec, 78, notes=True)
     print("wall times: " + ", ".join(f"{k} {v:.1f} s" for k, v in rec["timings"].items()))
     print(f"E4 wall time {rec['wall_time']:.1f} s; wrote {rec['json']}")
 

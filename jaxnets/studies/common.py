@@ -23,3 +23,11 @@ def finish(name, record, results_dir):
     path = os.path.join(results_dir, f"{name}.json")
     record["json"] = results.write_json(path, record)
     return record
+
+
+def print_rows(rec, width=78, notes=False):
+    """Print a study record's report rows: quantity, our value, and the document's where stated."""
+    for r in rec["rows"]:
+        doc = "" if r["doc_value"] is None else f"  doc {r['doc_value']}  [{r['status']}]"
+        note = f"  ({r['note']})" if notes and r.get("note") else ""
+        print(f"  {r['quantity']:<{width}} {r['value']}{doc}{note}")
