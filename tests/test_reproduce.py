@@ -39,3 +39,20 @@ def test_failure_in_one_experiment_is_reported_and_others_run(tmp_path, monkeypa
 def test_unknown_experiment_is_rejected():
     with pytest.raises(ValueError, match="unknown experiment"):
         reproduce.run(["E9"])
+
+
+def test_absent_data_sets_become_rows_saying_how_to_get_them(tmp_path, monkeypatch):
+    """Simulate a fresh machine with only the bundled MNIST-5k: every other look-up finds nothing."""
+    from jaxnets import text
+    from jaxnets.data import registry
+
+    real = registry.search_locations
+    monkeypatch.setattr(registry, "search_locations",
+                        lambda name, path=None: real(name, path) if name == "mnist_5k"
+                        else [("empty test dir", tmp_path / "none" / name)])
+    monkeypatch.setattr(text, "shakespeare_candidates", lambda path=None: [tmp_path / "none" / "t.txt"])
+    records, ok = reproduce.run(["E3", "E6", "E7"], quick=True, tiny=True, results_dir=str(tmp_path),
+                                figures_dir=str(tmp_path), report_path=str(tmp_path / "R.md"))
+    assert ok and [r["status"] for r in records] == ["data absent"] * 3
+    report = (tmp_path / "R.md").read_text()
+    assert report.count("data absent: ") == 3 and "dataset-fashion-mnist" in report
