@@ -268,16 +268,20 @@ def _blocked_kernel(kernel: Kernel, A, B, block_rows: int):
                             for s in range(0, n, block_rows)], axis=0)
 
 
+def _alg2_update(alpha, s, yi, i):
+    """Algorithm 2's step from the scores s (K,) of example i: on a mistake α_{ŷ,i} −= 1, α_{y_i,i} += 1."""
+    yhat = jnp.argmax(s)
+    m = (yhat != yi).astype(alpha.dtype)
+    alpha = alpha.at[yhat, i].add(-m).at[yi, i].add(m)
+    return alpha, (yhat, yhat != yi)
+
+
 @jax.jit
 def _alg2_scan_gram(alpha, G, y, idx):
     TRACE_COUNTS["kernel_perceptron_gram"] += 1
 
     def step(alpha, i):
-        s = alpha @ G[i]                         # Σ_m α_{c,m} k(x_m, x_i); G symmetric
-        yhat, yi = jnp.argmax(s), y[i]
-        m = (yhat != yi).astype(alpha.dtype)
-        alpha = alpha.at[yhat, i].add(-m).at[yi, i].add(m)
-        return alpha, (yhat, yhat != yi)
+        return _alg2_update(alpha, alpha @ G[i], y[i], i)  # Σ_m α_{c,m} k(x_m, x_i); G symmetric
 
     alpha, (pred, mistake) = lax.scan(step, alpha, idx)
     return alpha, pred, mistake
@@ -289,11 +293,7 @@ def _alg2_scan_onthefly(alpha, X, y, idx, kernel):
 
     def step(alpha, i):
         k_col = kernel(X, X[i][None])[:, 0]      # k(x_m, x_i) for all m
-        s = alpha @ k_col
-        yhat, yi = jnp.argmax(s), y[i]
-        m = (yhat != yi).astype(alpha.dtype)
-        alpha = alpha.at[yhat, i].add(-m).at[yi, i].add(m)
-        return alpha, (yhat, yhat != yi)
+        return _alg2_update(alpha, alpha @ k_col, y[i], i)
 
     alpha, (pred, mistake) = lax.scan(step, alpha, idx)
     return alpha, pred, mistake
