@@ -58,11 +58,22 @@ def main(argv=None):
     print("\nratios (medians, same run):")
     for r in rat:
         extra = f", vmapped 5-config sweep / single {r['sweep5_over_single']:.2f}x" if "sweep5_over_single" in r else ""
+        if "general_over_plain" in r:
+            extra += f", momentum+L2 compiled in / plain SGD epoch {r['general_over_plain']:.2f}x"
         print(f"  batch {r['batch']:>4}: NumPy batched / fused = {r['numpy_batched_over_fused']:.2f}x "
               f"(fastest NumPy rung / fused = {r['best_numpy_over_fused']:.2f}x), "
               f"hand / jax.grad = {r['hand_over_autodiff']:.3f}, fused fraction of peak = "
               f"{r['fused_fraction_of_peak']:.3f}{extra}")
     rec = {"data_source": src, "n": len(X), "blas": blas, "mlp": mlp, "ratios": rat, "quick": a.quick}
+    sw = bench.sweep_widths(X, Y, widths=(16, 256) if a.quick else (16, 32, 64, 128, 256), rounds=rounds)
+    print(f"\nvmapped sweep of {sw['configs']} configurations at batch {sw['batch']} vs hidden width "
+          f"(seconds per epoch, medians of {sw['rounds']} interleaved rounds; 'one after another' runs the"
+          f" single configuration's compiled epoch {sw['configs']} times)")
+    print(f"  {'width':>5} {'params':>8} {'single':>8} {'vmapped':>8} {'one by one':>10} {'vmap/single':>11} {'vmap/one by one':>15}")
+    for r in sw["rows"]:
+        print(f"  {r['width']:>5} {r['params']:>8} {r['single_s']:8.4f} {r['vmapped_s']:8.4f} {r['sequential_s']:10.4f}"
+              f" {r['vmapped_over_single']:10.2f}x {r['vmapped_over_sequential']:14.2f}x")
+    rec["sweep_widths"] = sw
     if not a.no_cnn:
         try:
             cs = data.get_split("fashion_mnist", nhwc=True)

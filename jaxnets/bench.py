@@ -127,16 +127,19 @@ def _jax_step_loop(model, p0, Xd, Yd, B):
     return Variant("JAX jit step, Python loop", run, compile_s=comp)
 
 
-def _fused(model, p0, Xd, Yd, B, grad, name):
+def _fused(model, p0, Xd, Yd, B, grad, name, general=False):
+    """The fused epoch as ``fit`` compiles plain SGD (momentum 0, no L2: the NumPy rungs' algorithm);
+    ``general=True`` compiles momentum and L2 in (traced, here 0), as ``fit`` does when they are used."""
     n = len(Xd)
-    ep = jax.jit(train.make_epoch(model, n, B, "fixed", grad))
+    sw = dict(use_momentum=general, use_l2=general)
+    ep = jax.jit(train.make_epoch(model, n, B, "fixed", grad, **sw))
     st = train.init_state(p0)
     hp = train.Hyper(*(jnp.float32(v) for v in (0.01, 0.0, 0.0, 1.0)))
     t = time.perf_counter()
     c = ep.lower(st, hp, jnp.int32(0), jax.random.key(0), Xd, Yd).compile()
     comp = time.perf_counter() - t
     # FLOPs of one step: compile the scan body alone (same function, one batch).
-    step_ep = jax.jit(train.make_epoch(model, B, B, "fixed", grad))
+    step_ep = jax.jit(train.make_epoch(model, B, B, "fixed", grad, **sw))
     sc = step_ep.lower(st, hp, jnp.int32(0), jax.random.key(0), Xd[:B], Yd[:B]).compile()
     flops = _flops(sc) * train.n_batches(n, B)
 
@@ -145,9 +148,13 @@ def _fused(model, p0, Xd, Yd, B, grad, name):
     return Variant(name, run, compile_s=comp, flops_per_epoch=flops, peak_bytes=_mem(c))
 
 
+GENERAL = "JAX fused epoch, momentum+L2 compiled in"
+
+
 def _sweep_variant(model, p0, Xd, Yd, B, C=5):
     n = len(Xd)
-    ep = jax.jit(jax.vmap(train.make_epoch(model, n, B, "fixed"), in_axes=(0, 0, None, None, None, None)))
+    ep = jax.jit(jax.vmap(train.make_epoch(model, n, B, "fixed", use_momentum=False, use_l2=False),
+                          in_axes=(0, 0, None, None, None, None)))
     st = jax.vmap(train.init_state)(jax.tree.map(lambda v: jnp.broadcast_to(v, (C,) + v.shape), p0))
     hp = train.Hyper(jnp.linspace(0.005, 0.05, C, dtype=jnp.float32), jnp.zeros(C, jnp.float32),
                      jnp.zeros(C, jnp.float32), jnp.ones(C, jnp.float32))
@@ -199,7 +206,8 @@ def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=5, per_example_steps=40
         vs = _numpy_variants(X, Y, p0, B, per_example_steps)
         vs += [_jax_step_loop(model, p0, Xd, Yd, B),
                _fused(model, p0, Xd, Yd, B, "hand", "JAX fused epoch (hand grads)"),
-               _fused(model, p0, Xd, Yd, B, "autodiff", "JAX fused epoch (jax.grad)")]
+               _fused(model, p0, Xd, Yd, B, "autodiff", "JAX fused epoch (jax.grad)"),
+               _fused(model, p0, Xd, Yd, B, "hand", GENERAL, general=True)]
         if B == 5:
             vs.append(_sweep_variant(model, p0, Xd, Yd, B))
         _interleave(vs, rounds)
@@ -240,11 +248,35 @@ def ratios(mlp: dict) -> list[dict]:
                 "best_numpy_over_fused": best_np / fused["median_s"],
                 "hand_over_autodiff": fused["median_s"] / ad["median_s"],
                 "fused_fraction_of_peak": fused.get("fraction_of_peak")}
+        if GENERAL in r:
+            item["general_over_plain"] = r[GENERAL]["median_s"] / fused["median_s"]
         sw = [k for k in r if k.startswith("JAX vmapped sweep")]
         if sw:
             item["sweep5_over_single"] = r[sw[0]]["median_s"] / fused["median_s"]
         out.append(item)
     return out
+
+
+def sweep_widths(X, Y, widths=(16, 64, 256), C=5, batch=5, rounds=5):
+    """Where a vmapped sweep pays: per hidden width, one fused epoch of one configuration, the
+    C-configuration vmapped epoch, and the C configurations one after another (the alternative a
+    sweep replaces), interleaved. Ratios are of medians within the run."""
+    from jaxnets import models
+    Xd, Yd = jax.device_put(jnp.asarray(X)), jax.device_put(jnp.asarray(Y))
+    out = []
+    for h in widths:
+        model = models.mlp([X.shape[1], h, 10], "sigmoid", "softmax_cross_entropy")
+        p0 = model.init(jax.random.key(0))
+        single = _fused(model, p0, Xd, Yd, batch, "hand", "one configuration")
+        vmapped = _sweep_variant(model, p0, Xd, Yd, batch, C)
+        seq = Variant(f"{C} configurations one after another", lambda s=single: [s.run() for _ in range(C)])
+        _interleave([single, vmapped, seq], rounds)
+        med = {v.name: float(np.median(v.times)) for v in (single, vmapped, seq)}
+        out.append({"width": h, "params": sum(x.size for x in jax.tree.leaves(p0)),
+                    "single_s": med[single.name], "vmapped_s": med[vmapped.name], "sequential_s": med[seq.name],
+                    "vmapped_over_single": med[vmapped.name] / med[single.name],
+                    "vmapped_over_sequential": med[vmapped.name] / med[seq.name]})
+    return {"configs": C, "batch": batch, "n": len(X), "rounds": rounds, "rows": out}
 
 
 def _epoch_seconds(model, X, Y, B, rounds):

@@ -193,3 +193,43 @@ def test_sweep_equals_separate_runs(x64):
         for u, v in zip(jax.tree.leaves(r.final_params), jax.tree.leaves(params)):
             np.testing.assert_allclose(u, v[c], rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(r.history["val_acc"], [a[c] for a in hist["val_acc"]], atol=1e-12)
+
+
+@pytest.mark.parametrize("grad", ["hand", "autodiff"])
+@pytest.mark.parametrize("use_momentum,use_l2", [(False, False), (False, True), (True, False)])
+def test_static_momentum_and_l2_switches_are_bit_identical(grad, use_momentum, use_l2):
+    """fit compiles the epoch without the velocity / the penalty when momentum / l2 is 0; with the
+    hyperparameter at 0 the general epoch must give the same bits (float32, one ragged epoch)."""
+    p0 = NET.init(jax.random.key(3))
+    hp = train.Hyper(*(jnp.float32(v) for v in (0.3, 0.0, 0.0, 1.0)))
+    args = (train.init_state(p0), hp, jnp.int32(0), jax.random.key(4), X, Y)
+    general = jax.jit(train.make_epoch(NET, len(X), 10, "shuffle", grad))(*args)
+    special = jax.jit(train.make_epoch(NET, len(X), 10, "shuffle", grad, use_momentum=use_momentum,
+                                       use_l2=use_l2))(*args)
+    assert _leaves_equal(general[0].params, special[0].params)
+    assert np.array_equal(np.asarray(general[1]), np.asarray(special[1]))
+    assert int(general[0].updates) == int(special[0].updates) == 11
+
+
+def test_static_switches_change_the_computation():
+    """The switches are not no-ops: with momentum/l2 nonzero in hp, switching them off changes the
+    result (use_momentum=False ignores hp.momentum, use_l2=False ignores hp.l2)."""
+    p0 = NET.init(jax.random.key(3))
+    hp = train.Hyper(*(jnp.float32(v) for v in (0.3, 0.9, 0.05, 1.0)))
+    args = (train.init_state(p0), hp, jnp.int32(0), jax.random.key(4), X, Y)
+    outs = [jax.jit(train.make_epoch(NET, len(X), 10, "shuffle", use_momentum=m, use_l2=r))(*args)[0]
+            for m, r in ((True, True), (False, True), (True, False))]
+    assert not _leaves_equal(outs[0].params, outs[1].params)
+    assert not _leaves_equal(outs[0].params, outs[2].params)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 3e38])
+def test_divergence_check_flags_any_non_finite_gradient_entry(bad):
+    """The per-step check is one sum per gradient leaf: NaN and ±Inf propagate; entries whose sum
+    overflows float32 (3e38 twice) are flagged too."""
+    g = [{"W": np.ones((4, 3), np.float32), "b": np.zeros(3, np.float32)}]
+    assert bool(train._finite(jnp.float32(1.0), g))
+    g[0]["W"][2, 1] = bad
+    g[0]["W"][0, 0] = bad if bad == 3e38 else 1.0
+    assert not bool(train._finite(jnp.float32(1.0), g))
+    assert not bool(train._finite(jnp.float32(np.nan), [{"W": np.ones(2, np.float32)}]))
