@@ -19,11 +19,11 @@ def _fmt(v, spec="8.4f"):
 
 def print_table(title, rows):
     print(f"\n{title}")
-    print(f"  {'variant':<34} {'median s':>9} {'min s':>8} {'max s':>8} {'compile s':>9} {'peak frac':>9} {'mem MB':>8}  note")
+    print(f"  {'variant':<40} {'median s':>9} {'min s':>8} {'max s':>8} {'compile s':>9} {'peak frac':>9} {'mem MB':>8}  note")
     for r in rows:
         frac = r.get("fraction_of_peak")
         mem = None if not r.get("peak_bytes") or r["peak_bytes"] < 0 else r["peak_bytes"] / 2**20
-        print(f"  {r['variant']:<34} {_fmt(r['median_s'], '9.4f')} {_fmt(r['min_s'])} {_fmt(r['max_s'])}"
+        print(f"  {r['variant']:<40} {_fmt(r['median_s'], '9.4f')} {_fmt(r['min_s'])} {_fmt(r['max_s'])}"
               f" {_fmt(r['compile_s'], '9.3f')} {_fmt(frac, '9.3f')} {_fmt(mem, '8.1f')}  {r.get('note', '')}")
 
 
@@ -58,8 +58,11 @@ def main(argv=None):
     print("\nratios (medians, same run):")
     for r in rat:
         extra = f", vmapped 5-config sweep / single {r['sweep5_over_single']:.2f}x" if "sweep5_over_single" in r else ""
+        if "fused_over_bare" in r:
+            extra += (f", fused / bare scan {r['fused_over_bare']:.2f}x (NumPy batched / bare scan "
+                      f"{r['numpy_batched_over_bare']:.2f}x)")
         if "general_over_plain" in r:
-            extra += f", momentum+L2 compiled in / plain SGD epoch {r['general_over_plain']:.2f}x"
+            extra += f", all checks+options on / plain SGD epoch {r['general_over_plain']:.2f}x"
         print(f"  batch {r['batch']:>4}: NumPy batched / fused = {r['numpy_batched_over_fused']:.2f}x "
               f"(fastest NumPy rung / fused = {r['best_numpy_over_fused']:.2f}x), "
               f"hand / jax.grad = {r['hand_over_autodiff']:.3f}, fused fraction of peak = "

@@ -128,10 +128,12 @@ def _jax_step_loop(model, p0, Xd, Yd, B):
 
 
 def _fused(model, p0, Xd, Yd, B, grad, name, general=False):
-    """The fused epoch as ``fit`` compiles plain SGD (momentum 0, no L2: the NumPy rungs' algorithm);
-    ``general=True`` compiles momentum and L2 in (traced, here 0), as ``fit`` does when they are used."""
+    """The fused epoch as ``fit`` compiles plain SGD (momentum 0, no L2: the NumPy rungs' algorithm;
+    no per-step gradient check, ``fit`` replays an epoch with it only if the weights go non-finite).
+    ``general=True``: ``make_epoch``'s defaults — momentum, L2 (traced, here 0) and the per-step
+    gradient check compiled in."""
     n = len(Xd)
-    sw = dict(use_momentum=general, use_l2=general)
+    sw = dict(use_momentum=general, use_l2=general, check_grads=general)
     ep = jax.jit(train.make_epoch(model, n, B, "fixed", grad, **sw))
     st = train.init_state(p0)
     hp = train.Hyper(*(jnp.float32(v) for v in (0.01, 0.0, 0.0, 1.0)))
@@ -148,12 +150,31 @@ def _fused(model, p0, Xd, Yd, B, grad, name, general=False):
     return Variant(name, run, compile_s=comp, flops_per_epoch=flops, peak_bytes=_mem(c))
 
 
-GENERAL = "JAX fused epoch, momentum+L2 compiled in"
+GENERAL = "JAX fused epoch, all checks+options on"
+BARE = "JAX bare scan: backprop + SGD only"
+
+
+def _bare(model, p0, Xd, Yd, B):
+    """What remains of an epoch without the engine (no masks, counters, loss record, divergence
+    check): a scan of hand-written backprop and ``p - lr·g`` over contiguous batches. A floor for
+    the fused epoch, measured, not a product path. Needs n divisible by B."""
+    nb = len(Xd) // B
+
+    def epoch(p, X, Y):
+        def step(p, b):
+            _, g = model.backprop(p, *b)
+            return jax.tree.map(lambda w, d: w - 0.01 * d, p, g), None
+        return jax.lax.scan(step, p, (X[:nb * B].reshape(nb, B, -1), Y[:nb * B].reshape(nb, B)))[0]
+    t = time.perf_counter()
+    c = jax.jit(epoch).lower(p0, Xd, Yd).compile()
+    comp = time.perf_counter() - t
+    return Variant(BARE, lambda: jax.block_until_ready(c(p0, Xd, Yd)), compile_s=comp, peak_bytes=_mem(c))
 
 
 def _sweep_variant(model, p0, Xd, Yd, B, C=5):
     n = len(Xd)
-    ep = jax.jit(jax.vmap(train.make_epoch(model, n, B, "fixed", use_momentum=False, use_l2=False),
+    ep = jax.jit(jax.vmap(train.make_epoch(model, n, B, "fixed", use_momentum=False, use_l2=False,
+                                           check_grads=False),
                           in_axes=(0, 0, None, None, None, None)))
     st = jax.vmap(train.init_state)(jax.tree.map(lambda v: jnp.broadcast_to(v, (C,) + v.shape), p0))
     hp = train.Hyper(jnp.linspace(0.005, 0.05, C, dtype=jnp.float32), jnp.zeros(C, jnp.float32),
@@ -207,7 +228,8 @@ def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=5, per_example_steps=40
         vs += [_jax_step_loop(model, p0, Xd, Yd, B),
                _fused(model, p0, Xd, Yd, B, "hand", "JAX fused epoch (hand grads)"),
                _fused(model, p0, Xd, Yd, B, "autodiff", "JAX fused epoch (jax.grad)"),
-               _fused(model, p0, Xd, Yd, B, "hand", GENERAL, general=True)]
+               _fused(model, p0, Xd, Yd, B, "hand", GENERAL, general=True),
+               _bare(model, p0, Xd, Yd, B)]
         if B == 5:
             vs.append(_sweep_variant(model, p0, Xd, Yd, B))
         _interleave(vs, rounds)
@@ -250,6 +272,9 @@ def ratios(mlp: dict) -> list[dict]:
                 "fused_fraction_of_peak": fused.get("fraction_of_peak")}
         if GENERAL in r:
             item["general_over_plain"] = r[GENERAL]["median_s"] / fused["median_s"]
+        if BARE in r:
+            item["fused_over_bare"] = fused["median_s"] / r[BARE]["median_s"]
+            item["numpy_batched_over_bare"] = r["NumPy batched"]["median_s"] / r[BARE]["median_s"]
         sw = [k for k in r if k.startswith("JAX vmapped sweep")]
         if sw:
             item["sweep5_over_single"] = r[sw[0]]["median_s"] / fused["median_s"]

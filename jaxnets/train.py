@@ -114,7 +114,7 @@ def _finite(loss, grads):
 
 def make_epoch(model, n: int, batch_size: int, order: str = "shuffle", grad: str = "hand",
                max_updates: int | None = None, mesh=None, inspect_sharding=None, *,
-               use_momentum: bool = True, use_l2: bool = True):
+               use_momentum: bool = True, use_l2: bool = True, check_grads: bool = True):
     """The pure epoch function ``epoch(state, hp, epoch, key, X, Y) -> (state, step_losses)``.
 
     X: (n, *in_shape); Y: (n,) labels or (n, K) targets; step_losses: (n_batches,). Steps past
@@ -128,6 +128,16 @@ def make_epoch(model, n: int, batch_size: int, order: str = "shuffle", grad: str
     passes over the weights, and the velocity update and the penalty's reduction are two of them
     (``python -m experiments.bench`` measures it). With ``use_momentum=False`` the velocity in
     ``state.opt_state`` is neither read nor written, so the state keeps one structure.
+
+    ``check_grads``: every step tests its loss for finiteness (free: the loss is computed anyway)
+    and, with ``check_grads=True``, also its gradient, one sum per leaf, before applying it — an
+    exact guard, but the sum is an extra read of the gradient that XLA:CPU runs as a slow fused
+    reduction (about a third of a batch-1 or batch-5 step). ``check_grads=False`` drops it; a
+    non-finite gradient under a finite loss then goes into the weights, where it stays non-finite
+    (NaN/Inf survive every later SGD/momentum update), so the epoch's output shows it:
+    :func:`fit` and :func:`sweep` run ``check_grads=False`` and replay an epoch with
+    ``check_grads=True`` from its input state (order and draws are deterministic) only when its
+    output state is not finite — same result as checking every step, without the per-step cost.
     """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
@@ -158,7 +168,7 @@ def make_epoch(model, n: int, batch_size: int, order: str = "shuffle", grad: str
                 new_opt = state.opt_state
             new_params = optax.apply_updates(state.params, upd)
             active = state.updates < limit
-            finite = _finite(loss, g)
+            finite = _finite(loss, g) if check_grads else jnp.isfinite(loss)
             do = active & finite & ~state.diverged
             newly_bad = active & ~finite & ~state.diverged
             keep = lambda new, old: jnp.where(do, new, old)  # noqa: E731
@@ -173,6 +183,24 @@ def make_epoch(model, n: int, batch_size: int, order: str = "shuffle", grad: str
         return jax.lax.scan(step, state, (idx, mask))
 
     return epoch_fn
+
+
+@jax.jit
+def _weights_finite(state: TrainState):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in
+                              jax.tree.leaves((state.params, state.opt_state))]))
+
+
+def _with_replay(fast_epoch, exact_epoch):
+    """``run(state, *args)``: the ``check_grads=False`` epoch; replayed from the same input state
+    with the per-step gradient check (``exact_epoch``, compiled on first need) when its output
+    weights or optimizer state are not finite."""
+    def run(state, *args):
+        new, losses = fast_epoch(state, *args)
+        if not bool(_weights_finite(new)):
+            new, losses = exact_epoch(state, *args)
+        return new, losses
+    return run
 
 
 def make_evaluate(model, n: int, batch_size: int = 1000):
@@ -265,11 +293,13 @@ def fit(model, params, train, *, epochs: int, batch_size: int, lr: float, moment
         rep = NamedSharding(mesh, P())
         state, train = jax.device_put((state, train), rep)
 
-    epoch_jit = jax.jit(make_epoch(model, n, batch_size, order, grad, max_updates, mesh,
-                                   use_momentum=momentum != 0, use_l2=l2 != 0))
+    epoch_of = lambda check: jax.jit(make_epoch(  # noqa: E731
+        model, n, batch_size, order, grad, max_updates, mesh, use_momentum=momentum != 0,
+        use_l2=l2 != 0, check_grads=check))
     t0 = time.perf_counter()
-    epoch_c = epoch_jit.lower(state, hp, jnp.int32(0), key, *train).compile()
+    epoch_c = epoch_of(False).lower(state, hp, jnp.int32(0), key, *train).compile()
     compile_time = time.perf_counter() - t0
+    run_epoch = _with_replay(epoch_c, epoch_of(True))
     evals = {name: (jax.jit(make_evaluate(model, len(d[0]), eval_batch_size)), d)
              for name, d in (("train", train if eval_train else None), ("val", val), ("test", test))
              if d is not None}
@@ -292,7 +322,7 @@ def fit(model, params, train, *, epochs: int, batch_size: int, lr: float, moment
     divergence, stopped_early = None, False
     for e in it:
         t = time.perf_counter()
-        state, step_losses = epoch_c(state, hp, jnp.int32(e), jax.random.fold_in(key, e), *train)
+        state, step_losses = run_epoch(state, hp, jnp.int32(e), jax.random.fold_in(key, e), *train)
         jax.block_until_ready(state)
         history["time"].append(time.perf_counter() - t)
         history["epoch"].append(e + 1)
@@ -371,8 +401,8 @@ def sweep(model, params, train, *, configs: dict, epochs: int, batch_size: int,
     state = jax.vmap(init_state)(params)
     key = jax.random.key(0) if key is None else key
     n = len(train[0])
-    epoch_v = jax.jit(jax.vmap(make_epoch(
-        model, n, batch_size, order, grad, max_updates,
+    epoch_of = lambda check: jax.jit(jax.vmap(make_epoch(  # noqa: E731
+        model, n, batch_size, order, grad, max_updates, check_grads=check,
         use_momentum=bool(np.any(np.asarray(hp.momentum) != 0)),
         use_l2=bool(np.any(np.asarray(hp.l2) != 0))), in_axes=(0, 0, None, None, None, None)))
     evals = {k: jax.jit(jax.vmap(make_evaluate(model, len(d[0]), eval_batch_size), in_axes=(0, None, None)))
@@ -381,11 +411,12 @@ def sweep(model, params, train, *, configs: dict, epochs: int, batch_size: int,
     for k in evals:
         history[f"{k}_loss"], history[f"{k}_acc"] = [], []
     t0 = time.perf_counter()
-    epoch_c = epoch_v.lower(state, hp, jnp.int32(0), key, *train).compile()
+    epoch_c = epoch_of(False).lower(state, hp, jnp.int32(0), key, *train).compile()
     history["compile_time"] = time.perf_counter() - t0
+    run_epoch = _with_replay(epoch_c, epoch_of(True))
     for e in range(epochs):
         t = time.perf_counter()
-        state, losses = epoch_c(state, hp, jnp.int32(e), jax.random.fold_in(key, e), *train)
+        state, losses = run_epoch(state, hp, jnp.int32(e), jax.random.fold_in(key, e), *train)
         jax.block_until_ready(state)
         history["time"].append(time.perf_counter() - t)
         history["epoch"].append(e + 1)

@@ -233,3 +233,55 @@ def test_divergence_check_flags_any_non_finite_gradient_entry(bad):
     g[0]["W"][0, 0] = bad if bad == 3e38 else 1.0
     assert not bool(train._finite(jnp.float32(1.0), g))
     assert not bool(train._finite(jnp.float32(np.nan), [{"W": np.ones(2, np.float32)}]))
+
+
+def _poisoned(model, threshold=999.0):
+    """``model`` whose hand-written gradient is +Inf (loss still finite) on a batch holding an example
+    with x[0] > threshold: the case only the per-step gradient check sees."""
+    def backprop(params, x, y, l2=0.0, mask=None):
+        loss, g = model.backprop(params, x, y, l2, mask)
+        bad = jnp.any(x[:, 0] > threshold)
+        return loss, jax.tree.map(lambda v: jnp.where(bad, jnp.inf, v), g)
+    return model._replace(backprop=backprop)
+
+
+def test_finite_loss_with_infinite_gradient_is_caught_by_the_replay(capsys):
+    """fit runs the epoch without the per-step gradient check; the Inf gradient reaches the weights,
+    so the epoch is replayed with the check: fit must stop at the poisoned update with the weights
+    of the update before it, exactly as the always-checking epoch does."""
+    net = _poisoned(NET)
+    Xp = X.copy()
+    Xp[37, 0] = 1000.0   # batch 3 (examples 30-39, fixed order, batch 10): the 4th update
+    Xn = Xp[:50]   # 5 updates in the epoch, the poisoned one is update index 3
+    p0 = NET.init(jax.random.key(5))
+    hp = train.Hyper(*(jnp.float32(v) for v in (0.1, 0.0, 0.0, 1.0)))
+    args = (train.init_state(p0), hp, jnp.int32(0), jax.random.fold_in(jax.random.key(0), 0), Xn, Y[:50])
+    fast, _ = jax.jit(train.make_epoch(net, 50, 10, "fixed", check_grads=False, use_momentum=False,
+                                       use_l2=False))(*args)
+    assert not np.all(np.isfinite(np.asarray(fast.params[0]["W"])))   # the fast epoch alone is fooled
+    exact, _ = jax.jit(train.make_epoch(net, 50, 10, "fixed", use_momentum=False, use_l2=False))(*args)
+    assert int(exact.bad_step) == 3 and int(exact.updates) == 3
+    res = train.fit(net, p0, (Xn, Y[:50]), epochs=3, batch_size=10, lr=0.1, order="fixed",
+                    key=jax.random.key(0), progress=False)
+    assert res.divergence is not None and res.divergence.epoch == 1 and res.divergence.step == 3
+    assert _leaves_equal(res.final_params, exact.params)
+    assert "update 3" in capsys.readouterr().err
+
+
+def test_sweep_replays_a_poisoned_epoch_to_the_last_finite_weights():
+    """Both configurations meet the poisoned batch (update 3) and must keep the weights of the update
+    before it, as separate fit runs do (float32; vmapped and single runs may round differently, so
+    rtol 1e-6 instead of bitwise)."""
+    net = _poisoned(NET)
+    Xp = X[:50].copy()
+    Xp[37, 0] = 1000.0
+    p0 = NET.init(jax.random.key(5))
+    params, h = train.sweep(net, p0, (Xp, Y[:50]), configs={"lr": np.array([0.1, 0.2], np.float32)},
+                            epochs=2, batch_size=10, order="fixed", key=jax.random.key(0))
+    assert np.asarray(h["diverged"]).tolist() == [True, True]
+    for c, lr in enumerate((0.1, 0.2)):
+        res = train.fit(net, p0, (Xp, Y[:50]), epochs=2, batch_size=10, lr=lr, order="fixed",
+                        key=jax.random.key(0), progress=False)
+        assert res.divergence.step == 3
+        chex.assert_trees_all_close(jax.tree.map(lambda v: v[c], params), res.final_params,
+                                    rtol=1e-6, atol=0)

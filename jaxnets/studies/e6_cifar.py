@@ -96,7 +96,10 @@ def _one_at_a_time(net, p0, sp, configs, iterations, key):
     tr = (jnp.asarray(sp.x_train, dtype), jnp.asarray(sp.y_train))
     ev_sets = [(jnp.asarray(x, dtype), jnp.asarray(y)) for x, y in
                ((sp.x_train, sp.y_train), (sp.x_val, sp.y_val), (sp.x_test, sp.y_test))]
-    epoch_j = jax.jit(train.make_epoch(net, n, BATCH, "replacement", max_updates=iterations))
+    # compiled exactly as train.sweep compiles the grid (no momentum; gradient check on replay)
+    epoch_of = lambda check: jax.jit(train.make_epoch(  # noqa: E731
+        net, n, BATCH, "replacement", max_updates=iterations, use_momentum=False, check_grads=check))
+    epoch_j = epoch_of(False)
     evals = [jax.jit(train.make_evaluate(net, len(y))) for _, y in ev_sets]
     hp_of = lambda c: train.Hyper(*(jnp.asarray(v, dtype) for v in  # noqa: E731
                                     (c["lr"], 0.0, c["reg"] / 2, c["lr_decay"])))
@@ -105,12 +108,13 @@ def _one_at_a_time(net, p0, sp, configs, iterations, key):
     epoch_c = epoch_j.lower(state0, hp_of(configs[0]), jnp.int32(0), key, *tr).compile()
     evals_c = [ev.lower(p0, *d).compile() for ev, d in zip(evals, ev_sets)]
     compile_time = time.perf_counter() - t0
+    run_epoch = train._with_replay(epoch_c, epoch_of(True))
     t1 = time.perf_counter()
     val_final = []
     for c in configs:
         state, hp = state0, hp_of(c)
         for e in range(_epochs(n, iterations)):
-            state, _ = epoch_c(state, hp, jnp.int32(e), jax.random.fold_in(key, e), *tr)
+            state, _ = run_epoch(state, hp, jnp.int32(e), jax.random.fold_in(key, e), *tr)
             accs = [ev(state.params, *d)[1] for ev, d in zip(evals_c, ev_sets)]
         val_final.append(float(accs[1]))
     return val_final, compile_time, time.perf_counter() - t1
