@@ -2,7 +2,8 @@
 
 Prints one table per batch size (seconds per epoch: median and min–max over interleaved rounds,
 compile time separately, fraction of the in-run float32 matmul peak), the claim ratios, and the
-NumPy BLAS configuration; writes results/bench.json and figures/bench_ladder.png.
+NumPy BLAS configuration, and the vmapped-sweep cost against hidden width; writes
+results/bench.json and figures/bench_ladder.png.
 """
 import argparse
 import os
@@ -45,7 +46,7 @@ def main(argv=None):
         X, Y, src = sp.x_train, sp.y_train, sp.source
     n = 2000 if a.quick else 10000
     X, Y = X[:n], Y[:n]
-    rounds = a.rounds or (3 if a.quick else 5)
+    rounds = a.rounds or (3 if a.quick else 11)
     bs = (5, 50) if a.quick else (1, 5, 50, 500)
     blas = bench.blas_info()
     mlp = bench.mlp_ladder(X, Y, batch_sizes=bs, rounds=rounds)

@@ -3,8 +3,10 @@
 Rungs for the 784-256-10 sigmoid MLP (the E1 (a) network) on n training images:
 pure-Python scalar (a few examples, extrapolated per sample, labelled so) → NumPy per example →
 NumPy batched (homework style) → JAX jit per step called from a Python loop → JAX fused epoch
-(``lax.scan``) with hand-written gradients → the same with ``jax.grad``; plus a 5-configuration
-vmapped sweep. Rules: data on the device first, ``block_until_ready``, compile time measured
+(``lax.scan``) with hand-written gradients → the same with ``jax.grad``; plus, for reference, the
+fused epoch with every option and check compiled in (momentum, L2, per-step gradient check), a
+bare scan of backprop + SGD (the floor under the engine's bookkeeping) and a 5-configuration
+vmapped sweep; :func:`sweep_widths` measures where a vmapped sweep pays as the model grows. Rules: data on the device first, ``block_until_ready``, compile time measured
 separately (AOT ``lower().compile()``), every variant timed once per round with rounds interleaved,
 medians and min–max reported; FLOPs from XLA's cost analysis of the compiled *step* (the scan body
 is one step; XLA's cost analysis does not multiply a loop body by its trip count); the float32
@@ -318,7 +320,7 @@ def _epoch_seconds(model, X, Y, B, rounds):
 
 
 def scaling(X, Y, widths=(64, 128, 256, 512, 1024, 2048, 4096), sizes=(1000, 2500, 5000, 10000, 30000, 60000),
-            batch=50, rounds=3):
+            batch=50, rounds=5):
     """Seconds per fused epoch vs hidden width (n fixed) and vs number of examples (width 256),
     with the log–log slope fitted over each sweep (slope 1 = cost linear in work)."""
     from jaxnets import models
