@@ -132,9 +132,10 @@ def make_epoch(model, n: int, batch_size: int, order: str = "shuffle", grad: str
     ``check_grads``: every step tests its loss for finiteness (free: the loss is computed anyway)
     and, with ``check_grads=True``, also its gradient, one sum per leaf, before applying it — an
     exact guard, but the sum is an extra read of the gradient that XLA:CPU runs as a slow fused
-    reduction (about a third of a batch-1 or batch-5 step). ``check_grads=False`` drops it; a
-    non-finite gradient under a finite loss then goes into the weights, where it stays non-finite
-    (NaN/Inf survive every later SGD/momentum update), so the epoch's output shows it:
+    reduction, a large share of a small-batch step (``python -m experiments.bench``, row "all
+    checks+options on"). ``check_grads=False`` drops it; a non-finite gradient under a finite
+    loss then goes into the weights, where it stays non-finite (NaN/Inf survive every later SGD,
+    momentum or weight-decay update), so the epoch's output shows it:
     :func:`fit` and :func:`sweep` run ``check_grads=False`` and replay an epoch with
     ``check_grads=True`` from its input state (order and draws are deterministic) only when its
     output state is not finite — same result as checking every step, without the per-step cost.
