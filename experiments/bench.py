@@ -6,6 +6,7 @@ NumPy BLAS configuration, and the vmapped-sweep cost against hidden width; write
 results/bench.json and figures/bench_ladder.png.
 """
 import argparse
+import json
 import os
 import time
 
@@ -35,7 +36,13 @@ def main(argv=None):
     ap.add_argument("--no-cnn", action="store_true")
     ap.add_argument("--results", default="results")
     ap.add_argument("--figures", default="figures")
+    ap.add_argument("--replot", action="store_true",
+                    help="redraw the figure from RESULTS/bench.json without timing anything")
     a = ap.parse_args(argv)
+    if a.replot:
+        with open(os.path.join(a.results, "bench.json")) as f:
+            print("wrote", plot(json.load(f), a.figures))
+        return
     t0 = time.perf_counter()
     try:
         sp = data.get_split("fashion_mnist", flatten_images=True)
@@ -93,14 +100,31 @@ def main(argv=None):
         rec["cnn"] = cnn
     rec["wall_time"] = time.perf_counter() - t0
     path = results.write_json(os.path.join(a.results, "bench.json"), rec)
-    series = {}
-    for entry in mlp["table"]:
-        for row in entry["rows"]:
-            series.setdefault(row["variant"], []).append(row["median_s"])
-    plotting.curves(series, os.path.join(a.figures, "bench_ladder.png"), x=[e["batch"] for e in mlp["table"]],
-                    xlabel="batch size", ylabel="seconds per epoch", logy=True,
-                    title=f"784-256-10 MLP, {len(X)} images, one run ({rec['blas']['build']})")
+    plot(rec, a.figures)
     print(f"\nwall time {rec['wall_time']:.0f} s; wrote {path}")
+
+
+def plot(rec, figures):
+    """figures/bench_ladder.png from a bench record (also ``--replot``: no timing rerun)."""
+    series = {}
+    for entry in rec["mlp"]["table"]:
+        for row in entry["rows"]:
+            xs, ys = series.setdefault(row["variant"], ([], []))
+            xs.append(entry["batch"])
+            ys.append(row["median_s"])
+    path = plotting.xy_curves(series, os.path.join(figures, "bench_ladder.png"), xlabel="batch size",
+                              ylabel="seconds per epoch (median)", logx=True, logy=True,
+                              title=f"784-256-10 MLP, {rec['n']} images, one run ({rec['blas']['build']})")
+    if "sweep_widths" in rec:
+        sw = rec["sweep_widths"]
+        w = [r["width"] for r in sw["rows"]]
+        plotting.xy_curves({f"{sw['configs']} configs vmapped / one config": (w, [r["vmapped_over_single"] for r in sw["rows"]]),
+                            f"vmapped / {sw['configs']} configs one after another": (w, [r["vmapped_over_sequential"] for r in sw["rows"]]),
+                            "issue 8 target (≤ 2× one config)": (w, [2.0] * len(w))},
+                           os.path.join(figures, "bench_sweep_widths.png"), xlabel="hidden width (784-w-10 MLP)",
+                           ylabel="time ratio (medians, same run)", logx=True,
+                           title=f"vmapped sweep at batch {sw['batch']}, {sw['n']} images")
+    return path
 
 
 if __name__ == "__main__":

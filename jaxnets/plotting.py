@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -36,10 +37,28 @@ def curves(series: dict, path, *, xlabel="epoch", ylabel="", title="", logy=Fals
     return save(fig, path)
 
 
-def save(fig, path) -> str:
+def xy_curves(series: dict, path, *, xlabel="", ylabel="", title="", logx=False, logy=False):
+    """Curves with their own x values and point markers: series {label: (xs, ys)} (a label may
+    have fewer points than others, e.g. a variant measured at one batch size only)."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.6))
+    for label, (xs, ys) in series.items():
+        ax.plot(np.asarray(xs, float), np.asarray(ys, float), marker="o", ms=4, lw=1.4, label=label)
+    ax.set(xscale="log" if logx else "linear", yscale="log" if logy else "linear",
+           xlabel=xlabel, ylabel=ylabel, title=title)
+    if logx:  # label the measured x values themselves, not decades
+        ticks = sorted({float(v) for xs, _ in series.values() for v in xs})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.title.set_fontsize(9)
+    return save(fig, path, bbox_inches="tight")  # the legend sits outside the axes
+
+
+def save(fig, path, **savefig_kwargs) -> str:
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, **savefig_kwargs)
     plt.close(fig)
     return path

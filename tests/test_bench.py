@@ -59,3 +59,23 @@ def test_sweep_width_study_reports_both_ratios():
         assert r["params"] == 784 * r["width"] + r["width"] + r["width"] * 10 + 10
         assert r["vmapped_over_single"] == pytest.approx(r["vmapped_s"] / r["single_s"])
         assert r["vmapped_over_sequential"] == pytest.approx(r["vmapped_s"] / r["sequential_s"])
+
+
+def test_replot_redraws_both_figures_from_a_record(tmp_path):
+    """``python -m experiments.bench --replot`` redraws the figures from results/bench.json alone."""
+    import json
+
+    from experiments import bench as bench_script
+    rows = lambda t: [{"variant": "NumPy batched", "median_s": 2 * t}, {"variant": "JAX fused epoch (hand grads)",  # noqa: E731
+                                                                        "median_s": t}]
+    rec = {"n": 100, "blas": {"build": "test"},
+           "mlp": {"table": [{"batch": 5, "rows": rows(0.2) + [{"variant": "JAX vmapped sweep (5 configs)",
+                                                                  "median_s": 0.5}]},
+                             {"batch": 50, "rows": rows(0.05)}]},
+           "sweep_widths": {"configs": 5, "batch": 5, "n": 100,
+                            "rows": [{"width": w, "vmapped_over_single": r, "vmapped_over_sequential": r / 5}
+                                     for w, r in ((16, 2.0), (256, 5.0))]}}
+    (tmp_path / "bench.json").write_text(json.dumps(rec))
+    bench_script.main(["--replot", "--results", str(tmp_path), "--figures", str(tmp_path)])
+    assert (tmp_path / "bench_ladder.png").stat().st_size > 10_000
+    assert (tmp_path / "bench_sweep_widths.png").stat().st_size > 10_000
