@@ -6,6 +6,7 @@
 import argparse
 
 from jaxnets.studies import e5_perceptron
+from jaxnets.studies.common import print_rows
 
 
 def main(argv=None):
@@ -21,8 +22,7 @@ def main(argv=None):
     rec = e5_perceptron.run(a.quick, a.results, a.figures, tiny=a.tiny, seed=a.seed, passes=a.passes,
                             n_train=a.n_train)
     print(f"E5 ({'tiny' if a.tiny else 'quick' if a.quick else 'full'} mode):")
-    for r in rec["rows"]:
-        print(f"  {r['quantity']:<90} {r['value']}")
+    print_rows(rec, width=90)
     print(f"wall time {rec['wall_time']:.1f} s; wrote {rec['json']}")
 
 

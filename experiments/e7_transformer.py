@@ -8,6 +8,7 @@ Full mode (no flag) is sized for < 30 minutes on 2 CPU cores; ``--quick`` (CI) f
 import argparse
 
 from jaxnets.studies import e7_transformer
+from jaxnets.studies.common import print_rows
 
 
 def main(argv=None):
@@ -25,9 +26,7 @@ def main(argv=None):
     rec = e7_transformer.run(a.quick, a.results, a.figures, tiny=a.tiny, seed=a.seed, steps=a.steps,
                              data_path=a.data)
     print(f"\nE7 ({rec['mode']} mode):")
-    for r in rec["rows"]:
-        note = f"   ({r['note']})" if r["note"] else ""
-        print(f"  {r['quantity']:<70} {r['value']}{note}")
+    print_rows(rec, width=70, notes=True)
     print("\n" + rec["comparison"])
     print(f"\nwall time {rec['wall_time']:.1f} s; wrote {rec['json']} and {', '.join(rec['figures'])}")
 
