@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-from jaxnets import bench, data, plotting, results
+from experiments._lib import bench, figures, report
+from jaxnets import data
 
 
 def _fmt(v, spec="8.4f"):
@@ -99,12 +100,12 @@ def main(argv=None):
         cnn["hand_over_autodiff"] = ratio
         rec["cnn"] = cnn
     rec["wall_time"] = time.perf_counter() - t0
-    path = results.write_json(os.path.join(a.results, "bench.json"), rec)
+    path = report.write_json(os.path.join(a.results, "bench.json"), rec)
     plot(rec, a.figures)
     print(f"\nwall time {rec['wall_time']:.0f} s; wrote {path}")
 
 
-def plot(rec, figures):
+def plot(rec, figures_dir):
     """figures/bench_ladder.png from a bench record (also ``--replot``: no timing rerun)."""
     series = {}
     for entry in rec["mlp"]["table"]:
@@ -112,16 +113,16 @@ def plot(rec, figures):
             xs, ys = series.setdefault(row["variant"], ([], []))
             xs.append(entry["batch"])
             ys.append(row["median_s"])
-    path = plotting.xy_curves(series, os.path.join(figures, "bench_ladder.png"), xlabel="batch size",
+    path = figures.xy_curves(series, os.path.join(figures_dir, "bench_ladder.png"), xlabel="batch size",
                               ylabel="seconds per epoch (median)", logx=True, logy=True,
                               title=f"784-256-10 MLP, {rec['n']} images, one run ({rec['blas']['build']})")
     if "sweep_widths" in rec:
         sw = rec["sweep_widths"]
         w = [r["width"] for r in sw["rows"]]
-        plotting.xy_curves({f"{sw['configs']} configs vmapped / one config": (w, [r["vmapped_over_single"] for r in sw["rows"]]),
+        figures.xy_curves({f"{sw['configs']} configs vmapped / one config": (w, [r["vmapped_over_single"] for r in sw["rows"]]),
                             f"vmapped / {sw['configs']} configs one after another": (w, [r["vmapped_over_sequential"] for r in sw["rows"]]),
                             "issue 8 target (≤ 2× one config)": (w, [2.0] * len(w))},
-                           os.path.join(figures, "bench_sweep_widths.png"), xlabel="hidden width (784-w-10 MLP)",
+                           os.path.join(figures_dir, "bench_sweep_widths.png"), xlabel="hidden width (784-w-10 MLP)",
                            ylabel="time ratio (medians, same run)", logx=True,
                            title=f"vmapped sweep at batch {sw['batch']}, {sw['n']} images")
     return path

@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxnets import cnn_models
+from jaxnets.models import cnn
 
 
 def autodiff_loss(params, x, y):
-    """cnn2 / cnn3 written with lax primitives (same params list as cnn_models.cnn2 / cnn3):
+    """cnn2 / cnn3 written with lax primitives (same params list as cnn.cnn2 / cnn3):
     conv 'VALID' stride 1 + ReLU, 2×2 max-pool stride 2, flatten, dense, softmax cross-entropy."""
     h, layers = x, iter(params)
     for p in layers:
@@ -49,7 +49,7 @@ def main(argv=None):
 
     with jax.enable_x64(args.dtype == "float64"):
         dtype = jnp.dtype(args.dtype)
-        model = cnn_models.MODELS[args.model]()
+        model = cnn.MODELS[args.model]()
         kp, kx, ky = jax.random.split(jax.random.key(0), 3)
         params = model.init(kp, dtype)
         x = jax.random.uniform(kx, (args.batch, 28, 28, 1), dtype)

@@ -23,8 +23,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from jaxnets import lm_train, text
-from jaxnets import transformer as tr
+from jaxnets.train import lm
+from jaxnets.data import text
+from jaxnets.models import transformer as tr
 
 FULL = dict(block_size=64, n_embd=128, n_head=4, n_layer=4, dropout=0.1, batch_size=32,
             chunk=20, repeats=7)
@@ -48,7 +49,7 @@ def main(argv=None):
     model = tr.transformer(data.tokenizer.vocab_size, cfg["block_size"], cfg["n_embd"],
                            cfg["n_head"], cfg["n_layer"], cfg["dropout"])
     params = model.init(jax.random.key(0))
-    opt = lm_train.make_optimizer(lm_train.LMConfig(steps=10_000))
+    opt = lm.make_optimizer(lm.LMConfig(steps=10_000))
     state = opt.init(params)
     tokens = cfg["chunk"] * cfg["batch_size"] * cfg["block_size"]
     print(f"{model.name}, batch {cfg['batch_size']}, {cfg['chunk']} steps per timed call "
@@ -56,7 +57,7 @@ def main(argv=None):
 
     compiled, compile_s = {}, {}
     for g in ("hand", "autodiff"):
-        fn = lm_train.make_chunk(model, opt, cfg["batch_size"], cfg["chunk"], g)
+        fn = lm.make_chunk(model, opt, cfg["batch_size"], cfg["chunk"], g)
         t0 = time.perf_counter()
         compiled[g] = fn.lower(params, state, jax.random.key(1), train).compile()
         compile_s[g] = time.perf_counter() - t0

@@ -9,7 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxnets import bench, data, plotting, results  # noqa: E402
+from experiments._lib import bench, figures, report
+from jaxnets import data
 
 
 def main(argv=None):
@@ -47,8 +48,8 @@ def main(argv=None):
         ax.set(xlabel="hidden width" if key == "width" else "training examples", ylabel="seconds per epoch")
         ax.grid(alpha=0.3, which="both")
         ax.legend()
-    plotting.save(fig, os.path.join(a.figures, "scaling.png"))
-    print("wrote", results.write_json(os.path.join(a.results, "scaling.json"), r))
+    figures.save(fig, os.path.join(a.figures, "scaling.png"))
+    print("wrote", report.write_json(os.path.join(a.results, "scaling.json"), r))
 
 
 if __name__ == "__main__":

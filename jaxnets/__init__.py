@@ -1,41 +1,36 @@
 """jaxnets: functional JAX neural networks with hand-written backprop rules, checked against
-``jax.grad`` and finite differences, and the experiments of four classic homework documents.
+``jax.grad`` and finite differences.
 
-Modules:
-    layers        forward/backward pairs: dense, activations, ``serial``
-    losses        softmax cross-entropy, half SSE, MSE, logistic; L2 penalty
-    initializers  the documents' init schemes by name
-    models        ``mlp``, ``sequential``: init / apply / loss / backprop / grad_autodiff
-    conv          conv1d, conv2d, maxpool2d, flatten (hand-written backward rules)
-    cnn_models    doc 003 §3.5's 2-layer MLP, 2-layer CNN and 3-layer CNN
-    minicnn       doc 003 Problem 2's mini CNN and its SGD algorithm
-    perceptron    multiclass and kernel perceptrons (doc 003 Problem 1)
-    transformer   tiny decoder-only character transformer (doc 003 Problem 4)
-    gradcheck     rel_error, central differences, doc 003's gradient and magnitude checkers
-    train         ``fit`` (scan-fused jitted epochs, optax), ``sweep`` (vmapped configs)
-    data          loaders, splits, OOD transforms
-    reference     pure-Python and NumPy oracles of doc 002's network (not used by the library)
-    worked        the documents' worked examples (SPEC §2)
+Subpackages:
+    nn        forward/backward pairs: dense, activations, conv1d/conv2d, max-pool, losses, inits
+    models    compositions with one contract (``init``/``apply``/``loss``/``backprop``/...):
+              MLPs, doc 003's CNNs, the mini CNN, the perceptrons, the tiny transformer
+    train     the training engine (``fit``, ``sweep``, ``evaluate``) and checkpoints
+    data      readers, the registry of data sets, splits, OOD transforms, augmentation, text
+    gradcheck relative error, central differences, doc 003's gradient checkers
+
+The experiments that reproduce the documents live outside the library, in ``experiments/``.
 """
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version as _version
 
-from jaxnets import checkpoint, gradcheck, initializers, layers, losses, models, train
+from jaxnets import gradcheck, models, nn, train
 from jaxnets.gradcheck import rel_error
 from jaxnets.models import Model, count_params, mlp, sequential
 from jaxnets.train import FitResult, evaluate, fit, sweep
 
-_LAZY = ("data", "conv", "cnn_models", "minicnn", "perceptron", "transformer", "reference",
-         "worked", "bench", "plotting", "results", "studies")
+try:
+    __version__ = _version("jaxnets")
+except PackageNotFoundError:  # running from a checkout that was never installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name):
-    # Heavier or optional modules load on first use, so `import jaxnets` stays quick.
-    if name in _LAZY:
-        return import_module(f"jaxnets.{name}")
+    # The data layer pulls in PIL and tarfile handling: load it on first use.
+    if name == "data":
+        return import_module("jaxnets.data")
     raise AttributeError(f"module 'jaxnets' has no attribute {name!r}")
 
 
-__all__ = ["checkpoint", "gradcheck", "initializers", "layers", "losses", "models", "train",
-           "Model", "FitResult", "count_params", "evaluate", "fit", "mlp", "rel_error",
-           "sequential", "sweep", *_LAZY]
-__version__ = "0.1.0"
+__all__ = ["data", "gradcheck", "models", "nn", "train", "Model", "FitResult", "count_params",
+           "evaluate", "fit", "mlp", "rel_error", "sequential", "sweep"]

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jaxnets import cnn_models, gradcheck
+from jaxnets.models import cnn
+from jaxnets import gradcheck
 
 AUTODIFF_TOL = 1e-10
 FD_TOL = 1e-6
@@ -29,10 +30,10 @@ def _abstract_params(model, dtype=jnp.float32):
 
 @pytest.mark.parametrize("name,count,shapes,relus,pools", MODELS, ids=[m[0] for m in MODELS])
 def test_param_counts_and_shapes(name, count, shapes, relus, pools):
-    model = cnn_models.MODELS[name]()
+    model = cnn.MODELS[name]()
     params = _abstract_params(model)                      # shapes only, nothing computed
     assert sum(int(np.prod(v.shape)) for v in jax.tree.leaves(params)) == count
-    assert cnn_models.PARAM_COUNTS[name] == count
+    assert cnn.PARAM_COUNTS[name] == count
     assert len(params) == len(shapes)
     for p, shape in zip(params, shapes):
         if shape is None:
@@ -79,7 +80,7 @@ def _fd_at(loss, params, idx):
 
 @pytest.mark.parametrize("name,count,shapes,relus,pools", MODELS, ids=[m[0] for m in MODELS])
 def test_end_to_end_hand_vs_autodiff_and_fd(x64, name, count, shapes, relus, pools):
-    model = cnn_models.MODELS[name]("normal", std=0.1)
+    model = cnn.MODELS[name]("normal", std=0.1)
     params = model.init(jax.random.key(1), jnp.float64)
     # conv layers ×5: pre-activations spread over a wider range (fewer near the kink) while the
     # dense head keeps the softmax away from saturation
@@ -117,7 +118,7 @@ def test_end_to_end_hand_vs_autodiff_and_fd(x64, name, count, shapes, relus, poo
 
 
 def test_float32_training_step_and_predict():
-    model = cnn_models.cnn3()
+    model = cnn.cnn3()
     params = model.init(jax.random.key(0))
     x = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (4, 28, 28, 1)), jnp.float32)
     y = jnp.array([0, 1, 2, 3])

@@ -7,8 +7,10 @@ import pytest
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from jaxnets import conv, gradcheck, models
-from jaxnets import layers as L
+from jaxnets.nn import conv
+from jaxnets import gradcheck
+from jaxnets import models
+from jaxnets.nn import layers as L
 
 AUTODIFF_TOL = 1e-10
 FD_TOL = 1e-6

@@ -3,7 +3,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxnets import initializers, layers, losses, models
+from jaxnets.nn import initializers, layers, losses
+from jaxnets import models
 
 NET = models.mlp([4, 3, 2])
 PARAMS = NET.init(jax.random.key(0))

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from jaxnets import gradcheck, layers, losses, models
+from jaxnets import gradcheck
+from jaxnets.nn import layers, losses
+from jaxnets import models
 
 AUTODIFF_TOL = 1e-10   # float64
 NUMERIC_TOL = 1e-6     # float64, eps = 1e-6

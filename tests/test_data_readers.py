@@ -10,20 +10,7 @@ import numpy as np
 import pytest
 from data_fixtures import cifar_batch_dict, idx_bytes, synthetic_images, write_cifar_dir, write_idx
 
-from jaxnets.data import (
-    DataError,
-    list_image_folder,
-    read_cifar_batch,
-    read_cifar_batches,
-    read_cifar_meta,
-    read_csv_digits,
-    read_idx,
-    read_idx_images,
-    read_idx_labels,
-    read_idx_pair,
-    read_image_folder,
-    restricted_loads,
-)
+from jaxnets.data import DataError, list_image_folder, read_cifar_batch, read_cifar_batches, read_cifar_meta, read_csv_digits, read_idx, read_idx_images, read_idx_labels, read_idx_pair, read_image_folder, restricted_loads
 
 # --------------------------------------------------------------------------------------- IDX
 

@@ -133,15 +133,3 @@ def test_ood_test_sets():
     np.testing.assert_array_equal(sets["up4"], translate(x, 0, -4))
     np.testing.assert_array_equal(sets["rot270"], rot90(x, 3))
     assert all(v.dtype == jnp.uint8 and v.shape == x.shape for v in sets.values())
-
-
-def test_show_transforms_figure(tmp_path):
-    x = _batch((6, 28, 28), dtype=np.uint8)
-    fig = data.show_transforms(x, data.ood_test_sets(x), n=4, labels=[0, 1, 2, 3],
-                               class_names=[str(i) for i in range(10)], path=tmp_path / "f" / "ood.png",
-                               title="OOD")
-    assert (tmp_path / "f" / "ood.png").stat().st_size > 1000
-    assert len(fig.axes) == 5 * 4
-    rgb = data.image_grid(np.random.default_rng(0).normal(size=(7, 32, 32, 3)), ncols=4,
-                          path=tmp_path / "grid.png")
-    assert len(rgb.axes) == 8 and (tmp_path / "grid.png").is_file()

@@ -5,8 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnets import conv, gradcheck, minicnn
-from jaxnets import layers as L
+from jaxnets.nn import conv
+from jaxnets import gradcheck
+from jaxnets.models import minicnn
+from jaxnets.nn import layers as L
 
 AUTODIFF_TOL = 1e-10
 FD_TOL = 1e-6
@@ -103,7 +105,7 @@ def test_minicnn_is_conv1d_relu_dense(x64):
     s, cache = layer.forward(lp, X[:, :, None])
     np.testing.assert_allclose(s[:, 0], minicnn.apply(params, X), rtol=1e-14)
     # and the generic hand-written layer backward reproduces the closed forms
-    from jaxnets import losses
+    from jaxnets.nn import losses
     value, lc = losses.logistic_forward(s, Y)
     g_layers, _ = layer.backward(cache, losses.logistic_backward(lc))
     _, g = minicnn.grads(params, X, Y)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxnets import gradcheck
-from jaxnets import perceptron as P
+from jaxnets.models import perceptron as P
 
 
 # ----------------------------------------------------------------------------- F_i and its gradient

@@ -12,7 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnets import checkpoint, models, train
+from jaxnets import train
+
+from jaxnets.train import checkpoint, engine
+from jaxnets import models
 
 
 def _toy(n=103, d=6, k=3, seed=0):
@@ -80,7 +83,7 @@ def test_sigkill_during_checkpoint_writes_never_corrupts(tmp_path):
     path = tmp_path / "big.npz"
     script = textwrap.dedent(f"""
         import jax.numpy as jnp, numpy as np, sys
-        from jaxnets import checkpoint
+        from jaxnets.train import checkpoint
         i = 0
         while True:
             checkpoint.save({str(path)!r}, {{"w": np.full((2_000_000,), float(i))}}, {{"i": i}})
@@ -228,11 +231,11 @@ def test_divergence_check_flags_any_non_finite_gradient_entry(bad):
     """The per-step check is one sum per gradient leaf: NaN and ±Inf propagate; entries whose sum
     overflows float32 (3e38 twice) are flagged too."""
     g = [{"W": np.ones((4, 3), np.float32), "b": np.zeros(3, np.float32)}]
-    assert bool(train._finite(jnp.float32(1.0), g))
+    assert bool(engine._finite(jnp.float32(1.0), g))
     g[0]["W"][2, 1] = bad
     g[0]["W"][0, 0] = bad if bad == 3e38 else 1.0
-    assert not bool(train._finite(jnp.float32(1.0), g))
-    assert not bool(train._finite(jnp.float32(np.nan), [{"W": np.ones(2, np.float32)}]))
+    assert not bool(engine._finite(jnp.float32(1.0), g))
+    assert not bool(engine._finite(jnp.float32(np.nan), [{"W": np.ones(2, np.float32)}]))
 
 
 def _poisoned(model, threshold=999.0):

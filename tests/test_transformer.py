@@ -9,9 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnets import gradcheck, lm_train, text
-from jaxnets import transformer as tr
-from jaxnets.studies import e7_transformer as e7
+from jaxnets import gradcheck
+from jaxnets.train import lm
+from jaxnets.data import text
+from jaxnets.models import transformer as tr
+from experiments import e7_transformer as e7
 
 TOL = 1e-9
 FAST = {"xla_backend_optimization_level": 0}   # compile ~2.5x faster; the tests are tiny
@@ -350,8 +352,8 @@ def test_training_lowers_loss():
     tr_ids, va_ids = text.train_val_split(tok.encode(s))
     model = tr.transformer(tok.vocab_size, 8, 16, 2, 1, dropout=0.1)
     params = model.init(jax.random.key(0))
-    cfg = lm_train.LMConfig(steps=80, batch_size=8, lr=1e-2, warmup=5, eval_every=40, eval_batches=2)
-    _, hist = lm_train.train_lm(model, params, tr_ids, va_ids, jax.random.key(1), cfg,
+    cfg = lm.LMConfig(steps=80, batch_size=8, lr=1e-2, warmup=5, eval_every=40, eval_batches=2)
+    _, hist = lm.train_lm(model, params, tr_ids, va_ids, jax.random.key(1), cfg,
                                 compiler_options=FAST)
     assert hist["step"] == [0, 40, 80] and len(hist["step_loss"]) == 80
     assert hist["val_loss"][-1] < 0.6 * hist["val_loss"][0]
@@ -359,8 +361,8 @@ def test_training_lowers_loss():
 
 def test_adamw_matches_optax():
     optax = pytest.importorskip("optax")
-    cfg = lm_train.LMConfig(steps=20, lr=1e-2, warmup=3, weight_decay=0.1, grad_clip=0.0)
-    ours = lm_train.make_optimizer(cfg)
+    cfg = lm.LMConfig(steps=20, lr=1e-2, warmup=3, weight_decay=0.1, grad_clip=0.0)
+    ours = lm.make_optimizer(cfg)
     sched = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup, cfg.steps, cfg.lr * cfg.min_lr_frac)
     ref = optax.adamw(sched, b1=0.9, b2=0.99, eps=1e-8, weight_decay=cfg.weight_decay,
                       mask=lambda p: jax.tree.map(lambda v: v.ndim >= 2, p))

@@ -1,4 +1,4 @@
-"""Data layer: loaders, registry, splits, out-of-distribution transforms, figure helpers.
+"""Data layer: loaders, registry, splits, out-of-distribution transforms, augmentation, text corpora.
 
 Quick use::
 
@@ -13,50 +13,10 @@ See :mod:`jaxnets.data.registry` for where data sets are looked for (``JAXNETS_D
 attribution is in ``jaxnets/data/README.md``.
 """
 
-from .plots import image_grid, show_transforms
-from .readers import (
-    DataError,
-    DataNotFoundError,
-    list_image_folder,
-    parse_cifar_batch,
-    read_cifar_batch,
-    read_cifar_batches,
-    read_cifar_meta,
-    read_csv_digits,
-    read_idx,
-    read_idx_images,
-    read_idx_labels,
-    read_idx_pair,
-    read_image_folder,
-    restricted_loads,
-)
-from .registry import (
-    CIFAR10_CLASSES,
-    DATASETS,
-    FASHION_MNIST_CLASSES,
-    MNIST_CLASSES,
-    RawData,
-    cache_root,
-    download_file,
-    load,
-    search_locations,
-)
-from .splits import (
-    SPLIT_SEED,
-    Split,
-    flatten,
-    get_split,
-    preprocess,
-    split_cifar10,
-    split_fashion_mnist,
-    split_mnist,
-    split_mnist_5k,
-    stratified_indices,
-    stratified_subset,
-    to_float,
-    to_nhwc,
-)
-from .transforms import ood_test_sets, rot90, rotate, shift_up, translate
+from jaxnets.data.readers import DataError, DataNotFoundError, list_image_folder, parse_cifar_batch, read_cifar_batch, read_cifar_batches, read_cifar_meta, read_csv_digits, read_idx, read_idx_images, read_idx_labels, read_idx_pair, read_image_folder, restricted_loads
+from jaxnets.data.registry import CIFAR10_CLASSES, DATASETS, FASHION_MNIST_CLASSES, MNIST_CLASSES, RawData, cache_root, download_file, load, search_locations
+from jaxnets.data.splits import SPLIT_SEED, Split, flatten, get_split, preprocess, split_cifar10, split_fashion_mnist, split_mnist, split_mnist_5k, stratified_indices, stratified_subset, to_float, to_nhwc
+from jaxnets.data.transforms import ood_test_sets, rot90, rotate, shift_up, translate
 
 __all__ = [
     # errors
@@ -74,6 +34,4 @@ __all__ = [
     "preprocess", "get_split",
     # transforms
     "translate", "shift_up", "rot90", "rotate", "ood_test_sets",
-    # figures
-    "image_grid", "show_transforms",
 ]

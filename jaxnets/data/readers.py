@@ -481,7 +481,7 @@ def read_cifar_batches(directory: os.PathLike | str, *, per_batch: int | None = 
         ``(x_train uint8 (50000, 32, 32, 3), y_train int32 (50000,), x_test uint8 (10000, 32, 32, 3),
         y_test int32 (10000,))``.
     """
-    from ._progress import progress_iter
+    from jaxnets._io import progress_iter
 
     directory = Path(directory)
     xs, ys = [], []
@@ -578,7 +578,7 @@ def read_image_folder(root: os.PathLike | str, *, classes: Sequence[str] | None 
     Raises:
         DataError: naming the file for an unreadable image or one of a different size.
     """
-    from ._progress import progress_iter
+    from jaxnets._io import progress_iter
 
     paths, labels, names = list_image_folder(root, classes=classes, extensions=extensions)
     first = _decode_image(paths[0], mode)

@@ -38,7 +38,6 @@ import hashlib
 import http.client
 import os
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -48,19 +47,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._progress import progress_bar, progress_iter
-from .readers import (
-    CIFAR10_TEST_BATCH,
-    CIFAR10_TRAIN_BATCHES,
-    DataError,
-    DataNotFoundError,
-    parse_cifar_batch,
-    read_bytes,
-    read_cifar_batches,
-    read_csv_digits,
-    read_idx_pair,
-    read_image_folder,
-)
+from jaxnets._io import atomic_write, progress_bar, progress_iter
+from jaxnets.data.readers import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, DataError, DataNotFoundError, parse_cifar_batch, read_bytes, read_cifar_batches, read_csv_digits, read_idx_pair, read_image_folder
 
 __all__ = [
     "RemoteFile",
@@ -267,36 +255,32 @@ def download_file(url: str, dest: os.PathLike | str, *, md5: str | None = None, 
         DataError: naming the URL and the problem.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.md5()
-        received = 0
-        with os.fdopen(fd, "wb") as out:
-            req = urllib.request.Request(url, headers={"User-Agent": "jaxnets-data"})
-            try:
-                resp = urllib.request.urlopen(req, timeout=timeout)
-            except urllib.error.HTTPError as e:
-                raise DataError(f"{url}: download failed, server answered HTTP {e.code} {e.reason}") from None
-            except (urllib.error.URLError, OSError) as e:
-                reason = getattr(e, "reason", e)
-                raise DataError(f"{url}: download failed, cannot connect ({reason})") from None
-            with resp:
-                announced = resp.length  # Content-Length, or None
-                total = announced if announced is not None else size
-                with progress_bar(total, desc=f"downloading {dest.name}", enabled=progress) as bar:
-                    while True:
-                        try:
-                            chunk = resp.read(1 << 20)
-                        except (http.client.HTTPException, OSError) as e:
-                            raise DataError(f"{url}: connection broken after {received} bytes ({e!r})") from None
-                        if not chunk:
-                            break
-                        out.write(chunk)
-                        digest.update(chunk)
-                        received += len(chunk)
-                        bar.update(len(chunk))
+    digest = hashlib.md5()
+    received = 0
+    with atomic_write(dest) as out:
+        req = urllib.request.Request(url, headers={"User-Agent": "jaxnets-data"})
+        try:
+            resp = urllib.request.urlopen(req, timeout=timeout)
+        except urllib.error.HTTPError as e:
+            raise DataError(f"{url}: download failed, server answered HTTP {e.code} {e.reason}") from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise DataError(f"{url}: download failed, cannot connect ({reason})") from None
+        with resp:
+            announced = resp.length  # Content-Length, or None
+            total = announced if announced is not None else size
+            with progress_bar(total, desc=f"downloading {dest.name}", enabled=progress) as bar:
+                while True:
+                    try:
+                        chunk = resp.read(1 << 20)
+                    except (http.client.HTTPException, OSError) as e:
+                        raise DataError(f"{url}: connection broken after {received} bytes ({e!r})") from None
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
         # http.client returns b'' rather than raising when the peer closes early, so the
         # length checks below are what catches a truncated transfer.
         if announced is not None and received != announced:
@@ -306,12 +290,7 @@ def download_file(url: str, dest: os.PathLike | str, *, md5: str | None = None, 
         if md5 is not None and digest.hexdigest() != md5.lower():
             raise DataError(f"{url}: MD5 mismatch, got {digest.hexdigest()}, expected {md5} "
                             "(corrupt transfer or a different file)")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is an ordinary user directory
-        os.replace(tmp, dest)
-        return dest
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    return dest
 
 
 def _download_missing(spec: DatasetSpec, target: Path, missing: list[RemoteFile], *,
@@ -432,16 +411,8 @@ _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def _atomic_savez(dest: Path, **arrays) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)  # uncompressed: 184 MB, but loads in a fraction of a second
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(dest) as fh:
+        np.savez(fh, **arrays)  # uncompressed: 184 MB, but loads in a fraction of a second
 
 
 def _load_cifar_jpeg(spec: DatasetSpec, root: Path, *, cache: bool, progress: bool | None) -> RawData:

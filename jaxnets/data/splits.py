@@ -33,8 +33,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .readers import DataNotFoundError
-from .registry import RawData, load
+from jaxnets.data.readers import DataNotFoundError
+from jaxnets.data.registry import RawData, load
 
 __all__ = [
     "SPLIT_SEED",

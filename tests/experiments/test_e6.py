@@ -1,0 +1,106 @@
+"""E6 (doc 004 CIFAR-10 two-layer net): hand-written gradients of the 3072-50-10 model with both
+heads and doc 004's L2 convention, the W1 weight-grid helper, and a tiny end-to-end run of the
+study on synthetic CIFAR-shaped data (no JPEG decoding, so the test does not depend on the data
+set or its cache)."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnets import data
+from experiments._lib import figures
+from experiments import e6_cifar
+
+
+def _cifar_like(n, seed=0, k=10):
+    """Mean-subtracted 0–255-scale "images" (n, 3072) whose class shifts the mean a little."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0.0, 20.0, size=(k, 3072))
+    y = rng.integers(0, k, size=n).astype(np.int32)
+    x = means[y] + rng.normal(0.0, 50.0, size=(n, 3072))
+    return x, y
+
+
+@pytest.mark.parametrize("loss", ["mse", "ce"])
+@pytest.mark.parametrize("reg", [0.0, 0.1, 1.0])
+def test_cifar_net_hand_gradients_equal_jax_grad(loss, reg):
+    net = e6_cifar.make_model(loss)
+    assert net.in_shape == (3072,) and net.out_shape == (10,)
+    x, y = _cifar_like(16, seed=1)
+    with jax.enable_x64(True):
+        p = net.init(jax.random.key(3), jnp.float64)
+        # doc 004's init is 1e-4·randn with zero biases; perturb to non-trivial weights and biases
+        leaves, tree = jax.tree.flatten(p)
+        keys = jax.random.split(jax.random.key(4), len(leaves))
+        p = jax.tree.unflatten(tree, [v + 1e-2 * jax.random.normal(k, v.shape, jnp.float64)
+                                      for v, k in zip(leaves, keys)])
+        X = jnp.asarray(x, jnp.float64)
+        l2 = reg / 2  # doc 004: (reg/2)(‖W1‖² + ‖W2‖²) == library l2·Σ‖W‖² with l2 = reg/2
+        v_hand, g_hand = net.backprop(p, X, jnp.asarray(y), l2)
+        v_auto, g_auto = net.grad_autodiff(p, X, jnp.asarray(y), l2)
+        np.testing.assert_allclose(v_hand, v_auto, rtol=1e-13)
+        for a, b in zip(jax.tree.leaves(g_hand), jax.tree.leaves(g_auto)):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+        # the loss is doc 004's formula (numpy, float64)
+        W1, b1, W2, b2 = (np.asarray(p[0]["W"]), np.asarray(p[0]["b"]), np.asarray(p[1]["W"]),
+                          np.asarray(p[1]["b"]))
+        s = np.maximum(x @ W1 + b1, 0) @ W2 + b2
+        if loss == "mse":
+            data_loss = np.sum((s - np.eye(10)[y]) ** 2) / (2 * len(y))
+        else:
+            z = s - s.max(axis=1, keepdims=True)
+            data_loss = np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])
+        expected = data_loss + reg / 2 * (np.sum(W1 ** 2) + np.sum(W2 ** 2))
+        np.testing.assert_allclose(float(v_hand), expected, rtol=1e-12)
+
+
+def test_weight_grid_shape_and_known_tile():
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(3072, 5))  # library layout (input, hidden): 5 hidden units
+    imgs = figures.first_layer_images(W)
+    assert imgs.shape == (5, 32, 32, 3)
+    np.testing.assert_array_equal(imgs[2], W[:, 2].reshape(32, 32, 3))  # row-major (H, W, C)
+    np.testing.assert_array_equal(figures.first_layer_images(W.T, layout="hidden_input"), imgs)
+    grid = figures.visualize_grid(imgs, padding=1)
+    assert grid.shape == (3 * 32 + 2, 3 * 32 + 2, 3)  # ceil(sqrt(5)) = 3 tiles a side
+    # unit 4 sits in row 1, column 1, min-max scaled on its own to [0, 255]
+    tile = grid[33:65, 33:65]
+    u = W[:, 4].reshape(32, 32, 3)
+    np.testing.assert_allclose(tile, 255 * (u - u.min()) / (u.max() - u.min()), rtol=1e-12)
+    assert tile.min() == 0 and tile.max() == 255
+    assert np.all(grid[32, :] == 0) and np.all(grid[:, 32] == 0)  # padding
+    assert np.all(grid[66:, 66:] == 0)  # unused cells (units 5..8 do not exist)
+    # a constant unit becomes a black tile, not NaN
+    flat = figures.visualize_grid(np.ones((1, 32, 32, 3)))
+    assert flat.shape == (32, 32, 3) and np.all(flat == 0)
+    with pytest.raises(ValueError, match="3072"):
+        figures.first_layer_images(np.zeros((100, 5)))
+
+
+def test_e6_end_to_end_tiny(tmp_path):
+    x, y = _cifar_like(600, seed=2)
+    x = x.astype(np.float32)
+    sp = data.Split(x[:400], y[:400], x[400:500], y[400:500], x[500:], y[500:],
+                    tuple(data.CIFAR10_CLASSES), "synthetic CIFAR-shaped data (test)", "test split")
+    grid = {"lr": (1e-3,), "lr_decay": (0.6, 0.95), "reg": (1.0,)}
+    rec = e6_cifar.run(quick=True, results_dir=str(tmp_path / "res"), figures_dir=str(tmp_path / "fig"),
+                       split=sp, grid=grid, iterations=6, baseline_iterations=4, sequential=2)
+    with open(rec["json"]) as f:
+        saved = json.load(f)
+    assert saved["data_source"] == "synthetic CIFAR-shaped data (test)"
+    ids = {r["id"] for r in saved["rows"]}
+    for L in ("mse", "ce"):
+        st = saved["studies"][L]
+        assert len(st["grid"]) == 2 and st["best_index"] in (0, 1)
+        assert len(st["baseline"]["loss_history"]) == 4  # iterations, not epochs
+        assert {f"E6.{L}.baseline.val_acc", f"E6.{L}.best.test_acc", f"E6.{L}.doc_best_config.val_acc"} <= ids
+        for name in ("baseline_loss", "baseline_acc", "w1_baseline", "w1_best", "grid"):
+            assert os.path.getsize(tmp_path / "fig" / f"e6_{L}_{name}.png") > 0
+    tm = saved["studies"]["mse"]["timing"]
+    assert tm["measured_full_loop"] and tm["max_abs_val_acc_diff_vs_vmap"] <= 2e-3  # vmap == loop
+    assert "timing" not in saved["studies"]["ce"]  # quick mode times the MSE grid only
+    assert {"E6.ce_ge_mse", "E6.mse.grid.vmap_wall_s", "E6.mse.grid.sequential_wall_s"} <= ids
+    assert all(r["status"] in ("info", "not comparable") for r in saved["rows"])  # quick: no verdicts
