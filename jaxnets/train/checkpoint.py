@@ -72,6 +72,11 @@ def _read(path: str):
     return desc, meta, stored
 
 
+def read_meta(path: str | os.PathLike) -> dict:
+    """The metadata of the checkpoint at ``path`` (the whole file is read and checked)."""
+    return _read(os.fspath(path))[1]
+
+
 def load(path: str | os.PathLike, template):
     """Read a checkpoint written by :func:`save` into the structure of ``template``.
 
@@ -86,12 +91,12 @@ def load(path: str | os.PathLike, template):
     if desc.get("treedef") != want["treedef"]:
         raise CheckpointError(f"checkpoint {path}: tree structure {desc.get('treedef')} differs "
                               f"from the expected {want['treedef']}")
-    t_leaves, treedef = jax.tree.flatten(template)
+    t_paths, treedef = jax.tree_util.tree_flatten_with_path(template)
     out = []
-    for i, (s, d, w, t) in enumerate(zip(stored, desc["leaves"], want["leaves"], t_leaves)):
+    for i, (s, d, w, (where, t)) in enumerate(zip(stored, desc["leaves"], want["leaves"], t_paths)):
         got = {"shape": list(s.shape), "dtype": str(s.dtype), "key": d.get("key")}
         if got != d or got != w:
-            raise CheckpointError(f"checkpoint {path}: array {i} is {s.dtype}{tuple(s.shape)} "
+            raise CheckpointError(f"checkpoint {path}: array {i} {jax.tree_util.keystr(where)} is {s.dtype}{tuple(s.shape)} "
                                   f"(stored as {d['dtype']}{tuple(d['shape'])}), expected "
                                   f"{w['dtype']}{tuple(w['shape'])}")
         out.append(jax.random.wrap_key_data(jnp.asarray(s), impl=jax.random.key_impl(t))

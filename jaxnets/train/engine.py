@@ -542,13 +542,12 @@ def _resume(run: _Run, path, resume, history, best):
             return run.state, run.key, history, 0, best
         raise ckpt.CheckpointError(f"checkpoint {path}: resume=True but the file does not exist "
                                    f"(resume='if_exists' starts fresh when it is missing)")
-    template = {"state": run.state, "best": run.state.params, "key": run.key}
-    tree, meta = ckpt.load(path, template)
-    stored = meta.get("fingerprint", {})
+    stored = ckpt.read_meta(path).get("fingerprint", {})
     for k, label in _FP_NAMES.items():
         if stored.get(k) != ckpt.jsonable(run.fingerprint[k]):
             raise ckpt.CheckpointError(f"checkpoint {path}: written by a run with different {label}; "
                                        f"refusing to resume (delete it or use another checkpoint_path)")
+    tree, meta = ckpt.load(path, {"state": run.state, "best": run.state.params, "key": run.key})
     best = {"params": tree["best"], "epoch": meta["best_epoch"], "score": meta["best_score"],
             "wait": meta["wait"]}
     return tree["state"], tree["key"], meta["history"], meta["epoch"], best
