@@ -1,5 +1,6 @@
 """Data-parallel training over 8 simulated CPU devices (a subprocess, because the device count is
-fixed when XLA starts): results equal the single-device run, and the minibatch is really sharded."""
+fixed when XLA starts): results equal the single-device run (array data and a Sampler), and the
+minibatch is really sharded."""
 import json
 import os
 import subprocess
@@ -27,7 +28,13 @@ SCRIPT = textwrap.dedent("""
     diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in
                zip(jax.tree.leaves(single.final_params), jax.tree.leaves(multi.final_params)))
     sh = seen[0]
-    print(json.dumps({"n_devices": jax.device_count(), "max_diff": diff,
+    src = train.Sampler(lambda k, b, X_, Y_: (lambda i: (X_[i], Y_[i]))(jax.random.randint(k, (b,), 0, 200)),
+                        5, (jnp.asarray(X), jnp.asarray(Y)))
+    s1 = train.fit(net, p0, src, **kw).final_params
+    s8 = train.fit(net, p0, src, mesh=mesh, **kw).final_params
+    sdiff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in
+                zip(jax.tree.leaves(s1), jax.tree.leaves(s8)))
+    print(json.dumps({"n_devices": jax.device_count(), "max_diff": diff, "sampler_diff": sdiff,
                       "batch_shards": len(sh.device_set), "batch_spec": str(sh.spec),
                       "params_replicated": bool(jax.tree.leaves(out.params)[0].sharding.is_fully_replicated),
                       "acc_single": single.history["train_acc"], "acc_multi": multi.history["train_acc"]}))
@@ -44,4 +51,5 @@ def test_data_parallel_equals_single_device_and_shards_the_batch():
     assert r["batch_shards"] == 8 and "data" in r["batch_spec"]
     assert r["params_replicated"]
     assert r["max_diff"] < 1e-10          # float64: same math, different reduction order
+    assert r["sampler_diff"] < 1e-10      # sampled batches shard the same way
     assert r["acc_single"] == r["acc_multi"]

@@ -287,19 +287,14 @@ def _state_finite(state: TrainState):
     return _all_finite((state.params, state.opt_state))
 
 
-@jax.jit
-def _losses_finite(losses):
-    return jnp.all(jnp.isfinite(losses))
-
-
-def _with_replay(fast_epoch, exact_epoch, check_losses: bool = True):
+def _with_replay(fast_epoch, exact_epoch):
     """``run(state, *args)``: the fast (``check_grads=False``) epoch; replayed from the same input
-    state with the guarded epoch (``exact_epoch``, compiled on first need) when its output state
-    or (``check_losses``; not with ``max_updates``, whose idle steps record NaN) a step's loss is
-    not finite."""
+    state with the guarded one (``exact_epoch``, compiled on first need) when its output weights or
+    optimizer state are not finite. (A non-finite loss froze the fast epoch's state already; a
+    non-finite gradient or update under a finite loss put NaN/Inf into the weights, which stays.)"""
     def run(state, *args):
         new, losses = fast_epoch(state, *args)
-        if not (bool(_state_finite(new)) and (not check_losses or bool(_losses_finite(losses)))):
+        if not bool(_state_finite(new)):
             new, losses = exact_epoch(state, *args)
         return new, losses
     return run
@@ -391,7 +386,7 @@ def _compile_epoch(model, state, hp, key, train, batch_size, *, order, grad, max
     t0 = time.perf_counter()
     fast = build(False).lower(state, hp, jnp.int32(0), key, *data).compile()
     compile_time = time.perf_counter() - t0
-    run = _with_replay(fast, build(True), check_losses=max_updates is None)
+    run = _with_replay(fast, build(True))
     return (lambda st, hp_, e, k: run(st, hp_, jnp.int32(e), k, *data)), compile_time
 
 
@@ -469,7 +464,11 @@ def _setup(model, params, train, *, epochs, batch_size, optimizer, lr, momentum,
     state = init_state(params, optimizer)
     if mesh is not None:
         rep = NamedSharding(mesh, P())
-        state, tr = jax.device_put((state, tr), rep)
+        if isinstance(tr, Sampler):
+            state, data = jax.device_put((state, tr.data), rep)
+            tr = tr._replace(data=tuple(data))
+        else:
+            state, tr = jax.device_put((state, tr), rep)
         evals = {k: tr if k == "train" else v for k, v in evals.items()}
     fp = {"train": inputs.fingerprint(tr), "batch_size": batch_size, "order": order, "grad": grad,
           "optimizer": inputs.fingerprint(optimizer) if optimizer is not None else "sgd",
