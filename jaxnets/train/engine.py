@@ -402,7 +402,7 @@ class _Run(NamedTuple):
     key: Any
     state: TrainState
     batch_size: int
-    fingerprint: dict
+    fingerprint: dict | None   # what a resumed run must match (None without checkpoints)
 
 
 def _hyper(where, optimizer, lr, momentum, lr_decay, l2, dtype) -> Hyper:
@@ -441,8 +441,9 @@ def _sources(model, where, train, val, test, eval_train, batch_size, key, dtype)
 
 def _setup(model, params, train, *, epochs, batch_size, optimizer, lr, momentum, lr_decay, l2,
            order, grad, key, val, test, patience, max_updates, eval_train, checkpoint_every,
-           mesh, eval_batches, eval_batch_size) -> _Run:
-    """Validate every argument (nothing is compiled before all of them passed)."""
+           mesh, eval_batches, eval_batch_size, checkpointing) -> _Run:
+    """Validate every argument (nothing is compiled before all of them passed). The run's
+    fingerprint (a CRC-32 of the training data among others) is computed for checkpoints only."""
     where = f"fit({getattr(model, 'name', 'model')})"
     inputs.check_choice("order", order, ORDERS)
     inputs.check_choice("grad", grad, GRADS)
@@ -470,10 +471,10 @@ def _setup(model, params, train, *, epochs, batch_size, optimizer, lr, momentum,
         else:
             state, tr = jax.device_put((state, tr), rep)
         evals = {k: tr if k == "train" else v for k, v in evals.items()}
-    fp = {"train": inputs.fingerprint(tr), "batch_size": batch_size, "order": order, "grad": grad,
-          "optimizer": inputs.fingerprint(optimizer) if optimizer is not None else "sgd",
-          "hyper": [float(v) for v in (lr or 0.0, momentum, lr_decay, l2)],
-          "max_updates": max_updates}
+    fp = None if not checkpointing else {
+        "train": inputs.fingerprint(tr), "batch_size": batch_size, "order": order, "grad": grad,
+        "optimizer": inputs.fingerprint(optimizer) if optimizer is not None else "sgd",
+        "hyper": [float(v) for v in (lr or 0.0, momentum, lr_decay, l2)], "max_updates": max_updates}
     return _Run(model, tr, evals, hp, optimizer, key, state, batch_size, fp)
 
 
@@ -628,7 +629,8 @@ def fit(model, params, train, *, epochs: int, batch_size: int,
                  lr=lr, momentum=momentum, lr_decay=lr_decay, l2=l2, order=order, grad=grad,
                  key=key, val=val, test=test, patience=patience, max_updates=max_updates,
                  eval_train=eval_train, checkpoint_every=checkpoint_every, mesh=mesh,
-                 eval_batches=eval_batches, eval_batch_size=eval_batch_size)
+                 eval_batches=eval_batches, eval_batch_size=eval_batch_size,
+                 checkpointing=checkpoint_path is not None)
     run_epoch, compile_time = _compile_epoch(
         model, run.state, run.hp, run.key, run.train, batch_size, order=order, grad=grad,
         max_updates=max_updates, mesh=mesh, optimizer=optimizer,
