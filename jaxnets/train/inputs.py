@@ -57,11 +57,12 @@ def check_hyper(where: str, **values) -> None:
     """Each hyperparameter (a scalar, or one value per sweep configuration) finite and >= 0."""
     for name, v in values.items():
         a = np.asarray(v, dtype=np.float64)
-        bad = ~np.isfinite(a) | (a < 0)
-        if np.any(bad):
-            what = "finite" if not np.all(np.isfinite(a)) else ">= 0"
-            at = f"[{int(np.flatnonzero(bad)[0])}]" if a.ndim else ""
-            raise ValueError(f"{where}: {name}{at} must be {what}, got {a.reshape(-1)[np.flatnonzero(bad)[0]]!r}")
+        bad = np.flatnonzero(~np.isfinite(a) | (a < 0))
+        if bad.size:
+            first = float(a.reshape(-1)[bad[0]])
+            what = "finite" if not np.isfinite(first) else ">= 0"
+            at = f"[{int(bad[0])}]" if a.ndim else ""
+            raise ValueError(f"{where}: {name}{at} must be {what}, got {first!r}")
 
 
 def _check_finite(where: str, a: np.ndarray) -> None:
