@@ -449,3 +449,12 @@ def test_int_inputs_and_per_step_keys_for_stochastic_models(stochastic):
         p_det = train.fit(_token_model(False), net.init(jax.random.key(0)), (T, L),
                           key=jax.random.key(1), order="fixed", **kw).final_params
         assert not _leaves_equal(p_other, p_det)
+
+
+def test_early_stopping_on_a_sampled_validation_set_uses_its_loss():
+    res = train.fit(NET, NET.init(jax.random.key(1)), _window_sampler(4), epochs=60, batch_size=8,
+                    optimizer=optax.sgd(2.0), key=jax.random.key(3), val=_window_sampler(1),
+                    eval_batches=3, patience=2, progress=False, eval_train=False)
+    losses = res.history["val_loss"]
+    assert res.stopped_early and len(losses) < 60
+    assert res.best_epoch == int(np.argmin(losses)) + 1 and len(losses) == res.best_epoch + 2
