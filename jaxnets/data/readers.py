@@ -478,7 +478,12 @@ class _ArrayRecord:
 
 
 class _NdarrayName:
-    """What the name ``numpy.ndarray`` resolves to: only a marker for ``_reconstruct``."""
+    """What the name ``numpy.ndarray`` resolves to: only a marker for ``_reconstruct``. Calling
+    it is refused: ``numpy.ndarray(shape, "O", buffer)`` would make an array of arbitrary
+    pointers, which crashes the interpreter when read."""
+
+    def __new__(cls, *args, **kwargs):
+        raise pickle.UnpicklingError("calling numpy.ndarray(...) directly is not allowed")
 
 
 def _reconstruct(subtype, shape, dtype_code):
