@@ -4,6 +4,7 @@ HTTP server on 127.0.0.1 (tests never touch the internet)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import http.server
@@ -14,6 +15,15 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+
+
+def shrink(monkeypatch, name: str, **changes):
+    """Replace fields of the registered spec ``name`` for one test (e.g. smaller counts)."""
+    from jaxnets.data import registry
+
+    spec = dataclasses.replace(registry.DATASETS[name], **changes)
+    monkeypatch.setitem(registry.DATASETS, name, spec)
+    return spec
 
 
 def idx_bytes(arr: np.ndarray, type_code: int = 0x08) -> bytes:
@@ -76,6 +86,20 @@ def write_cifar_dir(directory: Path, n_per_batch: int = 10000, protocol: int = 4
             b"num_cases_per_batch": n_per_batch, b"num_vis": 3072}
     (directory / "batches.meta").write_bytes(pickle.dumps(meta, protocol=protocol))
     return out
+
+
+def write_jpeg_tree(root: Path, per_class_train: int = 10, per_class_test: int = 2,
+                    classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")) -> None:
+    """A CIFAR-10-layout JPEG image folder ``root/{train,test}/<class>/NNNN.jpg`` of random 32x32 images."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", per_class_train), ("test", per_class_test)):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                    root / split / c / f"{i:04d}.jpg", quality=75)
 
 
 def md5(data: bytes) -> str:

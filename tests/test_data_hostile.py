@@ -7,11 +7,9 @@ to its address space after the imports plus :data:`HEADROOM` (512 MB), so a read
 decompresses a bomb whole fails the test instead of the machine.
 """
 
-import dataclasses
-import gzip
 import io
 import os
-import pickle
+import re
 import struct
 import subprocess
 import sys
@@ -21,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_fixtures import Reduce, cifar_batch_pickle, gzip_repeated, gzip_with_crc_of, idx_bytes, nested_list_pickle, write_cifar_dir
+from data_fixtures import Reduce, cifar_batch_pickle, gzip_repeated, gzip_with_crc_of, idx_bytes, nested_list_pickle, shrink, write_cifar_dir, write_jpeg_tree
 
 from jaxnets import data
-from jaxnets.data import DataError, read_cifar_batch, read_csv_digits, read_idx_images, read_image_folder, registry
+from jaxnets.data import DataError, read_cifar_batch, read_csv_digits, read_idx_images, read_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
 HEADROOM = 512 << 20  # bytes of address space a child may use beyond what its imports took
@@ -40,9 +38,7 @@ def isolated_env(tmp_path, monkeypatch):
 
 @pytest.fixture
 def small_cifar(monkeypatch):
-    spec = dataclasses.replace(data.DATASETS["cifar10"], train_count=100, test_count=20)
-    monkeypatch.setitem(registry.DATASETS, "cifar10", spec)
-    return spec
+    return shrink(monkeypatch, "cifar10", train_count=100, test_count=20)
 
 
 # ------------------------------------------------------------------------ building the attacks
@@ -192,18 +188,6 @@ def test_protocol2_pickle_with_empty_bytes_loads(tmp_path):
         read_cifar_batch(_file(tmp_path, "c", cifar_batch_pickle(protocol=2, batch_label=Reduce(bytes, (10 ** 12,)))))
 
 
-def _write_jpeg_tree(root: Path, per_class_train=10, per_class_test=2):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, n in (("train", per_class_train), ("test", per_class_test)):
-        for c in data.CIFAR10_CLASSES:
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
-                    root / split / c / f"{i:04d}.jpg", quality=75)
-
-
 TAMPER = {
     "label 99": lambda a: a.update(y_train=np.where(np.arange(100) == 3, 99, a["y_train"]).astype(np.int32)),
     "label -5": lambda a: a.update(y_test=np.full(20, -5, np.int32)),
@@ -216,7 +200,7 @@ TAMPER = {
 @pytest.mark.parametrize("tamper", list(TAMPER), ids=list(TAMPER))
 def test_jpeg_npz_cache_validated_and_rebuilt(tmp_path, small_cifar, isolated_env, tamper):
     root = tmp_path / "jpeg"
-    _write_jpeg_tree(root)
+    write_jpeg_tree(root)
     first = data.load("cifar10", path=root, progress=False)
     (npz,) = (isolated_env / "cifar10").glob("jpeg-*.npz")
     with np.load(npz) as z:
@@ -301,7 +285,6 @@ def test_attack_in_subprocess(tmp_path, build, call, pattern, max_mb):
     out = r.stdout + r.stderr
     assert r.returncode == 0, f"child exited {r.returncode}:\n{out[-3000:]}"
     assert "REFUSED:" in r.stdout and str(p.name) in r.stdout, out[-3000:]
-    import re
     assert re.search(pattern, r.stdout), out[-3000:]
     growth = int(r.stdout.split("GROWTH_MB")[1])
     assert growth <= max_mb, f"peak memory grew by {growth} MB (bound {max_mb} MB)"

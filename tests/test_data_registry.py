@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_fixtures import local_http_server, md5, synthetic_images, write_cifar_dir, write_idx_set
+from data_fixtures import local_http_server, md5, synthetic_images, shrink, write_cifar_dir, write_idx_set, write_jpeg_tree
 
 from jaxnets import data
 from jaxnets.data import DataError, DataNotFoundError, download_file, load, registry
@@ -42,9 +42,7 @@ def isolated_env(tmp_path, monkeypatch):
 @pytest.fixture
 def small_mnist(monkeypatch):
     """Shrink the MNIST spec to 60 train / 20 test items so synthetic copies are tiny."""
-    spec = dataclasses.replace(data.DATASETS["mnist"], train_count=60, test_count=20)
-    monkeypatch.setitem(registry.DATASETS, "mnist", spec)
-    return spec
+    return shrink(monkeypatch, "mnist", train_count=60, test_count=20)
 
 
 def _gz_files(seed=0):
@@ -245,25 +243,11 @@ def test_download_unreachable_server(tmp_path):
 
 @pytest.fixture
 def small_cifar(monkeypatch):
-    spec = dataclasses.replace(data.DATASETS["cifar10"], train_count=100, test_count=20)
-    monkeypatch.setitem(registry.DATASETS, "cifar10", spec)
-    return spec
-
-
-def _write_jpeg_tree(root: Path, per_class_train=10, per_class_test=2):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, n in (("train", per_class_train), ("test", per_class_test)):
-        for c in data.CIFAR10_CLASSES:
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
-                    root / split / c / f"{i:04d}.jpg", quality=75)
+    return shrink(monkeypatch, "cifar10", train_count=100, test_count=20)
 
 
 def test_cifar_pickles_preferred_over_jpeg(tmp_path, monkeypatch, small_cifar, isolated_env):
-    _write_jpeg_tree(tmp_path / "data" / "cifar10-jpeg")
+    write_jpeg_tree(tmp_path / "data" / "cifar10-jpeg")
     write_cifar_dir(isolated_env / "cifar10" / "cifar-10-batches-py", n_per_batch=20)
     monkeypatch.setenv("JAXNETS_DATA", str(tmp_path / "data"))  # JPEG copy ranks earlier ...
     raw = load("cifar10")
@@ -298,7 +282,7 @@ def test_cifar_tarball_read_in_place_and_downloaded(tmp_path, monkeypatch, small
 
 def test_cifar_jpeg_npz_cache(tmp_path, monkeypatch, small_cifar, isolated_env):
     root = tmp_path / "jpeg"
-    _write_jpeg_tree(root)
+    write_jpeg_tree(root)
     raw = load("cifar10", path=root, progress=False)
     assert raw.source == "CIFAR-10 (JPEG copy)"
     assert raw.x_train.shape == (100, 32, 32, 3) and raw.x_train.dtype == np.uint8
@@ -323,7 +307,7 @@ def test_cifar_jpeg_npz_cache(tmp_path, monkeypatch, small_cifar, isolated_env):
 
 def test_cifar_jpeg_damaged_cache_rebuilt(tmp_path, small_cifar, isolated_env):
     root = tmp_path / "jpeg"
-    _write_jpeg_tree(root)
+    write_jpeg_tree(root)
     first = load("cifar10", path=root)
     (npz,) = (isolated_env / "cifar10").glob("jpeg-*.npz")
     npz.write_bytes(b"garbage")
@@ -334,7 +318,7 @@ def test_cifar_jpeg_damaged_cache_rebuilt(tmp_path, small_cifar, isolated_env):
 
 def test_cifar_jpeg_wrong_count(tmp_path, small_cifar):
     root = tmp_path / "jpeg"
-    _write_jpeg_tree(root, per_class_train=9)
+    write_jpeg_tree(root, per_class_train=9)
     with pytest.raises(DataError, match=r"jpeg: x_train is uint8 \(90, 32, 32, 3\), expected uint8 \(100, 32, 32, 3\)"):
         load("cifar10", path=root, cache=False)
 
