@@ -44,7 +44,7 @@ import sys
 import tarfile
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple, Union
 
@@ -203,7 +203,7 @@ class DatasetSpec:
     system_dirs: tuple[Path, ...] = ()
     sample: Sample | None = None
     bundled: bool = False
-    hints: tuple[str, ...] = field(default=())    # extra ways to provide it
+    hints: tuple[str, ...] = ()                   # extra ways to provide it
 
 
 # ---------------------------------------------------------------------------------------------
