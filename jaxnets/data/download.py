@@ -114,7 +114,7 @@ def download_file(url: str, dest: os.PathLike | str, *, md5: str | None = None, 
                                 "(corrupt transfer or a different file)")
             if sha256 is not None and got_sha != sha256.lower():
                 raise DataError(f"{url}: SHA-256 mismatch, got {got_sha}, expected {sha256}")
-    except DataError:
+    except (DataError, InterruptedError):  # InterruptedError: SIGTERM during the write
         raise
     except OSError as e:
         raise DataError(f"{dest.parent}: cannot write the download there ({e.strerror or e}); make it "
