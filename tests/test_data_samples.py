@@ -45,6 +45,7 @@ def test_embedded_sample_loads_labelled(name, xtr, xte, per_class, source):
     if per_class[1]:
         assert list(np.bincount(raw.y_test)) == [per_class[1]] * 10
     assert 20 < raw.x_train.mean() < 150  # real images, not zeros
+    assert data.load(name) is raw and not raw.x_train.flags.writeable  # read once per process, shared read-only
     with pytest.raises(DataNotFoundError):
         data.load(name, fallback=False)
 

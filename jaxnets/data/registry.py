@@ -384,7 +384,7 @@ def _read_jpeg_cache(spec: DatasetSpec, npz: Path, root: Path) -> RawData | None
         with np.load(npz, allow_pickle=False) as z:
             arrs = [z[k] for k in _NPZ_KEYS]
         raw = RawData(*arrs, spec.classes, "CIFAR-10 (JPEG copy)", str(root), "jpeg-copy", spec.name)
-        return check_raw(spec, raw, spec.train_count, spec.test_count, str(npz))
+        return _check_raw(spec, raw, spec.train_count, spec.test_count, str(npz))
     except Exception as e:  # a damaged or tampered cache is rebuilt, never trusted
         warnings.warn(f"ignoring cache {npz} ({e}); rebuilding it", stacklevel=4)
         return None
@@ -401,7 +401,7 @@ def _load_cifar_jpeg(spec: DatasetSpec, root: Path, *, cache: bool, progress: bo
         x, y, _ = read_image_folder(root / split, classes=spec.classes, mode="RGB",
                                     expected_shape=spec.image_shape, progress=progress)
         parts += [x, y]
-    raw = check_raw(spec, RawData(*parts, spec.classes, "CIFAR-10 (JPEG copy)", str(root), "jpeg-copy", spec.name),
+    raw = _check_raw(spec, RawData(*parts, spec.classes, "CIFAR-10 (JPEG copy)", str(root), "jpeg-copy", spec.name),
                     spec.train_count, spec.test_count, str(root))
     if npz is not None:
         try:
@@ -424,7 +424,7 @@ def _read_mnist_5k(spec: DatasetSpec, f: Path, source: str | None = None) -> Raw
     empty = np.zeros((0,) + x.shape[1:], np.uint8)
     raw = RawData(x, y, empty, np.zeros((0,), np.int32), MNIST_CLASSES,
                   source or "MNIST-5k sample (embedded, 5,000 digits)", str(f), "sample", "mnist_5k")
-    return check_raw(spec, raw, 5000, 0, str(f))
+    return _check_raw(spec, raw, 5000, 0, str(f))
 
 
 def _find_text(spec: DatasetSpec, d: Path, o: _Options):
@@ -449,7 +449,7 @@ def _read_text(spec: DatasetSpec, f: Path, source: str, verify: bool, payload: b
     return RawText(text, source, str(f), "full", spec.name)
 
 
-def check_raw(spec: DatasetSpec, raw: RawData, n_train: int, n_test: int, where: str) -> RawData:
+def _check_raw(spec: DatasetSpec, raw: RawData, n_train: int, n_test: int, where: str) -> RawData:
     """``raw`` after checking dtypes, shapes, counts and label range against ``spec`` (for data
     that did not come through a validating reader: caches, embedded samples)."""
     for part, x, y, n in (("train", raw.x_train, raw.y_train, n_train), ("test", raw.x_test, raw.y_test, n_test)):
@@ -478,7 +478,7 @@ def _read_fashion_sample(spec: DatasetSpec, path: Path) -> RawData:
     raw = RawData(a["x_train"], a["y_train"].astype(np.int32), a["x_test"], a["y_test"].astype(np.int32),
                   spec.classes, f"Fashion-MNIST sample (embedded, {n:,} train / {m:,} test)", str(path),
                   "sample", spec.name)
-    return check_raw(spec, raw, spec.sample.train, spec.sample.test, str(path))
+    return _check_raw(spec, raw, spec.sample.train, spec.sample.test, str(path))
 
 
 def _decode_jpegs(blob: np.ndarray, offsets: np.ndarray, path: Path) -> np.ndarray:
@@ -496,7 +496,7 @@ def _read_cifar_sample(spec: DatasetSpec, path: Path) -> RawData:
     raw = RawData(x_tr, a["y_train"].astype(np.int32), x_te, a["y_test"].astype(np.int32), spec.classes,
                   f"CIFAR-10 sample (embedded, from the JPEG copy, {n:,} train / {m:,} test)", str(path),
                   "sample", spec.name)
-    return check_raw(spec, raw, spec.sample.train, spec.sample.test, str(path))
+    return _check_raw(spec, raw, spec.sample.train, spec.sample.test, str(path))
 
 
 def _read_text_sample(spec: DatasetSpec, path: Path) -> RawText:
@@ -507,9 +507,19 @@ def _read_mnist_sample(spec: DatasetSpec, path: Path) -> RawData:
     return _read_mnist_5k(spec, path)
 
 
+#: Embedded samples already read in this process, by (file, SHA-256): decoding the CIFAR-10
+#: sample's 6,000 JPEGs takes about half a second, and experiments and tests load it often.
+_SAMPLES_READ: dict[tuple[str, str], Data] = {}
+
+
 def _load_sample(spec: DatasetSpec, verify: bool) -> Data:
+    """The embedded sample of ``spec``, SHA-256 verified on first use in a process. Its arrays
+    are read-only (one copy is shared by every caller; splits and preprocessing copy)."""
     s = spec.sample
     path = PACKAGE_DIR / s.file
+    key = (str(path), s.sha256)
+    if key in _SAMPLES_READ:
+        return _SAMPLES_READ[key]
     if not path.is_file():
         raise DataNotFoundError(f"{path}: the embedded {spec.title} sample is missing from the "
                                 "installed package; reinstall jaxnets")
@@ -519,7 +529,13 @@ def _load_sample(spec: DatasetSpec, verify: bool) -> Data:
         if got != s.sha256:
             raise DataError(f"{path}: SHA-256 {got}, expected {s.sha256}: the embedded sample is "
                             "damaged; reinstall jaxnets")
-    return s.read(spec, path)
+    out = s.read(spec, path)
+    for a in out:
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
+    if verify:
+        _SAMPLES_READ[key] = out
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -683,7 +699,8 @@ def load(name: str, path: os.PathLike | str | None = None, download: bool = Fals
         :class:`RawData` (images: MNIST/Fashion-MNIST ``uint8 (60000, 28, 28)`` and ``(10000,
         28, 28)``, CIFAR-10 ``uint8 (50000, 32, 32, 3)`` and ``(10000, 32, 32, 3)``, MNIST-5k
         ``(5000, 28, 28)`` and an empty test part, samples smaller; labels ``int32``) or, for
-        tiny Shakespeare, :class:`RawText`.
+        tiny Shakespeare, :class:`RawText`. An embedded sample is read once per process and its
+        arrays are read-only (shared by every caller).
 
     Raises:
         DataNotFoundError: no copy found (and no fallback), listing what is missing where.
