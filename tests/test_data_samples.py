@@ -56,6 +56,8 @@ def test_embedded_shakespeare_is_the_whole_corpus():
     assert len(c.train) + len(c.val) == 1_115_394 and c.tokenizer.vocab_size == 65
     with pytest.raises(DataNotFoundError, match="tinyshakespeare.txt"):
         text.shakespeare(fallback=False)
+    with pytest.raises(ValueError, match="'tiny_shakespeare' is a text corpus"):
+        data.get_split("tiny_shakespeare")
 
 
 def test_sample_checksums_recorded_verified_and_documented(tmp_path, monkeypatch):
