@@ -17,6 +17,13 @@ reader                       images                              labels
 ===========================  ==================================  =====================
 
 Labels are always ``int32`` in ``[0, num_classes)``.
+
+Hostile files are refused, not trusted: gzip payloads are decompressed only up to the size the
+format declares (or :data:`MAX_PAYLOAD_BYTES`), and the gzip CRC is read; IDX sizes are checked
+in exact integers before any data is read; pickles go through :func:`restricted_loads`, which
+never hands a pickle's arguments to a NumPy constructor; label ranges are checked before any
+cast; image folders refuse pixels wider than 8 bits, decompression bombs and entries that are
+not regular files.
 """
 
 from __future__ import annotations
@@ -134,14 +141,6 @@ def open_payload(path: os.PathLike | str) -> Iterator:
         raise _err(path, f"cannot read file ({e.strerror or e})") from None
     finally:
         fh.close()
-
-
-def read_exact(stream, n: int, path: os.PathLike | str, what: str) -> bytes:
-    """Exactly ``n`` bytes of ``stream`` or a :class:`DataError` saying ``what`` was truncated."""
-    buf = stream.read(n)
-    if len(buf) != n:
-        raise _err(path, f"truncated {what}: {len(buf)} bytes, need {n}")
-    return buf
 
 
 def read_bytes(path: os.PathLike | str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> bytes:
