@@ -37,7 +37,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=10701, ep
     epochs = epochs or (10 if quick else 50)
     sp = data.get_split("mnist", protocol="doc001", flatten_images=True)
     x_tr, y_tr, x_te, y_te = sp.x_train, sp.y_train, sp.x_test, sp.y_test
-    full_mnist = "fallback" not in sp.source
+    full_mnist = sp.variant == "full"
     runs, rows = {}, []
     for label, hidden, act, lr, batch, doc_tr, doc_te in CONFIGS:
         net = models.mlp([784, *hidden, 10], act, "softmax_cross_entropy")

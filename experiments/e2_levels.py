@@ -79,7 +79,7 @@ def mnist_part(quick, seed=0, tiny=False):
     tr, va = (sp.x_train, sp.y_train), (sp.x_val, sp.y_val)
     net = models.mlp([784, 300, 10], "sigmoid", "softmax_cross_entropy", init="standard_normal")
     ep = 1 if tiny else 2 if quick else 5
-    out = {"data_source": sp.source, "n_train": len(tr[0]), "n_val": len(va[0])}
+    out = {"data_source": sp.source, "data_variant": sp.variant, "n_train": len(tr[0]), "n_val": len(va[0])}
     key = jax.random.key(seed)
     # (1) train vs validation loss
     r = train.fit(net, net.init(key), tr, val=va, epochs=ep, batch_size=64, lr=0.01, key=key,
@@ -112,7 +112,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=0, tiny=F
     sc = scalar_part(2 if tiny else 5 if quick else 25)
     lv = three_levels(1 if tiny else 2 if quick else 3)
     mn = mnist_part(quick, seed, tiny)
-    full = "fallback" not in mn["data_source"]
+    full = mn["data_variant"] == "full"
     fig = lambda name: os.path.join(figures_dir, name)  # noqa: E731
     figures.curves({"scalar net (synthetic 2-D)": sc["epoch_loss"]}, fig("e2_scalar_loss.png"),
                     ylabel="mean loss", title="E2 scalar net, lr 0.01, sampling with replacement")

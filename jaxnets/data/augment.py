@@ -1,4 +1,4 @@
-"""Data augmentation for the out-of-distribution remedy of doc 003 §3.5 (SPEC §1.8, E4).
+"""Data augmentation for the out-of-distribution remedy of doc 003 §3.5 (experiment E4).
 
 Design choice — **a fixed augmented training set**, not per-batch augmentation:
 the fused training epoch of :func:`jaxnets.train.fit` is one jitted ``lax.scan`` over index

@@ -1,4 +1,4 @@
-"""Out-of-distribution image transforms in JAX (doc 003 §3.5, SPEC §1.8).
+"""Out-of-distribution image transforms in JAX (doc 003 §3.5).
 
 All functions take a **batch** ``(N, H, W)`` or ``(N, H, W, C)`` (any dtype), are pure, and can be
 ``jax.jit``-ed and ``jax.vmap``-ed; shift amounts and angles may be traced values, either one

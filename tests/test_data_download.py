@@ -1,0 +1,180 @@
+"""Downloads end to end against a loopback HTTP server on 127.0.0.1 (random free port, in a
+thread, at most 64 requests and 60 s, stops by itself): every registered data set with files is
+fetched through ``load(..., download=True)`` with its base URL pointed at the server, and every
+failure (truncated, wrong checksum, endless body, 404, SIGTERM, unwritable cache, ``file://``)
+is a DataError that leaves nothing behind. No other network is used."""
+
+import dataclasses
+import gzip
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from data_fixtures import local_http_server, md5, shrink, write_cifar_dir, write_idx_set
+
+from jaxnets import data
+from jaxnets.data import DataError, download_file, registry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("JAXNETS_NO_SYSTEM_DATA", "1")
+    for var in ("JAXNETS_DATA", "JAXNETS_MNIST_URL", "JAXNETS_FASHION_MNIST_URL", "JAXNETS_CIFAR10_URL",
+                "JAXNETS_TINY_SHAKESPEARE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path / "xdg" / "jaxnets"
+
+
+def _served(monkeypatch, name, files: dict[str, bytes], **counts):
+    """Point the spec of ``name`` at ``files`` (their MD5 and size; payload checksums cleared
+    where the synthetic files differ from the real ones) and shrink its counts."""
+    new = tuple(dataclasses.replace(f, md5=md5(files[f.name]), size=len(files[f.name]),
+                                    payload_sha256=None if name != "tiny_shakespeare" else f.payload_sha256)
+                for f in registry.DATASETS[name].files)
+    shrink(monkeypatch, name, files=new, **counts)
+
+
+def _idx_files(tmp):
+    write_idx_set(tmp / "src", 60, 20)
+    return {p.name: p.read_bytes() for p in (tmp / "src").iterdir()}
+
+
+def _cifar_files(tmp):
+    write_cifar_dir(tmp / "src" / "cifar-10-batches-py", n_per_batch=20)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        tf.add(tmp / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return {"cifar-10-python.tar.gz": buf.getvalue()}
+
+
+def _shakespeare_files(tmp):
+    # The real corpus (its published MD5, size and SHA-256 unchanged), from the embedded copy.
+    return {"input.txt": gzip.decompress((registry.PACKAGE_DIR / "tinyshakespeare.txt.gz").read_bytes())}
+
+
+SERVED = {
+    "mnist": (_idx_files, dict(train_count=60, test_count=20), lambda r: r.x_train.shape == (60, 28, 28)),
+    "fashion_mnist": (_idx_files, dict(train_count=60, test_count=20), lambda r: r.x_test.shape == (20, 28, 28)),
+    "cifar10": (_cifar_files, dict(train_count=100, test_count=20), lambda r: r.x_train.shape == (100, 32, 32, 3)),
+    "tiny_shakespeare": (_shakespeare_files, {}, lambda r: len(r.text) == 1115394 and r.text.startswith("First Citizen")),
+}
+
+
+def _left(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+@pytest.mark.parametrize("name", list(SERVED))
+def test_download_end_to_end(tmp_path, monkeypatch, capsys, isolated_env, name):
+    make, counts, check = SERVED[name]
+    files = make(tmp_path)
+    _served(monkeypatch, name, files, **counts)
+    with local_http_server() as srv:
+        srv.files.update({f"/m/{k}": v for k, v in files.items()})
+        raw = data.load(name, download=True, base_url=srv.url + "m/", progress=False, fallback=False)
+        assert raw.variant == "full" and check(raw)
+        assert sorted(srv.requests) == sorted(f"/m/{k}" for k in files)
+        again = data.load(name, download=True, base_url=srv.url + "m/", fallback=False)  # from the cache
+        assert len(srv.requests) == len(files) and type(again) is type(raw)
+    err = capsys.readouterr().err
+    for k, v in files.items():  # each file and its size announced before it is fetched
+        assert f"{srv.url}m/{k} ({data.download.human_size(len(v))})" in err
+    local = {f.name: f.filename for f in registry.DATASETS[name].files}
+    assert _left(isolated_env / name) == sorted(local[k] for k in files)  # no .part files
+
+
+FAILURES = {  # behaviour of the server → the error
+    "truncate": r"truncated download, got 10,000 of 20,000 bytes",
+    "500": r"HTTP 500",
+    "404": r"HTTP 404",
+    "md5": r"MD5 mismatch",
+    "endless": r"server sent more than the expected 20,000 bytes; stopped",
+    "lie": r"MD5 mismatch",  # Content-Length right, body different: http.client stops at the length
+}
+
+
+@pytest.mark.parametrize("failure", list(FAILURES))
+def test_failed_download_leaves_nothing(tmp_path, monkeypatch, capsys, isolated_env, failure):
+    payload = os.urandom(20_000)
+    files = {"input.txt": payload}
+    _served(monkeypatch, "tiny_shakespeare", files)
+    with local_http_server() as srv:
+        srv.files["/input.txt"] = payload if failure != "md5" else payload[:-1] + b"x"
+        srv.behaviour["/input.txt"] = failure if failure in ("truncate", "500", "endless", "lie") else "ok"
+        base = srv.url if failure != "404" else srv.url + "nowhere/"
+        with pytest.raises(DataError, match=FAILURES[failure]) as ei:
+            data.load("tiny_shakespeare", download=True, base_url=base, progress=False, fallback=False)
+        assert "input.txt" in str(ei.value)
+        assert _left(isolated_env / "tiny_shakespeare") == []
+        # The experiments' default (fallback=True): the embedded copy, saying why on stderr.
+        raw = data.load("tiny_shakespeare", download=True, base_url=base, progress=False)
+        assert raw.source == "tiny Shakespeare (embedded copy)"
+        assert "download failed" in capsys.readouterr().err
+        assert srv.sent.get("/input.txt", 0) < 8 << 20  # an endless body was not read on
+    assert _left(isolated_env / "tiny_shakespeare") == []
+
+
+def test_endless_body_stops_at_the_expected_size(tmp_path):
+    with local_http_server() as srv:
+        srv.files["/f.gz"] = b"x"
+        srv.behaviour["/f.gz"] = "endless"
+        with pytest.raises(DataError, match="more than the expected 29,515 bytes"):
+            download_file(srv.url + "f.gz", tmp_path / "d" / "f.gz", size=29_515, progress=False)
+        time.sleep(0.2)
+        sent = srv.sent["/f.gz"]
+    # What the server pushed before it noticed the hang-up: socket buffers, never the 64 MiB.
+    assert sent < 8 << 20, sent
+    assert _left(tmp_path / "d") == []
+
+
+def test_unwritable_cache_and_file_url(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    with local_http_server() as srv:
+        srv.files["/input.txt"] = b"abc"
+        _served(monkeypatch, "tiny_shakespeare", {"input.txt": b"abc"})
+        with pytest.raises(DataError, match=rf"{blocker}/jaxnets/tiny_shakespeare: cannot write the download there"):
+            data.load("tiny_shakespeare", download=True, base_url=srv.url, fallback=False)
+        assert srv.requests == []  # refused before connecting
+    with pytest.raises(DataError, match=r"file:///x/input\.txt: only http:// and https:// URLs are downloaded"):
+        data.load("tiny_shakespeare", download=True, base_url="file:///x/", fallback=False)
+
+
+_KILLED_CHILD = """
+from jaxnets.data import download_file
+download_file({url!r}, {dest!r}, size=1 << 20, progress=False)
+"""
+
+
+def test_sigterm_leaves_no_part_file(tmp_path):
+    dest = tmp_path / "d" / "f.bin"
+    with local_http_server(lifetime=30) as srv:
+        srv.files["/f.bin"] = bytes(1 << 20)
+        srv.behaviour["/f.bin"] = "slow"  # 1 KiB, then nothing until the server stops
+        code = textwrap.dedent(_KILLED_CHILD).format(url=srv.url + "f.bin", dest=str(dest))
+        child = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 30
+            while srv.sent.get("/f.bin", 0) == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)  # the child is inside the read loop, its .part file open
+            assert [p.name for p in dest.parent.iterdir()][0].endswith(".part")
+            child.send_signal(signal.SIGTERM)
+            child.wait(timeout=20)
+        finally:
+            child.kill()
+            child.wait()
+    assert child.returncode != 0
+    assert _left(dest.parent) == [], "a killed download left its temporary file"
