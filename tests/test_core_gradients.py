@@ -44,11 +44,14 @@ def test_relu_kink_derivative_is_zero(x64):
 
 
 def _targets(loss, key, N, K):
+    """(targets, score shape) of one loss head; token_cross_entropy scores 3 positions each."""
     if loss == "logistic":
-        return jnp.where(jax.random.bernoulli(key, 0.5, (N,)), 1.0, -1.0), 1
+        return jnp.where(jax.random.bernoulli(key, 0.5, (N,)), 1.0, -1.0), (N, 1)
     if loss in ("half_sse", "mse"):
-        return jax.random.normal(key, (N, K), jnp.float64), K
-    return jax.random.randint(key, (N,), 0, K), K
+        return jax.random.normal(key, (N, K), jnp.float64), (N, K)
+    if loss == "token_cross_entropy":
+        return jax.random.randint(key, (N, 3), 0, K), (N, 3, K)
+    return jax.random.randint(key, (N,), 0, K), (N, K)
 
 
 LOSS_CASES = [(loss, masked) for loss in losses.LOSSES for masked in (False, True)]
@@ -58,8 +61,10 @@ LOSS_CASES = [(loss, masked) for loss in losses.LOSSES for masked in (False, Tru
 def test_loss_backward(x64, loss, masked):
     head = losses.get(loss)
     k1, k2 = jax.random.split(jax.random.key(3))
-    y, K = _targets(loss, k1, 6, 4)
-    s = jax.random.normal(k2, (6, K), jnp.float64) * 3
+    y, shape = _targets(loss, k1, 6, 4)
+    # token CE averages 18 positions: unit-scale logits keep every gradient entry far above the
+    # ~1e-10 round-off of a central difference (an entry of 2e-4 would read as a 1e-6 error)
+    s = jax.random.normal(k2, shape, jnp.float64) * (1 if loss == "token_cross_entropy" else 3)
     mask = jnp.array([1, 1, 0, 1, 0, 1], jnp.float64) if masked else None
     value, cache = head.forward(s, y, mask)
     hand = head.backward(cache)
@@ -67,6 +72,21 @@ def test_loss_backward(x64, loss, masked):
     assert gradcheck.rel_error(hand, auto) < AUTODIFF_TOL
     num = gradcheck.numerical_grad(lambda z: head.forward(z, y, mask)[0], s, eps=1e-6)
     assert gradcheck.rel_error(hand, num) < NUMERIC_TOL
+
+
+# head name, scores, the classes its predict must return
+PREDICT_CASES = [
+    ("softmax_cross_entropy", [[0.1, 2.0, -1.0], [3.0, 0.0, 0.0]], [1, 0]),
+    ("half_sse", [[0.1, 2.0, -1.0], [0.0, 0.0, 5.0]], [1, 2]),
+    ("logistic", [[0.5], [-0.25], [0.0]], [1, -1, 1]),      # the sign, +1 at a score of 0
+    ("token_cross_entropy", [[[0.0, 1.0], [2.0, -1.0]]], [[1, 0]]),
+]
+
+
+@pytest.mark.parametrize("loss,scores,expected", PREDICT_CASES)
+def test_head_predict(loss, scores, expected):
+    pred = losses.get(loss).predict(jnp.asarray(scores, jnp.float32))
+    np.testing.assert_array_equal(pred, expected)
 
 
 def test_masked_loss_equals_loss_on_real_rows(x64):

@@ -54,7 +54,7 @@ CASES = [
 @pytest.mark.parametrize("params,x,y,active", CASES)
 def test_closed_form_equals_autodiff_and_fd(x64, params, x, y, active):
     params, x = _p(*params), jnp.asarray(x, jnp.float64)
-    _, (_, a, _) = minicnn.forward(params, x)
+    _, (_, a, _, _) = minicnn.forward(params, x)
     assert tuple(bool(t) for t in a[0] > 0) == active
     value, g = minicnn.grads(params, x, jnp.asarray([y], jnp.float64))
     doc = _doc_closed_form(params, x, y)
@@ -74,7 +74,7 @@ def test_closed_form_on_random_batches(x64):
         params = _p(rng.standard_normal(2), rng.standard_normal(2))
         X = jnp.asarray(rng.standard_normal((16, 3)), jnp.float64)
         Y = jnp.asarray(rng.choice([-1.0, 1.0], 16), jnp.float64)
-        _, (_, a, _) = minicnn.forward(params, X)
+        _, (_, a, _, _) = minicnn.forward(params, X)
         assert float(jnp.min(jnp.abs(a))) > 1e-6 and bool(jnp.any(a <= 0))   # some ReLUs off
         _, g = minicnn.grads(params, X, Y)
         # the batch gradient is the mean of the document's per-example expressions
