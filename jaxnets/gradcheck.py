@@ -142,8 +142,10 @@ def check_model(model, params, x, y, l2=0.0, mask=None, autodiff_tol=None, numer
     autodiff_tol = defaults["autodiff"] if autodiff_tol is None else autodiff_tol
     numeric_tol = defaults["numeric"] if numeric_tol is None else numeric_tol
     eps = defaults["eps"] if eps is None else eps
-    _, hand = model.backprop(params, x, y, l2, mask)
-    _, auto = model.grad_autodiff(params, x, y, l2, mask)
+    # jitted closures: the data are constants, so each function compiles once (eager op-by-op
+    # dispatch of a deep model costs far more than the check itself)
+    _, hand = jax.jit(lambda p: model.backprop(p, x, y, l2, mask))(params)
+    _, auto = jax.jit(lambda p: model.grad_autodiff(p, x, y, l2, mask))(params)
     f = jax.jit(lambda p: model.loss(p, x, y, l2, mask))
     num = numerical_grad(f, params, eps=eps, n_samples=n_samples, key=key)
     return {"autodiff": dict(compare(hand, auto, "jax.grad", autodiff_tol)),

@@ -329,7 +329,7 @@ def test_generate_top_k():
     greedy = tr.generate(cfg, params, jax.random.key(1), prompt, 8, top_k=1)
     assert greedy.tolist() == _reference_generate(model, params, jax.random.key(1), prompt, 8, 4, greedy=True)
     # top-k 2: every drawn id is one of the two largest logits of its step
-    out = np.asarray(tr.generate(cfg, params, jax.random.key(4), prompt, 30, top_k=2))
+    out = np.asarray(tr.generate(cfg, params, jax.random.key(4), prompt, 12, top_k=2))
     last_row = _jit(lambda p, ctx: model.apply(p, ctx)[0, -1])
     for i in range(2, len(out)):
         row = np.asarray(last_row(params, jnp.asarray(out[max(0, i - 4):i])[None, :]))

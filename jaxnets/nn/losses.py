@@ -5,6 +5,7 @@ A loss is a :class:`Loss` of three pure functions::
     forward(s, y, mask=None) -> (value, cache)     s: (N, K) scores, value: scalar
     backward(cache, dvalue=1.0) -> ds              ds: (N, K)
     predict(s) -> (N,) int                         the class the head predicts from its scores
+    labels: "class" (int labels in [0, K) or real targets) or "sign" (labels ±1)
 
 ``y`` is either integer labels ``(N,)`` in ``[0, K)`` (turned into one-hot targets) or real
 targets ``(N, K)``. Every loss is a **mean over the batch**. ``mask`` (N,) of 0/1 weights marks
@@ -24,6 +25,7 @@ class Loss(NamedTuple):
     forward: Callable[..., Any]
     backward: Callable[..., Any]
     predict: Callable[..., Any]
+    labels: str = "class"
 
 
 def argmax_predict(s):
@@ -193,7 +195,7 @@ LOSSES = {
                                   argmax_predict),
     "half_sse": Loss(half_sse_forward, half_sse_backward, argmax_predict),
     "mse": Loss(mse_forward, mse_backward, argmax_predict),
-    "logistic": Loss(logistic_forward, logistic_backward, sign_predict),
+    "logistic": Loss(logistic_forward, logistic_backward, sign_predict, labels="sign"),
     "token_cross_entropy": Loss(token_cross_entropy_forward, token_cross_entropy_backward,
                                 argmax_predict),
 }
