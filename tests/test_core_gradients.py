@@ -200,3 +200,23 @@ def test_l2_never_touches_biases(x64):
     for a, b, p in zip(g0, g1, params):
         np.testing.assert_allclose(b["b"], a["b"], rtol=0, atol=0)
         np.testing.assert_allclose(b["W"] - a["W"], 2 * 0.5 * p["W"], atol=1e-14)
+
+
+def test_dropout_layer_composes_with_a_key(x64):
+    """Dropout is a stochastic Layer: the model says so, a key turns it on (same mask in the
+    hand-written and autodiff passes), key=None is the deterministic network."""
+    drop = models.sequential(layers.serial(layers.dense(6, "tanh"), layers.dropout(0.4), layers.dense(3)),
+                             "softmax_cross_entropy", (4,))
+    plain = models.sequential(layers.serial(layers.dense(6, "tanh"), layers.activation("identity"),
+                                            layers.dense(3)), "softmax_cross_entropy", (4,))
+    assert drop.stochastic and not plain.stochastic
+    params = drop.init(jax.random.key(0), jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (5, 4), jnp.float64)
+    y = jnp.array([0, 1, 2, 1, 0])
+    k = jax.random.key(2)
+    (lh, gh), (la, ga) = drop.backprop(params, x, y, 0.1, None, k), drop.grad_autodiff(params, x, y, 0.1, None, k)
+    assert abs(float(lh - la)) < 1e-14
+    gradcheck.compare(gh, ga, tol=AUTODIFF_TOL)
+    assert float(drop.loss(params, x, y, key=jax.random.key(3))) != float(lh)
+    assert float(drop.loss(params, x, y)) == float(plain.loss(params, x, y))
+    np.testing.assert_array_equal(drop.predict(params, x), plain.predict(params, x))

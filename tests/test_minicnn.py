@@ -140,3 +140,22 @@ def test_sgd_learns_pattern_and_does_not_retrace():
 def test_shape_errors():
     with pytest.raises(ValueError, match="expected x of shape"):
         minicnn.forward(minicnn.init(jax.random.key(0)), jnp.zeros((4, 5)))
+
+
+def test_model_contract(x64):
+    """minicnn.model(): the same network behind the Model contract; backprop (the document's
+    chain rule through the logistic head) == jax.grad with a mask and L2; predict is the sign."""
+    from jaxnets import models
+    m = minicnn.model()
+    assert isinstance(m, models.Model) and m.in_shape == (3,) and m.out_shape == (1,)
+    assert m.head.labels == "sign" and not m.stochastic and m.input_dtype == "float"
+    X, Y, _ = minicnn.synthetic_pattern_data(jax.random.key(0), 12, jnp.float64)
+    params = minicnn.init(jax.random.key(1), jnp.float64)
+    assert abs(float(m.loss(params, X, Y)) - float(minicnn.loss(params, X, Y))) < 1e-14
+    mask = (jnp.arange(12) % 3 != 0).astype(jnp.float64)
+    (lh, gh), (la, ga) = m.backprop(params, X, Y, 0.2, mask), m.grad_autodiff(params, X, Y, 0.2, mask)
+    assert abs(float(lh - la)) < 1e-14
+    gradcheck.compare(gh, ga, "jax.grad", AUTODIFF_TOL)
+    np.testing.assert_array_equal(m.predict(params, X), minicnn.predict(params, X))
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        m.apply(params, jnp.zeros((2, 4)))
