@@ -159,3 +159,16 @@ def test_model_contract(x64):
     np.testing.assert_array_equal(m.predict(params, X), minicnn.predict(params, X))
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
         m.apply(params, jnp.zeros((2, 4)))
+
+
+def test_fit_trains_the_model():
+    """train.fit takes the mini CNN like any model (logistic head, ±1 labels, sign predictions)."""
+    from jaxnets import train
+    X, Y, _ = minicnn.synthetic_pattern_data(jax.random.key(0), 200)
+    m = minicnn.model()
+    params = minicnn.init(jax.random.key(1))
+    res = train.fit(m, params, (X, Y), epochs=5, batch_size=10, lr=0.5, key=jax.random.key(2),
+                    progress=False)
+    assert res.history["train_loss"][-1] < 0.7 * float(m.loss(params, X, Y))
+    acc = float(np.mean(np.asarray(m.predict(res.params, X)) == np.asarray(Y)))
+    assert abs(res.history["train_acc"][-1] - acc) < 1e-6 and acc > 0.9     # float32 mean of 200
