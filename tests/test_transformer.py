@@ -503,3 +503,18 @@ def test_e7_record_from_measured_numbers(tmp_path):
     assert len(table) == 6 and table[0]["after"] == "ROMEO:\nGood morrow.\nJULIET:\nGood night."
     figs = e7.plot(runs, str(tmp_path / "f"), "test")
     assert len(figs) == 3 and all(os.path.exists(f) for f in figs)
+
+
+def test_bench_paths_compute_the_same_steps():
+    """bench_transformer's two timed programs (hand-written vs jax.grad gradients) run the same
+    AdamW steps: equal step losses to float32 round-off."""
+    from experiments import bench_transformer as bench
+    tok, ids = _corpus()
+    cfg = dict(e7.TINY, chunk=4, block_size=8, n_head=2)
+    model = tr.transformer(e7.model_config(tok.vocab_size, 8, 2, cfg))
+    params = model.init(jax.random.key(0))
+    compiled, compile_s, args = bench.compiled_chunks(model, params, e7.token_sampler(ids, 8, 4), cfg)
+    (_, hand), (_, auto) = (compiled[g](*args) for g in bench.GRADS)
+    np.testing.assert_allclose(hand, auto, rtol=1e-5)
+    assert hand.shape == (4,) and min(compile_s.values()) > 0
+    assert set(bench.interleaved(compiled, args, 2)) == set(bench.GRADS)
