@@ -104,9 +104,9 @@ def train_one(data, T: int, H: int, cfg, key, progress=None) -> dict:
     params = model.init(k_init)
     before = samples(mcfg, params, k_before, data.tokenizer, cfg["sample_chars"], after=False)
     tr_s, va_s = (token_sampler(ids, T, cfg["eval_every"]) for ids in (data.train, data.val))
-    ev0 = {name: jax.jit(train.make_sampled_evaluate(model, s, cfg["batch_size"], cfg["eval_batches"]))
-           for name, s in (("train", tr_s), ("val", va_s))}
-    loss0 = {name: float(fn(params, k_eval0, *s.data)[0]) for (name, fn), s in zip(ev0.items(), (tr_s, va_s))}
+    # the step-0 estimate: one compiled evaluator, the split is its data argument
+    ev0 = jax.jit(train.make_sampled_evaluate(model, tr_s, cfg["batch_size"], cfg["eval_batches"]))
+    loss0 = {name: float(ev0(params, k_eval0, *s.data)[0]) for name, s in (("train", tr_s), ("val", va_s))}
     t0 = time.perf_counter()
     res = train.fit(model, params, tr_s, epochs=cfg["steps"] // cfg["eval_every"],
                     batch_size=cfg["batch_size"], optimizer=adamw(cfg), key=k_fit, val=va_s,
