@@ -34,13 +34,15 @@ DOC_TOL = 0.03  # the document's numbers come from a different init/framework; �
 
 def run(quick=True, results_dir="results", figures_dir="figures", seed=10701, epochs=None, *,
         tiny=False, data_dir=None, download=False, progress=None):
-    """Train (a)–(e); ``quick``: 10 epochs, ``tiny``: ``epochs`` (default 1). ``data_dir`` and
-    ``download`` go to :func:`jaxnets.data.get_split`; ``progress``: per-run bars (None: terminal)."""
+    """Train (a)–(e); ``quick``: 10 epochs, ``tiny``: ``epochs`` (default 1). ``data_dir``: the
+    ``--data`` folder (see :func:`cli.dataset_path`); ``download`` goes to
+    :func:`jaxnets.data.get_split`; ``progress``: per-run bars (None: on a terminal)."""
     t0 = time.perf_counter()
     mode = "tiny" if tiny else "quick" if quick else "full"
     epochs = epochs or (1 if tiny else 10 if quick else 50)
     cli.phase("E1 data", "MNIST, doc 001 subset (first 3,000 train / 1,000 test)")
-    sp = data.get_split("mnist", protocol="doc001", flatten_images=True, path=data_dir, download=download)
+    sp = data.get_split("mnist", protocol="doc001", flatten_images=True,
+                        path=cli.dataset_path(data_dir, "mnist"), download=download)
     variant = data_variant(sp)
     x_tr, y_tr, x_te, y_te = sp.x_train, sp.y_train, sp.x_test, sp.y_test
     full_mnist = variant == "full"
@@ -96,7 +98,7 @@ def _parser():
 
 def _body(a):
     rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, a.epochs, tiny=a.mode == "tiny",
-              data_dir=cli.data_path(a, "mnist"), download=a.download)
+              data_dir=a.data, download=a.download)
     print(f"E1 on {rec['data_source']} ({rec['epochs']} epochs, seed {rec['seed']}):")
     print_rows(rec, 62)
     print(f"wall time {rec['wall_time']:.1f} s; wrote {rec['json']} and {len(rec['figures'])} figures "

@@ -21,12 +21,13 @@ How a script adopts it (``experiments/e1_mnist.py`` is the example)::
     def run(quick=True, results_dir="results", figures_dir="figures", seed=0, *, tiny=False,
             data_dir=None, download=False, progress=None):
         ...                      # cli.phase(...) per phase; train.fit(..., progress=progress)
+        sp = data.get_split("mnist", path=cli.dataset_path(data_dir, "mnist"), download=download)
         with figures.run_mode(mode): ...   # quick/tiny figures say so in their title
         return finish("e1", record, results_dir)   # record: "mode", "data", "recipe", "seeds"
 
     def _body(a):                # a.mode, a.results_dir, a.figures_dir, a.download, a.seed
         rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, tiny=a.mode == "tiny",
-                  data_dir=cli.data_path(a, "mnist"), download=a.download)
+                  data_dir=a.data, download=a.download)   # data_dir: the --data root
         ...                      # print the rows
 
     def main(argv=None):
@@ -147,11 +148,10 @@ def output_dirs(mode: str, out: str | os.PathLike | None = None) -> tuple[str, s
     return os.path.join("results", "quick"), os.path.join("figures", "quick")
 
 
-def data_path(args, name: str) -> str | None:
-    """The ``path=`` for data set ``name`` from ``--data DIR``: ``DIR/<name>`` (or one of the
-    registry's sub-folder names for it) when it exists, else ``DIR`` itself; ``None`` without
-    ``--data`` (the registry's look-up chain)."""
-    root = getattr(args, "data", None)
+def dataset_path(root, name: str) -> str | None:
+    """The ``path=`` for data set ``name`` under the ``--data`` folder ``root``: ``root/<name>``
+    (or one of the registry's sub-folder names for it) when it exists, else ``root`` itself;
+    ``None`` without a root (the registry's look-up chain then applies)."""
     if root is None:
         return None
     from jaxnets import data
