@@ -76,7 +76,7 @@ def plain(doc: str | None) -> str:
     text = _ROLE.sub(r"\1", (doc or "").strip())
     text = re.sub(r"``([^`]*)``", r"\1", text)
     text = re.sub(r"`([^`]*)`", r"\1", text)
-    text = re.sub(r"\*\*([^*\n]+)\*\*", r"\1", text)
+    text = re.sub(r"\*\*([^*]+?)\*\*", r"\1", text)
     text = re.sub(r"(?<![\w*])\*([^*\s][^*\n]*?)\*(?![\w*])", r"\1", text)
     return re.sub(r"::$", ":", text, flags=re.M)
 
@@ -98,14 +98,14 @@ class Parser(argparse.ArgumentParser):
         return a
 
 
-def make_parser(doc: str, *, prog: str | None = None, seed: int = 0, quick: str, tiny: str | None = None,
-                full: str | None = None, default_mode: str = "full") -> Parser:
+def make_parser(doc: str, *, prog: str | None = None, seed: int | None = 0, quick: str, tiny: str | None = None,
+                full: str | None = None, default_mode: str = "full", with_seed: bool = True) -> Parser:
     """The parser of an experiment script.
 
     doc: the module docstring (shown without reST markup); quick/tiny: whole sentences saying what
     the smaller modes run (``tiny=None``: no ``--tiny``); seed: the default ``--seed``.
     ``default_mode="quick"`` with ``full=...``: the main job, whose default is quick and which
-    takes ``--full`` instead.
+    takes ``--full`` instead. ``with_seed=False``: no ``--seed`` (a measurement without randomness).
     """
     ap = Parser(prog=prog, description=plain(doc), epilog=EXIT_CODES_HELP,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,7 +132,10 @@ def make_parser(doc: str, *, prog: str | None = None, seed: int = 0, quick: str,
     ap.add_argument("--out", metavar="DIR", default=None,
                     help="Write results to DIR/results/ and figures to DIR/figures/ instead of the "
                          "default folders.")
-    ap.add_argument("--seed", type=int, default=seed, help=f"Random seed of the run (default {seed}).")
+    if with_seed:
+        ap.add_argument("--seed", type=int, default=seed,
+                        help=f"Random seed of the run (default {seed})." if seed is not None else
+                        "Random seed of every experiment (default: each experiment's own seed).")
     return ap
 
 
@@ -162,6 +165,11 @@ def dataset_path(root, name: str) -> str | None:
     return str(root)
 
 
+def data_path(args, name: str) -> str | None:
+    """:func:`dataset_path` of the parsed ``--data`` (``args.data``)."""
+    return dataset_path(getattr(args, "data", None), name)
+
+
 # ----------------------------------------------------------------------------------- feedback
 
 class _State:
@@ -172,28 +180,34 @@ class _State:
 
     def reset(self):
         self.t0 = time.perf_counter()
-        self.done: list[str] = []
-        self.current: str | None = None
+        self.done: list[tuple[int, str]] = []     # (level, name) of finished phases
+        self.current: dict[int, str] = {}         # level -> the phase running at that level
         self.written: list[str] = []
+        self.unwritten = ""                       # what an interrupted run did not write (said on Ctrl-C)
 
 
 STATE = _State()
 
 
-def phase(name: str, detail: str = "") -> None:
-    """Start phase ``name`` (the previous one counts as finished): one line on standard error."""
-    if STATE.current is not None:
-        STATE.done.append(STATE.current)
-    STATE.current = name
+def phase(name: str, detail: str = "", *, level: int = 1) -> None:
+    """Start phase ``name``: one line on standard error. Phases at ``level`` or deeper that were
+    running count as finished. The main job's experiments are level 0, an experiment's own
+    phases level 1."""
+    _close(level)
+    STATE.current[level] = name
     elapsed = time.perf_counter() - STATE.t0
-    print(f"[{elapsed:6.1f} s] {name}{' — ' + detail if detail else ''}", file=sys.stderr, flush=True)
+    indent = "" if level <= 0 else "  " * (level - 1)
+    print(f"[{elapsed:6.1f} s] {indent}{name}{' — ' + detail if detail else ''}", file=sys.stderr, flush=True)
 
 
-def end_phase() -> None:
-    """Mark the current phase finished (at the end of a run)."""
-    if STATE.current is not None:
-        STATE.done.append(STATE.current)
-    STATE.current = None
+def _close(level: int) -> None:
+    for lv in sorted((lv for lv in STATE.current if lv >= level), reverse=True):
+        STATE.done.append((lv, STATE.current.pop(lv)))
+
+
+def end_phase(level: int = 1) -> None:
+    """Mark the phases running at ``level`` and deeper finished."""
+    _close(level)
 
 
 def wrote(path) -> None:
@@ -204,14 +218,19 @@ def wrote(path) -> None:
 def interrupted_line(signame: str = "Ctrl-C") -> str:
     """One line: when it stopped, what finished, which complete files it left and where."""
     elapsed = time.perf_counter() - STATE.t0
-    during = f" during {STATE.current}" if STATE.current else ""
-    done = f"finished: {', '.join(STATE.done)}" if STATE.done else "nothing had finished"
+    levels = sorted(set(STATE.current) | {lv for lv, _ in STATE.done})
+    top = levels[0] if levels else 1
+    running = " / ".join(STATE.current[lv] for lv in sorted(STATE.current))
+    during = f" during {running}" if running else ""
+    finished = [n for lv, n in STATE.done if lv == top]
+    done = f"finished: {', '.join(finished)}" if finished else "nothing had finished"
     if STATE.written:
         dirs = sorted({os.path.dirname(p) or "." for p in STATE.written})
-        files = f"{len(STATE.written)} complete file(s) written in {', '.join(d + '/' for d in dirs)}"
+        files = f"{len(STATE.written)} complete file(s) in {', '.join(d + '/' for d in dirs)}"
     else:
         files = "no result file written"
-    return f"Interrupted ({signame}) after {elapsed:.0f} s{during}; {done}; {files}; nothing half-written."
+    extra = f"; {STATE.unwritten}" if STATE.unwritten else ""
+    return f"Interrupted ({signame}) after {elapsed:.0f} s{during}; {done}; {files}{extra}; nothing half-written."
 
 
 # ----------------------------------------------------------------------------------- runner
@@ -270,7 +289,7 @@ def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
     with _sigterm_as_interrupt():
         try:
             rc = body(args)
-            end_phase()
+            end_phase(0)
         except KeyboardInterrupt as e:
             print("\n" + interrupted_line("SIGTERM" if str(e) == "SIGTERM" else "Ctrl-C"),
                   file=sys.stderr, flush=True)
