@@ -313,10 +313,11 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=0, split=
             rows.append(row("E6.ce_ge_mse", "cross-entropy best val accuracy ≥ MSE best val accuracy",
                             "yes" if ce_ok else "no", None, None, src))
             b_m, b_c = studies["mse"]["baseline"], studies["ce"]["baseline"]
-            figures.curves({"MSE val": b_m["val_acc"], "MSE train": b_m["train_acc"],
-                             "CE val": b_c["val_acc"], "CE train": b_c["train_acc"]},
-                            os.path.join(figures_dir, "e6_baseline_acc_mse_vs_ce.png"), ylabel="accuracy",
-                            title=f"E6 baseline, MSE vs cross-entropy ({src})")
+            figs.append(figures.train_test_curves(
+                {"MSE on scores": {"training": b_m["train_acc"], "validation": b_m["val_acc"]},
+                 "softmax cross-entropy": {"training": b_c["train_acc"], "validation": b_c["val_acc"]}},
+                os.path.join(figures_dir, "e6_baseline_acc_mse_vs_ce.png"), kinds=("training", "validation"),
+                ylabel="accuracy", title=f"E6 baseline, MSE vs cross-entropy ({src})"))
     record = {"experiment": "E6", "doc": "004", "quick": quick, "mode": mode, "seed": seed, "seeds": [seed],
               "recipe": "document", "data": variant, "data_source": src,
               "data_notes": sp.notes, "n_train": len(sp.y_train), "n_val": len(sp.y_val),

@@ -291,9 +291,9 @@ def first_layer_images(W, image_shape=(32, 32, 3), layout: str = "input_hidden")
 
 def visualize_grid(Xs, ubound: float = 255.0, padding: int = 1, ncols: int | None = None,
                    fill: float = 0.0) -> np.ndarray:
-    """Tile ``Xs`` ``(N, H, W, C)`` in a grid of ``ncols`` columns (default ``ceil(√N)``, as
-    CS231n's ``visualize_grid``; rows = ``ceil(N / ncols)``; unit ``n`` at row ``n // ncols``,
-    column ``n % ncols``), each tile min-max scaled to ``[0, ubound]``.
+    """Tile ``Xs`` ``(N, H, W, C)`` in a grid, each tile min-max scaled to ``[0, ubound]``: by
+    default CS231n's ``visualize_grid``, ``G × G`` with ``G = ceil(√N)``; with ``ncols``, ``ncols``
+    columns and ``ceil(N / ncols)`` rows. Unit ``n`` sits at row ``n // G``, column ``n % G``.
 
     Returns ``(R·H + (R−1)·padding, G·W + (G−1)·padding, C)`` float64; padding and unused cells
     are ``fill``. A constant tile (max = min) becomes 0 instead of dividing by zero.
@@ -303,7 +303,7 @@ def visualize_grid(Xs, ubound: float = 255.0, padding: int = 1, ncols: int | Non
         raise ValueError(f"visualize_grid: expected (N, H, W, C) images, got shape {Xs.shape}")
     n, h, w, c = Xs.shape
     g = ncols or max(1, math.ceil(math.sqrt(n)))
-    rows = max(1, -(-n // g))
+    rows = max(1, -(-n // g)) if ncols else g   # CS231n's default grid is square
     grid = np.full((h * rows + padding * (rows - 1), w * g + padding * (g - 1), c), float(fill))
     for i, img in enumerate(Xs):
         r, col = divmod(i, g)
