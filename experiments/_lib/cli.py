@@ -122,10 +122,10 @@ def make_parser(doc: str, *, prog: str | None = None, seed: int | None = 0, quic
         size.add_argument("--tiny", action="store_true",
                           help=f"{tiny} Results go to results/quick/ and figures/quick/.")
     ap.add_argument("--data", metavar="DIR", default=None,
-                    help="Look for the data sets in DIR first: one sub-folder per data set "
-                         "(DIR/mnist/, DIR/fashion_mnist/, DIR/cifar10/, DIR/tinyshakespeare/) or the "
-                         "files themselves. Without it: $JAXNETS_DATA, the per-user cache, system "
-                         "locations, a download, then the embedded sample.")
+                    help="Look for each data set in its folder under DIR first (DIR/mnist/, "
+                         "DIR/fashion_mnist/, DIR/cifar10/, DIR/tiny_shakespeare/). A data set without "
+                         "its folder there is looked for as usual: $JAXNETS_DATA, the per-user cache, "
+                         "system locations, a download, then the embedded sample.")
     ap.add_argument("--offline", action="store_true",
                     help="Never download: use local copies, else the embedded samples (results "
                          "say which data they used).")
@@ -153,16 +153,17 @@ def output_dirs(mode: str, out: str | os.PathLike | None = None) -> tuple[str, s
 
 def dataset_path(root, name: str) -> str | None:
     """The ``path=`` for data set ``name`` under the ``--data`` folder ``root``: ``root/<name>``
-    (or one of the registry's sub-folder names for it) when it exists, else ``root`` itself;
-    ``None`` without a root (the registry's look-up chain then applies)."""
+    (or another of the registry's folder names for it, e.g. ``fashion-mnist``) when that folder
+    exists, so a broken copy there is an error rather than silently skipped; else ``None``: the
+    registry's look-up chain (``$JAXNETS_DATA``, cache, system, download, embedded sample)."""
     if root is None:
         return None
     from jaxnets import data
-    subs = [name] + list(getattr(data.DATASETS.get(name), "subdirs", ()) or ())
-    for sub in subs:
+    spec = data.DATASETS.get(name)
+    for sub in dict.fromkeys([name, *(s for s in getattr(spec, "subdirs", ()) if s)]):
         if (Path(root) / sub).is_dir():
             return str(Path(root) / sub)
-    return str(root)
+    return None
 
 
 def data_path(args, name: str) -> str | None:
@@ -247,7 +248,7 @@ def no_data_message(err, args=None, prog: str = "") -> str:
     cache = data.cache_root() / sub
     cmd = f"python -m {prog}" if prog else "the same command"
     lines = [f"error: {first}", "Ways to provide it:",
-             f"  1. {cmd} --data DIR      (DIR holds the files, or DIR/{sub}/ does)",
+             f"  1. {cmd} --data DIR      (with the files in DIR/{sub}/)",
              f"  2. export JAXNETS_DATA=DIR  (the files in DIR/{sub}/)",
              f"  3. put the files in the per-user cache {cache}/"]
     if args is not None and getattr(args, "offline", False):

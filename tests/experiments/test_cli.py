@@ -87,7 +87,7 @@ def test_data_dir_must_exist_and_resolves_per_data_set(tmp_path):
     assert e.value.code == cli.EXIT_USAGE and "not a directory" in err.getvalue()
     (tmp_path / "fashion-mnist").mkdir()
     assert cli.dataset_path(tmp_path, "fashion_mnist") == str(tmp_path / "fashion-mnist")  # registry sub-folder
-    assert cli.dataset_path(tmp_path, "cifar10") == str(tmp_path)   # the files themselves in DIR
+    assert cli.dataset_path(tmp_path, "cifar10") is None    # no folder there: the usual look-up chain
     assert cli.dataset_path(None, "mnist") is None
 
 
