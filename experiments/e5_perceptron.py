@@ -52,9 +52,8 @@ def _sizes(quick, tiny):
 
 
 def _load(name, n_train, n_test, seed, data_dir=None, download=False):
-    path = None if name == "mnist_5k" else cli.dataset_path(data_dir, name)
-    sp = data.get_split(name, n_train=n_train, flatten_images=True, path=path,
-                        **({} if name == "mnist_5k" else {"download": download}))
+    sp = data.get_split(name, n_train=n_train, flatten_images=True, path=cli.dataset_path(data_dir, name),
+                        download=download)
     x_te, y_te = data.stratified_subset(sp.x_test, sp.y_test, n_test, seed)
     return (jnp.asarray(sp.x_train, jnp.float32), jnp.asarray(sp.y_train), jnp.asarray(x_te, jnp.float32),
             jnp.asarray(y_te), sp)
