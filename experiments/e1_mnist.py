@@ -53,7 +53,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=10701, ep
            "doc 001's")
     with figures.run_mode(mode):
         for label, hidden, act, lr, batch, doc_tr, doc_te in CONFIGS:
-            cli.phase(f"E1 ({label})", f"{act} {hidden}, lr {lr}, batch {batch}, {epochs} epoch{'s' * (epochs != 1)}")
+            cli.phase(f"E1 ({label})", f"{act} {hidden}, lr {lr}, batch {batch}, {cli.plural(epochs, 'epoch')}")
             net = models.mlp([784, *hidden, 10], act, "softmax_cross_entropy")
             params = net.init(jax.random.key(seed))
             res = train.fit(net, params, (x_tr, y_tr), test=(x_te, y_te), epochs=epochs,

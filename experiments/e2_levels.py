@@ -83,12 +83,12 @@ def mnist_part(quick, seed=0, tiny=False, data_dir=None, download=False, progres
     out = {"data_source": sp.source, "data": data_variant(sp), "n_train": len(tr[0]), "n_val": len(va[0])}
     key = jax.random.key(seed)
     # (1) train vs validation loss
-    cli.phase("E2 (1) train vs validation loss", f"784-300-10 sigmoid, lr 0.01, {ep} epochs on {len(tr[0]):,} images")
+    cli.phase("E2 (1) train vs validation loss", f"784-300-10 sigmoid, lr 0.01, {cli.plural(ep, 'epoch')} on {len(tr[0]):,} images")
     r = train.fit(net, net.init(key), tr, val=va, epochs=ep, batch_size=64, lr=0.01, key=key,
                   progress=progress)
     out["train_vs_val"] = {"train_loss": r.history["train_loss"], "val_loss": r.history["val_loss"]}
     # (2) five random initialisations, trained together as one vmapped computation
-    cli.phase("E2 (2) five random initialisations", f"one vmapped sweep, {ep} epochs")
+    cli.phase("E2 (2) five random initialisations", f"one vmapped sweep, {cli.plural(ep, 'epoch')}")
     keys = jax.random.split(jax.random.key(seed + 1), 5)
     inits = jax.vmap(net.init)(keys)
     _, h = train.sweep(net, inits, tr, configs={"lr": [0.01] * 5}, epochs=ep, batch_size=64,
@@ -96,7 +96,7 @@ def mnist_part(quick, seed=0, tiny=False, data_dir=None, download=False, progres
     out["inits_val_loss"] = np.stack(h["val_loss"], axis=1).tolist()  # (5, epochs)
     # (3) learning-rate sweep (one vmapped computation, same init and batches)
     lrs = [1e-4, 3e-3, 1e-2, 3e-2]
-    cli.phase("E2 (3) learning-rate sweep", f"lr {lrs}, one vmapped sweep, {ep} epochs")
+    cli.phase("E2 (3) learning-rate sweep", f"lr {lrs}, one vmapped sweep, {cli.plural(ep, 'epoch')}")
     _, h = train.sweep(net, net.init(key), tr, configs={"lr": lrs}, epochs=ep, batch_size=64,
                        key=key, val=va)
     out["lr_sweep"] = {"lrs": lrs, "val_loss": np.stack(h["val_loss"], 1).tolist(),
@@ -104,7 +104,7 @@ def mnist_part(quick, seed=0, tiny=False, data_dir=None, download=False, progres
                        "val_acc": np.stack(h["val_acc"], 1).tolist()}
     # (4) final run
     ep4 = 1 if tiny else 3 if quick else 10
-    cli.phase("E2 (4) final run", f"lr 0.03, batch 64, {ep4} epochs")
+    cli.phase("E2 (4) final run", f"lr 0.03, batch 64, {cli.plural(ep4, 'epoch')}")
     r = train.fit(net, net.init(key), tr, val=va, epochs=ep4, batch_size=64, lr=0.03, key=key,
                   progress=progress)
     out["final"] = {"val_acc": r.history["val_acc"], "train_acc": r.history["train_acc"],

@@ -187,7 +187,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", tiny=False, se
     key = jax.random.key(seed)
     runs, curves, rows, absent = {}, {}, [], {}
     for ds in (datasets or cfg["datasets"]):
-        cli.phase(f"E5 {ds}", f"perceptron, 3 kernel perceptrons and the MLP, {passes} passes on {n_train:,} images")
+        cli.phase(f"E5 {ds}", f"perceptron, 3 kernel perceptrons and the MLP, {cli.plural(passes, 'pass', 'passes')} on {n_train:,} images")
         try:
             X, y, X_te, y_te, sp = _load(ds, n_train, cfg["n_test"], seed, data_dir, download)
         except data.DataNotFoundError as e:

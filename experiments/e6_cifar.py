@@ -203,7 +203,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=0, split=
     baseline_iterations = baseline_iterations or (QUICK_ITERATIONS if quick else BASELINE_ITERATIONS)
     t0 = time.perf_counter()
     if split is None:
-        cli.phase("E6 data", "CIFAR-10, 49,000 / 1,000 / 1,000, mean image subtracted")
+        cli.phase("E6 data", "CIFAR-10: train / validation / test split, mean image subtracted")
         n_train = n_train or (QUICK_N_TRAIN if quick else None)
         split = data.get_split("cifar10", flatten_images=True, n_train=n_train,
                                path=cli.dataset_path(data_dir, "cifar10"), download=download)
@@ -228,12 +228,12 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=0, split=
             p0 = net.init(init_key)
             cli.phase(f"E6 {lname} baseline", f"{LOSS_TITLES[lname]}, {baseline_iterations} iterations, lr 1e-5")
             base_params, base = _baseline(net, p0, sp, baseline_iterations, batch_key, progress)
-            cli.phase(f"E6 {lname} grid", f"{len(configs)} config{'s' * (len(configs) != 1)} × {iterations} iterations as one vmap")
+            cli.phase(f"E6 {lname} grid", f"{cli.plural(len(configs), 'config')} × {iterations} iterations as one vmap")
             best, best_params, table, timing = _grid(net, p0, sp, configs, iterations, batch_key)
             st = {"loss": LOSSES[lname], "baseline": base, "grid": table, "best_index": best,
                   "best": table[best], "grid_timing": timing}
             if seq_idx and lname in sequential_losses:
-                cli.phase(f"E6 {lname} one at a time", f"{len(seq_idx)} config{'s' * (len(seq_idx) != 1)}, the timing comparison")
+                cli.phase(f"E6 {lname} one at a time", f"{cli.plural(len(seq_idx), 'config')}, the timing comparison")
                 seq_val, seq_compile, seq_wall = _one_at_a_time(net, p0, sp, [configs[i] for i in seq_idx],
                                                                 iterations, batch_key, progress)
                 per_cfg_seq = seq_wall / len(seq_idx)

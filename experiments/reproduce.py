@@ -336,7 +336,8 @@ def run(only=None, quick=True, tiny=False, results_dir="results", figures_dir="f
             last = json.load(f)
         previous = last.get("measured", {}) if record_mode(last) == mode else {}
     cli.STATE.reset()
-    cli.STATE.unwritten = f"the report {report_path} is written at the end: not written"
+    cli.STATE.unwritten = (f"each experiment's record is written when it finishes; the report {report_path} "
+                           "at the end")
     t0 = time.perf_counter()
     records = []
     for i, n in enumerate(names):

@@ -190,6 +190,11 @@ class _State:
 STATE = _State()
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``"1 epoch"``, ``"3 epochs"``, ``"2 passes"`` (``many``: the plural when not ``word + "s"``)."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
 def phase(name: str, detail: str = "", *, level: int = 1) -> None:
     """Start phase ``name``: one line on standard error. Phases at ``level`` or deeper that were
     running count as finished. The main job's experiments are level 0, an experiment's own
@@ -230,7 +235,7 @@ def interrupted_line(signame: str = "Ctrl-C") -> str:
         files = f"{len(STATE.written)} complete file(s) in {', '.join(d + '/' for d in dirs)}"
     else:
         files = "no result file written"
-    extra = f"; {STATE.unwritten}" if STATE.unwritten else ""
+    extra = f" ({STATE.unwritten})" if STATE.unwritten else ""
     return f"Interrupted ({signame}) after {elapsed:.0f} s{during}; {done}; {files}{extra}; nothing half-written."
 
 
@@ -287,6 +292,8 @@ def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
     from jaxnets import data
     args = parser.parse_args(argv)
     STATE.reset()
+    STATE.unwritten = (f"its record and figures are written to {args.results_dir}/ and {args.figures_dir}/ "
+                       "when it finishes")
     with _sigterm_as_interrupt():
         try:
             rc = body(args)
