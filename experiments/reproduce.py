@@ -136,6 +136,8 @@ def run_one(name, mode="quick", results_dir="results", figures_dir="figures", fr
                                 download=download, seed=seed, progress=progress)
         status = "ran"
     except Exception as e:  # noqa: BLE001 - one failure must not stop the others
+        if cli.STATE.signal:  # Ctrl-C/SIGTERM that a library turned into another exception
+            raise KeyboardInterrupt(cli.STATE.signal) from e
         absent = _is_data_absent(e)
         status = "data absent" if absent else "refused" if isinstance(e, RecordModeError) else "failed"
         msg = f"{type(e).__name__}: {e}".splitlines()[0][:300]

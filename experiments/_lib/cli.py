@@ -185,6 +185,7 @@ class _State:
         self.current: dict[int, str] = {}         # level -> the phase running at that level
         self.written: list[str] = []
         self.unwritten = ""                       # what an interrupted run did not write (said on Ctrl-C)
+        self.signal: str | None = None            # the signal that interrupted the run
 
 
 STATE = _State()
@@ -266,19 +267,28 @@ def no_data_message(err, args=None, prog: str = "") -> str:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt (so both stop the same way); restored afterwards."""
+def _signals_as_interrupt():
+    """SIGINT (Ctrl-C) and SIGTERM raise KeyboardInterrupt and are remembered in ``STATE.signal``
+    (so an interrupt that a library turns into another exception still counts as one)."""
     def handler(signum, frame):
-        raise KeyboardInterrupt("SIGTERM")
+        STATE.signal = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        raise KeyboardInterrupt(STATE.signal)
+    STATE.signal = None
     try:
-        old = signal.signal(signal.SIGTERM, handler)
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _interrupted() -> int:
+    print("\n" + interrupted_line(STATE.signal or "Ctrl-C"), file=sys.stderr, flush=True)
+    return EXIT_INTERRUPTED
 
 
 def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
@@ -294,18 +304,20 @@ def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
     STATE.reset()
     STATE.unwritten = (f"its record and figures are written to {args.results_dir}/ and {args.figures_dir}/ "
                        "when it finishes")
-    with _sigterm_as_interrupt():
+    with _signals_as_interrupt():
         try:
             rc = body(args)
             end_phase(0)
-        except KeyboardInterrupt as e:
-            print("\n" + interrupted_line("SIGTERM" if str(e) == "SIGTERM" else "Ctrl-C"),
-                  file=sys.stderr, flush=True)
-            return EXIT_INTERRUPTED
+        except KeyboardInterrupt:
+            return _interrupted()
         except data.DataNotFoundError as e:
             print(no_data_message(e, args, prog), file=sys.stderr)
             return EXIT_NO_DATA
         except data.DataError as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_FAILED
+        except Exception:
+            if STATE.signal:  # an interrupt that surfaced as another exception
+                return _interrupted()
+            raise
     return rc if isinstance(rc, int) else EXIT_OK
