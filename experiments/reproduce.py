@@ -43,12 +43,14 @@ EXPERIMENTS = {
            {"tiny": True, "sequential": 0}),
     "E7": ("experiments.e7_transformer", "003", "E7 — tiny transformer (doc 003 §4.1)", {"tiny": True}),
 }
-#: Seconds per experiment when no earlier run measured them: measured on 2 shared CPU cores
-#: (tiny and quick: `python -m experiments.reproduce [--tiny] --offline`; full: the wall times of
-#: the committed full-run records).
+#: Seconds per experiment when no earlier run of the mode measured them (afterwards the last run's
+#: times in ``reproduce.json`` are used). Measured here on 2 CPU cores shared with other jobs and
+#: scaled to an unloaded machine: quick from a 604 s run at load ~14 scaled to the 90 s an unloaded
+#: quick run takes; tiny from the 75 s of CPU time of `--tiny --offline`; full from the wall times
+#: of the committed full-run records.
 ESTIMATES = {
-    "tiny": {"worked": 4, "E1": 6, "E2": 9, "E3": 8, "E4": 10, "E5": 9, "E6": 12, "E7": 8},
-    "quick": {"worked": 4, "E1": 16, "E2": 16, "E3": 20, "E4": 30, "E5": 25, "E6": 40, "E7": 15},
+    "tiny": {"worked": 3, "E1": 10, "E2": 18, "E3": 9, "E4": 5, "E5": 7, "E6": 9, "E7": 12},
+    "quick": {"worked": 6, "E1": 11, "E2": 10, "E3": 13, "E4": 26, "E5": 5, "E6": 10, "E7": 9},
     "full": {"worked": 4, "E1": 21, "E2": 17, "E3": 61, "E4": 718, "E5": 44, "E6": 742, "E7": 660},
 }
 DOC_TITLES = {"001": "doc 001", "002": "doc 002", "003": "doc 003", "004": "doc 004"}
@@ -124,7 +126,7 @@ def run_one(name, mode="quick", results_dir="results", figures_dir="figures", fr
     "status", "rows", "wall_time". ``from_results``: read the record an earlier run of the same
     mode wrote instead of training (the worked examples are always recomputed: seconds)."""
     module, doc, title, tiny_kw = EXPERIMENTS[name]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     try:
         if name == "worked":
             rec = _worked_rows(results_dir)
@@ -149,8 +151,15 @@ def run_one(name, mode="quick", results_dir="results", figures_dir="figures", fr
     rec = dict(rec)
     wall = rec.get("wall_time") if from_results and status == "ran" and name != "worked" else None
     rec.update({"experiment": name, "doc": doc, "title": title, "status": status,
-                "wall_time": wall if isinstance(wall, (int, float)) else time.perf_counter() - t0})
+                "wall_time": wall if isinstance(wall, (int, float)) else time.perf_counter() - t0,
+                "cpu_time": None if from_results and name != "worked" else _cpu_seconds() - c0})
     return rec
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds this process used so far (user + system; wall time inflates on a busy machine)."""
+    t = os.times()
+    return t.user + t.system
 
 
 # ----------------------------------------------------------------------------------- the report
@@ -307,7 +316,8 @@ def expected_seconds(names, mode, results_dir):
 def _eta_line(i, names, expected, t0, walls):
     elapsed = time.perf_counter() - t0
     done = sum(expected[m] for m in names[:i])
-    rate = min(max(sum(walls) / done, 0.25), 4.0) if done and walls else 1.0
+    # this machine's speed relative to the estimates, from what already ran
+    rate = min(max(sum(walls) / done, 0.1), 10.0) if done and walls else 1.0
     left = rate * sum(expected[m] for m in names[i:])
     return f"elapsed {elapsed:.0f} s, about {left:.0f} s left"
 
@@ -317,8 +327,8 @@ def _write_summary(records, mode, wall, results_dir, previous):
     measured.update({r["experiment"]: r["wall_time"] for r in records if r["status"] == "ran"})
     report.write_json(os.path.join(results_dir, "reproduce.json"), {
         "mode": mode, "quick": mode != "full", "wall_time": wall, "measured": measured,
-        "summary": [{k: r[k] for k in ("experiment", "status", "wall_time")} | {"data": data_of(r)[0]}
-                    for r in records]})
+        "summary": [{k: r.get(k) for k in ("experiment", "status", "wall_time", "cpu_time")}
+                    | {"data": data_of(r)[0]} for r in records]})
 
 
 def run(only=None, quick=True, tiny=False, results_dir="results", figures_dir="figures",
@@ -410,10 +420,12 @@ def _body(a):
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.EXIT_USAGE
-    print(f"\n{'experiment':<8} {'status':<12} {'seconds':>8}  {'data':<16} rows agree/differ/not comparable")
+    print(f"\n{'experiment':<8} {'status':<12} {'seconds':>8} {'CPU s':>7}  {'data':<16} "
+          "rows agree/differ/not comparable")
     for r in records:
         st = [row["status"] for row in r.get("rows", [])]
-        print(f"{r['experiment']:<8} {r['status']:<12} {r['wall_time']:8.1f}  {data_of(r)[0] or '—':<16} "
+        cpu = f"{r['cpu_time']:7.1f}" if isinstance(r.get("cpu_time"), float) else f"{'—':>7}"
+        print(f"{r['experiment']:<8} {r['status']:<12} {r['wall_time']:8.1f} {cpu}  {data_of(r)[0] or '—':<16} "
               f"{st.count('agrees')}/{st.count('differs')}/{st.count('not comparable')}")
     print(f"report: {report_path}; results: {a.results_dir}/; figures: {a.figures_dir}/")
     return exit_status(records)
