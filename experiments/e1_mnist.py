@@ -34,22 +34,26 @@ DOC_TOL = 0.03  # the document's numbers come from a different init/framework; �
 
 def run(quick=True, results_dir="results", figures_dir="figures", seed=10701, epochs=None, *,
         tiny=False, data_dir=None, download=False, progress=None):
-    """Train (a)–(e); ``quick``: 10 epochs, ``tiny``: ``epochs`` (default 1). ``data_dir`` and
-    ``download`` go to :func:`jaxnets.data.get_split`; ``progress``: per-run bars (None: terminal)."""
+    """Train (a)–(e); ``quick``: 10 epochs, ``tiny``: ``epochs`` (default 1). ``data_dir``: the
+    ``--data`` folder (see :func:`cli.dataset_path`); ``download`` goes to
+    :func:`jaxnets.data.get_split`; ``progress``: per-run bars (None: on a terminal)."""
     t0 = time.perf_counter()
     mode = "tiny" if tiny else "quick" if quick else "full"
     epochs = epochs or (1 if tiny else 10 if quick else 50)
     cli.phase("E1 data", "MNIST, doc 001 subset (first 3,000 train / 1,000 test)")
-    sp = data.get_split("mnist", protocol="doc001", flatten_images=True, path=data_dir, download=download)
+    sp = data.get_split("mnist", protocol="doc001", flatten_images=True,
+                        path=cli.dataset_path(data_dir, "mnist"), download=download)
     variant = data_variant(sp)
     x_tr, y_tr, x_te, y_te = sp.x_train, sp.y_train, sp.x_test, sp.y_test
     full_mnist = variant == "full"
     runs, rows = {}, []
-    note = ("first 3,000 train / 1,000 test images of MNIST (doc 001's course subset is not public)"
-            if full_mnist else "embedded MNIST-5k sample (no full MNIST): different images than doc 001's")
+    why = ("the first 3,000 training / 1,000 test images of MNIST stand in for doc 001's course subset, "
+           "which is not public, and the initial weights are our own random draw" if full_mnist else
+           "trained on the embedded MNIST-5k sample (full MNIST was not available): other images than "
+           "doc 001's")
     with figures.run_mode(mode):
         for label, hidden, act, lr, batch, doc_tr, doc_te in CONFIGS:
-            cli.phase(f"E1 ({label})", f"{act} {hidden}, lr {lr}, batch {batch}, {epochs} epoch{'s' * (epochs != 1)}")
+            cli.phase(f"E1 ({label})", f"{act} {hidden}, lr {lr}, batch {batch}, {cli.plural(epochs, 'epoch')}")
             net = models.mlp([784, *hidden, 10], act, "softmax_cross_entropy")
             params = net.init(jax.random.key(seed))
             res = train.fit(net, params, (x_tr, y_tr), test=(x_te, y_te), epochs=epochs,
@@ -65,8 +69,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=10701, ep
                 rows.append(row(f"E1.{label}.{what}_acc",
                                 f"({label}) {act} {hidden} lr {lr} batch {batch}: final {what} accuracy",
                                 round(ours, 4), doc, DOC_TOL if doc is not None else None,
-                                note if doc is not None else "", comparable, recipe="document",
-                                seeds=[seed]))
+                                comparable=comparable, recipe="document", seeds=[seed], why=why))
         slower = runs["b"]["train_acc"][-1] < runs["a"]["train_acc"][-1]
         rows.append(row("E1.b_slower", "(b) lr 0.001 learns slower than (a) lr 0.01 (doc: yes)",
                         "yes" if slower else "no", None, None))
@@ -96,7 +99,7 @@ def _parser():
 
 def _body(a):
     rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, a.epochs, tiny=a.mode == "tiny",
-              data_dir=cli.data_path(a, "mnist"), download=a.download)
+              data_dir=a.data, download=a.download)
     print(f"E1 on {rec['data_source']} ({rec['epochs']} epochs, seed {rec['seed']}):")
     print_rows(rec, 62)
     print(f"wall time {rec['wall_time']:.1f} s; wrote {rec['json']} and {len(rec['figures'])} figures "

@@ -10,6 +10,7 @@ import http.server
 import pickle
 import struct
 import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -82,11 +83,24 @@ def md5(data: bytes) -> str:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves ``server.files[path]``; ``server.behaviour[path]`` in {"ok", "500", "truncate"}."""
+    """Serves ``server.files[path]``; ``server.behaviour[path]`` is one of
+
+    * ``"ok"`` (default), ``"500"``, ``"truncate"`` (announces the full length, sends half,
+      drops the connection),
+    * ``"endless"`` (no Content-Length, zeros until the client hangs up or 64 MiB were sent),
+    * ``"lie"`` (announces the right length, then sends endless zeros like ``"endless"``),
+    * ``"slow"`` (announces the length, sends 1 KiB, then waits until the server stops).
+
+    ``server.sent[path]`` counts the body bytes written."""
+
+    protocol_version = "HTTP/1.0"
 
     def do_GET(self):  # noqa: N802 - http.server API
         srv = self.server
         srv.requests.append(self.path)
+        if len(srv.requests) > srv.max_requests:
+            self.send_error(503, "request budget of the test server spent")
+            return
         data = srv.files.get(self.path)
         mode = srv.behaviour.get(self.path, "ok")
         if data is None or mode == "500":
@@ -96,32 +110,103 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(data)))
+        if mode != "endless":
+            self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        try:
+            self._body(srv, data, mode)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading: what a bounded download does
+
+    def _body(self, srv, data, mode):
         if mode == "truncate":
-            # Announce the full length, send half, then drop the connection.
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(data)
+            self._send(srv, data[: len(data) // 2])
+        elif mode in ("endless", "lie"):
+            chunk = bytes(64 << 10)
+            while srv.sent.get(self.path, 0) < (64 << 20) and not srv.stopping.is_set():
+                self._send(srv, chunk)
+        elif mode == "slow":
+            self._send(srv, data[:1024])
+            srv.stopping.wait(srv.lifetime)
+        else:
+            self._send(srv, data)
+
+    def _send(self, srv, b):
+        self.wfile.write(b)
+        self.wfile.flush()
+        srv.sent[self.path] = srv.sent.get(self.path, 0) + len(b)
 
     def log_message(self, *args):  # keep test output clean
         pass
 
 
 @contextlib.contextmanager
-def local_http_server():
+def local_http_server(lifetime: float = 60.0, max_requests: int = 64):
     """A threaded HTTP server on 127.0.0.1 (ephemeral port). Yields the server; set
-    ``server.files["/name"] = bytes`` and read ``server.requests``; ``server.url`` is the base."""
+    ``server.files["/name"] = bytes`` and read ``server.requests``; ``server.url`` is the base.
+
+    Bounded: it answers at most ``max_requests`` requests (then 503) and shuts itself down after
+    ``lifetime`` seconds even if the test hangs."""
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.files, srv.behaviour, srv.requests = {}, {}, []
+    srv.daemon_threads = True
+    srv.files, srv.behaviour, srv.requests, srv.sent = {}, {}, [], {}
+    srv.max_requests, srv.lifetime, srv.stopping = max_requests, lifetime, threading.Event()
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}/"
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
+    timer = threading.Timer(lifetime, srv.shutdown)
+    timer.daemon = True
+    timer.start()
     try:
         yield srv
     finally:
+        srv.stopping.set()
+        timer.cancel()
         srv.shutdown()
         srv.server_close()
         t.join(5)
+
+
+# ------------------------------------------------------------------------- hostile inputs
+
+
+class Reduce:
+    """Pickles as ``func(*args)``: how a hostile pickle names a callable."""
+
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def cifar_batch_pickle(protocol: int = 2, n: int = 4, **overrides) -> bytes:
+    """A CIFAR batch pickle (bytes keys) with some values replaced."""
+    d = cifar_batch_dict(n)
+    d.update({k.encode() if isinstance(k, str) else k: v for k, v in overrides.items()})
+    return pickle.dumps(d, protocol=protocol)
+
+
+def nested_list_pickle(width: int, depth: int) -> bytes:
+    """A CIFAR batch whose ``b'data'`` is ``depth`` levels of one shared list of ``width``
+    references: a few kB that expand to ``width**depth`` items if anything converts them."""
+    inner = [0] * width
+    for _ in range(depth - 1):
+        inner = [inner] * width
+    return cifar_batch_pickle(data=inner)
+
+
+def gzip_repeated(payload_head: bytes, zeros: int, unit: int = 16 << 20) -> bytes:
+    """A multi-member gzip stream: ``payload_head``, then ``zeros`` zero bytes as repeated
+    members of ``unit`` zeros (building it compresses only one unit: a gzip bomb in ms)."""
+    member = gzip.compress(bytes(unit), compresslevel=9, mtime=0)
+    return gzip.compress(payload_head, mtime=0) + member * (zeros // unit)
+
+
+def gzip_with_crc_of(original: bytes, stored: bytes) -> bytes:
+    """A gzip file whose deflate stream holds ``stored`` but whose trailer carries the CRC and
+    length of ``original``: a byte flipped in transit, invisible to a reader that skips the CRC."""
+    comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+    body = comp.compress(stored) + comp.flush()
+    header = b"\x1f\x8b\x08\x00" + b"\x00" * 4 + b"\x00\x03"
+    return header + body + struct.pack("<II", zlib.crc32(original), len(original) & 0xFFFFFFFF)

@@ -21,12 +21,13 @@ How a script adopts it (``experiments/e1_mnist.py`` is the example)::
     def run(quick=True, results_dir="results", figures_dir="figures", seed=0, *, tiny=False,
             data_dir=None, download=False, progress=None):
         ...                      # cli.phase(...) per phase; train.fit(..., progress=progress)
+        sp = data.get_split("mnist", path=cli.dataset_path(data_dir, "mnist"), download=download)
         with figures.run_mode(mode): ...   # quick/tiny figures say so in their title
         return finish("e1", record, results_dir)   # record: "mode", "data", "recipe", "seeds"
 
     def _body(a):                # a.mode, a.results_dir, a.figures_dir, a.download, a.seed
         rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, tiny=a.mode == "tiny",
-                  data_dir=cli.data_path(a, "mnist"), download=a.download)
+                  data_dir=a.data, download=a.download)   # data_dir: the --data root
         ...                      # print the rows
 
     def main(argv=None):
@@ -75,7 +76,7 @@ def plain(doc: str | None) -> str:
     text = _ROLE.sub(r"\1", (doc or "").strip())
     text = re.sub(r"``([^`]*)``", r"\1", text)
     text = re.sub(r"`([^`]*)`", r"\1", text)
-    text = re.sub(r"\*\*([^*\n]+)\*\*", r"\1", text)
+    text = re.sub(r"\*\*([^*]+?)\*\*", r"\1", text)
     text = re.sub(r"(?<![\w*])\*([^*\s][^*\n]*?)\*(?![\w*])", r"\1", text)
     return re.sub(r"::$", ":", text, flags=re.M)
 
@@ -97,14 +98,14 @@ class Parser(argparse.ArgumentParser):
         return a
 
 
-def make_parser(doc: str, *, prog: str | None = None, seed: int = 0, quick: str, tiny: str | None = None,
-                full: str | None = None, default_mode: str = "full") -> Parser:
+def make_parser(doc: str, *, prog: str | None = None, seed: int | None = 0, quick: str, tiny: str | None = None,
+                full: str | None = None, default_mode: str = "full", with_seed: bool = True) -> Parser:
     """The parser of an experiment script.
 
     doc: the module docstring (shown without reST markup); quick/tiny: whole sentences saying what
     the smaller modes run (``tiny=None``: no ``--tiny``); seed: the default ``--seed``.
     ``default_mode="quick"`` with ``full=...``: the main job, whose default is quick and which
-    takes ``--full`` instead.
+    takes ``--full`` instead. ``with_seed=False``: no ``--seed`` (a measurement without randomness).
     """
     ap = Parser(prog=prog, description=plain(doc), epilog=EXIT_CODES_HELP,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,17 +122,20 @@ def make_parser(doc: str, *, prog: str | None = None, seed: int = 0, quick: str,
         size.add_argument("--tiny", action="store_true",
                           help=f"{tiny} Results go to results/quick/ and figures/quick/.")
     ap.add_argument("--data", metavar="DIR", default=None,
-                    help="Look for the data sets in DIR first: one sub-folder per data set "
-                         "(DIR/mnist/, DIR/fashion_mnist/, DIR/cifar10/, DIR/tinyshakespeare/) or the "
-                         "files themselves. Without it: $JAXNETS_DATA, the per-user cache, system "
-                         "locations, a download, then the embedded sample.")
+                    help="Look for each data set in its folder under DIR first (DIR/mnist/, "
+                         "DIR/fashion_mnist/, DIR/cifar10/, DIR/tiny_shakespeare/). A data set without "
+                         "its folder there is looked for as usual: $JAXNETS_DATA, the per-user cache, "
+                         "system locations, a download, then the embedded sample.")
     ap.add_argument("--offline", action="store_true",
                     help="Never download: use local copies, else the embedded samples (results "
                          "say which data they used).")
     ap.add_argument("--out", metavar="DIR", default=None,
                     help="Write results to DIR/results/ and figures to DIR/figures/ instead of the "
                          "default folders.")
-    ap.add_argument("--seed", type=int, default=seed, help=f"Random seed of the run (default {seed}).")
+    if with_seed:
+        ap.add_argument("--seed", type=int, default=seed,
+                        help=f"Random seed of the run (default {seed})." if seed is not None else
+                        "Random seed of every experiment (default: each experiment's own seed).")
     return ap
 
 
@@ -147,19 +151,24 @@ def output_dirs(mode: str, out: str | os.PathLike | None = None) -> tuple[str, s
     return os.path.join("results", "quick"), os.path.join("figures", "quick")
 
 
-def data_path(args, name: str) -> str | None:
-    """The ``path=`` for data set ``name`` from ``--data DIR``: ``DIR/<name>`` (or one of the
-    registry's sub-folder names for it) when it exists, else ``DIR`` itself; ``None`` without
-    ``--data`` (the registry's look-up chain)."""
-    root = getattr(args, "data", None)
+def dataset_path(root, name: str) -> str | None:
+    """The ``path=`` for data set ``name`` under the ``--data`` folder ``root``: ``root/<name>``
+    (or another of the registry's folder names for it, e.g. ``fashion-mnist``) when that folder
+    exists, so a broken copy there is an error rather than silently skipped; else ``None``: the
+    registry's look-up chain (``$JAXNETS_DATA``, cache, system, download, embedded sample)."""
     if root is None:
         return None
     from jaxnets import data
-    subs = [name] + list(getattr(data.DATASETS.get(name), "subdirs", ()) or ())
-    for sub in subs:
+    spec = data.DATASETS.get(name)
+    for sub in dict.fromkeys([name, *(s for s in getattr(spec, "subdirs", ()) if s)]):
         if (Path(root) / sub).is_dir():
             return str(Path(root) / sub)
-    return str(root)
+    return None
+
+
+def data_path(args, name: str) -> str | None:
+    """:func:`dataset_path` of the parsed ``--data`` (``args.data``)."""
+    return dataset_path(getattr(args, "data", None), name)
 
 
 # ----------------------------------------------------------------------------------- feedback
@@ -172,28 +181,40 @@ class _State:
 
     def reset(self):
         self.t0 = time.perf_counter()
-        self.done: list[str] = []
-        self.current: str | None = None
+        self.done: list[tuple[int, str]] = []     # (level, name) of finished phases
+        self.current: dict[int, str] = {}         # level -> the phase running at that level
         self.written: list[str] = []
+        self.unwritten = ""                       # what an interrupted run did not write (said on Ctrl-C)
+        self.signal: str | None = None            # the signal that interrupted the run
 
 
 STATE = _State()
 
 
-def phase(name: str, detail: str = "") -> None:
-    """Start phase ``name`` (the previous one counts as finished): one line on standard error."""
-    if STATE.current is not None:
-        STATE.done.append(STATE.current)
-    STATE.current = name
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``"1 epoch"``, ``"3 epochs"``, ``"2 passes"`` (``many``: the plural when not ``word + "s"``)."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
+def phase(name: str, detail: str = "", *, level: int = 1) -> None:
+    """Start phase ``name``: one line on standard error. Phases at ``level`` or deeper that were
+    running count as finished. The main job's experiments are level 0, an experiment's own
+    phases level 1."""
+    _close(level)
+    STATE.current[level] = name
     elapsed = time.perf_counter() - STATE.t0
-    print(f"[{elapsed:6.1f} s] {name}{' — ' + detail if detail else ''}", file=sys.stderr, flush=True)
+    indent = "" if level <= 0 else "  " * (level - 1)
+    print(f"[{elapsed:6.1f} s] {indent}{name}{' — ' + detail if detail else ''}", file=sys.stderr, flush=True)
 
 
-def end_phase() -> None:
-    """Mark the current phase finished (at the end of a run)."""
-    if STATE.current is not None:
-        STATE.done.append(STATE.current)
-    STATE.current = None
+def _close(level: int) -> None:
+    for lv in sorted((lv for lv in STATE.current if lv >= level), reverse=True):
+        STATE.done.append((lv, STATE.current.pop(lv)))
+
+
+def end_phase(level: int = 1) -> None:
+    """Mark the phases running at ``level`` and deeper finished."""
+    _close(level)
 
 
 def wrote(path) -> None:
@@ -204,14 +225,19 @@ def wrote(path) -> None:
 def interrupted_line(signame: str = "Ctrl-C") -> str:
     """One line: when it stopped, what finished, which complete files it left and where."""
     elapsed = time.perf_counter() - STATE.t0
-    during = f" during {STATE.current}" if STATE.current else ""
-    done = f"finished: {', '.join(STATE.done)}" if STATE.done else "nothing had finished"
+    levels = sorted(set(STATE.current) | {lv for lv, _ in STATE.done})
+    top = levels[0] if levels else 1
+    running = " / ".join(STATE.current[lv] for lv in sorted(STATE.current))
+    during = f" during {running}" if running else ""
+    finished = [n for lv, n in STATE.done if lv == top]
+    done = f"finished: {', '.join(finished)}" if finished else "nothing had finished"
     if STATE.written:
         dirs = sorted({os.path.dirname(p) or "." for p in STATE.written})
-        files = f"{len(STATE.written)} complete file(s) written in {', '.join(d + '/' for d in dirs)}"
+        files = f"{len(STATE.written)} complete file(s) in {', '.join(d + '/' for d in dirs)}"
     else:
         files = "no result file written"
-    return f"Interrupted ({signame}) after {elapsed:.0f} s{during}; {done}; {files}; nothing half-written."
+    extra = f" ({STATE.unwritten})" if STATE.unwritten else ""
+    return f"Interrupted ({signame}) after {elapsed:.0f} s{during}; {done}; {files}{extra}; nothing half-written."
 
 
 # ----------------------------------------------------------------------------------- runner
@@ -228,7 +254,7 @@ def no_data_message(err, args=None, prog: str = "") -> str:
     cache = data.cache_root() / sub
     cmd = f"python -m {prog}" if prog else "the same command"
     lines = [f"error: {first}", "Ways to provide it:",
-             f"  1. {cmd} --data DIR      (DIR holds the files, or DIR/{sub}/ does)",
+             f"  1. {cmd} --data DIR      (with the files in DIR/{sub}/)",
              f"  2. export JAXNETS_DATA=DIR  (the files in DIR/{sub}/)",
              f"  3. put the files in the per-user cache {cache}/"]
     if args is not None and getattr(args, "offline", False):
@@ -241,19 +267,28 @@ def no_data_message(err, args=None, prog: str = "") -> str:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt (so both stop the same way); restored afterwards."""
+def _signals_as_interrupt():
+    """SIGINT (Ctrl-C) and SIGTERM raise KeyboardInterrupt and are remembered in ``STATE.signal``
+    (so an interrupt that a library turns into another exception still counts as one)."""
     def handler(signum, frame):
-        raise KeyboardInterrupt("SIGTERM")
+        STATE.signal = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        raise KeyboardInterrupt(STATE.signal)
+    STATE.signal = None
     try:
-        old = signal.signal(signal.SIGTERM, handler)
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _interrupted() -> int:
+    print("\n" + interrupted_line(STATE.signal or "Ctrl-C"), file=sys.stderr, flush=True)
+    return EXIT_INTERRUPTED
 
 
 def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
@@ -267,18 +302,22 @@ def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
     from jaxnets import data
     args = parser.parse_args(argv)
     STATE.reset()
-    with _sigterm_as_interrupt():
+    STATE.unwritten = (f"its record and figures are written to {args.results_dir}/ and {args.figures_dir}/ "
+                       "when it finishes")
+    with _signals_as_interrupt():
         try:
             rc = body(args)
-            end_phase()
-        except KeyboardInterrupt as e:
-            print("\n" + interrupted_line("SIGTERM" if str(e) == "SIGTERM" else "Ctrl-C"),
-                  file=sys.stderr, flush=True)
-            return EXIT_INTERRUPTED
+            end_phase(0)
+        except KeyboardInterrupt:
+            return _interrupted()
         except data.DataNotFoundError as e:
             print(no_data_message(e, args, prog), file=sys.stderr)
             return EXIT_NO_DATA
         except data.DataError as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_FAILED
+        except Exception:
+            if STATE.signal:  # an interrupt that surfaced as another exception
+                return _interrupted()
+            raise
     return rc if isinstance(rc, int) else EXIT_OK

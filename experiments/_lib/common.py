@@ -10,18 +10,22 @@ DATA_LABELS = {"full": "full data set", "sample": "embedded sample", "jpeg-copy"
 
 
 def row(id, quantity, value, doc_value=None, tolerance=None, note="", comparable=True, *, data=None,
-        recipe=None, seeds=None):
+        recipe=None, seeds=None, why=""):
     """A report row; status from |value − doc_value| ≤ tolerance when both are numbers.
 
     ``data`` ("full" / "sample" / "jpeg-copy"), ``recipe`` ("document" or a variant's name) and
     ``seeds`` (a list) say what the number was measured on; :func:`finish` fills ``data`` from
-    the record when a row leaves it out."""
+    the record when a row leaves it out. ``why``: in words a student understands, why our number
+    may differ from the document's; put in front of the note when the row differs or cannot be
+    compared."""
     if doc_value is None or tolerance is None:
         status = "info"
     elif not comparable:
         status = "not comparable"
     else:
         status = "agrees" if abs(float(value) - float(doc_value)) <= tolerance else "differs"
+    if why and status in ("differs", "not comparable"):
+        note = f"{why}; {note}" if note else why
     out = {"id": id, "quantity": quantity, "value": value, "doc_value": doc_value,
            "tolerance": tolerance, "status": status, "note": note}
     for k, v in (("data", data), ("recipe", recipe), ("seeds", seeds)):

@@ -53,6 +53,8 @@ def curves(series: dict, path, *, xlabel="epoch", ylabel="", title="", logy=Fals
                    ls=("--", ":", "-.", (0, (5, 1, 1, 1)))[i % 4], lw=1.2, label=label)
     if logy:
         ax.set_yscale("log")
+    else:  # plain tick values ("0.50003"), not an offset ("1e-5 + 5e-1") a reader has to add up
+        ax.ticklabel_format(axis="y", useOffset=False)
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.set_title(wrap(title), fontsize=10)
     _epoch_axis(ax, xlabel, max((len(v) for v in series.values()), default=0) if x is None else None)
@@ -287,19 +289,22 @@ def first_layer_images(W, image_shape=(32, 32, 3), layout: str = "input_hidden")
     return W.T.reshape(W.shape[1], *image_shape)
 
 
-def visualize_grid(Xs, ubound: float = 255.0, padding: int = 1) -> np.ndarray:
-    """Tile ``Xs`` ``(N, H, W, C)`` in a ``ceil(√N) × ceil(√N)`` grid (row-major, unit ``n`` at
-    row ``n // G``, column ``n % G``), each tile min-max scaled to ``[0, ubound]``.
+def visualize_grid(Xs, ubound: float = 255.0, padding: int = 1, ncols: int | None = None,
+                   fill: float = 0.0) -> np.ndarray:
+    """Tile ``Xs`` ``(N, H, W, C)`` in a grid, each tile min-max scaled to ``[0, ubound]``: by
+    default CS231n's ``visualize_grid``, ``G × G`` with ``G = ceil(√N)``; with ``ncols``, ``ncols``
+    columns and ``ceil(N / ncols)`` rows. Unit ``n`` sits at row ``n // G``, column ``n % G``.
 
-    Returns ``(G·H + (G−1)·padding, G·W + (G−1)·padding, C)`` float64; padding and unused cells
-    are 0. A constant tile (max = min) becomes 0 instead of dividing by zero.
+    Returns ``(R·H + (R−1)·padding, G·W + (G−1)·padding, C)`` float64; padding and unused cells
+    are ``fill``. A constant tile (max = min) becomes 0 instead of dividing by zero.
     """
     Xs = np.asarray(Xs, np.float64)
     if Xs.ndim != 4:
         raise ValueError(f"visualize_grid: expected (N, H, W, C) images, got shape {Xs.shape}")
     n, h, w, c = Xs.shape
-    g = max(1, math.ceil(math.sqrt(n)))
-    grid = np.zeros((h * g + padding * (g - 1), w * g + padding * (g - 1), c))
+    g = ncols or max(1, math.ceil(math.sqrt(n)))
+    rows = max(1, -(-n // g)) if ncols else g   # CS231n's default grid is square
+    grid = np.full((h * rows + padding * (rows - 1), w * g + padding * (g - 1), c), float(fill))
     for i, img in enumerate(Xs):
         r, col = divmod(i, g)
         lo, hi = img.min(), img.max()
@@ -309,14 +314,27 @@ def visualize_grid(Xs, ubound: float = 255.0, padding: int = 1) -> np.ndarray:
     return grid
 
 
+def grid_columns(n: int, max_aspect: float = 2.5) -> int:
+    """Columns for ``n`` tiles without empty cells when possible: the divisor of ``n`` closest to
+    a ``max_aspect``-at-most wide layout (50 → 10 × 5); else ``ceil(√n)``."""
+    best = max((d for d in range(1, n + 1) if n % d == 0 and d / (n // d) <= max_aspect), default=0)
+    return best if best >= math.sqrt(n) else max(1, math.ceil(math.sqrt(n)))
+
+
 def plot_first_layer(W, path, *, title: str = "", image_shape=(32, 32, 3),
                      layout: str = "input_hidden") -> str:
-    """Save the grid of first-layer weights (CS231n ``show_net_weights``) as a PNG; returns path."""
-    grid = visualize_grid(first_layer_images(W, image_shape, layout))
-    fig, ax = plt.subplots(figsize=(5.2, 5.4))
+    """Save the grid of first-layer weights (CS231n ``show_net_weights``) as a PNG; returns path.
+
+    One tile per hidden unit, laid out without empty cells where the unit count allows
+    (:func:`grid_columns`), on a white background."""
+    imgs = first_layer_images(W, image_shape, layout)
+    g = grid_columns(len(imgs))
+    grid = visualize_grid(imgs, padding=2, ncols=g, fill=255.0)
+    rows = -(-len(imgs) // g)
+    fig, ax = plt.subplots(figsize=(0.62 * g + 0.4, 0.62 * rows + 1.0))
     ax.imshow(grid.astype(np.uint8).squeeze() if grid.shape[-1] in (1, 3) else grid[..., 0].astype(np.uint8),
               cmap="gray" if grid.shape[-1] == 1 else None)
     ax.axis("off")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(wrap(title, int(9 * (0.62 * g + 0.4))), fontsize=9)
     return save(fig, path)
