@@ -172,13 +172,13 @@ def batch_indices(order: str, key, n: int, batch_size: int):
     return idx, mask.reshape(nb, batch_size)
 
 
-def _step_fn(model, grad, update, l2, *, guard, check_grads, limit, shard):
+def _step_fn(model, grad, update, l2, *, check_grads, limit, shard):
     """``step(state, xb, yb, mask, key) -> (state, loss)``.
 
-    ``guard=False``: the update is applied unconditionally (the caller replays a non-finite epoch
-    with the guard). ``guard=True``: steps past ``limit`` updates, steps after a divergence, and a
-    step whose loss (``check_grads``: also gradient and updated params) is not finite leave the
-    state unchanged; the first such step is recorded in ``bad_step``.
+    Steps past ``limit`` updates, steps after a divergence, and a step whose loss (``check_grads``:
+    also gradient and updated params) is not finite leave the state unchanged; the first such step
+    is recorded in ``bad_step``. (The select that keeps the old state costs nothing measurable: XLA
+    fuses it into the update's pass over the weights.)
     """
     grad_fn = _grad_fn(model, grad)
 
@@ -187,9 +187,6 @@ def _step_fn(model, grad, update, l2, *, guard, check_grads, limit, shard):
         loss, g = grad_fn(state.params, xb, yb, l2, mask, key)
         upd, new_opt = update(g, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, upd)
-        if not guard:
-            return TrainState(new_params, new_opt, state.diverged, state.bad_step,
-                              state.updates + 1), loss
         active = state.updates < limit
         finite = (_finite(loss, g) & _all_finite(new_params)) if check_grads else jnp.isfinite(loss)
         do = active & finite & ~state.diverged
@@ -242,25 +239,25 @@ def make_epoch(model, n, batch_size: int, order: str = "shuffle", grad: str = "h
     ``hp.l2 == 0`` (the values in ``hp`` are then ignored): at small batches a step is bound by
     passes over the weights, and the velocity update and the penalty's reduction are two of them.
 
-    ``check_grads=True``: the guarded epoch — steps past ``max_updates`` (global count), steps
-    after a divergence and a step whose loss, gradient or updated params are not finite leave the
-    state unchanged. ``check_grads=False``: the fast epoch — every step applies its update (with
-    ``max_updates`` set, only the loss is checked per step); :func:`fit` and :func:`sweep` replay
-    an epoch with ``check_grads=True`` from its input state (order and draws are deterministic)
-    only when its losses or output state are not finite — the same result as checking every step.
+    Steps past ``max_updates`` (global count), steps after a divergence and a non-finite step
+    leave the state unchanged. "Non-finite" is the loss alone with ``check_grads=False`` (free:
+    the loss is computed anyway), and also the gradient (one sum per leaf, an extra read of it)
+    and the updated params with ``check_grads=True``. :func:`fit` and :func:`sweep` run
+    ``check_grads=False`` and replay an epoch with ``check_grads=True`` from its input state
+    (order and draws are deterministic) only when its losses or output state are not finite —
+    the same result as checking every step, without the per-step cost.
     """
     inputs.check_choice("order", order, ORDERS)
     inputs.check_choice("grad", grad, GRADS)
     sampler = n if isinstance(n, Sampler) else None
     limit = jnp.iinfo(jnp.int32).max if max_updates is None else int(max_updates)
-    guard = True   # the unguarded step (guard=False) is kept for measurements
     stochastic = inputs.stochastic(model)
     shard = _sharder(mesh, inspect_sharding)
 
     def epoch_fn(state: TrainState, hp: Hyper, epoch, key, *data):
         update = _update_fn(optimizer, hp, epoch, use_momentum)
         l2 = hp.l2 if use_l2 else 0.0   # a Python 0 lets the model skip the penalty statically
-        step = _step_fn(model, grad, update, l2, guard=guard, check_grads=check_grads,
+        step = _step_fn(model, grad, update, l2, check_grads=check_grads,
                         limit=limit, shard=shard)
         if sampler is not None:
             new, losses = _scan_sampler(step, sampler, batch_size, key, stochastic, state, data)
@@ -268,8 +265,6 @@ def make_epoch(model, n, batch_size: int, order: str = "shuffle", grad: str = "h
             k_order, k_model = jax.random.split(key) if stochastic else (key, None)
             dtype = jax.tree.leaves(state.params)[0].dtype
             new, losses = _scan_arrays(step, order, n, batch_size, k_order, k_model, *data, state, dtype)
-        if not guard:  # a config that diverged earlier (sweep) stays frozen
-            new = jax.tree.map(lambda a, b: jnp.where(state.diverged, b, a), new, state)
         return new, losses
 
     return epoch_fn
