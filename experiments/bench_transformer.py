@@ -95,7 +95,7 @@ def run(quick=False, results_dir="results", repeats=None, data_dir=None, downloa
 
 
 def _body(a):
-    run(a.mode != "full", a.results_dir, a.repeats, cli.data_path(a, "tinyshakespeare"), a.download)
+    run(a.mode != "full", a.results_dir, a.repeats, cli.data_path(a, "tiny_shakespeare"), a.download)
 
 
 def main(argv=None) -> int:

@@ -257,7 +257,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=0, steps=
     cli.phase("E7 report", "rows, samples and figures")
     record = {"experiment": "E7", "doc": "003", "title": "tiny Shakespeare character transformer (doc 003 Problem 4)",
               "mode": mode, "recipe": recipe, "config": cfg, "seed": seed, "seeds": [seed],
-              "data": "full", "data_source": data.source,
+              "data": data.variant, "data_source": data.source,
               "data_notes": f"vocabulary {data.tokenizer.vocab_size}, {len(data.train):,} train / "
                             f"{len(data.val):,} validation characters (first 90 % / last 10 %)",
               "gradients": "hand-written backward rules (jaxnets.models.transformer)",
@@ -278,7 +278,7 @@ def _parser():
 
 def _body(a):
     rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, a.steps, tiny=a.mode == "tiny",
-              data_dir=cli.data_path(a, "tinyshakespeare"), download=a.download)
+              data_dir=cli.data_path(a, "tiny_shakespeare"), download=a.download)
     print(f"E7 ({rec['mode']} mode, recipe {rec['recipe']}):")
     print_rows(rec, width=70, notes=True)
     print("\n" + rec["comparison"])
