@@ -2,9 +2,11 @@
 ``jax.grad`` and finite differences.
 
 Subpackages:
-    nn        forward/backward pairs: dense, activations, conv1d/conv2d, max-pool, losses, inits
+    nn        forward/backward pairs: dense, activations, dropout, conv1d/conv2d, max-pool,
+              attention/layer norm/embeddings, losses, inits
     models    compositions with one contract (``init``/``apply``/``loss``/``backprop``/...):
-              MLPs, doc 003's CNNs, the mini CNN, the perceptrons, the tiny transformer
+              MLPs, doc 003's CNNs, the mini CNN, the tiny transformer; the perceptrons
+              (mistake-driven algorithms, plain functions)
     train     the training engine (``fit``, ``sweep``, ``evaluate``) and checkpoints
     data      readers, the registry of data sets, splits, OOD transforms, augmentation, text
     gradcheck relative error, central differences, doc 003's gradient checkers

@@ -61,12 +61,51 @@ class Mismatch(NamedTuple):
     rel_error: float
 
 
-def compare(hand, other, other_name: str = "jax.grad", tol: float = 1e-10):
+#: Default tolerances per dtype of the hand-written gradient. float64: doc 004's "< 1e-8" with
+#: margin (hand vs autodiff agree to ~1e-13; central differences with eps 1e-5 to ~1e-9).
+#: float32: round-off alone gives element-wise relative errors of ~1e-3 on entries near zero
+#: (the measure divides by |x| + |y|), so only a gross mistake can be told apart; 1e-2 is
+#: cs231n's "probably wrong" line; central differences need a larger step (eps 1e-2) and tolerance.
+DEFAULT_TOLERANCES = {
+    "float64": {"autodiff": 1e-10, "numeric": 1e-6, "eps": 1e-5},
+    "float32": {"autodiff": 1e-2, "numeric": 1e-1, "eps": 1e-2},
+    "float16": {"autodiff": 1e-1, "numeric": 3e-1, "eps": 1e-1},
+    "bfloat16": {"autodiff": 1e-1, "numeric": 3e-1, "eps": 1e-1},
+}
+
+
+def default_tolerances(tree) -> tuple[str, dict]:
+    """(dtype name, {"autodiff", "numeric", "eps"}) for the widest float dtype among the leaves."""
+    dtypes = [jnp.dtype(v.dtype) for v in jax.tree.leaves(tree) if jnp.issubdtype(v.dtype, jnp.floating)]
+    name = max(dtypes, key=lambda d: d.itemsize).name if dtypes else "float64"
+    return name, DEFAULT_TOLERANCES.get(name, DEFAULT_TOLERANCES["float32"])
+
+
+class Comparison(dict):
+    """``{leaf path: rel_error}`` plus the tolerance applied (``tol``) and where it came from
+    (``tol_source``: "given" or e.g. "float32 default")."""
+
+    def __init__(self, errors: dict, tol: float, tol_source: str):
+        super().__init__(errors)
+        self.tol, self.tol_source = tol, tol_source
+
+    def __repr__(self):
+        return f"Comparison({dict.__repr__(self)}, tol={self.tol:g} ({self.tol_source}))"
+
+
+def compare(hand, other, other_name: str = "jax.grad", tol: float | None = None) -> Comparison:
     """Per-leaf ``rel_error`` of two gradient pytrees (NaN entries of ``other`` skipped).
 
-    Returns ``{leaf path: rel_error}``; raises AssertionError when one exceeds ``tol``, naming
-    the parameter, the worst index, both values and which side is which.
+    ``tol=None`` takes the autodiff default of the hand gradient's dtype
+    (:data:`DEFAULT_TOLERANCES`: 1e-10 in float64, 1e-2 in float32). Returns a
+    :class:`Comparison` (a dict ``{leaf path: rel_error}`` that also records the tolerance and its
+    source); raises AssertionError when one exceeds ``tol``, naming the parameter, the worst index,
+    both values, which side is which and the tolerance used.
     """
+    source = "given"
+    if tol is None:
+        dtype, defaults = default_tolerances(hand)
+        tol, source = defaults["autodiff"], f"{dtype} default"
     names, hs, _ = _paths(hand)
     onames, os_, _ = _paths(other)
     if names != onames:
@@ -86,22 +125,32 @@ def compare(hand, other, other_name: str = "jax.grad", tol: float = 1e-10):
     if worst:
         lines = [f"  params{m.name}{list(m.index)}: hand={m.hand:.12g} {other_name}={m.other:.12g}"
                  f" rel_error={m.rel_error:.3g} > {tol:g}" for m in worst]
-        raise AssertionError("hand-written gradient disagrees with " + other_name + ":\n" + "\n".join(lines))
-    return errors
+        raise AssertionError(f"hand-written gradient disagrees with {other_name} (tolerance {tol:g}, "
+                             f"{source}):\n" + "\n".join(lines))
+    return Comparison(errors, tol, source)
 
 
-def check_model(model, params, x, y, l2=0.0, mask=None, autodiff_tol=1e-10, numeric_tol=1e-6,
-                eps=1e-5, n_samples=None, key=None):
+def check_model(model, params, x, y, l2=0.0, mask=None, autodiff_tol=None, numeric_tol=None,
+                eps=None, n_samples=None, key=None):
     """Hand-written ``model.backprop`` vs ``jax.grad`` and vs central differences.
 
-    Returns ``{"autodiff": {leaf: rel_error}, "numeric": {leaf: rel_error}}``; raises on failure.
+    Tolerances and the difference step default by the params' dtype (:data:`DEFAULT_TOLERANCES`;
+    a meaningful check runs in float64). Returns ``{"autodiff": {leaf: rel_error}, "numeric":
+    {leaf: rel_error}, "tolerance": {"autodiff", "numeric"}, "dtype", "eps"}``; raises on failure.
     """
-    _, hand = model.backprop(params, x, y, l2, mask)
-    _, auto = model.grad_autodiff(params, x, y, l2, mask)
+    dtype, defaults = default_tolerances(params)
+    autodiff_tol = defaults["autodiff"] if autodiff_tol is None else autodiff_tol
+    numeric_tol = defaults["numeric"] if numeric_tol is None else numeric_tol
+    eps = defaults["eps"] if eps is None else eps
+    # jitted closures: the data are constants, so each function compiles once (eager op-by-op
+    # dispatch of a deep model costs far more than the check itself)
+    _, hand = jax.jit(lambda p: model.backprop(p, x, y, l2, mask))(params)
+    _, auto = jax.jit(lambda p: model.grad_autodiff(p, x, y, l2, mask))(params)
     f = jax.jit(lambda p: model.loss(p, x, y, l2, mask))
     num = numerical_grad(f, params, eps=eps, n_samples=n_samples, key=key)
-    return {"autodiff": compare(hand, auto, "jax.grad", autodiff_tol),
-            "numeric": compare(hand, num, "central differences", numeric_tol)}
+    return {"autodiff": dict(compare(hand, auto, "jax.grad", autodiff_tol)),
+            "numeric": dict(compare(hand, num, "central differences", numeric_tol)),
+            "tolerance": {"autodiff": autodiff_tol, "numeric": numeric_tol}, "dtype": dtype, "eps": eps}
 
 
 def gradient_checker(model, params, x, y, eps: float = 1e-3):

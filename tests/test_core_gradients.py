@@ -44,11 +44,14 @@ def test_relu_kink_derivative_is_zero(x64):
 
 
 def _targets(loss, key, N, K):
+    """(targets, score shape) of one loss head; token_cross_entropy scores 3 positions each."""
     if loss == "logistic":
-        return jnp.where(jax.random.bernoulli(key, 0.5, (N,)), 1.0, -1.0), 1
+        return jnp.where(jax.random.bernoulli(key, 0.5, (N,)), 1.0, -1.0), (N, 1)
     if loss in ("half_sse", "mse"):
-        return jax.random.normal(key, (N, K), jnp.float64), K
-    return jax.random.randint(key, (N,), 0, K), K
+        return jax.random.normal(key, (N, K), jnp.float64), (N, K)
+    if loss == "token_cross_entropy":
+        return jax.random.randint(key, (N, 3), 0, K), (N, 3, K)
+    return jax.random.randint(key, (N,), 0, K), (N, K)
 
 
 LOSS_CASES = [(loss, masked) for loss in losses.LOSSES for masked in (False, True)]
@@ -58,8 +61,10 @@ LOSS_CASES = [(loss, masked) for loss in losses.LOSSES for masked in (False, Tru
 def test_loss_backward(x64, loss, masked):
     head = losses.get(loss)
     k1, k2 = jax.random.split(jax.random.key(3))
-    y, K = _targets(loss, k1, 6, 4)
-    s = jax.random.normal(k2, (6, K), jnp.float64) * 3
+    y, shape = _targets(loss, k1, 6, 4)
+    # token CE averages 18 positions: unit-scale logits keep every gradient entry far above the
+    # ~1e-10 round-off of a central difference (an entry of 2e-4 would read as a 1e-6 error)
+    s = jax.random.normal(k2, shape, jnp.float64) * (1 if loss == "token_cross_entropy" else 3)
     mask = jnp.array([1, 1, 0, 1, 0, 1], jnp.float64) if masked else None
     value, cache = head.forward(s, y, mask)
     hand = head.backward(cache)
@@ -67,6 +72,21 @@ def test_loss_backward(x64, loss, masked):
     assert gradcheck.rel_error(hand, auto) < AUTODIFF_TOL
     num = gradcheck.numerical_grad(lambda z: head.forward(z, y, mask)[0], s, eps=1e-6)
     assert gradcheck.rel_error(hand, num) < NUMERIC_TOL
+
+
+# head name, scores, the classes its predict must return
+PREDICT_CASES = [
+    ("softmax_cross_entropy", [[0.1, 2.0, -1.0], [3.0, 0.0, 0.0]], [1, 0]),
+    ("half_sse", [[0.1, 2.0, -1.0], [0.0, 0.0, 5.0]], [1, 2]),
+    ("logistic", [[0.5], [-0.25], [0.0]], [1, -1, 1]),      # the sign, +1 at a score of 0
+    ("token_cross_entropy", [[[0.0, 1.0], [2.0, -1.0]]], [[1, 0]]),
+]
+
+
+@pytest.mark.parametrize("loss,scores,expected", PREDICT_CASES)
+def test_head_predict(loss, scores, expected):
+    pred = losses.get(loss).predict(jnp.asarray(scores, jnp.float32))
+    np.testing.assert_array_equal(pred, expected)
 
 
 def test_masked_loss_equals_loss_on_real_rows(x64):
@@ -153,6 +173,24 @@ def test_gradcheck_failure_names_param_index_and_sides(x64):
         gradcheck.compare(bad, g)
 
 
+# dtype, default tolerance compare must pick (and name)
+DEFAULT_TOL_CASES = [("float64", 1e-10), ("float32", 1e-2)]
+
+
+@pytest.mark.parametrize("dtype,tol", DEFAULT_TOL_CASES)
+def test_compare_default_tolerance_follows_the_dtype(dtype, tol):
+    with jax.enable_x64(dtype == "float64"):
+        g = {"W": jnp.asarray([[1.0, 2e-3], [0.5, -1.0]], dtype)}
+        near = {"W": g["W"] * (1 + tol / 4)}        # rel. error tol/8: within the default
+        far = {"W": g["W"].at[0, 0].multiply(1 + 8 * tol)}   # rel. error ≈ 4·tol: beyond it
+        res = gradcheck.compare(g, near)
+        assert res.tol == tol and res.tol_source == f"{dtype} default"
+        assert 0 < res["['W']"] <= tol and f"{dtype} default" in repr(res)
+        with pytest.raises(AssertionError, match=f"tolerance {tol:g}, {dtype} default"):
+            gradcheck.compare(g, far)
+        assert gradcheck.compare(g, far, tol=1.0).tol_source == "given"
+
+
 def test_l2_never_touches_biases(x64):
     net = models.mlp([3, 4, 2], "sigmoid", "softmax_cross_entropy")
     params = net.init(jax.random.key(0), jnp.float64)
@@ -162,3 +200,23 @@ def test_l2_never_touches_biases(x64):
     for a, b, p in zip(g0, g1, params):
         np.testing.assert_allclose(b["b"], a["b"], rtol=0, atol=0)
         np.testing.assert_allclose(b["W"] - a["W"], 2 * 0.5 * p["W"], atol=1e-14)
+
+
+def test_dropout_layer_composes_with_a_key(x64):
+    """Dropout is a stochastic Layer: the model says so, a key turns it on (same mask in the
+    hand-written and autodiff passes), key=None is the deterministic network."""
+    drop = models.sequential(layers.serial(layers.dense(6, "tanh"), layers.dropout(0.4), layers.dense(3)),
+                             "softmax_cross_entropy", (4,))
+    plain = models.sequential(layers.serial(layers.dense(6, "tanh"), layers.activation("identity"),
+                                            layers.dense(3)), "softmax_cross_entropy", (4,))
+    assert drop.stochastic and not plain.stochastic
+    params = drop.init(jax.random.key(0), jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (5, 4), jnp.float64)
+    y = jnp.array([0, 1, 2, 1, 0])
+    k = jax.random.key(2)
+    (lh, gh), (la, ga) = drop.backprop(params, x, y, 0.1, None, k), drop.grad_autodiff(params, x, y, 0.1, None, k)
+    assert abs(float(lh - la)) < 1e-14
+    gradcheck.compare(gh, ga, tol=AUTODIFF_TOL)
+    assert float(drop.loss(params, x, y, key=jax.random.key(3))) != float(lh)
+    assert float(drop.loss(params, x, y)) == float(plain.loss(params, x, y))
+    np.testing.assert_array_equal(drop.predict(params, x), plain.predict(params, x))

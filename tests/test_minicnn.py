@@ -54,7 +54,7 @@ CASES = [
 @pytest.mark.parametrize("params,x,y,active", CASES)
 def test_closed_form_equals_autodiff_and_fd(x64, params, x, y, active):
     params, x = _p(*params), jnp.asarray(x, jnp.float64)
-    _, (_, a, _) = minicnn.forward(params, x)
+    _, (_, a, _, _) = minicnn.forward(params, x)
     assert tuple(bool(t) for t in a[0] > 0) == active
     value, g = minicnn.grads(params, x, jnp.asarray([y], jnp.float64))
     doc = _doc_closed_form(params, x, y)
@@ -74,7 +74,7 @@ def test_closed_form_on_random_batches(x64):
         params = _p(rng.standard_normal(2), rng.standard_normal(2))
         X = jnp.asarray(rng.standard_normal((16, 3)), jnp.float64)
         Y = jnp.asarray(rng.choice([-1.0, 1.0], 16), jnp.float64)
-        _, (_, a, _) = minicnn.forward(params, X)
+        _, (_, a, _, _) = minicnn.forward(params, X)
         assert float(jnp.min(jnp.abs(a))) > 1e-6 and bool(jnp.any(a <= 0))   # some ReLUs off
         _, g = minicnn.grads(params, X, Y)
         # the batch gradient is the mean of the document's per-example expressions
@@ -140,3 +140,35 @@ def test_sgd_learns_pattern_and_does_not_retrace():
 def test_shape_errors():
     with pytest.raises(ValueError, match="expected x of shape"):
         minicnn.forward(minicnn.init(jax.random.key(0)), jnp.zeros((4, 5)))
+
+
+def test_model_contract(x64):
+    """minicnn.model(): the same network behind the Model contract; backprop (the document's
+    chain rule through the logistic head) == jax.grad with a mask and L2; predict is the sign."""
+    from jaxnets import models
+    m = minicnn.model()
+    assert isinstance(m, models.Model) and m.in_shape == (3,) and m.out_shape == (1,)
+    assert m.head.labels == "sign" and not m.stochastic and m.input_dtype == "float"
+    X, Y, _ = minicnn.synthetic_pattern_data(jax.random.key(0), 12, jnp.float64)
+    params = minicnn.init(jax.random.key(1), jnp.float64)
+    assert abs(float(m.loss(params, X, Y)) - float(minicnn.loss(params, X, Y))) < 1e-14
+    mask = (jnp.arange(12) % 3 != 0).astype(jnp.float64)
+    (lh, gh), (la, ga) = m.backprop(params, X, Y, 0.2, mask), m.grad_autodiff(params, X, Y, 0.2, mask)
+    assert abs(float(lh - la)) < 1e-14
+    gradcheck.compare(gh, ga, "jax.grad", AUTODIFF_TOL)
+    np.testing.assert_array_equal(m.predict(params, X), minicnn.predict(params, X))
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        m.apply(params, jnp.zeros((2, 4)))
+
+
+def test_fit_trains_the_model():
+    """train.fit takes the mini CNN like any model (logistic head, ±1 labels, sign predictions)."""
+    from jaxnets import train
+    X, Y, _ = minicnn.synthetic_pattern_data(jax.random.key(0), 200)
+    m = minicnn.model()
+    params = minicnn.init(jax.random.key(1))
+    res = train.fit(m, params, (X, Y), epochs=5, batch_size=10, lr=0.5, key=jax.random.key(2),
+                    progress=False)
+    assert res.history["train_loss"][-1] < 0.7 * float(m.loss(params, X, Y))
+    acc = float(np.mean(np.asarray(m.predict(res.params, X)) == np.asarray(Y)))
+    assert abs(res.history["train_acc"][-1] - acc) < 1e-6 and acc > 0.9     # float32 mean of 200

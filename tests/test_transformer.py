@@ -1,18 +1,23 @@
 """The tiny character transformer: every block's hand-written backward vs jax.vjp (float64,
-max relative error < 1e-9), the whole model vs jax.grad, the causal mask, generate (one
-compilation, valid tokens, the right context window), the text utilities and a training smoke test."""
+max relative error < 1e-9), the whole model through the Model contract vs jax.grad and central
+differences, the notebook's initialisation and attention scale, the causal mask, generate (one
+compilation, valid tokens, the right context window, temperature/top-k, refused arguments), the text
+utilities, and training through ``train.fit`` with optax's AdamW."""
 import os
 import zlib
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from jaxnets import gradcheck
-from jaxnets.train import lm
+from jaxnets import gradcheck, train
 from jaxnets.data import text
 from jaxnets.models import transformer as tr
+from jaxnets.nn import attention as att
+from jaxnets.nn import layers
 from experiments import e7_transformer as e7
 
 TOL = 1e-9
@@ -58,36 +63,36 @@ def _case(name):
     dk = jax.random.key(DROP_KEY)
     if name == "linear":
         p = {"W": _normal((kp, 0), (D, 3)), "b": _normal((kp, 1), (3,))}
-        return tr.linear_forward, tr.linear_backward, p, x
+        return att.linear_forward, att.linear_backward, p, x
     if name == "layer_norm":
-        return tr.layer_norm_forward, tr.layer_norm_backward, _ln_params(kp), x
+        return att.layer_norm_forward, att.layer_norm_backward, _ln_params(kp), x
     if name == "dropout":
-        fwd = lambda p, x: tr.dropout_forward(x, dk, 0.3)                      # noqa: E731
-        return fwd, lambda c, dy: ({}, tr.dropout_backward(c, dy)), {}, x
+        fwd = lambda p, x: layers.dropout_forward(x, dk, 0.3)                      # noqa: E731
+        return fwd, lambda c, dy: ({}, layers.dropout_backward(c, dy)), {}, x
     if name == "attention_head":
         p = {"Wq": _normal((kp, 0), (D, 4)), "Wk": _normal((kp, 1), (D, 4)), "Wv": _normal((kp, 2), (D, 4))}
-        return tr.attention_head_forward, tr.attention_head_backward, p, x
+        return att.attention_head_forward, att.attention_head_backward, p, x
     if name == "attention_head+dropout":
         p = {"Wq": _normal((kp, 0), (D, 4)), "Wk": _normal((kp, 1), (D, 4)), "Wv": _normal((kp, 2), (D, 4))}
-        return (lambda p, x: tr.attention_head_forward(p, x, dk, 0.25),
-                tr.attention_head_backward, p, x)
+        return (lambda p, x: att.attention_head_forward(p, x, dk, 0.25, scale=D ** -0.5),
+                att.attention_head_backward, p, x)
     if name == "multi_head":
-        return (lambda p, x: tr.multi_head_attention_forward(p, x, H),
-                tr.multi_head_attention_backward, _mha_params(kp), x)
+        return (lambda p, x: att.multi_head_attention_forward(p, x, H),
+                att.multi_head_attention_backward, _mha_params(kp), x)
     if name == "multi_head+dropout":
-        return (lambda p, x: tr.multi_head_attention_forward(p, x, H, dk, 0.25),
-                tr.multi_head_attention_backward, _mha_params(kp), x)
+        return (lambda p, x: att.multi_head_attention_forward(p, x, H, dk, 0.25, D ** -0.5),
+                att.multi_head_attention_backward, _mha_params(kp), x)
     if name == "feed_forward":
-        return tr.feed_forward_forward, tr.feed_forward_backward, _ffn_params(kp), x
+        return att.feed_forward_forward, att.feed_forward_backward, _ffn_params(kp), x
     if name == "feed_forward+dropout":
-        return (lambda p, x: tr.feed_forward_forward(p, x, dk, 0.25),
-                tr.feed_forward_backward, _ffn_params(kp), x)
+        return (lambda p, x: att.feed_forward_forward(p, x, dk, 0.25),
+                att.feed_forward_backward, _ffn_params(kp), x)
     if name == "residual":
-        fwd = lambda p, x: tr.residual_forward(x, jnp.sin(x) * p["a"])        # noqa: E731
+        fwd = lambda p, x: att.residual_forward(x, jnp.sin(x) * p["a"])        # noqa: E731
 
         def bwd(c, dy):
             cx, c_sin = c
-            dx, dfx = tr.residual_backward(None, dy)
+            dx, dfx = att.residual_backward(None, dy)
             return {"a": jnp.sum(dfx * jnp.sin(cx))}, dx + dfx * jnp.cos(cx) * c_sin
 
         def fwd2(p, x):
@@ -97,8 +102,9 @@ def _case(name):
     if name in ("block", "block+dropout"):
         p = {"ln1": _ln_params((kp, 0)), "attn": _mha_params((kp, 1)),
              "ln2": _ln_params((kp, 2)), "ffn": _ffn_params((kp, 3))}
-        key, rate = (dk, 0.2) if name == "block+dropout" else (None, 0.0)
-        return (lambda p, x: tr.block_forward(p, x, H, key, rate), tr.block_backward, p, x)
+        drop = name == "block+dropout"         # also the later head_size scale
+        cfg = tr.TransformerConfig(V, T, D, H, 1, 0.2 if drop else 0.0, "head" if drop else "n_embd")
+        return (lambda p, x: tr.block_forward(p, x, cfg, dk if drop else None), tr.block_backward, p, x)
     if name == "lm_head":
         p = {"ln_f": _ln_params((kp, 0)), "head": {"W": _normal((kp, 1), (D, V)),
                                                     "b": _normal((kp, 2), (V,))}}
@@ -140,42 +146,15 @@ def test_embedding_backward_matches_vjp(x64):
 
     @_jit
     def both(params, idx, dy):
-        _, cache = tr.embedding_forward(params, idx)
-        hand, dx = tr.embedding_backward(cache, dy)
+        _, cache = att.embedding_forward(params, idx)
+        hand, dx = att.embedding_backward(cache, dy)
         assert dx is None
-        return hand, jax.vjp(lambda p: tr.embedding_forward(p, idx)[0], params)[1](dy)[0]
+        return hand, jax.vjp(lambda p: att.embedding_forward(p, idx)[0], params)[1](dy)[0]
 
     hand, auto = both(params, idx, dy)
     for nm in ("tok", "pos"):
         assert gradcheck.rel_error(hand[nm], auto[nm]) < TOL
     assert np.all(np.asarray(hand["pos"][T:]) == 0)
-
-
-def test_lm_loss_backward_matches_grad(x64):
-    _, _, params, x = _case("lm_head")
-    tgt = _ints(13, (B, T), V)
-
-    @_jit
-    def both(params, x, tgt):
-        value, cache = tr.lm_loss_forward(params, x, tgt)
-        return value, tr.lm_loss_backward(cache), jax.value_and_grad(
-            lambda p, x: tr.lm_loss_forward(p, x, tgt)[0], argnums=(0, 1))(params, x)
-
-    value, (hand_p, hand_x), (val2, (auto_p, auto_x)) = both(params, x, tgt)
-    assert abs(float(value) - float(val2)) < 1e-12
-    assert gradcheck.rel_error(hand_x, auto_x) < TOL
-    for h, a in zip(jax.tree.leaves(hand_p), jax.tree.leaves(auto_p)):
-        assert gradcheck.rel_error(h, a) < TOL
-
-
-def test_multi_head_is_concatenated_single_heads(x64):
-    _, _, p, x = _case("multi_head")
-    y, _ = tr.multi_head_attention_forward(p, x, H)
-    hs = D // H
-    heads = [tr.attention_head_forward({w: p[w][:, h * hs:(h + 1) * hs] for w in ("Wq", "Wk", "Wv")},
-                                       x)[0] for h in range(H)]
-    ref = jnp.concatenate(heads, axis=-1) @ p["proj"]["W"] + p["proj"]["b"][None, None, :]
-    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
 
 
 def _perturbed(params, seed):
@@ -184,27 +163,84 @@ def _perturbed(params, seed):
     return jax.tree.unflatten(tdef, [v + _normal((seed, i), v.shape, 0.1) for i, v in enumerate(leaves)])
 
 
-MODEL_CASES = [  # vocab, block_size, n_embd, n_head, n_layer, dropout, T (< block_size: partial), key
-    (11, 8, 12, 4, 2, 0.0, 5, False),
-    (9, 6, 8, 1, 1, 0.2, 6, True),
-    (13, 4, 16, 8, 2, 0.1, 4, True),
+def _cfg(vocab=V, block=8, d=8, h=2, n_layer=1, drop=0.0, scale="n_embd", init="pytorch"):
+    return tr.TransformerConfig(vocab, block, d, h, n_layer, drop, scale, init)
+
+
+# vocab, block_size, n_embd, n_head, n_layer, dropout, attn_scale, T (< block: partial), key, l2, mask
+MODEL_CASES = [
+    (11, 8, 12, 4, 2, 0.0, "n_embd", 5, False, 0.0, False),
+    (9, 6, 8, 1, 1, 0.2, "head", 6, True, 0.0, False),
+    (13, 4, 16, 8, 2, 0.1, "n_embd", 4, True, 0.3, True),
+    (7, 5, 8, 2, 1, 0.0, "head", 5, False, 0.1, True),
 ]
 
 
-@pytest.mark.parametrize("vocab,block,d,h,n_layer,drop,t,use_key", MODEL_CASES)
-def test_model_backprop_matches_jax_grad(x64, vocab, block, d, h, n_layer, drop, t, use_key):
-    model = tr.transformer(vocab, block, d, h, n_layer, drop)
+@pytest.mark.parametrize("vocab,block,d,h,n_layer,drop,scale,t,use_key,l2,masked", MODEL_CASES)
+def test_model_backprop_matches_jax_grad(x64, vocab, block, d, h, n_layer, drop, scale, t, use_key,
+                                         l2, masked):
+    model = tr.transformer(_cfg(vocab, block, d, h, n_layer, drop, scale))
+    assert model.input_dtype == "int" and model.stochastic == (drop > 0)
     params = _perturbed(model.init(jax.random.key(1), jnp.float64), 2)
     idx, tgt = _ints(3, (3, t), vocab), _ints(4, (3, t), vocab)
     key = jax.random.key(5) if use_key else None
-    both = _jit(lambda p, i, t, k: (model.backprop(p, i, t, k), model.grad_autodiff(p, i, t, k)))
-    (l_hand, g_hand), (l_auto, g_auto) = both(params, idx, tgt, key)
+    mask = jnp.asarray([1.0, 0.0, 1.0]) if masked else None
+    both = _jit(lambda p, i, t, m, k: (model.backprop(p, i, t, l2, m, k), model.grad_autodiff(p, i, t, l2, m, k)))
+    (l_hand, g_hand), (l_auto, g_auto) = both(params, idx, tgt, mask, key)
     assert abs(float(l_hand) - float(l_auto)) < 1e-12
     assert jax.tree.structure(g_hand) == jax.tree.structure(params)
     errs = jax.tree.map(gradcheck.rel_error, g_hand, g_auto)
     assert max(jax.tree.leaves(errs)) < TOL, errs
     if use_key:   # dropout is really on: a different key gives a different loss
-        assert float(_jit(model.loss)(params, idx, tgt, jax.random.key(6))) != float(l_hand)
+        assert float(_jit(model.loss)(params, idx, tgt, l2, mask, jax.random.key(6))) != float(l_hand)
+    if masked:    # a masked sequence contributes nothing: the loss equals that of the real ones
+        real = _jit(model.loss)(params, idx[::2], tgt[::2], l2, None, None)
+        assert abs(float(_jit(model.loss)(params, idx, tgt, l2, mask, None)) - float(real)) < 1e-12
+
+
+def test_model_gradients_match_central_differences(x64):
+    """The library's checker on the whole model (deterministic, 12 sampled entries per leaf)."""
+    model = tr.transformer(_cfg(V, 5, 8, 2, 1))
+    params = _perturbed(model.init(jax.random.key(0), jnp.float64), 3)
+    idx, tgt = _ints(5, (2, 5), V), _ints(6, (2, 5), V)
+    errs = gradcheck.check_model(model, params, idx, tgt, l2=0.05, n_samples=12, key=jax.random.key(1))
+    assert errs["tolerance"] == {"autodiff": 1e-10, "numeric": 1e-6}
+    assert max(errs["numeric"].values()) < 1e-6 and max(errs["autodiff"].values()) < 1e-10
+
+
+def test_pytorch_and_gpt_initialisation():
+    """init="pytorch": nn.Linear U(±1/√fan_in) for weights and biases, nn.Embedding N(0, 1),
+    LayerNorm 1/0 (checked on bounds and moments); init="gpt": N(0, 0.02²), zero biases."""
+    d, V_ = 64, 65
+    p = tr.transformer(_cfg(V_, 32, d, 4, 2)).init(jax.random.key(0))
+    blk = p["blocks"][1]
+    for leaf, fan_in in ((blk["attn"]["Wq"], d), (blk["attn"]["proj"]["b"], d), (blk["ffn"]["fc1"]["W"], d),
+                         (blk["ffn"]["fc2"]["W"], 4 * d), (blk["ffn"]["fc2"]["b"], 4 * d), (p["head"]["W"], d)):
+        bound = fan_in ** -0.5
+        v = np.asarray(leaf)
+        assert np.all(np.abs(v) <= bound) and np.abs(v).max() > 0.9 * bound
+        assert abs(v.std() - bound / 3 ** 0.5) < 0.2 * bound        # U(−a, a) has sd a/√3
+    for emb in (p["tok_emb"], p["pos_emb"]):
+        assert abs(float(jnp.std(emb)) - 1.0) < 0.1
+    assert np.all(np.asarray(p["ln_f"]["g"]) == 1) and np.all(np.asarray(blk["ln1"]["b"]) == 0)
+    assert not np.array_equal(blk["attn"]["Wq"], blk["attn"]["Wk"])   # every matrix its own draw
+    g = tr.transformer(_cfg(V_, 32, d, 4, 2, init="gpt")).init(jax.random.key(0))
+    assert abs(float(jnp.std(g["blocks"][0]["ffn"]["fc1"]["W"])) - 0.02) < 0.002
+    assert np.all(np.asarray(g["head"]["b"]) == 0)
+
+
+def test_attention_scale_choices(x64):
+    """The notebook scales scores by n_embd^-0.5; "head" is head_size^-0.5; they differ."""
+    assert _cfg(d=16, h=4).scale == 16 ** -0.5 and _cfg(d=16, h=4, scale="head").scale == 4 ** -0.5
+    q, k, v = (_normal(i, (2, 5, 4)) for i in range(3))
+    out, _ = att.causal_attention_forward(q, k, v, scale=0.3)
+    s = jnp.einsum("btd,bsd->bts", q, k) * 0.3
+    ref = jax.nn.softmax(jnp.where(jnp.tril(jnp.ones((5, 5), bool)), s, -jnp.inf), axis=-1) @ v
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    a, b = (tr.transformer(_cfg(d=16, h=4, scale=sc)) for sc in ("n_embd", "head"))
+    params = a.init(jax.random.key(0), jnp.float64)
+    idx = _ints(2, (1, 8), V)
+    assert not np.allclose(a.apply(params, idx), b.apply(params, idx))
 
 
 # ----------------------------------------------------------------------------- causal mask
@@ -234,7 +270,8 @@ def test_no_gradient_from_future_positions(x64, name, t):
 
 
 def test_model_logits_ignore_future_tokens(x64):
-    model = tr.transformer(V, 8, 8, 2, 2)
+    cfg = _cfg(V, 8, 8, 2, 2)
+    model = tr.transformer(cfg)
     params = model.init(jax.random.key(0), jnp.float64)
     idx = _ints(1, (2, 8), V)
     idx2 = idx.at[:, 5:].set((idx[:, 5:] + 1) % V)
@@ -245,7 +282,7 @@ def test_model_logits_ignore_future_tokens(x64):
     # the whole trunk: a cotangent at position 3 only reaches embeddings at positions <= 3
     @_jit
     def trunk_grads(params, idx):
-        x, cache = tr.trunk_forward(params, idx, 2)
+        x, cache = tr.trunk_forward(params, idx, cfg)
         (g_emb, _), dx = tr.trunk_backward(cache, jnp.zeros_like(x).at[:, 3].set(1.0))
         return g_emb, dx
     g_emb, dx = trunk_grads(params, idx)
@@ -254,59 +291,100 @@ def test_model_logits_ignore_future_tokens(x64):
 
 # ----------------------------------------------------------------------------- generate
 
-def _reference_generate(model, params, key, prompt, n):
+def _reference_generate(model, params, key, prompt, n, block_size, temperature=1.0, greedy=False):
     """Step-by-step sampler in plain Python: the last block_size tokens, the last row's logits."""
     toks = [int(t) for t in prompt]
     last_row = _jit(lambda p, ctx: model.apply(p, ctx)[0, -1])
     for k in jax.random.split(key, n):
-        ctx = jnp.asarray(toks[-model.block_size:], jnp.int32)[None, :]
+        ctx = jnp.asarray(toks[-block_size:], jnp.int32)[None, :]
         row = last_row(params, ctx)
-        toks.append(int(jax.random.categorical(k, row)))
+        toks.append(int(jnp.argmax(row)) if greedy else int(jax.random.categorical(k, row / temperature)))
     return toks
 
 
-@pytest.mark.parametrize("prompt_len,n", [(3, 6)])   # partial, then sliding windows of 4
-def test_generate_matches_reference_and_compiles_once(prompt_len, n):
-    model = tr.transformer(V, 4, 8, 2, 1)
+def test_generate_matches_reference_and_compiles_once(monkeypatch):
+    cfg = _cfg(V, 4, 8, 2, 1)
+    model = tr.transformer(cfg)
     params = model.init(jax.random.key(0))
-    prompt = _ints(1, (prompt_len,), V)
-    out = model.generate(params, jax.random.key(2), prompt, n)
-    assert out.shape == (prompt_len + n,) and out.dtype == jnp.int32
-    assert np.all((np.asarray(out) >= 0) & (np.asarray(out) < V))
-    np.testing.assert_array_equal(out[:prompt_len], prompt)
-    assert out.tolist() == _reference_generate(model, params, jax.random.key(2), prompt, n)
-    # new key, new prompt values, new params: no retrace
+    # the library's compiled sampler, wrapped so a second trace would fail the test
+    traced = jax.jit(chex.assert_max_traces(tr._generate, n=1), static_argnames=("cfg", "n", "top_k"))
+    monkeypatch.setattr(tr, "_generate_jit", traced)
+    prompt, n = _ints(1, (3,), V), 6                         # partial, then sliding windows of 4
+    out = tr.generate(cfg, params, jax.random.key(2), prompt, n)
+    assert out.shape == (3 + n,) and out.dtype == jnp.int32
+    np.testing.assert_array_equal(out[:3], prompt)
+    assert out.tolist() == _reference_generate(model, params, jax.random.key(2), prompt, n, 4)
+    # new key, new prompt values, new params, new temperature: no retrace
     params2 = jax.tree.map(lambda v: v * 1.5, params)
-    out2 = model.generate(params2, jax.random.key(3), (prompt + 1) % V, n)
-    out3 = model.generate(params, jax.random.key(4), prompt, n)
-    assert model.trace_counts["generate"] == 1
-    assert out2.shape == out3.shape == out.shape
+    out2 = tr.generate(cfg, params2, jax.random.key(3), (prompt + 1) % V, n, temperature=0.5)
+    assert out2.tolist() == _reference_generate(model, params2, jax.random.key(3), (prompt + 1) % V,
+                                                n, 4, temperature=0.5)
 
 
-def test_generate_traces_once_with_chex():
-    import chex
-    model = tr.transformer(V, 6, 8, 2, 1)
-    params = model.init(jax.random.key(0))
-    fn = _jit(chex.assert_max_traces(lambda p, k, pr: model.apply(p, pr[None, :])[0, -1], n=1))
-    for i in range(3):   # the per-step model call compiles once for a fixed window
-        fn(params, jax.random.key(i), jnp.full((6,), i % V, jnp.int32))
-    with pytest.raises(ValueError):
-        model.generate(params, jax.random.key(0), jnp.array([V]), 3)     # token out of range
+def test_generate_top_k():
+    cfg = _cfg(V, 4, 8, 2, 1)
+    model = tr.transformer(cfg)
+    params = jax.tree.map(lambda v: 3 * v, model.init(jax.random.key(0)))
+    prompt = _ints(2, (2,), V)
+    greedy = tr.generate(cfg, params, jax.random.key(1), prompt, 8, top_k=1)
+    assert greedy.tolist() == _reference_generate(model, params, jax.random.key(1), prompt, 8, 4, greedy=True)
+    # top-k 2: every drawn id is one of the two largest logits of its step
+    out = np.asarray(tr.generate(cfg, params, jax.random.key(4), prompt, 12, top_k=2))
+    last_row = _jit(lambda p, ctx: model.apply(p, ctx)[0, -1])
+    for i in range(2, len(out)):
+        row = np.asarray(last_row(params, jnp.asarray(out[max(0, i - 4):i])[None, :]))
+        assert out[i] in np.argsort(row)[-2:]
+
+
+GENERATE_ERRORS = [   # argument overrides, message fragment
+    (dict(prompt=np.array([1.0, 2.0])), "prompt must hold integer"),
+    (dict(prompt=np.array([V])), r"prompt ids must lie in \[0, 7\)"),
+    (dict(prompt=np.array([-1, 0])), "prompt ids"),
+    (dict(prompt=np.zeros((9,), np.int32)), "block_size=8"),
+    (dict(prompt=np.zeros((0,), np.int32)), "1 <= P"),
+    (dict(prompt=np.zeros((1, 2), np.int32)), "shape"),
+    (dict(n=0), "max_new_tokens"),
+    (dict(n=-3), "max_new_tokens"),
+    (dict(n=2.0), "max_new_tokens"),
+    (dict(temperature=0.0), "temperature"),
+    (dict(temperature=float("nan")), "temperature"),
+    (dict(top_k=0), "top_k"),
+    (dict(top_k=V + 1), "top_k"),
+]
+
+
+@pytest.mark.parametrize("override,match", GENERATE_ERRORS)
+def test_generate_refuses_bad_arguments(override, match):
+    cfg = _cfg()
+    params = tr.transformer(cfg).init(jax.random.key(0))
+    kw = {"prompt": np.array([1, 2], np.int32), "n": 3, "temperature": 1.0, "top_k": None} | override
+    with pytest.raises(ValueError, match=match):
+        tr.generate(cfg, params, jax.random.key(0), kw["prompt"], kw["n"], kw["temperature"], kw["top_k"])
 
 
 # ----------------------------------------------------------------------------- errors
 
-def test_constructor_and_shape_errors():
-    with pytest.raises(ValueError, match="divisible"):
-        tr.transformer(V, 8, 10, 4, 1)
-    with pytest.raises(ValueError, match="dropout"):
-        tr.transformer(V, 8, 8, 2, 1, dropout=1.0)
-    model = tr.transformer(V, 4, 8, 2, 1)
+CONFIG_ERRORS = [
+    (dict(d=10, h=4), "divisible"), (dict(drop=1.0), "dropout"), (dict(block=0), "block_size"),
+    (dict(scale="sqrt"), "attn_scale"), (dict(init="xavier"), "init"), (dict(vocab=2.5), "vocab"),
+]
+
+
+@pytest.mark.parametrize("override,match", CONFIG_ERRORS)
+def test_config_errors(override, match):
+    with pytest.raises(ValueError, match=match):
+        tr.transformer(_cfg(**override))
+
+
+def test_shape_errors():
+    model = tr.transformer(_cfg(V, 4, 8, 2, 1))
     params = model.init(jax.random.key(0))
     with pytest.raises(ValueError, match="block_size"):
         model.apply(params, jnp.zeros((1, 5), jnp.int32))
     with pytest.raises(ValueError, match="targets"):
         model.loss(params, jnp.zeros((1, 4), jnp.int32), jnp.zeros((1, 3), jnp.int32))
+    with pytest.raises(ValueError, match="integer token ids"):
+        model.apply(params, jnp.zeros((1, 4), jnp.float32))
 
 
 # ----------------------------------------------------------------------------- text
@@ -344,58 +422,97 @@ def test_shakespeare_corpus():  # always available: the package embeds a copy
 
 # ----------------------------------------------------------------------------- training
 
-def test_training_lowers_loss():
+def _corpus():
     s = "ab\ncab\nabc\n" * 200
     tok = text.CharTokenizer.from_text(s)
-    tr_ids, va_ids = text.train_val_split(tok.encode(s))
-    model = tr.transformer(tok.vocab_size, 8, 16, 2, 1, dropout=0.1)
+    return tok, tok.encode(s)
+
+
+def test_fit_with_adamw_lowers_the_loss():
+    """The transformer trains through train.fit with optax's AdamW on a token Sampler."""
+    tok, ids = _corpus()
+    tr_ids, va_ids = text.train_val_split(ids)
+    model = tr.transformer(_cfg(tok.vocab_size, 8, 16, 2, 1, drop=0.1))
     params = model.init(jax.random.key(0))
-    cfg = lm.LMConfig(steps=80, batch_size=8, lr=1e-2, warmup=5, eval_every=40, eval_batches=2)
-    _, hist = lm.train_lm(model, params, tr_ids, va_ids, jax.random.key(1), cfg,
-                                compiler_options=FAST)
-    assert hist["step"] == [0, 40, 80] and len(hist["step_loss"]) == 80
-    assert hist["val_loss"][-1] < 0.6 * hist["val_loss"][0]
+    tr_s, va_s = e7.token_sampler(tr_ids, 8, 40), e7.token_sampler(va_ids, 8, 40)
+    res = train.fit(model, params, tr_s, epochs=2, batch_size=8, optimizer=optax.adamw(1e-2),
+                    key=jax.random.key(1), val=va_s, eval_batches=2, progress=False)
+    first = np.mean(res.history["step_loss"][0][:5])
+    assert len(res.history["step_loss"][0]) == 40 and res.history["val_loss"][-1] < 0.6 * first
 
 
-def test_adamw_matches_optax():
-    optax = pytest.importorskip("optax")
-    cfg = lm.LMConfig(steps=20, lr=1e-2, warmup=3, weight_decay=0.1, grad_clip=0.0)
-    ours = lm.make_optimizer(cfg)
-    sched = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup, cfg.steps, cfg.lr * cfg.min_lr_frac)
-    ref = optax.adamw(sched, b1=0.9, b2=0.99, eps=1e-8, weight_decay=cfg.weight_decay,
-                      mask=lambda p: jax.tree.map(lambda v: v.ndim >= 2, p))
-    params = {"W": jnp.ones((3, 2)), "b": jnp.ones((2,))}
-    s_ours, s_ref, p_ours, p_ref = ours.init(params), ref.init(params), params, params
-    with jax.numpy_dtype_promotion("standard"):     # optax itself needs standard promotion
-        for i in range(6):
-            g = jax.tree.map(lambda v: jnp.sin(v * (i + 1)), p_ours)
-            u, s_ours = ours.update(g, s_ours, p_ours)
-            p_ours = jax.tree.map(jnp.add, p_ours, u)
-            u, s_ref = ref.update(g, s_ref, p_ref)
-            p_ref = optax.apply_updates(p_ref, u)
-    for a, b in zip(jax.tree.leaves(p_ours), jax.tree.leaves(p_ref)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+def test_fit_equals_a_hand_rolled_optax_loop():
+    """fit's steps are optax's AdamW on model.backprop, bit for bit: a sampler that returns the
+    same batch whatever its key makes the batches independent of how fit derives its keys."""
+    tok, ids = _corpus()
+    model = tr.transformer(_cfg(tok.vocab_size, 8, 16, 2, 1))
+    params = model.init(jax.random.key(0))
+    x, y = text.get_batch(jax.random.key(7), jnp.asarray(ids), 4, 8)
+    fixed = train.Sampler(lambda k, b, x, y: (x, y), 5, (x, y))
+    opt = optax.adamw(3e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01)
+    res = train.fit(model, params, fixed, epochs=2, batch_size=4, optimizer=opt, key=jax.random.key(1),
+                    eval_train=False, progress=False)
+
+    @jax.jit
+    def step(p, s):
+        loss, g = model.backprop(p, x, y)
+        with jax.numpy_dtype_promotion("standard"):       # optax is not written for strict promotion
+            u, s = opt.update(g, s, p)
+            return optax.apply_updates(p, u), s, loss
+
+    with jax.numpy_dtype_promotion("standard"):
+        p, s = params, opt.init(params)
+    losses = []
+    for _ in range(10):
+        p, s, loss = step(p, s)
+        losses.append(float(loss))
+    np.testing.assert_array_equal(np.concatenate(res.history["step_loss"]), losses)
+    for a, b in zip(jax.tree.leaves(res.final_params), jax.tree.leaves(p)):
+        np.testing.assert_array_equal(a, b)
+    assert losses[-1] < losses[0]
 
 
 # ----------------------------------------------------------------------------- E7 record
 
 def _fake_run(T, H, val):
-    hist = {"step": [0, 10], "train_loss": [4.2, val - 0.1], "val_loss": [4.2, val], "time_s": [0, 1]}
+    hist = {"step": [0, 10], "train_loss": [4.2, val - 0.1], "val_loss": [4.2, val]}
     sample = "\nROMEO:\nGood morrow.\n\nJULIET:\nGood night.\n"
     return {"block_size": T, "n_head": H, "model": f"m{T}{H}", "final_train": val - 0.1,
             "final_val": val, "best_val": val, "history": hist, "step_loss": [4.0] * 10,
-            "eval_tokens": 100, "compile_s": 1.0, "train_s": 2.0, "tokens_per_s": 1000.0, "wall_s": 3.0,
-            "sample_before": "xq", "sample_after": sample,
+            "compile_s": 1.0, "train_s": 2.0, "tokens_per_s": 1000.0, "wall_s": 3.0,
+            "sample_before": "xq\nzz", "sample_after": sample, "sample_after_topk": sample,
             "format_before": e7.play_format("xq"), "format_after": e7.play_format(sample)}
 
 
 def test_e7_record_from_measured_numbers(tmp_path):
-    vals = {(2, 4): 2.4, (16, 4): 1.95, (64, 4): 1.7, (64, 2): 1.72, (64, 8): 1.69}
-    runs = {f"T{T}_H{H}": _fake_run(T, H, v) for (T, H), v in vals.items()}
-    assert e7.play_format(runs["T64_H4"]["sample_after"])["speaker_lines"] == 2
-    rec = e7.build_record(runs, {}, "test", 0, {}, str(tmp_path / "r"), str(tmp_path / "f"), 1.0)
-    rows = {r["id"]: r for r in rec["rows"]}
-    assert rows["E7.val_T64"]["value"] == 1.7 and "met" in rows["E7.val_T64"]["note"]
-    assert rows["E7.context_order"]["value"] == "yes" and rec["targets"]["met"]
-    assert "T=2: 2.400" in rec["comparison"] and "best 8 heads" in rec["comparison"]
-    assert os.path.exists(rec["json"]) and len(rec["figures"]) == 3
+    vals = {(32, 4): 1.8, (2, 4): 2.4, (16, 4): 1.95, (64, 4): 1.7, (32, 2): 1.82, (32, 8): 1.79}
+    assert sorted(vals) == sorted(e7.SETTINGS)
+    runs = {e7.run_key(T, H): _fake_run(T, H, v) for (T, H), v in vals.items()}
+    assert e7.play_format(runs["T32_H4"]["sample_after"])["speaker_lines"] == 2
+    rows = {r["id"]: r for r in e7.rows(runs, "document", 0)}
+    assert rows["E7.base.val"]["value"] == 1.8 and rows["E7.base.train"]["value"] == 1.7
+    assert rows["E7.context.T2"]["value"] == 2.4 and rows["E7.heads.H8"]["value"] == 1.79
+    assert rows["E7.context_order"]["value"] == "yes"
+    runs["T64_H4"]["final_val"] = 1.99                       # now block 64 is worse than 32
+    assert {r["id"]: r for r in e7.rows(runs, "document", 0)}["E7.context_order"]["value"] == "no"
+    text_ = e7.comparison(runs)
+    assert "T=2: 2.400" in text_ and "best 8 heads" in text_
+    table = e7.sample_table(runs)
+    assert len(table) == 6 and table[0]["after"] == "ROMEO:\nGood morrow.\nJULIET:\nGood night."
+    figs = e7.plot(runs, str(tmp_path / "f"), "test")
+    assert len(figs) == 3 and all(os.path.exists(f) for f in figs)
+
+
+def test_bench_paths_compute_the_same_steps():
+    """bench_transformer's two timed programs (hand-written vs jax.grad gradients) run the same
+    AdamW steps: equal step losses to float32 round-off."""
+    from experiments import bench_transformer as bench
+    tok, ids = _corpus()
+    cfg = dict(e7.TINY, chunk=4, block_size=8, n_head=2)
+    model = tr.transformer(e7.model_config(tok.vocab_size, 8, 2, cfg))
+    params = model.init(jax.random.key(0))
+    compiled, compile_s, args = bench.compiled_chunks(model, params, e7.token_sampler(ids, 8, 4), cfg)
+    (_, hand), (_, auto) = (compiled[g](*args) for g in bench.GRADS)
+    np.testing.assert_allclose(hand, auto, rtol=1e-5)
+    assert hand.shape == (4,) and min(compile_s.values()) > 0
+    assert set(bench.interleaved(compiled, args, 2)) == set(bench.GRADS)

@@ -7,6 +7,7 @@ choices that reproduce the document's parameter counts exactly (worked out in ea
 
 params are lists with one entry per layer of the ``layers.serial`` stack (``{}`` for parameter-free
 layers), so the hand-written ``model.backprop`` and ``model.grad_autodiff`` return the same structure.
+``STACKS[name](init)`` is the bare layer stack of a model (its caches expose every intermediate).
 """
 from __future__ import annotations
 
@@ -17,19 +18,18 @@ from jaxnets import models
 IN_SHAPE = (28, 28, 1)
 
 
-def mlp2_ood(init="default", **init_kwargs) -> models.Model:
+def mlp2_ood_stack(init="default", **init_kwargs) -> L.Layer:
     """2-layer MLP 784-128-10 (ReLU hidden layer): **101,770** parameters.
 
     Shapes per example: (28, 28, 1) → flatten (784,) → dense+ReLU (128,) → dense (10,).
     Params: 784·128 + 128 = 100,480; 128·10 + 10 = 1,290; total 101,770.
     """
-    stack = L.serial(conv.flatten(),
-                     L.dense(128, "relu", init, **init_kwargs),
-                     L.dense(10, "identity", init, **init_kwargs))
-    return models.sequential(stack, "softmax_cross_entropy", IN_SHAPE, name="mlp2_ood")
+    return L.serial(conv.flatten(),
+                    L.dense(128, "relu", init, **init_kwargs),
+                    L.dense(10, "identity", init, **init_kwargs))
 
 
-def cnn2(init="default", **init_kwargs) -> models.Model:
+def cnn2_stack(init="default", **init_kwargs) -> L.Layer:
     """2-layer CNN: 64 kernels 7×7 + 2×2 max-pool + dense 10: **80,650** parameters.
 
     Shapes per example: (28, 28, 1) → conv 7×7, 64, stride 1, 'valid', ReLU (22, 22, 64)
@@ -37,28 +37,48 @@ def cnn2(init="default", **init_kwargs) -> models.Model:
     Params: 7·7·1·64 + 64 = 3,200; 7,744·10 + 10 = 77,450; total 80,650.
     ('same' padding would give 14·14·64 = 12,544 features and 128,650 parameters.)
     """
-    stack = L.serial(conv.conv2d(64, 7, 1, "valid", "relu", init, **init_kwargs),
-                     conv.maxpool2d(2, 2),
-                     conv.flatten(),
-                     L.dense(10, "identity", init, **init_kwargs))
-    return models.sequential(stack, "softmax_cross_entropy", IN_SHAPE, name="cnn2")
+    return L.serial(conv.conv2d(64, 7, 1, "valid", "relu", init, **init_kwargs),
+                    conv.maxpool2d(2, 2),
+                    conv.flatten(),
+                    L.dense(10, "identity", init, **init_kwargs))
 
 
-def cnn3(init="default", **init_kwargs) -> models.Model:
-    """3-layer CNN: :func:`cnn2` with a 64→128 2×2 conv + 2×2 max-pool inserted: **68,106** parameters.
+def cnn3_stack(init="default", **init_kwargs) -> L.Layer:
+    """3-layer CNN: :func:`cnn2_stack` with a 64→128 2×2 conv + 2×2 max-pool inserted: **68,106** parameters.
 
     Shapes per example: (28, 28, 1) → conv 7×7, 64, 'valid', ReLU (22, 22, 64) → maxpool 2×2
     (11, 11, 64) → conv 2×2, 128, stride 1, 'valid', ReLU (10, 10, 128) → maxpool 2×2 (5, 5, 128)
     → flatten (3,200,) → dense (10,).
     Params: 3,200 + (2·2·64·128 + 128 = 32,896) + (3,200·10 + 10 = 32,010) = 68,106.
     """
-    stack = L.serial(conv.conv2d(64, 7, 1, "valid", "relu", init, **init_kwargs),
-                     conv.maxpool2d(2, 2),
-                     conv.conv2d(128, 2, 1, "valid", "relu", init, **init_kwargs),
-                     conv.maxpool2d(2, 2),
-                     conv.flatten(),
-                     L.dense(10, "identity", init, **init_kwargs))
-    return models.sequential(stack, "softmax_cross_entropy", IN_SHAPE, name="cnn3")
+    return L.serial(conv.conv2d(64, 7, 1, "valid", "relu", init, **init_kwargs),
+                    conv.maxpool2d(2, 2),
+                    conv.conv2d(128, 2, 1, "valid", "relu", init, **init_kwargs),
+                    conv.maxpool2d(2, 2),
+                    conv.flatten(),
+                    L.dense(10, "identity", init, **init_kwargs))
+
+
+STACKS = {"mlp2_ood": mlp2_ood_stack, "cnn2": cnn2_stack, "cnn3": cnn3_stack}
+
+
+def _model(stack: L.Layer, name: str) -> models.Model:
+    return models.sequential(stack, "softmax_cross_entropy", IN_SHAPE, name=name)
+
+
+def mlp2_ood(init="default", **init_kwargs) -> models.Model:
+    """:func:`mlp2_ood_stack` with softmax cross-entropy (101,770 parameters)."""
+    return _model(mlp2_ood_stack(init, **init_kwargs), "mlp2_ood")
+
+
+def cnn2(init="default", **init_kwargs) -> models.Model:
+    """:func:`cnn2_stack` with softmax cross-entropy (80,650 parameters)."""
+    return _model(cnn2_stack(init, **init_kwargs), "cnn2")
+
+
+def cnn3(init="default", **init_kwargs) -> models.Model:
+    """:func:`cnn3_stack` with softmax cross-entropy (68,106 parameters)."""
+    return _model(cnn3_stack(init, **init_kwargs), "cnn3")
 
 
 MODELS = {"mlp2_ood": mlp2_ood, "cnn2": cnn2, "cnn3": cnn3}

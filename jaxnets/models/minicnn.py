@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxnets.models.base import Model, from_pair
+
 
 def init(key, dtype=jnp.float32, std: float = 0.1):
     """w, v ~ N(0, std²) (doc 003's N(0, 0.1²) initialisation)."""
@@ -45,7 +47,7 @@ def _batch(x):
 
 
 def forward(params, x):
-    """ŷ (N,) and the cache (x, a, o) of the forward pass."""
+    """ŷ (N,) and the cache (x, a, o, v) of the forward pass."""
     x = _batch(x)
     w, v = params["w"], params["v"]
     a1 = x[:, 0] * w[0] + x[:, 1] * w[1]
@@ -53,7 +55,7 @@ def forward(params, x):
     a = jnp.stack([a1, a2], axis=1)                     # (N, 2)
     o = jnp.maximum(a, 0)
     yhat = o @ v
-    return yhat, (x, a, o)
+    return yhat, (x, a, o, v)
 
 
 def apply(params, x):
@@ -72,21 +74,28 @@ def loss(params, x, y):
     return jnp.mean(jnp.logaddexp(0.0, -y * yhat))
 
 
+def backward(cache, dyhat):
+    """The document's chain rule from ``dyhat = ∂L/∂ŷ`` (N,) to {"w": (2,), "v": (2,)}::
+
+        ∂L/∂v_j = Σ_i dyhat_i o_ij,   ∂L/∂w1 = Σ_i dyhat_i (v1 1[a_i1>0] x_i1 + v2 1[a_i2>0] x_i2),
+        ∂L/∂w2 = Σ_i dyhat_i (v1 1[a_i1>0] x_i2 + v2 1[a_i2>0] x_i3).
+    """
+    x, a, o, v = cache
+    r = (a > 0).astype(dyhat.dtype)                      # 1[a>0], 0 at the kink
+    x1, x2, x3 = x[:, 0], x[:, 1], x[:, 2]
+    dv = jnp.sum(dyhat[:, None] * o, axis=0)
+    dw1 = jnp.sum(dyhat * (v[0] * r[:, 0] * x1 + v[1] * r[:, 1] * x2))
+    dw2 = jnp.sum(dyhat * (v[0] * r[:, 0] * x2 + v[1] * r[:, 1] * x3))
+    return {"w": jnp.stack([dw1, dw2]), "v": dv}
+
+
 def grads(params, x, y):
     """The document's closed-form gradients, averaged over the batch. Returns (loss, grads)."""
-    yhat, (x, a, o) = forward(params, x)
+    yhat, cache = forward(params, x)
     y = jnp.asarray(y, yhat.dtype).reshape(yhat.shape)
-    v = params["v"]
-    N = yhat.shape[0]
-    g = -y * jax.nn.sigmoid(-y * yhat) / N               # ∂(mean L)/∂ŷ_i
-    r = (a > 0).astype(yhat.dtype)                       # 1[a>0], 0 at the kink
-    x1, x2, x3 = x[:, 0], x[:, 1], x[:, 2]
-    dv1 = jnp.sum(g * o[:, 0])
-    dv2 = jnp.sum(g * o[:, 1])
-    dw1 = jnp.sum(g * (v[0] * r[:, 0] * x1 + v[1] * r[:, 1] * x2))
-    dw2 = jnp.sum(g * (v[0] * r[:, 0] * x2 + v[1] * r[:, 1] * x3))
+    g = -y * jax.nn.sigmoid(-y * yhat) / yhat.shape[0]   # ∂(mean L)/∂ŷ_i
     value = jnp.mean(jnp.logaddexp(0.0, -y * yhat))
-    return value, {"w": jnp.stack([dw1, dw2]), "v": jnp.stack([dv1, dv2])}
+    return value, backward(cache, g)
 
 
 def grad_autodiff(params, x, y):
@@ -97,6 +106,25 @@ class SGDHistory(NamedTuple):
     index: jax.Array        # (T,) example drawn at each step
     example_loss: jax.Array  # (T,) loss of that example before the update
     train_loss: jax.Array   # (T,) mean loss over the whole training set after the update
+
+
+def model() -> Model:
+    """The mini CNN behind the library's :class:`~jaxnets.models.Model` contract: x (N, 3) ->
+    scores (N, 1), logistic head (labels ±1, ``predict`` is the sign), hand-written
+    :func:`backward` through the head's ``∂L/∂ŷ`` (masks and L2 included), so ``train.fit``
+    can train it like any other model. :func:`sgd` stays the document's own algorithm."""
+    def fwd(params, x, key=None):
+        yhat, cache = forward(params, x)
+        return yhat[:, None], cache
+
+    def bwd(cache, ds):
+        return backward(cache, ds[:, 0]), None
+
+    def check_x(x):
+        if jnp.ndim(x) != 2 or jnp.shape(x)[1] != 3:
+            raise ValueError(f"minicnn: expected x of shape (N, 3), got {jnp.shape(x)}")
+
+    return from_pair(fwd, bwd, init, "logistic", (3,), (1,), "minicnn", check_x=check_x)
 
 
 def _sgd_scan(params, X, Y, idx, lr):

@@ -33,10 +33,14 @@ predictions and mistakes as Algorithm 1 (exactly so in floating point when the a
 e.g. integer-valued features). Both training loops are jitted ``lax.scan``s; the sequence of
 examples is drawn from a ``jax.random`` key by :func:`sample_indices`, so the same key gives the
 same sequence to both algorithms.
+
+These are functions, not a :class:`~jaxnets.models.Model`: both algorithms are mistake-driven
+single-example updates (Algorithm 2's state is a table of integer counts over the training set,
+with no fixed-size parameters, and features are touched only through the kernel), so a mean loss
+over a batch trained by an optax optimizer would be a different algorithm from the document's.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 from typing import NamedTuple
@@ -44,9 +48,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-#: Number of times each jitted training loop has been traced (tests use it to check no retracing).
-TRACE_COUNTS: collections.Counter = collections.Counter()
 
 DEFAULT_MAX_GRAM_BYTES = 2 * 1024 ** 3
 
@@ -99,7 +100,6 @@ class Trace(NamedTuple):
 
 @jax.jit
 def _alg1_scan(W, X, y, idx):
-    TRACE_COUNTS["perceptron"] += 1
 
     def step(W, i):
         x, yi = X[i], y[i]
@@ -278,7 +278,6 @@ def _alg2_update(alpha, s, yi, i):
 
 @jax.jit
 def _alg2_scan_gram(alpha, G, y, idx):
-    TRACE_COUNTS["kernel_perceptron_gram"] += 1
 
     def step(alpha, i):
         return _alg2_update(alpha, alpha @ G[i], y[i], i)  # Σ_m α_{c,m} k(x_m, x_i); G symmetric
@@ -289,7 +288,6 @@ def _alg2_scan_gram(alpha, G, y, idx):
 
 @functools.partial(jax.jit, static_argnames=("kernel",))
 def _alg2_scan_onthefly(alpha, X, y, idx, kernel):
-    TRACE_COUNTS["kernel_perceptron_onthefly"] += 1
 
     def step(alpha, i):
         k_col = kernel(X, X[i][None])[:, 0]      # k(x_m, x_i) for all m

@@ -40,7 +40,7 @@ import numpy as np
 from jax import lax
 
 from jaxnets.nn import initializers
-from jaxnets.nn.layers import Layer, get_activation
+from jaxnets.nn.layers import Layer, with_activation
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -178,7 +178,8 @@ def conv2d(c_out: int, kernel_size, stride=1, padding="valid", activation: str =
     """
     kh, kw = _pair(kernel_size, "kernel_size")
     strides = _pair(stride, "stride")
-    act_fwd, act_bwd = get_activation(activation)
+    forward, backward = with_activation(lambda p, x: conv2d_forward(p, x, strides, padding),
+                                        conv2d_backward, activation)
     init_fn = initializers.get(init, activation=activation, **init_kwargs)
     resolve_padding(padding, (1, 1), (kh, kw), strides)  # validate early
 
@@ -192,15 +193,6 @@ def conv2d(c_out: int, kernel_size, stride=1, padding="valid", activation: str =
             raise ValueError(f"conv2d: kernel {(kh, kw)} does not fit input {(H, Wd)}")
         W, b = init_fn(key, (kh, kw, cin, c_out), (c_out,), kh * kw * cin, kh * kw * c_out, dtype)
         return (Ho, Wo, c_out), {"W": W, "b": b}
-
-    def forward(params, x):
-        a, conv_cache = conv2d_forward(params, x, strides, padding)
-        h, act_cache = act_fwd(a)
-        return h, (conv_cache, act_cache)
-
-    def backward(cache, dh):
-        conv_cache, act_cache = cache
-        return conv2d_backward(conv_cache, act_bwd(act_cache, dh))
 
     return Layer(init_, forward, backward)
 
@@ -246,7 +238,8 @@ def conv1d(c_out: int, kernel_size: int, stride: int = 1, padding="valid",
     k, s = int(kernel_size), int(stride)
     if k < 1 or s < 1:
         raise ValueError(f"conv1d: kernel_size and stride must be >= 1, got {k}, {s}")
-    act_fwd, act_bwd = get_activation(activation)
+    forward, backward = with_activation(lambda p, x: conv1d_forward(p, x, s, padding),
+                                        conv1d_backward, activation)
     init_fn = initializers.get(init, activation=activation, **init_kwargs)
 
     def init_(key, in_shape, dtype=jnp.float32):
@@ -259,15 +252,6 @@ def conv1d(c_out: int, kernel_size: int, stride: int = 1, padding="valid",
             raise ValueError(f"conv1d: kernel {k} does not fit input length {Ln}")
         W, b = init_fn(key, (k, cin, c_out), (c_out,), k * cin, k * c_out, dtype)
         return (Lo, c_out), {"W": W, "b": b}
-
-    def forward(params, x):
-        a, conv_cache = conv1d_forward(params, x, s, padding)
-        h, act_cache = act_fwd(a)
-        return h, (conv_cache, act_cache)
-
-    def backward(cache, dh):
-        conv_cache, act_cache = cache
-        return conv1d_backward(conv_cache, act_bwd(act_cache, dh))
 
     return Layer(init_, forward, backward)
 
@@ -325,7 +309,7 @@ def maxpool2d(window=2, stride=None, padding="valid") -> Layer:
             raise ValueError(f"maxpool2d: window {win} does not fit input {(H, Wd)}")
         return (Ho, Wo, C), {}
 
-    def forward(params, x):
+    def forward(params, x, key=None):
         return maxpool2d_forward(x, win, strides, padding)
 
     def backward(cache, dy):
@@ -351,7 +335,7 @@ def flatten() -> Layer:
     def init(key, in_shape, dtype=jnp.float32):
         return (int(math.prod(in_shape)),), {}
 
-    def forward(params, x):
+    def forward(params, x, key=None):
         return flatten_forward(x)
 
     def backward(cache, dy):

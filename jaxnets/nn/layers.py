@@ -2,9 +2,12 @@
 
 Every layer is a :class:`Layer` of three pure functions::
 
-    init(key, in_shape, dtype) -> (out_shape, params)
-    forward(params, x)         -> (y, cache)
-    backward(cache, dy)        -> (dparams, dx)
+    init(key, in_shape, dtype)    -> (out_shape, params)
+    forward(params, x, key=None)  -> (y, cache)
+    backward(cache, dy)           -> (dparams, dx)
+
+``key`` is a PRNG key for stochastic layers (dropout); deterministic layers ignore it, and
+``key=None`` is evaluation mode, so a stochastic layer composes with :func:`serial` like any other.
 
 ``in_shape``/``out_shape`` are per-example shapes (no batch axis); ``x`` carries a leading batch
 axis ``N``. ``dparams`` has exactly the structure of ``params`` (``{}`` for layers without
@@ -22,10 +25,12 @@ from jaxnets.nn import initializers
 
 
 class Layer(NamedTuple):
-    """A layer: ``init``, ``forward`` and its hand-written ``backward``."""
+    """A layer: ``init``, ``forward`` and its hand-written ``backward``; ``stochastic`` when its
+    forward draws from ``key`` (a model built from it then needs a key to train)."""
     init: Callable[..., Any]
     forward: Callable[..., Any]
     backward: Callable[..., Any]
+    stochastic: bool = False
 
 
 def _check_features(x, n_in: int, where: str):
@@ -95,20 +100,79 @@ def get_activation(name: str):
     return ACTIVATIONS[name]
 
 
+def with_activation(core_forward, core_backward, activation: str = "identity"):
+    """Fuse an activation after a parametrised core pair, so the layer keeps one params dict.
+
+    core_forward(params, x) -> (a, cache), core_backward(cache, da) -> (dparams, dx) become
+    ``forward(params, x, key=None) -> (act(a), cache)`` and ``backward(cache, dh) -> (dparams, dx)``
+    with ``da = act'(a) ⊙ dh``. Used by :func:`dense` and the convolutions of :mod:`jaxnets.nn.conv`.
+    """
+    act_fwd, act_bwd = get_activation(activation)
+
+    def forward(params, x, key=None):
+        a, core_cache = core_forward(params, x)
+        h, act_cache = act_fwd(a)
+        return h, (core_cache, act_cache)
+
+    def backward(cache, dh):
+        core_cache, act_cache = cache
+        return core_backward(core_cache, act_bwd(act_cache, dh))
+
+    return forward, backward
+
+
+def _same_shape(key, in_shape, dtype=jnp.float32):
+    return tuple(in_shape), {}
+
+
 def activation(name: str) -> Layer:
     """An activation as a parameter-free :class:`Layer` (params ``{}``)."""
     fwd, bwd = get_activation(name)
 
-    def init(key, in_shape, dtype=jnp.float32):
-        return tuple(in_shape), {}
-
-    def forward(params, x):
+    def forward(params, x, key=None):
         return fwd(x)
 
     def backward(cache, dy):
         return {}, bwd(cache, dy)
 
-    return Layer(init, forward, backward)
+    return Layer(_same_shape, forward, backward)
+
+
+# ----------------------------------------------------------------------------- dropout
+
+def dropout_forward(x, key, rate: float):
+    """Inverted dropout: keep each entry with probability ``1 - rate`` and scale by ``1/(1-rate)``.
+
+    x: any shape -> y: same shape. ``key=None`` or ``rate == 0`` is the identity (cache None).
+    """
+    if key is None or rate == 0.0:
+        return x, None
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    scale = 1.0 / (1.0 - rate)
+    return jnp.where(keep, x * scale, jnp.zeros_like(x)), (keep, scale)
+
+
+def dropout_backward(cache, dy):
+    """dy: shape of x -> dx: same shape (the same mask and scale as the forward pass)."""
+    if cache is None:
+        return dy
+    keep, scale = cache
+    return jnp.where(keep, dy * scale, jnp.zeros_like(dy))
+
+
+def dropout(rate: float) -> Layer:
+    """Dropout as a parameter-free stochastic :class:`Layer`; ``key=None`` turns it off."""
+    rate = float(rate)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout: rate must lie in [0, 1), got {rate}")
+
+    def forward(params, x, key=None):
+        return dropout_forward(x, key, rate)
+
+    def backward(cache, dy):
+        return {}, dropout_backward(cache, dy)
+
+    return Layer(_same_shape, forward, backward, stochastic=rate > 0)
 
 
 # ----------------------------------------------------------------------------- dense
@@ -140,7 +204,7 @@ def dense(n_out: int, activation: str = "identity", init="default", **init_kwarg
     in_shape (n_in,) -> out_shape (n_out,); params {"W": (n_in, n_out), "b": (n_out,)}.
     ``init`` names a scheme of :mod:`jaxnets.nn.initializers` (or is a callable).
     """
-    act_fwd, act_bwd = get_activation(activation)
+    forward, backward = with_activation(dense_forward, dense_backward, activation)
     init_fn = initializers.get(init, activation=activation, **init_kwargs)
 
     def init_(key, in_shape, dtype=jnp.float32):
@@ -150,23 +214,14 @@ def dense(n_out: int, activation: str = "identity", init="default", **init_kwarg
         W, b = init_fn(key, (n_in, n_out), (n_out,), n_in, n_out, dtype)
         return (n_out,), {"W": W, "b": b}
 
-    def forward(params, x):
-        a, dense_cache = dense_forward(params, x)
-        h, act_cache = act_fwd(a)
-        return h, (dense_cache, act_cache)
-
-    def backward(cache, dh):
-        dense_cache, act_cache = cache
-        da = act_bwd(act_cache, dh)
-        return dense_backward(dense_cache, da)
-
     return Layer(init_, forward, backward)
 
 
 # ----------------------------------------------------------------------------- composition
 
 def serial(*layers: Layer) -> Layer:
-    """Compose layers left to right; params and dparams are lists with one entry per layer."""
+    """Compose layers left to right; params and dparams are lists with one entry per layer.
+    A ``key`` is split among the layers (each stochastic layer gets its own stream)."""
 
     def init(key, in_shape, dtype=jnp.float32):
         keys = jax.random.split(key, len(layers))
@@ -176,12 +231,13 @@ def serial(*layers: Layer) -> Layer:
             params.append(p)
         return shape, params
 
-    def forward(params, x):
+    def forward(params, x, key=None):
         if len(params) != len(layers):
             raise ValueError(f"serial: expected params for {len(layers)} layers, got {len(params)}")
+        keys = [None] * len(layers) if key is None else list(jax.random.split(key, len(layers)))
         caches = []
-        for layer, p in zip(layers, params):
-            x, c = layer.forward(p, x)
+        for layer, p, k in zip(layers, params, keys):
+            x, c = layer.forward(p, x, k)
             caches.append(c)
         return x, caches
 
@@ -191,4 +247,4 @@ def serial(*layers: Layer) -> Layer:
             dparams[i], dy = layers[i].backward(caches[i], dy)
         return dparams, dy
 
-    return Layer(init, forward, backward)
+    return Layer(init, forward, backward, stochastic=any(layer.stochastic for layer in layers))

@@ -1,9 +1,11 @@
 """Losses as forward/backward pairs, plus the L2 penalty.
 
-A loss is a :class:`Loss` of two pure functions::
+A loss is a :class:`Loss` of three pure functions::
 
     forward(s, y, mask=None) -> (value, cache)     s: (N, K) scores, value: scalar
     backward(cache, dvalue=1.0) -> ds              ds: (N, K)
+    predict(s) -> (N,) int                         the class the head predicts from its scores
+    labels: "class" (int labels in [0, K) or real targets) or "sign" (labels ±1)
 
 ``y`` is either integer labels ``(N,)`` in ``[0, K)`` (turned into one-hot targets) or real
 targets ``(N, K)``. Every loss is a **mean over the batch**. ``mask`` (N,) of 0/1 weights marks
@@ -22,6 +24,18 @@ import numpy as np
 class Loss(NamedTuple):
     forward: Callable[..., Any]
     backward: Callable[..., Any]
+    predict: Callable[..., Any]
+    labels: str = "class"
+
+
+def argmax_predict(s):
+    """scores (..., K) -> (...,) int: the highest-scoring class."""
+    return jnp.argmax(s, axis=-1)
+
+
+def sign_predict(s):
+    """scores (N, 1) or (N,) -> (N,) int labels ±1 (+1 at a score of 0)."""
+    return jnp.where(jnp.reshape(s, (-1,)) >= 0, 1, -1)
 
 
 def is_concrete(x) -> bool:
@@ -152,11 +166,38 @@ def logistic_backward(cache, dvalue=1.0):
     return jnp.reshape(ds, s_shape)
 
 
+# ----------------------------------------------------------------------------- token CE
+
+def token_cross_entropy_forward(s, y, mask=None):
+    """Softmax cross-entropy at every position of a sequence, mean over the real tokens.
+
+    s: (N, T, V) logits; y: (N, T) int next-token ids; mask: (N,) per-sequence weights.
+    L = -1/n Σ_{i,t} w_i log softmax(s_it)[y_it] with n = T·Σ w_i (nats per token).
+    """
+    if getattr(s, "ndim", None) != 3:
+        raise ValueError(f"token_cross_entropy: expected logits of shape (N, T, V), got {jnp.shape(s)}")
+    N, T, V = s.shape
+    if jnp.shape(y) != (N, T):
+        raise ValueError(f"token_cross_entropy: expected targets of shape ({N}, {T}), got {jnp.shape(y)}")
+    w = None if mask is None else jnp.repeat(jnp.asarray(mask, s.dtype), T)    # (N·T,)
+    value, cache = softmax_cross_entropy_forward(jnp.reshape(s, (N * T, V)), jnp.reshape(y, (N * T,)), w)
+    return value, (cache, s.shape)
+
+
+def token_cross_entropy_backward(cache, dvalue=1.0):
+    """-> ds (N, T, V) = w_i/n (softmax(s_it) − onehot(y_it))."""
+    sce_cache, shape = cache
+    return jnp.reshape(softmax_cross_entropy_backward(sce_cache, dvalue), shape)
+
+
 LOSSES = {
-    "softmax_cross_entropy": Loss(softmax_cross_entropy_forward, softmax_cross_entropy_backward),
-    "half_sse": Loss(half_sse_forward, half_sse_backward),
-    "mse": Loss(mse_forward, mse_backward),
-    "logistic": Loss(logistic_forward, logistic_backward),
+    "softmax_cross_entropy": Loss(softmax_cross_entropy_forward, softmax_cross_entropy_backward,
+                                  argmax_predict),
+    "half_sse": Loss(half_sse_forward, half_sse_backward, argmax_predict),
+    "mse": Loss(mse_forward, mse_backward, argmax_predict),
+    "logistic": Loss(logistic_forward, logistic_backward, sign_predict, labels="sign"),
+    "token_cross_entropy": Loss(token_cross_entropy_forward, token_cross_entropy_backward,
+                                argmax_predict),
 }
 
 
@@ -171,13 +212,15 @@ def get(name) -> Loss:
 # ----------------------------------------------------------------------------- L2 penalty
 
 def _is_weight(path) -> bool:
-    """Weights are the leaves stored under a dict key "W"; biases ("b") are never penalised."""
+    """Weights are the leaves stored under a dict key starting with "W" ("W", and the attention
+    maps "Wq", "Wk", "Wv"); biases ("b"), gains and embeddings are never penalised."""
     last = path[-1] if path else None
-    return isinstance(last, jax.tree_util.DictKey) and last.key == "W"
+    return (isinstance(last, jax.tree_util.DictKey) and isinstance(last.key, str)
+            and last.key.startswith("W"))
 
 
 def l2_penalty(params):
-    """Σ ‖W‖² over every weight leaf (keys "W") of a params pytree; biases excluded.
+    """Σ ‖W‖² over every weight leaf (keys "W…") of a params pytree; biases excluded.
 
     Multiply by ``l2`` for doc 001's ``λ(‖α‖² + ‖β‖²)`` (l2 = λ) or by ``λ/2`` for doc 004's
     ``(λ/2)(‖W1‖² + ‖W2‖²)``.

@@ -80,6 +80,20 @@ def test_weight_grid_shape_and_known_tile():
         figures.first_layer_images(np.zeros((100, 5)))
 
 
+@pytest.mark.parametrize("n, cols", [(50, 10), (64, 8), (100, 10), (10, 5), (16, 4), (7, 3), (5, 3)])
+def test_weight_grid_has_no_empty_cells_when_the_count_allows(n, cols):
+    """doc 004's 50 hidden units: a 10 × 5 grid, not 8 × 8 with 14 empty cells."""
+    assert figures.grid_columns(n) == cols
+    rows = -(-n // cols)
+    empty = rows * cols - n
+    assert empty == 0 or n in (5, 7)  # primes leave the last row short
+    imgs = np.random.default_rng(n).normal(size=(n, 4, 4, 3))
+    grid = figures.visualize_grid(imgs, padding=1, ncols=cols, fill=255.0)
+    assert grid.shape == (rows * 4 + rows - 1, cols * 4 + cols - 1, 3)
+    assert np.all(grid[4, :] == 255.0)  # padding drawn in the fill colour (white), not black
+    np.testing.assert_allclose(grid[:4, 5:9].min(), 0.0) and np.testing.assert_allclose(grid[:4, 5:9].max(), 255.0)
+
+
 def test_e6_end_to_end_tiny(tmp_path):
     x, y = _cifar_like(600, seed=2)
     x = x.astype(np.float32)
@@ -104,3 +118,5 @@ def test_e6_end_to_end_tiny(tmp_path):
     assert "timing" not in saved["studies"]["ce"]  # quick mode times the MSE grid only
     assert {"E6.ce_ge_mse", "E6.mse.grid.vmap_wall_s", "E6.mse.grid.sequential_wall_s"} <= ids
     assert all(r["status"] in ("info", "not comparable") for r in saved["rows"])  # quick: no verdicts
+    assert saved["mode"] == "quick" and all("data" in r for r in saved["rows"])
+    assert len(saved["figures"]) == 11 and all(os.path.isfile(f) for f in saved["figures"])

@@ -1,0 +1,350 @@
+"""Deterministic train/validation/test splits and preprocessing (SPEC §3).
+
+All randomness comes from ``numpy.random.default_rng(seed)`` created inside each call (no global
+RNG), so a split is a pure function of the data and the seed. The default seed is
+:data:`SPLIT_SEED` (0) for every data set.
+
+=================  ================================================================  ==========
+data set           split (train / validation / test)                                 function
+=================  ================================================================  ==========
+``mnist_5k``       3,000 / 1,000 / 1,000 stratified from the 5,000 (300/100/100 per   :func:`split_mnist_5k`
+                   class; the file is sorted by class, so a positional cut would be
+                   meaningless)
+``mnist`` doc001   3,000 stratified from the 60,000 training images / none / 1,000   :func:`split_mnist`
+                   stratified from the 10,000 test images (doc 001's 4,000 subset)
+``mnist`` doc002   55,000 / 5,000 stratified from the training set / all 10,000     :func:`split_mnist`
+``fashion_mnist``  10,000 / 2,000 stratified from the 60,000 (1,000/200 per class) /  :func:`split_fashion_mnist`
+                   all 10,000 test images (doc 003)
+``cifar10``        49,000 / 1,000 / 1,000, see :func:`split_cifar10`; mean image of   :func:`split_cifar10`
+                   the training split subtracted (doc 004)
+=================  ================================================================  ==========
+
+"Stratified" means every class gets the same share of each part (exact here, the sources are
+balanced); within each part the order is shuffled with the same generator, so fixed-order batch
+training does not see one class after another. Validation/test parts are drawn before the
+training part, so ``n_train`` (quick modes) changes only the training set: a smaller ``n_train``
+trains on a subset of the images of a larger one and validates/tests on the same images.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from jaxnets.data.readers import DataNotFoundError
+from jaxnets.data.registry import RawData, load
+
+__all__ = [
+    "SPLIT_SEED",
+    "Split",
+    "stratified_indices",
+    "stratified_subset",
+    "split_mnist_5k",
+    "split_mnist",
+    "split_fashion_mnist",
+    "split_cifar10",
+    "to_float",
+    "flatten",
+    "to_nhwc",
+    "preprocess",
+    "get_split",
+]
+
+#: Default seed of every split.
+SPLIT_SEED = 0
+
+
+class Split(NamedTuple):
+    """Train/validation/test arrays ready for an experiment.
+
+    ``x_*`` keep the layout of the source (``(N, 28, 28)`` or ``(N, 32, 32, 3)``) and are
+    ``uint8`` unless preprocessing made them ``float32``; ``y_*`` are ``int32 (N,)``. A part that
+    a protocol does not have (doc 001's validation set) has 0 rows.
+
+    Attributes:
+        classes: class names, index = label.
+        source: data-set description for reports, e.g. ``"CIFAR-10 (JPEG copy)"``.
+        notes: one line describing how the split was made (sizes, seed, fallbacks).
+        mean: the mean training image that was subtracted (``float32``, one image), else None.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+    source: str
+    notes: str
+    mean: np.ndarray | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Index helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _allocate(total: int, available: np.ndarray) -> np.ndarray:
+    """Split ``total`` over classes in proportion to ``available`` (largest remainder, ties to the
+    lower class index). Never exceeds ``available`` when ``total <= available.sum()``."""
+    avail = available.astype(np.int64)
+    n = int(avail.sum())
+    if total > n:
+        raise ValueError(f"cannot take {total} items from {n}")
+    if n == 0:
+        return np.zeros_like(avail)
+    exact = total * avail / n
+    quota = np.floor(exact).astype(np.int64)
+    short = total - int(quota.sum())
+    order = np.lexsort((np.arange(len(avail)), -(exact - quota)))
+    quota[order[:short]] += 1
+    return quota
+
+
+def stratified_indices(labels: np.ndarray, sizes: Sequence[int], seed: int = SPLIT_SEED) -> list[np.ndarray]:
+    """Disjoint stratified index sets of the given sizes.
+
+    Each class's indices are permuted once; part ``p`` takes the next ``quota[p, c]`` of class
+    ``c``, with quotas proportional to what is left of each class (so they never run out).
+    Each part is then shuffled.
+
+    Args:
+        labels: ``int (N,)``.
+        sizes: part sizes, ``sum(sizes) <= N``.
+        seed: seed of ``numpy.random.default_rng``.
+
+    Returns:
+        One ``int64`` index array per part.
+    """
+    labels = np.asarray(labels)
+    if sum(sizes) > labels.shape[0]:
+        raise ValueError(f"split sizes {list(sizes)} exceed the {labels.shape[0]} available items")
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    pools = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+    taken = np.zeros(len(classes), np.int64)
+    parts = []
+    for size in sizes:
+        remaining = np.array([len(p) for p in pools]) - taken
+        quota = _allocate(int(size), remaining)
+        idx = np.concatenate([p[t:t + q] for p, t, q in zip(pools, taken, quota)]) if len(pools) else np.zeros(0, np.int64)
+        taken += quota
+        parts.append(rng.permutation(idx).astype(np.int64))
+    return parts
+
+
+def stratified_subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int = SPLIT_SEED):
+    """``(x, y)`` reduced to a stratified, shuffled subset of ``n`` items (``None``/``>= N``: unchanged)."""
+    if n is None or n >= y.shape[0]:
+        return x, y
+    (idx,) = stratified_indices(y, [n], seed)
+    return x[idx], y[idx]
+
+
+def _empty_like(x: np.ndarray, y: np.ndarray):
+    return x[:0], y[:0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-data-set splits
+# ---------------------------------------------------------------------------------------------
+
+
+def split_mnist_5k(raw: RawData, *, seed: int = SPLIT_SEED, n_train: int = 3000, n_val: int = 1000,
+                   n_test: int = 1000) -> Split:
+    """MNIST-5k → 3,000 train / 1,000 val / 1,000 test, stratified (300/100/100 per class).
+
+    Returns ``uint8 (N, 28, 28)`` images; apply :func:`preprocess` for ``[0, 1]`` floats.
+    """
+    x, y = raw.x_train, raw.y_train
+    # Validation and test are drawn first so that they do not depend on n_train (quick modes
+    # train on a prefix of the same per-class pools and evaluate on the same images).
+    va, te, tr = stratified_indices(y, [n_val, n_test, n_train], seed)
+    notes = (f"{raw.source}: stratified {len(tr)}/{len(va)}/{len(te)} train/val/test from "
+             f"{len(y)} images, seed {seed}")
+    return Split(x[tr], y[tr], x[va], y[va], x[te], y[te], raw.classes, raw.source, notes)
+
+
+def split_mnist(raw: RawData, *, protocol: str = "doc002", seed: int = SPLIT_SEED, n_val: int = 5000,
+                n_train: int | None = None) -> Split:
+    """Full MNIST (also works for Fashion-MNIST's layout).
+
+    ``protocol="doc001"``: 3,000 train stratified from the training set, no validation, 1,000
+    test stratified from the test set (doc 001's 4,000-image subset; ``n_train`` overrides 3,000).
+    ``protocol="doc002"``: training set split into ``60,000 - n_val`` train / ``n_val`` (5,000)
+    validation, stratified; the full 10,000 test set.
+    """
+    if protocol == "doc001":
+        (tr,) = stratified_indices(raw.y_train, [n_train or 3000], seed)
+        (te,) = stratified_indices(raw.y_test, [1000], seed)
+        xv, yv = _empty_like(raw.x_train, raw.y_train)
+        notes = f"{raw.source}: doc 001 subset, stratified {len(tr)} train / {len(te)} test, seed {seed}"
+        return Split(raw.x_train[tr], raw.y_train[tr], xv, yv, raw.x_test[te], raw.y_test[te],
+                     raw.classes, raw.source, notes)
+    if protocol != "doc002":
+        raise ValueError(f"protocol must be 'doc001' or 'doc002', got {protocol!r}")
+    n = raw.y_train.shape[0]
+    va, tr = stratified_indices(raw.y_train, [n_val, min(n_train or n, n - n_val)], seed)
+    xt, yt = raw.x_train[tr], raw.y_train[tr]
+    notes = (f"{raw.source}: doc 002 split, stratified {len(yt)} train / {len(va)} val from the "
+             f"{n} training images, {len(raw.y_test)} test, seed {seed}")
+    return Split(xt, yt, raw.x_train[va], raw.y_train[va], raw.x_test, raw.y_test, raw.classes,
+                 raw.source, notes)
+
+
+def split_fashion_mnist(raw: RawData, *, seed: int = SPLIT_SEED, n_train: int = 10000, n_val: int = 2000,
+                        n_test: int | None = None) -> Split:
+    """Fashion-MNIST → 10,000 train / 2,000 val stratified from the 60,000 training images
+    (1,000/200 per class), all 10,000 test images (doc 003). ``n_test`` takes a stratified test
+    subset for quick runs."""
+    va, tr = stratified_indices(raw.y_train, [n_val, n_train], seed)
+    xte, yte = stratified_subset(raw.x_test, raw.y_test, n_test, seed)
+    notes = (f"{raw.source}: stratified {len(tr)} train / {len(va)} val from {len(raw.y_train)} "
+             f"training images, {len(yte)} test, seed {seed}")
+    return Split(raw.x_train[tr], raw.y_train[tr], raw.x_train[va], raw.y_train[va], xte, yte,
+                 raw.classes, raw.source, notes)
+
+
+def split_cifar10(raw: RawData, *, seed: int = SPLIT_SEED, n_train: int | None = None, n_val: int = 1000,
+                  n_test: int = 1000, subtract_mean: bool = True, scale: bool = False,
+                  val: str = "auto") -> Split:
+    """CIFAR-10 → 49,000 train / 1,000 val / 1,000 test with the mean image subtracted (doc 004).
+
+    Validation (``val``):
+
+    * ``"last"`` (CS231n's recipe): train = the first ``50,000 - n_val`` training images, val =
+      the last ``n_val``, test = the first ``n_test`` test images. Right for the original python
+      batches, whose order is random.
+    * ``"stratified"``: stratified, seeded selection for val and test (100 per class each).
+      Needed for the JPEG image-folder copy, which is sorted by class (the last 1,000 would be
+      all trucks).
+    * ``"auto"`` (default): ``"last"`` for the python batches, ``"stratified"`` otherwise.
+
+    The training part is shuffled (seeded) in the stratified case; ``n_train`` takes a stratified
+    subset of it. Images become ``float32 (N, 32, 32, 3)`` on the 0–255 scale (``scale=True``:
+    0–1) and, with ``subtract_mean``, the mean image of the (final) training part is subtracted
+    from every part and returned as ``Split.mean``.
+    """
+    if val == "auto":
+        val = "last" if "python batches" in raw.source else "stratified"
+    n = raw.y_train.shape[0]
+    if val == "last":
+        tr, va = np.arange(n - n_val), np.arange(n - n_val, n)
+        te = np.arange(min(n_test, raw.y_test.shape[0]))
+        how = f"first {n - n_val} train / last {n_val} val / first {len(te)} test (CS231n order)"
+    elif val == "stratified":
+        va, tr = stratified_indices(raw.y_train, [n_val, n - n_val], seed)
+        (te,) = stratified_indices(raw.y_test, [n_test], seed)
+        how = f"stratified {n - n_val} train / {n_val} val, {len(te)} test, seed {seed}"
+    else:
+        raise ValueError(f"val must be 'auto', 'last' or 'stratified', got {val!r}")
+    xtr, ytr = stratified_subset(raw.x_train[tr], raw.y_train[tr], n_train, seed)
+    parts = [xtr, raw.x_train[va], raw.x_test[te]]
+    parts = [p.astype(np.float32) / (255.0 if scale else 1.0) for p in parts]
+    mean = None
+    if subtract_mean:
+        mean = parts[0].mean(axis=0, dtype=np.float64).astype(np.float32)
+        parts = [p - mean for p in parts]
+        how += ", training mean image subtracted"
+    if n_train is not None and n_train < len(tr):
+        how += f", training subset of {len(ytr)}"
+    return Split(parts[0], ytr, parts[1], raw.y_train[va], parts[2], raw.y_test[te], raw.classes,
+                 raw.source, f"{raw.source}: {how}", mean)
+
+
+# ---------------------------------------------------------------------------------------------
+# Preprocessing
+# ---------------------------------------------------------------------------------------------
+
+
+def to_float(x: np.ndarray) -> np.ndarray:
+    """``uint8`` pixels 0–255 → ``float32`` in ``[0, 1]`` (other dtypes: just cast to float32)."""
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / np.float32(255.0)
+    return x.astype(np.float32)
+
+
+def flatten(x: np.ndarray) -> np.ndarray:
+    """``(N, ...)`` → ``(N, prod(...))`` (row-major, i.e. the CSV/IDX pixel order)."""
+    x = np.asarray(x)
+    return x.reshape(x.shape[0], -1)
+
+
+def to_nhwc(x: np.ndarray) -> np.ndarray:
+    """Add a channel axis to grey images: ``(N, H, W)`` → ``(N, H, W, 1)``; NHWC stays as is."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        return x[..., None]
+    if x.ndim == 4:
+        return x
+    raise ValueError(f"expected (N, H, W) or (N, H, W, C) images, got shape {x.shape}")
+
+
+def preprocess(split: Split, *, scale: bool = True, flatten_images: bool = False, nhwc: bool = False) -> Split:
+    """Apply the same preprocessing to every part of ``split``.
+
+    Args:
+        scale: ``uint8`` → ``float32`` in ``[0, 1]`` (:func:`to_float`).
+        flatten_images: ``(N, ...)`` → ``(N, D)`` for fully-connected nets (784 or 3072).
+        nhwc: add a channel axis to grey images for conv nets (``(N, 28, 28, 1)``).
+    """
+
+    def f(x):
+        if scale:
+            x = to_float(x)
+        if nhwc:
+            x = to_nhwc(x)
+        if flatten_images:
+            x = flatten(x)
+        return x
+
+    return split._replace(x_train=f(split.x_train), x_val=f(split.x_val), x_test=f(split.x_test))
+
+
+def get_split(name: str, *, path: os.PathLike | str | None = None, download: bool = False,
+              seed: int = SPLIT_SEED, n_train: int | None = None, scale: bool | None = None,
+              flatten_images: bool = False, nhwc: bool = False, protocol: str = "doc002",
+              fallback: bool = True, progress: bool | None = None) -> Split:
+    """Load a data set and return its experiment split (one call for the experiment scripts).
+
+    Args:
+        name: ``"mnist_5k"``, ``"mnist"``, ``"fashion_mnist"`` or ``"cifar10"``.
+        path, download, progress: passed to :func:`jaxnets.data.load`.
+        seed: split seed (default :data:`SPLIT_SEED`).
+        n_train: training-set size for quick modes (stratified subset); ``None`` = full.
+        scale: ``float32`` in ``[0, 1]``; default ``True`` for the MNIST family and ``False`` for
+            CIFAR-10 (doc 004 works on mean-subtracted 0–255 values).
+        flatten_images, nhwc: see :func:`preprocess`.
+        protocol: ``"doc001"`` or ``"doc002"`` for ``mnist`` (see :func:`split_mnist`).
+        fallback: for ``mnist`` only: when full MNIST is not found, use the bundled MNIST-5k
+            sample (3,000/1,000/1,000) and say so in ``source`` and ``notes``.
+    """
+    if name == "cifar10":
+        raw = load(name, path, download, progress=progress)
+        sp = split_cifar10(raw, seed=seed, n_train=n_train, scale=bool(scale))
+        return preprocess(sp, scale=False, flatten_images=flatten_images, nhwc=nhwc)
+    if name == "mnist":
+        try:
+            raw = load(name, path, download, progress=progress)
+            sp = split_mnist(raw, protocol=protocol, seed=seed, n_train=n_train)
+        except DataNotFoundError:
+            if not fallback:
+                raise
+            raw = load("mnist_5k")
+            sp = split_mnist_5k(raw, seed=seed, n_train=n_train or 3000)
+            src = raw.source + " — fallback, full MNIST not found"
+            sp = sp._replace(source=src, notes=sp.notes + "; full MNIST not found, used the MNIST-5k sample")
+    elif name == "mnist_5k":
+        raw = load(name, path)
+        sp = split_mnist_5k(raw, seed=seed, n_train=n_train or 3000)
+    elif name == "fashion_mnist":
+        raw = load(name, path, download, progress=progress)
+        sp = split_fashion_mnist(raw, seed=seed, n_train=n_train or 10000)
+    else:
+        load(name)  # raises the "unknown data set" error
+        raise AssertionError("unreachable")
+    return preprocess(sp, scale=True if scale is None else scale, flatten_images=flatten_images, nhwc=nhwc)

@@ -1,0 +1,360 @@
+"""Convolution, max-pooling and flatten layers with hand-written backward rules.
+
+Layouts follow ``jax.lax`` conventions for channels-last data:
+
+- ``conv2d``: x ``(N, H, W, C_in)`` (NHWC), kernel ``W`` ``(kh, kw, C_in, C_out)`` (HWIO), bias
+  ``b`` ``(C_out,)`` → y ``(N, H_out, W_out, C_out)``. Like ``lax.conv_general_dilated`` (and like
+  doc 001 §4.4 / doc 003) this is a *cross-correlation*: the kernel is not flipped,
+  ``y[n, p, q, o] = b[o] + Σ_{i,j,c} x_pad[n, p·sh + i, q·sw + j, c] · W[i, j, c, o]``.
+- ``conv1d``: x ``(N, L, C_in)`` (NWC), kernel ``W`` ``(k, C_in, C_out)``, bias ``(C_out,)``.
+- ``maxpool2d``: x ``(N, H, W, C)`` → ``(N, H_out, W_out, C)``.
+- ``flatten``: ``(N, *shape)`` → ``(N, prod(shape))`` in C (row-major) order.
+
+Padding is ``'valid'``, ``'same'`` (lax's rule: total padding ``max((⌈H/s⌉−1)·s + k − H, 0)``,
+the smaller half on top/left), an int (the same on every side), or explicit
+``((top, bottom), (left, right))`` (conv1d: ``(left, right)``). Padding is zero for convolutions
+and −∞ for max-pooling. Output size: ``H_out = ⌊(H + top + bottom − kh) / sh⌋ + 1``.
+
+Implementation (no Python loops over pixels). Forward conv2d is im2col: one gather with a static
+index table reads the ``kh·kw`` window entries of every output position from the zero-padded input,
+giving patches ``(N·H_out·W_out, kh·kw·C_in)`` (columns ordered ``(i, j, c)``) which feed a single
+matmul with the kernel reshaped to ``(kh·kw·C_in, C_out)``. The backward rule is the adjoint of
+that construction:
+
+- ``dW = patchesᵀ · dy`` (one matmul on the cached patches), ``db = Σ dy``;
+- ``dpatches = dy · Wᵀ`` (one matmul), then *col2im*: the adjoint of the gather is a scatter-add
+  of every patch entry back to the input position it was read from (overlapping windows add up),
+  followed by cropping off the border padding.
+
+Max-pool uses the same window gather (and its scatter-add adjoint); its tie rule is documented at :func:`maxpool2d_forward`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxnets.nn import initializers
+from jaxnets.nn.layers import Layer, get_activation
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _pair(v, name: str) -> tuple[int, int]:
+    if isinstance(v, int):
+        v = (v, v)
+    v = tuple(int(a) for a in v)
+    if len(v) != 2 or min(v) < 1:
+        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {v}")
+    return v
+
+
+def resolve_padding(padding, in_hw: Sequence[int], window: Sequence[int],
+                    strides: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Explicit ``((lo, hi), …)`` pads per spatial dim from 'valid'/'same'/int/explicit."""
+    nd = len(in_hw)
+    if isinstance(padding, str):
+        p = padding.lower()
+        if p == "valid":
+            return tuple((0, 0) for _ in range(nd))
+        if p == "same":
+            pads = []
+            for n, k, s in zip(in_hw, window, strides):
+                out = -(-n // s)
+                total = max((out - 1) * s + k - n, 0)
+                pads.append((total // 2, total - total // 2))
+            return tuple(pads)
+        raise ValueError(f"padding must be 'valid', 'same', an int or explicit pairs, got {padding!r}")
+    if isinstance(padding, int):
+        padding = [(padding, padding)] * nd
+    pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+    if len(pads) != nd or min(min(p) for p in pads) < 0:
+        raise ValueError(f"expected {nd} non-negative (lo, hi) padding pairs, got {padding!r}")
+    return pads
+
+
+def _out_size(n: int, k: int, s: int, lo: int, hi: int) -> int:
+    return (n + lo + hi - k) // s + 1
+
+
+def _window_index(padded_hw, window, strides, out_hw):
+    """Flat positions (Ho·Wo·kh·kw,) in a (Hp·Wp) grid read by the windows, ordered (p, q, i, j)."""
+    (Hp, Wp), (kh, kw), (sh, sw), (Ho, Wo) = padded_hw, window, strides, out_hw
+    rows = (np.arange(Ho) * sh)[:, None, None, None] + np.arange(kh)[None, None, :, None]
+    cols = (np.arange(Wo) * sw)[None, :, None, None] + np.arange(kw)[None, None, None, :]
+    return (rows * Wp + cols).reshape(-1).astype(np.int32)
+
+
+def _gather_windows(x_pad, window, strides, out_hw):
+    """im2col as one gather: (N, Hp, Wp, C) → (N, Ho, Wo, kh·kw, C)."""
+    N, Hp, Wp, C = x_pad.shape
+    idx = _window_index((Hp, Wp), window, strides, out_hw)
+    g = x_pad.reshape(N, Hp * Wp, C).at[:, idx, :].get(mode="promise_in_bounds")
+    return g.reshape(N, out_hw[0], out_hw[1], window[0] * window[1], C)
+
+
+def _gather_windows_adjoint(d, padded_hw, window, strides):
+    """Adjoint of :func:`_gather_windows` (col2im): scatter-add (N, Ho, Wo, kh·kw, C) into (N, Hp, Wp, C)."""
+    N, Ho, Wo, P, C = d.shape
+    Hp, Wp = padded_hw
+    idx = _window_index((Hp, Wp), window, strides, (Ho, Wo))
+    out = jnp.zeros((N, Hp * Wp, C), d.dtype).at[:, idx, :].add(
+        d.reshape(N, Ho * Wo * P, C), mode="promise_in_bounds")
+    return out.reshape(N, Hp, Wp, C)
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class _Geometry:
+    """Static shape bookkeeping kept in a cache (a pytree node without leaves, so caches can be
+    returned from jit and passed to a backward rule later)."""
+    padded_hw: tuple
+    pad_lo: tuple
+    in_hw: tuple
+    window: tuple
+    strides: tuple
+
+
+def _check_nhwc(x, where: str, channels: int | None = None):
+    if getattr(x, "ndim", None) != 4:
+        raise ValueError(f"{where}: expected x of shape (N, H, W, C), got shape {jnp.shape(x)}")
+    if channels is not None and x.shape[3] != channels:
+        raise ValueError(f"{where}: expected {channels} input channels, got x of shape {x.shape}")
+
+
+# ----------------------------------------------------------------------------- conv2d
+
+def conv2d_forward(params, x, stride=1, padding="valid"):
+    """2-D convolution (cross-correlation), NHWC, as im2col + one matmul.
+
+    params {"W": (kh, kw, C_in, C_out), "b": (C_out,)}; x (N, H, W, C_in) → y (N, H_out, W_out, C_out).
+    """
+    W, b = params["W"], params["b"]
+    kh, kw, cin, cout = W.shape
+    _check_nhwc(x, "conv2d", cin)
+    strides = _pair(stride, "stride")
+    N, H, Wd, _ = x.shape
+    (pt, pb), (pl, pr) = resolve_padding(padding, (H, Wd), (kh, kw), strides)
+    Ho, Wo = _out_size(H, kh, strides[0], pt, pb), _out_size(Wd, kw, strides[1], pl, pr)
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"conv2d: kernel {(kh, kw)} does not fit input {(H, Wd)} with padding "
+                         f"{((pt, pb), (pl, pr))}")
+    x_pad = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+    patches = _gather_windows(x_pad, (kh, kw), strides, (Ho, Wo))
+    patches = patches.reshape(N * Ho * Wo, kh * kw * cin)          # rows: (i, j, c) row-major
+    Wmat = W.reshape(kh * kw * cin, cout)
+    y = (patches @ Wmat + b).reshape(N, Ho, Wo, cout)
+    geom = _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), (kh, kw), strides)
+    return y, (patches, W, geom)
+
+
+def conv2d_backward(cache, dy):
+    """dy (N, H_out, W_out, C_out) → ({"W": (kh, kw, C_in, C_out), "b": (C_out,)}, dx (N, H, W, C_in))."""
+    patches, W, g = cache
+    kh, kw, cin, cout = W.shape
+    N, Ho, Wo, _ = dy.shape
+    dy2 = dy.reshape(N * Ho * Wo, cout)
+    dW = (patches.T @ dy2).reshape(kh, kw, cin, cout)
+    db = jnp.sum(dy2, axis=0)
+    dpatches = (dy2 @ W.reshape(kh * kw * cin, cout).T).reshape(N, Ho, Wo, kh * kw, cin)
+    dx_pad = _gather_windows_adjoint(dpatches, g.padded_hw, g.window, g.strides)
+    (pt, pl), (H, Wd) = g.pad_lo, g.in_hw
+    dx = dx_pad[:, pt:pt + H, pl:pl + Wd, :]
+    return {"W": dW, "b": db}, dx
+
+
+def conv2d(c_out: int, kernel_size, stride=1, padding="valid", activation: str = "identity",
+           init="default", **init_kwargs) -> Layer:
+    """2-D convolution layer followed by an activation (fused, like :func:`layers.dense`).
+
+    in_shape (H, W, C_in) → out_shape (H_out, W_out, c_out); params {"W": (kh, kw, C_in, c_out),
+    "b": (c_out,)}. ``init`` names a scheme of :mod:`jaxnets.nn.initializers` (fan_in = kh·kw·C_in,
+    fan_out = kh·kw·c_out).
+    """
+    kh, kw = _pair(kernel_size, "kernel_size")
+    strides = _pair(stride, "stride")
+    act_fwd, act_bwd = get_activation(activation)
+    init_fn = initializers.get(init, activation=activation, **init_kwargs)
+    resolve_padding(padding, (1, 1), (kh, kw), strides)  # validate early
+
+    def init_(key, in_shape, dtype=jnp.float32):
+        if len(in_shape) != 3:
+            raise ValueError(f"conv2d: expected an input shape (H, W, C), got {tuple(in_shape)}")
+        H, Wd, cin = (int(d) for d in in_shape)
+        (pt, pb), (pl, pr) = resolve_padding(padding, (H, Wd), (kh, kw), strides)
+        Ho, Wo = _out_size(H, kh, strides[0], pt, pb), _out_size(Wd, kw, strides[1], pl, pr)
+        if Ho < 1 or Wo < 1:
+            raise ValueError(f"conv2d: kernel {(kh, kw)} does not fit input {(H, Wd)}")
+        W, b = init_fn(key, (kh, kw, cin, c_out), (c_out,), kh * kw * cin, kh * kw * c_out, dtype)
+        return (Ho, Wo, c_out), {"W": W, "b": b}
+
+    def forward(params, x):
+        a, conv_cache = conv2d_forward(params, x, strides, padding)
+        h, act_cache = act_fwd(a)
+        return h, (conv_cache, act_cache)
+
+    def backward(cache, dh):
+        conv_cache, act_cache = cache
+        return conv2d_backward(conv_cache, act_bwd(act_cache, dh))
+
+    return Layer(init_, forward, backward)
+
+
+# ----------------------------------------------------------------------------- conv1d
+
+def _padding_1d_to_2d(padding):
+    if isinstance(padding, str):
+        return padding
+    if isinstance(padding, int):
+        return ((0, 0), (padding, padding))
+    lo, hi = padding
+    return ((0, 0), (int(lo), int(hi)))
+
+
+def conv1d_forward(params, x, stride=1, padding="valid"):
+    """1-D convolution (cross-correlation), NWC: the H = 1 case of :func:`conv2d_forward`.
+
+    params {"W": (k, C_in, C_out), "b": (C_out,)}; x (N, L, C_in) → y (N, L_out, C_out),
+    ``y[n, t, o] = b[o] + Σ_{j,c} x_pad[n, t·s + j, c] · W[j, c, o]``. The doc 003 mini CNN is the
+    case L = 3, k = 2, C_in = C_out = 1, b = 0: ``a_t = x_t w_1 + x_{t+1} w_2``.
+    """
+    W = params["W"]
+    if getattr(x, "ndim", None) != 3:
+        raise ValueError(f"conv1d: expected x of shape (N, L, C), got shape {jnp.shape(x)}")
+    if W.ndim != 3:
+        raise ValueError(f"conv1d: expected a kernel of shape (k, C_in, C_out), got {W.shape}")
+    p2 = {"W": W[None], "b": params["b"]}
+    y, cache = conv2d_forward(p2, x[:, None], (1, stride), _padding_1d_to_2d(padding))
+    return y[:, 0], cache
+
+
+def conv1d_backward(cache, dy):
+    """dy (N, L_out, C_out) → ({"W": (k, C_in, C_out), "b": (C_out,)}, dx (N, L, C_in))."""
+    g, dx = conv2d_backward(cache, dy[:, None])
+    return {"W": g["W"][0], "b": g["b"]}, dx[:, 0]
+
+
+def conv1d(c_out: int, kernel_size: int, stride: int = 1, padding="valid",
+           activation: str = "identity", init="default", **init_kwargs) -> Layer:
+    """1-D convolution layer + activation. in_shape (L, C_in) → (L_out, c_out);
+    params {"W": (k, C_in, c_out), "b": (c_out,)}."""
+    k, s = int(kernel_size), int(stride)
+    if k < 1 or s < 1:
+        raise ValueError(f"conv1d: kernel_size and stride must be >= 1, got {k}, {s}")
+    act_fwd, act_bwd = get_activation(activation)
+    init_fn = initializers.get(init, activation=activation, **init_kwargs)
+
+    def init_(key, in_shape, dtype=jnp.float32):
+        if len(in_shape) != 2:
+            raise ValueError(f"conv1d: expected an input shape (L, C), got {tuple(in_shape)}")
+        Ln, cin = (int(d) for d in in_shape)
+        ((_, _), (pl, pr)) = resolve_padding(_padding_1d_to_2d(padding), (1, Ln), (1, k), (1, s))
+        Lo = _out_size(Ln, k, s, pl, pr)
+        if Lo < 1:
+            raise ValueError(f"conv1d: kernel {k} does not fit input length {Ln}")
+        W, b = init_fn(key, (k, cin, c_out), (c_out,), k * cin, k * c_out, dtype)
+        return (Lo, c_out), {"W": W, "b": b}
+
+    def forward(params, x):
+        a, conv_cache = conv1d_forward(params, x, s, padding)
+        h, act_cache = act_fwd(a)
+        return h, (conv_cache, act_cache)
+
+    def backward(cache, dh):
+        conv_cache, act_cache = cache
+        return conv1d_backward(conv_cache, act_bwd(act_cache, dh))
+
+    return Layer(init_, forward, backward)
+
+
+# ----------------------------------------------------------------------------- maxpool2d
+
+def maxpool2d_forward(x, window=2, stride=None, padding="valid"):
+    """Max-pooling over (ph, pw) windows, NHWC; ``stride`` defaults to the window.
+
+    x (N, H, W, C) → y (N, H_out, W_out, C); padding (if any) is −∞ so it never wins.
+
+    **Tie rule**: when several entries of a window share the maximum, the whole gradient goes to
+    the *first* of them in row-major order of the window (smallest row offset, then smallest
+    column offset) — ``jnp.argmax`` semantics. Overlapping windows (stride < window) each route
+    their gradient independently, and the contributions add up.
+    """
+    _check_nhwc(x, "maxpool2d")
+    win = _pair(window, "window")
+    strides = win if stride is None else _pair(stride, "stride")
+    N, H, Wd, C = x.shape
+    (pt, pb), (pl, pr) = resolve_padding(padding, (H, Wd), win, strides)
+    Ho, Wo = _out_size(H, win[0], strides[0], pt, pb), _out_size(Wd, win[1], strides[1], pl, pr)
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"maxpool2d: window {win} does not fit input {(H, Wd)}")
+    x_pad = lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+    windows = _gather_windows(x_pad, win, strides, (Ho, Wo))       # (N, Ho, Wo, P, C)
+    arg = jnp.argmax(windows, axis=3)                               # first maximum, row-major
+    y = jnp.take_along_axis(windows, arg[:, :, :, None, :], axis=3)[:, :, :, 0, :]
+    return y, (arg, _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), win, strides))
+
+
+def maxpool2d_backward(cache, dy):
+    """dy (N, H_out, W_out, C) → dx (N, H, W, C): dy is routed to each window's arg-max."""
+    arg, g = cache
+    P = g.window[0] * g.window[1]
+    hit = arg[:, :, :, None, :] == jnp.arange(P)[None, None, None, :, None]   # (N, Ho, Wo, P, C)
+    d = jnp.where(hit, dy[:, :, :, None, :], jnp.zeros((), dy.dtype))
+    dx_pad = _gather_windows_adjoint(d, g.padded_hw, g.window, g.strides)
+    (pt, pl), (H, Wd) = g.pad_lo, g.in_hw
+    return dx_pad[:, pt:pt + H, pl:pl + Wd, :]
+
+
+def maxpool2d(window=2, stride=None, padding="valid") -> Layer:
+    """Max-pooling layer (params ``{}``). in_shape (H, W, C) → (H_out, W_out, C)."""
+    win = _pair(window, "window")
+    strides = win if stride is None else _pair(stride, "stride")
+
+    def init(key, in_shape, dtype=jnp.float32):
+        if len(in_shape) != 3:
+            raise ValueError(f"maxpool2d: expected an input shape (H, W, C), got {tuple(in_shape)}")
+        H, Wd, C = (int(d) for d in in_shape)
+        (pt, pb), (pl, pr) = resolve_padding(padding, (H, Wd), win, strides)
+        Ho, Wo = _out_size(H, win[0], strides[0], pt, pb), _out_size(Wd, win[1], strides[1], pl, pr)
+        if Ho < 1 or Wo < 1:
+            raise ValueError(f"maxpool2d: window {win} does not fit input {(H, Wd)}")
+        return (Ho, Wo, C), {}
+
+    def forward(params, x):
+        return maxpool2d_forward(x, win, strides, padding)
+
+    def backward(cache, dy):
+        return {}, maxpool2d_backward(cache, dy)
+
+    return Layer(init, forward, backward)
+
+
+# ----------------------------------------------------------------------------- flatten
+
+def flatten_forward(x):
+    """(N, *shape) → (N, prod(shape)), row-major (for NHWC: h, then w, then channel)."""
+    return x.reshape(x.shape[0], -1), x.shape
+
+
+def flatten_backward(cache, dy):
+    return dy.reshape(cache)
+
+
+def flatten() -> Layer:
+    """Flatten layer (params ``{}``). in_shape (*shape) → (prod(shape),)."""
+
+    def init(key, in_shape, dtype=jnp.float32):
+        return (int(math.prod(in_shape)),), {}
+
+    def forward(params, x):
+        return flatten_forward(x)
+
+    def backward(cache, dy):
+        return {}, flatten_backward(cache, dy)
+
+    return Layer(init, forward, backward)

@@ -1,0 +1,193 @@
+"""Losses as forward/backward pairs, plus the L2 penalty.
+
+A loss is a :class:`Loss` of two pure functions::
+
+    forward(s, y, mask=None) -> (value, cache)     s: (N, K) scores, value: scalar
+    backward(cache, dvalue=1.0) -> ds              ds: (N, K)
+
+``y`` is either integer labels ``(N,)`` in ``[0, K)`` (turned into one-hot targets) or real
+targets ``(N, K)``. Every loss is a **mean over the batch**. ``mask`` (N,) of 0/1 weights marks
+the real examples of a padded batch; the mean is then over ``sum(mask)`` examples, which is how a
+ragged last batch is trained exactly without a second compilation.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Loss(NamedTuple):
+    forward: Callable[..., Any]
+    backward: Callable[..., Any]
+
+
+def is_concrete(x) -> bool:
+    """True when ``x`` holds values (not a tracer inside jit/grad/vmap)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_labels(y, num_classes: int, where: str = "labels"):
+    """Raise ValueError if concrete integer labels fall outside [0, num_classes).
+
+    Inside jit the check cannot run (values are unknown), and JAX would silently clamp an
+    out-of-range index; data sets are therefore validated once when they are loaded.
+    """
+    if is_concrete(y):
+        yv = np.asarray(y)
+        if yv.size and (yv.min() < 0 or yv.max() >= num_classes):
+            bad = yv[(yv < 0) | (yv >= num_classes)]
+            raise ValueError(f"{where}: labels must lie in [0, {num_classes}); found {bad[:5].tolist()}"
+                             f" ({bad.size} out of range)")
+
+
+def targets(s, y, where: str):
+    """One-hot targets (N, K) from labels (N,), or real targets checked against s: (N, K)."""
+    N, K = s.shape
+    if jnp.issubdtype(jnp.asarray(y).dtype, jnp.integer):
+        if jnp.shape(y) != (N,):
+            raise ValueError(f"{where}: expected integer labels of shape ({N},), got {jnp.shape(y)}")
+        check_labels(y, K, where)
+        return jax.nn.one_hot(y, K, dtype=s.dtype)
+    if K == 1 and jnp.shape(y) == (N,):
+        y = jnp.reshape(y, (N, 1))
+    if jnp.shape(y) != (N, K):
+        raise ValueError(f"{where}: expected targets of shape ({N}, {K}) or int labels ({N},),"
+                         f" got {jnp.shape(y)}")
+    return jnp.asarray(y, s.dtype)
+
+
+def _weights(s, mask):
+    """Per-example weights w (N,) and their sum n (the mean's denominator)."""
+    w = jnp.ones(s.shape[:1], s.dtype) if mask is None else jnp.asarray(mask, s.dtype)
+    return w, jnp.sum(w)
+
+
+def _check_scores(s, where):
+    if getattr(s, "ndim", None) != 2:
+        raise ValueError(f"{where}: expected scores of shape (N, K), got {jnp.shape(s)}")
+
+
+# ----------------------------------------------------------------------------- softmax CE
+
+def softmax_cross_entropy_forward(s, y, mask=None):
+    """L = -1/n Σ_i w_i Σ_k t_ik log softmax(s_i)_k, stable for huge logits (max subtraction)."""
+    _check_scores(s, "softmax_cross_entropy")
+    t = targets(s, y, "softmax_cross_entropy")
+    w, n = _weights(s, mask)
+    z = s - jnp.max(s, axis=1, keepdims=True)
+    lse = jnp.log(jnp.sum(jnp.exp(z), axis=1, keepdims=True))
+    logp = z - lse
+    value = -jnp.sum(w * jnp.sum(t * logp, axis=1)) / n
+    return value, (logp, t, w, n)
+
+
+def softmax_cross_entropy_backward(cache, dvalue=1.0):
+    logp, t, w, n = cache
+    p = jnp.exp(logp)
+    # The targets sum to 1 per row, so d/ds of -Σ t log softmax(s) is softmax(s) - t.
+    return dvalue * (w / n)[:, None] * (p - t)
+
+
+# ----------------------------------------------------------------------------- half SSE
+
+def half_sse_forward(s, y, mask=None):
+    """L = 1/(2n) Σ_i w_i ‖s_i − t_i‖² (doc 004's MSE on scores; ½‖y−ŷ‖² for one example)."""
+    _check_scores(s, "half_sse")
+    t = targets(s, y, "half_sse")
+    w, n = _weights(s, mask)
+    r = s - t
+    value = jnp.sum(w * jnp.sum(r * r, axis=1)) / (2 * n)
+    return value, (r, w, n)
+
+
+def half_sse_backward(cache, dvalue=1.0):
+    r, w, n = cache
+    return dvalue * (w / n)[:, None] * r
+
+
+# ----------------------------------------------------------------------------- MSE
+
+def mse_forward(s, y, mask=None):
+    """L = 1/n Σ_i w_i ‖s_i − t_i‖² (doc 001 §3 regression)."""
+    _check_scores(s, "mse")
+    t = targets(s, y, "mse")
+    w, n = _weights(s, mask)
+    r = s - t
+    value = jnp.sum(w * jnp.sum(r * r, axis=1)) / n
+    return value, (r, w, n)
+
+
+def mse_backward(cache, dvalue=1.0):
+    r, w, n = cache
+    return dvalue * (2 * w / n)[:, None] * r
+
+
+# ----------------------------------------------------------------------------- logistic
+
+def logistic_forward(s, y, mask=None):
+    """L = 1/n Σ_i w_i ln(1 + exp(−y_i s_i)), labels ±1 (doc 003 mini CNN).
+
+    s: (N, 1) or (N,) scores; y: (N,) of ±1.
+    """
+    s1 = jnp.reshape(s, (-1,))
+    if jnp.shape(y) != s1.shape:
+        raise ValueError(f"logistic: expected ±1 labels of shape {s1.shape}, got {jnp.shape(y)}")
+    if is_concrete(y) and not np.all(np.isin(np.asarray(y), (-1, 1))):
+        raise ValueError("logistic: labels must be -1 or +1")
+    y = jnp.asarray(y, s1.dtype)
+    w = jnp.ones_like(s1) if mask is None else jnp.asarray(mask, s1.dtype)
+    n = jnp.sum(w)
+    m = -y * s1
+    value = jnp.sum(w * jnp.logaddexp(0.0, m)) / n
+    return value, (m, y, w, n, jnp.shape(s))
+
+
+def logistic_backward(cache, dvalue=1.0):
+    m, y, w, n, s_shape = cache
+    # d/ds ln(1+e^{-ys}) = -y σ(-ys)
+    ds = dvalue * (w / n) * (-y) * jax.nn.sigmoid(m)
+    return jnp.reshape(ds, s_shape)
+
+
+LOSSES = {
+    "softmax_cross_entropy": Loss(softmax_cross_entropy_forward, softmax_cross_entropy_backward),
+    "half_sse": Loss(half_sse_forward, half_sse_backward),
+    "mse": Loss(mse_forward, mse_backward),
+    "logistic": Loss(logistic_forward, logistic_backward),
+}
+
+
+def get(name) -> Loss:
+    if isinstance(name, Loss):
+        return name
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)}")
+    return LOSSES[name]
+
+
+# ----------------------------------------------------------------------------- L2 penalty
+
+def _is_weight(path) -> bool:
+    """Weights are the leaves stored under a dict key "W"; biases ("b") are never penalised."""
+    last = path[-1] if path else None
+    return isinstance(last, jax.tree_util.DictKey) and last.key == "W"
+
+
+def l2_penalty(params):
+    """Σ ‖W‖² over every weight leaf (keys "W") of a params pytree; biases excluded.
+
+    Multiply by ``l2`` for doc 001's ``λ(‖α‖² + ‖β‖²)`` (l2 = λ) or by ``λ/2`` for doc 004's
+    ``(λ/2)(‖W1‖² + ‖W2‖²)``.
+    """
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    # start=0.0 is weakly typed, so the sum keeps the params' dtype (float32 or float64).
+    return sum((jnp.sum(v * v) for p, v in leaves if _is_weight(p)), start=0.0)
+
+
+def l2_penalty_grad(params):
+    """d/dparams Σ‖W‖² = 2W on weight leaves, 0 on everything else (same structure as params)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda p, v: 2 * v if _is_weight(p) else jnp.zeros_like(v), params)
