@@ -31,8 +31,12 @@ def curves(series: dict, path, *, xlabel="epoch", ylabel="", title="", logy=Fals
         lo, hi = np.asarray(lo, float), np.asarray(hi, float)
         xs = np.arange(1, len(lo) + 1) if x is None else np.asarray(x)[: len(lo)]
         ax.fill_between(xs, lo, hi, alpha=0.25, label=label)
-    for label, xv in (marks or {}).items():
-        ax.axvline(xv, color="k", ls="--", lw=1, label=label)
+    styles = [("k", "--"), ("crimson", ":"), ("tab:purple", "-.")]  # several marks stay apart
+    for i, (label, xv) in enumerate((marks or {}).items()):
+        color, ls = styles[i % len(styles)]
+        ax.axvline(xv, color=color, ls=ls, lw=1.3, label=label)
+    if x is None:  # x = 1..T counts epochs/steps: whole-number ticks only
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     if logy:
         ax.set_yscale("log")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
