@@ -79,6 +79,10 @@ def early_stop_point(val_acc, patience=PATIENCE):
     return best, None
 
 
+def _n_seeds(seeds):
+    return f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
+
+
 def _title(text, quick):
     return text + (" (quick run)" if quick else "")
 
@@ -204,10 +208,10 @@ def no_es_33(hist, seeds, label, tag):
            "test_acc": te.tolist(), "best_epoch": [b for b, _ in pts], "stop_epoch": [s for _, s in pts]}
     ms = lambda v: f"{100 * np.mean(v):.2f} ± {100 * np.std(v, ddof=1) if len(v) > 1 else 0:.2f}"  # noqa: E731
     rows = [row(f"E3.3{tag}.final_test_acc", f"[{label}] §3.3 test accuracy after {E} epochs (no early stopping), "
-                f"mean of {len(seeds)} seeds (%)", round(100 * float(np.mean(te[:, -1])), 2), None, None,
+                f"mean of {_n_seeds(seeds)} (%)", round(100 * float(np.mean(te[:, -1])), 2), None, None,
                 f"{ms(te[:, -1])}; train {ms(tr[:, -1])}, val {ms(va[:, -1])}"),
             row(f"E3.3{tag}.es_test_acc", f"[{label}] §3.3 test accuracy where patience 3 stops (weights of that "
-                f"epoch kept), mean of {len(seeds)} seeds (%)", round(100 * float(np.mean(es_test)), 2), None, None,
+                f"epoch kept), mean of {_n_seeds(seeds)} (%)", round(100 * float(np.mean(es_test)), 2), None, None,
                 f"{ms(es_test)}; best val epoch per seed {res['best_epoch']}, stop {res['stop_epoch']}"
                 + ("" if len(stop_ok) == len(pts) else "; None: no stop within the epochs run"))]
     return rows, res
@@ -223,7 +227,7 @@ def momentum_34(hist, alphas, seeds, label, tag):
                     "test_acc": hist["test_acc"][c].tolist(), "final_test_acc_mean": float(np.mean(te)),
                     "final_test_acc_sd": sd})
         rows.append(row(f"E3.4{tag}.m{a:g}.test_acc", f"[{label}] §3.4 momentum {a:g}: test accuracy after "
-                        f"{loss.shape[1]} epochs, mean of {len(seeds)} seeds (%)"
+                        f"{loss.shape[1]} epochs, mean of {_n_seeds(seeds)} (%)"
                         + (" (plain SGD reference)" if a == 0 else ""), round(100 * float(np.mean(te)), 2),
                         None, None, f"± {100 * sd:.2f} sd; final training loss {np.mean(loss[:, -1]):.4f}"))
     return rows, out
@@ -266,14 +270,14 @@ def _fig_33(r, path, quick, what):
         marks[f"patience 3 stops here (epoch {stop}; weights kept)"] = stop
     return figures.curves({"train": r["train_acc"][0], "validation": r["val_acc"][0], "test": r["test_acc"][0]},
                           path, ylabel="accuracy", marks=marks,
-                          title=_title(f"E3 §3.3 {what}: {r['epochs']} epochs, batch 5, no early stopping, "
-                                       f"seed {r['seeds'][0]}", quick))
+                          title=_title(f"E3 §3.3, {what}, seed {r['seeds'][0]}\n"
+                                       f"{r['epochs']} epochs at batch 5 without early stopping", quick))
 
 
 def _fig_34(m, path, quick, what, n_seeds):
     return figures.curves({f"α = {x['momentum']:g}": np.mean(x["loss"], 0) for x in m}, path,
                           ylabel="training loss (mean batch cross-entropy of the epoch)", logy=True,
-                          title=_title(f"E3 §3.4 {what}: SGD momentum, lr {LR}, batch 5, mean of "
+                          title=_title(f"E3 §3.4, {what}\nSGD momentum α, lr {LR}, batch 5, mean of "
                                        f"{n_seeds} seed{'s' if n_seeds > 1 else ''}", quick))
 
 
