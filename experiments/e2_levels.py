@@ -5,13 +5,14 @@ check (scalar, NumPy per-example, NumPy batched and JAX trained from the same in
 data in the same order give the same loss curve) with time per epoch; the 300-sigmoid-unit net on
 MNIST (inputs /255, N(0, 1) init, batch 64): train vs validation loss, spread over random inits
 (one vmapped sweep over init seeds), the learning-rate sweep (one vmapped sweep), and the final
-run (lr 0.03, 10 epochs) with validation accuracy (doc: 91% on full MNIST).
-
-Command line: E2 — doc 002: three levels of backprop and the 300-unit sigmoid net on MNIST.
-``python -m experiments.e2_levels [--quick]``."""
+run (lr 0.03, 10 epochs) with validation accuracy (doc: 91% on full MNIST). MNIST is the full set
+(55,000 train / 5,000 validation) when found or downloaded; offline without it, the embedded
+MNIST-5k sample (3,000 / 1,000), and the rows say which.
+"""
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import jax
@@ -20,11 +21,9 @@ import numpy as np
 
 from jaxnets import data
 from jaxnets import models
-from experiments._lib import figures, oracles
 from jaxnets import train
-from experiments._lib.common import finish, row
-import argparse
-from experiments._lib.common import print_rows
+from experiments._lib import cli, figures, oracles
+from experiments._lib.common import data_variant, finish, print_rows, row
 
 
 def synthetic_blobs(n=400, seed=0):
@@ -43,7 +42,7 @@ def scalar_part(epochs, hidden=4, seed=0):
     return {"epoch_loss": hist, "time": time.perf_counter() - t, "hidden": hidden, "n": len(X)}
 
 
-def three_levels(epochs=3, hidden=4, seed=0):
+def three_levels(epochs=3, hidden=4, seed=0, progress=None):
     """Same init, same fixed order, batch 1, float64: the four implementations' loss curves."""
     X, y = synthetic_blobs()
     p0 = oracles.init_params(2, hidden, 2, seed=seed)
@@ -65,7 +64,7 @@ def three_levels(epochs=3, hidden=4, seed=0):
         net = models.mlp([2, hidden, 2], "sigmoid", "softmax_cross_entropy")
         pj = [{k: jnp.asarray(v) for k, v in layer.items()} for layer in p0]
         res = train.fit(net, pj, (X, y), epochs=epochs, batch_size=1, lr=0.01, order="fixed",
-                        progress=False, eval_train=False)
+                        progress=progress, eval_train=False)
     curves["JAX fused epoch"] = [float(np.mean(s)) for s in res.history["step_loss"]]
     times["JAX fused epoch"] = res.history["time"]
     ref = np.asarray(curves["NumPy batched"])
@@ -74,18 +73,22 @@ def three_levels(epochs=3, hidden=4, seed=0):
             "max_abs_diff": max_diff, "jax_compile_time": res.compile_time}
 
 
-def mnist_part(quick, seed=0, tiny=False):
-    sp = data.get_split("mnist", protocol="doc002", flatten_images=True, n_train=500 if tiny else None)
+def mnist_part(quick, seed=0, tiny=False, data_dir=None, download=False, progress=None):
+    cli.phase("E2 data", "MNIST, doc 002 split")
+    sp = data.get_split("mnist", protocol="doc002", flatten_images=True, n_train=500 if tiny else None,
+                        path=cli.dataset_path(data_dir, "mnist"), download=download)
     tr, va = (sp.x_train, sp.y_train), (sp.x_val, sp.y_val)
     net = models.mlp([784, 300, 10], "sigmoid", "softmax_cross_entropy", init="standard_normal")
     ep = 1 if tiny else 2 if quick else 5
-    out = {"data_source": sp.source, "n_train": len(tr[0]), "n_val": len(va[0])}
+    out = {"data_source": sp.source, "data": data_variant(sp), "n_train": len(tr[0]), "n_val": len(va[0])}
     key = jax.random.key(seed)
     # (1) train vs validation loss
+    cli.phase("E2 (1) train vs validation loss", f"784-300-10 sigmoid, lr 0.01, {ep} epochs on {len(tr[0]):,} images")
     r = train.fit(net, net.init(key), tr, val=va, epochs=ep, batch_size=64, lr=0.01, key=key,
-                  progress=False)
+                  progress=progress)
     out["train_vs_val"] = {"train_loss": r.history["train_loss"], "val_loss": r.history["val_loss"]}
     # (2) five random initialisations, trained together as one vmapped computation
+    cli.phase("E2 (2) five random initialisations", f"one vmapped sweep, {ep} epochs")
     keys = jax.random.split(jax.random.key(seed + 1), 5)
     inits = jax.vmap(net.init)(keys)
     _, h = train.sweep(net, inits, tr, configs={"lr": [0.01] * 5}, epochs=ep, batch_size=64,
@@ -93,76 +96,98 @@ def mnist_part(quick, seed=0, tiny=False):
     out["inits_val_loss"] = np.stack(h["val_loss"], axis=1).tolist()  # (5, epochs)
     # (3) learning-rate sweep (one vmapped computation, same init and batches)
     lrs = [1e-4, 3e-3, 1e-2, 3e-2]
+    cli.phase("E2 (3) learning-rate sweep", f"lr {lrs}, one vmapped sweep, {ep} epochs")
     _, h = train.sweep(net, net.init(key), tr, configs={"lr": lrs}, epochs=ep, batch_size=64,
                        key=key, val=va)
     out["lr_sweep"] = {"lrs": lrs, "val_loss": np.stack(h["val_loss"], 1).tolist(),
                        "train_loss": np.stack(h["train_loss"], 1).tolist(),
                        "val_acc": np.stack(h["val_acc"], 1).tolist()}
     # (4) final run
-    r = train.fit(net, net.init(key), tr, val=va, epochs=1 if tiny else 3 if quick else 10, batch_size=64,
-                  lr=0.03, key=key, progress=False)
+    ep4 = 1 if tiny else 3 if quick else 10
+    cli.phase("E2 (4) final run", f"lr 0.03, batch 64, {ep4} epochs")
+    r = train.fit(net, net.init(key), tr, val=va, epochs=ep4, batch_size=64, lr=0.03, key=key,
+                  progress=progress)
     out["final"] = {"val_acc": r.history["val_acc"], "train_acc": r.history["train_acc"],
                     "epoch_time": r.history["time"]}
     return out
 
 
-def run(quick=True, results_dir="results", figures_dir="figures", seed=0, tiny=False):
-    """``tiny``: 1–2 epochs on 500 images (end-to-end tests only)."""
+def run(quick=True, results_dir="results", figures_dir="figures", seed=0, tiny=False, *,
+        data_dir=None, download=False, progress=None):
+    """``tiny``: 1–2 epochs on 500 images (end-to-end tests only). ``data_dir``: the ``--data``
+    folder; ``download`` goes to :func:`jaxnets.data.get_split`; ``progress``: per-run bars
+    (None: on a terminal)."""
     t0 = time.perf_counter()
+    mode = "tiny" if tiny else "quick" if quick else "full"
+    cli.phase("E2 scalar net", "pure Python, synthetic 2-D set")
     sc = scalar_part(2 if tiny else 5 if quick else 25)
-    lv = three_levels(1 if tiny else 2 if quick else 3)
-    mn = mnist_part(quick, seed, tiny)
-    full = "fallback" not in mn["data_source"]
+    cli.phase("E2 three levels", "scalar, NumPy per example, NumPy batched, JAX")
+    lv = three_levels(1 if tiny else 2 if quick else 3, progress=progress)
+    mn = mnist_part(quick, seed, tiny, data_dir, download, progress)
+    full = mn["data"] == "full"
+    src = mn["data_source"]
     fig = lambda name: os.path.join(figures_dir, name)  # noqa: E731
-    figures.curves({"scalar net (synthetic 2-D)": sc["epoch_loss"]}, fig("e2_scalar_loss.png"),
-                    ylabel="mean loss", title="E2 scalar net, lr 0.01, sampling with replacement")
-    figures.curves(lv["curves"], fig("e2_three_levels.png"), ylabel="mean minibatch loss",
-                    title="E2: four implementations, same init and order")
-    figures.curves(mn["train_vs_val"], fig("e2_train_vs_val.png"), ylabel="loss",
-                    title=f"E2 (1) 784-300-10 sigmoid, lr 0.01 — {mn['data_source']}")
     v = np.asarray(mn["inits_val_loss"])
-    figures.curves({f"init {i}": c for i, c in enumerate(v)}, fig("e2_inits.png"), ylabel="val loss",
-                    bands={"min–max": (v.min(0), v.max(0))}, title="E2 (2) five random inits")
-    figures.curves({f"lr {lr:g}": c for lr, c in zip(mn["lr_sweep"]["lrs"], mn["lr_sweep"]["val_loss"])},
-                    fig("e2_lr_sweep.png"), ylabel="val loss", logy=True, title="E2 (3) learning-rate sweep")
+    with figures.run_mode(mode):
+        figs = [
+            figures.curves({"scalar net (synthetic 2-D)": sc["epoch_loss"]}, fig("e2_scalar_loss.png"),
+                           ylabel="mean loss", title="E2 scalar net, lr 0.01, sampling with replacement"),
+            figures.curves(lv["curves"], fig("e2_three_levels.png"), ylabel="mean minibatch loss",
+                           title="E2: four implementations, same init and order"),
+            figures.curves({"training loss": mn["train_vs_val"]["train_loss"],
+                            "validation loss": mn["train_vs_val"]["val_loss"]},
+                           fig("e2_train_vs_val.png"), ylabel="mean cross-entropy",
+                           title=f"E2 (1) 784-300-10 sigmoid, lr 0.01, batch 64 ({src})"),
+            figures.curves({f"init {i}": c for i, c in enumerate(v)}, fig("e2_inits.png"),
+                           ylabel="validation loss", bands={"min–max": (v.min(0), v.max(0))},
+                           title=f"E2 (2) five random initialisations ({src})"),
+            figures.curves({f"lr {lr:g}": c for lr, c in zip(mn["lr_sweep"]["lrs"], mn["lr_sweep"]["val_loss"])},
+                           fig("e2_lr_sweep.png"), ylabel="validation loss", logy=True,
+                           title=f"E2 (3) learning-rate sweep ({src})"),
+        ]
     final_acc = mn["final"]["val_acc"][-1]
+    data_note = ("full MNIST, 55,000 train / 5,000 validation" if full else
+                 "embedded MNIST-5k sample (3,000 train), not full MNIST: fewer images, lower accuracy")
     rows = [
         row("E2.scalar.final_loss", "scalar net, synthetic set: last-epoch mean loss (doc: plateau near 0.05)",
             round(sc["epoch_loss"][-1], 4), 0.05, 0.05 if not quick else None,
-            "our synthetic set, not the document's", comparable=False),
+            "our synthetic set, not the document's", comparable=False, data="synthetic"),
         row("E2.levels.max_diff", "three levels + JAX: max |loss difference| over epochs (float64)",
-            float(f"{lv['max_abs_diff']:.3g}"), 0.0, 1e-9),
+            float(f"{lv['max_abs_diff']:.3g}"), 0.0, 1e-9, data="synthetic"),
         row("E2.final.val_acc", "784-300-10 sigmoid, lr 0.03, batch 64: final validation accuracy",
-            round(final_acc, 4), 0.91, 0.02,
-            "" if full else "MNIST-5k sample (3,000 train) instead of full MNIST",
-            comparable=full and not quick),
+            round(final_acc, 4), 0.91, 0.02, data_note, comparable=full and mode == "full",
+            recipe="document", seeds=[seed]),
         row("E2.inits.spread", "val loss spread (max − min) over 5 inits after last epoch",
             round(float(v[:, -1].max() - v[:, -1].min()), 4)),
     ]
     best_lr = mn["lr_sweep"]["lrs"][int(np.argmin(np.asarray(mn["lr_sweep"]["val_loss"])[:, -1]))]
     rows.append(row("E2.lr.best", "learning rate with the lowest final val loss", best_lr))
-    record = {"experiment": "E2", "doc": "002", "quick": quick, "seed": seed, "scalar": sc,
-              "three_levels": lv, "mnist": mn, "data_source": mn["data_source"], "rows": rows,
-              "wall_time": time.perf_counter() - t0}
+    record = {"experiment": "E2", "doc": "002", "quick": quick, "mode": mode, "seed": seed, "scalar": sc,
+              "three_levels": lv, "mnist": mn, "data_source": src, "data": mn["data"], "recipe": "document",
+              "seeds": [seed], "rows": rows, "figures": figs, "wall_time": time.perf_counter() - t0}
     return finish("e2", record, results_dir)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--results", default="results")
-    ap.add_argument("--figures", default="figures")
-    a = ap.parse_args(argv)
-    rec = run(a.quick, a.results, a.figures, a.seed)
+def _body(a):
+    rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, tiny=a.mode == "tiny",
+              data_dir=a.data, download=a.download)
     lv = rec["three_levels"]
     print("three levels (same init/order, batch 1, float64): seconds per epoch")
     for k, v in lv["sec_per_epoch"].items():
         print(f"  {k:<22} {v:9.4f} s   last-epoch loss {lv['curves'][k][-1]:.10f}")
     print(f"E2 MNIST part on {rec['data_source']}:")
     print_rows(rec, 72)
-    print(f"wall time {rec['wall_time']:.1f} s; wrote {rec['json']}")
+    print(f"wall time {rec['wall_time']:.1f} s; wrote {rec['json']} and {len(rec['figures'])} figures "
+          f"in {a.figures_dir}/")
+
+
+def main(argv=None) -> int:
+    """The command line (``python -m experiments.e2_levels --help``); returns the exit code."""
+    ap = cli.make_parser(__doc__, prog="python -m experiments.e2_levels", seed=0,
+                         quick="Train 2 epochs (3 for the final run) instead of 5 and 10.",
+                         tiny="Train 1 epoch on 500 images (a smoke test).")
+    return cli.main(ap, _body, argv, prog="experiments.e2_levels")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,29 +11,26 @@
    loss curve, learned filter vs the teacher's.
 
 Figures: ``e5_accuracy.png`` (accuracy vs passes, one panel per data set), ``e5_minicnn.png``.
-Record: ``results/e5.json``.
-
-Command line: E5 — doc 003 Problems 1–2: perceptrons vs kernel perceptrons vs MLP, and the mini CNN.
-
-``python -m experiments.e5_perceptron [--quick | --tiny]`` writes ``results/e5.json`` and
-``figures/e5_accuracy.png``, ``figures/e5_minicnn.png``."""
+Record: ``results/e5.json``. Fashion-MNIST is the full set when found or downloaded, else its
+embedded sample; each row says which.
+"""
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnets.models import cnn, minicnn
 from jaxnets import data
-from experiments._lib import figures
 from jaxnets import train
+from jaxnets._io import progress_iter
+from jaxnets.models import cnn, minicnn
 from jaxnets.models import perceptron as P
-from experiments._lib.common import finish, row
-import argparse
-from experiments._lib.common import print_rows
+from experiments._lib import cli, figures
+from experiments._lib.common import data_variant, finish, print_rows, row
 
 KERNELS = {  # name: kernel hyper-parameters (pixels in [0, 1], d = 784; ‖x − z‖² ≈ 100 on MNIST;
     # poly γ picked from {0.01, 0.05} × degree {2, 3} on MNIST-5k quick: all within 3 points)
@@ -54,22 +51,26 @@ def _sizes(quick, tiny):
             "datasets": ("mnist_5k", "fashion_mnist")}
 
 
-def _load(name, n_train, n_test, seed):
-    sp = data.get_split(name, n_train=n_train, flatten_images=True)
+def _load(name, n_train, n_test, seed, data_dir=None, download=False):
+    path = None if name == "mnist_5k" else cli.dataset_path(data_dir, name)
+    sp = data.get_split(name, n_train=n_train, flatten_images=True, path=path,
+                        **({} if name == "mnist_5k" else {"download": download}))
     x_te, y_te = data.stratified_subset(sp.x_test, sp.y_test, n_test, seed)
     return (jnp.asarray(sp.x_train, jnp.float32), jnp.asarray(sp.y_train), jnp.asarray(x_te, jnp.float32),
             jnp.asarray(y_te), sp)
 
 
-def compare_on(X, y, X_te, y_te, passes, key, mlp_batch=50, max_gram_bytes=P.DEFAULT_MAX_GRAM_BYTES):
-    """Train every method for ``passes`` passes; per-pass train/test accuracy and wall time."""
+def compare_on(X, y, X_te, y_te, passes, key, mlp_batch=50, max_gram_bytes=P.DEFAULT_MAX_GRAM_BYTES,
+               progress=None):
+    """Train every method for ``passes`` passes; per-pass train/test accuracy and wall time.
+    ``progress``: a bar over the passes of each method (None: on a terminal)."""
     K = int(jnp.max(y)) + 1
     out = {}
     pass_keys = jax.random.split(key, passes)   # the same example sequence for every perceptron
 
     t0 = time.perf_counter()
     W, tr, te, mistakes, traces = None, [], [], [], []
-    for k in pass_keys:
+    for k in progress_iter(pass_keys, desc="perceptron", enabled=progress, unit="pass"):
         W, t = P.train_perceptron(X, y, K, k, W=W)
         traces.append(t)
         mistakes.append(int(t.mistake.sum()))
@@ -86,7 +87,7 @@ def compare_on(X, y, X_te, y_te, passes, key, mlp_batch=50, max_gram_bytes=P.DEF
         K_te = P.kernel_matrix(model.kernel, X_te, X)               # (M, N), once
         G = model.gram if model.gram is not None else P.kernel_matrix(model.kernel, X, X)
         tr, te, mistakes, same = [], [], [], True
-        for p, k in enumerate(pass_keys):
+        for p, k in enumerate(progress_iter(pass_keys, desc=f"kernel {kname}", enabled=progress, unit="pass")):
             model, t = P.train_kernel_perceptron(model, y, k)
             mistakes.append(int(t.mistake.sum()))
             if kname == "linear":
@@ -106,7 +107,7 @@ def compare_on(X, y, X_te, y_te, passes, key, mlp_batch=50, max_gram_bytes=P.DEF
     params = net.init(jax.random.fold_in(key, 1))
     X4, X4_te = X.reshape(-1, 28, 28, 1), X_te.reshape(-1, 28, 28, 1)
     res = train.fit(net, params, (X4, y), test=(X4_te, y_te), epochs=passes, batch_size=mlp_batch,
-                    lr=0.1, order="shuffle", key=jax.random.fold_in(key, 2), progress=False)
+                    lr=0.1, order="shuffle", key=jax.random.fold_in(key, 2), progress=progress)
     out["mlp 784-128-10"] = {"train_acc": res.history["train_acc"], "test_acc": res.history["test_acc"],
                              "batch": mlp_batch, "lr": 0.1, "optimizer": "SGD, shuffled minibatches",
                              "seconds": time.perf_counter() - t0}
@@ -176,69 +177,84 @@ def _plot_minicnn(mc, path):
 
 
 def run(quick=True, results_dir="results", figures_dir="figures", tiny=False, seed=0, passes=None,
-        n_train=None, datasets=None):
+        n_train=None, datasets=None, *, data_dir=None, download=False, progress=None):
+    """``data_dir``: the ``--data`` folder; ``download`` goes to :func:`jaxnets.data.get_split`;
+    ``progress``: bars over passes and epochs (None: on a terminal)."""
     t_start = time.perf_counter()
+    mode = "tiny" if tiny else "quick" if quick else "full"
     cfg = _sizes(quick, tiny)
     passes = passes or cfg["passes"]
     n_train = n_train or cfg["n_train"]
     key = jax.random.key(seed)
     runs, curves, rows, absent = {}, {}, [], {}
     for ds in (datasets or cfg["datasets"]):
+        cli.phase(f"E5 {ds}", f"perceptron, 3 kernel perceptrons and the MLP, {passes} passes on {n_train:,} images")
         try:
-            X, y, X_te, y_te, sp = _load(ds, n_train, cfg["n_test"], seed)
+            X, y, X_te, y_te, sp = _load(ds, n_train, cfg["n_test"], seed, data_dir, download)
         except data.DataNotFoundError as e:
             absent[ds] = str(e).splitlines()[0]
             rows.append(row(f"E5.{ds}", f"{ds}: data set not found", "skipped", note=absent[ds]))
             continue
-        res = compare_on(X, y, X_te, y_te, passes, jax.random.fold_in(key, len(runs)), cfg["mlp_batch"])
-        runs[ds] = {"source": sp.source, "notes": sp.notes, "n_train": int(X.shape[0]),
+        variant = data_variant(sp)
+        res = compare_on(X, y, X_te, y_te, passes, jax.random.fold_in(key, len(runs)), cfg["mlp_batch"],
+                         progress=progress)
+        runs[ds] = {"source": sp.source, "data": variant, "notes": sp.notes, "n_train": int(X.shape[0]),
                     "n_test": int(X_te.shape[0]), "passes": passes, "methods": res}
         curves[ds] = (res, f"{sp.source}: {X.shape[0]} train / {X_te.shape[0]} test")
         for m, r in res.items():
             rows.append(row(f"E5.{ds}.{m.replace(' ', '_')}", f"{ds}: {m}, test accuracy after {passes} passes",
-                            round(r["test_acc"][-1], 4)))
+                            round(r["test_acc"][-1], 4), data=variant, seeds=[seed]))
         same = res["kernel linear"]["same_predictions_and_mistakes_as_algorithm_1"]
         rows.append(row(f"E5.{ds}.linear_equals_alg1",
                         f"{ds}: linear-kernel perceptron makes the same predictions/mistakes as Algorithm 1",
-                        "yes" if same else "no",
+                        "yes" if same else "no", data=variant,
                         note="float32 sums in a different order can break an argmax tie differently"))
+    cli.phase("E5 mini CNN", f"its SGD, {cfg['cnn_steps']:,} steps on the synthetic pattern set")
     mc = minicnn_study(cfg["cnn_steps"], jax.random.fold_in(key, 99))
     rows.append(row("E5.minicnn.loss", "mini CNN: training loss before → after SGD",
-                    f"{mc['train_loss_initial']:.4f} → {mc['final_train_loss']:.4f}"))
-    rows.append(row("E5.minicnn.test_acc", "mini CNN: test accuracy on the pattern task", round(mc["test_acc"], 4)))
+                    f"{mc['train_loss_initial']:.4f} → {mc['final_train_loss']:.4f}", data="synthetic"))
+    rows.append(row("E5.minicnn.test_acc", "mini CNN: test accuracy on the pattern task", round(mc["test_acc"], 4),
+                    data="synthetic"))
     rows.append(row("E5.minicnn.filter", "mini CNN: cosine of learned filter (w1, w2) to the teacher's (1, −1)",
-                    round(mc["filter_cosine_to_teacher"], 4),
+                    round(mc["filter_cosine_to_teacher"], 4), data="synthetic",
                     note="no biases: a mirrored filter (a rising- instead of falling-edge detector) with a "
                          "re-weighted read-out is another good fit; SGD from N(0, 0.1²) may find either"))
 
     figs = {}
-    if curves:
-        figs["accuracy"] = _plot_accuracy(curves, os.path.join(figures_dir, "e5_accuracy.png"))
-    figs["minicnn"] = _plot_minicnn(mc, os.path.join(figures_dir, "e5_minicnn.png"))
+    with figures.run_mode(mode):
+        if curves:
+            figs["accuracy"] = _plot_accuracy(curves, os.path.join(figures_dir, "e5_accuracy.png"))
+        figs["minicnn"] = _plot_minicnn(mc, os.path.join(figures_dir, "e5_minicnn.png"))
     stride = max(1, len(mc["train_loss"]) // 500)   # keep the JSON small
     mc_rec = dict(mc, train_loss=mc["train_loss"][::stride], example_loss=None, loss_stride=stride)
-    record = {"experiment": "E5", "doc": "003", "quick": quick, "tiny": tiny, "seed": seed, "passes": passes,
+    variants = sorted({r["data"] for r in runs.values()})
+    record = {"experiment": "E5", "doc": "003", "quick": quick, "tiny": tiny, "mode": mode, "seed": seed,
+              "seeds": [seed], "passes": passes, "data": "+".join(variants) if variants else None,
+              "data_source": "; ".join(r["source"] for r in runs.values()),
               "kernels": KERNELS, "runs": runs, "data_absent": absent, "minicnn": mc_rec,
               "rows": rows, "figures": figs, "wall_time": time.perf_counter() - t_start}
     return finish("e5", record, results_dir)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="1,000 training examples, 4 passes (CI)")
-    ap.add_argument("--tiny", action="store_true", help="smoke test: 200 examples, 2 passes, MNIST-5k only")
-    ap.add_argument("--passes", type=int, default=None)
-    ap.add_argument("--n-train", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--results", default="results")
-    ap.add_argument("--figures", default="figures")
-    a = ap.parse_args(argv)
-    rec = run(a.quick, a.results, a.figures, tiny=a.tiny, seed=a.seed, passes=a.passes,
-                            n_train=a.n_train)
-    print(f"E5 ({'tiny' if a.tiny else 'quick' if a.quick else 'full'} mode):")
+def _body(a):
+    rec = run(a.mode != "full", a.results_dir, a.figures_dir, tiny=a.mode == "tiny", seed=a.seed,
+              passes=a.passes, n_train=a.n_train, data_dir=a.data, download=a.download)
+    print(f"E5 ({a.mode} mode):")
     print_rows(rec, width=90)
-    print(f"wall time {rec['wall_time']:.1f} s; wrote {rec['json']}")
+    print(f"wall time {rec['wall_time']:.1f} s; wrote {rec['json']} and {len(rec['figures'])} figures "
+          f"in {a.figures_dir}/")
+
+
+def main(argv=None) -> int:
+    """The command line (``python -m experiments.e5_perceptron --help``); returns the exit code."""
+    ap = cli.make_parser(__doc__, prog="python -m experiments.e5_perceptron", seed=0,
+                         quick="Use 1,000 training images and 4 passes instead of 3,000 and 15.",
+                         tiny="Use 200 images, 2 passes and MNIST-5k only (a smoke test).")
+    ap.add_argument("--passes", type=int, default=None, help="Passes over the training data (default 15).")
+    ap.add_argument("--n-train", type=int, default=None,
+                    help="Training images per data set (default 3,000).")
+    return cli.main(ap, _body, argv, prog="experiments.e5_perceptron")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

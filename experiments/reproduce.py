@@ -1,59 +1,68 @@
-"""Reproduce everything: the worked examples and experiments E1–E7, one report.
+"""Reproduce every worked example and experiment E1–E7 and write one report, RESULTS.md.
 
-Each experiment runs in isolation: a missing data set becomes a "data absent" row saying how to
-get it, an exception becomes a "failed" row with the error, and the others go on. The report
-``RESULTS.md`` has one table per document: quantity, our value, the document's value, tolerance,
-status (agrees / differs / not comparable / info / data absent / failed) and a note.
+The default is a quick run (minutes): fewer epochs and images than the documents, written to
+results/quick/, figures/quick/ and results/quick/RESULTS.md, so the committed full-run records are
+never overwritten. --full runs at the documents' scale (about 40 minutes on 2 CPU cores) and writes results/,
+figures/ and RESULTS.md. The data sets are looked for locally and downloaded when missing (--offline
+forbids it); without them an experiment runs on the embedded sample, and the report says, per
+experiment and per row, which data it used.
 
-Command line: Reproduce every worked example and experiment and write RESULTS.md.
-
-``python -m experiments.reproduce`` (quick mode, minutes) · ``--full`` (the documents' scale) ·
-``--only E3,E4`` (pick; ``worked`` for the worked examples) · ``--tiny`` (smoke test sizes) ·
-``--from-results`` (rebuild the report from the JSON records already in the results folder).
-Quick runs write to results/quick/, figures/quick/ and results/quick/RESULTS.md, so they never
-overwrite the committed full-run RESULTS.md, results/*.json and figures/*.png.
-Exit status: 0 everything ran, 3 some data set absent (rows say how to get it), 1 something failed."""
+Each experiment runs in isolation: a data set that cannot be found becomes a "data absent" row
+saying how to get it, an error becomes a "failed" row with the error, and the others go on. The
+report has one table per document: quantity, our value, the document's value, tolerance, status
+(agrees / differs / not comparable / info / data absent / failed) and a note saying why a number
+differs.
+"""
 from __future__ import annotations
 
 import importlib
+import inspect
+import json
 import os
 import sys
 import time
 import traceback
 
-from experiments._lib import report
+from experiments._lib import cli, figures, report
+from experiments._lib.common import DATA_LABELS, data_variant, record_mode
 from jaxnets._io import atomic_write
-import argparse
 
-# id: (module, doc, title, expected seconds quick, full, tiny kwargs)
+#: id: (module, doc, title, tiny kwargs)
 EXPERIMENTS = {
-    "worked": ("experiments.worked", "001-004", "Worked examples (SPEC §2)", 20, 20, {}),
-    "E1": ("experiments.e1_mnist", "001", "E1 — MNIST MLPs (doc 001 §5.6)", 40, 90, {"epochs": 1}),
-    "E2": ("experiments.e2_levels", "002", "E2 — three levels and MNIST (doc 002)", 60, 150,
-           {"tiny": True}),
-    "E3": ("experiments.e3_fashion", "003", "E3 — Fashion-MNIST MLP study (doc 003 §3.1–3.4)", 90, 1200,
+    "worked": ("experiments.worked", "001-004", "Worked examples", {}),
+    "E1": ("experiments.e1_mnist", "001", "E1 — MNIST MLPs (doc 001 §5.6)", {"tiny": True}),
+    "E2": ("experiments.e2_levels", "002", "E2 — three levels and MNIST (doc 002)", {"tiny": True}),
+    "E3": ("experiments.e3_fashion", "003", "E3 — Fashion-MNIST MLP study (doc 003 §3.1–3.4)",
            {"n_train": 500, "max_epochs": 2, "epochs_33": 2, "batch_sizes": (50, 500), "momenta": (0.5, 0.9)}),
-    "E4": ("experiments.e4_ood", "003", "E4 — out-of-distribution tests (doc 003 §3.5)", 120, 1800,
+    "E4": ("experiments.e4_ood", "003", "E4 — out-of-distribution tests (doc 003 §3.5)",
            {"n_train": 300, "n_test": 300, "sweep_n": 100, "epochs": 1, "model_names": ("mlp2_ood",),
             "remedies": ("shift",)}),
     "E5": ("experiments.e5_perceptron", "003", "E5 — perceptrons and the mini CNN (doc 003 Problems 1–2)",
-           40, 300, {"tiny": True}),
-    "E6": ("experiments.e6_cifar", "004", "E6 — CIFAR-10 TwoLayerNet (doc 004 §1.6–1.10)", 90, 1500,
-           {"n_train": 500, "iterations": 20, "baseline_iterations": 20,
-            "grid": {"lr": [1e-3], "lr_decay": [0.95], "reg": [0.1]}}),
-    "E7": ("experiments.e7_transformer", "003", "E7 — tiny transformer (doc 003 §4.1)", 30, 700,
            {"tiny": True}),
+    "E6": ("experiments.e6_cifar", "004", "E6 — CIFAR-10 TwoLayerNet (doc 004 §1.6–1.10)",
+           {"tiny": True, "sequential": 0}),
+    "E7": ("experiments.e7_transformer", "003", "E7 — tiny transformer (doc 003 §4.1)", {"tiny": True}),
+}
+#: Seconds per experiment when no earlier run measured them: measured on 2 shared CPU cores
+#: (tiny and quick: `python -m experiments.reproduce [--tiny] --offline`; full: the wall times of
+#: the committed full-run records).
+ESTIMATES = {
+    "tiny": {"worked": 4, "E1": 6, "E2": 9, "E3": 8, "E4": 10, "E5": 9, "E6": 12, "E7": 8},
+    "quick": {"worked": 4, "E1": 16, "E2": 16, "E3": 20, "E4": 30, "E5": 25, "E6": 40, "E7": 15},
+    "full": {"worked": 4, "E1": 21, "E2": 17, "E3": 61, "E4": 718, "E5": 44, "E6": 742, "E7": 660},
 }
 DOC_TITLES = {"001": "doc 001", "002": "doc 002", "003": "doc 003", "004": "doc 004"}
 HOW_TO_GET = {
-    "E3": "apt-get install dataset-fashion-mnist (Debian), or put the four IDX files in $JAXNETS_DATA/fashion_mnist",
-    "E4": "apt-get install dataset-fashion-mnist (Debian), or put the four IDX files in $JAXNETS_DATA/fashion_mnist",
-    "E6": "put cifar-10-python.tar.gz (or an image-folder copy) in $JAXNETS_DATA/cifar10, or run with download allowed",
-    "E7": "put tinyshakespeare.txt in $JAXNETS_DATA",
+    "E3": "run without --offline to download Fashion-MNIST, pass --data DIR, or apt-get install dataset-fashion-mnist",
+    "E4": "run without --offline to download Fashion-MNIST, pass --data DIR, or apt-get install dataset-fashion-mnist",
+    "E6": "run without --offline to download CIFAR-10, or pass --data DIR holding cifar-10-python.tar.gz",
+    "E7": "run without --offline to download tiny Shakespeare, or pass --data DIR holding tinyshakespeare.txt",
 }
+#: Statuses that mean "it ran"; anything else makes the exit status non-zero.
+RAN = ("ran",)
 
 
-def _worked_rows():
+def _worked_rows(results_dir):
     from experiments import worked
     rep = worked.run()
     rows = []
@@ -65,8 +74,14 @@ def _worked_rows():
             status = "document slip"
         rows.append({"id": r["id"], "doc": r["doc"], "quantity": r["id"], "value": r["value"],
                      "doc_value": r["doc_value"], "tolerance": "doc rounding" if r["agrees"] is not None else None,
-                     "status": status, "note": r.get("note") or ""})
-    return {"experiment": "worked", "rows": rows, "text": rep.text(), "all_records": rep.records}
+                     "status": status, "note": r.get("note") or "", "data": "document"})
+    report.write_json(os.path.join(results_dir, "worked.json"), {"records": rep.records})
+    path = os.path.join(results_dir, "worked.txt")
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(rep.text())
+    cli.wrote(path)
+    return {"experiment": "worked", "rows": rows, "data": "document", "recipe": "document",
+            "data_source": "the documents' own numbers"}
 
 
 def _is_data_absent(exc) -> bool:
@@ -74,56 +89,71 @@ def _is_data_absent(exc) -> bool:
     return isinstance(exc, (DataNotFoundError, FileNotFoundError))
 
 
-def _load_record(name, results_dir):
-    """The record an earlier run wrote (``results_dir/<name>.json``, lower-case name)."""
-    import json
+def _load_record(name, results_dir, want_mode):
+    """The record an earlier run wrote (``results_dir/<name>.json``); refuses one of another mode
+    (a quick record must never be reported as a full run)."""
     path = os.path.join(results_dir, f"{name.lower()}.json")
     if not os.path.exists(path):
         raise RuntimeError(f"no earlier record {path}: run this experiment first")
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         rec = json.load(f)
+    got = record_mode(rec)
+    if got != want_mode:
+        raise RecordModeError(f"{path} is a {got} run's record, not a {want_mode} run's: refused "
+                              f"(rerun it with `python -m {EXPERIMENTS[name][0]}"
+                              f"{'' if want_mode == 'full' else ' --' + want_mode}`)")
     rec.setdefault("rows", [])
     return rec
 
 
-def run_one(name, quick=True, tiny=False, results_dir="results", figures_dir="figures",
-            from_results=False):
-    """Run one experiment; never raises. Returns {"experiment", "status", "rows", "wall_time", ...}.
+class RecordModeError(RuntimeError):
+    """--from-results found a record made in another mode than the report claims."""
 
-    ``from_results``: read the record an earlier run wrote instead of training (worked examples
-    are always recomputed: they take seconds).
-    """
-    module, doc, title, *_ , tiny_kw = EXPERIMENTS[name]
+
+def _call_run(module, mode, results_dir, figures_dir, tiny_kw, **extra):
+    """``module.run`` in ``mode``, passing those of ``extra`` (data_dir, download, seed, progress)
+    that its signature takes and are not None."""
+    mod = importlib.import_module(module)
+    params = inspect.signature(mod.run).parameters
+    kw = dict(tiny_kw) if mode == "tiny" else {}
+    kw.update({k: v for k, v in extra.items() if k in params and v is not None})
+    return mod.run(quick=mode != "full", results_dir=results_dir, figures_dir=figures_dir, **kw)
+
+
+def run_one(name, mode="quick", results_dir="results", figures_dir="figures", from_results=False, *,
+            data_dir=None, download=False, seed=None, progress=None):
+    """Run one experiment; never raises (but Ctrl-C). Returns its record with "experiment",
+    "status", "rows", "wall_time". ``from_results``: read the record an earlier run of the same
+    mode wrote instead of training (the worked examples are always recomputed: seconds)."""
+    module, doc, title, tiny_kw = EXPERIMENTS[name]
     t0 = time.perf_counter()
     try:
-        if from_results and name != "worked":
-            rec = _load_record(name, results_dir)
-        elif name == "worked":
-            rec = _worked_rows()
-            report.write_json(os.path.join(results_dir, "worked.json"), {"records": rec.pop("all_records")})
-            with open(os.path.join(results_dir, "worked.txt"), "w") as f:
-                f.write(rec.pop("text"))
+        if name == "worked":
+            rec = _worked_rows(results_dir)
+        elif from_results:
+            rec = _load_record(name, results_dir, mode)
         else:
-            mod = importlib.import_module(module)
-            kw = dict(tiny_kw) if tiny else {}
-            rec = mod.run(quick=quick, results_dir=results_dir, figures_dir=figures_dir, **kw)
+            with figures.run_mode(mode):
+                rec = _call_run(module, mode, results_dir, figures_dir, tiny_kw, data_dir=data_dir,
+                                download=download, seed=seed, progress=progress)
         status = "ran"
     except Exception as e:  # noqa: BLE001 - one failure must not stop the others
         absent = _is_data_absent(e)
-        status = "data absent" if absent else "failed"
+        status = "data absent" if absent else "refused" if isinstance(e, RecordModeError) else "failed"
         msg = f"{type(e).__name__}: {e}".splitlines()[0][:300]
-        how = HOW_TO_GET.get(name, "")
-        note = f"data absent: {how} ({msg})" if absent else msg
-        rec = {"rows": [{"id": f"{name}.status", "quantity": f"{title}", "value": None, "doc_value": None,
+        note = f"data absent: {HOW_TO_GET.get(name, '')} ({msg})" if absent else msg
+        rec = {"rows": [{"id": f"{name}.status", "quantity": title, "value": None, "doc_value": None,
                          "tolerance": None, "status": status, "note": note}]}
-        if not absent:
+        if status == "failed":
             rec["traceback"] = traceback.format_exc()
     rec = dict(rec)
-    wall = rec.get("wall_time") if from_results and status == "ran" else None
+    wall = rec.get("wall_time") if from_results and status == "ran" and name != "worked" else None
     rec.update({"experiment": name, "doc": doc, "title": title, "status": status,
                 "wall_time": wall if isinstance(wall, (int, float)) else time.perf_counter() - t0})
     return rec
 
+
+# ----------------------------------------------------------------------------------- the report
 
 def _cell(v):
     if v is None:
@@ -137,105 +167,260 @@ def _cell(v):
     return s if len(s) <= 60 else s[:57] + "…"
 
 
-def report_markdown(records, quick, wall_time, env, from_results=False) -> str:
+def data_of(rec) -> tuple[str | None, str | None]:
+    """(data label "full" / "sample" / "jpeg-copy" / ..., human source) of a record."""
+    d, src = rec.get("data"), rec.get("data_source")
+    if isinstance(d, dict):  # a record that keeps its data details in a dict
+        src = src or d.get("source")
+        d = d.get("variant")
+    if not d and src:
+        d = data_variant(src)
+    return d, src
+
+
+def _data_words(d) -> str:
+    if not d:
+        return "—"
+    return " + ".join(DATA_LABELS.get(p, p) for p in str(d).split("+"))
+
+
+def _why(row, mode, data=None) -> str:
+    """The row's note, preceded, when the row disagrees or cannot be compared, by the reasons a
+    student needs: a smaller run than the document's, a sample instead of the full data set, the
+    JPEG copy's re-encoded pixels."""
+    note = str(row.get("note") or "")
+    if row.get("status") not in ("differs", "not comparable"):
+        return note
+    low, why = note.lower(), []
+    if mode != "full" and mode not in low:
+        why.append(f"a {mode} run trains on fewer images for fewer epochs than the document")
+    d = str(data or row.get("data") or "")
+    if "sample" in d and "sample" not in low:
+        why.append("trained on the small embedded sample, not the full data set the document used")
+    if "jpeg" in d and "jpeg" not in low:
+        why.append("the CIFAR-10 JPEG copy's pixels differ slightly from the original images")
+    if not why:
+        return note
+    text = "; ".join(why)
+    return text[0].upper() + text[1:] + (f". {note}" if note else ".")
+
+
+_WORDS = {"mse": "MSE", "ce": "cross-entropy", "w1": "W1", "acc": "accuracy", "lr": "learning-rate",
+          "b5": "batch 5", "ood": "OOD", "minicnn": "mini CNN", "vs": "vs", "val": "validation",
+          "inits": "random initialisations", "augment": "augmentation"}
+
+
+def figure_name(path) -> str:
+    """A readable name for a figure file: ``e6_mse_w1_best.png`` → "E6: MSE W1 best"."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    head, _, rest = stem.partition("_")
+    words = " ".join(_WORDS.get(w, w) for w in rest.split("_"))
+    return f"{head.upper()}: {words}" if head[:1] == "e" and head[1:].isdigit() else stem.replace("_", " ")
+
+
+def _figures_of(rec, figures_dir):
+    figs = rec.get("figures")
+    if isinstance(figs, dict):
+        figs = list(figs.values())
+    if not figs and rec.get("experiment", "").startswith("E") and os.path.isdir(figures_dir):
+        prefix = rec["experiment"].lower() + "_"
+        figs = [os.path.join(figures_dir, f) for f in os.listdir(figures_dir)
+                if f.startswith(prefix) and f.endswith(".png")]
+    return [os.fspath(f) for f in (figs or [])]
+
+
+def _header(records, mode, env, from_results, command):
     total = sum(r["wall_time"] for r in records)
-    how = (f"Rebuilt by `python -m experiments.reproduce --from-results` from the full-run records in "
-           f"`results/` (each experiment ran in full mode through its own command; their wall times "
-           f"below add up to {total / 60:.1f} min)" if from_results else
-           f"Generated by `python -m experiments.reproduce{'' if quick else ' --full'}` "
-           f"({'quick' if quick else 'full'} mode, {total / 60:.1f} min in all)")
-    lines = ["# Results", "",
-             f"{how} on {env['device']} ({env['cpu_count']} CPU cores), jax {env['jax']}, {env['time']}.", "",
-             "Status: **agrees** = within the stated tolerance of the document's value; **differs** = outside it "
-             "(the note says why); **not comparable** = different data or scale than the document (the note says "
-             "which); **info** = the document states no number.", ""]
-    lines.append("| experiment | status | wall time (s) |")
-    lines.append("|---|---|---|")
+    how = (f"Rebuilt by `{command}` from the {mode}-run records (each experiment ran through its own "
+           f"command; their wall times add up to {total / 60:.1f} min)" if from_results else
+           f"Generated by `{command}` ({mode} run, {total / 60:.1f} min in all)")
+    lines = ["# Results", ""]
+    if mode != "full":
+        lines += [f"**This is a {mode} run**: fewer images and epochs than the documents, so its numbers "
+                  "are not comparable to theirs. The full-run report is `RESULTS.md` at the top of the "
+                  "repository.", ""]
+    lines += [f"{how} on {env['device']} ({env['cpu_count']} CPU cores), jax {env['jax']}, {env['time']}.", "",
+              "Status: **agrees** = within the stated tolerance of the document's value; **differs** = outside "
+              "it (the note says why); **not comparable** = different data or scale than the document (the "
+              "note says which); **info** = the document states no number. Data: **full data set** = the "
+              "published data set; **embedded sample** = the small sample shipped inside the package (used "
+              "when the full one is not available offline); **JPEG copy** = CIFAR-10 re-encoded as JPEG "
+              "(pixel values differ slightly).", "",
+              "| experiment | status | wall time (s) | recipe | seeds | data |", "|---|---|---|---|---|---|"]
     for r in records:
-        lines.append(f"| {r['title']} | {r['status']} | {r['wall_time']:.1f} |")
+        d, src = data_of(r)
+        data = _data_words(d) + (f" ({src})" if src else "")
+        seeds = r.get("seeds", [r["seed"]] if "seed" in r else None)
+        recipe = r.get("recipe")
+        recipe = (recipe.get("name") or "own variant") if isinstance(recipe, dict) else recipe
+        lines.append(f"| {r['title']} | {r['status']} | {r['wall_time']:.1f} | {recipe or '—'} | "
+                     f"{_cell(seeds)} | {data.replace('|', '/')} |")
+    return lines
+
+
+def report_markdown(records, mode, env, from_results=False, command="python -m experiments.reproduce",
+                    report_path="RESULTS.md", figures_dir="figures") -> str:
+    """RESULTS.md: header (per experiment its status, time, recipe, seeds, data), one table per
+    document, and the list of figures, each linked with a readable name."""
+    lines = _header(records, mode, env, from_results, command)
     for doc in ("001", "002", "003", "004"):
         lines += ["", f"## {DOC_TITLES[doc]}", "",
-                  "| source | quantity | ours | document | tolerance | status | note |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| source | quantity | ours | document | tolerance | status | data | note |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in records:
             for row in r.get("rows", []):
                 row_doc = row.get("doc", r["doc"])
                 if row_doc != doc and not (r["doc"] == "001-004" and row.get("doc") == doc):
                     continue
-                note = str(row.get("note") or "").replace("|", "/").replace("\n", " ")
+                d = row.get("data") if isinstance(row.get("data"), str) else data_of(r)[0]
+                note = _why(row, mode, d).replace("|", "/").replace("\n", " ")
                 lines.append(f"| {r['experiment']} | {str(row['quantity']).replace('|', '/')} | {_cell(row['value'])} | "
-                             f"{_cell(row['doc_value'])} | {_cell(row['tolerance'])} | {row['status']} | {note} |")
-    figs = sorted({f for r in records for f in r.get("figures", [])})
+                             f"{_cell(row['doc_value'])} | {_cell(row['tolerance'])} | {row['status']} | "
+                             f"{_data_words(d) if d else '—'} | {note} |")
+    base = os.path.dirname(os.path.abspath(report_path))
+    figs = sorted({f for r in records for f in _figures_of(r, figures_dir)})
     if figs:
-        lines += ["", "## Figures", ""] + [f"- `{f}`" for f in figs]
+        lines += ["", "## Figures", ""]
+        lines += [f"- [{figure_name(f)}]({os.path.relpath(os.path.abspath(f), base)})" for f in figs]
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------------- the run
+
+def expected_seconds(names, mode, results_dir):
+    """Seconds each experiment is expected to take: measured by the last run of this mode
+    (``results_dir/reproduce.json``) where it ran, else :data:`ESTIMATES`."""
+    est = {n: float(ESTIMATES[mode].get(n, 30)) for n in names}
+    path = os.path.join(results_dir, "reproduce.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            last = json.load(f)
+    except (OSError, ValueError):
+        return est
+    if record_mode(last) == mode:
+        for n, sec in (last.get("measured") or {}).items():
+            if n in est and isinstance(sec, (int, float)):
+                est[n] = float(sec)
+    return est
+
+
+def _eta_line(i, names, expected, t0, walls):
+    elapsed = time.perf_counter() - t0
+    done = sum(expected[m] for m in names[:i])
+    rate = min(max(sum(walls) / done, 0.25), 4.0) if done and walls else 1.0
+    left = rate * sum(expected[m] for m in names[i:])
+    return f"elapsed {elapsed:.0f} s, about {left:.0f} s left"
+
+
+def _write_summary(records, mode, wall, results_dir, previous):
+    measured = dict(previous)
+    measured.update({r["experiment"]: r["wall_time"] for r in records if r["status"] == "ran"})
+    report.write_json(os.path.join(results_dir, "reproduce.json"), {
+        "mode": mode, "quick": mode != "full", "wall_time": wall, "measured": measured,
+        "summary": [{k: r[k] for k in ("experiment", "status", "wall_time")} | {"data": data_of(r)[0]}
+                    for r in records]})
+
+
 def run(only=None, quick=True, tiny=False, results_dir="results", figures_dir="figures",
-        report_path="RESULTS.md", progress=None, from_results=False):
-    """Run the selected experiments (all by default) and write the report. Returns (records, ok)."""
-    names = list(EXPERIMENTS) if not only else [n for n in EXPERIMENTS if n in only]
+        report_path="RESULTS.md", progress=None, from_results=False, *, data_dir=None, download=False,
+        seed=None, command="python -m experiments.reproduce"):
+    """Run the selected experiments (all by default) and write the report. Returns (records, ok):
+    ``ok`` is True when every experiment ran (on full data or on samples)."""
+    mode = "tiny" if tiny else "quick" if quick else "full"
     unknown = set(only or ()) - set(EXPERIMENTS)
     if unknown:
-        raise ValueError(f"--only: unknown experiment(s) {sorted(unknown)}; choose from {list(EXPERIMENTS)}")
-    expected = {n: EXPERIMENTS[n][3 if quick else 4] for n in names}
+        raise ValueError(f"--only: unknown experiment(s) {sorted(unknown)}; choose from {', '.join(EXPERIMENTS)}")
+    names = list(EXPERIMENTS) if not only else [n for n in EXPERIMENTS if n in only]
+    expected = expected_seconds(names, mode, results_dir)
+    previous = {}
+    if os.path.exists(os.path.join(results_dir, "reproduce.json")):
+        with open(os.path.join(results_dir, "reproduce.json"), encoding="utf-8") as f:
+            last = json.load(f)
+        previous = last.get("measured", {}) if record_mode(last) == mode else {}
+    cli.STATE.reset()
+    cli.STATE.unwritten = f"the report {report_path} is written at the end: not written"
     t0 = time.perf_counter()
-    records, done = [], 0.0
+    records = []
     for i, n in enumerate(names):
-        elapsed = time.perf_counter() - t0
-        left = sum(expected[m] for m in names[i:])
-        rate = elapsed / done if done else 1.0
-        print(f"[{i + 1}/{len(names)}] {EXPERIMENTS[n][2]} … (elapsed {elapsed:.0f} s, ETA ~{left * rate:.0f} s)",
-              file=sys.stderr, flush=True)
-        rec = run_one(n, quick, tiny, results_dir, figures_dir, from_results)
-        done += expected[n]
-        print(f"      {rec['status']} in {rec['wall_time']:.1f} s", file=sys.stderr, flush=True)
+        cli.phase(f"[{i + 1}/{len(names)}] {EXPERIMENTS[n][2]}",
+                  _eta_line(i, names, expected, t0, [r["wall_time"] for r in records]), level=0)
+        rec = run_one(n, mode, results_dir, figures_dir, from_results, data_dir=data_dir,
+                      download=download, seed=seed, progress=progress)
+        d = data_of(rec)[0]
+        print(f"        {n}: {rec['status']} in {rec['wall_time']:.1f} s"
+              f"{', data: ' + _data_words(d) if d else ''}", file=sys.stderr, flush=True)
         if rec["status"] == "failed":
             print(rec.get("traceback", ""), file=sys.stderr)
         records.append(rec)
+    cli.end_phase(0)
     wall = time.perf_counter() - t0
-    env = report.environment()
-    md = report_markdown(records, quick, wall, env, from_results)
+    md = report_markdown(records, mode, report.environment(), from_results, command, report_path, figures_dir)
     with atomic_write(report_path, "w", encoding="utf-8") as f:
         f.write(md)
-    report.write_json(os.path.join(results_dir, "reproduce.json"),
-                       {"quick": quick, "wall_time": wall, "summary": [
-                           {k: r[k] for k in ("experiment", "status", "wall_time")} for r in records]})
-    ok = all(r["status"] in ("ran", "data absent") for r in records)
-    return records, ok
+    cli.wrote(report_path)
+    cli.STATE.unwritten = ""
+    _write_summary(records, mode, wall, results_dir, previous)
+    return records, all(r["status"] in RAN for r in records)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--full", action="store_true", help="the documents' scale (long)")
-    ap.add_argument("--tiny", action="store_true", help="tiny subsets (end-to-end smoke test)")
-    ap.add_argument("--only", default="", help="comma-separated subset of: " + ",".join(EXPERIMENTS))
+def exit_status(records) -> int:
+    """0 every experiment ran; 1 something failed or a record was refused; 3 a data set absent."""
+    st = {r["status"] for r in records}
+    if st <= set(RAN):
+        return cli.EXIT_OK
+    if "data absent" in st and st <= set(RAN) | {"data absent"}:
+        return cli.EXIT_NO_DATA
+    return cli.EXIT_FAILED
+
+
+EXIT_HELP = """exit status:
+  0    every experiment ran (on the full data sets or on the embedded samples; the report says which)
+  1    an experiment failed, or --from-results refused a record of another mode (the report says which)
+  2    the command line was wrong
+  3    an experiment could not run: a data set it needs was absent (the report says how to get it)
+  130  interrupted by Ctrl-C or SIGTERM (records already written are complete; the report is not written)"""
+
+
+def _parser():
+    ap = cli.make_parser(__doc__, prog="python -m experiments.reproduce", seed=None, default_mode="quick",
+                         quick="Quick run: fewer epochs and images (minutes).",
+                         full="Run at the documents' scale (about 40 minutes on 2 CPU cores).",
+                         tiny="Tiny run: a few steps of everything (a smoke test, under a minute).")
+    ap.epilog = EXIT_HELP
+    ap.add_argument("--only", default="", metavar="LIST",
+                    help="Run only these, comma-separated, from: " + ", ".join(EXPERIMENTS) + ".")
     ap.add_argument("--from-results", action="store_true",
-                    help="do not train: rebuild the report from the results folder's JSON records")
-    ap.add_argument("--results", default=None, help="default results/ (full) or results/quick/")
-    ap.add_argument("--figures", default=None, help="default figures/ (full) or figures/quick/")
-    ap.add_argument("--report", default=None, help="default RESULTS.md (full) or results/quick/RESULTS.md")
-    a = ap.parse_args(argv)
-    full = a.full or a.from_results
-    a.results = a.results or ("results" if full else "results/quick")
-    a.figures = a.figures or ("figures" if full else "figures/quick")
-    a.report = a.report or ("RESULTS.md" if full else "results/quick/RESULTS.md")
+                    help="Do not train: rebuild the report from the records an earlier run of the same "
+                         "mode wrote (a record of another mode is refused).")
+    return ap
+
+
+def _body(a):
+    out = a.out
+    report_path = os.path.join(out, "RESULTS.md") if out else (
+        "RESULTS.md" if a.mode == "full" else os.path.join(a.results_dir, "RESULTS.md"))
     only = [s.strip() for s in a.only.split(",") if s.strip()] or None
+    command = "python -m experiments.reproduce" + ("" if a.mode == "quick" else f" --{a.mode}") + \
+        (" --from-results" if a.from_results else "")
     try:
-        records, ok = run(only, quick=not full, tiny=a.tiny, results_dir=a.results,
-                                    figures_dir=a.figures, report_path=a.report,
-                                    from_results=a.from_results)
+        records, _ = run(only, quick=a.mode != "full", tiny=a.mode == "tiny", results_dir=a.results_dir,
+                         figures_dir=a.figures_dir, report_path=report_path, from_results=a.from_results,
+                         data_dir=a.data, download=a.download, seed=a.seed, command=command)
     except ValueError as e:
-        ap.error(str(e))
-    print(f"\n{'experiment':<8} {'status':<12} {'seconds':>8}  rows (agrees/differs/not comparable)")
+        print(f"error: {e}", file=sys.stderr)
+        return cli.EXIT_USAGE
+    print(f"\n{'experiment':<8} {'status':<12} {'seconds':>8}  {'data':<16} rows agree/differ/not comparable")
     for r in records:
         st = [row["status"] for row in r.get("rows", [])]
-        print(f"{r['experiment']:<8} {r['status']:<12} {r['wall_time']:8.1f}  "
+        print(f"{r['experiment']:<8} {r['status']:<12} {r['wall_time']:8.1f}  {data_of(r)[0] or '—':<16} "
               f"{st.count('agrees')}/{st.count('differs')}/{st.count('not comparable')}")
-    print(f"report: {a.report}; results: {a.results}/; figures: {a.figures}/")
-    if any(r["status"] == "failed" for r in records):
-        return 1
-    return 0 if ok and all(r["status"] == "ran" for r in records) else 3
+    print(f"report: {report_path}; results: {a.results_dir}/; figures: {a.figures_dir}/")
+    return exit_status(records)
+
+
+def main(argv=None) -> int:
+    """The main job's command line (``python -m experiments.reproduce --help``)."""
+    return cli.main(_parser(), _body, argv, prog="experiments.reproduce")
 
 
 if __name__ == "__main__":

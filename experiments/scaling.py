@@ -1,7 +1,10 @@
 """Scaling study: seconds per fused epoch vs hidden width and vs number of training examples.
-``python -m experiments.scaling [--quick]``; writes results/scaling.json, figures/scaling.png."""
-import argparse
+
+Trains the 784-h-10 ReLU MLP on Fashion-MNIST (its embedded sample, or MNIST-5k, when the full set
+is not available) and writes scaling.json and scaling.png.
+"""
 import os
+import sys
 
 import matplotlib
 
@@ -9,18 +12,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments._lib import bench, figures, report
+from experiments._lib import bench, cli, figures, report
 from jaxnets import data
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--results", default="results")
-    ap.add_argument("--figures", default="figures")
-    a = ap.parse_args(argv)
+def main(argv=None) -> int:
+    """The command line (``python -m experiments.scaling --help``); returns the exit code."""
+    ap = cli.make_parser(__doc__, prog="python -m experiments.scaling", with_seed=False,
+                         quick="Measure widths 64, 256, 1024 and 1,000 and 4,000 examples, 2 rounds.")
+    return cli.main(ap, _body, argv, prog="experiments.scaling")
+
+
+def _body(a):
     try:
-        raw = data.load("fashion_mnist")
+        raw = data.load("fashion_mnist", cli.data_path(a, "fashion_mnist"), a.download)
         X = data.flatten(data.to_float(np.concatenate([raw.x_train, raw.x_test])))
         Y = np.concatenate([raw.y_train, raw.y_test])[: len(X)]
         src = raw.source
@@ -28,7 +33,7 @@ def main(argv=None):
         sp = data.get_split("mnist_5k", flatten_images=True)
         X, Y, src = sp.x_train, sp.y_train, sp.source
     X, Y = X[:60000], Y[:60000]
-    kw = dict(widths=(64, 256, 1024), sizes=(1000, 4000), rounds=2) if a.quick else {}
+    kw = dict(widths=(64, 256, 1024), sizes=(1000, 4000), rounds=2) if a.mode != "full" else {}
     r = bench.scaling(X, Y, **kw)
     r["data_source"] = src
     print(f"784-h-10 ReLU MLP, fused epoch, batch {r['batch']}, data {src}")
@@ -48,9 +53,11 @@ def main(argv=None):
         ax.set(xlabel="hidden width" if key == "width" else "training examples", ylabel="seconds per epoch")
         ax.grid(alpha=0.3, which="both")
         ax.legend()
-    figures.save(fig, os.path.join(a.figures, "scaling.png"))
-    print("wrote", report.write_json(os.path.join(a.results, "scaling.json"), r))
+    r["mode"] = a.mode
+    with figures.run_mode(a.mode):
+        figures.save(fig, os.path.join(a.figures_dir, "scaling.png"))
+    print("wrote", report.write_json(os.path.join(a.results_dir, "scaling.json"), r))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -90,6 +90,9 @@ def test_mnist_protocols():
     d1 = data.split_mnist(raw, protocol="doc001")
     assert (len(d1.y_train), len(d1.y_val), len(d1.y_test)) == (3000, 0, 1000)
     assert d1.x_val.shape == (0, 28, 28)
+    # doc 001's course subset is not public: the first 3,000 train / 1,000 test images stand in
+    assert list(_ids(d1.x_train)) == list(_ids(raw.x_train[:3000]))
+    assert list(_ids(d1.x_test)) == list(_ids(raw.x_test[:1000])) and "first 3000" in d1.notes
     d2 = data.split_mnist(raw, protocol="doc002")
     assert (len(d2.y_train), len(d2.y_val), len(d2.y_test)) == (55000, 5000, 10000)
     assert not set(_ids(d2.x_train)) & set(_ids(d2.x_val))

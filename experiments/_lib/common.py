@@ -1,25 +1,67 @@
-"""Helpers shared by the studies: report rows, paths, JSON output."""
+"""Helpers shared by the studies: report rows, the data label of a split, writing the record."""
 from __future__ import annotations
 
 import os
 
 from experiments._lib import report
 
+#: The data labels a row or record can carry (``data`` field), in words a report can print.
+DATA_LABELS = {"full": "full data set", "sample": "embedded sample", "jpeg-copy": "JPEG copy"}
 
-def row(id, quantity, value, doc_value=None, tolerance=None, note="", comparable=True):
-    """A report row; status from |value − doc_value| ≤ tolerance when both are numbers."""
+
+def row(id, quantity, value, doc_value=None, tolerance=None, note="", comparable=True, *, data=None,
+        recipe=None, seeds=None):
+    """A report row; status from |value − doc_value| ≤ tolerance when both are numbers.
+
+    ``data`` ("full" / "sample" / "jpeg-copy"), ``recipe`` ("document" or a variant's name) and
+    ``seeds`` (a list) say what the number was measured on; :func:`finish` fills ``data`` from
+    the record when a row leaves it out."""
     if doc_value is None or tolerance is None:
         status = "info"
     elif not comparable:
         status = "not comparable"
     else:
         status = "agrees" if abs(float(value) - float(doc_value)) <= tolerance else "differs"
-    return {"id": id, "quantity": quantity, "value": value, "doc_value": doc_value,
-            "tolerance": tolerance, "status": status, "note": note}
+    out = {"id": id, "quantity": quantity, "value": value, "doc_value": doc_value,
+           "tolerance": tolerance, "status": status, "note": note}
+    for k, v in (("data", data), ("recipe", recipe), ("seeds", seeds)):
+        if v is not None:
+            out[k] = v
+    return out
+
+
+def data_variant(split) -> str:
+    """``"full"``, ``"sample"`` or ``"jpeg-copy"``: which copy of a data set ``split`` (a
+    :class:`jaxnets.data.Split` or :class:`~jaxnets.data.RawData`) came from."""
+    v = getattr(split, "variant", None)
+    if v:
+        return v
+    src = str(getattr(split, "source", split))
+    if "JPEG" in src:
+        return "jpeg-copy"
+    return "sample" if ("sample" in src or "fallback" in src or "5k" in src) else "full"
+
+
+def record_mode(record: dict) -> str:
+    """``"full"``, ``"quick"``, ``"tiny"`` or ``"unknown"``: the mode a result record was made in."""
+    if record.get("mode") in ("full", "quick", "tiny"):
+        return record["mode"]
+    if record.get("tiny"):
+        return "tiny"
+    if "quick" in record:
+        return "quick" if record["quick"] else "full"
+    return "unknown"
 
 
 def finish(name, record, results_dir):
-    """Write ``results_dir/<name>.json`` and return the record with its path."""
+    """Write ``results_dir/<name>.json`` and return the record with its path.
+
+    Stamps ``mode`` (see :func:`record_mode`) and gives every row the record's ``data`` label
+    when it has none."""
+    record["mode"] = record_mode(record)
+    for r in record.get("rows", []):
+        if "data" not in r and record.get("data"):
+            r["data"] = record["data"]
     path = os.path.join(results_dir, f"{name}.json")
     record["json"] = report.write_json(path, record)
     return record

@@ -3,8 +3,10 @@ curves, image grids (originals next to transformed copies), first-layer weights 
 (doc 004 §1.8). Every figure is written by :func:`save`."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import textwrap
 from typing import Mapping, Sequence
 
 import matplotlib
@@ -14,34 +16,78 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments._lib import cli  # noqa: E402
+from jaxnets._io import atomic_write  # noqa: E402
+
+
+def _epoch_axis(ax, xlabel, n_points=None):
+    # epochs, passes and iterations are counts: never label 2.5
+    if xlabel.split()[0] in ("epoch", "epochs", "pass", "passes", "iteration", "step"):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        if n_points == 1:
+            ax.set_xlim(0.5, 1.5)
+
 
 def curves(series: dict, path, *, xlabel="epoch", ylabel="", title="", logy=False, x=None,
-           marks: dict | None = None, bands: dict | None = None):
+           marks: dict | None = None, bands: dict | None = None, styles: dict | None = None,
+           legend_title: str | None = None):
     """One figure of several curves with a legend.
 
     series: {label: (T,) values}; x: common x values (default 1..T); marks: {label: x} vertical
-    markers (e.g. the early-stopping point); bands: {label: ((T,) low, (T,) high)} shaded spreads.
+    markers (e.g. the early-stopping point), each in its own colour and dash; bands: {label: ((T,)
+    low, (T,) high)} shaded spreads; styles: {label: matplotlib line kwargs} (colour, dashes).
+    Long titles are wrapped, count axes (epochs, iterations) get integer ticks.
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, ys in series.items():
         ys = np.asarray(ys, float)
         xs = np.arange(1, len(ys) + 1) if x is None else np.asarray(x)[: len(ys)]
-        ax.plot(xs, ys, label=label, lw=1.4)
+        ax.plot(xs, ys, **({"label": label, "lw": 1.4, "marker": "o" if len(ys) < 3 else None}
+                           | (styles or {}).get(label, {})))
     for label, (lo, hi) in (bands or {}).items():
         lo, hi = np.asarray(lo, float), np.asarray(hi, float)
         xs = np.arange(1, len(lo) + 1) if x is None else np.asarray(x)[: len(lo)]
         ax.fill_between(xs, lo, hi, alpha=0.25, label=label)
-    styles = [("k", "--"), ("crimson", ":"), ("tab:purple", "-.")]  # several marks stay apart
     for i, (label, xv) in enumerate((marks or {}).items()):
-        color, ls = styles[i % len(styles)]
-        ax.axvline(xv, color=color, ls=ls, lw=1.3, label=label)
-    if x is None:  # x = 1..T counts epochs/steps: whole-number ticks only
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.axvline(xv, color=("k", "tab:red", "tab:purple", "tab:brown")[i % 4],
+                   ls=("--", ":", "-.", (0, (5, 1, 1, 1)))[i % 4], lw=1.2, label=label)
     if logy:
         ax.set_yscale("log")
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    else:  # plain tick values ("0.50003"), not an offset ("1e-5 + 5e-1") a reader has to add up
+        ax.ticklabel_format(axis="y", useOffset=False)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.set_title(wrap(title), fontsize=10)
+    _epoch_axis(ax, xlabel, max((len(v) for v in series.values()), default=0) if x is None else None)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, title=legend_title, title_fontsize=8)
+    return save(fig, path)
+
+
+def train_test_curves(runs: dict, path, *, kinds=("train", "test"), xlabel="epoch", ylabel="",
+                      title="", logy=False):
+    """Per configuration one colour: its ``kinds[0]`` curve solid, ``kinds[1]`` dashed.
+
+    runs: {configuration label: {kind: (T,) values}}; the legend names every configuration once
+    (its colour) and says which line style is which kind."""
+    from matplotlib.lines import Line2D
+    fig, ax = plt.subplots(figsize=(8.6, 4.4))
+    dashes = ("-", "--", ":")
+    handles, n = [], 0
+    for i, (label, r) in enumerate(runs.items()):
+        for kind, ls in zip(kinds, dashes):
+            ys = np.asarray(r[kind], float)
+            n = max(n, len(ys))
+            ax.plot(np.arange(1, len(ys) + 1), ys, color=f"C{i % 10}", ls=ls, lw=1.4,
+                    marker="o" if len(ys) < 3 else None)
+        handles.append(Line2D([], [], color=f"C{i % 10}", lw=2, label=label))
+    handles += [Line2D([], [], color="k", ls=ls, lw=1.4, label=kind) for kind, ls in zip(kinds, dashes)]
+    if logy:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.set_title(wrap(title, 80), fontsize=10)
+    _epoch_axis(ax, xlabel, n)
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return save(fig, path)
 
 
@@ -63,13 +109,62 @@ def xy_curves(series: dict, path, *, xlabel="", ylabel="", title="", logx=False,
     return save(fig, path, bbox_inches="tight")  # the legend sits outside the axes
 
 
-def save(fig, path, **savefig_kwargs) -> str:
+_MODE = {"mode": "full"}
+
+
+@contextlib.contextmanager
+def run_mode(mode: str):
+    """Figures saved inside say ``quick run`` / ``tiny run`` in their title unless ``mode`` is
+    ``"full"`` (so a quick figure is never mistaken for a full-run one)."""
+    old = _MODE["mode"]
+    _MODE["mode"] = mode
+    try:
+        yield
+    finally:
+        _MODE["mode"] = old
+
+
+def wrap(title: str, width: int = 64) -> str:
+    """``title`` broken into lines of at most ``width`` characters (so it is never clipped)."""
+    return "\n".join(textwrap.fill(line, width) for line in str(title).split("\n"))
+
+
+def _label_mode(fig) -> None:
+    mode = _MODE["mode"]
+    if mode == "full":
+        return
+    tag = f"[{mode} run] "
+    sup = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    if sup:
+        fig._suptitle.set_text(wrap(tag + sup.replace("\n", " ")))
+    elif len(titled) == 1:
+        ax = titled[0]
+        width = max(40, int(ax.get_position().width * fig.get_figwidth() * 11))  # ~11 chars per inch
+        ax.set_title(wrap(tag + ax.get_title().replace("\n", " "), width))
+    else:
+        fig.suptitle(f"{tag.strip()}: not the documents' scale", fontsize=9, color="tab:red")
+
+
+def _write(fig, path, **savefig_kwargs) -> str:
+    """Save ``fig`` to ``path`` atomically (format from the suffix); records it for the run."""
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, **savefig_kwargs)
-    plt.close(fig)
+    fmt = os.path.splitext(path)[1].lstrip(".") or "png"
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format=fmt, **savefig_kwargs)
+    cli.wrote(path)
     return path
+
+
+def save(fig, path, **savefig_kwargs) -> str:
+    """Lay out (``tight_layout``), write ``fig`` to ``path`` atomically and close it."""
+    _label_mode(fig)
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    savefig_kwargs.setdefault("dpi", 110)
+    out = _write(fig, path, **savefig_kwargs)
+    plt.close(fig)
+    return out
 
 
 # Image grids for data inspection (originals next to transformed copies).
@@ -100,8 +195,8 @@ def _to_display(img: np.ndarray) -> tuple[np.ndarray, dict]:
 
 def _save(fig, path):
     if path is not None:
-        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        _label_mode(fig)
+        _write(fig, path, dpi=120, bbox_inches="tight")
     return fig
 
 
@@ -194,19 +289,22 @@ def first_layer_images(W, image_shape=(32, 32, 3), layout: str = "input_hidden")
     return W.T.reshape(W.shape[1], *image_shape)
 
 
-def visualize_grid(Xs, ubound: float = 255.0, padding: int = 1) -> np.ndarray:
-    """Tile ``Xs`` ``(N, H, W, C)`` in a ``ceil(√N) × ceil(√N)`` grid (row-major, unit ``n`` at
-    row ``n // G``, column ``n % G``), each tile min-max scaled to ``[0, ubound]``.
+def visualize_grid(Xs, ubound: float = 255.0, padding: int = 1, ncols: int | None = None,
+                   fill: float = 0.0) -> np.ndarray:
+    """Tile ``Xs`` ``(N, H, W, C)`` in a grid of ``ncols`` columns (default ``ceil(√N)``, as
+    CS231n's ``visualize_grid``; rows = ``ceil(N / ncols)``; unit ``n`` at row ``n // ncols``,
+    column ``n % ncols``), each tile min-max scaled to ``[0, ubound]``.
 
-    Returns ``(G·H + (G−1)·padding, G·W + (G−1)·padding, C)`` float64; padding and unused cells
-    are 0. A constant tile (max = min) becomes 0 instead of dividing by zero.
+    Returns ``(R·H + (R−1)·padding, G·W + (G−1)·padding, C)`` float64; padding and unused cells
+    are ``fill``. A constant tile (max = min) becomes 0 instead of dividing by zero.
     """
     Xs = np.asarray(Xs, np.float64)
     if Xs.ndim != 4:
         raise ValueError(f"visualize_grid: expected (N, H, W, C) images, got shape {Xs.shape}")
     n, h, w, c = Xs.shape
-    g = max(1, math.ceil(math.sqrt(n)))
-    grid = np.zeros((h * g + padding * (g - 1), w * g + padding * (g - 1), c))
+    g = ncols or max(1, math.ceil(math.sqrt(n)))
+    rows = max(1, -(-n // g))
+    grid = np.full((h * rows + padding * (rows - 1), w * g + padding * (g - 1), c), float(fill))
     for i, img in enumerate(Xs):
         r, col = divmod(i, g)
         lo, hi = img.min(), img.max()
@@ -216,14 +314,27 @@ def visualize_grid(Xs, ubound: float = 255.0, padding: int = 1) -> np.ndarray:
     return grid
 
 
+def grid_columns(n: int, max_aspect: float = 2.5) -> int:
+    """Columns for ``n`` tiles without empty cells when possible: the divisor of ``n`` closest to
+    a ``max_aspect``-at-most wide layout (50 → 10 × 5); else ``ceil(√n)``."""
+    best = max((d for d in range(1, n + 1) if n % d == 0 and d / (n // d) <= max_aspect), default=0)
+    return best if best >= math.sqrt(n) else max(1, math.ceil(math.sqrt(n)))
+
+
 def plot_first_layer(W, path, *, title: str = "", image_shape=(32, 32, 3),
                      layout: str = "input_hidden") -> str:
-    """Save the grid of first-layer weights (CS231n ``show_net_weights``) as a PNG; returns path."""
-    grid = visualize_grid(first_layer_images(W, image_shape, layout))
-    fig, ax = plt.subplots(figsize=(5.2, 5.4))
+    """Save the grid of first-layer weights (CS231n ``show_net_weights``) as a PNG; returns path.
+
+    One tile per hidden unit, laid out without empty cells where the unit count allows
+    (:func:`grid_columns`), on a white background."""
+    imgs = first_layer_images(W, image_shape, layout)
+    g = grid_columns(len(imgs))
+    grid = visualize_grid(imgs, padding=2, ncols=g, fill=255.0)
+    rows = -(-len(imgs) // g)
+    fig, ax = plt.subplots(figsize=(0.62 * g + 0.4, 0.62 * rows + 1.0))
     ax.imshow(grid.astype(np.uint8).squeeze() if grid.shape[-1] in (1, 3) else grid[..., 0].astype(np.uint8),
               cmap="gray" if grid.shape[-1] == 1 else None)
     ax.axis("off")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(wrap(title, int(9 * (0.62 * g + 0.4))), fontsize=9)
     return save(fig, path)

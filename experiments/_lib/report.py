@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from experiments._lib import cli
 from jaxnets._io import atomic_write
 
 
@@ -48,4 +49,5 @@ def write_json(path, record: dict) -> str:
     record.setdefault("environment", environment())
     with atomic_write(path, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1, default=_default, allow_nan=True)
+    cli.wrote(path)
     return path

@@ -172,16 +172,16 @@ def split_mnist(raw: RawData, *, protocol: str = "doc002", seed: int = SPLIT_SEE
                 n_train: int | None = None) -> Split:
     """Full MNIST (also works for Fashion-MNIST's layout).
 
-    ``protocol="doc001"``: 3,000 train stratified from the training set, no validation, 1,000
-    test stratified from the test set (doc 001's 4,000-image subset; ``n_train`` overrides 3,000).
+    ``protocol="doc001"``: the first 3,000 training and the first 1,000 test images, no
+    validation (doc 001's own 4,000-image course subset is not public; ``n_train`` overrides 3,000).
     ``protocol="doc002"``: training set split into ``60,000 - n_val`` train / ``n_val`` (5,000)
     validation, stratified; the full 10,000 test set.
     """
     if protocol == "doc001":
-        (tr,) = stratified_indices(raw.y_train, [n_train or 3000], seed)
-        (te,) = stratified_indices(raw.y_test, [1000], seed)
+        tr, te = np.arange(n_train or 3000), np.arange(1000)
         xv, yv = _empty_like(raw.x_train, raw.y_train)
-        notes = f"{raw.source}: doc 001 subset, stratified {len(tr)} train / {len(te)} test, seed {seed}"
+        notes = (f"{raw.source}: the first {len(tr)} training and first {len(te)} test images "
+                 "(doc 001's course subset is not public)")
         return Split(raw.x_train[tr], raw.y_train[tr], xv, yv, raw.x_test[te], raw.y_test[te],
                      raw.classes, raw.source, notes)
     if protocol != "doc002":

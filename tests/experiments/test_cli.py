@@ -1,0 +1,158 @@
+"""The shared command line of the experiment scripts: help texts, output folders, exit codes,
+the missing-data message, Ctrl-C/SIGTERM (one line, exit 130, nothing half-written)."""
+import argparse
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from experiments._lib import cli
+from jaxnets import data
+
+ROOT = Path(__file__).resolve().parents[2]
+# the scripts that take the shared command line (the others adopt it on their branches)
+SCRIPTS = ["e1_mnist", "e2_levels", "e5_perceptron", "e6_cifar", "reproduce", "scaling"]
+
+
+@pytest.mark.parametrize("doc, expected", [
+    ("Uses :func:`jaxnets.train.fit` and ``x``.", "Uses jaxnets.train.fit and x."),
+    ("See :mod:`~jaxnets.data` and :func:`fit <jaxnets.train.fit>`.", "See jaxnets.data and fit."),
+    ("**full** and *quick* runs; 3 * 4 stays", "full and quick runs; 3 * 4 stays"),
+    ("Public API::\n\n    run()", "Public API:\n\n    run()"),
+])
+def test_plain_removes_rest_markup(doc, expected):
+    assert cli.plain(doc) == expected
+
+
+def _help(module):
+    import importlib
+    mod = importlib.import_module(f"experiments.{module}")
+    out = io.StringIO()
+    with redirect_stdout(out), pytest.raises(SystemExit) as e:
+        mod.main(["--help"])
+    assert e.value.code == 0
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("module", SCRIPTS)
+def test_help_is_plain_whole_sentences_and_every_option_has_help(module):
+    text = _help(module)
+    assert "`" not in text and ":func:" not in text and "**" not in text
+    for opt in ("--data DIR", "--offline", "--out DIR", "--quick"):
+        assert opt in text, (module, opt)
+    desc = text.split("\n\n", 1)[1].split("\noptions:")[0].strip()
+    assert desc.endswith((".", ":")), f"{module}: description cut mid-sentence: …{desc[-60:]!r}"
+    assert "exit status:" in text and "130" in text
+    # every option line of argparse's listing carries a help text (a sentence ending with '.')
+    opts = text.split("\noptions:\n", 1)[1].split("\n\nexit status:")[0]
+    entries = re.split(r"\n  (?=-)", "\n" + opts)
+    for entry in (e for e in entries if e.strip() and not e.strip().startswith("-h")):
+        words = " ".join(entry.split())
+        assert re.search(r"^\S+( [A-Z_,]+)?( \S+)*? [A-Z(].*\.$", words), f"{module}: no help: {words!r}"
+
+
+@pytest.mark.parametrize("argv, mode, dirs, download", [
+    ([], "full", ("results", "figures"), True),
+    (["--quick"], "quick", (os.path.join("results", "quick"), os.path.join("figures", "quick")), True),
+    (["--tiny", "--offline"], "tiny", (os.path.join("results", "quick"), os.path.join("figures", "quick")), False),
+    (["--out", "X"], "full", (os.path.join("X", "results"), os.path.join("X", "figures")), True),
+    (["--quick", "--out", "X"], "quick", (os.path.join("X", "results"), os.path.join("X", "figures")), True),
+])
+def test_modes_and_output_folders(argv, mode, dirs, download):
+    a = cli.make_parser("Doc.", quick="Quick.", tiny="Tiny.").parse_args(argv)
+    assert (a.mode, (a.results_dir, a.figures_dir), a.download) == (mode, dirs, download)
+
+
+def test_main_job_defaults_to_quick_and_rejects_two_modes():
+    ap = cli.make_parser("Doc.", quick="Quick.", full="Full.", tiny="Tiny.", default_mode="quick", seed=None)
+    assert ap.parse_args([]).mode == "quick" and ap.parse_args(["--full"]).mode == "full"
+    with redirect_stderr(io.StringIO()), pytest.raises(SystemExit) as e:
+        ap.parse_args(["--quick", "--tiny"])
+    assert e.value.code == cli.EXIT_USAGE
+    with pytest.raises(ValueError, match="mode"):
+        cli.output_dirs("medium")
+
+
+def test_data_dir_must_exist_and_resolves_per_data_set(tmp_path):
+    ap = cli.make_parser("Doc.", quick="Quick.")
+    with redirect_stderr(io.StringIO()) as err, pytest.raises(SystemExit) as e:
+        ap.parse_args(["--data", str(tmp_path / "nope")])
+    assert e.value.code == cli.EXIT_USAGE and "not a directory" in err.getvalue()
+    (tmp_path / "fashion-mnist").mkdir()
+    assert cli.dataset_path(tmp_path, "fashion_mnist") == str(tmp_path / "fashion-mnist")  # registry sub-folder
+    assert cli.dataset_path(tmp_path, "cifar10") == str(tmp_path)   # the files themselves in DIR
+    assert cli.dataset_path(None, "mnist") is None
+
+
+def _run_main(body, argv=()):
+    ap = cli.make_parser("Doc.", quick="Quick.")
+    err = io.StringIO()
+    with redirect_stderr(err):
+        rc = cli.main(ap, body, list(argv), prog="experiments.demo")
+    return rc, err.getvalue()
+
+
+def test_missing_data_is_a_short_message_with_the_remedies_and_exit_3():
+    def body(a):
+        raise data.DataNotFoundError("data set 'cifar10' (CIFAR-10) not found; needed files: x.tar.gz.\nLooked in: …")
+    rc, err = _run_main(body, ["--offline"])
+    assert rc == cli.EXIT_NO_DATA == 3
+    assert "Traceback" not in err and "not found" in err.splitlines()[0]
+    for remedy in ("--data DIR", "JAXNETS_DATA", "drop --offline", "DIR/cifar10/", "python -m experiments.demo"):
+        assert remedy in err, remedy
+
+
+def test_malformed_data_is_exit_1_without_traceback():
+    def body(a):
+        raise data.DataError("train-images.gz: bad magic number 0x0")
+    rc, err = _run_main(body)
+    assert rc == cli.EXIT_FAILED and "bad magic" in err and "Traceback" not in err
+
+
+def test_interrupt_is_one_line_saying_what_finished_and_exit_130(tmp_path):
+    def body(a):
+        cli.phase("E9 (a)")
+        cli.wrote(tmp_path / "r" / "e9.json")
+        cli.phase("E9 (b)")
+        raise KeyboardInterrupt
+    rc, err = _run_main(body)
+    lines = [ln for ln in err.splitlines() if ln.startswith("Interrupted")]
+    assert rc == cli.EXIT_INTERRUPTED == 130 and len(lines) == 1
+    assert "during E9 (b)" in lines[0] and "finished: E9 (a)" in lines[0]
+    assert f"1 complete file(s) in {tmp_path / 'r'}/" in lines[0] and "Traceback" not in err
+
+
+def test_sigterm_stops_a_real_run_cleanly(tmp_path):
+    """A training run gets SIGTERM after its first training phase starts: one line, exit 130,
+    no temporary (half-written) file anywhere under the output folder."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-m", "experiments.e1_mnist", "--tiny", "--offline", "--epochs", "50",
+                          "--out", str(tmp_path)], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, text=True)
+    seen = []
+    try:
+        deadline = time.monotonic() + 120
+        for line in p.stderr:           # phase lines arrive on stderr
+            seen.append(line)
+            if "E1 (a)" in line or time.monotonic() > deadline:
+                break
+        time.sleep(1.0)                 # inside the first training run (50 epochs: seconds)
+        p.send_signal(signal.SIGTERM)
+        _, rest = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    err = "".join(seen) + rest
+    assert p.returncode == cli.EXIT_INTERRUPTED, err[-2000:]
+    line = [ln for ln in err.splitlines() if ln.startswith("Interrupted (SIGTERM)")]
+    assert len(line) == 1 and "during E1 (a)" in line[0] and "finished: E1 data;" in line[0], err[-2000:]
+    assert "Traceback" not in err
+    assert not [f for f in tmp_path.rglob("*") if f.name.endswith(".part")]
+    assert not (tmp_path / "results" / "e1.json").exists()   # the record is written only at the end

@@ -1,0 +1,81 @@
+"""A new user's machine: no data anywhere but the embedded samples, no network.
+
+The main job runs in --tiny mode with every data location pointed at empty directories
+(JAXNETS_DATA, the per-user cache, HOME), the system locations and the workshop's shared copies
+switched off (JAXNETS_NO_SYSTEM_DATA=1, no JAXNETS_SHARED_DATA) and --offline: every experiment
+must run, exit 0, and say in its record and its report rows that it used the embedded sample.
+And a quick run of a script leaves the committed full-run results/ and figures/ byte-identical.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from experiments import reproduce
+
+ROOT = Path(__file__).resolve().parents[2]
+# experiments whose data is a data set (the others use the documents' numbers or synthetic data)
+USES_DATA = ["E1", "E2", "E3", "E4", "E5", "E6", "E7"]
+
+
+def _fresh_env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAXNETS_")}
+    for d in ("data", "cache", "home"):
+        (tmp_path / d).mkdir()
+    env.update(PYTHONPATH=str(ROOT), JAXNETS_DATA=str(tmp_path / "data"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               HOME=str(tmp_path / "home"), JAXNETS_NO_SYSTEM_DATA="1", MPLCONFIGDIR=str(tmp_path / "mpl"))
+    return env
+
+
+def test_main_job_runs_everything_on_the_embedded_samples_offline(tmp_path):
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "experiments.reproduce", "--tiny", "--offline", "--out", str(out)],
+                       capture_output=True, text=True, timeout=900, cwd=tmp_path, env=_fresh_env(tmp_path))
+    assert p.returncode == 0, p.stderr[-4000:]
+    summary = json.loads((out / "results" / "reproduce.json").read_text())
+    st = {s["experiment"]: s for s in summary["summary"]}
+    assert set(st) == set(reproduce.EXPERIMENTS) and {s["status"] for s in st.values()} == {"ran"}
+    for name in USES_DATA:
+        assert "sample" in str(st[name]["data"]), (name, st[name])
+    text = (out / "RESULTS.md").read_text()
+    for doc in ("doc 001", "doc 002", "doc 003", "doc 004"):
+        assert f"## {doc}" in text
+    assert "| worked | d004" in text and "1.89733" in text  # doc 004 toy loss row
+    # the header says, per experiment, which data it used
+    for name in USES_DATA:
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"| {reproduce.EXPERIMENTS[name][2]} |"))
+        assert "embedded sample" in line, line
+    # every figure the records name exists and is linked from the report
+    figs = sorted((out / "figures").glob("*.png"))
+    assert figs and all(f"(figures/{f.name})" in text for f in figs)
+    assert not list((tmp_path / "cache").rglob("*.part")) and not list(out.rglob("*.part"))
+
+
+def _digest(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_quick_run_leaves_the_committed_results_and_figures_untouched(tmp_path):
+    """Run from a folder holding copies of the committed E1 record and figures: the quick run
+    writes only under results/quick/ and figures/quick/ (every script takes the same options
+    from experiments._lib.cli, whose folders test_cli.py checks)."""
+    for sub, pattern in (("results", "e1.json"), ("figures", "e1_*.png")):
+        (tmp_path / sub).mkdir(exist_ok=True)
+        for f in (ROOT / sub).glob(pattern):
+            (tmp_path / sub / f.name).write_bytes(f.read_bytes())
+        if not list((tmp_path / sub).glob(pattern)):  # a checkout without committed records
+            (tmp_path / sub / pattern.replace("*", "accuracy")).write_bytes(b"committed")
+    before = {s: _digest(tmp_path / s) for s in ("results", "figures")}
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLCONFIGDIR=str(tmp_path / "mpl"))
+    p = subprocess.run([sys.executable, "-m", "experiments.e1_mnist", "--tiny", "--offline"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    after = {s: _digest(tmp_path / s) for s in ("results", "figures")}
+    for s in ("results", "figures"):
+        new = {k for k in after[s] if k not in before[s]}
+        assert {k: after[s][k] for k in before[s]} == before[s], f"{s}/ changed"
+        assert new and all(k.startswith("quick/") for k in new), new
+    assert json.loads((tmp_path / "results" / "quick" / "e1.json").read_text())["mode"] == "tiny"
