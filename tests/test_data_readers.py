@@ -224,7 +224,7 @@ def test_malicious_object_array_refused(tmp_path):
     marker = tmp_path / "pwned"
     arr = np.empty(2, dtype=object)
     arr[0] = _Evil(str(marker))
-    with pytest.raises(DataError, match="forbidden|object dtypes"):
+    with pytest.raises(DataError, match="forbidden|not a plain numeric dtype"):
         restricted_loads(pickle.dumps({b"data": arr}), source=tmp_path / "x")
     assert not marker.exists()
 
@@ -302,7 +302,7 @@ def test_image_folder_truncated_and_size_mismatch(tmp_path):
         read_image_folder(tmp_path, progress=False)
     (tmp_path / "a_cls" / "0001.png").write_bytes(good)
     Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(tmp_path / "b_cls" / "0002.png")
-    with pytest.raises(DataError, match=r"b_cls/0002\.png.*shape \(5, 5, 3\)"):
+    with pytest.raises(DataError, match=r"b_cls/0002\.png: image is 5x5 pixels, expected 8x6"):
         read_image_folder(tmp_path, progress=False)
 
 

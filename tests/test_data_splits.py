@@ -11,7 +11,7 @@ from jaxnets import data
 from jaxnets.data import RawData, Split, registry
 
 
-def _raw(n_train, n_test, shape=(28, 28), source="MNIST", classes=10, sorted_labels=True):
+def _raw(n_train, n_test, shape=(28, 28), source="MNIST", classes=10, sorted_labels=True, variant="full"):
     """Synthetic RawData whose pixel [0, 0, 0] encodes the item index (to check disjointness)."""
     y_tr = np.repeat(np.arange(classes), n_train // classes).astype(np.int32)
     if not sorted_labels:
@@ -25,7 +25,7 @@ def _raw(n_train, n_test, shape=(28, 28), source="MNIST", classes=10, sorted_lab
         flat = x.reshape(len(x), int(np.prod(shape)))
         flat[:, 0] = ids % 256
         flat[:, 1] = ids // 256
-    return RawData(x_tr, y_tr, x_te, y_te, tuple(map(str, range(classes))), source, "/synthetic")
+    return RawData(x_tr, y_tr, x_te, y_te, tuple(map(str, range(classes))), source, "/synthetic", variant)
 
 
 def _ids(x):
@@ -114,7 +114,7 @@ def test_cifar_split_last_for_pickles():
 
 
 def test_cifar_split_stratified_for_jpeg_and_mean():
-    raw = _raw(5000, 2000, shape=(32, 32, 3), source="CIFAR-10 (JPEG copy)")
+    raw = _raw(5000, 2000, shape=(32, 32, 3), source="CIFAR-10 (JPEG copy)", variant="jpeg-copy")
     raw = raw._replace(x_train=raw.x_train + np.uint8(7))
     sp = data.split_cifar10(raw)
     assert (len(sp.y_train), len(sp.y_val), len(sp.y_test)) == (4000, 1000, 1000)
@@ -149,19 +149,22 @@ def test_preprocess_helpers():
 def test_get_split_mnist_falls_back(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("JAXNETS_DATA", raising=False)
+    monkeypatch.setenv("JAXNETS_NO_SYSTEM_DATA", "1")
     sp = data.get_split("mnist", flatten_images=True)
-    assert "fallback" in sp.source and "MNIST-5k" in sp.notes
+    assert sp.variant == "sample" and "MNIST-5k sample (embedded" in sp.source
+    assert "full MNIST not found, used the embedded sample" in sp.notes
     assert sp.x_train.shape == (3000, 784) and sp.x_train.dtype == np.float32
     with pytest.raises(data.DataNotFoundError):
         data.get_split("mnist", fallback=False)
 
 
 def test_get_split_fashion_real():
-    if registry._missing_idx(registry.DATASETS["fashion_mnist"], registry.DATASETS["fashion_mnist"].system_dirs[0]):
+    spec = registry.DATASETS["fashion_mnist"]
+    if not all((spec.system_dirs[0] / f.name).is_file() for f in spec.files):
         pytest.skip("Fashion-MNIST not installed under /usr/share/datasets/fashion-mnist")
     sp = data.get_split("fashion_mnist", nhwc=True, n_train=1000)
     assert sp.x_train.shape == (1000, 28, 28, 1) and sp.x_val.shape == (2000, 28, 28, 1)
-    assert sp.x_test.shape == (10000, 28, 28, 1) and sp.source == "Fashion-MNIST"
+    assert sp.x_test.shape == (10000, 28, 28, 1) and sp.source == "Fashion-MNIST" and sp.variant == "full"
 
 
 @settings(max_examples=40, deadline=None)

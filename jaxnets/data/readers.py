@@ -21,20 +21,27 @@ Labels are always ``int32`` in ``[0, num_classes)``.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
 import io
+import math
 import os
 import pickle
+import stat
 import struct
+import warnings
 import zlib
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 __all__ = [
     "DataError",
     "DataNotFoundError",
+    "open_regular",
+    "open_payload",
     "read_bytes",
     "read_idx",
     "read_idx_images",
@@ -48,6 +55,7 @@ __all__ = [
     "read_cifar_batches",
     "list_image_folder",
     "read_image_folder",
+    "decode_image_bytes",
     "IMAGE_EXTENSIONS",
 ]
 
@@ -72,35 +80,84 @@ def _err(path: os.PathLike | str, problem: str) -> DataError:
 
 
 # ---------------------------------------------------------------------------------------------
-# Raw bytes (transparent gzip)
+# Raw bytes (transparent gzip), bounded
 # ---------------------------------------------------------------------------------------------
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
+#: Largest decompressed payload any reader accepts by default (the largest real file, CIFAR's
+#: tarball, holds 185 MB; an IDX training-image file 47 MB). Larger payloads are refused before
+#: they are decompressed whole, so a small gzip bomb cannot exhaust memory.
+MAX_PAYLOAD_BYTES = 1 << 30
 
-def read_bytes(path: os.PathLike | str) -> bytes:
-    """Return the payload of ``path``, decompressing it if it is gzip.
 
-    Gzip is detected from the magic bytes rather than the ``.gz`` suffix, because users rename
-    files and some mirrors serve decompressed payloads under the original name.
-
-    Raises:
-        DataError: the file cannot be read, or it is a truncated/corrupt gzip stream.
-    """
+def open_regular(path: os.PathLike | str):
+    """``open(path, "rb")`` for a regular file only (a FIFO would block, a directory fail late);
+    a :class:`DataError` naming the file otherwise."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        st = path.stat()
     except OSError as e:
-        raise _err(path, f"cannot read file ({e.strerror or e})") from e
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
+        raise _err(path, f"cannot read file ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _err(path, "not a regular file (a directory, FIFO or device)")
     try:
-        return gzip.decompress(raw)
-    except EOFError as e:
+        return open(path, "rb")
+    except OSError as e:
+        raise _err(path, f"cannot read file ({e.strerror or e})") from None
+
+
+@contextlib.contextmanager
+def open_payload(path: os.PathLike | str) -> Iterator:
+    """Binary stream of the payload of ``path``, decompressed on the fly if it is gzip.
+
+    Gzip is detected from the magic bytes rather than the ``.gz`` suffix, because users rename
+    files and some mirrors serve decompressed payloads under the original name. Reading the
+    stream to its end checks the gzip CRC. Every error of the stream is a :class:`DataError`
+    naming the file.
+    """
+    path = Path(path)
+    fh = open_regular(path)
+    try:
+        is_gz = fh.read(2) == _GZIP_MAGIC
+        fh.seek(0)
+        stream = gzip.GzipFile(fileobj=fh, mode="rb") if is_gz else fh
+        yield stream
+    except EOFError:
         # gzip raises EOFError when the stream ends before its end-of-stream marker.
-        raise _err(path, "truncated gzip file (stream ended early); re-download or re-copy it") from e
-    except (gzip.BadGzipFile, zlib.error, OSError) as e:
-        raise _err(path, f"corrupt gzip file ({e})") from e
+        raise _err(path, "truncated gzip file (stream ended early); re-download or re-copy it") from None
+    except (gzip.BadGzipFile, zlib.error) as e:
+        raise _err(path, f"corrupt gzip file ({e})") from None
+    except MemoryError:
+        raise _err(path, "out of memory while reading (file far larger than expected)") from None
+    except OSError as e:
+        raise _err(path, f"cannot read file ({e.strerror or e})") from None
+    finally:
+        fh.close()
+
+
+def read_exact(stream, n: int, path: os.PathLike | str, what: str) -> bytes:
+    """Exactly ``n`` bytes of ``stream`` or a :class:`DataError` saying ``what`` was truncated."""
+    buf = stream.read(n)
+    if len(buf) != n:
+        raise _err(path, f"truncated {what}: {len(buf)} bytes, need {n}")
+    return buf
+
+
+def read_bytes(path: os.PathLike | str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> bytes:
+    """Return the payload of ``path``, decompressing it if it is gzip (see :func:`open_payload`).
+
+    Raises:
+        DataError: the file cannot be read, is a truncated/corrupt gzip stream, or its payload is
+            larger than ``max_bytes`` (refused after reading ``max_bytes + 1`` bytes, never more).
+    """
+    with open_payload(path) as f:
+        data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise _err(path, f"payload larger than the limit of {max_bytes:,} bytes "
+                             "(a gzip bomb or not the expected file)")
+        f.read(1)  # reach the end of the stream: checks the gzip CRC
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,32 +175,15 @@ _IDX_DTYPES = {
 }
 
 
-def read_idx(path: os.PathLike | str, *, ndim: int | None = None, dtype_code: int | None = None) -> np.ndarray:
-    """Read an IDX file (raw or gzip) into a NumPy array in native byte order.
-
-    The IDX header is ``0x00 0x00 <type code> <ndim>`` followed by ``ndim`` big-endian ``uint32``
-    sizes; the payload must hold exactly ``prod(sizes)`` items.
-
-    Args:
-        path: the file.
-        ndim: if given, the required number of dimensions.
-        dtype_code: if given, the required type code (``0x08`` = unsigned byte).
-
-    Returns:
-        Array of shape ``sizes`` with the file's dtype converted to native byte order.
-
-    Raises:
-        DataError: bad magic, unknown type code, unexpected ``ndim``/type, or a payload that is
-            shorter or longer than the header says.
-    """
-    data = read_bytes(path)
-    if len(data) < 4:
-        raise _err(path, f"not an IDX file: only {len(data)} bytes, shorter than the 4-byte magic number")
-    zero0, zero1, code, nd = data[0], data[1], data[2], data[3]
-    if zero0 != 0 or zero1 != 0 or code not in _IDX_DTYPES:
+def _idx_header(f, path, ndim, dtype_code) -> tuple[bytes, tuple[int, ...], np.dtype]:
+    magic = f.read(4)
+    if len(magic) < 4:
+        raise _err(path, f"not an IDX file: only {len(magic)} bytes, shorter than the 4-byte magic number")
+    code, nd = magic[2], magic[3]
+    if magic[0] != 0 or magic[1] != 0 or code not in _IDX_DTYPES:
         raise _err(
             path,
-            f"bad IDX magic number 0x{data[:4].hex()} (expected 0x0000TTDD with type TT in "
+            f"bad IDX magic number 0x{magic.hex()} (expected 0x0000TTDD with type TT in "
             f"{sorted(hex(c) for c in _IDX_DTYPES)}); not an IDX file or a corrupted one",
         )
     if dtype_code is not None and code != dtype_code:
@@ -151,28 +191,63 @@ def read_idx(path: os.PathLike | str, *, ndim: int | None = None, dtype_code: in
     if nd == 0:
         raise _err(path, "IDX header declares 0 dimensions")
     if ndim is not None and nd != ndim:
-        raise _err(path, f"IDX file has {nd} dimension(s), expected {ndim} (magic 0x{data[:4].hex()})")
-    header_len = 4 + 4 * nd
-    if len(data) < header_len:
-        raise _err(path, f"truncated IDX header: {len(data)} bytes, need {header_len} for {nd} dimensions")
-    dims = struct.unpack(f">{nd}I", data[4:header_len])
-    dt = _IDX_DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dt.itemsize
-    payload = len(data) - header_len
-    if payload != expected:
-        what = "truncated" if payload < expected else "trailing data after the items"
-        raise _err(
-            path,
-            f"IDX item count mismatch ({what}): header says dims {dims} = {expected} bytes of data, "
-            f"file has {payload}",
-        )
-    arr = np.frombuffer(data, dtype=dt, offset=header_len).reshape(dims)
+        raise _err(path, f"IDX file has {nd} dimension(s), expected {ndim} (magic 0x{magic.hex()})")
+    raw_dims = f.read(4 * nd)
+    if len(raw_dims) < 4 * nd:
+        raise _err(path, f"truncated IDX header: {4 + len(raw_dims)} bytes, need {4 + 4 * nd} for {nd} dimensions")
+    return magic + raw_dims, struct.unpack(f">{nd}I", raw_dims), _IDX_DTYPES[code]
+
+
+def read_idx(path: os.PathLike | str, *, ndim: int | None = None, dtype_code: int | None = None,
+             max_bytes: int = MAX_PAYLOAD_BYTES, sha256: str | None = None) -> np.ndarray:
+    """Read an IDX file (raw or gzip) into a NumPy array in native byte order.
+
+    The IDX header is ``0x00 0x00 <type code> <ndim>`` followed by ``ndim`` big-endian ``uint32``
+    sizes; the payload must hold exactly ``prod(sizes)`` items. The header is read first and the
+    size it declares is checked against ``max_bytes`` in exact integer arithmetic before any
+    data is decompressed; then exactly that many bytes are read (a gzip bomb is refused after
+    ``max_bytes + 1`` bytes at most).
+
+    Args:
+        path: the file.
+        ndim: if given, the required number of dimensions.
+        dtype_code: if given, the required type code (``0x08`` = unsigned byte).
+        max_bytes: largest data size accepted.
+        sha256: if given, the required SHA-256 of the decompressed file (header and data).
+
+    Returns:
+        Array of shape ``sizes`` with the file's dtype converted to native byte order.
+
+    Raises:
+        DataError: bad magic, unknown type code, unexpected ``ndim``/type, a declared size over
+            ``max_bytes``, a payload shorter or longer than the header says, a checksum mismatch.
+    """
+    with open_payload(path) as f:
+        header, dims, dt = _idx_header(f, path, ndim, dtype_code)
+        expected = math.prod(dims) * dt.itemsize  # Python ints: no overflow
+        if expected > max_bytes:
+            raise _err(path, f"IDX header declares dims {dims} = {expected:,} bytes, over the limit of "
+                             f"{max_bytes:,} bytes (a corrupt header or not the expected file)")
+        body = f.read(expected)
+        trailing = f.read(1)
+    if len(body) != expected or trailing:
+        what = "truncated" if len(body) < expected else "trailing data after the items"
+        shown = len(body) if len(body) < expected else f"more than {expected}"
+        raise _err(path, f"IDX item count mismatch ({what}): header says dims {dims} = {expected} "
+                         f"bytes of data, file has {shown}")
+    if sha256 is not None:
+        got = hashlib.sha256(header + body).hexdigest()
+        if got != sha256:
+            raise _err(path, f"decompressed payload SHA-256 is {got}, expected {sha256} "
+                             "(corrupt or not the published file; pass verify=False to skip this check)")
+    arr = np.frombuffer(body, dtype=dt).reshape(dims)
     return arr.astype(dt.newbyteorder("="), copy=True)
 
 
 def read_idx_images(path: os.PathLike | str, *, expected_count: int | None = None,
-                    image_shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read an IDX3 ``uint8`` image file (MNIST / Fashion-MNIST layout).
+                    image_shape: tuple[int, int] | None = None, sha256: str | None = None) -> np.ndarray:
+    """Read an IDX3 ``uint8`` image file (MNIST / Fashion-MNIST layout); ``sha256`` as in
+    :func:`read_idx`.
 
     Returns:
         ``uint8`` array of shape ``(N, H, W)``, raw pixel values 0–255.
@@ -180,7 +255,7 @@ def read_idx_images(path: os.PathLike | str, *, expected_count: int | None = Non
     Raises:
         DataError: wrong magic (must be ``0x00000803``), unexpected count or image shape.
     """
-    arr = read_idx(path, ndim=3, dtype_code=0x08)
+    arr = read_idx(path, ndim=3, dtype_code=0x08, sha256=sha256)
     if expected_count is not None and arr.shape[0] != expected_count:
         raise _err(path, f"expected {expected_count} images, file has {arr.shape[0]}")
     if image_shape is not None and tuple(arr.shape[1:]) != tuple(image_shape):
@@ -189,22 +264,26 @@ def read_idx_images(path: os.PathLike | str, *, expected_count: int | None = Non
 
 
 def _check_labels(path, labels: np.ndarray, num_classes: int | None) -> np.ndarray:
+    """``int32`` labels, after checking the range in the labels' own dtype (a float label of
+    1e20 must be reported as 1e20, not as what a cast to int64 makes of it)."""
     labels = np.asarray(labels)
+    if labels.dtype.kind not in "iuf":
+        raise _err(path, f"labels must be numbers, got dtype {labels.dtype}")
     if labels.size and num_classes is not None:
-        lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= num_classes:
-            bad = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])
+        bad_mask = ~((labels >= 0) & (labels < num_classes))
+        if bad_mask.any():
+            bad = int(np.flatnonzero(bad_mask)[0])
             raise _err(
                 path,
-                f"label out of range: item {bad} has label {int(labels[bad])}, labels must lie in "
+                f"label out of range: item {bad} has label {labels[bad].item()!r}, labels must lie in "
                 f"[0, {num_classes})",
             )
     return labels.astype(np.int32)
 
 
 def read_idx_labels(path: os.PathLike | str, *, num_classes: int | None = 10,
-                    expected_count: int | None = None) -> np.ndarray:
-    """Read an IDX1 ``uint8`` label file.
+                    expected_count: int | None = None, sha256: str | None = None) -> np.ndarray:
+    """Read an IDX1 ``uint8`` label file; ``sha256`` as in :func:`read_idx`.
 
     Returns:
         ``int32`` array of shape ``(N,)`` with values in ``[0, num_classes)``.
@@ -212,7 +291,7 @@ def read_idx_labels(path: os.PathLike | str, *, num_classes: int | None = 10,
     Raises:
         DataError: wrong magic (must be ``0x00000801``), unexpected count, label out of range.
     """
-    arr = read_idx(path, ndim=1, dtype_code=0x08)
+    arr = read_idx(path, ndim=1, dtype_code=0x08, sha256=sha256)
     if expected_count is not None and arr.shape[0] != expected_count:
         raise _err(path, f"expected {expected_count} labels, file has {arr.shape[0]}")
     return _check_labels(path, arr, num_classes)
@@ -220,8 +299,9 @@ def read_idx_labels(path: os.PathLike | str, *, num_classes: int | None = 10,
 
 def read_idx_pair(images_path: os.PathLike | str, labels_path: os.PathLike | str, *,
                   num_classes: int | None = 10, expected_count: int | None = None,
-                  image_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Read matching IDX image and label files.
+                  image_shape: tuple[int, int] | None = None,
+                  sha256: tuple[str | None, str | None] = (None, None)) -> tuple[np.ndarray, np.ndarray]:
+    """Read matching IDX image and label files (``sha256``: their payload checksums, or None).
 
     Returns:
         ``(images uint8 (N, H, W), labels int32 (N,))``.
@@ -229,8 +309,8 @@ def read_idx_pair(images_path: os.PathLike | str, labels_path: os.PathLike | str
     Raises:
         DataError: any problem of either file, or the two files disagree on ``N``.
     """
-    x = read_idx_images(images_path, expected_count=expected_count, image_shape=image_shape)
-    y = read_idx_labels(labels_path, num_classes=num_classes, expected_count=expected_count)
+    x = read_idx_images(images_path, expected_count=expected_count, image_shape=image_shape, sha256=sha256[0])
+    y = read_idx_labels(labels_path, num_classes=num_classes, expected_count=expected_count, sha256=sha256[1])
     if x.shape[0] != y.shape[0]:
         raise DataError(
             f"{os.fspath(images_path)} has {x.shape[0]} images but {os.fspath(labels_path)} has "
@@ -242,6 +322,21 @@ def read_idx_pair(images_path: os.PathLike | str, labels_path: os.PathLike | str
 # ---------------------------------------------------------------------------------------------
 # CSV "784 pixels then the label" (doc 001, bundled MNIST-5k)
 # ---------------------------------------------------------------------------------------------
+
+
+def _parse_values(path, text: str, n_rows: int, width: int) -> np.ndarray:
+    """One C-level parse of every value (row widths were checked with line numbers before);
+    ``np.fromstring`` stops at the first non-number with a warning, which is made an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            values = np.fromstring(text, dtype=np.float64, sep=",")
+        except (ValueError, DeprecationWarning) as e:
+            values = None
+            problem = str(e)
+    if values is None or values.size != n_rows * width:
+        raise _err(path, "non-numeric value in CSV" + (f" ({problem})" if values is None else ""))
+    return values.reshape(n_rows, width)
 
 
 def read_csv_digits(path: os.PathLike | str, *, image_shape: tuple[int, ...] = (28, 28),
@@ -286,11 +381,7 @@ def read_csv_digits(path: os.PathLike | str, *, image_shape: tuple[int, ...] = (
         rows.append(line)
     if not rows:
         raise _err(path, "CSV file contains no data rows")
-    try:
-        # One C-level parse of all values (row widths were checked above, with line numbers).
-        values = np.loadtxt(io.StringIO("\n".join(rows)), delimiter=",", dtype=np.float64, ndmin=2)
-    except ValueError as e:
-        raise _err(path, f"non-numeric value in CSV ({e})") from e
+    values = _parse_values(path, ",".join(rows), len(rows), width)
     if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
         r = int(np.argwhere(~np.isfinite(values) | (values != np.round(values)))[0, 0])
         raise _err(path, f"data row {r + 1}: values must be integers (pixels 0-255, integer label)")
@@ -301,7 +392,7 @@ def read_csv_digits(path: os.PathLike | str, *, image_shape: tuple[int, ...] = (
     if pixels.min() < 0 or pixels.max() > 255:
         r = int(np.argwhere((pixels < 0) | (pixels > 255))[0, 0])
         raise _err(path, f"data row {r + 1}: pixel value outside 0-255")
-    y = _check_labels(path, labels.astype(np.int64), num_classes)
+    y = _check_labels(path, labels, num_classes)
     x = pixels.astype(np.uint8).reshape((len(rows),) + tuple(image_shape))
     return x, y
 
@@ -310,59 +401,134 @@ def read_csv_digits(path: os.PathLike | str, *, image_shape: tuple[int, ...] = (
 # CIFAR-10 python batches through a restricted unpickler
 # ---------------------------------------------------------------------------------------------
 
-# The real helpers NumPy's pickles refer to, fetched through public reduce protocols rather
-# than private module paths (which moved from numpy.core to numpy._core in NumPy 2).
-_np_reconstruct = np.ndarray((0,), np.uint8).__reduce__()[0]
-_np_frombuffer = np.ndarray((0,), np.uint8).__reduce_ex__(5)[0]
+# NumPy's pickles rebuild an array in two steps (``_reconstruct(ndarray, (0,), b'b')`` then
+# ``__setstate__((version, shape, dtype, fortran, raw bytes))``; protocol 5: ``_frombuffer(buf,
+# dtype, shape, order)``) and a dtype likewise (``dtype('u1', False, True)`` then
+# ``__setstate__``). Here no NumPy object is created while unpickling: the names a pickle may
+# use resolve to the inert records below, which only store what the pickle says; an array is
+# built afterwards, and only from a plain numeric dtype whose item size times the shape equals
+# the raw byte count (no object arrays, no structured dtypes, no dtype state a pickle chose).
+
+#: Plain numeric dtypes a pickled array may have (base codes as NumPy pickles them).
+_PLAIN_DTYPES = frozenset(f"{k}{n}" for k, sizes in (("b", "1"), ("i", "1248"), ("u", "1248"), ("f", "248"))
+                          for n in sizes)
+_MAX_PICKLED_ARRAY_BYTES = 1 << 30
 
 
 def _as_str(x):
     return x.decode("ascii") if isinstance(x, (bytes, bytearray)) else x
 
 
-def _safe_dtype(obj, align=False, copy=False):
-    dt = np.dtype(_as_str(obj), align, copy)
-    if dt.hasobject:
-        raise pickle.UnpicklingError("object dtypes are not allowed")
-    return dt
+class _DtypeRecord:
+    """Stands for ``numpy.dtype(code, align, copy)`` in a pickle; see :meth:`resolve`."""
+
+    def __init__(self, code, align=False, copy=False):
+        code = _as_str(code)
+        if not isinstance(code, str) or code not in _PLAIN_DTYPES:
+            raise pickle.UnpicklingError(f"dtype {code!r} is not a plain numeric dtype "
+                                         f"(allowed: {', '.join(sorted(_PLAIN_DTYPES))})")
+        self.code, self.order = code, "|"
+
+    def __setstate__(self, state):
+        # (version, byte order, subarray, names, fields, elsize, alignment, flags): only the byte
+        # order of a plain dtype; subarrays, fields and names would describe a structured dtype.
+        if not (isinstance(state, tuple) and len(state) >= 5 and _as_str(state[1]) in ("|", "<", ">", "=")
+                and state[2] is None and state[3] is None and state[4] is None):
+            raise pickle.UnpicklingError("dtype state is not that of a plain numeric dtype")
+        self.order = _as_str(state[1])
+
+    def resolve(self) -> np.dtype:
+        return np.dtype(self.code if self.order == "|" else self.order + self.code)
 
 
-def _safe_reconstruct(subtype, shape, dtype):
-    if subtype is not np.ndarray:
+class _ArrayRecord:
+    """Stands for a pickled ``numpy.ndarray``; :meth:`resolve` builds the array after checking."""
+
+    def __init__(self):
+        self.parts = None
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise pickle.UnpicklingError("ndarray state must be (version, shape, dtype, fortran, data)")
+        _, shape, dtype, fortran, raw = state
+        self.set(raw, dtype, shape, "F" if fortran else "C")
+
+    def set(self, raw, dtype, shape, order):
+        if isinstance(raw, str):  # Python-3 protocol-2 pickles: latin-1 text
+            raw = raw.encode("latin1")
+        if not isinstance(raw, (bytes, bytearray)):
+            raise pickle.UnpicklingError("ndarray data must be bytes")
+        if not isinstance(dtype, _DtypeRecord):
+            raise pickle.UnpicklingError("ndarray dtype must be a plain numeric numpy.dtype")
+        if not (isinstance(shape, tuple) and len(shape) <= 8
+                and all(type(n) is int and n >= 0 for n in shape)):
+            raise pickle.UnpicklingError(f"ndarray shape must be a tuple of sizes, got {shape!r:.80}")
+        dt = dtype.resolve()
+        need = math.prod(shape) * dt.itemsize
+        if need != len(raw) or need > _MAX_PICKLED_ARRAY_BYTES:
+            raise pickle.UnpicklingError(f"ndarray of shape {shape} {dt} needs {need:,} bytes, the "
+                                         f"pickle holds {len(raw):,}")
+        self.parts = (bytes(raw), dt, shape, _as_str(order))
+
+    def resolve(self) -> np.ndarray:
+        if self.parts is None:
+            raise pickle.UnpicklingError("ndarray without data")
+        raw, dt, shape, order = self.parts
+        return np.frombuffer(raw, dtype=dt).reshape(shape, order="F" if order == "F" else "C")
+
+
+class _NdarrayName:
+    """What the name ``numpy.ndarray`` resolves to: only a marker for ``_reconstruct``."""
+
+
+def _reconstruct(subtype, shape, dtype_code):
+    if subtype is not _NdarrayName:
         raise pickle.UnpicklingError("only plain numpy.ndarray may be reconstructed")
-    return _np_reconstruct(np.ndarray, shape, _safe_dtype(dtype))
+    return _ArrayRecord()
 
 
-def _safe_frombuffer(buf, dtype, shape, order):
-    return _np_frombuffer(buf, _safe_dtype(dtype), shape, _as_str(order))
+def _frombuffer(buf, dtype, shape, order):
+    rec = _ArrayRecord()
+    rec.set(buf, dtype, shape, order)
+    return rec
 
 
-def _safe_codecs_encode(obj, encoding="utf-8"):
+def _codecs_encode(obj, encoding="utf-8"):
     # Protocol-2 pickles written by Python 3 store bytes as _codecs.encode(str, "latin1").
     if not isinstance(obj, str) or encoding not in ("latin1", "latin-1"):
         raise pickle.UnpicklingError("only _codecs.encode(str, 'latin1') is allowed")
     return obj.encode("latin1")
 
 
-# (module, name) → the callable handed to the pickle. Nothing else can be named by a pickle:
-# CIFAR batches only need dict/list/bytes/str/int (no lookup at all) and NumPy arrays.
+def _empty_bytes(*args):
+    # Protocol-2 pickles written by Python 3 store b"" as bytes(); any argument could allocate.
+    if args:
+        raise pickle.UnpicklingError("only bytes() without arguments is allowed")
+    return b""
+
+
+# (module, name) → what the pickle gets. Nothing else can be named by a pickle: CIFAR batches
+# only need dict/list/bytes/str/int (no lookup at all) and NumPy arrays.
 _ALLOWED_GLOBALS: dict[tuple[str, str], Callable] = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): _safe_dtype,
-    ("numpy.core.multiarray", "_reconstruct"): _safe_reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _safe_reconstruct,
-    ("numpy.core.numeric", "_frombuffer"): _safe_frombuffer,
-    ("numpy._core.numeric", "_frombuffer"): _safe_frombuffer,
-    ("_codecs", "encode"): _safe_codecs_encode,
+    ("numpy", "ndarray"): _NdarrayName,
+    ("numpy", "dtype"): _DtypeRecord,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+    ("_codecs", "encode"): _codecs_encode,
+    ("__builtin__", "bytes"): _empty_bytes,
+    ("builtins", "bytes"): _empty_bytes,
 }
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the globals in ``_ALLOWED_GLOBALS``.
+    """Unpickler that resolves only the names in ``_ALLOWED_GLOBALS``.
 
     Plain ``pickle.load`` would call any importable callable named in the file (``os.system``,
     ``builtins.eval`` …) while loading; here every other global is refused *before* anything is
-    called, so a malicious file cannot run code.
+    called, so a malicious file cannot run code, and no NumPy constructor is ever handed the
+    pickle's arguments.
     """
 
     def find_class(self, module, name):  # noqa: D102 - documented on the class
@@ -377,24 +543,36 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("persistent ids are not allowed")
 
 
+def _resolve(obj):
+    """Arrays for the array records at the top level and one level into a dict (a CIFAR batch's
+    layout); records anywhere else stay records and fail the later type checks."""
+    if isinstance(obj, (_ArrayRecord, _DtypeRecord)):
+        return obj.resolve()
+    if isinstance(obj, dict):
+        return {k: (v.resolve() if isinstance(v, (_ArrayRecord, _DtypeRecord)) else v) for k, v in obj.items()}
+    return obj
+
+
 def restricted_loads(data: bytes, *, source: os.PathLike | str = "<bytes>", encoding: str = "bytes"):
-    """Unpickle ``data`` admitting only plain Python types and plain NumPy arrays.
+    """Unpickle ``data`` admitting only plain Python types and plain numeric NumPy arrays.
 
     ``encoding="bytes"`` keeps Python-2 ``str`` objects (CIFAR's dict keys) as ``bytes``, as the
-    canonical CIFAR loading code does.
+    canonical CIFAR loading code does. Arrays are returned at the top level or as values of a
+    top-level dict.
 
     Raises:
-        DataError: the pickle names any other global (e.g. ``os.system``), is truncated or
-            otherwise malformed. Nothing in the file is executed.
+        DataError: the pickle names any other global (e.g. ``os.system``), an object or structured
+            dtype, an array whose size disagrees with its data, is truncated or otherwise
+            malformed. Nothing in the file is executed.
     """
     try:
-        return _RestrictedUnpickler(io.BytesIO(data), encoding=encoding).load()
+        return _resolve(_RestrictedUnpickler(io.BytesIO(data), encoding=encoding).load())
     except DataError:
         raise
     except pickle.UnpicklingError as e:
         raise _err(source, f"refused or malformed pickle: {e}") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, struct.error,
-            MemoryError, OverflowError, RecursionError) as e:
+            MemoryError, OverflowError, RecursionError, UnicodeDecodeError) as e:
         raise _err(source, f"malformed pickle ({type(e).__name__}: {e})") from None
 
 
@@ -421,7 +599,7 @@ def read_cifar_batch(path: os.PathLike | str, *, num_classes: int = 10,
             label out of range.
     """
     path = Path(path)
-    return parse_cifar_batch(read_bytes(path), source=path, num_classes=num_classes,
+    return parse_cifar_batch(read_bytes(path, max_bytes=MAX_CIFAR_BATCH_BYTES), source=path, num_classes=num_classes,
                              expected_count=expected_count)
 
 
@@ -436,25 +614,33 @@ def parse_cifar_batch(data: bytes, *, source: os.PathLike | str = "<bytes>", num
     data, labels = _get(obj, "data"), _get(obj, "labels")
     if data is None or labels is None:
         raise _err(path, f"CIFAR batch lacks b'data' or b'labels' (keys: {sorted(map(repr, obj))})")
-    if not isinstance(data, np.ndarray):
-        try:
-            data = np.asarray(data)
-        except Exception:  # ragged lists etc.
-            raise _err(path, "b'data' is not an array") from None
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise _err(path, f"b'data' must be uint8 of shape (N, 3072), got {data.dtype} {data.shape}")
-    if not isinstance(labels, (list, tuple, np.ndarray)) or not all(
-        isinstance(v, (int, np.integer)) for v in labels
-    ):
-        raise _err(path, "b'labels' must be a list of integers")
-    y = np.asarray(labels, dtype=np.int64)
-    if y.shape != (data.shape[0],):
-        raise _err(path, f"{data.shape[0]} images but {y.size} labels")
+    # Only a real array is accepted for the pixels: np.asarray on a pickled nested list would
+    # expand shared references (a 500-byte pickle can name billions of items).
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        what = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise _err(path, f"b'data' must be a uint8 array of shape (N, 3072), got {what}")
     if expected_count is not None and data.shape[0] != expected_count:
         raise _err(path, f"expected {expected_count} images, file has {data.shape[0]}")
-    y = _check_labels(path, y, num_classes)
+    y = _cifar_labels(path, labels, data.shape[0], num_classes)
     x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()  # planar CHW → NHWC
     return x, y
+
+
+def _cifar_labels(path, labels, n: int, num_classes: int) -> np.ndarray:
+    """``int32 (n,)`` from a list of Python ints (or an integer array), range-checked as Python
+    ints before any conversion (a label of 2**70 is reported, not overflowed)."""
+    if isinstance(labels, np.ndarray):
+        if labels.dtype.kind not in "iu" or labels.shape != (n,):
+            raise _err(path, f"b'labels' must be {n} integers, got {labels.dtype} {labels.shape}")
+        return _check_labels(path, labels, num_classes)
+    if not isinstance(labels, (list, tuple)) or len(labels) != n:
+        got = len(labels) if isinstance(labels, (list, tuple)) else type(labels).__name__
+        raise _err(path, f"{n} images but {got} labels (b'labels' must be a list of {n} integers)")
+    for i, v in enumerate(labels):
+        if type(v) is not int or not 0 <= v < num_classes:
+            raise _err(path, f"label out of range: item {i} has label {v!r:.40}, labels must be "
+                             f"integers in [0, {num_classes})")
+    return np.asarray(labels, dtype=np.int32)
 
 
 def read_cifar_meta(path: os.PathLike | str) -> list[str]:
@@ -465,6 +651,9 @@ def read_cifar_meta(path: os.PathLike | str) -> list[str]:
         raise _err(path, "batches.meta lacks a b'label_names' list of names")
     return [_as_str(n) for n in names]
 
+
+#: A CIFAR-10 batch pickle holds 10,000 × 3,072 pixel bytes plus ~0.1 MB of labels and names.
+MAX_CIFAR_BATCH_BYTES = 64 << 20
 
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST_BATCH = "test_batch"
@@ -521,41 +710,90 @@ def list_image_folder(root: os.PathLike | str, *, classes: Sequence[str] | None 
         raise _err(root, "image folder does not exist or is not a directory")
     exts = tuple(e.lower() for e in extensions)
     if classes is None:
-        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        try:
+            classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError as e:
+            raise _err(root, f"cannot list image folder ({e.strerror or e})") from None
         if not classes:
             raise _err(root, "image folder has no class sub-directories (expected root/<class>/*.jpg)")
     paths: list[Path] = []
     labels: list[int] = []
     for i, cls in enumerate(classes):
-        d = root / cls
-        if not d.is_dir():
-            raise _err(d, f"class folder '{cls}' is missing")
-        files = sorted(
-            e.name for e in os.scandir(d)
-            if e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(exts)
-        )
-        if not files:
-            raise _err(d, f"class folder '{cls}' contains no images ({', '.join(exts)})")
-        paths.extend(d / f for f in files)
+        files = _class_files(root / cls, cls, exts)
+        paths.extend(files)
         labels.extend([i] * len(files))
     return paths, np.asarray(labels, dtype=np.int32), list(classes)
 
 
-def _decode_image(path: Path, mode: str) -> np.ndarray:
+def _class_files(d: Path, cls: str, exts: tuple[str, ...]) -> list[Path]:
+    """The image files of one class folder, sorted by name. An entry with an image extension
+    that is not a regular file (a dangling symlink, a FIFO, a folder named ``x.png``) is an
+    error, not silently skipped: a copy missing files must not load as a smaller data set."""
+    if not d.is_dir():
+        raise _err(d, f"class folder '{cls}' is missing")
+    try:
+        entries = sorted((e for e in os.scandir(d) if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as e:
+        raise _err(d, f"cannot list class folder '{cls}' ({e.strerror or e})") from None
+    files = []
+    for e in entries:
+        if not e.name.lower().endswith(exts):
+            continue
+        try:
+            regular = e.is_file()  # follows symlinks: False for a dangling one
+        except OSError:
+            regular = False
+        if not regular:
+            kind = ("dangling symlink" if e.is_symlink() else "directory" if e.is_dir()
+                    else "special file (FIFO, socket or device)")
+            raise _err(d / e.name, f"named like an image but is a {kind}, not a regular file")
+        files.append(d / e.name)
+    if not files:
+        raise _err(d, f"class folder '{cls}' contains no images ({', '.join(exts)})")
+    return files
+
+
+#: Pillow modes whose samples are 8-bit, so converting to "L"/"RGB" loses nothing but colour.
+#: 16/32-bit integer ("I", "I;16"...) and float ("F") images would be clamped to 255 silently.
+_EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
+
+
+def _decode_image(path: Path, mode: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    with open_regular(path) as fh:
+        try:
+            raw = fh.read()
+        except OSError as e:
+            raise _err(path, f"cannot read file ({e.strerror or e})") from None
+    return decode_image_bytes(raw, mode, size, path)
+
+
+def decode_image_bytes(raw: bytes, mode: str, size: tuple[int, int] | None = None,
+                       name: os.PathLike | str = "<bytes>") -> np.ndarray:
+    """Decode one encoded image to ``uint8`` in Pillow ``mode`` (``(H, W, 3)`` for RGB, ``(H, W)``
+    for L). ``size`` (width, height), if given, is checked from the header before any pixel is
+    decoded, so a decompression bomb never expands; images with more than 8 bits per sample are
+    refused rather than clamped. ``name`` names the image in errors."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
         with Image.open(io.BytesIO(raw)) as im:
+            if size is not None and im.size != size:
+                raise _err(name, f"image is {im.size[0]}x{im.size[1]} pixels, expected {size[0]}x{size[1]}")
+            if im.mode not in _EIGHT_BIT_MODES:
+                raise _err(name, f"image mode {im.mode} has more than 8 bits per sample; refusing to "
+                                 "clamp it to 0-255 (convert it to an 8-bit image first)")
             im.load()  # decode now, so truncated files fail here and not later
             if im.mode != mode:
                 im = im.convert(mode)
             return np.asarray(im, dtype=np.uint8)
     except UnidentifiedImageError:
-        raise _err(path, "unreadable image: not a recognised image format") from None
+        raise _err(name, "unreadable image: not a recognised image format") from None
+    except Image.DecompressionBombError as e:
+        raise _err(name, f"refused as a decompression bomb ({e})") from None
+    except DataError:
+        raise
     except (OSError, SyntaxError, ValueError) as e:  # Pillow raises these for truncated/corrupt data
-        raise _err(path, f"unreadable image ({e})") from None
+        raise _err(name, f"unreadable image ({e})") from None
 
 
 def read_image_folder(root: os.PathLike | str, *, classes: Sequence[str] | None = None,
@@ -581,14 +819,16 @@ def read_image_folder(root: os.PathLike | str, *, classes: Sequence[str] | None 
     from jaxnets._io import progress_iter
 
     paths, labels, names = list_image_folder(root, classes=classes, extensions=extensions)
-    first = _decode_image(paths[0], mode)
+    hw = (expected_shape[1], expected_shape[0]) if expected_shape is not None else None
+    first = _decode_image(paths[0], mode, hw)
     shape = tuple(expected_shape) if expected_shape is not None else first.shape
+    hw = (shape[1], shape[0])
     out = np.empty((len(paths),) + shape, dtype=np.uint8)
     # Decoding is serial on purpose: 32x32 JPEGs decode in ~20 µs each, so thread or process
     # pools cost more in overhead than they save (measured; see experiments/bench_transforms.py).
     for i, p in enumerate(progress_iter(paths, desc=f"decoding {Path(root).name}", enabled=progress,
                                         unit="img")):
-        img = first if i == 0 else _decode_image(p, mode)
+        img = first if i == 0 else _decode_image(p, mode, hw)
         if img.shape != shape:
             raise _err(p, f"image has shape {img.shape}, expected {shape} like the others")
         out[i] = img

@@ -1,76 +1,86 @@
 """Data set registry: where each data set is looked for, how it is downloaded and verified.
 
-Registered names: ``mnist_5k``, ``mnist``, ``fashion_mnist``, ``cifar10`` (see :data:`DATASETS`).
+Registered names (see :data:`DATASETS`): ``mnist``, ``mnist_5k``, ``fashion_mnist``, ``cifar10``,
+``tiny_shakespeare``. Each :class:`DatasetSpec` carries its own finders and readers, so
+:func:`load` is one generic look-up chain. First hit wins:
 
-Resolution order (:func:`load`, SPEC §4), first hit wins:
-
-1. **explicit** ``path=`` argument — a directory holding the files (or, for ``mnist_5k``, the CSV
-   file itself). When given, *only* this location is used (a typo must not silently load another
-   copy); with ``download=True`` missing files are downloaded into it.
-2. ``$JAXNETS_DATA/<name>/`` (also ``$JAXNETS_DATA/fashion-mnist/``, and for CIFAR-10
-   ``$JAXNETS_DATA/cifar-10-batches-py/`` or ``$JAXNETS_DATA/cifar10-jpeg/``). MNIST and
-   Fashion-MNIST use identical file names, hence one sub-directory per data set.
+1. **explicit** ``path=`` (``--data DIR`` in the experiments): the directory holding the files,
+   or a root holding ``<name>/`` (for tiny Shakespeare and MNIST-5k also the file itself). When
+   given, *only* this location is used and there is no fallback to a sample: a typo must not
+   silently train on something else. With ``download=True`` missing files are downloaded into it.
+2. ``$JAXNETS_DATA/<name>/`` (and the other sub-directory names of the spec, e.g.
+   ``fashion-mnist/``, ``cifar-10-batches-py/``, ``cifar10-jpeg/``; tiny Shakespeare also
+   directly in ``$JAXNETS_DATA``). MNIST and Fashion-MNIST use identical file names, hence one
+   sub-directory per data set.
 3. the per-user cache ``$XDG_CACHE_HOME/jaxnets/<name>/`` (default ``~/.cache/jaxnets/<name>/``),
    where downloads go.
 4. known system locations: ``/usr/share/datasets/fashion-mnist/`` (Debian package
-   ``dataset-fashion-mnist``); for the CIFAR-10 JPEG copy ``$JAXNETS_SHARED_DATA/cifar10-jpeg/``
-   and ``<repo>/../shared/data/cifar10-jpeg/`` (the development/CI copy next to the checkout).
-   ``mnist_5k`` is bundled inside the package (``jaxnets/data/mnist_5k.csv.gz``).
+   ``dataset-fashion-mnist``), then shared copies: ``$JAXNETS_SHARED_DATA/<sub>/`` and, in a
+   source checkout, ``<repo>/../shared/data/<sub>/``. ``JAXNETS_NO_SYSTEM_DATA=1`` switches all
+   of step 4 off (to test what a new user's machine sees).
 5. download from the canonical URL, **only** with ``download=True`` (base URL overridable with
-   ``base_url=`` or ``$JAXNETS_<NAME>_URL``, e.g. ``JAXNETS_MNIST_URL``): streamed to a temporary
-   file next to the destination, size and MD5 checked, then ``os.replace``-d into place; on any
-   failure the temporary file is deleted and nothing is left behind.
+   ``base_url=`` or ``$JAXNETS_<NAME>_URL``, e.g. ``JAXNETS_FASHION_MNIST_URL``): each file and its
+   size is printed first, the body streamed with a progress bar into a temporary file beside the
+   destination, stopped at the published size, size and MD5 checked, then renamed into place;
+   on any failure nothing is left behind.
+6. the **embedded sample** inside the package (``fallback=True``, the default): MNIST-5k for
+   ``mnist``, a Fashion-MNIST sample, a CIFAR-10 sample taken from the JPEG copy, and the whole
+   tiny Shakespeare corpus; each is SHA-256 verified on load (see ``jaxnets/data/README.md``).
+   A failed download also falls back to it, saying so on stderr.
 
-For CIFAR-10 the original python batches are preferred anywhere in 1–4 (directory
-``cifar-10-batches-py/``, the batch files themselves, or ``cifar-10-python.tar.gz``, read in place
-without extracting) over the JPEG image-folder copy (``train/<class>/*.jpg``, ``test/...``). The
-JPEG copy is lossy; its ``source`` is ``"CIFAR-10 (JPEG copy)"`` so experiments can say so.
-Decoded JPEG arrays are cached as ``.npz`` in the per-user cache (keyed by the folder's path and
-listing) because decoding 60,000 files takes seconds.
+Every result says what it is: ``source`` (a human-readable label) and ``variant`` —
+``"full"`` (the published data set), ``"sample"`` (an embedded sample) or ``"jpeg-copy"`` (the
+lossy CIFAR-10 JPEG image-folder copy).
 
-With no copy anywhere, :class:`DataNotFoundError` lists every missing file in every location and
-every way to provide the data.
+With nothing found (and ``fallback=False`` or an explicit path), :class:`DataNotFoundError`
+lists every location looked in and every way to provide the data.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
+import sys
 import tarfile
-import urllib.error
-import urllib.request
 import warnings
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Union
 
 import numpy as np
 
-from jaxnets._io import atomic_write, progress_bar, progress_iter
-from jaxnets.data.readers import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, DataError, DataNotFoundError, parse_cifar_batch, read_bytes, read_cifar_batches, read_csv_digits, read_idx_pair, read_image_folder
+from jaxnets._io import atomic_write, progress_iter
+from jaxnets.data.download import download_file, human_size
+from jaxnets.data.readers import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, MAX_CIFAR_BATCH_BYTES, DataError, DataNotFoundError, decode_image_bytes, open_regular, parse_cifar_batch, read_bytes, read_cifar_batches, read_csv_digits, read_idx_pair, read_image_folder
 
 __all__ = [
     "RemoteFile",
+    "Sample",
     "DatasetSpec",
     "RawData",
+    "RawText",
     "DATASETS",
+    "VARIANTS",
     "MNIST_CLASSES",
     "FASHION_MNIST_CLASSES",
     "CIFAR10_CLASSES",
     "BUNDLED_MNIST_5K",
     "cache_root",
+    "system_data_enabled",
     "search_locations",
-    "download_file",
     "load",
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: The bundled 5,000-digit MNIST sample (see jaxnets/data/README.md for its attribution).
 BUNDLED_MNIST_5K = PACKAGE_DIR / "mnist_5k.csv.gz"
-#: ``<repo>/../shared/data``: the development/CI data directory next to the checkout.
-REPO_SHARED_DATA = PACKAGE_DIR.parents[1].parent / "shared" / "data"
+_CHECKOUT = PACKAGE_DIR.parents[1]
+#: ``<repo>/../shared/data``, the development/CI data next to a source checkout (None when the
+#: package is installed: a path beside site-packages would mean nothing).
+REPO_SHARED_DATA = (_CHECKOUT.parent / "shared" / "data") if (_CHECKOUT / "pyproject.toml").is_file() else None
 
+VARIANTS = ("full", "sample", "jpeg-copy")
 MNIST_CLASSES = tuple(str(i) for i in range(10))
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                          "Sneaker", "Bag", "Ankle boot")
@@ -78,95 +88,20 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
                    "truck")
 
 
-@dataclass(frozen=True)
-class RemoteFile:
-    """One file of a data set as published upstream.
-
-    Attributes:
-        name: file name (also its name in local copies; a decompressed copy without ``.gz`` is
-            accepted too).
-        md5: MD5 of the published (compressed) file, checked after download.
-        size: size in bytes of the published file, checked after download.
-        payload_sha256: SHA-256 of the *decompressed* payload, checked on every load when known
-            (gzip wrappers differ between mirrors, e.g. Debian's, the payload does not).
-    """
-
-    name: str
-    md5: str
-    size: int
-    payload_sha256: str | None = None
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """Static description of a registered data set."""
-
-    name: str
-    title: str
-    base_url: str
-    files: tuple[RemoteFile, ...]
-    subdirs: tuple[str, ...]            # names tried under $JAXNETS_DATA
-    system_dirs: tuple[Path, ...]       # known system locations
-    classes: tuple[str, ...]
-    train_count: int
-    test_count: int
-
-
-_IDX = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-
-DATASETS: dict[str, DatasetSpec] = {
-    "mnist_5k": DatasetSpec(
-        name="mnist_5k", title="MNIST-5k sample", base_url="", files=(), subdirs=(),
-        system_dirs=(), classes=MNIST_CLASSES, train_count=5000, test_count=0),
-    "mnist": DatasetSpec(
-        name="mnist", title="MNIST",
-        base_url="https://ossci-datasets.s3.amazonaws.com/mnist/",
-        files=(
-            RemoteFile(_IDX[0], "f68b3c2dcbeaaa9fbdd348bbdeb94873", 9912422),
-            RemoteFile(_IDX[1], "d53e105ee54ea40749a09fcbcd1e9432", 28881),
-            RemoteFile(_IDX[2], "9fb629c4189551a2d022fa330f9573f3", 1648877),
-            RemoteFile(_IDX[3], "ec29112dd5afa0611ce80d1b7f02629c", 4542),
-        ),
-        subdirs=("mnist",), system_dirs=(), classes=MNIST_CLASSES,
-        train_count=60000, test_count=10000),
-    "fashion_mnist": DatasetSpec(
-        name="fashion_mnist", title="Fashion-MNIST",
-        base_url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-        files=(
-            RemoteFile(_IDX[0], "8d4fb7e6c68d591d4c3dfef9ec88bf0d", 26421880,
-                       "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-            RemoteFile(_IDX[1], "25c81989df183df01b3e8a0aad5dffbe", 29515,
-                       "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-            RemoteFile(_IDX[2], "bef4ecab320f06d8554ea6380940ec79", 4422102,
-                       "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-            RemoteFile(_IDX[3], "bb300cfdad3c16e7a12a480ee83cd310", 5148,
-                       "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
-        ),
-        subdirs=("fashion_mnist", "fashion-mnist"),
-        system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
-        classes=FASHION_MNIST_CLASSES, train_count=60000, test_count=10000),
-    "cifar10": DatasetSpec(
-        name="cifar10", title="CIFAR-10",
-        base_url="https://www.cs.toronto.edu/~kriz/",
-        files=(RemoteFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", 170498071),),
-        subdirs=("cifar10", "cifar-10"),
-        system_dirs=(),  # the JPEG copy's locations are computed at call time (env var)
-        classes=CIFAR10_CLASSES, train_count=50000, test_count=10000),
-}
-
-
 class RawData(NamedTuple):
-    """A data set as published: its own train/test partition, raw pixels.
+    """An image data set with its own train/test partition, raw pixels.
 
     Attributes:
         x_train: ``uint8 (N, 28, 28)`` (MNIST family) or ``uint8 (N, 32, 32, 3)`` NHWC (CIFAR-10).
         y_train: ``int32 (N,)`` in ``[0, len(classes))``.
         x_test, y_test: likewise (``mnist_5k`` has no test partition: 0 rows).
         classes: class names, index = label.
-        source: human-readable name for reports, e.g. ``"Fashion-MNIST"`` or
-            ``"CIFAR-10 (JPEG copy)"``.
+        source: human-readable label for reports, e.g. ``"Fashion-MNIST"``,
+            ``"CIFAR-10 (JPEG copy)"``, ``"Fashion-MNIST sample (embedded, 6,000 train / 1,000 test)"``.
         location: where it was read from.
+        variant: ``"full"``, ``"sample"`` or ``"jpeg-copy"``.
+        dataset: the registered name whose layout this is (``"mnist_5k"`` when ``mnist`` fell
+            back to its sample); :func:`jaxnets.data.get_split` splits by it.
     """
 
     x_train: np.ndarray
@@ -176,6 +111,99 @@ class RawData(NamedTuple):
     classes: tuple[str, ...]
     source: str
     location: str
+    variant: str = "full"
+    dataset: str = ""
+
+
+class RawText(NamedTuple):
+    """A text corpus (tiny Shakespeare): ``text`` plus ``source``, ``location``, ``variant``."""
+
+    text: str
+    source: str
+    location: str
+    variant: str = "full"
+    dataset: str = "tiny_shakespeare"
+
+
+Data = Union[RawData, RawText]
+
+
+class _Options(NamedTuple):
+    verify: bool
+    cache: bool
+    progress: bool | None
+
+
+#: A finder looks at one directory (or file) and returns a loader, or a short text saying what
+#: is missing there (for the not-found message).
+Finder = Callable[["DatasetSpec", Path, _Options], Union[Callable[[], Data], str]]
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a data set as published upstream.
+
+    Attributes:
+        name: file name at the source (URL = base URL + name).
+        md5: MD5 of the published (compressed) file, checked after download.
+        size: size in bytes of the published file; a download stops and fails beyond it.
+        payload_sha256: SHA-256 of the *decompressed* payload, checked on every load when known
+            (gzip wrappers differ between mirrors, e.g. Debian's; the payload does not).
+        local: name of local copies (default ``name``); ``aliases``: other accepted local names.
+            A decompressed copy without ``.gz`` is accepted too.
+    """
+
+    name: str
+    md5: str
+    size: int
+    payload_sha256: str | None = None
+    local: str | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def filename(self) -> str:
+        return self.local or self.name
+
+    def local_names(self) -> tuple[str, ...]:
+        names = (self.filename,) + self.aliases
+        return names + tuple(n[:-3] for n in names if n.endswith(".gz"))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """An embedded sample: ``jaxnets/data/<file>`` with its SHA-256, read by ``read``."""
+
+    file: str
+    sha256: str
+    read: Callable[["DatasetSpec", Path], Data]
+    train: int
+    test: int
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered data set: what it is, where it comes from, how each copy is found and read.
+
+    ``finders`` are tried in order, each over every location (CIFAR-10: the python batches
+    anywhere beat the JPEG copy anywhere). ``bundled``: the embedded file *is* the data set
+    (MNIST-5k), so it is used whatever ``fallback`` says.
+    """
+
+    name: str
+    title: str
+    classes: tuple[str, ...]
+    image_shape: tuple[int, ...]
+    train_count: int
+    test_count: int
+    finders: tuple[Finder, ...]
+    wanted: str                                   # what "looked for" lists in the not-found error
+    files: tuple[RemoteFile, ...] = ()
+    base_url: str = ""
+    subdirs: tuple[str, ...] = ()                 # names tried under roots ("" = the root itself)
+    system_dirs: tuple[Path, ...] = ()
+    sample: Sample | None = None
+    bundled: bool = False
+    hints: tuple[str, ...] = field(default=())    # extra ways to provide it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,206 +218,145 @@ def cache_root() -> Path:
     return base / "jaxnets"
 
 
+def system_data_enabled() -> bool:
+    """False when ``JAXNETS_NO_SYSTEM_DATA`` is set (to anything but ``""``/``0``): system
+    locations and shared copies are then skipped, as on a new user's machine."""
+    return os.environ.get("JAXNETS_NO_SYSTEM_DATA", "") in ("", "0")
+
+
 def _env_url(name: str) -> str | None:
     return os.environ.get(f"JAXNETS_{name.upper()}_URL") or None
 
 
-def _shared_data_dirs() -> list[tuple[str, Path]]:
+def _shared_roots() -> list[tuple[str, Path]]:
     out = []
     env = os.environ.get("JAXNETS_SHARED_DATA")
     if env:
         out.append(("$JAXNETS_SHARED_DATA", Path(env)))
-    out.append(("shared data next to the repository", REPO_SHARED_DATA))
+    if REPO_SHARED_DATA is not None:
+        out.append(("shared data next to the repository", REPO_SHARED_DATA))
     return out
 
 
-def search_locations(name: str, path: os.PathLike | str | None = None) -> list[tuple[str, Path]]:
-    """The directories searched for data set ``name``, in order, as ``(description, dir)``.
+def _under(desc: str, root: Path, subdirs) -> list[tuple[str, Path]]:
+    return [(f"{desc}/{s}" if s else desc, root / s if s else root) for s in subdirs]
 
-    With an explicit ``path`` only that directory is returned. ``download`` is not a location;
-    downloads go to ``path`` if given, else to ``cache_root() / name``.
-    """
+
+def search_locations(name: str, path: os.PathLike | str | None = None) -> list[tuple[str, Path]]:
+    """The directories (or files) searched for data set ``name``, in order, as ``(description,
+    location)``. With an explicit ``path`` only it (and its sub-directories named after the data
+    set) is returned. Downloads go to ``path`` if given, else to ``cache_root() / name``."""
     spec = _spec(name)
     if path is not None:
-        return [("path argument", Path(path))]
+        return _under("path argument", Path(path), ("",) + tuple(s for s in spec.subdirs if s))
     locs: list[tuple[str, Path]] = []
     env = os.environ.get("JAXNETS_DATA")
     if env:
-        for sub in spec.subdirs:
-            locs.append((f"$JAXNETS_DATA/{sub}", Path(env) / sub))
-        if name == "cifar10":
-            locs.append(("$JAXNETS_DATA", Path(env)))
-    locs.append(("per-user cache", cache_root() / name))
-    locs.extend(("system location", d) for d in spec.system_dirs)
-    if name == "cifar10":
-        locs.extend(_shared_data_dirs())
+        locs += _under("$JAXNETS_DATA", Path(env), spec.subdirs)
+    locs.append(("per-user cache", cache_root() / spec.name))
+    if system_data_enabled():
+        locs += [("system location", d) for d in spec.system_dirs]
+        for desc, root in _shared_roots():
+            locs += _under(desc, root, spec.subdirs)
     return locs
 
 
-def _spec(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown data set {name!r}; registered: {', '.join(DATASETS)}") from None
-
-
 # ---------------------------------------------------------------------------------------------
-# Download
+# Finders and readers per format
 # ---------------------------------------------------------------------------------------------
 
 
-def download_file(url: str, dest: os.PathLike | str, *, md5: str | None = None, size: int | None = None,
-                  progress: bool | None = None, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest`` atomically, verifying size and MD5.
-
-    The body is streamed into a temporary file in ``dest``'s directory (so the final
-    ``os.replace`` is an atomic rename on the same file system). Only a file whose byte count
-    matches ``Content-Length`` and ``size`` and whose MD5 matches ``md5`` is renamed to ``dest``;
-    on any failure (HTTP error, connection drop, truncation, checksum mismatch, Ctrl-C) the
-    temporary file is removed and ``dest`` is untouched.
-
-    Returns:
-        ``dest`` as a ``Path``.
-
-    Raises:
-        DataError: naming the URL and the problem.
-    """
-    dest = Path(dest)
-    digest = hashlib.md5()
-    received = 0
-    with atomic_write(dest) as out:
-        req = urllib.request.Request(url, headers={"User-Agent": "jaxnets-data"})
-        try:
-            resp = urllib.request.urlopen(req, timeout=timeout)
-        except urllib.error.HTTPError as e:
-            raise DataError(f"{url}: download failed, server answered HTTP {e.code} {e.reason}") from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise DataError(f"{url}: download failed, cannot connect ({reason})") from None
-        with resp:
-            announced = resp.length  # Content-Length, or None
-            total = announced if announced is not None else size
-            with progress_bar(total, desc=f"downloading {dest.name}", enabled=progress) as bar:
-                while True:
-                    try:
-                        chunk = resp.read(1 << 20)
-                    except (http.client.HTTPException, OSError) as e:
-                        raise DataError(f"{url}: connection broken after {received} bytes ({e!r})") from None
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-        # http.client returns b'' rather than raising when the peer closes early, so the
-        # length checks below are what catches a truncated transfer.
-        if announced is not None and received != announced:
-            raise DataError(f"{url}: truncated download, got {received} of {announced} bytes")
-        if size is not None and received != size:
-            raise DataError(f"{url}: size mismatch, got {received} bytes, expected {size}")
-        if md5 is not None and digest.hexdigest() != md5.lower():
-            raise DataError(f"{url}: MD5 mismatch, got {digest.hexdigest()}, expected {md5} "
-                            "(corrupt transfer or a different file)")
-    return dest
+def _where(d: Path) -> str:
+    return "does not exist" if not d.exists() else "exists"
 
 
-def _download_missing(spec: DatasetSpec, target: Path, missing: list[RemoteFile], *,
-                      base_url: str | None, progress: bool | None) -> None:
-    base = base_url or _env_url(spec.name) or spec.base_url
-    if not base.endswith("/"):
-        base += "/"
-    for f in missing:
-        download_file(base + f.name, target / f.name, md5=f.md5, size=f.size, progress=progress)
-
-
-# ---------------------------------------------------------------------------------------------
-# Per-format discovery
-# ---------------------------------------------------------------------------------------------
-
-
-def _find_file(directory: Path, name: str) -> Path | None:
-    """``name`` in ``directory``, or its decompressed variant without ``.gz``."""
-    for cand in (name, name[:-3] if name.endswith(".gz") else None):
-        if cand and (directory / cand).is_file():
+def _find_file(directory: Path, f: RemoteFile) -> Path | None:
+    for cand in f.local_names():
+        if (directory / cand).is_file():
             return directory / cand
     return None
 
 
-def _missing_idx(spec: DatasetSpec, directory: Path) -> list[RemoteFile]:
-    return [f for f in spec.files if _find_file(directory, f.name) is None]
+def _find_idx(spec: DatasetSpec, d: Path, o: _Options):
+    paths = [_find_file(d, f) for f in spec.files]
+    missing = [f.filename for f, p in zip(spec.files, paths) if p is None]
+    if missing:
+        return f"{_where(d)}; missing {', '.join(missing)}"
+    return lambda: _read_idx_dir(spec, d, paths, o.verify)
 
 
-def _cifar_pickle_source(directory: Path) -> tuple[str, Path] | None:
-    """``("dir", d)`` for a directory of batches, ``("tar", f)`` for the tarball, else None."""
+def _read_idx_dir(spec: DatasetSpec, d: Path, paths: list[Path], verify: bool) -> RawData:
+    sha = [f.payload_sha256 if verify else None for f in spec.files]
+    kw = dict(num_classes=len(spec.classes), image_shape=spec.image_shape)
+    x_tr, y_tr = read_idx_pair(paths[0], paths[1], expected_count=spec.train_count, sha256=(sha[0], sha[1]), **kw)
+    x_te, y_te = read_idx_pair(paths[2], paths[3], expected_count=spec.test_count, sha256=(sha[2], sha[3]), **kw)
+    return RawData(x_tr, y_tr, x_te, y_te, spec.classes, spec.title, str(d), "full", spec.name)
+
+
+def _find_cifar_pickles(spec: DatasetSpec, d: Path, o: _Options):
     needed = CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,)
-    for d in (directory, directory / "cifar-10-batches-py"):
-        if all((d / n).is_file() for n in needed):
-            return ("dir", d)
-    tar = directory / "cifar-10-python.tar.gz"
+    for b in (d, d / "cifar-10-batches-py"):
+        if all((b / n).is_file() for n in needed):
+            return lambda b=b: _raw_cifar(spec, b, read_cifar_batches(
+                b, per_batch=spec.train_count // 5, test_count=spec.test_count, progress=o.progress))
+    tar = d / spec.files[0].filename
     if tar.is_file():
-        return ("tar", tar)
-    return None
+        return lambda: _raw_cifar(spec, tar, _read_cifar_tar(tar, spec, o.progress))
+    return f"{_where(d)}; no {spec.files[0].filename}, no cifar-10-batches-py/"
 
 
-def _cifar_jpeg_root(directory: Path) -> Path | None:
-    for d in (directory, directory / "cifar10-jpeg"):
-        if (d / "train").is_dir() and (d / "test").is_dir():
-            return d
-    return None
+def _raw_cifar(spec: DatasetSpec, where: Path, parts) -> RawData:
+    return RawData(*parts, spec.classes, "CIFAR-10 (python batches)", str(where), "full", spec.name)
 
 
-# ---------------------------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------------------------
-
-
-def _verify_payload(path: Path, f: RemoteFile) -> None:
-    if f.payload_sha256 is None:
-        return
-    got = hashlib.sha256(read_bytes(path)).hexdigest()
-    if got != f.payload_sha256:
-        raise DataError(
-            f"{path}: decompressed payload SHA-256 is {got}, expected {f.payload_sha256} "
-            "(corrupt or not the published file; pass verify=False to skip this check)"
-        )
-
-
-def _load_idx_dir(spec: DatasetSpec, directory: Path, verify: bool) -> RawData:
-    paths = [_find_file(directory, f.name) for f in spec.files]
-    if verify:
-        for p, f in zip(paths, spec.files):
-            _verify_payload(p, f)
-    shape = (28, 28)
-    x_tr, y_tr = read_idx_pair(paths[0], paths[1], num_classes=10, expected_count=spec.train_count,
-                               image_shape=shape)
-    x_te, y_te = read_idx_pair(paths[2], paths[3], num_classes=10, expected_count=spec.test_count,
-                               image_shape=shape)
-    return RawData(x_tr, y_tr, x_te, y_te, spec.classes, spec.title, str(directory))
+def _drain_gzip(stream, path: Path, limit: int = 1 << 20) -> None:
+    """Read ``stream`` to its end (at most ``limit`` bytes) so gzip checks its CRC: a tar
+    reader stops at the end-of-archive blocks, before the gzip trailer."""
+    left = limit
+    while True:
+        chunk = stream.read(min(1 << 16, left + 1))
+        if not chunk:
+            return
+        left -= len(chunk)
+        if left < 0:
+            raise DataError(f"{path}: more than {limit:,} bytes of trailing data after the tar archive")
 
 
 def _read_cifar_tar(tar_path: Path, spec: DatasetSpec, progress: bool | None):
     """Read the batches straight out of ``cifar-10-python.tar.gz`` (nothing is extracted, so
-    member names cannot write outside anything)."""
+    member names cannot write outside anything). Member sizes are checked before reading, and
+    the whole gzip stream is read so its CRC is checked."""
+    wanted = CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,)
     members = {}
     try:
-        with tarfile.open(tar_path, "r:gz") as tf:
+        with open_regular(tar_path) as fh, tarfile.open(fileobj=fh, mode="r:gz") as tf:
             for m in tf:
                 base = m.name.rsplit("/", 1)[-1]
-                if m.isfile() and base in CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,):
-                    members[base] = tf.extractfile(m).read()
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise DataError(f"{tar_path}: unreadable or truncated tar.gz ({e})") from None
-    missing = [n for n in CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,) if n not in members]
+                if not (m.isfile() and base in wanted):
+                    continue
+                if m.size > MAX_CIFAR_BATCH_BYTES or base in members:
+                    why = f"{m.size:,} bytes (a batch holds ~31 MB)" if base not in members else "a second copy"
+                    raise DataError(f"{tar_path}: member {m.name} is {why}; not the published archive")
+                members[base] = tf.extractfile(m).read()
+            _drain_gzip(tf.fileobj, tar_path)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise DataError(f"{tar_path}: unreadable, truncated or corrupt tar.gz ({e})") from None
+    missing = [n for n in wanted if n not in members]
     if missing:
         raise DataError(f"{tar_path}: archive lacks {', '.join(missing)}")
     xs, ys = [], []
-    for n in progress_iter(CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,), desc="CIFAR-10 batches",
-                           enabled=progress):
+    for n in progress_iter(wanted, desc="CIFAR-10 batches", enabled=progress):
         count = spec.test_count if n == CIFAR10_TEST_BATCH else spec.train_count // 5
-        x, y = parse_cifar_batch(members[n], source=f"{tar_path}:{n}", expected_count=count)
+        x, y = parse_cifar_batch(members.pop(n), source=f"{tar_path}:{n}", expected_count=count)
         xs.append(x)
         ys.append(y)
     return np.concatenate(xs[:5]), np.concatenate(ys[:5]), xs[5], ys[5]
+
+
+def _find_cifar_jpeg(spec: DatasetSpec, d: Path, o: _Options):
+    if (d / "train").is_dir() and (d / "test").is_dir():
+        return lambda: _load_cifar_jpeg(spec, d, cache=o.cache, progress=o.progress)
+    return f"{_where(d)}; no JPEG tree train/<class>/, test/<class>/"
 
 
 def _jpeg_fingerprint(root: Path) -> str:
@@ -410,148 +377,341 @@ def _jpeg_fingerprint(root: Path) -> str:
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def _atomic_savez(dest: Path, **arrays) -> None:
-    with atomic_write(dest) as fh:
-        np.savez(fh, **arrays)  # uncompressed: 184 MB, but loads in a fraction of a second
+def _read_jpeg_cache(spec: DatasetSpec, npz: Path, root: Path) -> RawData | None:
+    """The cached decoded JPEG copy, validated like any input; None (and a warning) when it is
+    unreadable or wrong in any way, so that it is rebuilt."""
+    try:
+        with np.load(npz, allow_pickle=False) as z:
+            arrs = [z[k] for k in _NPZ_KEYS]
+        raw = RawData(*arrs, spec.classes, "CIFAR-10 (JPEG copy)", str(root), "jpeg-copy", spec.name)
+        return check_raw(spec, raw, spec.train_count, spec.test_count, str(npz))
+    except Exception as e:  # a damaged or tampered cache is rebuilt, never trusted
+        warnings.warn(f"ignoring cache {npz} ({e}); rebuilding it", stacklevel=4)
+        return None
 
 
 def _load_cifar_jpeg(spec: DatasetSpec, root: Path, *, cache: bool, progress: bool | None) -> RawData:
-    source = "CIFAR-10 (JPEG copy)"
-    npz = cache_root() / "cifar10" / f"jpeg-{_jpeg_fingerprint(root)}.npz" if cache else None
+    npz = cache_root() / spec.name / f"jpeg-{_jpeg_fingerprint(root)}.npz" if cache else None
     if npz is not None and npz.is_file():
-        try:
-            with np.load(npz, allow_pickle=False) as z:
-                arrs = [z[k] for k in _NPZ_KEYS]
-            if (arrs[0].shape == (spec.train_count, 32, 32, 3) and arrs[2].shape == (spec.test_count, 32, 32, 3)
-                    and arrs[0].dtype == np.uint8 and arrs[1].dtype == np.int32
-                    and arrs[1].shape == (spec.train_count,) and arrs[3].shape == (spec.test_count,)):
-                return RawData(arrs[0], arrs[1], arrs[2], arrs[3], spec.classes, source, str(root))
-            warnings.warn(f"ignoring cache {npz} with unexpected shapes; rebuilding it", stacklevel=3)
-        except Exception as e:  # a damaged cache is rebuilt, never trusted
-            warnings.warn(f"ignoring unreadable cache {npz} ({e}); rebuilding it", stacklevel=3)
+        raw = _read_jpeg_cache(spec, npz, root)
+        if raw is not None:
+            return raw
     parts = []
-    for split, count in (("train", spec.train_count), ("test", spec.test_count)):
-        x, y, _ = read_image_folder(root / split, classes=CIFAR10_CLASSES, mode="RGB",
-                                    expected_shape=(32, 32, 3), progress=progress)
-        if x.shape[0] != count:
-            raise DataError(f"{root / split}: {x.shape[0]} images, CIFAR-10 has {count}")
+    for split in ("train", "test"):
+        x, y, _ = read_image_folder(root / split, classes=spec.classes, mode="RGB",
+                                    expected_shape=spec.image_shape, progress=progress)
         parts += [x, y]
+    raw = check_raw(spec, RawData(*parts, spec.classes, "CIFAR-10 (JPEG copy)", str(root), "jpeg-copy", spec.name),
+                    spec.train_count, spec.test_count, str(root))
     if npz is not None:
         try:
-            _atomic_savez(npz, **dict(zip(_NPZ_KEYS, parts)))
+            with atomic_write(npz) as fh:
+                np.savez(fh, **dict(zip(_NPZ_KEYS, parts)))  # uncompressed: 184 MB, loads in ~0.1 s
         except OSError as e:  # a read-only cache must not stop the experiment
             warnings.warn(f"could not write cache {npz} ({e})", stacklevel=3)
-    return RawData(*parts, spec.classes, source, str(root))
+    return raw
 
 
-def _not_found(spec: DatasetSpec, report: list[str], target: Path, base_url: str | None) -> DataNotFoundError:
+def _find_csv_5k(spec: DatasetSpec, d: Path, o: _Options):
+    f = d if d.is_file() else d / BUNDLED_MNIST_5K.name
+    if not f.is_file():
+        return f"{_where(d)}; no {BUNDLED_MNIST_5K.name}"
+    return lambda: _read_mnist_5k(spec, f, source=f"{spec.title} ({f})")
+
+
+def _read_mnist_5k(spec: DatasetSpec, f: Path, source: str | None = None) -> RawData:
+    x, y = read_csv_digits(f)
+    empty = np.zeros((0,) + x.shape[1:], np.uint8)
+    raw = RawData(x, y, empty, np.zeros((0,), np.int32), MNIST_CLASSES,
+                  source or "MNIST-5k sample (embedded, 5,000 digits)", str(f), "sample", "mnist_5k")
+    return check_raw(spec, raw, 5000, 0, str(f))
+
+
+def _find_text(spec: DatasetSpec, d: Path, o: _Options):
+    f = d if d.is_file() else next((d / n for n in spec.files[0].local_names() if (d / n).is_file()), None)
+    if f is None:
+        return f"{_where(d)}; no {' or '.join(spec.files[0].local_names())}"
+    return lambda: _read_text(spec, f, "tiny Shakespeare", o.verify)
+
+
+def _read_text(spec: DatasetSpec, f: Path, source: str, verify: bool, payload: bytes | None = None) -> RawText:
+    raw = read_bytes(f, max_bytes=64 << 20) if payload is None else payload
+    want = spec.files[0].payload_sha256
+    if verify and hashlib.sha256(raw).hexdigest() != want:
+        raise DataError(f"{f}: SHA-256 {hashlib.sha256(raw).hexdigest()} is not that of the tiny "
+                        f"Shakespeare corpus ({want}); pass verify=False to use another text")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{f}: not UTF-8 text ({e})") from None
+    if not text:
+        raise DataError(f"{f}: the file is empty")
+    return RawText(text, source, str(f), "full", spec.name)
+
+
+def check_raw(spec: DatasetSpec, raw: RawData, n_train: int, n_test: int, where: str) -> RawData:
+    """``raw`` after checking dtypes, shapes, counts and label range against ``spec`` (for data
+    that did not come through a validating reader: caches, embedded samples)."""
+    for part, x, y, n in (("train", raw.x_train, raw.y_train, n_train), ("test", raw.x_test, raw.y_test, n_test)):
+        if x.dtype != np.uint8 or x.shape != (n,) + spec.image_shape:
+            raise DataError(f"{where}: x_{part} is {x.dtype} {x.shape}, expected uint8 {(n,) + spec.image_shape}")
+        if y.dtype != np.int32 or y.shape != (n,):
+            raise DataError(f"{where}: y_{part} is {y.dtype} {y.shape}, expected int32 {(n,)}")
+        if n and (y.min() < 0 or y.max() >= len(spec.classes)):
+            raise DataError(f"{where}: y_{part} has labels outside [0, {len(spec.classes)})")
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedded samples
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _read_fashion_sample(spec: DatasetSpec, path: Path) -> RawData:
+    a = _read_npz(path)
+    n, m = len(a["y_train"]), len(a["y_test"])
+    raw = RawData(a["x_train"], a["y_train"].astype(np.int32), a["x_test"], a["y_test"].astype(np.int32),
+                  spec.classes, f"Fashion-MNIST sample (embedded, {n:,} train / {m:,} test)", str(path),
+                  "sample", spec.name)
+    return check_raw(spec, raw, spec.sample.train, spec.sample.test, str(path))
+
+
+def _decode_jpegs(blob: np.ndarray, offsets: np.ndarray, path: Path) -> np.ndarray:
+    out = np.empty((len(offsets) - 1, 32, 32, 3), np.uint8)
+    for i in range(len(out)):
+        out[i] = decode_image_bytes(blob[offsets[i]:offsets[i + 1]].tobytes(), "RGB", (32, 32), f"{path}[{i}]")
+    return out
+
+
+def _read_cifar_sample(spec: DatasetSpec, path: Path) -> RawData:
+    a = _read_npz(path)
+    x_tr = _decode_jpegs(a["train_jpeg"], a["train_offsets"], path)
+    x_te = _decode_jpegs(a["test_jpeg"], a["test_offsets"], path)
+    n, m = len(x_tr), len(x_te)
+    raw = RawData(x_tr, a["y_train"].astype(np.int32), x_te, a["y_test"].astype(np.int32), spec.classes,
+                  f"CIFAR-10 sample (embedded, from the JPEG copy, {n:,} train / {m:,} test)", str(path),
+                  "sample", spec.name)
+    return check_raw(spec, raw, spec.sample.train, spec.sample.test, str(path))
+
+
+def _read_text_sample(spec: DatasetSpec, path: Path) -> RawText:
+    return _read_text(spec, path, "tiny Shakespeare (embedded copy)", True)
+
+
+def _read_mnist_sample(spec: DatasetSpec, path: Path) -> RawData:
+    return _read_mnist_5k(spec, path)
+
+
+def _load_sample(spec: DatasetSpec, verify: bool) -> Data:
+    s = spec.sample
+    path = PACKAGE_DIR / s.file
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: the embedded {spec.title} sample is missing from the "
+                                "installed package; reinstall jaxnets")
+    if verify:
+        with open_regular(path) as fh:
+            got = hashlib.sha256(fh.read()).hexdigest()
+        if got != s.sha256:
+            raise DataError(f"{path}: SHA-256 {got}, expected {s.sha256}: the embedded sample is "
+                            "damaged; reinstall jaxnets")
+    return s.read(spec, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------------------------
+
+_IDX = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+_IDX_WANTED = ", ".join(_IDX) + " (or the same without .gz)"
+
+#: SHA-256 of the embedded files, as built by ``tools/build_samples.py`` (also listed in
+#: ``jaxnets/data/README.md``).
+SAMPLE_SHA256 = {
+    "mnist_5k.csv.gz": "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
+    "fashion_mnist_sample.npz": "c6f000770154b6fa741e04a8d5d6c9dd6dcbbcd0791e106cc8844c4cdc4e6a7c",
+    "cifar10_sample.npz": "8c0834b4e1d207cf49bcc40f2a3b657089e926b1b0d990dcb982b0cf97352a4a",
+    "tinyshakespeare.txt.gz": "bf237b9f5a05abe79d7a0caa809b6513fbcbc323e9521a77086d556e4c9bbed8",
+}
+_MNIST_5K = Sample("mnist_5k.csv.gz", SAMPLE_SHA256["mnist_5k.csv.gz"], _read_mnist_sample, 5000, 0)
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist_5k": DatasetSpec(
+        name="mnist_5k", title="MNIST-5k sample", classes=MNIST_CLASSES, image_shape=(28, 28),
+        train_count=5000, test_count=0, finders=(_find_csv_5k,), wanted=BUNDLED_MNIST_5K.name,
+        subdirs=("mnist_5k",), sample=_MNIST_5K, bundled=True),
+    "mnist": DatasetSpec(
+        name="mnist", title="MNIST", classes=MNIST_CLASSES, image_shape=(28, 28),
+        train_count=60000, test_count=10000, finders=(_find_idx,), wanted=_IDX_WANTED,
+        base_url="https://ossci-datasets.s3.amazonaws.com/mnist/",
+        files=(
+            RemoteFile(_IDX[0], "f68b3c2dcbeaaa9fbdd348bbdeb94873", 9912422),
+            RemoteFile(_IDX[1], "d53e105ee54ea40749a09fcbcd1e9432", 28881),
+            RemoteFile(_IDX[2], "9fb629c4189551a2d022fa330f9573f3", 1648877),
+            RemoteFile(_IDX[3], "ec29112dd5afa0611ce80d1b7f02629c", 4542),
+        ),
+        subdirs=("mnist",), sample=_MNIST_5K),
+    "fashion_mnist": DatasetSpec(
+        name="fashion_mnist", title="Fashion-MNIST", classes=FASHION_MNIST_CLASSES, image_shape=(28, 28),
+        train_count=60000, test_count=10000, finders=(_find_idx,), wanted=_IDX_WANTED,
+        base_url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        files=(
+            RemoteFile(_IDX[0], "8d4fb7e6c68d591d4c3dfef9ec88bf0d", 26421880,
+                       "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+            RemoteFile(_IDX[1], "25c81989df183df01b3e8a0aad5dffbe", 29515,
+                       "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+            RemoteFile(_IDX[2], "bef4ecab320f06d8554ea6380940ec79", 4422102,
+                       "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+            RemoteFile(_IDX[3], "bb300cfdad3c16e7a12a480ee83cd310", 5148,
+                       "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+        ),
+        subdirs=("fashion_mnist", "fashion-mnist"),
+        system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
+        sample=Sample("fashion_mnist_sample.npz", SAMPLE_SHA256["fashion_mnist_sample.npz"],
+                      _read_fashion_sample, 6000, 1000),
+        hints=("as root on Debian/Ubuntu: apt-get install -y dataset-fashion-mnist "
+               "(installs the files under /usr/share/datasets/fashion-mnist/)",)),
+    "cifar10": DatasetSpec(
+        name="cifar10", title="CIFAR-10", classes=CIFAR10_CLASSES, image_shape=(32, 32, 3),
+        train_count=50000, test_count=10000, finders=(_find_cifar_pickles, _find_cifar_jpeg),
+        wanted=("cifar-10-python.tar.gz, or its extracted cifar-10-batches-py/ (data_batch_1..5, "
+                "test_batch), or the JPEG image-folder copy (train/<class>/*.jpg, test/<class>/*.jpg)"),
+        base_url="https://www.cs.toronto.edu/~kriz/",
+        files=(RemoteFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", 170498071),),
+        subdirs=("cifar10", "cifar-10-batches-py", "cifar10-jpeg"),
+        sample=Sample("cifar10_sample.npz", SAMPLE_SHA256["cifar10_sample.npz"], _read_cifar_sample, 5000, 1000)),
+    "tiny_shakespeare": DatasetSpec(
+        name="tiny_shakespeare", title="tiny Shakespeare", classes=(), image_shape=(),
+        train_count=1115394, test_count=0, finders=(_find_text,), wanted="tinyshakespeare.txt (or input.txt)",
+        base_url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/",
+        files=(RemoteFile("input.txt", "6fb458f1232090904fb40fe944165e91", 1115394,
+                          "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+                          local="tinyshakespeare.txt", aliases=("input.txt",)),),
+        subdirs=("tiny_shakespeare", ""),
+        sample=Sample("tinyshakespeare.txt.gz", SAMPLE_SHA256["tinyshakespeare.txt.gz"], _read_text_sample, 1115394, 0)),
+}
+
+
+def _spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown data set {name!r}; registered: {', '.join(sorted(DATASETS))}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def _base(spec: DatasetSpec, base_url: str | None) -> str:
     base = base_url or _env_url(spec.name) or spec.base_url
-    files = ", ".join(f.name for f in spec.files)
-    if spec.name == "cifar10":
-        files += " (or the extracted cifar-10-batches-py/ with data_batch_1..5 and test_batch)"
-    lines = [f"data set {spec.name!r} ({spec.title}) not found; needed files: {files}.", "Looked in:"]
+    return base if base.endswith("/") else base + "/"
+
+
+def _download(spec: DatasetSpec, target: Path, o: _Options, base_url: str | None) -> Data:
+    """Fetch the files missing in ``target`` (announcing each and its size), then read them."""
+    missing = [f for f in spec.files if _find_file(target, f) is None]
+    base = _base(spec, base_url)
+    total = sum(f.size for f in missing)
+    print(f"{spec.title}: downloading {len(missing)} file(s), {human_size(total)}, from {base} into {target}/",
+          file=sys.stderr, flush=True)
+    for f in missing:
+        download_file(base + f.name, target / f.filename, md5=f.md5, size=f.size, progress=o.progress)
+    reasons = []
+    for finder in spec.finders:
+        found = finder(spec, target, o)
+        if callable(found):
+            return found()
+        reasons.append(found)
+    raise DataError(f"{target}: downloaded {spec.title} files are not readable ({'; '.join(reasons)})")
+
+
+def _not_found(spec: DatasetSpec, report: list[str], target: Path, base_url: str | None,
+               path_given: bool) -> DataNotFoundError:
+    lines = [f"data set {spec.name!r} ({spec.title}) not found.",
+             f"Looked for {spec.wanted} in:"]
     lines += [f"  - {r}" for r in report]
-    ways = [
-        f"pass path=DIR, a directory holding {files}",
-        f"put the files in $JAXNETS_DATA/{spec.subdirs[0]}/ (set JAXNETS_DATA to a directory)",
-        f"copy them into the per-user cache {cache_root() / spec.name}/",
-    ]
-    if spec.name == "fashion_mnist":
-        ways.append("as root: apt-get install -y dataset-fashion-mnist "
-                    "(installs them under /usr/share/datasets/fashion-mnist/)")
-    if spec.name == "cifar10":
-        ways.append("provide the JPEG image-folder copy cifar10-jpeg/{train,test}/<class>/*.jpg via "
-                    "path=, $JAXNETS_DATA/cifar10-jpeg, $JAXNETS_SHARED_DATA/cifar10-jpeg or "
-                    f"{REPO_SHARED_DATA / 'cifar10-jpeg'}")
-    ways.append(f"call load({spec.name!r}, download=True) to fetch them from {base} "
-                f"(size and MD5 verified, saved under {target}/)")
+    ways = [f"--data DIR on the command line (path=DIR in Python): a directory holding {spec.wanted}",
+            f"the environment variable JAXNETS_DATA=DIR, with the files in DIR/{spec.subdirs[0] or spec.name}/"]
+    if spec.files:
+        total = human_size(sum(f.size for f in spec.files))
+        ways.append(f"allow downloading (leave out --offline; download=True in Python): "
+                    f"{len(spec.files)} file(s), {total}, from {_base(spec, base_url)} into {target}/")
+    ways += list(spec.hints)
+    if spec.sample is not None and not path_given:
+        ways.append(f"or accept the embedded sample (fallback=True; {spec.sample.file})")
     lines.append("Ways to provide it:")
     lines += [f"  {i}. {w}" for i, w in enumerate(ways, 1)]
-    if spec.name == "mnist":
-        lines.append("(experiments fall back to the bundled MNIST-5k sample: load('mnist_5k'))")
     return DataNotFoundError("\n".join(lines))
 
 
+def _search(spec: DatasetSpec, locs, o: _Options) -> tuple[Callable[[], Data] | None, list[str]]:
+    notes: dict[int, list[str]] = {}
+    for finder in spec.finders:
+        for i, (_, d) in enumerate(locs):
+            found = finder(spec, d, o)
+            if callable(found):
+                return found, []
+            notes.setdefault(i, []).append(found)
+    return None, [f"{desc}: {d} ({'; '.join(dict.fromkeys(notes.get(i, [])))})" for i, (desc, d) in enumerate(locs)]
+
+
 def load(name: str, path: os.PathLike | str | None = None, download: bool = False, *,
-         base_url: str | None = None, verify: bool = True, cache: bool = True,
-         progress: bool | None = None) -> RawData:
-    """Load a registered data set with its published train/test partition, raw ``uint8`` pixels.
+         fallback: bool = True, progress: bool | None = None, base_url: str | None = None,
+         verify: bool = True, cache: bool = True) -> Data:
+    """Load a registered data set (see the module docstring for the look-up chain).
 
     Args:
-        name: ``"mnist_5k"``, ``"mnist"``, ``"fashion_mnist"`` or ``"cifar10"``.
-        path: explicit location (see the module docstring for the resolution order); for
-            ``mnist_5k`` a CSV file or a directory holding ``mnist_5k.csv.gz``.
-        download: allow downloading missing files from the canonical URL (off by default; tests
-            and CI never download).
-        base_url: override the download base URL (also ``$JAXNETS_<NAME>_URL``).
-        verify: check decompressed payload SHA-256 where known (Fashion-MNIST).
-        cache: use/write the ``.npz`` cache of decoded CIFAR-10 JPEGs.
+        name: ``"mnist"``, ``"mnist_5k"``, ``"fashion_mnist"``, ``"cifar10"`` or ``"tiny_shakespeare"``.
+        path: explicit location (a directory, a root holding ``<name>/``, or for MNIST-5k and tiny
+            Shakespeare the file itself); then nothing else is searched and there is no fallback.
+        download: allow downloading missing files from the canonical URL (tests never do).
+        fallback: when nothing is found (or a download fails), return the embedded sample.
         progress: progress bars (``None``: only on a terminal).
+        base_url: override the download base URL (also ``$JAXNETS_<NAME>_URL``).
+        verify: check SHA-256 checksums where known (Fashion-MNIST payloads, tiny Shakespeare,
+            the embedded samples).
+        cache: use/write the ``.npz`` cache of decoded CIFAR-10 JPEGs.
 
     Returns:
-        :class:`RawData`. Shapes: MNIST/Fashion-MNIST ``uint8 (60000, 28, 28)`` and
-        ``(10000, 28, 28)``; CIFAR-10 ``uint8 (50000, 32, 32, 3)`` and ``(10000, 32, 32, 3)``;
-        MNIST-5k ``uint8 (5000, 28, 28)`` train and an empty test partition. Labels ``int32``.
+        :class:`RawData` (images: MNIST/Fashion-MNIST ``uint8 (60000, 28, 28)`` and ``(10000,
+        28, 28)``, CIFAR-10 ``uint8 (50000, 32, 32, 3)`` and ``(10000, 32, 32, 3)``, MNIST-5k
+        ``(5000, 28, 28)`` and an empty test part, samples smaller; labels ``int32``) or, for
+        tiny Shakespeare, :class:`RawText`.
 
     Raises:
-        DataNotFoundError: no copy found (and download not allowed), listing what is missing.
-        DataError: a copy was found but is malformed or fails verification.
+        DataNotFoundError: no copy found (and no fallback), listing what is missing where.
+        DataError: a copy was found but is malformed or fails verification, or a download failed
+            with no fallback.
     """
     spec = _spec(name)
-    if name == "mnist_5k":
-        return _load_mnist_5k(path)
+    o = _Options(verify, cache, progress)
     locs = search_locations(name, path)
-    target = Path(path) if path is not None else cache_root() / name
-    report: list[str] = []
-
-    if name == "cifar10":
-        for desc, d in locs:  # pickles anywhere beat the JPEG copy anywhere
-            found = _cifar_pickle_source(d)
-            if found:
-                kind, p = found
-                x_tr, y_tr, x_te, y_te = (
-                    read_cifar_batches(p, per_batch=spec.train_count // 5, test_count=spec.test_count,
-                                       progress=progress)
-                    if kind == "dir" else _read_cifar_tar(p, spec, progress))
-                return RawData(x_tr, y_tr, x_te, y_te, spec.classes, "CIFAR-10 (python batches)", str(p))
-        if not os.environ.get("JAXNETS_DATA") and path is None:
-            report.append("$JAXNETS_DATA: not set")
-        for desc, d in locs:
-            root = _cifar_jpeg_root(d)
-            if root:
-                return _load_cifar_jpeg(spec, root, cache=cache, progress=progress)
-            report.append(f"{desc}: {d} — no cifar-10-batches-py/ (data_batch_1..5, test_batch), "
-                          "no cifar-10-python.tar.gz, no JPEG tree (train/, test/)")
-        if download:
-            _download_missing(spec, target, list(spec.files), base_url=base_url, progress=progress)
-            x_tr, y_tr, x_te, y_te = _read_cifar_tar(target / spec.files[0].name, spec, progress)
-            return RawData(x_tr, y_tr, x_te, y_te, spec.classes, "CIFAR-10 (python batches)", str(target))
-        raise _not_found(spec, report, target, base_url)
-
+    found, report = _search(spec, locs, o)
+    if found is not None:
+        return found()
+    use_sample = spec.sample is not None and path is None and (fallback or spec.bundled)
+    if spec.bundled and use_sample:
+        return _load_sample(spec, verify)
+    target = Path(path) if path is not None else cache_root() / spec.name
+    if download and spec.files:
+        try:
+            return _download(spec, target, o, base_url)
+        except DataError as e:
+            if not use_sample:
+                raise
+            print(f"{spec.title}: download failed ({e}); using the embedded sample instead",
+                  file=sys.stderr, flush=True)
+    if use_sample:
+        return _load_sample(spec, verify)
     if not os.environ.get("JAXNETS_DATA") and path is None:
-        report.append("$JAXNETS_DATA: not set")
-    for desc, d in locs:
-        missing = _missing_idx(spec, d)
-        if not missing:
-            return _load_idx_dir(spec, d, verify)
-        state = "directory does not exist" if not d.is_dir() else "exists"
-        report.append(f"{desc}: {d} — {state}; missing {', '.join(f.name for f in missing)}")
-    if download:
-        _download_missing(spec, target, _missing_idx(spec, target), base_url=base_url, progress=progress)
-        return _load_idx_dir(spec, target, verify)
-    raise _not_found(spec, report, target, base_url)
-
-
-def _load_mnist_5k(path: os.PathLike | str | None) -> RawData:
-    spec = DATASETS["mnist_5k"]
-    f = BUNDLED_MNIST_5K if path is None else Path(path)
-    if f.is_dir():
-        f = f / "mnist_5k.csv.gz"
-    if not f.is_file():
-        raise DataNotFoundError(f"{f}: MNIST-5k CSV not found (the bundled copy ships as {BUNDLED_MNIST_5K}; "
-                                "reinstall the package or pass path= to a CSV of 784 pixels + label per row)")
-    x, y = read_csv_digits(f)
-    title = spec.title + (" (bundled)" if path is None else "")
-    empty_x = np.zeros((0,) + x.shape[1:], np.uint8)
-    return RawData(x, y, empty_x, np.zeros((0,), np.int32), spec.classes, title, str(f))
-
+        report.insert(0, "$JAXNETS_DATA: not set")
+    if not system_data_enabled() and path is None:
+        report.append("system locations and shared copies: switched off (JAXNETS_NO_SYSTEM_DATA is set)")
+    raise _not_found(spec, report, target, base_url, path is not None)

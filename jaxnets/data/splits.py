@@ -1,4 +1,4 @@
-"""Deterministic train/validation/test splits and preprocessing (SPEC §3).
+"""Deterministic train/validation/test splits and preprocessing (docs 001–004's protocols).
 
 All randomness comes from ``numpy.random.default_rng(seed)`` created inside each call (no global
 RNG), so a split is a pure function of the data and the seed. The default seed is
@@ -19,6 +19,12 @@ data set           split (train / validation / test)                            
                    the training split subtracted (doc 004)
 =================  ================================================================  ==========
 
+On an **embedded sample** (``variant == "sample"``) the requested sizes are capped to what the
+sample holds, and ``Split.notes`` says so: validation at most a fifth of the sample's training
+part, training the rest (e.g. the Fashion-MNIST sample's 6,000 training images give 4,800 / 1,200
+by default, and any quick size up to 4,800 exactly). On full data a size larger than the data is a
+``ValueError``.
+
 "Stratified" means every class gets the same share of each part (exact here, the sources are
 balanced); within each part the order is shuffled with the same generator, so fixed-order batch
 training does not see one class after another. Validation/test parts are drawn before the
@@ -33,8 +39,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from jaxnets.data.readers import DataNotFoundError
-from jaxnets.data.registry import RawData, load
+from jaxnets.data.registry import DATASETS, RawData, load
 
 __all__ = [
     "SPLIT_SEED",
@@ -66,8 +71,9 @@ class Split(NamedTuple):
     Attributes:
         classes: class names, index = label.
         source: data-set description for reports, e.g. ``"CIFAR-10 (JPEG copy)"``.
-        notes: one line describing how the split was made (sizes, seed, fallbacks).
+        notes: one line describing how the split was made (sizes, seed, caps, fallbacks).
         mean: the mean training image that was subtracted (``float32``, one image), else None.
+        variant: ``"full"``, ``"sample"`` or ``"jpeg-copy"`` (from :class:`RawData`).
     """
 
     x_train: np.ndarray
@@ -80,6 +86,7 @@ class Split(NamedTuple):
     source: str
     notes: str
     mean: np.ndarray | None = None
+    variant: str = "full"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,19 +160,35 @@ def _empty_like(x: np.ndarray, y: np.ndarray):
 # ---------------------------------------------------------------------------------------------
 
 
+def _cap(raw: RawData, available: int, n_val: int, n_train: int) -> tuple[int, int, str]:
+    """``(n_val, n_train, note)`` fitting in ``available`` items: unchanged when they fit; capped
+    on an embedded sample (validation at most a fifth); a ValueError on full data."""
+    if n_val + n_train <= available:
+        return n_val, n_train, ""
+    if raw.variant != "sample":
+        raise ValueError(f"{raw.source}: cannot take {n_train} training + {n_val} validation items "
+                         f"from {available}")
+    v = min(n_val, available // 5)
+    t = min(n_train, available - v)
+    return v, t, f", capped to the sample ({n_train} train / {n_val} val asked)"
+
+
 def split_mnist_5k(raw: RawData, *, seed: int = SPLIT_SEED, n_train: int = 3000, n_val: int = 1000,
                    n_test: int = 1000) -> Split:
     """MNIST-5k → 3,000 train / 1,000 val / 1,000 test, stratified (300/100/100 per class).
 
+    A larger ``n_train`` is capped at what is left after validation and test (noted).
     Returns ``uint8 (N, 28, 28)`` images; apply :func:`preprocess` for ``[0, 1]`` floats.
     """
     x, y = raw.x_train, raw.y_train
+    left = len(y) - n_val - n_test
+    capped = f", capped to the sample ({n_train} train asked)" if n_train > left else ""
     # Validation and test are drawn first so that they do not depend on n_train (quick modes
     # train on a prefix of the same per-class pools and evaluate on the same images).
-    va, te, tr = stratified_indices(y, [n_val, n_test, n_train], seed)
+    va, te, tr = stratified_indices(y, [n_val, n_test, min(n_train, left)], seed)
     notes = (f"{raw.source}: stratified {len(tr)}/{len(va)}/{len(te)} train/val/test from "
-             f"{len(y)} images, seed {seed}")
-    return Split(x[tr], y[tr], x[va], y[va], x[te], y[te], raw.classes, raw.source, notes)
+             f"{len(y)} images, seed {seed}{capped}")
+    return Split(x[tr], y[tr], x[va], y[va], x[te], y[te], raw.classes, raw.source, notes, None, raw.variant)
 
 
 def split_mnist(raw: RawData, *, protocol: str = "doc002", seed: int = SPLIT_SEED, n_val: int = 5000,
@@ -183,7 +206,7 @@ def split_mnist(raw: RawData, *, protocol: str = "doc002", seed: int = SPLIT_SEE
         notes = (f"{raw.source}: the first {len(tr)} training and first {len(te)} test images "
                  "(doc 001's course subset is not public)")
         return Split(raw.x_train[tr], raw.y_train[tr], xv, yv, raw.x_test[te], raw.y_test[te],
-                     raw.classes, raw.source, notes)
+                     raw.classes, raw.source, notes, None, raw.variant)
     if protocol != "doc002":
         raise ValueError(f"protocol must be 'doc001' or 'doc002', got {protocol!r}")
     n = raw.y_train.shape[0]
@@ -192,20 +215,40 @@ def split_mnist(raw: RawData, *, protocol: str = "doc002", seed: int = SPLIT_SEE
     notes = (f"{raw.source}: doc 002 split, stratified {len(yt)} train / {len(va)} val from the "
              f"{n} training images, {len(raw.y_test)} test, seed {seed}")
     return Split(xt, yt, raw.x_train[va], raw.y_train[va], raw.x_test, raw.y_test, raw.classes,
-                 raw.source, notes)
+                 raw.source, notes, None, raw.variant)
 
 
 def split_fashion_mnist(raw: RawData, *, seed: int = SPLIT_SEED, n_train: int = 10000, n_val: int = 2000,
                         n_test: int | None = None) -> Split:
     """Fashion-MNIST → 10,000 train / 2,000 val stratified from the 60,000 training images
     (1,000/200 per class), all 10,000 test images (doc 003). ``n_test`` takes a stratified test
-    subset for quick runs."""
+    subset for quick runs. On the embedded sample the sizes are capped (see the module doc)."""
+    n_val, n_train, capped = _cap(raw, len(raw.y_train), n_val, n_train)
     va, tr = stratified_indices(raw.y_train, [n_val, n_train], seed)
     xte, yte = stratified_subset(raw.x_test, raw.y_test, n_test, seed)
     notes = (f"{raw.source}: stratified {len(tr)} train / {len(va)} val from {len(raw.y_train)} "
-             f"training images, {len(yte)} test, seed {seed}")
+             f"training images, {len(yte)} test, seed {seed}{capped}")
     return Split(raw.x_train[tr], raw.y_train[tr], raw.x_train[va], raw.y_train[va], xte, yte,
-                 raw.classes, raw.source, notes)
+                 raw.classes, raw.source, notes, None, raw.variant)
+
+
+def _cifar_indices(raw: RawData, val: str, seed: int, n_val: int, n_test: int):
+    n = raw.y_train.shape[0]
+    if val == "last":
+        tr, va = np.arange(n - n_val), np.arange(n - n_val, n)
+        te = np.arange(min(n_test, raw.y_test.shape[0]))
+        return tr, va, te, f"first {n - n_val} train / last {n_val} val / first {len(te)} test (CS231n order)"
+    if val != "stratified":
+        raise ValueError(f"val must be 'auto', 'last' or 'stratified', got {val!r}")
+    capped = ""
+    if raw.variant == "sample":
+        v, t = min(n_val, n // 5), min(n_test, raw.y_test.shape[0])
+        if (v, t) != (n_val, n_test):
+            capped = f", capped to the sample ({n_val} val / {n_test} test asked)"
+        n_val, n_test = v, t
+    va, tr = stratified_indices(raw.y_train, [n_val, n - n_val], seed)
+    (te,) = stratified_indices(raw.y_test, [n_test], seed)
+    return tr, va, te, f"stratified {n - n_val} train / {n_val} val, {len(te)} test, seed {seed}{capped}"
 
 
 def split_cifar10(raw: RawData, *, seed: int = SPLIT_SEED, n_train: int | None = None, n_val: int = 1000,
@@ -219,28 +262,19 @@ def split_cifar10(raw: RawData, *, seed: int = SPLIT_SEED, n_train: int | None =
       the last ``n_val``, test = the first ``n_test`` test images. Right for the original python
       batches, whose order is random.
     * ``"stratified"``: stratified, seeded selection for val and test (100 per class each).
-      Needed for the JPEG image-folder copy, which is sorted by class (the last 1,000 would be
-      all trucks).
-    * ``"auto"`` (default): ``"last"`` for the python batches, ``"stratified"`` otherwise.
+      Needed for the JPEG image-folder copy and the embedded sample, which are sorted by class
+      (the last 1,000 would be all trucks).
+    * ``"auto"`` (default): ``"last"`` for the python batches (``variant == "full"``),
+      ``"stratified"`` otherwise.
 
     The training part is shuffled (seeded) in the stratified case; ``n_train`` takes a stratified
-    subset of it. Images become ``float32 (N, 32, 32, 3)`` on the 0–255 scale (``scale=True``:
-    0–1) and, with ``subtract_mean``, the mean image of the (final) training part is subtracted
-    from every part and returned as ``Split.mean``.
+    subset of it (a larger ``n_train`` keeps the whole part, noted). Images become ``float32 (N,
+    32, 32, 3)`` on the 0–255 scale (``scale=True``: 0–1) and, with ``subtract_mean``, the mean
+    image of the (final) training part is subtracted from every part and returned as ``Split.mean``.
     """
     if val == "auto":
-        val = "last" if "python batches" in raw.source else "stratified"
-    n = raw.y_train.shape[0]
-    if val == "last":
-        tr, va = np.arange(n - n_val), np.arange(n - n_val, n)
-        te = np.arange(min(n_test, raw.y_test.shape[0]))
-        how = f"first {n - n_val} train / last {n_val} val / first {len(te)} test (CS231n order)"
-    elif val == "stratified":
-        va, tr = stratified_indices(raw.y_train, [n_val, n - n_val], seed)
-        (te,) = stratified_indices(raw.y_test, [n_test], seed)
-        how = f"stratified {n - n_val} train / {n_val} val, {len(te)} test, seed {seed}"
-    else:
-        raise ValueError(f"val must be 'auto', 'last' or 'stratified', got {val!r}")
+        val = "last" if raw.variant == "full" else "stratified"
+    tr, va, te, how = _cifar_indices(raw, val, seed, n_val, n_test)
     xtr, ytr = stratified_subset(raw.x_train[tr], raw.y_train[tr], n_train, seed)
     parts = [xtr, raw.x_train[va], raw.x_test[te]]
     parts = [p.astype(np.float32) / (255.0 if scale else 1.0) for p in parts]
@@ -251,8 +285,10 @@ def split_cifar10(raw: RawData, *, seed: int = SPLIT_SEED, n_train: int | None =
         how += ", training mean image subtracted"
     if n_train is not None and n_train < len(tr):
         how += f", training subset of {len(ytr)}"
+    elif n_train is not None and n_train > len(tr):
+        how += f", all {len(tr)} training images ({n_train} asked)"
     return Split(parts[0], ytr, parts[1], raw.y_train[va], parts[2], raw.y_test[te], raw.classes,
-                 raw.source, f"{raw.source}: {how}", mean)
+                 raw.source, f"{raw.source}: {how}", mean, raw.variant)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,46 +341,48 @@ def preprocess(split: Split, *, scale: bool = True, flatten_images: bool = False
     return split._replace(x_train=f(split.x_train), x_val=f(split.x_val), x_test=f(split.x_test))
 
 
+def _scaled(sp: Split, scale: bool | None) -> Split:
+    return preprocess(sp, scale=True if scale is None else scale)
+
+
+# How each registered image layout is split (``RawData.dataset`` → function of
+# ``(raw, seed, n_train, protocol, scale)`` returning a scaled split).
+_SPLITTERS = {
+    "mnist_5k": lambda raw, seed, n_train, protocol, scale: _scaled(
+        split_mnist_5k(raw, seed=seed, n_train=n_train or 3000), scale),
+    "mnist": lambda raw, seed, n_train, protocol, scale: _scaled(
+        split_mnist(raw, protocol=protocol, seed=seed, n_train=n_train), scale),
+    "fashion_mnist": lambda raw, seed, n_train, protocol, scale: _scaled(
+        split_fashion_mnist(raw, seed=seed, n_train=n_train or 10000), scale),
+    "cifar10": lambda raw, seed, n_train, protocol, scale: split_cifar10(
+        raw, seed=seed, n_train=n_train, scale=bool(scale)),
+}
+
+
 def get_split(name: str, *, path: os.PathLike | str | None = None, download: bool = False,
               seed: int = SPLIT_SEED, n_train: int | None = None, scale: bool | None = None,
               flatten_images: bool = False, nhwc: bool = False, protocol: str = "doc002",
               fallback: bool = True, progress: bool | None = None) -> Split:
-    """Load a data set and return its experiment split (one call for the experiment scripts).
+    """Load an image data set and return its experiment split (one call for the experiments).
 
     Args:
         name: ``"mnist_5k"``, ``"mnist"``, ``"fashion_mnist"`` or ``"cifar10"``.
-        path, download, progress: passed to :func:`jaxnets.data.load`.
+        path, download, fallback, progress: passed to :func:`jaxnets.data.load` (``fallback``:
+            use the embedded sample when the full data set is not found; ``mnist`` falls back to
+            MNIST-5k and its 3,000/1,000/1,000 split; ``notes`` says so).
         seed: split seed (default :data:`SPLIT_SEED`).
         n_train: training-set size for quick modes (stratified subset); ``None`` = full.
         scale: ``float32`` in ``[0, 1]``; default ``True`` for the MNIST family and ``False`` for
             CIFAR-10 (doc 004 works on mean-subtracted 0–255 values).
         flatten_images, nhwc: see :func:`preprocess`.
         protocol: ``"doc001"`` or ``"doc002"`` for ``mnist`` (see :func:`split_mnist`).
-        fallback: for ``mnist`` only: when full MNIST is not found, use the bundled MNIST-5k
-            sample (3,000/1,000/1,000) and say so in ``source`` and ``notes``.
     """
-    if name == "cifar10":
-        raw = load(name, path, download, progress=progress)
-        sp = split_cifar10(raw, seed=seed, n_train=n_train, scale=bool(scale))
-        return preprocess(sp, scale=False, flatten_images=flatten_images, nhwc=nhwc)
-    if name == "mnist":
-        try:
-            raw = load(name, path, download, progress=progress)
-            sp = split_mnist(raw, protocol=protocol, seed=seed, n_train=n_train)
-        except DataNotFoundError:
-            if not fallback:
-                raise
-            raw = load("mnist_5k")
-            sp = split_mnist_5k(raw, seed=seed, n_train=n_train or 3000)
-            src = raw.source + " — fallback, full MNIST not found"
-            sp = sp._replace(source=src, notes=sp.notes + "; full MNIST not found, used the MNIST-5k sample")
-    elif name == "mnist_5k":
-        raw = load(name, path)
-        sp = split_mnist_5k(raw, seed=seed, n_train=n_train or 3000)
-    elif name == "fashion_mnist":
-        raw = load(name, path, download, progress=progress)
-        sp = split_fashion_mnist(raw, seed=seed, n_train=n_train or 10000)
-    else:
-        load(name)  # raises the "unknown data set" error
-        raise AssertionError("unreachable")
-    return preprocess(sp, scale=True if scale is None else scale, flatten_images=flatten_images, nhwc=nhwc)
+    raw = load(name, path, download, fallback=fallback, progress=progress)
+    if not isinstance(raw, RawData):
+        raise ValueError(f"{name!r} is a text corpus, not an image data set; use "
+                         "jaxnets.data.text.shakespeare()")
+    sp = _SPLITTERS[raw.dataset](raw, seed, n_train, protocol, scale)
+    spec = DATASETS[name]
+    if raw.variant == "sample" and not spec.bundled:
+        sp = sp._replace(notes=sp.notes + f"; full {spec.title} not found, used the embedded sample")
+    return preprocess(sp, scale=False, flatten_images=flatten_images, nhwc=nhwc)

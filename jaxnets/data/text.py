@@ -1,100 +1,36 @@
 """Character-level text data for the tiny transformer (doc 003 Problem 4): the tiny Shakespeare
 corpus, a character tokenizer, the 90/10 train/validation split and random-window batches.
 
-The corpus (1,115,394 characters, Karpathy's char-rnn data set; the text is public domain) is
-looked up, in order: an explicit ``path`` (then nothing else) → ``$JAXNETS_DATA/tinyshakespeare.txt``
-→ the per-user cache ``$XDG_CACHE_HOME/jaxnets/tinyshakespeare.txt`` (``~/.cache/...``) →
-``$JAXNETS_SHARED_DATA/tinyshakespeare.txt`` → the development/CI copy
-``<repo>/../shared/data/tinyshakespeare.txt`` → a download into the cache, only when
-``download=True`` (SHA-256 checked, written atomically). It is never shipped with the package.
+The corpus (1,115,394 characters, Karpathy's char-rnn data set; the text is public domain) is the
+registered data set ``"tiny_shakespeare"``: it is found, downloaded and verified (SHA-256) by
+:func:`jaxnets.data.load` like every other data set, and a copy is embedded in the package as
+the last fallback.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import urllib.request
-from pathlib import Path
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnets._io import atomic_write
+from jaxnets.data.registry import DATASETS, load
 
-SHAKESPEARE_FILE = "tinyshakespeare.txt"
-SHAKESPEARE_URL = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
-                   "tinyshakespeare/input.txt")
-SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-SHAKESPEARE_CHARS = 1_115_394
-
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Length of the corpus in characters (= bytes, it is ASCII).
+SHAKESPEARE_CHARS = DATASETS["tiny_shakespeare"].train_count
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "jaxnets"
+def load_shakespeare(path: str | os.PathLike | None = None, download: bool = False, *,
+                     fallback: bool = True, verify: bool = True) -> str:
+    """The tiny Shakespeare corpus as one string (see :func:`jaxnets.data.load`; ``path`` is the
+    file or a directory holding ``tinyshakespeare.txt``; ``verify=False`` admits another text).
 
-
-def shakespeare_candidates(path: str | os.PathLike | None = None) -> list[Path]:
-    """The locations :func:`load_shakespeare` tries, in order (an explicit path alone if given)."""
-    if path is not None:
-        p = Path(path)
-        return [p / SHAKESPEARE_FILE if p.is_dir() else p]
-    out = []
-    if os.environ.get("JAXNETS_DATA"):
-        out.append(Path(os.environ["JAXNETS_DATA"]) / SHAKESPEARE_FILE)
-    out.append(_cache_dir() / SHAKESPEARE_FILE)
-    if os.environ.get("JAXNETS_SHARED_DATA"):
-        out.append(Path(os.environ["JAXNETS_SHARED_DATA"]) / SHAKESPEARE_FILE)
-    out.append(_REPO_ROOT.parent / "shared" / "data" / SHAKESPEARE_FILE)
-    return out
-
-
-def _download(dest: Path) -> Path:
-    """Fetch the corpus, verify its SHA-256 and move it into place atomically."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(SHAKESPEARE_URL, timeout=60) as r:
-        payload = r.read()
-    digest = hashlib.sha256(payload).hexdigest()
-    if digest != SHAKESPEARE_SHA256:
-        raise RuntimeError(f"downloaded {SHAKESPEARE_URL}: SHA-256 {digest} does not match the "
-                           f"expected {SHAKESPEARE_SHA256}; not saved")
-    with atomic_write(dest) as f:
-        f.write(payload)
-    return dest
-
-
-def load_shakespeare(path: str | os.PathLike | None = None, download: bool = False) -> str:
-    """The tiny Shakespeare corpus as one string.
-
-    ``path`` is the file (or a directory holding ``tinyshakespeare.txt``); without it the
-    locations of :func:`shakespeare_candidates` are tried. Raises ``jaxnets.data.DataNotFoundError``
-    (a FileNotFoundError) naming every path tried, and how to provide the file, when none exists;
-    ValueError for an empty or non-UTF-8 file.
+    Raises ``jaxnets.data.DataNotFoundError`` (a FileNotFoundError) listing every location tried
+    and how to provide the file, and ``DataError`` (a ValueError) for a wrong checksum, an empty
+    or non-UTF-8 file.
     """
-    tried = shakespeare_candidates(path)
-    found = next((p for p in tried if p.is_file()), None)
-    if found is None and download and path is None:
-        found = _download(_cache_dir() / SHAKESPEARE_FILE)
-    if found is None:
-        try:
-            from jaxnets.data import DataNotFoundError as missing
-        except ImportError:  # pragma: no cover
-            missing = FileNotFoundError
-        listing = "\n  ".join(str(p) for p in tried)
-        raise missing(
-            f"tiny Shakespeare corpus not found; looked for:\n  {listing}\n"
-            f"Pass its path explicitly (--data PATH), set JAXNETS_DATA to a directory holding "
-            f"{SHAKESPEARE_FILE}, or download it from {SHAKESPEARE_URL} "
-            f"(load_shakespeare(download=True) does so, SHA-256 checked).")
-    try:
-        text = found.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{found}: not UTF-8 text ({e})") from None
-    if not text:
-        raise ValueError(f"{found}: the file is empty")
-    return text
+    return load("tiny_shakespeare", path, download, fallback=fallback, verify=verify).text
 
 
 class CharTokenizer(NamedTuple):
@@ -149,17 +85,21 @@ def get_batch(key, data, batch_size: int, block_size: int):
 
 
 class CharData(NamedTuple):
-    """Tokenizer plus the encoded train (90 %) and validation (10 %) splits, (n,) int32 each."""
+    """Tokenizer plus the encoded train (90 %) and validation (10 %) splits, (n,) int32 each;
+    ``source`` (label), ``variant`` (``"full"``: the embedded copy is the whole corpus too) and
+    ``location`` say which copy was read."""
     tokenizer: CharTokenizer
     train: np.ndarray
     val: np.ndarray
     source: str
+    variant: str = "full"
+    location: str = ""
 
 
-def shakespeare(path=None, download: bool = False, train_frac: float = 0.9) -> CharData:
+def shakespeare(path=None, download: bool = False, fallback: bool = True, train_frac: float = 0.9, *,
+                verify: bool = True) -> CharData:
     """Load, tokenize and split tiny Shakespeare (vocabulary of 65 characters)."""
-    text = load_shakespeare(path, download)
-    tok = CharTokenizer.from_text(text)
-    train, val = train_val_split(tok.encode(text), train_frac)
-    src = next((str(p) for p in shakespeare_candidates(path) if p.is_file()), "download")
-    return CharData(tok, train, val, src)
+    raw = load("tiny_shakespeare", path, download, fallback=fallback, verify=verify)
+    tok = CharTokenizer.from_text(raw.text)
+    train, val = train_val_split(tok.encode(raw.text), train_frac)
+    return CharData(tok, train, val, raw.source, raw.variant, raw.location)
