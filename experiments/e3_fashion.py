@@ -35,8 +35,8 @@ wall-time claim, which is measured (not assumed) and reported as yes/no.
 Command line: E3 — doc 003 §3.1–3.4 Fashion-MNIST MLP study. ``python -m experiments.e3_fashion [--quick]``."""
 from __future__ import annotations
 
-import argparse
 import os
+import sys
 import time
 
 import jax
@@ -45,7 +45,8 @@ import numpy as np
 
 from jaxnets import data, gradcheck, models, train
 from experiments._lib import figures, notebook
-from experiments._lib.common import finish, print_rows, row
+from experiments._lib import cli
+from experiments._lib.common import data_variant, finish, print_rows, row
 
 BATCH_SIZES = (1, 5, 50, 500, 5000)
 MOMENTA = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -81,10 +82,6 @@ def early_stop_point(val_acc, patience=PATIENCE):
 
 def _n_seeds(seeds):
     return f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
-
-
-def _title(text, quick):
-    return text + (" (quick run)" if quick else "")
 
 
 # ============================================================================ §3.1 checks
@@ -235,13 +232,13 @@ def momentum_34(hist, alphas, seeds, label, tag):
 
 # ============================================================================ figures
 
-def _fig_batch(results, figures_dir, quick):
+def _fig_batch(results, figures_dir):
     import matplotlib.pyplot as plt
     bs = [r["batch_size"] for r in results]
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     ax.plot(bs, [100 * r["test_acc_best"] for r in results], "o-", label="test accuracy at best epoch")
     ax.set(xscale="log", xlabel="batch size", ylabel="accuracy (%)",
-           title=_title("E3 §3.2: test accuracy vs batch size", quick))
+           title="E3 §3.2: test accuracy vs batch size")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     paths = [figures.save(fig, os.path.join(figures_dir, "e3_batch_accuracy.png"))]
@@ -249,7 +246,7 @@ def _fig_batch(results, figures_dir, quick):
     ax.plot(bs, [r["train_time"] for r in results], "o-", label="training time to early stop (s)")
     ax.plot(bs, [r["time_per_epoch"] for r in results], "s--", label="time per epoch (s)")
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="seconds",
-           title=_title("E3 §3.2: training time vs batch size", quick))
+           title="E3 §3.2: training time vs batch size")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     paths.append(figures.save(fig, os.path.join(figures_dir, "e3_batch_time.png")))
@@ -258,11 +255,11 @@ def _fig_batch(results, figures_dir, quick):
         paths.append(figures.curves({"train accuracy (batch 5)": by_b[5]["train_acc"]},
                                     os.path.join(figures_dir, "e3_train_acc_b5.png"), ylabel="accuracy",
                                     marks={f"best validation epoch {by_b[5]['best_epoch']}": by_b[5]["best_epoch"]},
-                                    title=_title("E3 §3.1: training accuracy, batch 5, lr 0.01", quick)))
+                                    title="E3 §3.1: training accuracy, batch 5, lr 0.01"))
     return paths
 
 
-def _fig_33(r, path, quick, what):
+def _fig_33(r, path, what):
     """Seed 0's train/val/test curves with its best-validation and patience-3 stop epochs."""
     best, stop = r["best_epoch"][0], r["stop_epoch"][0]
     marks = {f"best validation accuracy (epoch {best})": best}
@@ -270,15 +267,15 @@ def _fig_33(r, path, quick, what):
         marks[f"patience 3 stops here (epoch {stop}; weights kept)"] = stop
     return figures.curves({"train": r["train_acc"][0], "validation": r["val_acc"][0], "test": r["test_acc"][0]},
                           path, ylabel="accuracy", marks=marks,
-                          title=_title(f"E3 §3.3, {what}, seed {r['seeds'][0]}\n"
-                                       f"{r['epochs']} epochs at batch 5 without early stopping", quick))
+                          title=f"E3 §3.3, {what}, seed {r['seeds'][0]}\n"
+                                f"{r['epochs']} epochs at batch 5 without early stopping")
 
 
-def _fig_34(m, path, quick, what, n_seeds):
+def _fig_34(m, path, what, n_seeds):
     return figures.curves({f"α = {x['momentum']:g}": np.mean(x["loss"], 0) for x in m}, path,
                           ylabel="training loss (mean batch cross-entropy of the epoch)", logy=True,
-                          title=_title(f"E3 §3.4, {what}\nSGD momentum α, lr {LR}, batch 5, mean of "
-                                       f"{n_seeds} seed{'s' if n_seeds > 1 else ''}", quick))
+                          title=f"E3 §3.4, {what}\nSGD momentum α, lr {LR}, batch 5, mean of "
+                                f"{n_seeds} seed{'s' if n_seeds > 1 else ''}")
 
 
 # ============================================================================ run
@@ -288,63 +285,91 @@ def _study_33_34(model, sp, seeds, alphas, epochs, label, tag, key_seed):
     hist = sweep_runs(model, sp, seeds, alphas, epochs, 5, key_seed)
     rows33, r33 = no_es_33(hist, seeds, label, tag)
     rows34, r34 = momentum_34(hist, alphas, seeds, label, tag)
+    for r in rows33 + rows34:
+        r["recipe"], r["seeds"] = ("document" if tag == "" else label), list(seeds)
     return rows33 + rows34, r33, r34, time.perf_counter() - t
 
 
-def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, n_train=None,
-        max_epochs=None, epochs_33=None, batch_sizes=BATCH_SIZES, momenta=MOMENTA, seeds=SEEDS,
-        part1_variant=True, log=print):
+def _figures(batch_results, r33, r34, variant, n_seeds, figures_dir):
+    figs = _fig_batch(batch_results, figures_dir)
+    figs.append(_fig_33(r33, os.path.join(figures_dir, "e3_early_stopping.png"), "document recipe"))
+    figs.append(_fig_34(r34, os.path.join(figures_dir, "e3_momentum_loss.png"), "document recipe", n_seeds))
+    if variant:
+        figs.append(_fig_33(variant["no_early_stopping"], os.path.join(figures_dir, "e3_early_stopping_part1.png"),
+                            "Part I recipe (variant)"))
+        figs.append(_fig_34(variant["momentum"], os.path.join(figures_dir, "e3_momentum_loss_part1.png"),
+                            "Part I recipe (variant)", 1))
+    return figs
+
+
+#: ``--tiny`` (and ``run(tiny=True)``): a smoke test of every stage in seconds.
+TINY = {"n_train": 500, "max_epochs": 2, "epochs_33": 2, "batch_sizes": (50, 500), "momenta": (0.5, 0.9)}
+
+
+def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, tiny=False, n_train=None,
+        max_epochs=None, epochs_33=None, batch_sizes=None, momenta=None, seeds=SEEDS, part1_variant=True,
+        n_test=None, data_dir=None, download=False, progress=None, log=print):
     """E3. ``quick``: 2,000 training images, at most 5 epochs per batch size, 3 epochs for 3.3/3.4
-    (validation 2,000 and test 10,000 as in full mode). ``seeds``: the document recipe's seeds.
-    Returns the record (also written as ``results_dir/e3.json``); figures ``e3_*.png`` go to
-    ``figures_dir``."""
+    (validation 2,000 and test 10,000 as in full mode); ``tiny``: :data:`TINY` for every keyword
+    left None. ``seeds``: the document recipe's seeds; ``n_test``: test on the first ``n_test``
+    test images only. ``data_dir``/``download``: where to find
+    Fashion-MNIST (see :func:`cli.dataset_path`). Returns the record (also written as
+    ``results_dir/e3.json``); figures ``e3_*.png`` go to ``figures_dir``."""
+    if tiny:
+        given = dict(n_train=n_train, max_epochs=max_epochs, epochs_33=epochs_33, batch_sizes=batch_sizes,
+                     momenta=momenta)
+        n_train, max_epochs, epochs_33, batch_sizes, momenta = (TINY | {k: v for k, v in given.items() if v is not None}
+                                                                 ).values()
+    mode = "tiny" if tiny else "quick" if quick else "full"
     log = log or (lambda *a, **k: None)
     t_all, timings = time.perf_counter(), {}
     n_train = n_train or (2000 if quick else None)
     max_epochs = max_epochs or (5 if quick else MAX_EPOCHS)
     epochs_33 = epochs_33 or (3 if quick else 30)
-    sp = data.get_split("fashion_mnist", flatten_images=True, n_train=n_train, seed=0)
-    nb = notebook.load((n_train or 10 * notebook.TRAIN_PER_CLASS) // 10, nhwc=False)
+    batch_sizes, momenta = tuple(batch_sizes or BATCH_SIZES), tuple(momenta or MOMENTA)
+    cli.phase("E3 data", "Fashion-MNIST: Part I's stratified split and the notebook's split")
+    path = cli.dataset_path(data_dir, "fashion_mnist")
+    sp = data.get_split("fashion_mnist", flatten_images=True, n_train=n_train, seed=0, path=path, download=download)
+    nb = notebook.load((n_train or 10 * notebook.TRAIN_PER_CLASS) // 10, nhwc=False, path=path, download=download)
+    if n_test:  # smaller test set (tests of the script only; every mode evaluates all 10,000)
+        sp, nb = (p._replace(x_test=p.x_test[:n_test], y_test=p.y_test[:n_test]) for p in (sp, nb))
     model = make_model()
     params0 = model.init(jax.random.key(seed))
 
     t = time.perf_counter()
+    cli.phase("E3 §3.1", "gradient and magnitude checkers")
     rows, grad_rows, mag = checks_31(model, params0, sp, log)
     timings["3.1_checks"] = time.perf_counter() - t
     t = time.perf_counter()
+    cli.phase("E3 §3.2", f"batch sizes {list(batch_sizes)} to early stopping")
     more, batch_results, slower = batch_32(model, params0, sp, batch_sizes, max_epochs, seed, log)
     rows += more
     timings["3.2_batch_sizes"] = time.perf_counter() - t
 
     alphas = (0.0, *momenta)
+    cli.phase("E3 §3.3–3.4", f"document recipe, α {list(alphas)} × seeds {list(seeds)}, {epochs_33} epochs")
     more, r33, r34, timings["3.3_3.4_document"] = _study_33_34(make_model("glorot"), nb, seeds, alphas, epochs_33,
                                                                "document", "", seed)
     rows += more
     variant = None
     if part1_variant:
+        cli.phase("E3 §3.3–3.4 variant", "Part I's recipe, one seed")
         more, v33, v34, timings["3.3_3.4_part1_variant"] = _study_33_34(model, sp, (seed,), alphas, epochs_33,
                                                                         PART1_LABEL, ".part1", seed)
         rows += more
         variant = {"label": PART1_LABEL, "no_early_stopping": v33, "momentum": v34}
     for r in rows:
+        r.setdefault("recipe", "Part I's NumPy starter code")
         log(f"  {r['quantity']}: {r['value']}  ({r['note']})")
-
-    figs = _fig_batch(batch_results, figures_dir, quick)
-    figs.append(_fig_33(r33, os.path.join(figures_dir, "e3_early_stopping.png"), quick, "document recipe"))
-    figs.append(_fig_34(r34, os.path.join(figures_dir, "e3_momentum_loss.png"), quick, "document recipe", len(seeds)))
-    if variant:
-        figs.append(_fig_33(variant["no_early_stopping"], os.path.join(figures_dir, "e3_early_stopping_part1.png"),
-                            quick, "Part I recipe (variant)"))
-        figs.append(_fig_34(variant["momentum"], os.path.join(figures_dir, "e3_momentum_loss_part1.png"), quick,
-                            "Part I recipe (variant)", 1))
+    with figures.run_mode(mode):
+        figs = _figures(batch_results, r33, r34, variant, len(seeds), figures_dir)
 
     timings["total"] = time.perf_counter() - t_all
-    kind = "sample" if "sample" in nb.source.lower() else "full"
-    record = {"experiment": "E3", "doc": "003 §3.1–3.4", "quick": quick, "seed": seed,
-              "recipe": "§3.1–3.2: Part I's NumPy starter code; §3.3–3.4: " + notebook.LABEL,
-              "variant_labels": [PART1_LABEL] if variant else [], "seeds": list(seeds),
-              "data": f"{kind}: §3.1–3.2 {sp.notes}; §3.3–3.4 {nb.notes}",
-              "data_source": sp.source, "data_notes": sp.notes,
+    record = {"experiment": "E3", "doc": "003 §3.1–3.4", "quick": mode != "full", "mode": mode, "seed": seed,
+              "recipe": "document (§3.3–3.4)", "recipe_detail": "§3.1–3.2: Part I's NumPy starter code; "
+              "§3.3–3.4: " + notebook.LABEL, "variant_labels": [PART1_LABEL] if variant else [],
+              "seeds": list(seeds), "data": data_variant(nb),
+              "data_source": sp.source, "data_notes": f"§3.1–3.2 {sp.notes}; §3.3–3.4 {nb.notes}",
               "sizes": {"train": len(sp.x_train), "val": len(sp.x_val), "test": len(sp.x_test)},
               "config": {"model": "784-128(ReLU)-10", "init_31_32": "W, b ~ N(0, 0.1^2)", "lr": LR,
                          "patience": PATIENCE, "max_epochs": max_epochs, "order": "shuffle",
@@ -358,24 +383,32 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, n_
     return finish("e3", record, results_dir)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true",
-                    help="2,000 training images, <= 5 epochs per batch size, 3 epochs for §3.3/§3.4")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="seeds of the document recipe")
-    ap.add_argument("--max-epochs", type=int, default=None, help="epoch cap of §3.2 (default 200)")
-    ap.add_argument("--epochs-33", type=int, default=None, help="epochs of §3.3/§3.4 (default 30)")
-    ap.add_argument("--results", default="results")
-    ap.add_argument("--figures", default="figures")
-    a = ap.parse_args(argv)
-    rec = run(a.quick, a.results, a.figures, a.seed, max_epochs=a.max_epochs, epochs_33=a.epochs_33,
-              seeds=tuple(a.seeds), log=None)
-    print(f"E3 — {rec['recipe']}; seeds {rec['seeds']}; data {rec['data']}; quick={rec['quick']}:")
+def _parser():
+    ap = cli.make_parser(__doc__, prog="python -m experiments.e3_fashion", seed=42,
+                         quick="Train on 2,000 images, at most 5 epochs per batch size, 3 epochs for §3.3–3.4.",
+                         tiny="Train on 500 images, 2 epochs, batch sizes 50 and 500 (a smoke test).")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+                    help="Seeds of the document recipe of §3.3–3.4 (default 42 43 44).")
+    ap.add_argument("--max-epochs", type=int, default=None, help="Epoch cap of §3.2 (default 200).")
+    ap.add_argument("--epochs-33", type=int, default=None, help="Epochs of §3.3–3.4 (default 30).")
+    return ap
+
+
+def _body(a):
+    rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, tiny=a.mode == "tiny",
+              max_epochs=a.max_epochs, epochs_33=a.epochs_33, seeds=tuple(a.seeds), data_dir=a.data,
+              download=a.download, log=None)
+    print(f"E3 — {rec['recipe_detail']}; seeds {rec['seeds']}; data: {rec['data']} ({rec['data_notes']}); "
+          f"mode {rec['mode']}:")
     print_rows(rec, 78, notes=True)
     print("wall times: " + ", ".join(f"{k} {v:.1f} s" for k, v in rec["timings"].items()))
     print(f"E3 wall time {rec['wall_time']:.1f} s; wrote {rec['json']}")
 
 
+def main(argv=None) -> int:
+    """The command line (``python -m experiments.e3_fashion --help``); returns the exit code."""
+    return cli.main(_parser(), _body, argv, prog="experiments.e3_fashion")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -48,27 +48,37 @@ def split_indices(y, train_per_class: int = TRAIN_PER_CLASS, val_per_class: int 
 
 
 def load(train_per_class: int = TRAIN_PER_CLASS, val_per_class: int = VAL_PER_CLASS, *,
-         nhwc: bool = True, raw: data.RawData | None = None) -> data.Split:
+         nhwc: bool = True, raw: data.RawData | None = None, path=None, download: bool = False) -> data.Split:
     """Fashion-MNIST with the notebook's split (float32 in [0, 1]; NHWC ``(N, 28, 28, 1)`` or
     flattened ``(N, 784)``): ``10·train_per_class`` / ``10·val_per_class`` / all test images.
-    ``notes`` says how the split was made."""
-    raw = data.load("fashion_mnist") if raw is None else raw
+
+    ``path``/``download`` go to :func:`jaxnets.data.load` (which falls back to the embedded
+    sample); on a copy with fewer than ``train_per_class + val_per_class`` images of some class
+    (the 6,000-image sample) both parts shrink in the notebook's 5 : 1 ratio to fit, and
+    ``notes`` says so."""
+    raw = data.load("fashion_mnist", path, download) if raw is None else raw
+    n_min = int(np.bincount(raw.y_train).min())
+    scaled = ""
+    if n_min < train_per_class + val_per_class and getattr(raw, "variant", "full") != "full":
+        need = train_per_class + val_per_class
+        train_per_class, val_per_class = n_min * train_per_class // need, n_min * val_per_class // need
+        scaled = f" (scaled down to fit the {raw.variant}'s {n_min} images per class)"
     tr, va = split_indices(raw.y_train, train_per_class, val_per_class)
     f = (lambda x: data.to_nhwc(data.to_float(x))) if nhwc else (lambda x: data.flatten(data.to_float(x)))
     notes = (f"{raw.source}: doc 003 notebook split, per class first {train_per_class} → train "
-             f"({len(tr)}), last {val_per_class} → val ({len(va)}), shuffled with seed {SHUFFLE_SEED}; "
-             f"{len(raw.y_test)} test")
+             f"({len(tr)}), last {val_per_class} → val ({len(va)}){scaled}, shuffled with seed "
+             f"{SHUFFLE_SEED}; {len(raw.y_test)} test")
     return data.Split(f(raw.x_train[tr]), raw.y_train[tr].astype(np.int32), f(raw.x_train[va]),
                       raw.y_train[va].astype(np.int32), f(raw.x_test), raw.y_test.astype(np.int32),
-                      raw.classes, raw.source, notes)
+                      raw.classes, raw.source, notes, variant=getattr(raw, "variant", "full"))
 
 
 def fit(model, params, train_data, val, *, key, epochs: int = RECIPE["max_epochs"],
         batch_size: int = RECIPE["batch_size"], patience: int | None = RECIPE["patience"],
-        momentum: float = 0.0, test=None, eval_train: bool = False):
+        momentum: float = 0.0, test=None, eval_train: bool = False, progress: bool | None = False):
     """Train with the notebook's recipe; returns ``(params kept, FitResult)`` where the params
     kept are the **last** epoch's (Keras without ``restore_best_weights``), not the best one's."""
     res = train.fit(model, params, train_data, val=val, test=test, epochs=epochs,
                     batch_size=min(batch_size, len(train_data[0])), lr=RECIPE["lr"], momentum=momentum,
-                    order="shuffle", key=key, patience=patience, eval_train=eval_train, progress=False)
+                    order="shuffle", key=key, patience=patience, eval_train=eval_train, progress=progress)
     return res.final_params, res
