@@ -538,12 +538,12 @@ def _parser():
     ap = cli.make_parser(__doc__, prog="python -m experiments.e4_ood", seed=42,
                          quick="Train on 1,000 images for 2 epochs; the table on 500 test images, the curves on 100.",
                          tiny="Train one model on 300 images for 1 epoch (a smoke test).")
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="Seeds of the document recipe (default 42 43 44); --seed is the variants' seed.")
     ap.add_argument("--epochs", type=int, default=None, help="Epoch cap of the document recipe (default 50).")
-    ap.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=list(MODEL_NAMES),
-                    help="Models to train (default all three).")
-    ap.add_argument("--remedies", nargs="*", default=["shift", "rot90"], choices=["shift", "rot90"],
+    ap.add_argument("--models", nargs="+", default=None, choices=list(MODEL_NAMES),
+                    help="Models to train (default all three; one with --tiny).")
+    ap.add_argument("--remedies", nargs="*", default=None, choices=["shift", "rot90"],
                     help="Augmentation variants (default shift and rot90; none: no variants at all).")
     ap.add_argument("--copies", type=int, default=1, help="Augmented copies of the training set per remedy.")
     ap.add_argument("--max-shift", type=int, default=5, help="Random shifts are uniform in ±max-shift px.")
@@ -552,7 +552,7 @@ def _parser():
 
 def _body(a):
     rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, tiny=a.mode == "tiny",
-              model_names=tuple(a.models), seeds=tuple(a.seeds), remedies=tuple(a.remedies), epochs=a.epochs,
+              model_names=a.models, seeds=a.seeds, remedies=a.remedies, epochs=a.epochs,
               copies=a.copies, max_shift=a.max_shift, data_dir=a.data, download=a.download)
     print(format_tables(rec))
     print()
