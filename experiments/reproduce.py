@@ -72,6 +72,8 @@ def _worked_rows(results_dir):
         if r["doc_value"] is None:  # the step-by-step values live in results/worked.txt
             continue
         status = "info" if r["agrees"] is None else ("agrees" if r["agrees"] else "differs")
+        if status == "differs" and str(r.get("note") or "").startswith("document slip"):
+            status = "document slip"
         rows.append({"id": r["id"], "doc": r["doc"], "quantity": r["id"], "value": r["value"],
                      "doc_value": r["doc_value"], "tolerance": "doc rounding" if r["agrees"] is not None else None,
                      "status": status, "note": r.get("note") or "", "data": "document"})

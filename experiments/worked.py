@@ -199,8 +199,10 @@ class Report:
         recs = self.records
         stated = [r for r in recs if r["agrees"] is not None]
         bad = [r for r in stated if not r["agrees"]]
+        slips = [r for r in bad if r["note"].startswith("document slip")]
         summary = [f"{len(recs)} quantities, {len(stated)} with a stated document value: "
-                   f"{len(stated) - len(bad)} agree, {len(bad)} disagree."]
+                   f"{len(stated) - len(bad)} agree, {len(bad)} disagree ({len(slips)} of them document slips, "
+                   "each reconstructed in its section)."]
         summary += [f"  DISAGREES {r['id']}: {r['note']}" for r in bad]
         return "\n\n".join([s.text() for s in self.sections] + ["\n".join(summary)])
 
@@ -558,7 +560,67 @@ def doc002_q3() -> Section:
         s.row("dL/dw2 with ReLU hidden", res["relu"][2][1]["W"], id="d002.q3.dL_dw2_relu")
         s.row("loss with ReLU hidden", res["relu"][1], id="d002.q3.loss_relu",
               note="also ln 2: both scores are equal for any hidden activation")
+        _doc002_code_rows(s, x[0].tolist(), params, "the document's own example",
+                          "d002.q3.code", expect_equal=True)
+        _doc002_code_rows(s, DOC002_COUNTER["x"], _doc002_params(**DOC002_COUNTER), "a counter-example "
+                          f"(x = {DOC002_COUNTER['x']}, w2 = {DOC002_COUNTER['w2']}, unequal columns)",
+                          "d002.q3.counter", expect_equal=False)
         return s
+
+
+# A network on which doc 002's scalar code and the correct rule disagree: w2's columns differ.
+DOC002_COUNTER = {"x": [1.0, -1.0], "w1": [[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]], "b1": [0.0, 0.0, 0.0],
+                  "w2": [[1.0, -1.0], [2.0, 0.0], [0.0, 1.0]], "b2": [0.0, 0.0]}
+
+
+def _doc002_params(w1, b1, w2, b2, **_):
+    return [{"W": _f64(w1), "b": _f64(b1)}, {"W": _f64(w2), "b": _f64(b2)}]
+
+
+def doc002_code_backprop(input, w1, b1, w2, b2, target):
+    """doc 002 Q3's scalar ``backprop``, line for line as printed (pure Python; only the printed
+    syntax slip in ``sigmoid``'s brackets is repaired). Returns (dL_dw1, dL_db1, dL_dw2, dL_db2).
+
+    Two lines are wrong in general: ``dL_dh`` has one entry per **output** (not per hidden unit)
+    and sums rows 0 and 1 of ``w2`` only, and ``dL_do1`` multiplies every sigmoid slope by
+    ``dL_dh[i]`` with the ``i`` left over from the loop above (the last output index)."""
+    sig = lambda v: [1 / (1 + math.exp(-t)) for t in v]  # noqa: E731
+    o1 = [sum(input[j] * w1[j][i] for j in range(len(input))) + b1[i] for i in range(len(w1[0]))]
+    h = sig(o1)
+    o2 = [sum(h[j] * w2[j][i] for j in range(len(h))) + b2[i] for i in range(len(w2[0]))]
+    e = [math.exp(v) for v in o2]
+    y = [v / sum(e) for v in e]
+    dL_do2 = [y[i] - target[i] for i in range(len(y))]
+    dL_dw2 = [[a * b for a in dL_do2] for b in h]
+    dL_db2 = dL_do2
+    dL_dh = [dL_do2[i] * w2[0][i] for i in range(len(dL_do2))]
+    for i in range(len(dL_do2)):
+        dL_dh[i] += dL_do2[i] * w2[1][i]
+    dL_do1 = [dL_dh[i] * d_sig for d_sig in [t * (1 - t) for t in sig(o1)]]  # i: leaked, as printed
+    dL_dw1 = [[dL_do1[i] * input[j] for i in range(len(dL_do1))] for j in range(len(input))]
+    dL_db1 = dL_do1
+    return dL_dw1, dL_db1, dL_dw2, dL_db2
+
+
+def _doc002_code_rows(s, x, params, what, id_, expect_equal):
+    """The document's scalar code next to the correct rule (the library's hand-written backprop)."""
+    p = _np(params)
+    code = doc002_code_backprop(x, p[0]["W"].tolist(), p[0]["b"].tolist(), p[1]["W"].tolist(),
+                                p[1]["b"].tolist(), [1, 0])
+    net = models.mlp([2, 3, 2], activation="sigmoid", loss="softmax_cross_entropy")
+    _, g = _np(jax.jit(net.backprop)(params, _f64([x]), np.array([0])))
+    same = bool(np.allclose(code[0], g[0]["W"], atol=1e-12) and np.allclose(code[1], g[0]["b"], atol=1e-12))
+    s.step(f"doc 002's scalar backprop code on {what}")
+    s.row("dL/dw1, the document's code", code[0], id=f"{id_}.dL_dw1_code")
+    s.row("dL/dw1, correct rule (= jax.grad)", g[0]["W"], id=f"{id_}.dL_dw1_correct")
+    s.row("dL/db1, the document's code", code[1], id=f"{id_}.dL_db1_code")
+    s.row("dL/db1, correct rule (= jax.grad)", g[0]["b"], id=f"{id_}.dL_db1_correct")
+    s.row("dL/dw2: code = correct", bool(np.allclose(code[2], g[1]["W"], atol=1e-12)), id=f"{id_}.dL_dw2_same")
+    note = ("right here only because w2's two columns are equal: the true dL/dh = w2 (p − t) is 0, and so is "
+            "the code's wrong sum" if expect_equal else
+            "document slip in the code: dL_dh is indexed by output, sums rows 0 and 1 of w2 only, and dL_do1 "
+            "reuses the leaked loop index i for every hidden unit")
+    s.row("first-layer gradients: code = correct", same, id=f"{id_}.first_layer_same", note=note)
 
 
 # ============================================================================ doc 004 §1.3
@@ -587,17 +649,57 @@ def doc004_sigmoid_net() -> Section:
         s.row("net_o", fwd[1][0][0, 0], id="d004.s13.net_o")
         s.row("output ŷ = σ(net_o)", fwd[1][1][0, 0], 0.751, id="d004.s13.output", decimals=3)
         s.row("loss ½(y − ŷ)²", loss, 0.275, id="d004.s13.loss", decimals=3)
-        s.step("gradients (exact; hand-written = jax.grad to 1e-12)")
-        s.row("dl/dnet_o = (ŷ − y) ŷ(1 − ŷ)", bwd[1][1][0, 0], id="d004.s13.delta_o")
-        s.row("dl/dW2", g[1]["W"][:, 0], id="d004.s13.dl_dW2")
-        s.row("dl/db2", g[1]["b"][0], id="d004.s13.dl_db2")
-        s.row("dl/dnet_h", bwd[0][1][0], id="d004.s13.delta_h")
-        first_note = ("the document's first-layer gradients are suspect (SPEC §2) but not quoted in the SPEC;"
-                      " these exact values are ours (hand-written = jax.grad)")
-        s.row("dl/dW1 (doc layout hidden × input)", np.asarray(g[0]["W"]).T, id="d004.s13.dl_dW1",
-              note=first_note)
-        s.row("dl/db1", g[0]["b"], id="d004.s13.dl_db1", note=first_note)
+        s.step("backward (§1.3.2): exact values (hand-written = jax.grad to 1e-12) next to the stated ones")
+        exact = {"z2": fwd[1][0][0, 0], "delta2": bwd[1][1][0, 0], "dW2": g[1]["W"][:, 0],
+                 "delta1": bwd[0][1][0], "dW1": np.asarray(g[0]["W"]).T}
+        _assert_close(exact["delta2"], g[1]["b"][0], "δ⁽²⁾ = dl/db2")
+        _assert_close(exact["delta1"], g[0]["b"], "δ⁽¹⁾ = dl/db1")
+        for key, label, decimals in DOC004_BACKWARD_ROWS:
+            s.row(label, exact[key], DOC004_STATED[key], id=f"d004.s132.{key}", decimals=decimals,
+                  note="document slip: " + DOC004_SLIPS[key][0])
+        s.step("the slips reconstructed: the document's arithmetic redone, each wrong step named")
+        for key, label, decimals in DOC004_BACKWARD_ROWS:
+            why, redo = DOC004_SLIPS[key]
+            s.row(f"{label} as the doc computed it", redo(), DOC004_STATED[key], id=f"d004.s132.slip.{key}",
+                  decimals=decimals, note=why)
         return s
+
+
+# doc 004 §1.3.2's stated backward values and, per value, (the wrong step, the wrong arithmetic redone
+# from the document's own rounded numbers). x⁽⁰⁾ = [0.05, 0.1], x⁽¹⁾ ≈ [0.593, 0.597], ŷ ≈ 0.751.
+DOC004_STATED = {"z2": 0.665, "delta2": 0.1662, "dW2": [0.0986, 0.0992], "delta1": [0.0321, 0.0361],
+                 "dW1": [[0.00522, 0.00522], [0.00522, 0.00522]]}
+DOC004_BACKWARD_ROWS = (("z2", "z⁽²⁾ = W⁽²⁾x⁽¹⁾ + b⁽²⁾", 3), ("delta2", "δ⁽²⁾ = dl/db⁽²⁾", 4),
+                        ("dW2", "dl/dW⁽²⁾ = δ⁽²⁾ x⁽¹⁾", 4), ("delta1", "δ⁽¹⁾ = dl/db⁽¹⁾", 4),
+                        ("dW1", "dl/dW⁽¹⁾ = δ⁽¹⁾ x⁽⁰⁾ᵀ (hidden × input)", 5))
+
+
+def _dsig(z):
+    s = 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
+    return s * (1.0 - s)
+
+
+_X0, _W2 = np.array([0.05, 0.1]), np.array([0.4, 0.45])
+DOC004_SLIPS = {
+    "z2": ("z⁽²⁾ was computed from the input x⁽⁰⁾ instead of the hidden output x⁽¹⁾: "
+           "W⁽²⁾·x⁽⁰⁾ + b⁽²⁾ = 0.4·0.05 + 0.45·0.1 + 0.6 = 0.665 (the forward pass itself used x⁽¹⁾: "
+           "z⁽²⁾ = 1.1059, ŷ = 0.751)",
+           lambda: float(_W2 @ _X0 + 0.6)),
+    "delta2": ("the right error ŷ − y = 0.751 − 0.01 times the sigmoid slope at the wrong z⁽²⁾ = 0.665 "
+               "(σ'(0.665) = 0.2243 instead of σ'(1.1059) = 0.1868): 0.741·0.2243 = 0.1662",
+               lambda: float((0.751 - 0.01) * _dsig(0.665))),
+    "dW2": ("this step is right (δ⁽²⁾ times x⁽¹⁾) but carries the wrong δ⁽²⁾: 0.1662·[0.593, 0.597] "
+            "= [0.0986, 0.0992]",
+            lambda: (0.1662 * np.array([0.593, 0.597])).tolist()),
+    "delta1": ("besides the wrong δ⁽²⁾, one slope for both hidden units, ≈ 0.4826 = 2·σ'(z₁⁽¹⁾), was used "
+               "instead of the per-unit vector σ'(z⁽¹⁾) = [0.2413, 0.2406] (the stated values are exactly "
+               "proportional to W⁽²⁾: 0.0321/0.4 = 0.0361/0.45 ≈ 0.0802); 0.1662·[0.4, 0.45]·0.4826 = "
+               "[0.0321, 0.0361] (adding both units' slopes, 0.4819, gives [0.0320, 0.0360])",
+               lambda: (0.1662 * _W2 * 2 * _dsig(0.3775)).tolist()),
+    "dW1": ("δ⁽¹⁾ and x⁽⁰⁾ were multiplied as an inner product (one number, written into all four "
+            "entries) instead of the outer product δ⁽¹⁾ x⁽⁰⁾ᵀ: 0.0321·0.05 + 0.0361·0.1 = 0.005215 ≈ 0.00522",
+            lambda: np.full((2, 2), float(np.array([0.0321, 0.0361]) @ _X0)).tolist()),
+}
 
 
 # ============================================================================ doc 004 §1.5 toy

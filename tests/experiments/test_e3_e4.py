@@ -14,6 +14,7 @@ from jaxnets import data
 from jaxnets import train
 from jaxnets.data import transforms as T
 from experiments import e3_fashion, e4_ood
+from experiments._lib import notebook
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,71 @@ def test_ood_and_curve_evaluators_agree_with_plain_evaluation(fashion):
     np.testing.assert_allclose(acc_a, [acc(X), acc(T.rot90(X, 1)), acc(T.rotate(X, 45.0))], atol=1e-6)
 
 
+# --------------------------------------------------------------------------- the notebook's recipe
+
+def test_notebook_split_first_and_last_indices_per_class():
+    y = np.repeat(np.arange(3), 7)[np.random.default_rng(0).permutation(21)]
+    tr, va = notebook.split_indices(y, train_per_class=4, val_per_class=2, seed=42)
+    assert len(tr) == 12 and len(va) == 6 and not set(tr) & set(va)
+    for c in range(3):
+        idx = np.flatnonzero(y == c)
+        assert set(tr[y[tr] == c]) == set(idx[:4]) and set(va[y[va] == c]) == set(idx[-2:])
+    tr2, va2 = notebook.split_indices(y, 4, 2, seed=42)
+    np.testing.assert_array_equal(tr, tr2)                 # seeded shuffle: deterministic
+    assert not np.array_equal(tr, np.sort(tr))              # ... and shuffled
+    with pytest.raises(data.DataError, match="class 0 has 7"):
+        notebook.split_indices(y, 6, 2)
+
+
+def test_notebook_fit_keeps_the_last_weights_not_the_best():
+    """Keras's EarlyStopping without restore_best_weights: the weights of the stopping epoch."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    xv = rng.standard_normal((40, 4)).astype(np.float32)
+    yv = rng.integers(0, 2, 40).astype(np.int32)             # noise labels: validation stalls early
+    model = e3_fashion.models.mlp([4, 8, 2], "relu", init="glorot")
+    kept, res = notebook.fit(model, model.init(jax.random.key(0)), (x, y), (xv, yv), key=jax.random.key(1),
+                             epochs=15, patience=2)
+    assert res.stopped_early and res.best_epoch < len(res.history["epoch"])
+    _, acc = train.evaluate(model, kept, (xv, yv))
+    assert acc == pytest.approx(res.history["val_acc"][-1], abs=1e-7)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), kept, res.final_params))
+
+
+# --------------------------------------------------------------------------- E4 rows (synthetic)
+
+def _agg(mean, sd):
+    return {"mean": dict(zip(e4_ood.SETS, mean)), "sd": dict(zip(e4_ood.SETS, sd)),
+            "epochs_run": [10, 12, 9], "best_epoch": [7, 9, 6]}
+
+
+def test_aggregate_mean_and_sample_sd():
+    runs = [{"acc": {k: v for k, v in zip(e4_ood.SETS, a)}, "shift_curve": {"dx": [a[0]], "dy": [a[1]]},
+             "angle_curve": [a[2]], "epochs_run": 3, "best_epoch": 1}
+            for a in ([0.8, 0.5, 0.1, 0.2, 0.05], [0.9, 0.6, 0.2, 0.3, 0.07])]
+    agg = e4_ood.aggregate(runs)
+    assert agg["mean"]["original"] == pytest.approx(85.0) and agg["sd"]["original"] == pytest.approx(np.sqrt(50))
+    assert agg["shift_curve"]["dy"] == pytest.approx([0.55]) and agg["epochs_run"] == [3, 3]
+
+
+def test_document_rows_tolerances_slip_and_bug_row():
+    doc = {"cnn2": _agg([87.0, 54.0, 5.0, 21.0, 5.0], [0.4, 1.0, 1.0, 3.5, 0.5]),
+           "cnn3": _agg([86.0, 57.5, 6.0, 24.0, 6.5], [0.5, 1.0, 1.0, 2.0, 0.8])}
+    rows = {r["id"]: r for r in e4_ood.document_rows(doc, (42, 43, 44), {"cnn2": 80650, "cnn3": 68106}, True)}
+    assert rows["E4.cnn2.original"]["tolerance"] == 1.5 and rows["E4.cnn2.original"]["status"] == "agrees"
+    assert rows["E4.cnn2.rot180"]["tolerance"] == 7.0 and rows["E4.cnn2.rot180"]["status"] == "agrees"  # 2 sd > 5
+    assert rows["E4.cnn3.original"]["status"] == "differs" and "one Keras run" in rows["E4.cnn3.original"]["note"]
+    assert "stopped at epochs [10, 12, 9]" in rows["E4.cnn3.original"]["note"]
+    slip = rows["E4.cnn3.rot180"]
+    assert slip["status"] == "document slip" and "270° set" in slip["note"] and slip["doc_value"] == 5.6
+    bug = rows["E4.cnn3.rot180_as_notebook"]
+    assert bug["value"] == 6.5 and bug["doc_value"] == 5.6 and bug["status"] == "agrees"
+    quick = {r["id"]: r for r in e4_ood.document_rows(doc, (42, 43), {"cnn2": 1, "cnn3": 1}, False)}
+    assert quick["E4.cnn3.rot180"]["status"] == "not comparable"
+    assert quick["E4.cnn3.rot180_as_notebook"]["status"] == "not comparable"
+
+
 # --------------------------------------------------------------------------- E3 end to end
 
 def test_early_stop_point_matches_fit_rule():
@@ -89,19 +155,31 @@ def test_early_stop_point_matches_fit_rule():
 
 def test_e3_quick_end_to_end(fashion, tmp_path):
     rec = e3_fashion.run(quick=True, results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),
-                         n_train=200, max_epochs=2, epochs_33=2, batch_sizes=(1, 50),
-                         momenta=(0.5, 0.9), log=None)
+                         n_train=200, max_epochs=2, epochs_33=4, batch_sizes=(1, 50),
+                         momenta=(0.9,), seeds=(42, 43), n_test=500, log=None)
     ids = {r["id"] for r in rec["rows"]}
     for want in ("E3.1.gradcheck.W1", "E3.1.gradcheck.b2", "E3.1.magnitude", "E3.2.b1.test_acc",
-                 "E3.2.b50.updates", "E3.2.b1_slower_than_b50", "E3.3.es_test_acc", "E3.4.m0.9.test_acc"):
+                 "E3.2.b50.updates", "E3.2.b1_slower_than_b50", "E3.3.es_test_acc", "E3.4.m0.9.test_acc",
+                 "E3.3.part1.final_test_acc", "E3.4.part1.m0.test_acc"):
         assert want in ids, want
     for r in rec["rows"]:
-        assert set(r) == {"id", "quantity", "value", "doc_value", "tolerance", "status", "note"}
+        assert set(r) == {"id", "quantity", "value", "doc_value", "tolerance", "status", "note", "recipe", "data"} | (
+            {"seeds"} if r["id"].startswith(("E3.3", "E3.4")) else set())
     assert all(r["status"] == "agrees" for r in rec["rows"] if r["id"].startswith("E3.1.gradcheck"))
+    assert {r["recipe"] for r in rec["rows"] if r["id"].startswith(("E3.3.final", "E3.3.es"))} == {"document"}
+    assert rec["recipe"].startswith("document") and rec["seeds"] == [42, 43] and rec["data"] in ("full", "sample")
     b1 = rec["batch_sizes"][0]
     assert b1["updates_total"] == 200 * b1["epochs_run"]
-    assert len(rec["momentum"]) == 3 and len(rec["momentum"][0]["train_loss"]) == 2
-    for f in ("e3_batch_accuracy", "e3_batch_time", "e3_early_stopping", "e3_momentum_loss"):
+    m = rec["momentum"]
+    assert [x["momentum"] for x in m] == [0.0, 0.9]
+    assert np.asarray(m[0]["loss"]).shape == (2, 4)          # (seeds, epochs)
+    no_es = rec["no_early_stopping"]
+    assert np.asarray(no_es["test_acc"]).shape == (2, 4) and len(no_es["best_epoch"]) == 2
+    assert no_es["test_acc"] == m[0]["test_acc"]             # §3.3 is the α = 0 run of the sweep
+    assert len({tuple(t) for t in no_es["test_acc"]}) == 2   # seeds differ
+    assert rec["part1_variant"]["label"].startswith("variant:")
+    for f in ("e3_batch_accuracy", "e3_batch_time", "e3_early_stopping", "e3_momentum_loss",
+              "e3_early_stopping_part1"):
         assert os.path.getsize(tmp_path / "f" / f"{f}.png") > 0
     with open(tmp_path / "r" / "e3.json") as fh:
         assert json.load(fh)["experiment"] == "E3"
@@ -111,20 +189,41 @@ def test_e3_quick_end_to_end(fashion, tmp_path):
 
 def test_e4_quick_end_to_end_with_remedies(fashion, tmp_path):
     rec = e4_ood.run(quick=True, results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),
-                     model_names=("mlp2_ood",), remedies=("shift", "rot90"), n_train=200, epochs=1,
-                     n_test=100, sweep_n=50, log=None)
+                     model_names=("mlp2_ood",), remedies=("shift", "rot90"), seeds=(1, 2, 3), n_train=200,
+                     n_val=200, epochs=1, n_test=100, sweep_n=50, log=None)
     ids = {r["id"] for r in rec["rows"]}
-    for want in ("E4.mlp2_ood.params", "E4.mlp2_ood.up4", "E4.mlp2_ood.rot180", "E4.rot_collapse",
-                 "E4.remedy.shift.mlp2_ood.gain", "E4.remedy.rot90.mlp2_ood.in_domain",
-                 "E4.remedy.shift.raises_up4_all"):
+    for want in ("E4.mlp2_ood.params", "E4.mlp2_ood.up4", "E4.mlp2_ood.rot180", "E4.mlp2_ood.epochs",
+                 "E4.rot_collapse", "E4.variant.momentum.mlp2_ood.up4", "E4.remedy.shift.mlp2_ood.gain",
+                 "E4.remedy.rot90.mlp2_ood.in_domain", "E4.remedy.shift.raises_up4_all"):
         assert want in ids, want
-    assert next(r for r in rec["rows"] if r["id"] == "E4.mlp2_ood.params")["status"] == "agrees"
-    res = rec["results"]
+    rows = {r["id"]: r for r in rec["rows"]}
+    assert rows["E4.mlp2_ood.params"]["status"] == "agrees"
+    assert rows["E4.mlp2_ood.up4"]["status"] == "not comparable" and "quick" in rows["E4.mlp2_ood.up4"]["note"]
+    assert rec["recipe"].startswith("document") and rec["seeds"] == [1, 2, 3] and rec["data"]
+    assert all(v.startswith("variant:") for v in rec["variant_labels"])
+    assert rec["sizes"]["train"] == 200 and rec["sizes"]["val"] == 200
+    d = rec["document"]["mlp2_ood"]
+    assert [r["seed"] for r in d["seeds"]] == [1, 2, 3] and d["epochs_run"] == [1, 1, 1]
+    accs = [r["acc"]["original"] for r in d["seeds"]]
+    assert d["mean"]["original"] == pytest.approx(100 * np.mean(accs))
+    res = rec["variants"]
     assert res["shift"]["mlp2_ood"]["n_train"] == 400 and res["rot90"]["mlp2_ood"]["n_train"] == 400
-    curve = res["none"]["mlp2_ood"]["shift_curve"]
-    assert len(curve["dx"]) == len(curve["dy"]) == 17 and len(res["none"]["mlp2_ood"]["angle_curve"]) == 25
+    curve = res["momentum"]["mlp2_ood"]["shift_curve"]
+    assert len(curve["dx"]) == len(curve["dy"]) == 17 and len(res["momentum"]["mlp2_ood"]["angle_curve"]) == 25
     assert curve["dx"][8] == curve["dy"][8]  # both are the unshifted images
     assert len(rec["remedy_table"]) == 2
-    for f in ("e4_transforms", "e4_augment_examples", "e4_shift_curves", "e4_angle_curves"):
+    for f in ("e4_transforms", "e4_augment_examples", "e4_ood_table", "e4_shift_curves", "e4_angle_curves"):
         assert os.path.getsize(tmp_path / "f" / f"{f}.png") > 0
-    assert "2-layer MLP" in e4_ood.format_tables(rec)
+    text = e4_ood.format_tables(rec)
+    assert "2-layer MLP" in text and "mean ± sd of 3 seeds" in text
+
+
+def test_e4_command_line_tiny(fashion, tmp_path, capsys):
+    """The shared CLI: --tiny writes under --out, prints the document-recipe table, exit 0."""
+    rc = e4_ood.main(["--tiny", "--offline", "--out", str(tmp_path), "--remedies"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "document" in out and "mean ± sd of 3 seeds" in out
+    rec = json.loads((tmp_path / "results" / "e4.json").read_text())
+    assert rec["mode"] == "tiny" and rec["variants"] == {} and rec["data"] in ("full", "sample")
+    assert (tmp_path / "figures" / "e4_ood_table.png").stat().st_size > 0

@@ -10,10 +10,9 @@ import pytest
 
 from experiments import worked
 
-# Stated numbers that are document slips: id -> why. SPEC §2's quoted values all check out; the
-# one item SPEC calls suspect (doc 004 §1.3 first-layer gradients) is not quoted, so it carries
-# doc_value None and a note instead (see test_doc004_first_layer_flagged).
-KNOWN_SLIPS: dict = {}
+# Stated numbers that are document slips (doc 004 §1.3.2's backward pass, SPEC §2): each disagrees
+# with the exact value, says "document slip" and has a reconstruction that reproduces the stated number.
+KNOWN_SLIPS = {f"d004.s132.{k}" for k in ("z2", "delta2", "dW2", "delta1", "dW1")}
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +83,56 @@ def test_doc004_sigmoid_net(rec):
     assert abs(rec["d004.s13.loss"]["value"] - 0.275) <= 0.5e-3
 
 
-def test_doc004_first_layer_flagged(rec):
-    for rid in ("d004.s13.dl_dW1", "d004.s13.dl_db1"):
-        r = rec[rid]
-        assert r["doc_value"] is None and r["agrees"] is None
-        assert "suspect" in r["note"] and "ours" in r["note"]
-    # exact values: dl/dW1[j, i] = δ_h[j] x[i]
-    delta_h = np.asarray(rec["d004.s13.delta_h"]["value"])
-    np.testing.assert_allclose(rec["d004.s13.dl_dW1"]["value"], np.outer(delta_h, [0.05, 0.1]), rtol=1e-12)
+@pytest.mark.parametrize("key, exact", [
+    ("z2", 0.4 * 0.5932699921071872 + 0.45 * 0.596884378259767 + 0.6),
+    ("delta2", 0.13849856162855698),
+    ("dW2", [0.08216704056423078, 0.08266762784753326]),
+    ("delta1", [0.013367920422887463, 0.014996075488896856]),
+    ("dW1", [[0.0006683960211443732, 0.0013367920422887463], [0.0007498037744448428, 0.0014996075488896857]]),
+])
+def test_doc004_backward_slips_flagged_and_reconstructed(rec, key, exact):
+    """float64, tolerance 1e-12 on the exact values (independent scalar arithmetic, see the ids);
+    the reconstruction must reproduce the stated number to the document's rounding."""
+    r = rec[f"d004.s132.{key}"]
+    np.testing.assert_allclose(r["value"], exact, rtol=1e-12, atol=0)
+    assert r["agrees"] is False and r["note"].startswith("document slip")
+    redo = rec[f"d004.s132.slip.{key}"]
+    assert redo["doc_value"] == r["doc_value"] and redo["agrees"] is True
+    assert not np.allclose(redo["value"], r["value"], rtol=1e-3)      # the slip, not the math
+    assert " instead of " in redo["note"] or "carries the wrong" in redo["note"]
+
+
+def test_doc004_gradients_are_the_chain_rule(rec):
+    delta_h = np.asarray(rec["d004.s132.delta1"]["value"])
+    np.testing.assert_allclose(rec["d004.s132.dW1"]["value"], np.outer(delta_h, [0.05, 0.1]), rtol=1e-12)
+    h = np.asarray(rec["d004.s13.hidden"]["value"])
+    np.testing.assert_allclose(rec["d004.s132.dW2"]["value"], rec["d004.s132.delta2"]["value"] * h, rtol=1e-12)
+
+
+def test_doc002_code_reproduces_its_printed_output():
+    """The port of doc 002's code prints the document's own numbers (to the last digit shown)."""
+    w1, b1, w2, b2 = [[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]], [0.0] * 3, [[1.0, 1.0], [-1.0, -1.0], [-1.0, -1.0]], [0.0, 0.0]
+    dw1, db1, dw2, db2 = worked.doc002_code_backprop([1, -1], w1, b1, w2, b2, [1, 0])
+    assert dw2[0] == pytest.approx([-0.44039853898894116, 0.44039853898894116], abs=1e-15)
+    assert db2 == [-0.5, 0.5] and db1 == [0.0, 0.0, 0.0] and np.all(np.asarray(dw1) == 0)
+
+
+def test_doc002_code_counter_example(rec):
+    """Right on the document's example, wrong on the counter-example (first layer), float64."""
+    assert rec["d002.q3.code.first_layer_same"]["value"] is True
+    assert rec["d002.q3.counter.first_layer_same"]["value"] is False
+    assert rec["d002.q3.counter.dL_dw2_same"]["value"] is True     # the output layer's code is right
+    code = np.asarray(rec["d002.q3.counter.dL_dw1_code"]["value"])
+    ok = np.asarray(rec["d002.q3.counter.dL_dw1_correct"]["value"])
+    assert np.max(np.abs(code - ok)) > 1e-3
+    # the correct rule by hand: dL/dw1 = x ⊗ (σ'(o1) ⊙ (w2 (p − t)))
+    c = worked.DOC002_COUNTER
+    o1 = np.asarray(c["x"]) @ np.asarray(c["w1"])
+    h = 1 / (1 + np.exp(-o1))
+    s = h @ np.asarray(c["w2"])
+    p = np.exp(s) / np.exp(s).sum()
+    dh = np.asarray(c["w2"]) @ (p - [1, 0])
+    np.testing.assert_allclose(ok, np.outer(c["x"], h * (1 - h) * dh), rtol=1e-12)
 
 
 def test_doc004_toy_spec_tolerances(rec):
@@ -162,7 +203,7 @@ def test_text_and_cli(report, tmp_path, monkeypatch, capsys):
     path = tmp_path / "out" / "worked.json"
     assert cli.main(["--json", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "doc 004 · §1.5" in out and "agrees" in out and "0 disagree" in out
+    assert "doc 004 · §1.5" in out and "agrees" in out and "5 disagree (5 of them document slips" in out
     assert json.loads(path.read_text()) == json.loads(json.dumps(report.records))
 
 
