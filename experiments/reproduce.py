@@ -353,8 +353,9 @@ def run(only=None, quick=True, tiny=False, results_dir="results", figures_dir="f
     t0 = time.perf_counter()
     records = []
     for i, n in enumerate(names):
-        cli.phase(f"[{i + 1}/{len(names)}] {EXPERIMENTS[n][2]}",
-                  _eta_line(i, names, expected, t0, [r["wall_time"] for r in records]), level=0)
+        title = EXPERIMENTS[n][2].split(" — ", 1)[-1]
+        cli.phase(n, f"{title} ({i + 1} of {len(names)}; "
+                     f"{_eta_line(i, names, expected, t0, [r['wall_time'] for r in records])})", level=0)
         rec = run_one(n, mode, results_dir, figures_dir, from_results, data_dir=data_dir,
                       download=download, seed=seed, progress=progress)
         d = data_of(rec)[0]
