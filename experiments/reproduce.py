@@ -355,8 +355,9 @@ def run(only=None, quick=True, tiny=False, results_dir="results", figures_dir="f
     t0 = time.perf_counter()
     records = []
     for i, n in enumerate(names):
-        cli.phase(f"[{i + 1}/{len(names)}] {EXPERIMENTS[n][2]}",
-                  _eta_line(i, names, expected, t0, [r["wall_time"] for r in records]), level=0)
+        title = EXPERIMENTS[n][2].split(" — ", 1)[-1]
+        cli.phase(n, f"{title} ({i + 1} of {len(names)}; "
+                     f"{_eta_line(i, names, expected, t0, [r['wall_time'] for r in records])})", level=0)
         rec = run_one(n, mode, results_dir, figures_dir, from_results, data_dir=data_dir,
                       download=download, seed=seed, progress=progress)
         d = data_of(rec)[0]
@@ -403,12 +404,16 @@ def _parser():
     ap.add_argument("--only", default="", metavar="LIST",
                     help="Run only these, comma-separated, from: " + ", ".join(EXPERIMENTS) + ".")
     ap.add_argument("--from-results", action="store_true",
-                    help="Do not train: rebuild the report from the records an earlier run of the same "
-                         "mode wrote (a record of another mode is refused).")
+                    help="Do not train: rebuild the report from the records an earlier run wrote, "
+                         "the full-run records in results/ unless --quick or --tiny is given (a record "
+                         "of another mode is refused).")
     return ap
 
 
 def _body(a):
+    if a.from_results and not (a.quick or a.tiny):  # rebuilding the committed report by default
+        a.mode = "full"
+        a.results_dir, a.figures_dir = cli.output_dirs("full", a.out)
     out = a.out
     report_path = os.path.join(out, "RESULTS.md") if out else (
         "RESULTS.md" if a.mode == "full" else os.path.join(a.results_dir, "RESULTS.md"))

@@ -245,7 +245,10 @@ def interrupted_line(signame: str = "Ctrl-C") -> str:
 def no_data_message(err, args=None, prog: str = "") -> str:
     """The short message for a data set that is missing: what, and the exact ways to provide it."""
     from jaxnets import data
-    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    text = str(err).splitlines() or [type(err).__name__]
+    # what was looked for where (the data layer's own list of remedies is replaced by the CLI's)
+    said = text[:text.index("Ways to provide it:")] if "Ways to provide it:" in text else text[:1]
+    first = "\n".join(said[:10])
     name = getattr(err, "name", None)
     if name is None:
         m = re.search(r"data set '([\w-]+)'", str(err))

@@ -20,6 +20,25 @@ from experiments._lib import cli  # noqa: E402
 from jaxnets._io import atomic_write  # noqa: E402
 
 
+class _PlainLog(matplotlib.ticker.LogFormatter):
+    """Log-axis labels as plain numbers ("0.6", "30"), with LogFormatter's choice of which."""
+
+    def _num_to_string(self, x, vmin, vmax):
+        return f"{x:g}"
+
+
+def _plain_y(ax, logy: bool) -> None:
+    """Plain y tick values: "30", "0.50003", never "3×10¹" or an offset ("1e-5 + 5e-1") a reader
+    has to add up."""
+    if logy:
+        ax.set_yscale("log")
+        # plain numbers; matplotlib thins the minor labels by itself when the range is wide
+        ax.yaxis.set_major_formatter(_PlainLog())
+        ax.yaxis.set_minor_formatter(_PlainLog(minor_thresholds=(2, 0.5)))
+    else:
+        ax.ticklabel_format(axis="y", useOffset=False)
+
+
 def _epoch_axis(ax, xlabel, n_points=None):
     # epochs, passes and iterations are counts: never label 2.5
     if xlabel.split()[0] in ("epoch", "epochs", "pass", "passes", "iteration", "step"):
@@ -51,10 +70,7 @@ def curves(series: dict, path, *, xlabel="epoch", ylabel="", title="", logy=Fals
     for i, (label, xv) in enumerate((marks or {}).items()):
         ax.axvline(xv, color=("k", "tab:red", "tab:purple", "tab:brown")[i % 4],
                    ls=("--", ":", "-.", (0, (5, 1, 1, 1)))[i % 4], lw=1.2, label=label)
-    if logy:
-        ax.set_yscale("log")
-    else:  # plain tick values ("0.50003"), not an offset ("1e-5 + 5e-1") a reader has to add up
-        ax.ticklabel_format(axis="y", useOffset=False)
+    _plain_y(ax, logy)
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.set_title(wrap(title), fontsize=10)
     _epoch_axis(ax, xlabel, max((len(v) for v in series.values()), default=0) if x is None else None)
@@ -81,8 +97,7 @@ def train_test_curves(runs: dict, path, *, kinds=("train", "test"), xlabel="epoc
                     marker="o" if len(ys) < 3 else None)
         handles.append(Line2D([], [], color=f"C{i % 10}", lw=2, label=label))
     handles += [Line2D([], [], color="k", ls=ls, lw=1.4, label=kind) for kind, ls in zip(kinds, dashes)]
-    if logy:
-        ax.set_yscale("log")
+    _plain_y(ax, logy)
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.set_title(wrap(title, 80), fontsize=10)
     _epoch_axis(ax, xlabel, n)

@@ -156,3 +156,15 @@ def test_sigterm_stops_a_real_run_cleanly(tmp_path):
     assert "Traceback" not in err
     assert not [f for f in tmp_path.rglob("*") if f.name.endswith(".part")]
     assert not (tmp_path / "results" / "e1.json").exists()   # the record is written only at the end
+
+
+def test_missing_data_message_from_the_registry_keeps_where_it_looked(tmp_path):
+    """A real not-found error (an explicit --data folder without the files): the message keeps
+    the registry's list of places looked in and gives the command-line remedies instead of its
+    Python ones."""
+    with pytest.raises(data.DataNotFoundError) as e:
+        data.load("fashion_mnist", path=tmp_path, download=False)
+    msg = cli.no_data_message(e.value, argparse.Namespace(offline=True), "experiments.e3_fashion")
+    assert msg.startswith("error: data set 'fashion_mnist'") and str(tmp_path) in msg
+    assert "python -m experiments.e3_fashion --data DIR" in msg and "DIR/fashion_mnist/" in msg
+    assert "in Python" not in msg and msg.count("Ways to provide it:") == 1
