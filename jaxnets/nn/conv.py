@@ -82,30 +82,41 @@ def _out_size(n: int, k: int, s: int, lo: int, hi: int) -> int:
     return (n + lo + hi - k) // s + 1
 
 
-def _window_index(padded_hw, window, strides, out_hw):
-    """Flat positions (Ho·Wo·kh·kw,) in a (Hp·Wp) grid read by the windows, ordered (p, q, i, j)."""
-    (Hp, Wp), (kh, kw), (sh, sw), (Ho, Wo) = padded_hw, window, strides, out_hw
-    rows = (np.arange(Ho) * sh)[:, None, None, None] + np.arange(kh)[None, None, :, None]
-    cols = (np.arange(Wo) * sw)[None, :, None, None] + np.arange(kw)[None, None, None, :]
-    return (rows * Wp + cols).reshape(-1).astype(np.int32)
+def _window_slice(x, i, j, strides, out_hw):
+    """The (N, Ho, Wo, C) entries that window offset (i, j) reads from x (N, Hp, Wp, C)."""
+    (sh, sw), (Ho, Wo) = strides, out_hw
+    return lax.slice(x, (0, i, j, 0), (x.shape[0], i + (Ho - 1) * sh + 1, j + (Wo - 1) * sw + 1, x.shape[3]),
+                     (1, sh, sw, 1))
 
 
 def _gather_windows(x_pad, window, strides, out_hw):
-    """im2col as one gather: (N, Hp, Wp, C) → (N, Ho, Wo, kh·kw, C)."""
-    N, Hp, Wp, C = x_pad.shape
-    idx = _window_index((Hp, Wp), window, strides, out_hw)
-    g = x_pad.reshape(N, Hp * Wp, C).at[:, idx, :].get(mode="promise_in_bounds")
-    return g.reshape(N, out_hw[0], out_hw[1], window[0] * window[1], C)
+    """im2col: (N, Hp, Wp, C) → (N, Ho, Wo, kh·kw, C), window offsets (i, j) row-major.
+
+    One strided slice per window offset, stacked: XLA fuses the kh·kw slices into one loop that
+    its consumers (the patches matmul, the pool's arg-max) read, where a gather with an index
+    table runs as a much slower generic gather on XLA:CPU."""
+    kh, kw = window
+    return jnp.stack([_window_slice(x_pad, i, j, strides, out_hw) for i in range(kh) for j in range(kw)],
+                     axis=3)
 
 
 def _gather_windows_adjoint(d, padded_hw, window, strides):
-    """Adjoint of :func:`_gather_windows` (col2im): scatter-add (N, Ho, Wo, kh·kw, C) into (N, Hp, Wp, C)."""
+    """Adjoint of :func:`_gather_windows` (col2im): (N, Ho, Wo, kh·kw, C) → (N, Hp, Wp, C).
+
+    The adjoint of each strided slice is a zero pad (interior padding stride − 1) back onto the
+    padded grid; overlapping windows add up. A sum of kh·kw pads fuses into one elementwise loop,
+    where a scatter-add runs serially on XLA:CPU."""
     N, Ho, Wo, P, C = d.shape
-    Hp, Wp = padded_hw
-    idx = _window_index((Hp, Wp), window, strides, (Ho, Wo))
-    out = jnp.zeros((N, Hp * Wp, C), d.dtype).at[:, idx, :].add(
-        d.reshape(N, Ho * Wo * P, C), mode="promise_in_bounds")
-    return out.reshape(N, Hp, Wp, C)
+    (Hp, Wp), (kh, kw), (sh, sw) = padded_hw, window, strides
+    zero = jnp.zeros((), d.dtype)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            hi_h, hi_w = Hp - i - (Ho - 1) * sh - 1, Wp - j - (Wo - 1) * sw - 1
+            t = lax.pad(d[:, :, :, i * kw + j, :], zero,
+                        ((0, 0, 0), (i, hi_h, sh - 1), (j, hi_w, sw - 1), (0, 0, 0)))
+            out = t if out is None else out + t
+    return out
 
 
 @jax.tree_util.register_static
