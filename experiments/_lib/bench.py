@@ -311,22 +311,29 @@ def _machine(peak, bw):
     return {"matmul_peak": peak, "bandwidth": bw}
 
 
+PEAK_N, BANDWIDTH_MIB = 2048, 256   # sizes of the in-run peak and bandwidth probes (tests shrink them)
+
+
+def _probes():
+    return matmul_peak(PEAK_N), memory_bandwidth(BANDWIDTH_MIB)
+
+
 def _measure(variants, rounds, seed):
     """Interleave, then re-measure peak and bandwidth (the best of before and after counts)."""
     orders = interleave(variants, rounds, seed)
-    return orders, matmul_peak(), memory_bandwidth()
+    return (orders, *_probes())
 
 
 def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=15, per_example_steps=400, scalar_examples=3,
-               batched_steps=None, torch_batches=(5, 50, 500), seed=0):
-    """Seconds per epoch of every rung at every batch size. X: (n, 784) float32, Y: (n,) int32.
-
-    n must be a multiple of every batch size (the minimal scan has no ragged batch)."""
+               batched_steps=None, torch_batches=(5, 50, 500), sizes=(784, 256, 10), seed=0):
+    """Seconds per epoch of every rung at every batch size. X: (n, 784) float32, Y: (n,) int32;
+    ``sizes``: the sigmoid MLP's layer widths. n must be a multiple of every batch size (the
+    minimal scan has no ragged batch)."""
     from jaxnets import models
-    model = models.mlp([784, 256, 10], "sigmoid", "softmax_cross_entropy")
+    model = models.mlp(list(sizes), "sigmoid", "softmax_cross_entropy")
     p0 = model.init(jax.random.key(seed))
     Xd, Yd = jax.device_put(jnp.asarray(X)), jax.device_put(jnp.asarray(Y))
-    peak, bw = matmul_peak(), memory_bandwidth()
+    peak, bw = _probes()
     pl = oracles.to_lists(p0)   # pure-Python scalar: a few examples, extrapolated per sample
     t = time.perf_counter()
     for i in range(scalar_examples):
@@ -352,7 +359,7 @@ def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=15, per_example_steps=4
                         "min_s": scalar_per_sample * len(X), "max_s": None, "compile_s": None, "peak_bytes": None,
                         "note": f"extrapolated from {scalar_examples} examples ({scalar_per_sample:.3f} s/sample)"})
         table.append({"batch": B, "rows": rows, "orders": orders, "seed": seed + k})
-    return {"model": "784-256-10 sigmoid MLP", "n": len(X), **_machine(peak, bw), "table": table,
+    return {"model": f"{'-'.join(map(str, sizes))} sigmoid MLP", "n": len(X), **_machine(peak, bw), "table": table,
             "rounds": rounds}
 
 
@@ -364,7 +371,7 @@ def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
     PyTorch eager, per (model, batch) case. X: (n, 28, 28, 1) NHWC float32, n a multiple of each batch."""
     from jaxnets.models import cnn
     Xd, Yd = jax.device_put(jnp.asarray(X)), jax.device_put(jnp.asarray(Y))
-    peak, bw = matmul_peak(), memory_bandwidth()
+    peak, bw = _probes()
     out = []
     for k, (name, B) in enumerate(cases):
         model = cnn.MODELS[name]()

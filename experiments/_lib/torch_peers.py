@@ -43,8 +43,8 @@ def version() -> str:
 def _dense(torch, p):
     lin = torch.nn.Linear(*np.asarray(p["W"]).shape)
     with torch.no_grad():
-        lin.weight.copy_(torch.from_numpy(np.asarray(p["W"], np.float32).T.copy()))
-        lin.bias.copy_(torch.from_numpy(np.asarray(p["b"], np.float32)))
+        lin.weight.copy_(torch.from_numpy(np.array(p["W"], np.float32).T.copy()))
+        lin.bias.copy_(torch.from_numpy(np.array(p["b"], np.float32)))
     return lin
 
 
@@ -53,7 +53,7 @@ def _conv(torch, p):
     c = torch.nn.Conv2d(W.shape[2], W.shape[3], W.shape[:2])
     with torch.no_grad():
         c.weight.copy_(torch.from_numpy(W.transpose(3, 2, 0, 1).copy()))   # OIHW
-        c.bias.copy_(torch.from_numpy(np.asarray(p["b"], np.float32)))
+        c.bias.copy_(torch.from_numpy(np.array(p["b"], np.float32)))
     return c
 
 
@@ -99,8 +99,8 @@ def mlp_epoch(params, X, Y, batch, lr=0.01):
     """(run, module): X (n, 784) float32, Y (n,) int labels."""
     torch = _torch()
     m = mlp_module(params)
-    return _sgd_epoch(m, torch.from_numpy(np.asarray(X, np.float32)),
-                      torch.from_numpy(np.asarray(Y, np.int64)), batch, lr), m
+    return _sgd_epoch(m, torch.from_numpy(np.array(X, np.float32)),
+                      torch.from_numpy(np.array(Y, np.int64)), batch, lr), m
 
 
 def cnn_epoch(params, X, Y, batch, lr=0.01):
@@ -108,7 +108,7 @@ def cnn_epoch(params, X, Y, batch, lr=0.01):
     torch = _torch()
     m = cnn_module(params)
     Xt = torch.from_numpy(np.ascontiguousarray(np.asarray(X, np.float32).transpose(0, 3, 1, 2)))
-    return _sgd_epoch(m, Xt, torch.from_numpy(np.asarray(Y, np.int64)), batch, lr), m
+    return _sgd_epoch(m, Xt, torch.from_numpy(np.array(Y, np.int64)), batch, lr), m
 
 
 def _gpt(torch, vocab, block_size, n_embd, n_head, n_layer, dropout):
@@ -152,7 +152,7 @@ def transformer_chunk(vocab, cfg: dict, train_tokens, steps, lr=1e-3, weight_dec
     m = _gpt(torch, vocab, cfg["block_size"], cfg["n_embd"], cfg["n_head"], cfg["n_layer"], cfg["dropout"])
     m.train()
     opt = torch.optim.AdamW(m.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay)
-    data = torch.from_numpy(np.asarray(train_tokens, np.int64))
+    data = torch.from_numpy(np.array(train_tokens, np.int64))
     B, T = cfg["batch_size"], cfg["block_size"]
     gen = torch.Generator().manual_seed(seed)
 
