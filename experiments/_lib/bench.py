@@ -232,7 +232,7 @@ def _jax_step_loop(model, p0, Xd, Yd, B):
     return Variant(JIT_LOOP, run, compile_s=comp)
 
 
-def _fit_epoch(model, p0, Xd, Yd, B, grad, name, general=False, key=jax.random.key(0)):
+def _fit_epoch(model, p0, Xd, Yd, B, grad, name, general=False, key=jax.random.key(0), with_cost=True):
     """What :func:`train.fit` runs per epoch for plain SGD (``order="shuffle"``, momentum and L2
     compiled out, no per-step gradient check, the epoch-end finiteness check with its replay);
     ``general=True``: ``make_epoch``'s defaults — momentum, L2 (traced, here 0) and the per-step
@@ -244,10 +244,11 @@ def _fit_epoch(model, p0, Xd, Yd, B, grad, name, general=False, key=jax.random.k
     c, comp = _compile(jax.jit(train.make_epoch(model, n, B, "shuffle", grad, **sw)),
                        st, hp, jnp.int32(0), key, Xd, Yd)
     run_epoch = _engine._with_replay(c, c)     # fit's per-epoch call (replay never triggers here)
-    # FLOPs and bytes of one step: the same epoch function compiled for one batch.
-    sc, _ = _compile(jax.jit(train.make_epoch(model, B, B, "shuffle", grad, **sw)),
-                     st, hp, jnp.int32(0), key, Xd[:B], Yd[:B])
-    flops, nbytes = (v * train.n_batches(n, B) for v in cost(sc))
+    flops = nbytes = None
+    if with_cost:  # FLOPs and bytes of one step: the same epoch function compiled for one batch
+        sc, _ = _compile(jax.jit(train.make_epoch(model, B, B, "shuffle", grad, **sw)),
+                         st, hp, jnp.int32(0), key, Xd[:B], Yd[:B])
+        flops, nbytes = (v * train.n_batches(n, B) for v in cost(sc))
     holder = [st]
 
     def run():
@@ -325,9 +326,10 @@ def _measure(variants, rounds, seed):
 
 
 def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=15, per_example_steps=400, scalar_examples=3,
-               batched_steps=None, torch_batches=(5, 50, 500), sizes=(784, 256, 10), seed=0):
+               batched_steps=None, torch_batches=(5, 50, 500), sizes=(784, 256, 10), extras=True, seed=0):
     """Seconds per epoch of every rung at every batch size. X: (n, 784) float32, Y: (n,) int32;
-    ``sizes``: the sigmoid MLP's layer widths. n must be a multiple of every batch size (the
+    ``sizes``: the sigmoid MLP's layer widths; ``extras``: also the epoch with every option and
+    check on and, at batch 5, the vmapped sweep. n must be a multiple of every batch size (the
     minimal scan has no ragged batch)."""
     from jaxnets import models
     model = models.mlp(list(sizes), "sigmoid", "softmax_cross_entropy")
@@ -344,10 +346,11 @@ def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=15, per_example_steps=4
         vs = _numpy_variants(X, Y, p0, B, per_example_steps, batched_steps)
         vs += [_jax_step_loop(model, p0, Xd, Yd, B),
                _fit_epoch(model, p0, Xd, Yd, B, "hand", FIT),
-               _fit_epoch(model, p0, Xd, Yd, B, "autodiff", FIT_AD),
-               _fit_epoch(model, p0, Xd, Yd, B, "hand", GENERAL, general=True),
+               _fit_epoch(model, p0, Xd, Yd, B, "autodiff", FIT_AD, with_cost=False),
                _minimal(model, p0, Xd, Yd, B)]
-        if B == 5:
+        if extras:
+            vs.append(_fit_epoch(model, p0, Xd, Yd, B, "hand", GENERAL, general=True, with_cost=False))
+        if extras and B == 5:
             vs.append(_sweep_variant(model, p0, Xd, Yd, B))
         if B in torch_batches and torch_peers.available():
             vs.append(_torch_variant("mlp", p0, X, Y, B))
@@ -376,7 +379,8 @@ def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
     for k, (name, B) in enumerate(cases):
         model = cnn.MODELS[name]()
         p0 = model.init(jax.random.key(seed))
-        vs = [_fit_epoch(model, p0, Xd, Yd, B, "hand", FIT), _fit_epoch(model, p0, Xd, Yd, B, "autodiff", FIT_AD),
+        vs = [_fit_epoch(model, p0, Xd, Yd, B, "hand", FIT),
+              _fit_epoch(model, p0, Xd, Yd, B, "autodiff", FIT_AD, with_cost=False),
               _minimal(model, p0, Xd, Yd, B)]
         if torch_peers.available():
             vs.append(_torch_variant("cnn", p0, X, Y, B))
@@ -462,7 +466,7 @@ def sweep_widths(X, Y, widths=(16, 64, 256), C=5, batch=5, rounds=15, seed=0):
     for h in widths:
         model = models.mlp([X.shape[1], h, 10], "sigmoid", "softmax_cross_entropy")
         p0 = model.init(jax.random.key(0))
-        single = _fit_epoch(model, p0, Xd, Yd, batch, "hand", "one configuration")
+        single = _fit_epoch(model, p0, Xd, Yd, batch, "hand", "one configuration", with_cost=False)
         vmapped = _sweep_variant(model, p0, Xd, Yd, batch, C)
         seq = Variant(f"{C} configurations one after another", lambda s=single: [s.run() for _ in range(C)])
         interleave([single, vmapped, seq], rounds, seed)
