@@ -304,20 +304,49 @@ def maxpool2d_forward(x, window=2, stride=None, padding="valid"):
     if Ho < 1 or Wo < 1:
         raise ValueError(f"maxpool2d: window {win} does not fit input {(H, Wd)}")
     x_pad = lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+    geom = _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), win, strides)
+    if strides == win:  # non-overlapping windows: a reshape of x, no window copies
+        t = _tiles(x_pad, win, (Ho, Wo))                            # (N, Ho, ph, Wo, pw, C)
+        y = jnp.max(t, axis=(2, 4))
+        # first maximum in row-major window order (argmax semantics, NaN counts as the maximum)
+        hit = (t == y[:, :, None, :, None, :]) | jnp.isnan(t)
+        arg = jnp.min(jnp.where(hit, _tile_offsets(win), win[0] * win[1]), axis=(2, 4))
+        return y, (arg, geom)
     windows = _gather_windows(x_pad, win, strides, (Ho, Wo))       # (N, Ho, Wo, P, C)
     arg = jnp.argmax(windows, axis=3)                               # first maximum, row-major
     y = jnp.take_along_axis(windows, arg[:, :, :, None, :], axis=3)[:, :, :, 0, :]
-    return y, (arg, _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), win, strides))
+    return y, (arg, geom)
+
+
+def _tiles(x_pad, win, out_hw):
+    """Non-overlapping windows as a view: (N, Hp, Wp, C) → (N, Ho, ph, Wo, pw, C), rows and
+    columns past the last full window cropped (a 'valid' pool never reads them)."""
+    N, _, _, C = x_pad.shape
+    (ph, pw), (Ho, Wo) = win, out_hw
+    return x_pad[:, :Ho * ph, :Wo * pw, :].reshape(N, Ho, ph, Wo, pw, C)
+
+
+def _tile_offsets(win):
+    """Row-major window offset i·pw + j, shaped (1, 1, ph, 1, pw, 1) to broadcast against tiles."""
+    shape = (1, 1, win[0], 1, win[1], 1)
+    return lax.broadcasted_iota(jnp.int32, shape, 2) * win[1] + lax.broadcasted_iota(jnp.int32, shape, 4)
 
 
 def maxpool2d_backward(cache, dy):
     """dy (N, H_out, W_out, C) → dx (N, H, W, C): dy is routed to each window's arg-max."""
     arg, g = cache
+    (pt, pl), (H, Wd) = g.pad_lo, g.in_hw
+    if g.strides == g.window:  # non-overlapping: each input entry gets dy of its one window or 0
+        N, Ho, Wo, C = dy.shape
+        (ph, pw), (Hp, Wp) = g.window, g.padded_hw
+        hit = arg[:, :, None, :, None, :] == _tile_offsets(g.window)             # (N, Ho, ph, Wo, pw, C)
+        d = jnp.where(hit, dy[:, :, None, :, None, :], jnp.zeros((), dy.dtype)).reshape(N, Ho * ph, Wo * pw, C)
+        dx_pad = lax.pad(d, jnp.zeros((), dy.dtype), ((0, 0, 0), (0, Hp - Ho * ph, 0), (0, Wp - Wo * pw, 0), (0, 0, 0)))
+        return dx_pad[:, pt:pt + H, pl:pl + Wd, :]
     P = g.window[0] * g.window[1]
     hit = arg[:, :, :, None, :] == jnp.arange(P)[None, None, None, :, None]   # (N, Ho, Wo, P, C)
     d = jnp.where(hit, dy[:, :, :, None, :], jnp.zeros((), dy.dtype))
     dx_pad = _gather_windows_adjoint(d, g.padded_hw, g.window, g.strides)
-    (pt, pl), (H, Wd) = g.pad_lo, g.in_hw
     return dx_pad[:, pt:pt + H, pl:pl + Wd, :]
 
 
