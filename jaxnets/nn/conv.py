@@ -31,6 +31,7 @@ Max-pool uses the same window gather (and its scatter-add adjoint); its tie rule
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Sequence
 
@@ -327,10 +328,14 @@ def maxpool2d_forward(x, window=2, stride=None, padding="valid"):
     geom = _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), win, strides)
     if strides == win:  # non-overlapping windows: a reshape of x, no window copies
         t = _tiles(x_pad, win, (Ho, Wo))                            # (N, Ho, ph, Wo, pw, C)
-        y = jnp.max(t, axis=(2, 4))
+        # One (N, Ho, Wo, C) view per window offset, combined elementwise: XLA fuses the max, the
+        # arg-max and the layer before (bias, ReLU) into one pass over x.
+        ts = [t[:, :, i, :, j, :] for i in range(win[0]) for j in range(win[1])]
+        y = functools.reduce(jnp.maximum, ts)
         # first maximum in row-major window order (argmax semantics, NaN counts as the maximum)
-        hit = (t == y[:, :, None, :, None, :]) | jnp.isnan(t)
-        arg = jnp.min(jnp.where(hit, _tile_offsets(win), win[0] * win[1]), axis=(2, 4))
+        arg = jnp.full(y.shape, len(ts), jnp.int32)
+        for k in reversed(range(len(ts))):
+            arg = jnp.where((ts[k] == y) | jnp.isnan(ts[k]), jnp.int32(k), arg)
         return y, (arg, geom)
     windows = _gather_windows(x_pad, win, strides, (Ho, Wo))       # (N, Ho, Wo, P, C)
     arg = jnp.argmax(windows, axis=3)                               # first maximum, row-major
