@@ -5,11 +5,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+from typing import Any, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxnets import train
@@ -288,3 +290,162 @@ def test_sweep_replays_a_poisoned_epoch_to_the_last_finite_weights():
         assert res.divergence.step == 3
         chex.assert_trees_all_close(jax.tree.map(lambda v: v[c], params), res.final_params,
                                     rtol=1e-6, atol=0)
+
+
+# ----------------------------------------------------------------------------- optax optimizers
+
+def _hand_optax_loop(net, p0, X_, Y_, opt, epochs, batch):
+    """The same steps written out: fixed order, batches of ``batch`` (n divisible by it)."""
+    with jax.numpy_dtype_promotion("standard"):
+        p, s = p0, opt.init(p0)
+        for _ in range(epochs):
+            for i in range(0, len(X_), batch):
+                _, g = net.backprop(p, X_[i:i + batch], Y_[i:i + batch])
+                u, s = opt.update(g, s, p)
+                p = optax.apply_updates(p, u)
+    return p
+
+
+@pytest.mark.parametrize("make_opt", [lambda: optax.adamw(1e-2, weight_decay=1e-3),
+                                      lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adam(3e-3))],
+                         ids=["adamw", "clip+adam"])
+def test_fit_with_an_optax_optimizer_equals_a_hand_rolled_optax_loop(make_opt):
+    """float64, rtol 1e-10: jit and op-by-op execution may round differently, nothing else."""
+    with jax.enable_x64(True):
+        Xd, Yd = X[:100].astype(np.float64), Y[:100]
+        p0 = NET.init(jax.random.key(1), jnp.float64)
+        res = train.fit(NET, p0, (Xd, Yd), optimizer=make_opt(), epochs=3, batch_size=10,
+                        order="fixed", progress=False, val=(Xd, Yd))
+        want = _hand_optax_loop(NET, p0, Xd, Yd, make_opt(), 3, 10)
+    chex.assert_trees_all_close(res.final_params, want, rtol=1e-10, atol=1e-12)
+    assert res.history["val_loss"][-1] < res.history["val_loss"][0]   # it trains
+    assert res.history["lr"] == [None] * 3
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_shorthand_equals_optax_sgd_bit_for_bit(momentum):
+    """lr=/momentum= is doc 003's SGD; optax.sgd is the same rule: same bits (float32, ragged)."""
+    p0 = NET.init(jax.random.key(1))
+    kw = dict(epochs=2, batch_size=7, key=jax.random.key(2), progress=False, val=(X, Y))
+    a = train.fit(NET, p0, (X, Y), lr=0.2, momentum=momentum, **kw)
+    b = train.fit(NET, p0, (X, Y), optimizer=optax.sgd(0.2, momentum=momentum or None), **kw)
+    assert _leaves_equal(a.final_params, b.final_params)
+    assert a.history["val_loss"] == b.history["val_loss"]
+
+
+@pytest.mark.parametrize("kwargs,names", [
+    (dict(lr=0.1), ["optimizer", "lr"]),
+    (dict(momentum=0.9), ["optimizer", "momentum"]),
+    (dict(lr_decay=0.5), ["optimizer", "lr_decay"]),
+])
+def test_optimizer_and_sgd_shorthand_together_are_refused(kwargs, names):
+    with pytest.raises(ValueError) as e:
+        train.fit(NET, NET.init(jax.random.key(0)), (X, Y), optimizer=optax.adam(1e-3), epochs=1,
+                  batch_size=10, progress=False, **kwargs)
+    assert all(n in str(e.value) for n in names)
+
+
+def test_fit_needs_an_optimizer_or_lr():
+    with pytest.raises(ValueError, match="lr=.*optimizer="):
+        train.fit(NET, NET.init(jax.random.key(0)), (X, Y), epochs=1, batch_size=10, progress=False)
+
+
+def test_sweep_with_an_optimizer_over_seeds_equals_separate_fits(x64):
+    Xd = X.astype(np.float64)
+    inits = jax.vmap(lambda k: NET.init(k, jnp.float64))(jax.random.split(jax.random.key(0), 3))
+    params, hist = train.sweep(NET, inits, (Xd, Y), optimizer=optax.adam(1e-2), epochs=2,
+                               batch_size=10, key=jax.random.key(4), val=(Xd, Y))
+    for c in range(3):
+        r = train.fit(NET, jax.tree.map(lambda v: v[c], inits), (Xd, Y), optimizer=optax.adam(1e-2),
+                      epochs=2, batch_size=10, key=jax.random.key(4), progress=False)
+        chex.assert_trees_all_close(r.final_params, jax.tree.map(lambda v: v[c], params),
+                                    rtol=1e-10, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- samplers
+
+def _window_sampler(steps):
+    """Batches of random rows of (X, Y), drawn inside the compiled epoch."""
+    def sample(key, batch_size, Xs, Ys):
+        i = jax.random.randint(key, (batch_size,), 0, len(Xs))
+        return Xs[i], Ys[i]
+    return train.Sampler(sample, steps, (jnp.asarray(X), jnp.asarray(Y)))
+
+
+def test_sampler_epochs_draw_from_the_documented_keys():
+    """Epoch e's step s samples with ``split(fold_in(key, e), steps)[s]``: fit equals the loop
+    written out with those keys (float32; same ops, rtol 1e-6 for jit vs op-by-op)."""
+    src, p0, key = _window_sampler(6), NET.init(jax.random.key(1)), jax.random.key(7)
+    res = train.fit(NET, p0, src, epochs=2, batch_size=8, lr=0.3, key=key, progress=False,
+                    val=_window_sampler(1), eval_batches=5)
+    p = p0
+    for e in range(2):
+        for k in jax.random.split(jax.random.fold_in(key, e), 6):
+            _, g = NET.backprop(p, *src.sample(k, 8, *src.data))
+            p = jax.tree.map(lambda w, d: w - 0.3 * d, p, g)
+    chex.assert_trees_all_close(res.final_params, p, rtol=1e-6, atol=1e-7)
+    assert res.history["updates"] == [6, 12] and len(res.history["step_loss"][1]) == 6
+    assert res.history["val_acc"] == [None, None] and np.isfinite(res.history["val_loss"]).all()
+
+
+def test_sampled_validation_loss_is_the_mean_over_eval_batches():
+    src = _window_sampler(1)
+    p = NET.init(jax.random.key(1))
+    ev = jax.jit(train.make_sampled_evaluate(NET, src, 8, 4))
+    keys = jax.random.split(jax.random.key(3), 4)
+    want = np.mean([float(NET.loss(p, *src.sample(k, 8, *src.data))) for k in keys])
+    np.testing.assert_allclose(float(ev(p, jax.random.key(3), *src.data)[0]), want, rtol=1e-6)
+
+
+class _TokenModel(NamedTuple):
+    """A stand-in token model: int tokens (N, 2) -> one-hot sum -> the MLP; optionally stochastic
+    (a key-driven input dropout), to check that the engine passes integer x and per-step keys."""
+    init: Any
+    apply: Any
+    loss: Any
+    backprop: Any
+    grad_autodiff: Any
+    predict: Any
+    head: Any
+    in_shape: tuple
+    out_shape: tuple
+    name: str
+    input_dtype: str
+    stochastic: bool
+
+
+def _token_model(stochastic):
+    def embed(x, key):
+        assert jnp.issubdtype(x.dtype, jnp.integer), x.dtype   # the engine kept x integer
+        h = jax.nn.one_hot(x, 6, dtype=jnp.float32).sum(axis=1)
+        if key is not None:
+            h = h * jax.random.bernoulli(key, 0.7, h.shape).astype(h.dtype)
+        return h
+
+    def loss(p, x, y, l2=0.0, mask=None, key=None):
+        return NET.loss(p, embed(x, key), y, l2, mask)
+
+    def backprop(p, x, y, l2=0.0, mask=None, key=None):
+        return NET.backprop(p, embed(x, key), y, l2, mask)
+    return _TokenModel(NET.init, lambda p, x, key=None: NET.apply(p, embed(x, key)), loss, backprop,
+                       backprop, lambda p, x: NET.predict(p, embed(x, None)), NET.head, (2,), (3,),
+                       "tokens", "int", stochastic)
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_int_inputs_and_per_step_keys_for_stochastic_models(stochastic):
+    rng = np.random.default_rng(0)
+    T = rng.integers(0, 6, (60, 2)).astype(np.int32)
+    L = (T.sum(axis=1) % 3).astype(np.int32)
+    net = _token_model(stochastic)
+    kw = dict(epochs=2, batch_size=10, lr=0.3, progress=False, val=(T, L))
+    runs = [train.fit(net, net.init(jax.random.key(0)), (T, L), key=jax.random.key(k), **kw)
+            for k in (1, 1, 2)]
+    assert _leaves_equal(runs[0].final_params, runs[1].final_params)       # keys are explicit
+    assert runs[0].history["val_acc"][-1] is not None
+    if stochastic:   # the dropout draws come from fit's key: another key, another trajectory
+        p_other = train.fit(net, net.init(jax.random.key(0)), (T, L), key=jax.random.key(1),
+                            order="fixed", **kw).final_params
+        p_det = train.fit(_token_model(False), net.init(jax.random.key(0)), (T, L),
+                          key=jax.random.key(1), order="fixed", **kw).final_params
+        assert not _leaves_equal(p_other, p_det)

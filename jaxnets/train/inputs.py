@@ -1,0 +1,172 @@
+"""Checks of everything :func:`jaxnets.train.fit` and :func:`~jaxnets.train.sweep` are given,
+done once before anything is compiled (the jitted steps then trust their inputs), and the run's
+fingerprint that a resumed run must match.
+
+Every refusal is a ``ValueError`` naming the argument (a :class:`~jaxnets.data.readers.DataError`
+naming the array when the data themselves are bad).
+"""
+from __future__ import annotations
+
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnets.data.readers import DataError
+from jaxnets.nn import losses as losses_mod
+
+ORDERS = ("fixed", "shuffle", "replacement")
+GRADS = ("hand", "autodiff")
+
+
+def stochastic(model) -> bool:
+    """True when the model draws randomness (dropout): the engine then passes it a per-step key."""
+    return bool(getattr(model, "stochastic", False))
+
+
+def input_dtype(model) -> str:
+    """"float" (x is cast to the params' dtype) or "int" (token ids, kept integer)."""
+    return getattr(model, "input_dtype", "float")
+
+
+def label_kind(model) -> str:
+    """"sign" for a head trained on ±1 labels (doc 003's logistic loss), else "class"."""
+    head = getattr(model, "head", None)
+    kind = getattr(head, "labels", None)
+    if kind is None:  # heads that do not say it yet: only the logistic one takes ±1
+        kind = "sign" if head is losses_mod.LOSSES["logistic"] else "class"
+    return kind
+
+
+def check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def check_int(where: str, name: str, value, lo: int = 1, hi: int | None = None) -> int:
+    """``value`` as an int in [lo, hi]; a float such as 2.5 (or a bool) is refused, not rounded."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not ok or value < lo or (hi is not None and value > hi):
+        span = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{where}: {name} must be an integer {span}, got {value!r}")
+    return int(value)
+
+
+def check_hyper(where: str, **values) -> None:
+    """Each hyperparameter (a scalar, or one value per sweep configuration) finite and >= 0."""
+    for name, v in values.items():
+        a = np.asarray(v, dtype=np.float64)
+        bad = ~np.isfinite(a) | (a < 0)
+        if np.any(bad):
+            what = "finite" if not np.all(np.isfinite(a)) else ">= 0"
+            at = f"[{int(np.flatnonzero(bad)[0])}]" if a.ndim else ""
+            raise ValueError(f"{where}: {name}{at} must be {what}, got {a.reshape(-1)[np.flatnonzero(bad)[0]]!r}")
+
+
+def _check_finite(where: str, a: np.ndarray) -> None:
+    if np.issubdtype(a.dtype, np.inexact):
+        bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+        if bad.any():
+            raise DataError(f"{where} holds NaN/Inf in {int(bad.sum())} example(s), first at index "
+                            f"{int(np.flatnonzero(bad)[0])}")
+
+
+def _check_x(model, where: str, x: np.ndarray) -> None:
+    if x.shape[1:] != tuple(model.in_shape):
+        raise ValueError(f"{where} must have shape (N, {', '.join(map(str, model.in_shape))}), got {x.shape}")
+    if input_dtype(model) == "int":
+        if not np.issubdtype(x.dtype, np.integer):
+            raise ValueError(f"{where} must hold integer token ids for {model.name}, got {x.dtype}")
+    elif not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{where} must be floating point, got {x.dtype}")
+    _check_finite(where, x)
+
+
+def _check_y(model, where: str, y: np.ndarray) -> None:
+    n, out = len(y), tuple(model.out_shape)
+    labels, tgt = (n,) + out[:-1], (n,) + out
+    if y.dtype == np.bool_:
+        raise ValueError(f"{where}: got bool labels; give integer class labels {labels} in "
+                         f"[0, {out[-1]}) (±1 for a logistic head) or float targets {tgt}")
+    kind = label_kind(model)
+    if np.issubdtype(y.dtype, np.integer) or kind == "sign":
+        if y.shape != labels:
+            raise ValueError(f"{where}: integer labels must have shape {labels}, got {y.shape}")
+        _check_finite(where, y)
+        if kind == "sign":
+            if not np.all(np.isin(y, (-1, 1))):
+                raise ValueError(f"{where}: labels must be -1 or +1 for a logistic head")
+        else:
+            losses_mod.check_labels(y, out[-1], where)
+        return
+    if not np.issubdtype(y.dtype, np.floating):
+        raise ValueError(f"{where} must be integer labels or float targets, got {y.dtype}")
+    if y.shape != tgt:
+        raise ValueError(f"{where}: float targets must have shape {tgt}, got {y.shape}"
+                         + ("; class labels must be an integer array" if y.shape == labels else ""))
+    _check_finite(where, y)
+
+
+def arrays(model, where: str, data, dtype):
+    """Validate ``data = (X, Y)``; returns them as device arrays, x cast to ``dtype`` for a
+    float-input model (token ids are kept integer)."""
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise ValueError(f"{where} must be a pair (X, Y) or a Sampler, got {type(data).__name__}")
+    x, y = np.asarray(data[0]), np.asarray(data[1])
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"{where} is empty (x has shape {x.shape})")
+    if y.ndim == 0 or len(x) != len(y):
+        raise ValueError(f"{where} has {len(x)} inputs but {y.shape[0] if y.ndim else 0} labels")
+    _check_x(model, f"{where} x", x)
+    _check_y(model, f"{where} labels", y)
+    return jnp.asarray(x, dtype if input_dtype(model) == "float" else None), jnp.asarray(y)
+
+
+def sampler(model, where: str, s, batch_size: int, key):
+    """Check a Sampler: its step count, and the shapes of one batch (traced, nothing computed)."""
+    check_int(where, "steps_per_epoch", s.steps_per_epoch)
+    if not callable(s.sample):
+        raise ValueError(f"{where}: sample must be a function (key, batch_size, *data) -> (xb, yb)")
+    xb, yb = jax.eval_shape(lambda k, *d: s.sample(k, batch_size, *d), key, *s.data)
+    if tuple(xb.shape) != (batch_size, *model.in_shape):
+        raise ValueError(f"{where}: sample(key, {batch_size}) gave x of shape {tuple(xb.shape)}, "
+                         f"expected {(batch_size, *model.in_shape)}")
+    if (input_dtype(model) == "int") != bool(jnp.issubdtype(xb.dtype, jnp.integer)):
+        raise ValueError(f"{where}: sample gave x of dtype {xb.dtype} for a model with "
+                         f"{input_dtype(model)} inputs")
+    if yb.shape[:1] != (batch_size,):
+        raise ValueError(f"{where}: sample(key, {batch_size}) gave y of shape {tuple(yb.shape)}")
+    return s
+
+
+def fingerprint(obj, depth: int = 0):
+    """A JSON-able description of ``obj`` that changes when its values do: numbers and strings as
+    themselves, arrays as shape, dtype and a CRC-32 of their bytes, functions (an optax
+    transformation's ``update``, a sampler's ``sample``) by name and the values they close over."""
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, (np.ndarray, jax.Array, np.generic)):
+        if isinstance(obj, jax.Array) and jnp.issubdtype(obj.dtype, jax.dtypes.prng_key):
+            obj = jax.random.key_data(obj)
+        a = np.ascontiguousarray(np.asarray(obj))
+        return {"shape": list(a.shape), "dtype": str(a.dtype), "crc32": zlib.crc32(a.view(np.uint8).reshape(-1))}
+    if depth > 8:
+        return type(obj).__name__
+    if isinstance(obj, dict):
+        return {str(k): fingerprint(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return [fingerprint(v, depth + 1) for v in obj]
+    if callable(obj):
+        cells = [c.cell_contents for c in (getattr(obj, "__closure__", None) or ()) if _filled(c)]
+        return {"fn": getattr(obj, "__qualname__", type(obj).__name__),
+                "closure": [fingerprint(v, depth + 1) for v in cells if not isinstance(v, type)]}
+    return type(obj).__name__
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:  # a closure cell not yet assigned
+        return False
+    return True

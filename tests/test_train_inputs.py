@@ -1,0 +1,107 @@
+"""fit/sweep refuse bad hyperparameters, arguments and data up front, with a ValueError (DataError
+for the data) naming the argument or array; the divergence guard checks the updated params, so
+"kept the last finite params" is true. float32."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxnets import models, train
+from jaxnets.data.readers import DataError
+
+NET = models.mlp([6, 8, 3], "tanh", "softmax_cross_entropy")
+rng = np.random.default_rng(0)
+X = rng.normal(size=(50, 6)).astype(np.float32)
+Y = rng.integers(0, 3, 50).astype(np.int32)
+BASE = dict(epochs=1, batch_size=10, lr=0.1, progress=False)
+
+
+def _fit(data=(X, Y), **kw):
+    return train.fit(NET, NET.init(jax.random.key(0)), data, **dict(BASE, **kw))
+
+
+@pytest.mark.parametrize("kw,name", [
+    (dict(lr=np.nan), "lr"), (dict(lr=np.inf), "lr"), (dict(lr=-0.1), "lr"),
+    (dict(momentum=np.nan), "momentum"), (dict(momentum=-0.5), "momentum"),
+    (dict(lr_decay=np.inf), "lr_decay"), (dict(lr_decay=-1.0), "lr_decay"),
+    (dict(l2=-1e-3), "l2"), (dict(l2=np.nan), "l2"),
+])
+def test_non_finite_or_negative_hyperparameters_are_refused(kw, name):
+    with pytest.raises(ValueError, match=rf"\b{name} must be"):
+        _fit(**kw)
+
+
+@pytest.mark.parametrize("configs,name", [
+    ({"lr": [0.1, np.nan]}, r"configs\['lr'\]\[1\]"),
+    ({"lr": [0.1, 0.2], "momentum": [0.0, -1.0]}, r"configs\['momentum'\]\[1\]"),
+    ({"lr": [0.1], "lr_decay": [np.inf]}, r"configs\['lr_decay'\]\[0\]"),
+])
+def test_sweep_refuses_bad_configurations(configs, name):
+    with pytest.raises(ValueError, match=name):
+        train.sweep(NET, NET.init(jax.random.key(0)), (X, Y), configs=configs, epochs=1, batch_size=10)
+
+
+@pytest.mark.parametrize("kw,name", [
+    (dict(batch_size=2.5), "batch_size"), (dict(batch_size=0), "batch_size"),
+    (dict(batch_size=51), "batch_size"), (dict(batch_size=True), "batch_size"),
+    (dict(checkpoint_every=0), "checkpoint_every"), (dict(epochs=0), "epochs"),
+    (dict(epochs=1.5), "epochs"), (dict(patience=0, val=(X, Y)), "patience"),
+    (dict(max_updates=0), "max_updates"), (dict(eval_batches=0), "eval_batches"),
+])
+def test_bad_integer_arguments_are_refused_by_name(kw, name, tmp_path):
+    with pytest.raises(ValueError, match=rf"{name} must be an integer"):
+        _fit(checkpoint_path=tmp_path / "c.npz", **kw)
+    assert not (tmp_path / "c.npz").exists()
+
+
+def test_an_empty_training_set_is_refused_as_empty():
+    with pytest.raises(ValueError, match="train is empty"):
+        _fit((X[:0], Y[:0]))
+
+
+@pytest.mark.parametrize("labels,match", [
+    (Y.astype(np.float32), r"float targets must have shape \(50, 3\), got \(50,\); class labels must be an integer"),
+    (Y.astype(bool), r"bool labels; give integer class labels \(50,\)"),
+    (np.zeros((50, 2), np.int32), r"integer labels must have shape \(50,\), got \(50, 2\)"),
+    (np.where(Y == 2, 3, Y), r"labels must lie in \[0, 3\)"),
+])
+def test_bad_labels_get_a_message_that_does_not_contradict_itself(labels, match):
+    with pytest.raises(ValueError, match=match):
+        _fit((X, labels))
+
+
+def _poison(a, value, where=(7, 2)):
+    a = a.copy()
+    a[where] = value
+    return a
+
+
+@pytest.mark.parametrize("kw,array", [
+    (dict(data=(_poison(X, np.nan), Y)), "train x"),
+    (dict(data=(_poison(X, np.inf), Y)), "train x"),
+    (dict(val=(_poison(X, np.nan), Y)), "val x"),
+    (dict(test=(_poison(X, -np.inf), Y)), "test x"),
+    (dict(data=(X, _poison(np.eye(3, dtype=np.float32)[Y], np.nan))), "train labels"),
+])
+def test_non_finite_data_is_a_data_error_naming_the_array_before_training(kw, array, capsys):
+    with pytest.raises(DataError, match=rf"{array} holds NaN/Inf in 1 example\(s\), first at index 7"):
+        _fit(**kw)
+    assert "diverged" not in capsys.readouterr().err
+
+
+def test_the_guard_checks_the_updated_params():
+    """An optimizer whose update is Inf while loss and gradient are finite (scaling by
+    Inf from the third update on): fit stops at that update with the params of the update before it."""
+    p0 = NET.init(jax.random.key(0))
+    opt = optax.chain(optax.sgd(0.1), optax.scale_by_schedule(lambda c: jnp.where(c >= 2, jnp.inf, 1.0)))
+    res = train.fit(NET, p0, (X, Y), optimizer=opt, epochs=2, batch_size=10, order="fixed",
+                    progress=False)
+    assert res.divergence is not None and res.divergence.step == 2
+    p = p0
+    for i in (0, 10):
+        _, g = NET.backprop(p, X[i:i + 10], Y[i:i + 10])
+        p = jax.tree.map(lambda w, d: w - 0.1 * d, p, g)
+    for got, want in zip(jax.tree.leaves(res.final_params), jax.tree.leaves(p)):
+        assert np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
