@@ -233,27 +233,32 @@ def _jax_step_loop(model, p0, Xd, Yd, B):
 
 
 def _fit_epoch(model, p0, Xd, Yd, B, grad, name, general=False, key=jax.random.key(0), with_cost=True):
-    """What :func:`train.fit` runs per epoch for plain SGD (``order="shuffle"``, momentum and L2
-    compiled out, no per-step gradient check, the epoch-end finiteness check with its replay);
-    ``general=True``: ``make_epoch``'s defaults — momentum, L2 (traced, here 0) and the per-step
-    gradient check compiled in. The state carries over from call to call, as in ``fit``."""
+    """What :func:`train.fit` runs per epoch for plain SGD (``order="shuffle"``): the epoch that
+    ``fit`` compiles (momentum and L2 compiled out, no per-step gradient check) with its
+    epoch-end finiteness check and replay — the engine's own ``_compile_epoch``. ``general=True``:
+    ``make_epoch``'s defaults instead — momentum, L2 (traced, here 0) and the per-step gradient
+    check compiled in. The state carries over from call to call, as in ``fit``."""
     n = len(Xd)
-    sw = dict(use_momentum=general, use_l2=general, check_grads=general)
     st = train.init_state(p0)
     hp = train.Hyper(*(jnp.asarray(v, Xd.dtype) for v in (SGD_LR, 0.0, 0.0, 1.0)))
-    c, comp = _compile(jax.jit(train.make_epoch(model, n, B, "shuffle", grad, **sw)),
-                       st, hp, jnp.int32(0), key, Xd, Yd)
-    run_epoch = _engine._with_replay(c, c)     # fit's per-epoch call (replay never triggers here)
+    sw = dict(use_momentum=general, use_l2=general)
+    if general:
+        c, comp = _compile(jax.jit(train.make_epoch(model, n, B, "shuffle", grad, check_grads=True, **sw)),
+                           st, hp, jnp.int32(0), key, Xd, Yd)
+        run_epoch = lambda s, h, e, k: c(s, h, e, k, Xd, Yd)  # noqa: E731
+    else:
+        run_epoch, comp = _engine._compile_epoch(model, st, hp, key, (Xd, Yd), B, order="shuffle", grad=grad,
+                                                 max_updates=None, mesh=None, optimizer=None, **sw)
     flops = nbytes = None
     if with_cost:  # FLOPs and bytes of one step: the same epoch function compiled for one batch
-        sc, _ = _compile(jax.jit(train.make_epoch(model, B, B, "shuffle", grad, **sw)),
+        sc, _ = _compile(jax.jit(train.make_epoch(model, B, B, "shuffle", grad, check_grads=general, **sw)),
                          st, hp, jnp.int32(0), key, Xd[:B], Yd[:B])
         flops, nbytes = (v * train.n_batches(n, B) for v in cost(sc))
     holder = [st]
 
     def run():
-        holder[0] = jax.block_until_ready(run_epoch(holder[0], hp, jnp.int32(0), key, Xd, Yd)[0])
-    return Variant(name, run, compile_s=comp, flops=flops, nbytes=nbytes, peak_bytes=_mem(c))
+        holder[0] = jax.block_until_ready(run_epoch(holder[0], hp, 0, key)[0])
+    return Variant(name, run, compile_s=comp, flops=flops, nbytes=nbytes)
 
 
 def minimal_epoch(model, n, B, lr=SGD_LR):
