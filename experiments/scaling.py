@@ -1,5 +1,6 @@
 """Scaling study: seconds per fused epoch vs hidden width and vs number of training examples.
-``python -m experiments.scaling [--quick]``; writes results/scaling.json, figures/scaling.png."""
+``python -m experiments.scaling [--quick]``; writes results/scaling.json, figures/scaling.png
+(``--quick``: under results/quick/ and figures/quick/, never the committed record)."""
 import argparse
 import os
 
@@ -16,9 +17,11 @@ from jaxnets import data
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--results", default="results")
-    ap.add_argument("--figures", default="figures")
+    ap.add_argument("--results", default=None, help="default results/ (results/quick/ with --quick)")
+    ap.add_argument("--figures", default=None, help="default figures/ (figures/quick/ with --quick)")
     a = ap.parse_args(argv)
+    a.results = a.results or ("results/quick" if a.quick else "results")
+    a.figures = a.figures or ("figures/quick" if a.quick else "figures")
     try:
         raw = data.load("fashion_mnist")
         X = data.flatten(data.to_float(np.concatenate([raw.x_train, raw.x_test])))
