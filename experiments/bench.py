@@ -18,7 +18,7 @@ import numpy as np
 from experiments._lib import bench, figures, report, torch_peers
 from jaxnets import data
 
-FULL = dict(n=10000, batches=(1, 5, 50, 500), rounds=15, n_cnn=1280, widths=(16, 32, 64, 128, 256),
+FULL = dict(n=10000, batches=(1, 5, 50, 500), rounds=15, n_cnn=1280, widths=(16, 64, 256),
             transformer=dict(block_size=64, n_embd=128, n_head=4, n_layer=4, dropout=0.1, batch_size=32),
             steps=10)
 QUICK = dict(n=1000, batches=(5, 50), rounds=3, n_cnn=256, widths=(16, 256),
