@@ -141,25 +141,12 @@ def _check_nhwc(x, where: str, channels: int | None = None):
 
 # ----------------------------------------------------------------------------- conv2d
 
-def _patches_single_channel(x_pad, window, strides, out_hw):
-    """im2col for C_in = 1, transposed: (N, Hp, Wp, 1) → (kh·kw, N·Ho·Wo), rows (i, j) row-major.
-
-    Each row is one strided slice written contiguously (a stack along the major axis is a plain
-    copy), and ``patchesᵀ``-free ``dW = patches · dy`` is an ordinary matmul, where the
-    (N·Ho·Wo, kh·kw) layout makes both slow on XLA:CPU: a stack of width-1 columns and a matmul
-    contracting the long leading axis of both operands."""
-    (kh, kw), (Ho, Wo) = window, out_hw
-    sl = [_window_slice(x_pad, i, j, strides, out_hw) for i in range(kh) for j in range(kw)]
-    return jnp.stack(sl, axis=0).reshape(kh * kw, x_pad.shape[0] * Ho * Wo)
-
-
 def conv2d_forward(params, x, stride=1, padding="valid"):
     """2-D convolution (cross-correlation), NHWC, as im2col + one matmul.
 
     params {"W": (kh, kw, C_in, C_out), "b": (C_out,)}; x (N, H, W, C_in) → y (N, H_out, W_out, C_out).
-    With one input channel (doc 003's first layer) the patches matmul has only kh·kw columns and
-    the im2col copy costs more than the product: the forward is then XLA's convolution and the
-    cache keeps the padded input, from which the backward builds the transposed patches for dW.
+    (XLA's convolution is not used for the one-input-channel case: its transpose, which ``jax.grad``
+    of this forward needs, ran ~40× slower inside a ``lax.scan`` epoch on XLA:CPU.)
     """
     W, b = params["W"], params["b"]
     kh, kw, cin, cout = W.shape
@@ -173,9 +160,6 @@ def conv2d_forward(params, x, stride=1, padding="valid"):
                          f"{((pt, pb), (pl, pr))}")
     x_pad = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
     geom = _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), (kh, kw), strides)
-    if cin == 1:
-        y = lax.conv_general_dilated(x_pad, W, strides, "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return y + b, (x_pad, W, geom)
     patches = _gather_windows(x_pad, (kh, kw), strides, (Ho, Wo))
     patches = patches.reshape(N * Ho * Wo, kh * kw * cin)          # rows: (i, j, c) row-major
     y = (patches @ W.reshape(kh * kw * cin, cout) + b).reshape(N, Ho, Wo, cout)
@@ -184,14 +168,11 @@ def conv2d_forward(params, x, stride=1, padding="valid"):
 
 def conv2d_backward(cache, dy):
     """dy (N, H_out, W_out, C_out) → ({"W": (kh, kw, C_in, C_out), "b": (C_out,)}, dx (N, H, W, C_in))."""
-    patches, W, g = cache          # patches: (N·Ho·Wo, kh·kw·C_in), or x_pad when C_in = 1
+    patches, W, g = cache          # patches: (N·Ho·Wo, kh·kw·C_in)
     kh, kw, cin, cout = W.shape
     N, Ho, Wo, _ = dy.shape
     dy2 = dy.reshape(N * Ho * Wo, cout)
-    if cin == 1:
-        dW = (_patches_single_channel(patches, g.window, g.strides, (Ho, Wo)) @ dy2).reshape(kh, kw, cin, cout)
-    else:
-        dW = (patches.T @ dy2).reshape(kh, kw, cin, cout)
+    dW = (patches.T @ dy2).reshape(kh, kw, cin, cout)
     db = jnp.sum(dy2, axis=0)
     dpatches = (dy2 @ W.reshape(kh * kw * cin, cout).T).reshape(N, Ho, Wo, kh * kw, cin)
     dx_pad = _gather_windows_adjoint(dpatches, g.padded_hw, g.window, g.strides)
