@@ -1,9 +1,12 @@
-"""Benchmark ladder: ``python -m experiments.bench [--quick] [--no-cnn]``.
+"""Benchmark ladder: ``python -m experiments.bench [--quick] [--rounds R] [--no-cnn] [--no-transformer]``.
 
-Prints one table per batch size (seconds per epoch: median and min–max over interleaved rounds,
-compile time separately, fraction of the in-run float32 matmul peak), the claim ratios, and the
-NumPy BLAS configuration, and the vmapped-sweep cost against hidden width; writes
-results/bench.json and figures/bench_ladder.png.
+Prints, from one run: per MLP batch size every rung's seconds per epoch (minimum, median and the
+min–max spread over R rounds in random order; compile time separately; the fraction of the in-run
+float32 matmul peak and the roofline bound), the same for doc 003's CNNs and the E7 transformer
+step against PyTorch eager (when ``torch`` imports), the vmapped-sweep cost against hidden width,
+every target ratio, NumPy's BLAS configuration and the machine's load. Full mode writes
+results/bench.json, figures/bench_ladder.png and figures/bench_sweep_widths.png; ``--quick`` writes
+under results/quick/ and figures/quick/ (never the committed record).
 """
 import argparse
 import json
@@ -12,119 +15,162 @@ import time
 
 import numpy as np
 
-from experiments._lib import bench, figures, report
+from experiments._lib import bench, figures, report, torch_peers
 from jaxnets import data
+
+FULL = dict(n=10000, batches=(1, 5, 50, 500), rounds=15, n_cnn=1280, widths=(16, 64, 256),
+            transformer=dict(block_size=64, n_embd=128, n_head=4, n_layer=4, dropout=0.1, batch_size=32),
+            steps=10)
+QUICK = dict(n=1000, batches=(5, 50), rounds=3, n_cnn=256, widths=(16, 256),
+             transformer=dict(block_size=32, n_embd=32, n_head=4, n_layer=1, dropout=0.1, batch_size=16),
+             steps=3)
+TARGETS = """targets: fit / minimal scan <= 1.05 at every batch; PyTorch eager / jaxnets >= 1.5 on every row;
+hand / jax.grad <= 1.05 everywhere; MLP batch-500 step >= 0.75 and CNN batch-128 steps >= 0.6 of the matmul peak"""
 
 
 def _fmt(v, spec="8.4f"):
-    return "—".rjust(8) if v is None else format(v, spec)
+    return "—".rjust(len(format(1.0, spec))) if v is None else format(v, spec)
 
 
 def print_table(title, rows):
     print(f"\n{title}")
-    print(f"  {'variant':<40} {'median s':>9} {'min s':>8} {'max s':>8} {'compile s':>9} {'peak frac':>9} {'mem MB':>8}  note")
+    print(f"  {'variant':<36} {'min s':>8} {'median s':>9} {'max s':>8} {'compile s':>9} {'GFLOP':>7} "
+          f"{'GB':>6} {'peak frac':>9} {'bound':>7}  note")
     for r in rows:
-        frac = r.get("fraction_of_peak")
-        mem = None if not r.get("peak_bytes") or r["peak_bytes"] < 0 else r["peak_bytes"] / 2**20
-        print(f"  {r['variant']:<40} {_fmt(r['median_s'], '9.4f')} {_fmt(r['min_s'])} {_fmt(r['max_s'])}"
-              f" {_fmt(r['compile_s'], '9.3f')} {_fmt(frac, '9.3f')} {_fmt(mem, '8.1f')}  {r.get('note', '')}")
+        print(f"  {r['variant']:<36} {_fmt(r['min_s'])} {_fmt(r['median_s'], '9.4f')} {_fmt(r['max_s'])}"
+              f" {_fmt(r['compile_s'], '9.3f')} {_fmt(r.get('gflops'), '7.2f')} {_fmt(r.get('gbytes'), '6.2f')}"
+              f" {_fmt(r.get('fraction_of_peak'), '9.3f')} {r.get('bound', '—'):>7}  {r.get('note', '')}")
+
+
+def _r(x):
+    return "—" if x is None else f"{x['min']:.2f}x (medians {x['median']:.2f}x)"
+
+
+def print_ratios(rat):
+    print("\nratios (same run; of minima, medians in brackets)")
+    for r in rat["mlp"]:
+        print(f"  MLP batch {r['batch']:>3}: fit / minimal scan {_r(r['fit_over_minimal'])}; "
+              f"PyTorch / fit {_r(r['torch_over_fit'])}; NumPy batched / fit {_r(r['numpy_batched_over_fit'])}; "
+              f"hand / jax.grad {_r(r['hand_over_autodiff'])}; all checks+options / fit {_r(r['general_over_fit'])}"
+              + (f"; 5-config sweep / fit {_r(r['sweep5_over_fit'])}" if r["sweep5_over_fit"] else "")
+              + f"; fit at {r['fit_fraction_of_peak']:.3f} of peak ({r['fit_bound']}-bound)")
+    for r in rat.get("cnn", []):
+        print(f"  {r['model']} batch {r['batch']:>3}: PyTorch / fit {_r(r['torch_over_fit'])}; hand / jax.grad "
+              f"{_r(r['hand_over_autodiff'])}; fit / minimal scan {_r(r['fit_over_minimal'])}; "
+              f"fit at {r['fit_fraction_of_peak']:.3f} of peak ({r['fit_bound']}-bound)")
+    if "transformer" in rat:
+        t = rat["transformer"]
+        print(f"  transformer: PyTorch / hand {_r(t['torch_over_hand'])}; hand / jax.grad {_r(t['hand_over_autodiff'])};"
+              f" hand at {t['hand_fraction_of_peak']:.3f} of peak ({t['hand_bound']}-bound)")
+    print(TARGETS)
+
+
+def _machine_line(rec):
+    pk, bw = rec["matmul_peak"], rec["bandwidth"]
+    return (f"in-run matmul peak {pk['flops_per_s'] / 1e9:.0f} GFLOP/s (jnp.dot {pk['n']}², best of the run), "
+            f"bandwidth {bw['bytes_per_s'] / 1e9:.1f} GB/s (2x+1 over {bw['bytes'] / 2 ** 21:.0f} MiB)")
+
+
+def _mnist(flat):
+    kw = dict(flatten_images=True) if flat else dict(nhwc=True)
+    try:
+        return data.get_split("fashion_mnist", **kw)
+    except data.DataNotFoundError as e:
+        print(f"Fashion-MNIST absent ({e}); using the bundled MNIST-5k sample")
+        return data.get_split("mnist_5k", **kw)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="2,000 images, 3 rounds, batch 5 and 50 only")
+    ap.add_argument("--quick", action="store_true", help="1,000 images, 3 rounds, batch 5 and 50, tiny transformer")
     ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0, help="seeds the random order of the rounds")
     ap.add_argument("--no-cnn", action="store_true")
-    ap.add_argument("--results", default="results")
-    ap.add_argument("--figures", default="figures")
+    ap.add_argument("--no-transformer", action="store_true")
+    ap.add_argument("--results", default=None, help="default results/ (results/quick/ with --quick)")
+    ap.add_argument("--figures", default=None, help="default figures/ (figures/quick/ with --quick)")
     ap.add_argument("--replot", action="store_true",
-                    help="redraw the figure from RESULTS/bench.json without timing anything")
+                    help="redraw the figures from RESULTS/bench.json without timing anything")
     a = ap.parse_args(argv)
+    results = a.results or ("results/quick" if a.quick else "results")
+    figs = a.figures or ("figures/quick" if a.quick else "figures")
     if a.replot:
-        with open(os.path.join(a.results, "bench.json")) as f:
-            print("wrote", plot(json.load(f), a.figures))
+        with open(os.path.join(results, "bench.json")) as f:
+            print("wrote", plot(json.load(f), figs))
         return
+    cfg = dict(QUICK if a.quick else FULL)
+    rounds = a.rounds or cfg["rounds"]
     t0 = time.perf_counter()
-    try:
-        sp = data.get_split("fashion_mnist", flatten_images=True)
-        X, Y, src = sp.x_train, sp.y_train, sp.source
-    except data.DataNotFoundError as e:
-        print(f"Fashion-MNIST absent ({e}); using the bundled MNIST-5k sample")
-        sp = data.get_split("mnist_5k", flatten_images=True)
-        X, Y, src = sp.x_train, sp.y_train, sp.source
-    n = 2000 if a.quick else 10000
-    X, Y = X[:n], Y[:n]
-    rounds = a.rounds or (3 if a.quick else 11)
-    bs = (5, 50) if a.quick else (1, 5, 50, 500)
+    load_before = os.getloadavg()
+    sp = _mnist(True)
+    X, Y = sp.x_train[:cfg["n"]], sp.y_train[:cfg["n"]]
     blas = bench.blas_info()
-    mlp = bench.mlp_ladder(X, Y, batch_sizes=bs, rounds=rounds)
-    print(f"data: {src}, {len(X)} training images; {rounds} interleaved rounds; float32")
-    print(f"matmul peak (jitted jnp.dot 2048², float32): {mlp['matmul_peak']['flops_per_s'] / 1e9:.1f} GFLOP/s")
-    print(f"NumPy BLAS: {blas}")
-    for entry in mlp["table"]:
-        print_table(f"{mlp['model']}, batch {entry['batch']}: seconds per epoch", entry["rows"])
-    rat = bench.ratios(mlp)
-    print("\nratios (medians, same run):")
-    for r in rat:
-        extra = f", vmapped 5-config sweep / single {r['sweep5_over_single']:.2f}x" if "sweep5_over_single" in r else ""
-        if "fused_over_bare" in r:
-            extra += (f", fused / bare scan {r['fused_over_bare']:.2f}x (NumPy batched / bare scan "
-                      f"{r['numpy_batched_over_bare']:.2f}x)")
-        if "general_over_plain" in r:
-            extra += f", all checks+options on / plain SGD epoch {r['general_over_plain']:.2f}x"
-        print(f"  batch {r['batch']:>4}: NumPy batched / fused = {r['numpy_batched_over_fused']:.2f}x "
-              f"(fastest NumPy rung / fused = {r['best_numpy_over_fused']:.2f}x), "
-              f"hand / jax.grad = {r['hand_over_autodiff']:.3f}, fused fraction of peak = "
-              f"{r['fused_fraction_of_peak']:.3f}{extra}")
-    rec = {"data_source": src, "n": len(X), "blas": blas, "mlp": mlp, "ratios": rat, "quick": a.quick}
-    sw = bench.sweep_widths(X, Y, widths=(16, 256) if a.quick else (16, 32, 64, 128, 256), rounds=rounds)
+    peer = torch_peers.version() if torch_peers.available() else "torch not importable: no PyTorch rungs"
+    print(f"data: {sp.source}, {len(X)} training images; {rounds} rounds in random order (seed {a.seed}); "
+          f"float32; load average before {load_before}")
+    print(f"NumPy BLAS (NumPy rungs): {blas}")
+    print(f"PyTorch: {peer}")
+    mlp = bench.mlp_ladder(X, Y, batch_sizes=cfg["batches"], rounds=rounds, batched_steps=2000, seed=a.seed)
+    print(_machine_line(mlp))
+    for e in mlp["table"]:
+        print_table(f"{mlp['model']}, batch {e['batch']}: seconds per epoch ({len(X)} images)", e["rows"])
+    rec = {"data_source": sp.source, "n": len(X), "blas": blas, "torch": peer, "mlp": mlp, "quick": a.quick,
+           "seed": a.seed, "rounds": rounds}
+    if not a.no_cnn:
+        cs = _mnist(False)
+        cnn = bench.cnn_ladder(cs.x_train[:cfg["n_cnn"]], cs.y_train[:cfg["n_cnn"]], rounds=rounds, seed=a.seed)
+        for c in cnn["cases"]:
+            print_table(f"{c['model']}, batch {c['batch']}: seconds per epoch ({cnn['n']} images)", c["rows"])
+        rec["cnn"] = cnn
+    if not a.no_transformer:
+        try:
+            from jaxnets.data import text
+            corpus = text.shakespeare()
+            tr = bench.transformer_rows(corpus.train, corpus.tokenizer.vocab_size, cfg["transformer"], cfg["steps"],
+                                        rounds=rounds, seed=a.seed)
+            print_table(f"{tr['model']} (E7), batch {cfg['transformer']['batch_size']}: seconds per "
+                        f"{cfg['steps']} AdamW steps", tr["rows"])
+            rec["transformer"] = tr
+        except (data.DataNotFoundError, FileNotFoundError) as e:
+            print(f"\ntransformer rows skipped: tiny Shakespeare not found ({e})")
+    sw = bench.sweep_widths(X, Y, widths=cfg["widths"], rounds=rounds, seed=a.seed)
     print(f"\nvmapped sweep of {sw['configs']} configurations at batch {sw['batch']} vs hidden width "
-          f"(seconds per epoch, medians of {sw['rounds']} interleaved rounds; 'one after another' runs the"
-          f" single configuration's compiled epoch {sw['configs']} times)")
+          f"(seconds per epoch, minima of {sw['rounds']} rounds in random order)")
     print(f"  {'width':>5} {'params':>8} {'single':>8} {'vmapped':>8} {'one by one':>10} {'vmap/single':>11} {'vmap/one by one':>15}")
     for r in sw["rows"]:
         print(f"  {r['width']:>5} {r['params']:>8} {r['single_s']:8.4f} {r['vmapped_s']:8.4f} {r['sequential_s']:10.4f}"
               f" {r['vmapped_over_single']:10.2f}x {r['vmapped_over_sequential']:14.2f}x")
     rec["sweep_widths"] = sw
-    if not a.no_cnn:
-        try:
-            cs = data.get_split("fashion_mnist", nhwc=True)
-        except data.DataNotFoundError:
-            cs = data.get_split("mnist_5k", nhwc=True)
-        nc = 1280 if a.quick else 2560
-        cnn = bench.cnn_ladder(cs.x_train[:nc], cs.y_train[:nc], batch=128, rounds=rounds)
-        print_table(f"{cnn['model']}, batch 128, {nc} images: seconds per epoch", cnn["rows"])
-        r = {row["variant"]: row for row in cnn["rows"]}
-        ratio = r["JAX fused epoch (hand grads)"]["median_s"] / r["JAX fused epoch (jax.grad)"]["median_s"]
-        print(f"  hand-written conv path / jax.grad through lax.conv = {ratio:.2f}x")
-        cnn["hand_over_autodiff"] = ratio
-        rec["cnn"] = cnn
+    rec["ratios"] = bench.ratios(rec)
+    print_ratios(rec["ratios"])
+    rec["load_average"] = {"before": load_before, "after": os.getloadavg()}
     rec["wall_time"] = time.perf_counter() - t0
-    path = report.write_json(os.path.join(a.results, "bench.json"), rec)
-    plot(rec, a.figures)
-    print(f"\nwall time {rec['wall_time']:.0f} s; wrote {path}")
+    path = report.write_json(os.path.join(results, "bench.json"), rec)
+    plot(rec, figs)
+    print(f"\nload average before {load_before}, after {rec['load_average']['after']}; "
+          f"wall time {rec['wall_time']:.0f} s; wrote {path}")
+    return rec
 
 
 def plot(rec, figures_dir):
-    """figures/bench_ladder.png from a bench record (also ``--replot``: no timing rerun)."""
+    """figures/bench_ladder.png (and bench_sweep_widths.png) from a bench record (also ``--replot``)."""
     series = {}
     for entry in rec["mlp"]["table"]:
         for row in entry["rows"]:
             xs, ys = series.setdefault(row["variant"], ([], []))
             xs.append(entry["batch"])
-            ys.append(row["median_s"])
+            ys.append(row["min_s"])
     path = figures.xy_curves(series, os.path.join(figures_dir, "bench_ladder.png"), xlabel="batch size",
-                              ylabel="seconds per epoch (median)", logx=True, logy=True,
-                              title=f"784-256-10 MLP, {rec['n']} images, one run ({rec['blas']['build']})")
+                             ylabel="seconds per epoch (minimum)", logx=True, logy=True,
+                             title=f"784-256-10 MLP, {rec['n']} images, one run ({rec['blas']['build']})")
     if "sweep_widths" in rec:
         sw = rec["sweep_widths"]
         w = [r["width"] for r in sw["rows"]]
         figures.xy_curves({f"{sw['configs']} configs vmapped / one config": (w, [r["vmapped_over_single"] for r in sw["rows"]]),
-                            f"vmapped / {sw['configs']} configs one after another": (w, [r["vmapped_over_sequential"] for r in sw["rows"]]),
-                            "issue 8 target (≤ 2× one config)": (w, [2.0] * len(w))},
-                           os.path.join(figures_dir, "bench_sweep_widths.png"), xlabel="hidden width (784-w-10 MLP)",
-                           ylabel="time ratio (medians, same run)", logx=True,
-                           title=f"vmapped sweep at batch {sw['batch']}, {sw['n']} images")
+                           f"vmapped / {sw['configs']} configs one after another": (w, [r["vmapped_over_sequential"] for r in sw["rows"]])},
+                          os.path.join(figures_dir, "bench_sweep_widths.png"), xlabel="hidden width (784-w-10 MLP)",
+                          ylabel="time ratio (minima, same run)", logx=True,
+                          title=f"vmapped sweep at batch {sw['batch']}, {sw['n']} images")
     return path
 
 

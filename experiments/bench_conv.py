@@ -2,11 +2,12 @@
 
 Compares the hand-written path (``cnn2().backprop``: im2col conv2d, window max-pool, their
 hand-written backward rules) with ``jax.value_and_grad`` of the same network written with
-``lax.conv_general_dilated`` and ``lax.reduce_window``. Both are jitted; compile time is measured
-separately; the timed repeats are interleaved (hand, autodiff, hand, …) so drifts in machine load
-hit both; the report gives median and min–max per call and the ratio of medians.
+``lax.conv_general_dilated`` and ``lax.reduce_window``, and (when ``torch`` imports) PyTorch eager's
+forward+backward of the same network. Compile time is measured separately; the timed repeats run
+the paths in a fresh random order per round (``experiments._lib.bench.interleave``); the report
+gives minimum, median and max per call, the ratios of minima, and XLA's FLOPs and bytes per call.
 
-    python -m experiments.bench_conv [--model cnn2|cnn3] [--batch 128] [--repeats 30] [--dtype float32] [--json out.json]
+    python -m experiments.bench_conv [--model cnn2|cnn3] [--batch 128] [--repeats 15] [--dtype float32] [--json out.json]
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from experiments._lib import bench, torch_peers
 from jaxnets.models import cnn
 
 
@@ -42,7 +45,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cnn2", choices=["cnn2", "cnn3"])
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args(argv)
@@ -72,26 +75,36 @@ def main(argv=None):
         err = max(float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(b)) + 1e-30))
                   for a, b in zip(jax.tree.leaves(gh), jax.tree.leaves(ga)))
 
-        times = {name: [] for name in fns}
-        for _ in range(args.repeats):
-            for name, f in fns.items():
-                t0 = time.perf_counter()
-                jax.block_until_ready(f(params, x, y))
-                times[name].append(time.perf_counter() - t0)
+        vs = [bench.Variant(name, lambda f=f: jax.block_until_ready(f(params, x, y)), compile_s=compile_s[name])
+              for name, f in fns.items()]
+        if torch_peers.available():
+            import torch
+            module = torch_peers.cnn_module(jax.tree.map(np.asarray, params))
+            xt = torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 3, 1, 2)))
+            yt = torch.from_numpy(np.asarray(y, np.int64))
+
+            def torch_step():
+                module.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(module(xt), yt).backward()
+            vs.append(bench.Variant("torch", torch_step, kind="torch", compile_s=0.0))
+        bench.interleave(vs, args.repeats, seed=0)
 
     rows = {}
-    for name, ts in times.items():
-        rows[name] = {"median_ms": 1e3 * statistics.median(ts), "min_ms": 1e3 * min(ts),
-                      "max_ms": 1e3 * max(ts), "compile_s": compile_s[name]}
-    ratio = rows["hand"]["median_ms"] / rows["autodiff"]["median_ms"]
-    print(f"{args.model} forward+backward, batch {args.batch}, {args.dtype}, {args.repeats} interleaved repeats,"
+    for v in vs:
+        rows[v.name] = {"min_ms": 1e3 * min(v.times), "median_ms": 1e3 * statistics.median(v.times),
+                        "max_ms": 1e3 * max(v.times), "compile_s": v.compile_s}
+    for name, c in fns.items():
+        rows[name]["gflops"], rows[name]["mbytes"] = (v / s for v, s in zip(bench.cost(c), (1e9, 1e6)))
+    ratio = rows["hand"]["min_ms"] / rows["autodiff"]["min_ms"]
+    print(f"{args.model} forward+backward, batch {args.batch}, {args.dtype}, {args.repeats} rounds in random order,"
           f" device {jax.devices()[0].platform}")
     print(f"max relative gradient difference hand vs autodiff: {err:.2e}")
-    print(f"{'path':<10} {'median ms':>10} {'min ms':>10} {'max ms':>10} {'compile s':>10}")
+    print(f"{'path':<10} {'min ms':>10} {'median ms':>10} {'max ms':>10} {'compile s':>10} {'GFLOP':>7} {'MB':>7}")
     for name, r in rows.items():
-        print(f"{name:<10} {r['median_ms']:>10.2f} {r['min_ms']:>10.2f} {r['max_ms']:>10.2f}"
-              f" {r['compile_s']:>10.2f}")
-    print(f"ratio hand/autodiff (medians): {ratio:.2f}  (target <= 2)")
+        print(f"{name:<10} {r['min_ms']:>10.2f} {r['median_ms']:>10.2f} {r['max_ms']:>10.2f}"
+              f" {r['compile_s']:>10.2f} {r.get('gflops', float('nan')):>7.3f} {r.get('mbytes', float('nan')):>7.1f}")
+    print(f"ratio hand/autodiff (minima): {ratio:.2f}"
+          + (f"; torch/hand {rows['torch']['min_ms'] / rows['hand']['min_ms']:.2f}" if "torch" in rows else ""))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"model": args.model, "batch": args.batch, "dtype": args.dtype, "repeats": args.repeats,

@@ -3,9 +3,10 @@
 Times ``translate`` (one shift for the batch, and one shift per image), ``shift_up`` (doc 003's
 "up 4 px"), ``rot90`` (k = 1) and bilinear ``rotate`` (one angle, and one angle per image) on
 ``--n`` images of 28×28 (Fashion-MNIST test set when installed, else random) and 32×32×3. Each
-transform is jitted; compile time is reported separately; the timed repeats call the compiled
-function and wait for the result (``block_until_ready``). Prints a table of median time per batch
-and images/second; ``--decode N`` also times decoding N CIFAR-10 JPEGs with Pillow (the
+transform is compiled ahead of time (compile time reported separately); the timed repeats run all
+cases in a fresh random order per round (``experiments._lib.bench.interleave``) and wait for the
+result (``block_until_ready``). Prints minimum, median and max time per batch and images/second
+(of the minimum); ``--decode N`` also times decoding N CIFAR-10 JPEGs with Pillow (the
 first-load cost of the JPEG copy; later loads hit the .npz cache).
 
     python -m experiments.bench_transforms [--n 10000] [--repeats 10] [--decode 2000] [--json out.json]
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments._lib import bench
 from jaxnets import data
 
 
@@ -34,16 +36,10 @@ def _images_28(n: int) -> tuple[np.ndarray, str]:
         return np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8), "random"
 
 
-def _time(fn, args, repeats: int) -> tuple[float, float]:
+def _variant(name, fn, x):
     t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return compile_s, statistics.median(times)
+    c = fn.lower(x).compile()
+    return bench.Variant(name, lambda: jax.block_until_ready(c(x)), compile_s=time.perf_counter() - t0)
 
 
 def bench_decode(n: int) -> dict | None:
@@ -94,20 +90,20 @@ def main(argv=None):
         ("rotate(30 deg)", jax.jit(lambda x: data.rotate(x, 30.0))),
         ("rotate(per-image angle)", jax.jit(lambda x: data.rotate(x, angles))),
     ]
-    rows = []
-    for shape_name, x in ((f"{a.n}x28x28 ({src})", x28), (f"{a.n}x32x32x3", x32)):
-        for name, fn in cases:
-            compile_s, med = _time(fn, (x,), a.repeats)
-            rows.append({"images": shape_name, "transform": name, "compile_s": compile_s,
-                         "median_ms": med * 1e3, "images_per_s": a.n / med})
+    vs = [(shape_name, name, _variant(f"{shape_name} {name}", fn, x))
+          for shape_name, x in ((f"{a.n}x28x28 ({src})", x28), (f"{a.n}x32x32x3", x32)) for name, fn in cases]
+    bench.interleave([v for _, _, v in vs], a.repeats, seed=0)
+    rows = [{"images": shape_name, "transform": name, "compile_s": v.compile_s, "min_ms": min(v.times) * 1e3,
+             "median_ms": statistics.median(v.times) * 1e3, "max_ms": max(v.times) * 1e3,
+             "images_per_s": a.n / min(v.times)} for shape_name, name, v in vs]
 
     dev = jax.devices()[0]
-    print(f"device: {dev.platform} ({dev.device_kind}), jax {jax.__version__}, repeats {a.repeats}")
+    print(f"device: {dev.platform} ({dev.device_kind}), jax {jax.__version__}, {a.repeats} rounds in random order")
     w = max(len(r["images"]) for r in rows)
-    print(f"{'images':<{w}}  {'transform':<24} {'compile s':>9} {'median ms':>10} {'images/s':>12}")
+    print(f"{'images':<{w}}  {'transform':<24} {'compile s':>9} {'min ms':>8} {'median ms':>10} {'max ms':>8} {'images/s':>12}")
     for r in rows:
-        print(f"{r['images']:<{w}}  {r['transform']:<24} {r['compile_s']:>9.3f} {r['median_ms']:>10.2f} "
-              f"{r['images_per_s']:>12,.0f}")
+        print(f"{r['images']:<{w}}  {r['transform']:<24} {r['compile_s']:>9.3f} {r['min_ms']:>8.2f} {r['median_ms']:>10.2f}"
+              f" {r['max_ms']:>8.2f} {r['images_per_s']:>12,.0f}")
     out = {"device": f"{dev.platform} {dev.device_kind}", "n": a.n, "rows": rows}
     if a.decode:
         d = bench_decode(a.decode)

@@ -1,19 +1,31 @@
-"""Benchmark ladder (doc 002's "three levels" and beyond), measured side by side in one run.
+"""Benchmark harness: rungs of a ladder measured side by side in one run, with an honest protocol.
 
-Rungs for the 784-256-10 sigmoid MLP (the E1 (a) network) on n training images:
-pure-Python scalar (a few examples, extrapolated per sample, labelled so) → NumPy per example →
-NumPy batched (homework style) → JAX jit per step called from a Python loop → JAX fused epoch
-(``lax.scan``) with hand-written gradients → the same with ``jax.grad``; plus, for reference, the
-fused epoch with every option and check compiled in (momentum, L2, per-step gradient check), a
-bare scan of backprop + SGD (the floor under the engine's bookkeeping) and a 5-configuration
-vmapped sweep; :func:`sweep_widths` measures where a vmapped sweep pays as the model grows. Rules: data on the device first, ``block_until_ready``, compile time measured
-separately (AOT ``lower().compile()``), every variant timed once per round with rounds interleaved,
-medians and min–max reported; FLOPs from XLA's cost analysis of the compiled *step* (the scan body
-is one step; XLA's cost analysis does not multiply a loop body by its trip count); the float32
-matmul peak (jitted ``jnp.dot`` at 2048²) measured in the same run.
+Rungs for the 784-256-10 sigmoid MLP (the E1 (a) network) on n training images: pure-Python
+scalar (a few examples, extrapolated per sample, labelled so) → NumPy per example → NumPy batched
+(homework style) → JAX jit per step called from a Python loop → ``fit``'s epoch (what
+``train.fit`` runs per epoch for plain SGD) with hand-written gradients → the same with
+``jax.grad`` → the **minimal scan** (the plainest JAX code for the same SGD epoch: permute and
+gather the epoch's data once, ``lax.scan`` over contiguous batches, params donated — the floor
+under ``fit``) → PyTorch eager when ``torch`` imports; plus the epoch with every option and check
+compiled in and a 5-configuration vmapped sweep. :func:`cnn_ladder` does the same for doc 003's
+CNNs, :func:`transformer_rows` for the E7 training step.
+
+Protocol (:func:`interleave`): data on the device first; compile time measured separately (AOT
+``lower().compile()``); every variant warmed up before the rounds; every round runs all variants
+in a fresh random order (``numpy.random.default_rng(seed)``, the orders are recorded), so no
+variant always follows the same neighbour, and every timed run follows one untimed run of the same
+variant (a JAX epoch right after a NumPy epoch ran at 62 ms alone, 101 ms after NumPy and 65 ms
+after NumPy and one settling run: medians of 9, batch 500, loaded 2-core machine); BLAS (and OpenMP) threads are held to one while a
+rung that does not use them runs, and PyTorch gets its 2 threads only during its own rungs; each
+timed call ends with ``block_until_ready``. Rows report minimum, median and max; ratios are taken
+within one run, of minima (the least-disturbed run of each) with the ratio of medians beside it.
+FLOPs and bytes come from XLA's cost analysis of one compiled *step* (XLA's cost analysis does not
+multiply a loop body by its trip count); the float32 matmul peak (jitted ``jnp.dot`` at 2048²) and
+the memory bandwidth (a jitted elementwise pass over 256 MiB) are measured in the same run.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import tracemalloc
 
@@ -22,9 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._lib import oracles
+from experiments._lib import oracles, torch_peers
 from jaxnets import train
-
+from jaxnets.train import engine as _engine
 
 def blas_info() -> dict:
     """NumPy's BLAS build and, when threadpoolctl is present, the kernel it picked at run time."""
@@ -44,26 +56,39 @@ def blas_info() -> dict:
     return info
 
 
-def matmul_peak(n=2048, repeats=7) -> dict:
-    """float32 FLOP/s of a jitted ``jnp.dot`` at n×n (median of ``repeats``)."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    f = jax.jit(jnp.dot).lower(a, b).compile()
-    f(a, b).block_until_ready()
+def _best_time(f, args, repeats):
+    jax.block_until_ready(f(*args))
     ts = []
     for _ in range(repeats):
         t = time.perf_counter()
-        f(a, b).block_until_ready()
+        jax.block_until_ready(f(*args))
         ts.append(time.perf_counter() - t)
-    # Peak = the best repeat: a peak is what the machine can do, not what it did on average.
+    return ts
+
+
+def matmul_peak(n=2048, repeats=7) -> dict:
+    """float32 FLOP/s of a jitted ``jnp.dot`` at n×n; the peak is the best repeat (what the machine
+    can do, not what it did on average)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    ts = _best_time(jax.jit(jnp.dot).lower(a, b).compile(), (a, b), repeats)
     return {"n": n, "flops": 2 * n ** 3, "median_s": float(np.median(ts)), "min_s": float(min(ts)),
             "flops_per_s": 2 * n ** 3 / float(min(ts))}
 
 
-def _flops(compiled) -> float:
+def memory_bandwidth(mib=256, repeats=7) -> dict:
+    """Bytes/s of a jitted ``2·x + 1`` over ``mib`` MiB of float32 (reads and writes it once)."""
+    x = jnp.ones((mib * 2 ** 20 // 4,), jnp.float32)
+    ts = _best_time(jax.jit(lambda v: 2 * v + 1).lower(x).compile(), (x,), repeats)
+    nbytes = 2 * x.size * 4
+    return {"bytes": nbytes, "min_s": float(min(ts)), "bytes_per_s": nbytes / float(min(ts))}
+
+
+def cost(compiled) -> tuple[float, float]:
+    """(FLOPs, bytes accessed) of a compiled program from XLA's cost analysis."""
     ca = compiled.cost_analysis()
     ca = ca[0] if isinstance(ca, (list, tuple)) else ca
-    return float(ca.get("flops", float("nan")))
+    return float(ca.get("flops", float("nan"))), float(ca.get("bytes accessed", float("nan")))
 
 
 def _mem(compiled) -> int:
@@ -72,43 +97,124 @@ def _mem(compiled) -> int:
 
 
 class Variant:
-    """A timed callable: ``run()`` does one epoch (or a fixed slice), returns nothing."""
-    def __init__(self, name, run, *, compile_s=None, flops_per_epoch=None, peak_bytes=None,
-                 scale=1.0, note=""):
-        self.name, self.run, self.compile_s = name, run, compile_s
-        self.flops_per_epoch, self.peak_bytes, self.scale, self.note = flops_per_epoch, peak_bytes, scale, note
+    """A timed rung: ``run()`` does one epoch (or a fixed slice, ``scale`` extrapolates) and
+    returns when the work is done. ``kind`` ("jax", "numpy", "torch", "python") picks the thread
+    settings it runs under; ``flops`` / ``bytes`` are per epoch (from one compiled step)."""
+    def __init__(self, name, run, *, kind="jax", compile_s=None, flops=None, nbytes=None,
+                 peak_bytes=None, scale=1.0, note=""):
+        self.name, self.run, self.kind, self.compile_s = name, run, kind, compile_s
+        self.flops, self.nbytes, self.peak_bytes, self.scale, self.note = flops, nbytes, peak_bytes, scale, note
         self.times = []
 
 
-def _numpy_variants(X, Y, p0, B, per_example_steps):
+@contextlib.contextmanager
+def _threads(kind):
+    """BLAS/OpenMP thread pools released (held to one thread) unless the rung uses them, so no
+    pool's worker threads compete with the rung that runs; PyTorch gets its threads only here."""
+    with contextlib.ExitStack() as stack:
+        try:
+            from threadpoolctl import threadpool_limits
+            if kind != "numpy":
+                stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+        except ImportError:
+            pass
+        if torch_peers.available():
+            import torch
+            torch.set_num_threads(torch_peers.THREADS if kind == "torch" else 1)
+        yield
+
+
+def interleave(variants, rounds, seed=0, warmup=1, settle=1) -> list[list[str]]:
+    """Time every variant ``rounds`` times, each round in a fresh random order; returns the orders.
+
+    Each variant is first run ``warmup`` times untimed (first-call allocations, caches), and every
+    timed run follows ``settle`` untimed runs of the same variant: on this machine a JAX epoch right
+    after a NumPy epoch ran ~1.5× slower (median) than alone, and one settling run removed that
+    where releasing the BLAS threads did not (measured at batch 500; the module docstring)."""
+    rng = np.random.default_rng(seed)
+    for v in variants:
+        with _threads(v.kind):
+            for _ in range(warmup):
+                v.run()
+    orders = []
+    for _ in range(rounds):
+        order = [variants[i] for i in rng.permutation(len(variants))]
+        orders.append([v.name for v in order])
+        for v in order:
+            with _threads(v.kind):
+                for _ in range(settle):
+                    v.run()
+                t = time.perf_counter()
+                v.run()
+                v.times.append((time.perf_counter() - t) * v.scale)
+    return orders
+
+
+def summary(v, peak_flops, bandwidth) -> dict:
+    """One row: min / median / max seconds, compile time, and, when FLOPs are known, the fraction
+    of the in-run matmul peak (of the minimum) and the roofline bound (compute or memory)."""
+    ts = np.asarray(v.times)
+    out = {"variant": v.name, "kind": v.kind, "min_s": float(ts.min()), "median_s": float(np.median(ts)),
+           "max_s": float(ts.max()), "compile_s": v.compile_s, "peak_bytes": v.peak_bytes, "note": v.note}
+    if v.flops:
+        t_flops, t_bytes = v.flops / peak_flops, (v.nbytes or 0) / bandwidth
+        out.update(gflops=v.flops / 1e9, gbytes=(v.nbytes or 0) / 1e9,
+                   fraction_of_peak=t_flops / out["min_s"],
+                   bound="memory" if t_bytes > t_flops else "compute",
+                   fraction_of_roofline=max(t_flops, t_bytes) / out["min_s"])
+    return out
+
+
+# ----------------------------------------------------------------------------- rungs
+
+SGD_LR = 0.01
+FIT = "fit epoch (hand grads)"
+FIT_AD = "fit epoch (jax.grad)"
+GENERAL = "fit epoch, all checks+options on"
+MINIMAL = "minimal scan (plain JAX SGD)"
+TORCH = "PyTorch eager (2 threads)"
+JIT_LOOP = "JAX jit step, Python loop"
+
+
+def _numpy_variants(X, Y, p0, B, per_example_steps, batched_steps=None):
     Xn, Yn = np.asarray(X), np.asarray(Y)
     pn = oracles.to_numpy(p0, np.float32)
     n = len(Xn)
-    vs = []
     n_pe = min(n, per_example_steps * B)
-    vs.append(Variant("NumPy per example", lambda: oracles.example_sgd_epoch(pn, Xn[:n_pe], Yn[:n_pe], 0.01, B),
-                      scale=n / n_pe, note="" if n_pe == n else f"timed on {n_pe} examples, scaled"))
-    vs.append(Variant("NumPy batched", lambda: oracles.batched_sgd_epoch(pn, Xn, Yn, 0.01, B)))
+    n_b = n if batched_steps is None else min(n, batched_steps * B)
+    vs = [Variant("NumPy per example", lambda: oracles.example_sgd_epoch(pn, Xn[:n_pe], Yn[:n_pe], SGD_LR, B),
+                  kind="numpy", scale=n / n_pe, note="" if n_pe == n else f"timed on {n_pe} examples, scaled"),
+          Variant("NumPy batched", lambda: oracles.batched_sgd_epoch(pn, Xn[:n_b], Yn[:n_b], SGD_LR, B),
+                  kind="numpy", scale=n / n_b, note="" if n_b == n else f"timed on {n_b} examples, scaled")]
     try:  # the same with OpenBLAS held to one thread: its threading hurts small matrices here
         from threadpoolctl import threadpool_limits
 
         def one_thread():
             with threadpool_limits(limits=1, user_api="blas"):
-                oracles.batched_sgd_epoch(pn, Xn, Yn, 0.01, B)
-        vs.append(Variant("NumPy batched, 1 BLAS thread", one_thread))
+                oracles.batched_sgd_epoch(pn, Xn[:n_b], Yn[:n_b], SGD_LR, B)
+        vs.append(Variant("NumPy batched, 1 BLAS thread", one_thread, kind="numpy", scale=n / n_b,
+                          note=vs[-1].note))
     except ImportError:
         pass
     tracemalloc.start()
-    oracles.batched_sgd_epoch(pn, Xn[: min(n, 20 * B)], Yn[: min(n, 20 * B)], 0.01, B)
-    vs[-1].peak_bytes = tracemalloc.get_traced_memory()[1]
+    oracles.batched_sgd_epoch(pn, Xn[: min(n, 20 * B)], Yn[: min(n, 20 * B)], SGD_LR, B)
+    vs[1].peak_bytes = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return vs
 
 
-def _jax_step_loop(model, p0, Xd, Yd, B):
-    """jit per step, called from a Python loop; the batch is sliced on the device inside the step."""
-    opt = optax.sgd(0.01)
+def _compile(f, *args):
+    t = time.perf_counter()
+    c = f.lower(*args).compile()
+    return c, time.perf_counter() - t
+
+
+def _jax_step_loop(model, p0, Xd, Yd, B, max_steps=None):
+    """jit per step, called from a Python loop; the batch is sliced on the device inside the step.
+    ``max_steps``: time only that many steps and scale to the epoch (labelled in the row)."""
+    opt = optax.sgd(SGD_LR)
     nb = len(Xd) // B
+    steps = nb if max_steps is None else min(nb, max_steps)
 
     def step(params, opt_state, X, Y, i):
         xb = jax.lax.dynamic_slice_in_dim(X, i * B, B)
@@ -118,188 +224,262 @@ def _jax_step_loop(model, p0, Xd, Yd, B):
         return optax.apply_updates(params, upd), opt_state
 
     st = opt.init(p0)
-    t = time.perf_counter()
-    c = jax.jit(step, donate_argnums=()).lower(p0, st, Xd, Yd, jnp.int32(0)).compile()
-    comp = time.perf_counter() - t
+    c, comp = _compile(jax.jit(step), p0, st, Xd, Yd, jnp.int32(0))
 
     def run():
         p, s = p0, st
-        for i in range(nb):
+        for i in range(steps):
             p, s = c(p, s, Xd, Yd, jnp.int32(i))
         jax.block_until_ready(p)
-    return Variant("JAX jit step, Python loop", run, compile_s=comp)
+    return Variant(JIT_LOOP, run, compile_s=comp, scale=nb / steps,
+                   note="" if steps == nb else f"timed on {steps} steps, scaled")
 
 
-def _fused(model, p0, Xd, Yd, B, grad, name, general=False):
-    """The fused epoch as ``fit`` compiles plain SGD (momentum 0, no L2: the NumPy rungs' algorithm;
-    no per-step gradient check, ``fit`` replays an epoch with it only if the weights go non-finite).
-    ``general=True``: ``make_epoch``'s defaults — momentum, L2 (traced, here 0) and the per-step
-    gradient check compiled in."""
+def _fit_epoch(model, p0, Xd, Yd, B, grad, name, general=False, key=jax.random.key(0), with_cost=True):
+    """What :func:`train.fit` runs per epoch for plain SGD (``order="shuffle"``): the epoch that
+    ``fit`` compiles (momentum and L2 compiled out, no per-step gradient check) with its
+    epoch-end finiteness check and replay — the engine's own ``_compile_epoch``. ``general=True``:
+    ``make_epoch``'s defaults instead — momentum, L2 (traced, here 0) and the per-step gradient
+    check compiled in. The state carries over from call to call, as in ``fit``."""
     n = len(Xd)
-    sw = dict(use_momentum=general, use_l2=general, check_grads=general)
-    ep = jax.jit(train.make_epoch(model, n, B, "fixed", grad, **sw))
     st = train.init_state(p0)
-    hp = train.Hyper(*(jnp.float32(v) for v in (0.01, 0.0, 0.0, 1.0)))
-    t = time.perf_counter()
-    c = ep.lower(st, hp, jnp.int32(0), jax.random.key(0), Xd, Yd).compile()
-    comp = time.perf_counter() - t
-    # FLOPs of one step: compile the scan body alone (same function, one batch).
-    step_ep = jax.jit(train.make_epoch(model, B, B, "fixed", grad, **sw))
-    sc = step_ep.lower(st, hp, jnp.int32(0), jax.random.key(0), Xd[:B], Yd[:B]).compile()
-    flops = _flops(sc) * train.n_batches(n, B)
+    hp = train.Hyper(*(jnp.asarray(v, Xd.dtype) for v in (SGD_LR, 0.0, 0.0, 1.0)))
+    sw = dict(use_momentum=general, use_l2=general)
+    if general:
+        c, comp = _compile(jax.jit(train.make_epoch(model, n, B, "shuffle", grad, check_grads=True, **sw)),
+                           st, hp, jnp.int32(0), key, Xd, Yd)
+        run_epoch = lambda s, h, e, k: c(s, h, e, k, Xd, Yd)  # noqa: E731
+    else:
+        run_epoch, comp = _engine._compile_epoch(model, st, hp, key, (Xd, Yd), B, order="shuffle", grad=grad,
+                                                 max_updates=None, mesh=None, optimizer=None, **sw)
+    flops = nbytes = None
+    if with_cost:  # FLOPs and bytes of one step: the same epoch function compiled for one batch
+        sc, _ = _compile(jax.jit(train.make_epoch(model, B, B, "shuffle", grad, check_grads=general, **sw)),
+                         st, hp, jnp.int32(0), key, Xd[:B], Yd[:B])
+        flops, nbytes = (v * train.n_batches(n, B) for v in cost(sc))
+    holder = [st]
 
     def run():
-        jax.block_until_ready(c(st, hp, jnp.int32(0), jax.random.key(0), Xd, Yd))
-    return Variant(name, run, compile_s=comp, flops_per_epoch=flops, peak_bytes=_mem(c))
+        holder[0] = jax.block_until_ready(run_epoch(holder[0], hp, 0, key)[0])
+    return Variant(name, run, compile_s=comp, flops=flops, nbytes=nbytes)
 
 
-GENERAL = "JAX fused epoch, all checks+options on"
-BARE = "JAX bare scan: backprop + SGD only"
+def minimal_epoch(model, n, B, lr=SGD_LR):
+    """The plainest JAX code for one SGD epoch: ``epoch(params, key, X, Y) -> params``.
 
+    Permute (``jax.random.permutation(key, n)``, the draw ``fit``'s shuffle makes) and gather the
+    epoch's data once, then ``lax.scan`` hand-written backprop and ``p − lr·g`` over contiguous
+    batches. Needs n divisible by B (no ragged batch, no masks, counters, loss record or checks)."""
+    if n % B:
+        raise ValueError(f"minimal_epoch: n = {n} must be a multiple of the batch size {B}")
 
-def _bare(model, p0, Xd, Yd, B):
-    """What remains of an epoch without the engine (no masks, counters, loss record, divergence
-    check): a scan of hand-written backprop and ``p - lr·g`` over contiguous batches. A floor for
-    the fused epoch, measured, not a product path. Needs n divisible by B."""
-    nb = len(Xd) // B
+    def epoch(params, key, X, Y):
+        perm = jax.random.permutation(key, n)
+        Xe, Ye = X[perm].reshape(n // B, B, *X.shape[1:]), Y[perm].reshape(n // B, B, *Y.shape[1:])
 
-    def epoch(p, X, Y):
         def step(p, b):
             _, g = model.backprop(p, *b)
-            return jax.tree.map(lambda w, d: w - 0.01 * d, p, g), None
-        return jax.lax.scan(step, p, (X[:nb * B].reshape(nb, B, -1), Y[:nb * B].reshape(nb, B)))[0]
-    t = time.perf_counter()
-    c = jax.jit(epoch).lower(p0, Xd, Yd).compile()
-    comp = time.perf_counter() - t
-    return Variant(BARE, lambda: jax.block_until_ready(c(p0, Xd, Yd)), compile_s=comp, peak_bytes=_mem(c))
+            return jax.tree.map(lambda w, d: w - lr * d, p, g), None
+        return jax.lax.scan(step, params, (Xe, Ye))[0]
+    return epoch
+
+
+def _minimal(model, p0, Xd, Yd, B, key=jax.random.key(0)):
+    """The minimal scan as a rung: compiled with the params donated, state carried over."""
+    f = jax.jit(minimal_epoch(model, len(Xd), B), donate_argnums=0)
+    holder = [jax.tree.map(jnp.copy, p0)]
+    c, comp = _compile(f, holder[0], key, Xd, Yd)
+
+    def run():
+        holder[0] = jax.block_until_ready(c(holder[0], key, Xd, Yd))
+    return Variant(MINIMAL, run, compile_s=comp, peak_bytes=_mem(c))
+
+
+def _torch_variant(kind, p0, X, Y, B):
+    make = torch_peers.mlp_epoch if kind == "mlp" else torch_peers.cnn_epoch
+    run, _ = make(p0, X, Y, B, SGD_LR)
+    return Variant(TORCH, run, kind="torch", note=torch_peers.version())
 
 
 def _sweep_variant(model, p0, Xd, Yd, B, C=5):
     n = len(Xd)
-    ep = jax.jit(jax.vmap(train.make_epoch(model, n, B, "fixed", use_momentum=False, use_l2=False,
+    ep = jax.jit(jax.vmap(train.make_epoch(model, n, B, "shuffle", use_momentum=False, use_l2=False,
                                            check_grads=False),
                           in_axes=(0, 0, None, None, None, None)))
     st = jax.vmap(train.init_state)(jax.tree.map(lambda v: jnp.broadcast_to(v, (C,) + v.shape), p0))
     hp = train.Hyper(jnp.linspace(0.005, 0.05, C, dtype=jnp.float32), jnp.zeros(C, jnp.float32),
                      jnp.zeros(C, jnp.float32), jnp.ones(C, jnp.float32))
-    t = time.perf_counter()
-    c = ep.lower(st, hp, jnp.int32(0), jax.random.key(0), Xd, Yd).compile()
-    comp = time.perf_counter() - t
+    c, comp = _compile(ep, st, hp, jnp.int32(0), jax.random.key(0), Xd, Yd)
 
     def run():
         jax.block_until_ready(c(st, hp, jnp.int32(0), jax.random.key(0), Xd, Yd))
     return Variant(f"JAX vmapped sweep ({C} configs)", run, compile_s=comp, peak_bytes=_mem(c))
 
 
-def _interleave(variants, rounds):
-    for v in variants:  # warm-up (not timed): first-call allocations, caches
-        v.run()
-    for _ in range(rounds):
-        for v in variants:
-            t = time.perf_counter()
-            v.run()
-            v.times.append((time.perf_counter() - t) * v.scale)
+def _machine(peak, bw):
+    return {"matmul_peak": peak, "bandwidth": bw}
 
 
-def _summary(v, peak_flops):
-    ts = np.asarray(v.times)
-    out = {"variant": v.name, "median_s": float(np.median(ts)), "min_s": float(ts.min()),
-           "max_s": float(ts.max()), "compile_s": v.compile_s, "peak_bytes": v.peak_bytes, "note": v.note}
-    if v.flops_per_epoch:
-        out["gflops_per_epoch"] = v.flops_per_epoch / 1e9
-        out["fraction_of_peak"] = v.flops_per_epoch / out["median_s"] / peak_flops
-    return out
+PEAK_N, BANDWIDTH_MIB = 2048, 256   # sizes of the in-run peak and bandwidth probes (tests shrink them)
 
 
-def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=5, per_example_steps=400, scalar_examples=3,
-               seed=0):
-    """Seconds per epoch of every rung at every batch size. X: (n, 784) float32, Y: (n,) int32."""
+def _probes():
+    return matmul_peak(PEAK_N), memory_bandwidth(BANDWIDTH_MIB)
+
+
+def _measure(variants, rounds, seed):
+    """Interleave, then re-measure peak and bandwidth (the best of before and after counts)."""
+    orders = interleave(variants, rounds, seed)
+    return (orders, *_probes())
+
+
+def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=15, per_example_steps=400, scalar_examples=3,
+               batched_steps=None, torch_batches=(5, 50, 500), sizes=(784, 256, 10), extras=True, seed=0):
+    """Seconds per epoch of every rung at every batch size. X: (n, 784) float32, Y: (n,) int32;
+    ``sizes``: the sigmoid MLP's layer widths; ``extras``: also, at batch ≤ 5, the epoch with every
+    option and check on and, at batch 5, the vmapped sweep; ``batched_steps``: the NumPy batched
+    rungs and the jit-step loop are timed on at most that many steps and scaled (labelled). n must be a multiple of every batch size (the
+    minimal scan has no ragged batch)."""
     from jaxnets import models
-    model = models.mlp([784, 256, 10], "sigmoid", "softmax_cross_entropy")
+    model = models.mlp(list(sizes), "sigmoid", "softmax_cross_entropy")
     p0 = model.init(jax.random.key(seed))
     Xd, Yd = jax.device_put(jnp.asarray(X)), jax.device_put(jnp.asarray(Y))
-    peak = matmul_peak()
-    # pure-Python scalar: a few examples, per-sample time extrapolated to an epoch
-    pl = oracles.to_lists(p0)
+    peak, bw = _probes()
+    pl = oracles.to_lists(p0)   # pure-Python scalar: a few examples, extrapolated per sample
     t = time.perf_counter()
     for i in range(scalar_examples):
-        oracles.scalar_sgd_step(pl, np.asarray(X[i], np.float64).tolist(), int(Y[i]), 0.01)
+        oracles.scalar_sgd_step(pl, np.asarray(X[i], np.float64).tolist(), int(Y[i]), SGD_LR)
     scalar_per_sample = (time.perf_counter() - t) / scalar_examples
     table = []
-    for B in batch_sizes:
-        vs = _numpy_variants(X, Y, p0, B, per_example_steps)
-        vs += [_jax_step_loop(model, p0, Xd, Yd, B),
-               _fused(model, p0, Xd, Yd, B, "hand", "JAX fused epoch (hand grads)"),
-               _fused(model, p0, Xd, Yd, B, "autodiff", "JAX fused epoch (jax.grad)"),
-               _fused(model, p0, Xd, Yd, B, "hand", GENERAL, general=True),
-               _bare(model, p0, Xd, Yd, B)]
-        if B == 5:
+    for k, B in enumerate(batch_sizes):
+        vs = _numpy_variants(X, Y, p0, B, per_example_steps, batched_steps)
+        vs += [_jax_step_loop(model, p0, Xd, Yd, B, batched_steps),
+               _fit_epoch(model, p0, Xd, Yd, B, "hand", FIT),
+               _fit_epoch(model, p0, Xd, Yd, B, "autodiff", FIT_AD, with_cost=False),
+               _minimal(model, p0, Xd, Yd, B)]
+        if extras and B <= 5:  # where per-step costs show
+            vs.append(_fit_epoch(model, p0, Xd, Yd, B, "hand", GENERAL, general=True, with_cost=False))
+        if extras and B == 5:
             vs.append(_sweep_variant(model, p0, Xd, Yd, B))
-        _interleave(vs, rounds)
-        peak = max(peak, matmul_peak(), key=lambda p: p["flops_per_s"])  # re-measured in the run
-        rows = [_summary(v, peak["flops_per_s"]) for v in vs]
-        rows.insert(0, {"variant": "pure-Python scalar", "median_s": scalar_per_sample * len(X),
-                        "min_s": None, "max_s": None, "compile_s": None, "peak_bytes": None,
+        if B in torch_batches and torch_peers.available():
+            vs.append(_torch_variant("mlp", p0, X, Y, B))
+        orders, pk, b = _measure(vs, rounds, seed + k)
+        peak = max(peak, pk, key=lambda p: p["flops_per_s"])
+        bw = max(bw, b, key=lambda p: p["bytes_per_s"])
+        rows = [summary(v, peak["flops_per_s"], bw["bytes_per_s"]) for v in vs]
+        rows.insert(0, {"variant": "pure-Python scalar", "kind": "python", "median_s": scalar_per_sample * len(X),
+                        "min_s": scalar_per_sample * len(X), "max_s": None, "compile_s": None, "peak_bytes": None,
                         "note": f"extrapolated from {scalar_examples} examples ({scalar_per_sample:.3f} s/sample)"})
-        table.append({"batch": B, "rows": rows})
-    return {"model": "784-256-10 sigmoid MLP", "n": len(X), "matmul_peak": peak, "table": table,
+        table.append({"batch": B, "rows": rows, "orders": orders, "seed": seed + k})
+    return {"model": f"{'-'.join(map(str, sizes))} sigmoid MLP", "n": len(X), **_machine(peak, bw), "table": table,
             "rounds": rounds}
 
 
-def cnn_ladder(X, Y, batch=128, rounds=5, seed=0):
-    """2-layer CNN of doc 003: fused epoch hand vs jax.grad, and the jit-step loop. X: (n,28,28,1)."""
+CNN_CASES = (("cnn2", 32), ("cnn2", 128), ("cnn3", 128))
+
+
+def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
+    """doc 003's CNNs: ``fit``'s epoch with hand and jax.grad gradients, the minimal scan and
+    PyTorch eager, per (model, batch) case. X: (n, 28, 28, 1) NHWC float32, n a multiple of each batch."""
     from jaxnets.models import cnn
-    model = cnn.cnn2()
-    p0 = model.init(jax.random.key(seed))
     Xd, Yd = jax.device_put(jnp.asarray(X)), jax.device_put(jnp.asarray(Y))
-    peak = matmul_peak()
-    vs = [_jax_step_loop(model, p0, Xd, Yd, batch),
-          _fused(model, p0, Xd, Yd, batch, "hand", "JAX fused epoch (hand grads)"),
-          _fused(model, p0, Xd, Yd, batch, "autodiff", "JAX fused epoch (jax.grad)")]
-    _interleave(vs, rounds)
-    return {"model": "2-layer CNN (doc 003)", "n": len(X), "batch": batch, "matmul_peak": peak,
-            "rows": [_summary(v, peak["flops_per_s"]) for v in vs], "rounds": rounds}
-
-
-def ratios(mlp: dict) -> list[dict]:
-    """The claims of the issue as ratios within one run (medians)."""
+    peak, bw = _probes()
     out = []
-    for entry in mlp["table"]:
-        r = {row["variant"]: row for row in entry["rows"]}
-        fused, ad = r["JAX fused epoch (hand grads)"], r["JAX fused epoch (jax.grad)"]
-        best_np = min(r[k]["median_s"] for k in r if k.startswith("NumPy"))
-        item = {"batch": entry["batch"],
-                "numpy_batched_over_fused": r["NumPy batched"]["median_s"] / fused["median_s"],
-                "best_numpy_over_fused": best_np / fused["median_s"],
-                "hand_over_autodiff": fused["median_s"] / ad["median_s"],
-                "fused_fraction_of_peak": fused.get("fraction_of_peak")}
-        if GENERAL in r:
-            item["general_over_plain"] = r[GENERAL]["median_s"] / fused["median_s"]
-        if BARE in r:
-            item["fused_over_bare"] = fused["median_s"] / r[BARE]["median_s"]
-            item["numpy_batched_over_bare"] = r["NumPy batched"]["median_s"] / r[BARE]["median_s"]
-        sw = [k for k in r if k.startswith("JAX vmapped sweep")]
-        if sw:
-            item["sweep5_over_single"] = r[sw[0]]["median_s"] / fused["median_s"]
-        out.append(item)
+    for k, (name, B) in enumerate(cases):
+        model = cnn.MODELS[name]()
+        p0 = model.init(jax.random.key(seed))
+        vs = [_fit_epoch(model, p0, Xd, Yd, B, "hand", FIT),
+              _fit_epoch(model, p0, Xd, Yd, B, "autodiff", FIT_AD, with_cost=False),
+              _minimal(model, p0, Xd, Yd, B)]
+        if torch_peers.available():
+            vs.append(_torch_variant("cnn", p0, X, Y, B))
+        orders, pk, b = _measure(vs, rounds, seed + k)
+        peak = max(peak, pk, key=lambda p: p["flops_per_s"])
+        bw = max(bw, b, key=lambda p: p["bytes_per_s"])
+        out.append({"model": name, "batch": B, "orders": orders, "seed": seed + k,
+                    "rows": [summary(v, peak["flops_per_s"], bw["bytes_per_s"]) for v in vs]})
+    return {"n": len(X), **_machine(peak, bw), "rounds": rounds, "cases": out}
+
+
+def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
+    """The E7 training step: ``steps`` AdamW steps per timed call, hand rules vs jax.grad vs
+    PyTorch eager (same architecture and sizes). tokens: (n,) int32 training text."""
+    from jaxnets.models import transformer as tr
+    from jaxnets.train import lm
+    model = tr.transformer(vocab, cfg["block_size"], cfg["n_embd"], cfg["n_head"], cfg["n_layer"], cfg["dropout"])
+    params = model.init(jax.random.key(seed))
+    opt = lm.make_optimizer(lm.LMConfig(steps=10_000))
+    state = opt.init(params)
+    data = jax.device_put(jnp.asarray(tokens, jnp.int32))
+    vs = []
+    for g, name in (("hand", "jaxnets (hand grads)"), ("autodiff", "jaxnets (jax.grad)")):
+        c, comp = _compile(lm.make_chunk(model, opt, cfg["batch_size"], steps, g), params, state,
+                           jax.random.key(1), data)
+        sc, _ = _compile(lm.make_chunk(model, opt, cfg["batch_size"], 1, g), params, state, jax.random.key(1), data)
+        flops, nbytes = (v * steps for v in cost(sc))
+        vs.append(Variant(name, lambda c=c: jax.block_until_ready(c(params, state, jax.random.key(1), data)),
+                          compile_s=comp, flops=flops, nbytes=nbytes))
+    if torch_peers.available():
+        vs.append(Variant(TORCH, torch_peers.transformer_chunk(vocab, cfg, np.asarray(tokens), steps),
+                          kind="torch", note=torch_peers.version()))
+    orders, peak, bw = _measure(vs, rounds, seed)
+    return {"model": model.name, "config": cfg, "steps_per_call": steps, "rounds": rounds, "orders": orders,
+            **_machine(peak, bw), "rows": [summary(v, peak["flops_per_s"], bw["bytes_per_s"]) for v in vs]}
+
+
+def _ratio(rows, a, b):
+    """(ratio of minima, ratio of medians) of rows a / b, or None when either is absent."""
+    r = {row["variant"]: row for row in rows}
+    if a not in r or b not in r:
+        return None
+    return {"min": r[a]["min_s"] / r[b]["min_s"], "median": r[a]["median_s"] / r[b]["median_s"]}
+
+
+def ratios(rec: dict) -> dict:
+    """Every claim as ratios within one run: per MLP batch, per CNN case, for the transformer."""
+    mlp = []
+    for e in rec["mlp"]["table"]:
+        rows = e["rows"]
+        fit = next(r for r in rows if r["variant"] == FIT)
+        mlp.append({"batch": e["batch"], "numpy_batched_over_fit": _ratio(rows, "NumPy batched", FIT),
+                    "fit_over_minimal": _ratio(rows, FIT, MINIMAL), "hand_over_autodiff": _ratio(rows, FIT, FIT_AD),
+                    "torch_over_fit": _ratio(rows, TORCH, FIT), "general_over_fit": _ratio(rows, GENERAL, FIT),
+                    "sweep5_over_fit": _ratio(rows, "JAX vmapped sweep (5 configs)", FIT),
+                    "fit_fraction_of_peak": fit.get("fraction_of_peak"), "fit_bound": fit.get("bound")})
+    out = {"mlp": mlp}
+    if "cnn" in rec:
+        out["cnn"] = []
+        for c in rec["cnn"]["cases"]:
+            fit = next(r for r in c["rows"] if r["variant"] == FIT)
+            out["cnn"].append({"model": c["model"], "batch": c["batch"],
+                               "torch_over_fit": _ratio(c["rows"], TORCH, FIT),
+                               "hand_over_autodiff": _ratio(c["rows"], FIT, FIT_AD),
+                               "fit_over_minimal": _ratio(c["rows"], FIT, MINIMAL),
+                               "fit_fraction_of_peak": fit.get("fraction_of_peak"), "fit_bound": fit.get("bound")})
+    if "transformer" in rec:
+        rows = rec["transformer"]["rows"]
+        hand = rows[0]
+        out["transformer"] = {"torch_over_hand": _ratio(rows, TORCH, hand["variant"]),
+                              "hand_over_autodiff": _ratio(rows, hand["variant"], rows[1]["variant"]),
+                              "hand_fraction_of_peak": hand.get("fraction_of_peak"), "hand_bound": hand.get("bound")}
     return out
 
 
-def sweep_widths(X, Y, widths=(16, 64, 256), C=5, batch=5, rounds=5):
-    """Where a vmapped sweep pays: per hidden width, one fused epoch of one configuration, the
+def sweep_widths(X, Y, widths=(16, 64, 256), C=5, batch=5, rounds=15, seed=0):
+    """Where a vmapped sweep pays: per hidden width, one ``fit`` epoch of one configuration, the
     C-configuration vmapped epoch, and the C configurations one after another (the alternative a
-    sweep replaces), interleaved. Ratios are of medians within the run."""
+    sweep replaces), in random order per round. Times and ratios are of minima within the run."""
     from jaxnets import models
     Xd, Yd = jax.device_put(jnp.asarray(X)), jax.device_put(jnp.asarray(Y))
     out = []
     for h in widths:
         model = models.mlp([X.shape[1], h, 10], "sigmoid", "softmax_cross_entropy")
         p0 = model.init(jax.random.key(0))
-        single = _fused(model, p0, Xd, Yd, batch, "hand", "one configuration")
+        single = _fit_epoch(model, p0, Xd, Yd, batch, "hand", "one configuration", with_cost=False)
         vmapped = _sweep_variant(model, p0, Xd, Yd, batch, C)
         seq = Variant(f"{C} configurations one after another", lambda s=single: [s.run() for _ in range(C)])
-        _interleave([single, vmapped, seq], rounds)
-        med = {v.name: float(np.median(v.times)) for v in (single, vmapped, seq)}
+        interleave([single, vmapped, seq], rounds, seed)
+        med = {v.name: float(np.min(v.times)) for v in (single, vmapped, seq)}
         out.append({"width": h, "params": sum(x.size for x in jax.tree.leaves(p0)),
                     "single_s": med[single.name], "vmapped_s": med[vmapped.name], "sequential_s": med[seq.name],
                     "vmapped_over_single": med[vmapped.name] / med[single.name],
@@ -308,16 +488,16 @@ def sweep_widths(X, Y, widths=(16, 64, 256), C=5, batch=5, rounds=5):
 
 
 def _epoch_seconds(model, X, Y, B, rounds):
-    """Median steady-state seconds of one fused epoch (compiled once, warmed up)."""
+    """Median steady-state seconds of one ``fit`` epoch (compiled once, warmed up)."""
     p0 = model.init(jax.random.key(0))
-    v = _fused(model, p0, X, Y, B, "hand", "")
+    v = _fit_epoch(model, p0, X, Y, B, "hand", "")
     v.run()
     ts = []
     for _ in range(rounds):
         t = time.perf_counter()
         v.run()
         ts.append(time.perf_counter() - t)
-    return float(np.median(ts)), v.flops_per_epoch
+    return float(np.median(ts)), v.flops
 
 
 def scaling(X, Y, widths=(64, 128, 256, 512, 1024, 2048, 4096), sizes=(1000, 2500, 5000, 10000, 30000, 60000),

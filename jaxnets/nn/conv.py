@@ -31,6 +31,7 @@ Max-pool uses the same window gather (and its scatter-add adjoint); its tie rule
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Sequence
 
@@ -82,30 +83,41 @@ def _out_size(n: int, k: int, s: int, lo: int, hi: int) -> int:
     return (n + lo + hi - k) // s + 1
 
 
-def _window_index(padded_hw, window, strides, out_hw):
-    """Flat positions (Ho·Wo·kh·kw,) in a (Hp·Wp) grid read by the windows, ordered (p, q, i, j)."""
-    (Hp, Wp), (kh, kw), (sh, sw), (Ho, Wo) = padded_hw, window, strides, out_hw
-    rows = (np.arange(Ho) * sh)[:, None, None, None] + np.arange(kh)[None, None, :, None]
-    cols = (np.arange(Wo) * sw)[None, :, None, None] + np.arange(kw)[None, None, None, :]
-    return (rows * Wp + cols).reshape(-1).astype(np.int32)
+def _window_slice(x, i, j, strides, out_hw):
+    """The (N, Ho, Wo, C) entries that window offset (i, j) reads from x (N, Hp, Wp, C)."""
+    (sh, sw), (Ho, Wo) = strides, out_hw
+    return lax.slice(x, (0, i, j, 0), (x.shape[0], i + (Ho - 1) * sh + 1, j + (Wo - 1) * sw + 1, x.shape[3]),
+                     (1, sh, sw, 1))
 
 
 def _gather_windows(x_pad, window, strides, out_hw):
-    """im2col as one gather: (N, Hp, Wp, C) → (N, Ho, Wo, kh·kw, C)."""
-    N, Hp, Wp, C = x_pad.shape
-    idx = _window_index((Hp, Wp), window, strides, out_hw)
-    g = x_pad.reshape(N, Hp * Wp, C).at[:, idx, :].get(mode="promise_in_bounds")
-    return g.reshape(N, out_hw[0], out_hw[1], window[0] * window[1], C)
+    """im2col: (N, Hp, Wp, C) → (N, Ho, Wo, kh·kw, C), window offsets (i, j) row-major.
+
+    One strided slice per window offset, stacked: XLA fuses the kh·kw slices into one loop that
+    its consumers (the patches matmul, the pool's arg-max) read, where a gather with an index
+    table runs as a much slower generic gather on XLA:CPU."""
+    kh, kw = window
+    return jnp.stack([_window_slice(x_pad, i, j, strides, out_hw) for i in range(kh) for j in range(kw)],
+                     axis=3)
 
 
 def _gather_windows_adjoint(d, padded_hw, window, strides):
-    """Adjoint of :func:`_gather_windows` (col2im): scatter-add (N, Ho, Wo, kh·kw, C) into (N, Hp, Wp, C)."""
+    """Adjoint of :func:`_gather_windows` (col2im): (N, Ho, Wo, kh·kw, C) → (N, Hp, Wp, C).
+
+    The adjoint of each strided slice is a zero pad (interior padding stride − 1) back onto the
+    padded grid; overlapping windows add up. A sum of kh·kw pads fuses into one elementwise loop,
+    where a scatter-add runs serially on XLA:CPU."""
     N, Ho, Wo, P, C = d.shape
-    Hp, Wp = padded_hw
-    idx = _window_index((Hp, Wp), window, strides, (Ho, Wo))
-    out = jnp.zeros((N, Hp * Wp, C), d.dtype).at[:, idx, :].add(
-        d.reshape(N, Ho * Wo * P, C), mode="promise_in_bounds")
-    return out.reshape(N, Hp, Wp, C)
+    (Hp, Wp), (kh, kw), (sh, sw) = padded_hw, window, strides
+    zero = jnp.zeros((), d.dtype)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            hi_h, hi_w = Hp - i - (Ho - 1) * sh - 1, Wp - j - (Wo - 1) * sw - 1
+            t = lax.pad(d[:, :, :, i * kw + j, :], zero,
+                        ((0, 0, 0), (i, hi_h, sh - 1), (j, hi_w, sw - 1), (0, 0, 0)))
+            out = t if out is None else out + t
+    return out
 
 
 @jax.tree_util.register_static
@@ -133,6 +145,8 @@ def conv2d_forward(params, x, stride=1, padding="valid"):
     """2-D convolution (cross-correlation), NHWC, as im2col + one matmul.
 
     params {"W": (kh, kw, C_in, C_out), "b": (C_out,)}; x (N, H, W, C_in) → y (N, H_out, W_out, C_out).
+    (XLA's convolution is not used for the one-input-channel case: its transpose, which ``jax.grad``
+    of this forward needs, ran ~40× slower inside a ``lax.scan`` epoch on XLA:CPU.)
     """
     W, b = params["W"], params["b"]
     kh, kw, cin, cout = W.shape
@@ -145,17 +159,16 @@ def conv2d_forward(params, x, stride=1, padding="valid"):
         raise ValueError(f"conv2d: kernel {(kh, kw)} does not fit input {(H, Wd)} with padding "
                          f"{((pt, pb), (pl, pr))}")
     x_pad = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+    geom = _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), (kh, kw), strides)
     patches = _gather_windows(x_pad, (kh, kw), strides, (Ho, Wo))
     patches = patches.reshape(N * Ho * Wo, kh * kw * cin)          # rows: (i, j, c) row-major
-    Wmat = W.reshape(kh * kw * cin, cout)
-    y = (patches @ Wmat + b).reshape(N, Ho, Wo, cout)
-    geom = _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), (kh, kw), strides)
+    y = (patches @ W.reshape(kh * kw * cin, cout) + b).reshape(N, Ho, Wo, cout)
     return y, (patches, W, geom)
 
 
 def conv2d_backward(cache, dy):
     """dy (N, H_out, W_out, C_out) → ({"W": (kh, kw, C_in, C_out), "b": (C_out,)}, dx (N, H, W, C_in))."""
-    patches, W, g = cache
+    patches, W, g = cache          # patches: (N·Ho·Wo, kh·kw·C_in)
     kh, kw, cin, cout = W.shape
     N, Ho, Wo, _ = dy.shape
     dy2 = dy.reshape(N * Ho * Wo, cout)
@@ -277,20 +290,53 @@ def maxpool2d_forward(x, window=2, stride=None, padding="valid"):
     if Ho < 1 or Wo < 1:
         raise ValueError(f"maxpool2d: window {win} does not fit input {(H, Wd)}")
     x_pad = lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+    geom = _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), win, strides)
+    if strides == win:  # non-overlapping windows: a reshape of x, no window copies
+        t = _tiles(x_pad, win, (Ho, Wo))                            # (N, Ho, ph, Wo, pw, C)
+        # One (N, Ho, Wo, C) view per window offset, combined elementwise: XLA fuses the max, the
+        # arg-max and the layer before (bias, ReLU) into one pass over x.
+        ts = [t[:, :, i, :, j, :] for i in range(win[0]) for j in range(win[1])]
+        y = functools.reduce(jnp.maximum, ts)
+        # first maximum in row-major window order (argmax semantics, NaN counts as the maximum)
+        arg = jnp.full(y.shape, len(ts), jnp.int32)
+        for k in reversed(range(len(ts))):
+            arg = jnp.where((ts[k] == y) | jnp.isnan(ts[k]), jnp.int32(k), arg)
+        return y, (arg, geom)
     windows = _gather_windows(x_pad, win, strides, (Ho, Wo))       # (N, Ho, Wo, P, C)
     arg = jnp.argmax(windows, axis=3)                               # first maximum, row-major
     y = jnp.take_along_axis(windows, arg[:, :, :, None, :], axis=3)[:, :, :, 0, :]
-    return y, (arg, _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), win, strides))
+    return y, (arg, geom)
+
+
+def _tiles(x_pad, win, out_hw):
+    """Non-overlapping windows as a view: (N, Hp, Wp, C) → (N, Ho, ph, Wo, pw, C), rows and
+    columns past the last full window cropped (a 'valid' pool never reads them)."""
+    N, _, _, C = x_pad.shape
+    (ph, pw), (Ho, Wo) = win, out_hw
+    return x_pad[:, :Ho * ph, :Wo * pw, :].reshape(N, Ho, ph, Wo, pw, C)
+
+
+def _tile_offsets(win):
+    """Row-major window offset i·pw + j, shaped (1, 1, ph, 1, pw, 1) to broadcast against tiles."""
+    shape = (1, 1, win[0], 1, win[1], 1)
+    return lax.broadcasted_iota(jnp.int32, shape, 2) * win[1] + lax.broadcasted_iota(jnp.int32, shape, 4)
 
 
 def maxpool2d_backward(cache, dy):
     """dy (N, H_out, W_out, C) → dx (N, H, W, C): dy is routed to each window's arg-max."""
     arg, g = cache
+    (pt, pl), (H, Wd) = g.pad_lo, g.in_hw
+    if g.strides == g.window:  # non-overlapping: each input entry gets dy of its one window or 0
+        N, Ho, Wo, C = dy.shape
+        (ph, pw), (Hp, Wp) = g.window, g.padded_hw
+        hit = arg[:, :, None, :, None, :] == _tile_offsets(g.window)             # (N, Ho, ph, Wo, pw, C)
+        d = jnp.where(hit, dy[:, :, None, :, None, :], jnp.zeros((), dy.dtype)).reshape(N, Ho * ph, Wo * pw, C)
+        dx_pad = lax.pad(d, jnp.zeros((), dy.dtype), ((0, 0, 0), (0, Hp - Ho * ph, 0), (0, Wp - Wo * pw, 0), (0, 0, 0)))
+        return dx_pad[:, pt:pt + H, pl:pl + Wd, :]
     P = g.window[0] * g.window[1]
     hit = arg[:, :, :, None, :] == jnp.arange(P)[None, None, None, :, None]   # (N, Ho, Wo, P, C)
     d = jnp.where(hit, dy[:, :, :, None, :], jnp.zeros((), dy.dtype))
     dx_pad = _gather_windows_adjoint(d, g.padded_hw, g.window, g.strides)
-    (pt, pl), (H, Wd) = g.pad_lo, g.in_hw
     return dx_pad[:, pt:pt + H, pl:pl + Wd, :]
 
 
