@@ -1,4 +1,4 @@
-"""The documents' worked examples (SPEC §2), recomputed with the library.
+"""The documents' worked examples, recomputed with the library.
 
 Every item starts from the document's own matrices, converts them **explicitly** into the
 library layout (params = list of ``{"W": (fan_in, fan_out), "b": (fan_out,)}``) and runs the
@@ -17,7 +17,7 @@ library's layers / losses / models on them — no separate math. The conversions
 Each quantity becomes a record ``{"id", "doc", "value", "doc_value", "agrees", "note"}``
 (``doc`` ∈ "001"…"004"; ``doc_value``/``agrees`` are None where the document states nothing).
 Agreement is judged to the document's rounding: a value stated with ``d`` decimals agrees when
-``|ours − doc| ≤ 0.5·10⁻ᵈ`` (+1e-9 relative slack for float noise); SPEC §2's explicit
+``|ours − doc| ≤ 0.5·10⁻ᵈ`` (+1e-9 relative slack for float noise); the explicit
 tolerances are used where it gives them. A document's wrong answer is recorded with
 ``agrees=False`` and a one-line explanation; the computation is never bent towards it.
 
@@ -33,7 +33,7 @@ Public API::
     doc001_conv_4_4(), doc002_q3(), doc004_sigmoid_net(), doc004_toy_two_layer_net()
                                           # one Section each (records + step tables)
 
-Command line: The documents' worked examples (SPEC §2): step-by-step tables and a JSON record list.
+Command line: The documents' worked examples: step-by-step tables and a JSON record list.
 
     python -m experiments.worked [--json PATH]
 
@@ -481,13 +481,18 @@ def doc001_regression() -> Section:
 
 # ============================================================================ doc 001 §4.4
 
-# TODO(lead): SPEC §2 names this item ("the 6×6 image X with the 3×3 filter F") but does not give
-# the matrices, nor which output entry is "J"; inventing them is not allowed. Copy them from doc 001
-# into these three constants (X as 6 rows of 6, F as 3 rows of 3, J as a 0-based (row, col) of the
-# output) and the item is computed with jaxnets.nn.conv.conv2d_forward and checked against J = −6.
-DOC001_CONV_X = None
-DOC001_CONV_F = None
-DOC001_CONV_J_INDEX = None
+# doc 001 §4.4 (Q4): the image X and filter F as the document prints them; J is the entry in
+# row 2, column 4 of the 6×6 output grid A…Ad, i.e. (1, 3) counted from 0.
+DOC001_CONV_X = ((-1, 0, -2, 3, 4, 1),
+                 (2, 9, 5, 6, 0, -1),
+                 (0, -3, 1, 3, 4, 4),
+                 (6, 5, 2, 0, 6, 8),
+                 (-5, 4, -3, 1, 3, -2),
+                 (4, 1, 2, 8, 9, 7))
+DOC001_CONV_F = ((-2, -2, -2),
+                 (-2, 5, -2),
+                 (-2, -2, -2))
+DOC001_CONV_J_INDEX = (1, 3)
 DOC001_CONV_J = -6
 
 
@@ -495,19 +500,12 @@ def doc001_conv_4_4(X=None, F=None, j_index=None) -> Section:
     """doc 001 §4.4: 6×6 image X ⊛ 3×3 filter F, zero 'same' padding, stride 1; entry J = −6.
 
     Uses the library's ``conv.conv2d_forward`` (a cross-correlation, as doc 001 defines the
-    operation). ``X``, ``F`` and ``j_index`` default to the module constants, which are None until
-    the document's matrices are available (see the TODO above): then the item is reported as
-    "not computed" (value and agrees None) instead of being made up.
+    operation; F is symmetric, so a flipped kernel gives the same output). ``X``, ``F`` and
+    ``j_index`` default to the document's matrices above; tests pass others.
     """
     X = DOC001_CONV_X if X is None else X
     F = DOC001_CONV_F if F is None else F
     j_index = DOC001_CONV_J_INDEX if j_index is None else j_index
-    if X is None or F is None or j_index is None:
-        s = Section("001", "§4.4: 6×6 convolution (NOT COMPUTED: matrices missing)")
-        s.row("J", None, None, id="d001.s4_4.J",
-              note="not computed: SPEC §2 gives neither the 6×6 image X nor the 3×3 filter F"
-                   " (document states J = −6)")
-        return s
     from jaxnets.nn import conv
     with jax.enable_x64(True):
         s = Section("001", "§4.4: 6×6 convolution, zero 'same' padding, stride 1")
@@ -771,7 +769,7 @@ def doc004_toy_two_layer_net() -> Section:
         s.step("forward")
         scores = np.asarray(r["scores"])
         s.row("scores (5×3)", scores, id="d004.toy.scores",
-              note="SPEC quotes only the first row of the document's correct_scores")
+              note="only the first row of the document's correct_scores is stated")
         diff = float(np.sum(np.abs(np.asarray(scores[0]) - np.asarray(TOY_SCORES_ROW0))))
         s.row("scores row 0", scores[0], TOY_SCORES_ROW0, id="d004.toy.scores_row0",
               agree_fn=lambda v, d: float(np.sum(np.abs(np.subtract(v, d)))) < 1e-7, precise=True,
@@ -821,7 +819,7 @@ SECTIONS = (doc001_network_q3_q5, doc001_zero_init_symmetry, doc001_regression, 
 
 
 def run() -> Report:
-    """Every SPEC §2 item, in float64 (enabled by a context manager, not globally)."""
+    """Every worked example, in float64 (enabled by a context manager, not globally)."""
     with jax.enable_x64(True):
         return Report([f() for f in SECTIONS])
 

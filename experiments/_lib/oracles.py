@@ -1,4 +1,4 @@
-"""Reference oracles: doc 002's network written three times, without JAX (SPEC §1.2).
+"""Reference oracles: doc 002's network written three times, without JAX (doc 002).
 
 The network is doc 002's: one sigmoid hidden layer, a softmax output and cross-entropy,
 

@@ -1,4 +1,4 @@
-"""Weight-initialisation schemes of the documents (SPEC §1.1), selectable by name.
+"""Weight-initialisation schemes of the documents (docs 001–004), selectable by name.
 
 An initializer is ``init(key, W_shape, b_shape, fan_in, fan_out, dtype) -> (W, b)``; the same
 signature serves dense layers (``W_shape = (n_in, n_out)``) and convolutions

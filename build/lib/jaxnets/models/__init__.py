@@ -1,4 +1,0 @@
-"""Models: compositions of :mod:`jaxnets.nn` layers behind one contract (see :class:`Model`)."""
-from jaxnets.models.base import Model, count_params, mlp, sequential
-
-__all__ = ["Model", "count_params", "mlp", "sequential"]
