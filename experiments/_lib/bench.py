@@ -402,22 +402,31 @@ def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
 
 
 def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
-    """The E7 training step: ``steps`` AdamW steps per timed call, hand rules vs jax.grad vs
-    PyTorch eager (same architecture and sizes). tokens: (n,) int32 training text."""
+    """The E7 training step (doc 003's notebook recipe: AdamW 1e-3, PyTorch's defaults):
+    ``steps`` steps per timed call, each one compiled engine epoch of a token ``Sampler``
+    (``train.make_epoch``, as ``fit`` runs it), hand rules vs jax.grad vs PyTorch eager (same
+    architecture and sizes). tokens: (n,) int32 training text."""
+    from experiments import e7_transformer as e7
     from jaxnets.models import transformer as tr
-    from jaxnets.train import lm
-    model = tr.transformer(vocab, cfg["block_size"], cfg["n_embd"], cfg["n_head"], cfg["n_layer"], cfg["dropout"])
+    mcfg = tr.TransformerConfig(vocab, cfg["block_size"], cfg["n_embd"], cfg["n_head"], cfg["n_layer"],
+                                cfg["dropout"])
+    model = tr.transformer(mcfg)
     params = model.init(jax.random.key(seed))
-    opt = lm.make_optimizer(lm.LMConfig(steps=10_000))
-    state = opt.init(params)
-    data = jax.device_put(jnp.asarray(tokens, jnp.int32))
+    opt = e7.adamw(dict(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01))
+    sampler = e7.token_sampler(tokens, cfg["block_size"], steps)
+    state = train.init_state(params, opt)
+    hp = train.Hyper(*(jnp.zeros((), jnp.float32) for _ in train.Hyper._fields))
+    args = (state, hp, jnp.int32(0), jax.random.key(1), *(jax.device_put(jnp.asarray(d)) for d in sampler.data))
+    one = e7.token_sampler(tokens, cfg["block_size"], 1)  # XLA's cost analysis counts a loop body once
+
+    def epoch(smp, g):
+        return jax.jit(train.make_epoch(model, smp, cfg["batch_size"], grad=g, optimizer=opt,
+                                        use_momentum=False, use_l2=False, check_grads=False))
     vs = []
     for g, name in (("hand", "jaxnets (hand grads)"), ("autodiff", "jaxnets (jax.grad)")):
-        c, comp = _compile(lm.make_chunk(model, opt, cfg["batch_size"], steps, g), params, state,
-                           jax.random.key(1), data)
-        sc, _ = _compile(lm.make_chunk(model, opt, cfg["batch_size"], 1, g), params, state, jax.random.key(1), data)
-        flops, nbytes = (v * steps for v in cost(sc))
-        vs.append(Variant(name, lambda c=c: jax.block_until_ready(c(params, state, jax.random.key(1), data)),
+        c, comp = _compile(epoch(sampler, g), *args)
+        flops, nbytes = (v * steps for v in cost(_compile(epoch(one, g), *args)[0]))
+        vs.append(Variant(name, lambda c=c: jax.block_until_ready(c(*args)),
                           compile_s=comp, flops=flops, nbytes=nbytes))
     if torch_peers.available():
         vs.append(Variant(TORCH, torch_peers.transformer_chunk(vocab, cfg, np.asarray(tokens), steps),
