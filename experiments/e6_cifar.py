@@ -182,6 +182,88 @@ def _grid_figure(table, grid, path, title):
     return figures.save(fig, path)  # constrained layout places the colorbar; save keeps it
 
 
+def _loss_figures(lname, base, base_params, best_params, b, table, grid, iterations, src, figures_dir):
+    """The baseline curves, both W1 grids and the grid figure of one loss; returns their paths."""
+    figs = []
+    tag = f"3072-50-10, {LOSS_TITLES[lname]}"
+    fp = lambda name: os.path.join(figures_dir, f"e6_{lname}_{name}.png")  # noqa: E731
+    figs.append(figures.curves({"minibatch training loss": base["loss_history"]}, fp("baseline_loss"),
+                               xlabel="iteration", ylabel="training loss (minibatch)",
+                               title=f"E6 baseline, {tag} ({src})"))
+    figs.append(figures.curves({"training accuracy": base["train_acc"], "validation accuracy": base["val_acc"]},
+                               fp("baseline_acc"), ylabel="accuracy", title=f"E6 baseline, {tag} ({src})"))
+    figs.append(figures.plot_first_layer(
+        base_params[0]["W"], fp("w1_baseline"),
+        title=f"W1, baseline {LOSS_TITLES[lname]}: lr 1e-5 decay 0.95 reg 0.1\n"
+              f"val {base['val_acc'][-1]:.3f}, {src}"))
+    figs.append(figures.plot_first_layer(
+        best_params[0]["W"], fp("w1_best"),
+        title=f"W1, best {LOSS_TITLES[lname]}: lr {b['lr']:g} decay {b['lr_decay']:g} "
+              f"reg {b['reg']:g}\nval {b['val_acc']:.3f}, {src}"))
+    if len(table) > 1:  # one row per grid configuration
+        figs.append(_grid_figure(table, grid, fp("grid"),
+                                 f"E6 grid, {tag}, {iterations} iterations:\nfinal val accuracy ({src})"))
+    return figs
+
+
+def _loss_rows(lname, st, sp, src, variant, mode, configs, iterations, baseline_iterations,
+               seq_idx, comparable):
+    """The report rows of one loss: baseline, best config, the doc's config, grid timings."""
+    rows, base, b, table = [], st["baseline"], st["best"], st["grid"]
+    note = f"{src}; {len(sp.y_train):,} training images" + (f"; {mode} run" if mode != "full" else "")
+    pixels = {"jpeg-copy": "the JPEG copy's pixels differ slightly from the original images",
+              "sample": f"the embedded sample gives {len(sp.y_train):,} training images, not 49,000"
+              }.get(variant, "")
+    draws = "our own random initial weights and minibatch draws, not the notebook's"
+    why_base = ", and ".join(p for p in (pixels, draws) if p)
+    why_best = ("each configuration trains from scratch for "
+                f"{iterations:,} iterations while the document's notebook kept training one net "
+                "across configurations" + (f"; {pixels}" if pixels else ""))
+    is_doc_loss = lname == "mse"
+    L = lname
+    rows.append(row(f"E6.{L}.baseline.val_acc", f"{LOSS_TITLES[L]} baseline ({baseline_iterations} it, lr 1e-5, "
+                    "decay 0.95, reg 0.1): val accuracy", round(base["val_acc"][-1], 4),
+                    DOC["baseline_val"] if is_doc_loss else None, TOL if is_doc_loss else None, note, comparable,
+                    why=why_base))
+    rows.append(row(f"E6.{L}.baseline.test_acc", f"{LOSS_TITLES[L]} baseline: test accuracy",
+                    round(base["test_acc"][-1], 4), DOC["baseline_test"] if is_doc_loss else None,
+                    TOL if is_doc_loss else None, note, comparable, why=why_base))
+    rows.append(row(f"E6.{L}.best.config", f"{LOSS_TITLES[L]} best of {len(configs)} configs "
+                    f"({iterations} it): lr / decay / reg",
+                    f"{b['lr']:g} / {b['lr_decay']:g} / {b['reg']:g}", None, None,
+                    "doc's best (MSE): 1e-3 / 0.6 / 1" + f"; {src}"))
+    rows.append(row(f"E6.{L}.best.val_acc", f"{LOSS_TITLES[L]} best net: val accuracy", round(b["val_acc"], 4),
+                    DOC["best_val"] if is_doc_loss else None, 0.04 if is_doc_loss else None, note, comparable,
+                    why=why_best))
+    rows.append(row(f"E6.{L}.best.test_acc", f"{LOSS_TITLES[L]} best net: test accuracy", round(b["test_acc"], 4),
+                    DOC["best_test"] if is_doc_loss else None, 0.04 if is_doc_loss else None, note, comparable,
+                    why=why_best))
+    if is_doc_loss:
+        rows.append(row("E6.mse.best.val_ge_0.45", "MSE best val accuracy ≥ 0.45 (doc's threshold)",
+                        "yes" if b["val_acc"] >= DOC["threshold"] else "no", None, None, note))
+    dc = next((t for t in table if t["lr"] == DOC["best"]["lr"] and t["lr_decay"] == DOC["best"]["lr_decay"]
+               and t["reg"] == DOC["best"]["reg"]), None)
+    if dc is not None:
+        rows.append(row(f"E6.{L}.doc_best_config.val_acc", f"{LOSS_TITLES[L]} doc's best config "
+                        f"(1e-3, 0.6, 1), {iterations} it: val accuracy", round(dc["val_acc"], 4),
+                        DOC["best_val"] if is_doc_loss else None, 0.04 if is_doc_loss else None, note,
+                        comparable, why=why_best))
+    if "timing" in st:
+        tm = st["timing"]
+        what = ("all" if tm["measured_full_loop"] else f"{len(seq_idx)} of") + f" {len(configs)} configs"
+        rows.append(row(f"E6.{L}.grid.vmap_wall_s", f"{LOSS_TITLES[L]} grid of {len(configs)} configs, one vmap: "
+                        "wall time [s] (incl. compile)", round(tm["vmap_wall_time"], 2), None, None,
+                        f"compile {tm['vmap_compile_time']:.1f} s; {tm['vmap_per_config']:.2f} s/config after compile; "
+                        "shared, loaded CPU: timings inflated"))
+        rows.append(row(f"E6.{L}.grid.sequential_wall_s", f"{LOSS_TITLES[L]} one config at a time ({what}): "
+                        "wall time [s]", round(tm["sequential_wall_time"] + tm["sequential_compile_time"], 2),
+                        None, None, f"compile {tm['sequential_compile_time']:.1f} s; "
+                        f"{tm['sequential_per_config']:.2f} s/config; full-grid estimate "
+                        f"{tm['sequential_full_grid_estimate']:.1f} s; max |Δ val acc| vs vmap "
+                        f"{tm['max_abs_val_acc_diff_vs_vmap']:.4f}; shared, loaded CPU: timings inflated"))
+    return rows
+
+
 def run(quick=True, results_dir="results", figures_dir="figures", seed=0, split=None,
         grid=None, iterations=None, baseline_iterations=None, n_train=None, sequential=None,
         losses=("mse", "ce"), sequential_losses=None, *, tiny=False, data_dir=None, download=False,
@@ -247,79 +329,11 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=0, split=
                     "measured_full_loop": len(seq_idx) == len(configs),
                     "max_abs_val_acc_diff_vs_vmap": float(max(abs(v - table[i]["val_acc"])
                                                               for v, i in zip(seq_val, seq_idx)))}
-            tag = f"3072-50-10, {LOSS_TITLES[lname]}"
-            fp = lambda name: os.path.join(figures_dir, f"e6_{lname}_{name}.png")  # noqa: E731
-            figs.append(figures.curves({"minibatch training loss": base["loss_history"]}, fp("baseline_loss"),
-                                       xlabel="iteration", ylabel="training loss (minibatch)",
-                                       title=f"E6 baseline, {tag} ({src})"))
-            figs.append(figures.curves({"training accuracy": base["train_acc"], "validation accuracy": base["val_acc"]},
-                                       fp("baseline_acc"), ylabel="accuracy", title=f"E6 baseline, {tag} ({src})"))
-            b = table[best]
-            figs.append(figures.plot_first_layer(
-                base_params[0]["W"], fp("w1_baseline"),
-                title=f"W1, baseline {LOSS_TITLES[lname]}: lr 1e-5 decay 0.95 reg 0.1\n"
-                      f"val {base['val_acc'][-1]:.3f}, {src}"))
-            figs.append(figures.plot_first_layer(
-                best_params[0]["W"], fp("w1_best"),
-                title=f"W1, best {LOSS_TITLES[lname]}: lr {b['lr']:g} decay {b['lr_decay']:g} "
-                      f"reg {b['reg']:g}\nval {b['val_acc']:.3f}, {src}"))
-            if len(configs) > 1:
-                figs.append(_grid_figure(table, grid, fp("grid"),
-                                         f"E6 grid, {tag}, {iterations} iterations:\nfinal val accuracy ({src})"))
+            figs += _loss_figures(lname, base, base_params, best_params, table[best], table, grid,
+                                  iterations, src, figures_dir)
             studies[lname] = st
-
-            # ------------------------------------------------------------------ report rows
-            note = f"{src}; {len(sp.y_train):,} training images" + (f"; {mode} run" if mode != "full" else "")
-            pixels = {"jpeg-copy": "the JPEG copy's pixels differ slightly from the original images",
-                      "sample": f"the embedded sample gives {len(sp.y_train):,} training images, not 49,000"
-                      }.get(variant, "")
-            draws = "our own random initial weights and minibatch draws, not the notebook's"
-            why_base = ", and ".join(p for p in (pixels, draws) if p)
-            why_best = ("each configuration trains from scratch for "
-                        f"{iterations:,} iterations while the document's notebook kept training one net "
-                        "across configurations" + (f"; {pixels}" if pixels else ""))
-            is_doc_loss = lname == "mse"
-            L = lname
-            rows.append(row(f"E6.{L}.baseline.val_acc", f"{LOSS_TITLES[L]} baseline ({baseline_iterations} it, lr 1e-5, "
-                            "decay 0.95, reg 0.1): val accuracy", round(base["val_acc"][-1], 4),
-                            DOC["baseline_val"] if is_doc_loss else None, TOL if is_doc_loss else None, note, comparable,
-                            why=why_base))
-            rows.append(row(f"E6.{L}.baseline.test_acc", f"{LOSS_TITLES[L]} baseline: test accuracy",
-                            round(base["test_acc"][-1], 4), DOC["baseline_test"] if is_doc_loss else None,
-                            TOL if is_doc_loss else None, note, comparable, why=why_base))
-            rows.append(row(f"E6.{L}.best.config", f"{LOSS_TITLES[L]} best of {len(configs)} configs "
-                            f"({iterations} it): lr / decay / reg",
-                            f"{b['lr']:g} / {b['lr_decay']:g} / {b['reg']:g}", None, None,
-                            "doc's best (MSE): 1e-3 / 0.6 / 1" + f"; {src}"))
-            rows.append(row(f"E6.{L}.best.val_acc", f"{LOSS_TITLES[L]} best net: val accuracy", round(b["val_acc"], 4),
-                            DOC["best_val"] if is_doc_loss else None, 0.04 if is_doc_loss else None, note, comparable,
-                            why=why_best))
-            rows.append(row(f"E6.{L}.best.test_acc", f"{LOSS_TITLES[L]} best net: test accuracy", round(b["test_acc"], 4),
-                            DOC["best_test"] if is_doc_loss else None, 0.04 if is_doc_loss else None, note, comparable,
-                            why=why_best))
-            if is_doc_loss:
-                rows.append(row("E6.mse.best.val_ge_0.45", "MSE best val accuracy ≥ 0.45 (doc's threshold)",
-                                "yes" if b["val_acc"] >= DOC["threshold"] else "no", None, None, note))
-            dc = next((t for t in table if t["lr"] == DOC["best"]["lr"] and t["lr_decay"] == DOC["best"]["lr_decay"]
-                       and t["reg"] == DOC["best"]["reg"]), None)
-            if dc is not None:
-                rows.append(row(f"E6.{L}.doc_best_config.val_acc", f"{LOSS_TITLES[L]} doc's best config "
-                                f"(1e-3, 0.6, 1), {iterations} it: val accuracy", round(dc["val_acc"], 4),
-                                DOC["best_val"] if is_doc_loss else None, 0.04 if is_doc_loss else None, note,
-                                comparable, why=why_best))
-            if "timing" in st:
-                tm = st["timing"]
-                what = ("all" if tm["measured_full_loop"] else f"{len(seq_idx)} of") + f" {len(configs)} configs"
-                rows.append(row(f"E6.{L}.grid.vmap_wall_s", f"{LOSS_TITLES[L]} grid of {len(configs)} configs, one vmap: "
-                                "wall time [s] (incl. compile)", round(tm["vmap_wall_time"], 2), None, None,
-                                f"compile {tm['vmap_compile_time']:.1f} s; {tm['vmap_per_config']:.2f} s/config after compile; "
-                                "shared, loaded CPU: timings inflated"))
-                rows.append(row(f"E6.{L}.grid.sequential_wall_s", f"{LOSS_TITLES[L]} one config at a time ({what}): "
-                                "wall time [s]", round(tm["sequential_wall_time"] + tm["sequential_compile_time"], 2),
-                                None, None, f"compile {tm['sequential_compile_time']:.1f} s; "
-                                f"{tm['sequential_per_config']:.2f} s/config; full-grid estimate "
-                                f"{tm['sequential_full_grid_estimate']:.1f} s; max |Δ val acc| vs vmap "
-                                f"{tm['max_abs_val_acc_diff_vs_vmap']:.4f}; shared, loaded CPU: timings inflated"))
+            rows += _loss_rows(lname, st, sp, src, variant, mode, configs, iterations,
+                               baseline_iterations, seq_idx, comparable)
         if "mse" in studies and "ce" in studies:
             ce_ok = studies["ce"]["best"]["val_acc"] >= studies["mse"]["best"]["val_acc"]
             rows.append(row("E6.ce_ge_mse", "cross-entropy best val accuracy ≥ MSE best val accuracy",
