@@ -64,22 +64,6 @@ def make_model(init="normal"):
                       **({"std": 0.1} if init == "normal" else {}))
 
 
-def early_stop_point(val_acc, patience=PATIENCE):
-    """(best epoch, stop epoch) that early stopping with ``patience`` picks on a validation history
-    (1-based; the same rule as :func:`jaxnets.train.fit` and Keras's ``EarlyStopping``: stop after
-    ``patience`` epochs without a strictly better validation accuracy). ``stop`` is None when the
-    history ends first."""
-    best, best_acc, wait = 0, -np.inf, 0
-    for e, a in enumerate(np.asarray(val_acc, float), 1):
-        if a > best_acc:
-            best, best_acc, wait = e, a, 0
-        else:
-            wait += 1
-            if wait >= patience:
-                return best, e
-    return best, None
-
-
 def _n_seeds(seeds):
     return f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
 
@@ -197,7 +181,7 @@ def sweep_runs(model, sp, seeds, alphas, epochs, batch_size, key_seed):
 def no_es_33(hist, seeds, label, tag):
     """§3.3 from the α = 0 runs: (rows, result). Early-stopping points per seed."""
     tr, va, te = (hist[k][0] for k in ("train_acc", "val_acc", "test_acc"))   # (S, epochs)
-    pts = [early_stop_point(v) for v in va]
+    pts = [notebook.early_stop_point(v, PATIENCE) for v in va]
     stop_ok = [s for _, s in pts if s is not None]
     es_test = [te[i, (s or len(te[i])) - 1] for i, (_, s) in enumerate(pts)]
     E = tr.shape[1]

@@ -14,6 +14,12 @@ batch order), reported as mean ± sample standard deviation, and compared with t
 after another: early stopping ends each seed at its own epoch, which :func:`jaxnets.train.sweep`
 (vmapped configurations, one shared batch order, no early stopping) cannot express.
 
+Each seed is **one** run trained through all 50 epochs: the document recipe's result is its
+weights at the epoch where patience 3 stops it (:func:`experiments._lib.notebook.fit_through`;
+bit for bit what a run stopped there returns, since epoch e's batch order is ``fold_in(key, e)``);
+the same run's weights after the last epoch are the ``no_stop`` variant (early stopping off), and
+its in-domain test accuracy is recorded per epoch (figure ``e4_epochs``).
+
 The answer key's 3-layer CNN "rot 180" (5.6) is a slip of the notebook: its "rotation 180" block
 evaluates the 3-layer CNN on the **270°** set. A labelled row reproduces that cell (our 270°
 accuracy) next to the correct 180° value.
@@ -68,23 +74,27 @@ VARIANT_RECIPE = {"batch_size": 128, "lr": 0.02, "momentum": 0.9, "lr_decay": 0.
                   "max_epochs": 20, "order": "shuffle", "init": "default (He for ReLU layers)",
                   "keeps": "best epoch's weights"}
 VARIANT_LABELS = {
+    "no_stop": ("variant: the document recipe's runs trained on through every epoch (≤ 50; early stopping "
+                "off, last weights) — the same runs, read at the end instead of at the stopping epoch"),
     "momentum": "variant: SGD momentum 0.9, batch 128, lr 0.02 ×0.9/epoch, ≤ 20 epochs, patience 5, best weights",
     "shift": "variant: momentum recipe + random-shift augmentation (remedy)",
     "rot90": "variant: momentum recipe + random-rot90 augmentation (remedy)",
 }
-VARIANT_TAGS = {"momentum": "variant: momentum 0.9, batch 128", "shift": "variant: + shift aug",
+VARIANT_TAGS = {"no_stop": "variant: document recipe, all epochs, no early stopping",
+                "momentum": "variant: momentum 0.9, batch 128", "shift": "variant: + shift aug",
                 "rot90": "variant: + rot90 aug"}
 SHIFTS = tuple(range(-8, 9))
 ANGLES = tuple(range(0, 361, 15))
 WHY = {
-    "original": ("the recipe is the notebook's, but patience 3 on a 2,000-image validation set stops a run on the "
-                 "first three unlucky epochs (ours stopped at epochs {stops}), so a run's final accuracy depends on "
-                 "when that happens; the answer key is one Keras run, with other random initial weights and batch "
-                 "orders, ours the mean of {n}"),
+    "original": ("the recipe is the notebook's, but patience 3 on a 2,000-image validation set stops our runs at "
+                 "epochs {stops}, while test accuracy is still rising; the same runs trained on through every "
+                 "epoch are the 'no early stopping' variant rows below, to compare with the answer key, which is "
+                 "one Keras run"),
     "ood": ("accuracy on shifted or rotated images is nothing training aimed for: it depends on details of the "
             "weights that the training images never pinned down, so it moves by several points from one run to "
             "the next; the answer key is one Keras run, ours the mean of {n}"),
     "variant": "a different training recipe than the notebook's (see the row's label)",
+    "no_stop": "the same runs as the document recipe, trained on through every epoch",
 }
 SLIP_NOTE = ("document slip: the notebook's \"rotation 180\" block evaluates the 3-layer CNN on the 270° set "
              "(a copy-paste bug), so the key repeats its 270° value 5.6; our value is the true 180° accuracy; "
@@ -149,31 +159,42 @@ def _evaluate(evs, params, d):
             "angle_curve": acc_a.tolist(), "eval_time": time.perf_counter() - t}
 
 
-def _summary(res, wall, n_train):
-    h = res.history
-    return {"epochs_run": len(h["epoch"]), "best_epoch": res.best_epoch, "stopped_early": res.stopped_early,
-            "val_acc": h["val_acc"], "train_loss_epoch_mean": [float(np.mean(s)) for s in h["step_loss"]],
-            "epoch_time_mean": float(np.mean(h["time"])), "train_time": float(np.sum(h["time"])),
+def _summary(res, wall, n_train, upto=None):
+    """What a record keeps of one run; ``upto``: only its first ``upto`` epochs (the run as the
+    notebook's early stopping would have ended it)."""
+    h, n = res.history, upto or len(res.history["epoch"])
+    best = notebook.early_stop_point(h["val_acc"][:n])[0] if upto else res.best_epoch
+    return {"epochs_run": n, "best_epoch": best, "stopped_early": n < len(h["epoch"]) or res.stopped_early,
+            "val_acc": h["val_acc"][:n], "test_acc": h["test_acc"][:n] if h.get("test_acc") else None,
+            "train_loss_epoch_mean": [float(np.mean(s)) for s in h["step_loss"][:n]],
+            "epoch_time_mean": float(np.mean(h["time"][:n])), "train_time": float(np.sum(h["time"][:n])),
             "fit_wall": wall, "compile_time": res.compile_time, "n_train": n_train,
             "diverged": res.divergence is not None}
 
 
 def train_document(d, model_names, seeds, epochs, evaluators, log, progress=False):
-    """The notebook's recipe per model and seed: {model: [per-seed result]} (last weights kept)."""
-    out = {}
+    """The notebook's recipe per model and seed: ``{"document": {model: [per-seed result]},
+    "through": {model: [...]}}``. One run per seed trains through all ``epochs``; "document" holds
+    its weights at the epoch where patience 3 stops it (last weights kept, as in the notebook),
+    "through" those after the last epoch (the variant with early stopping switched off)."""
+    out = {"document": {}, "through": {}}
     for m in model_names:
         model = cnn.MODELS[m](init="glorot")
-        out[m] = []
+        out["document"][m], out["through"][m] = [], []
         for s in seeds:
             t = time.perf_counter()
-            kept, res = notebook.fit(model, model.init(jax.random.key(s)), d["train"], d["val"],
-                                     key=jax.random.key(s), epochs=epochs, progress=progress)
-            r = _summary(res, time.perf_counter() - t, len(d["train"][0])) | _evaluate(evaluators[m], kept, d)
-            r["seed"] = s
-            out[m].append(r)
-            log(f"E4 [document] {LABELS[m]:<12} seed {s}: {r['epochs_run']} epochs (best {r['best_epoch']}, "
+            kept, stop, last, res = notebook.fit_through(model, model.init(jax.random.key(s)), d["train"], d["val"],
+                                                         key=jax.random.key(s), epochs=epochs, test=d["test"],
+                                                         progress=progress)
+            wall, n = time.perf_counter() - t, len(d["train"][0])
+            for part, params, upto in (("document", kept, stop), ("through", last, None)):
+                r = _summary(res, wall, n, upto) | _evaluate(evaluators[m], params, d)
+                out[part][m].append(r | {"seed": s})
+            r, z = out["document"][m][-1], out["through"][m][-1]
+            log(f"E4 [document] {LABELS[m]:<12} seed {s}: stops at epoch {r['epochs_run']} (best {r['best_epoch']}, "
                 f"last kept), {r['epoch_time_mean']:.1f} s/epoch; acc % "
-                + " ".join(f"{k} {100 * r['acc'][k]:.1f}" for k in SETS))
+                + " ".join(f"{k} {100 * r['acc'][k]:.1f}" for k in SETS)
+                + f" | after {z['epochs_run']} epochs: " + " ".join(f"{k} {100 * z['acc'][k]:.1f}" for k in SETS))
     return out
 
 
@@ -220,29 +241,49 @@ def ood_tolerance(k, sd):
     return TOL_IN_DOMAIN if k == "original" else max(TOL_OOD, 2 * sd)
 
 
-def document_rows(doc, seeds, params, comparable):
-    """The answer key's table, cell by cell, for the document recipe (mean ± sd over the seeds)."""
+def document_rows(doc, seeds, params, comparable, variant=None):
+    """The answer key's table, cell by cell, for the document recipe (mean ± sd over the seeds);
+    ``variant="no_stop"``: the same cells for the runs trained through every epoch."""
     rows, n = [], len(seeds)
+    pre, what = ("E4", "document recipe") if variant is None else (f"E4.variant.{variant}", f"[{VARIANT_TAGS[variant]}]")
     for m, a in doc.items():
-        rows.append(row(f"E4.{m}.params", f"{LABELS[m]}: parameter count", params[m], DOC[m]["params"], 0))
-        rows.append(row(f"E4.{m}.epochs", f"{LABELS[m]}, document recipe: epochs run (patience 3, ≤ 50)",
-                        float(np.mean(a["epochs_run"])), None, None,
-                        f"per seed {a['epochs_run']}, best validation epoch {a['best_epoch']}; "
-                        "the last epoch's weights are kept"))
+        if variant is None:
+            rows.append(row(f"E4.{m}.params", f"{LABELS[m]}: parameter count", params[m], DOC[m]["params"], 0))
+            rows.append(row(f"E4.{m}.epochs", f"{LABELS[m]}, document recipe: epochs run (patience 3, ≤ 50), "
+                            f"mean of {n} seeds", round(float(np.mean(a["epochs_run"])), 1), None, None,
+                            f"per seed {a['epochs_run']}, best validation epoch {a['best_epoch']}; "
+                            "the last epoch's weights are kept"))
         for k in SETS:
             mean, sd, ref = a["mean"][k], a["sd"][k], DOC[m][k]
             tol = ood_tolerance(k, sd) if ref is not None else None
-            r = row(f"E4.{m}.{k}", f"{LABELS[m]}, document recipe: test accuracy (%) on {SET_LABELS[k]}, "
+            r = row(f"{pre}.{m}.{k}", f"{LABELS[m]}, {what}: test accuracy (%) on {SET_LABELS[k]}, "
                     f"mean of {n} seeds", round(mean, 1), ref, None if tol is None else round(tol, 2),
                     f"± {sd:.1f} sd over seeds {list(seeds)}{_per_seed(a, k)}", comparable)
             if m == "cnn3" and k == "rot180" and r["status"] != "not comparable":
                 r["status"], r["note"] = "document slip", r["note"] + "; " + SLIP_NOTE
             elif r["status"] == "differs":
-                r["note"] += "; " + WHY["original" if k == "original" else "ood"].format(n=n, stops=a["epochs_run"])
+                why = "ood" if k != "original" else "original" if variant is None else "no_stop"
+                r["note"] += "; " + WHY[why].format(n=n, stops=a["epochs_run"])
             rows.append(r)
-        if m == "cnn3":
+        if m == "cnn3" and variant is None:
             rows.append(bug_row(a, n, comparable))
     return rows
+
+
+def key_count_row(rows, variant=None):
+    """How many of the answer key's 13 stated cells (the notebook-bug cell aside) are within tolerance."""
+    pre = "E4" if variant is None else f"E4.variant.{variant}"
+    cells = [r for r in rows if r["id"].startswith(pre + ".") and r["id"].split(".")[-1] in SETS
+             and r["id"].count(".") == pre.count(".") + 2 and r["doc_value"] is not None
+             and r["status"] != "document slip"]
+    ok = [r for r in cells if r["status"] == "agrees"]
+    if any(r["status"] == "not comparable" for r in cells):
+        return row(f"{pre}.key_cells", "answer-key cells within tolerance", "not comparable", None, None,
+                   "a quick/tiny run is never compared with the answer key")
+    what = "document recipe" if variant is None else f"[{VARIANT_TAGS[variant]}]"
+    off = ", ".join(r["id"].split(".", 1 if variant is None else 3)[-1] for r in cells if r not in ok)
+    return row(f"{pre}.key_cells", f"{what}: answer-key cells within tolerance (of {len(cells)}; the notebook-bug "
+               "cell aside)", f"{len(ok)} of {len(cells)}", None, None, f"outside: {off}" if off else "all within")
 
 
 def _per_seed(a, k):
@@ -411,9 +452,38 @@ def fig_examples(d, seed, max_shift, figures_dir):
                             title="E4 remedy: augmentation draws")
 
 
-def make_figures(doc, var, n_seeds, d, seed, max_shift, figures_dir):
+def fig_epochs(through, path):
+    """In-domain test accuracy per epoch of every run trained through (mean over seeds, each seed
+    thin), the epochs where patience 3 stopped each seed, and the answer key's value."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4.4))
+    for i, (m, a) in enumerate(through.items()):
+        curves = [100 * np.asarray(r["test_acc"]) for r in a["seeds"] if r.get("test_acc")]
+        if not curves:
+            continue
+        n = min(map(len, curves))
+        ep = np.arange(1, n + 1)
+        for c in curves:
+            ax.plot(ep, c[:n], color=f"C{i}", lw=0.6, alpha=0.45)
+        ax.plot(ep, np.mean([c[:n] for c in curves], 0), color=f"C{i}", lw=2, label=f"{LABELS[m]} (mean of seeds)")
+        for stop, c in zip(a["document_stops"], curves):
+            ax.plot([stop], [c[stop - 1]], "v", color=f"C{i}", ms=8, mec="k",
+                    label="where patience 3 stops a seed" if i == 0 and stop == a["document_stops"][0] else None)
+        if DOC[m]["original"] is not None:
+            ax.axhline(DOC[m]["original"], color=f"C{i}", ls="--", lw=1, label=f"answer key, {LABELS[m]}")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set(xlabel="epoch", ylabel="in-domain test accuracy (%)",
+           title="E4 document recipe trained through every epoch: test accuracy per epoch")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return figures.save(fig, path)
+
+
+def make_figures(doc, through, var, n_seeds, d, seed, max_shift, figures_dir):
     fig_examples(d, seed, max_shift, figures_dir)
+    through = {m: a | {"document_stops": doc[m]["epochs_run"]} for m, a in through.items()}
     paths = [fig_table(doc, n_seeds, os.path.join(figures_dir, "e4_ood_table.png")),
+             fig_epochs(through, os.path.join(figures_dir, "e4_epochs.png")),
              fig_shift(doc, var, os.path.join(figures_dir, "e4_shift_curves.png")),
              fig_angle(doc, var, os.path.join(figures_dir, "e4_angle_curves.png"))]
     return [os.path.join(figures_dir, f) for f in ("e4_transforms.png", "e4_augment_examples.png")] + paths
@@ -426,9 +496,12 @@ TINY = {"n_train": 300, "n_val": 300, "n_test": 300, "sweep_n": 100, "epochs": 1
         "remedies": ("shift",), "seeds": (42, 43, 44)}
 
 
-def _rows(doc, var, seeds, params, copies, max_shift, mode):
+def _rows(doc, through, var, seeds, params, copies, max_shift, mode):
     comparable = mode == "full"
-    rows = document_rows(doc, seeds, params, comparable) + shape_rows(doc) + variant_rows(var, comparable)
+    rows = document_rows(doc, seeds, params, comparable)
+    rows.append(key_count_row(rows))
+    more = document_rows(through, seeds, params, comparable, "no_stop")
+    rows += more + [key_count_row(more, "no_stop")] + shape_rows(doc) + variant_rows(var, comparable)
     more, remedy_table = remedy_rows(var, copies, max_shift)
     rows += more
     for r in rows:
@@ -472,19 +545,19 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, ti
 
     t = time.perf_counter()
     cli.phase("E4 document recipe", f"{len(model_names)} models × seeds {list(seeds)}, batch 5, patience 3")
-    per_seed = train_document(d, model_names, seeds, epochs or (2 if quick else notebook.RECIPE["max_epochs"]),
-                              evaluators, log, progress)
+    per = train_document(d, model_names, seeds, epochs or (2 if quick else notebook.RECIPE["max_epochs"]),
+                         evaluators, log, progress)
     timings["document_recipe"] = time.perf_counter() - t
-    doc = {m: aggregate(rs) | {"seeds": rs} for m, rs in per_seed.items()}
+    doc, through = ({m: aggregate(rs) | {"seeds": rs} for m, rs in per[p].items()} for p in ("document", "through"))
     t = time.perf_counter()
     variants = ("momentum", *remedies) if remedies else ()
     cli.phase("E4 variants", ", ".join(variants) or "none")
     var = train_variants(d, model_names, variants, variant_epochs or epochs or (2 if quick else None), seed,
                          copies, max_shift, evaluators, log, progress)
     timings["variants"] = time.perf_counter() - t
-    rows, remedy_table = _rows(doc, var, seeds, params, copies, max_shift, mode)
+    rows, remedy_table = _rows(doc, through, var, seeds, params, copies, max_shift, mode)
     with figures.run_mode(mode):
-        figs = make_figures(doc, var, len(seeds), d, seed, max_shift, figures_dir)
+        figs = make_figures(doc, through, var, len(seeds), d, seed, max_shift, figures_dir)
     timings["total"] = time.perf_counter() - t_all
     record = {"experiment": "E4", "doc": "003 §3.5", "quick": mode != "full", "mode": mode,
               "recipe": "document", "recipe_detail": notebook.LABEL,
@@ -496,7 +569,8 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, ti
               "augmentation": {"scheme": "fixed augmented set (originals + copies, drawn once; see jaxnets.data.augment)",
                                "copies": copies, "max_shift": max_shift},
               "shifts": list(SHIFTS), "angles": list(ANGLES), "doc_table": DOC, "params": params,
-              "document": doc, "variants": var, "remedy_table": remedy_table, "rows": rows,
+              "document": doc, "document_no_stop": through, "no_stop_label": VARIANT_LABELS["no_stop"],
+              "variants": var, "remedy_table": remedy_table, "rows": rows,
               "figures": figs, "timings": timings, "wall_time": timings["total"]}
     return finish("e4", record, results_dir)
 
@@ -507,16 +581,23 @@ def format_tables(rec) -> str:
     n = len(rec["seeds"])
     status = {r["id"]: r["status"] for r in rec["rows"]}
     out = [f"E4 doc 003 §3.5 — {rec['recipe_detail']}; seeds {rec['seeds']}; data: {rec['data']} "
-           f"({rec['data_notes']})",
-           f"accuracy %, mean ± sd of {n} seeds (answer key) [status]:",
-           f"{'model':<13}{'params':>9} " + " ".join(f"{SET_LABELS[k]:>26}" for k in SETS)]
-    for m, a in rec["document"].items():
-        cells = []
-        for k in SETS:
-            ref = DOC[m][k]
-            key = "—" if ref is None else f"{ref:.1f}"
-            cells.append(f"{a['mean'][k]:5.1f}±{a['sd'][k]:3.1f} ({key:>4}) [{status.get(f'E4.{m}.{k}', '?')}]")
-        out.append(f"{LABELS[m]:<13}{rec['params'][m]:>9,} " + " ".join(f"{c:>26}" for c in cells))
+           f"({rec['data_notes']})"]
+    parts = [("E4", rec["document"], "document recipe")]
+    if rec.get("document_no_stop"):
+        parts.append(("E4.variant.no_stop", rec["document_no_stop"], rec["no_stop_label"]))
+    for pre, agg, label in parts:
+        out += [f"{label}: accuracy %, mean ± sd of {n} seeds (answer key) [status]:",
+                f"{'model':<13}{'params':>9} " + " ".join(f"{SET_LABELS[k]:>26}" for k in SETS)]
+        for m, a in agg.items():
+            cells = []
+            for k in SETS:
+                ref = DOC[m][k]
+                key = "—" if ref is None else f"{ref:.1f}"
+                cells.append(f"{a['mean'][k]:5.1f}±{a['sd'][k]:3.1f} ({key:>4}) [{status.get(f'{pre}.{m}.{k}', '?')}]")
+            out.append(f"{LABELS[m]:<13}{rec['params'][m]:>9,} " + " ".join(f"{c:>26}" for c in cells))
+        cnt = next((r for r in rec["rows"] if r["id"] == f"{pre}.key_cells"), None)
+        if cnt:
+            out.append(f"answer-key cells within tolerance: {cnt['value']} ({cnt['note']})")
     if "cnn3" in rec["document"]:
         a = rec["document"]["cnn3"]
         out.append(f"notebook bug: 3-layer CNN \"rot 180\" computed on the 270° set = {a['mean']['rot270']:.1f} ± "

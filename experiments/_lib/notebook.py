@@ -10,7 +10,9 @@
 - Base model: batch 5, at most 50 epochs, ``EarlyStopping(monitor='val_accuracy', patience=3)``
   **without** ``restore_best_weights``: the model keeps the weights of the epoch it stopped at.
   :func:`jaxnets.train.fit` stops by the same rule (``patience`` epochs in a row without a
-  strictly better validation accuracy) and returns those weights as ``final_params``.
+  strictly better validation accuracy) and returns those weights as ``final_params``;
+  :func:`fit_through` trains on to the epoch cap and keeps the weights of that stopping epoch too
+  (the stopping rule never changes the trajectory: epoch e's batch order is ``fold_in(key, e)``).
 """
 from __future__ import annotations
 
@@ -71,6 +73,41 @@ def load(train_per_class: int = TRAIN_PER_CLASS, val_per_class: int = VAL_PER_CL
     return data.Split(f(raw.x_train[tr]), raw.y_train[tr].astype(np.int32), f(raw.x_train[va]),
                       raw.y_train[va].astype(np.int32), f(raw.x_test), raw.y_test.astype(np.int32),
                       raw.classes, raw.source, notes, variant=getattr(raw, "variant", "full"))
+
+
+def early_stop_point(val_acc, patience: int = RECIPE["patience"]):
+    """``(best, stop)``: the best epoch and the epoch at which Keras's
+    ``EarlyStopping(monitor='val_accuracy', patience)`` (the rule of :func:`jaxnets.train.fit`
+    too) ends a run with these per-epoch validation accuracies: ``patience`` epochs without a
+    strictly better one. 1-based; ``stop`` is None when the history ends first."""
+    best, best_acc, wait = 0, -np.inf, 0
+    for e, a in enumerate(np.asarray(val_acc, float), 1):
+        if a > best_acc:
+            best, best_acc, wait = e, a, 0
+        else:
+            wait += 1
+            if wait >= patience:
+                return best, e
+    return best, None
+
+
+def fit_through(model, params, train_data, val, *, key, epochs: int = RECIPE["max_epochs"],
+                patience: int = RECIPE["patience"], test=None, progress: bool | None = False):
+    """One run of the notebook's recipe for all ``epochs`` epochs that also keeps the weights of
+    the epoch where early stopping (``patience``) would have ended it: ``(params at the stop,
+    stop epoch, params after the last epoch, FitResult)``. The first are exactly what
+    :func:`fit` with ``patience`` returns; the stop epoch is the last one if the rule never fires."""
+    kept = {}
+
+    def at_epoch(e, state, history):
+        if "stop" not in kept and early_stop_point(history["val_acc"], patience)[1] == e:
+            kept["stop"], kept["params"] = e, state.params
+
+    res = train.fit(model, params, train_data, val=val, test=test, epochs=epochs,
+                    batch_size=min(RECIPE["batch_size"], len(train_data[0])), lr=RECIPE["lr"],
+                    order="shuffle", key=key, eval_train=False, progress=progress, callback=at_epoch)
+    stop = kept.get("stop", len(res.history["epoch"]))
+    return kept.get("params", res.final_params), stop, res.final_params, res
 
 
 def fit(model, params, train_data, val, *, key, epochs: int = RECIPE["max_epochs"],

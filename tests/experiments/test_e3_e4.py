@@ -113,6 +113,30 @@ def test_notebook_fit_keeps_the_last_weights_not_the_best():
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), kept, res.final_params))
 
 
+@pytest.mark.parametrize("epochs", [15, 2])
+def test_fit_through_keeps_exactly_what_early_stopping_returns(epochs):
+    """One run through every epoch gives, bit for bit, the weights that notebook.fit with patience
+    stops at (the stopping rule never changes the batch order), and the last epoch's weights."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    xv = rng.standard_normal((40, 4)).astype(np.float32)
+    yv = rng.integers(0, 2, 40).astype(np.int32)
+    model = e3_fashion.models.mlp([4, 8, 2], "relu", init="glorot")
+    p0 = model.init(jax.random.key(0))
+    stopped, res_es = notebook.fit(model, p0, (x, y), (xv, yv), key=jax.random.key(1), epochs=epochs, patience=2)
+    at_stop, stop, last, res = notebook.fit_through(model, p0, (x, y), (xv, yv), key=jax.random.key(1),
+                                                    epochs=epochs, patience=2)
+    same = lambda a, b: jax.tree.all(jax.tree.map(lambda u, v: bool(jnp.all(u == v)), a, b))  # noqa: E731
+    assert stop == len(res_es.history["epoch"]) and same(at_stop, stopped)
+    assert len(res.history["epoch"]) == epochs and same(last, res.final_params)
+    assert res.history["val_acc"][:stop] == res_es.history["val_acc"]
+    if epochs == 15:
+        assert res_es.stopped_early and stop < epochs and not same(at_stop, last)
+    else:                                  # the rule never fires: both are the last epoch's
+        assert not res_es.stopped_early and stop == epochs and same(at_stop, last)
+
+
 # --------------------------------------------------------------------------- E4 rows (synthetic)
 
 def _agg(mean, sd):
@@ -136,7 +160,7 @@ def test_document_rows_tolerances_slip_and_bug_row():
     assert rows["E4.cnn2.original"]["tolerance"] == 1.5 and rows["E4.cnn2.original"]["status"] == "agrees"
     assert rows["E4.cnn2.rot180"]["tolerance"] == 7.0 and rows["E4.cnn2.rot180"]["status"] == "agrees"  # 2 sd > 5
     assert rows["E4.cnn3.original"]["status"] == "differs" and "one Keras run" in rows["E4.cnn3.original"]["note"]
-    assert "stopped at epochs [10, 12, 9]" in rows["E4.cnn3.original"]["note"]
+    assert "stops our runs at epochs [10, 12, 9]" in rows["E4.cnn3.original"]["note"]
     slip = rows["E4.cnn3.rot180"]
     assert slip["status"] == "document slip" and "270° set" in slip["note"] and slip["doc_value"] == 5.6
     bug = rows["E4.cnn3.rot180_as_notebook"]
@@ -144,13 +168,36 @@ def test_document_rows_tolerances_slip_and_bug_row():
     quick = {r["id"]: r for r in e4_ood.document_rows(doc, (42, 43), {"cnn2": 1, "cnn3": 1}, False)}
     assert quick["E4.cnn3.rot180"]["status"] == "not comparable"
     assert quick["E4.cnn3.rot180_as_notebook"]["status"] == "not comparable"
+    assert e4_ood.key_count_row(list(quick.values()))["value"] == "not comparable"
+    # 9 stated cells here (cnn3 rot 180 is the slip): cnn3 in-domain is the only one outside
+    count = e4_ood.key_count_row(list(rows.values()))
+    assert count["value"] == "8 of 9" and count["note"] == "outside: cnn3.original"
+
+
+def test_no_stop_variant_rows_are_labelled_and_counted_apart():
+    doc = {"cnn2": _agg([87.0, 54.0, 5.0, 21.0, 5.0], [0.4, 1.0, 1.0, 3.5, 0.5]),
+           "cnn3": _agg([88.3, 57.5, 6.0, 24.0, 6.5], [0.5, 1.0, 1.0, 2.0, 0.8])}
+    rows = e4_ood.document_rows(doc, (42, 43, 44), {}, True, "no_stop")
+    ids = {r["id"] for r in rows}
+    assert "E4.variant.no_stop.cnn3.original" in ids and not any(".params" in i or ".epochs" in i for i in ids)
+    assert all("no early stopping" in r["quantity"] for r in rows)
+    assert "E4.variant.no_stop.cnn3.rot180_as_notebook" not in ids
+    assert {r["id"]: r for r in rows}["E4.variant.no_stop.cnn3.rot180"]["status"] == "document slip"
+    count = e4_ood.key_count_row(rows, "no_stop")
+    assert count["id"] == "E4.variant.no_stop.key_cells" and count["value"] == "9 of 9"
+    assert e4_ood.key_count_row(rows)["value"] == "0 of 0"   # the document count ignores variant rows
 
 
 # --------------------------------------------------------------------------- E3 end to end
 
-def test_early_stop_point_matches_fit_rule():
-    assert e3_fashion.early_stop_point([0.5, 0.6, 0.6, 0.55, 0.59]) == (2, 5)
-    assert e3_fashion.early_stop_point([0.5, 0.6, 0.7]) == (3, None)
+@pytest.mark.parametrize("val_acc, patience, want", [
+    ([0.5, 0.6, 0.6, 0.55, 0.59], 3, (2, 5)),     # equal is no improvement (Keras: strictly better)
+    ([0.5, 0.6, 0.7], 3, (3, None)),              # history ends first
+    ([0.5, 0.4, 0.6, 0.5, 0.5, 0.5], 3, (3, 6)),  # a later improvement resets the wait
+    ([0.9, 0.1], 1, (1, 2)),
+])
+def test_early_stop_point(val_acc, patience, want):
+    assert notebook.early_stop_point(val_acc, patience) == want
 
 
 def test_e3_quick_end_to_end(fashion, tmp_path):
@@ -212,7 +259,11 @@ def test_e4_quick_end_to_end_with_remedies(fashion, tmp_path):
     assert len(curve["dx"]) == len(curve["dy"]) == 17 and len(res["momentum"]["mlp2_ood"]["angle_curve"]) == 25
     assert curve["dx"][8] == curve["dy"][8]  # both are the unshifted images
     assert len(rec["remedy_table"]) == 2
-    for f in ("e4_transforms", "e4_augment_examples", "e4_ood_table", "e4_shift_curves", "e4_angle_curves"):
+    t = rec["document_no_stop"]["mlp2_ood"]
+    assert [r["epochs_run"] for r in t["seeds"]] == [1, 1, 1] and len(t["seeds"][0]["test_acc"]) == 1
+    assert {"E4.key_cells", "E4.variant.no_stop.key_cells", "E4.variant.no_stop.mlp2_ood.up4"} <= ids
+    for f in ("e4_transforms", "e4_augment_examples", "e4_ood_table", "e4_epochs", "e4_shift_curves",
+              "e4_angle_curves"):
         assert os.path.getsize(tmp_path / "f" / f"{f}.png") > 0
     text = e4_ood.format_tables(rec)
     assert "2-layer MLP" in text and "mean ± sd of 3 seeds" in text
