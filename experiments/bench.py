@@ -114,7 +114,7 @@ def main(argv=None):
     print(_machine_line(mlp))
     for e in mlp["table"]:
         print_table(f"{mlp['model']}, batch {e['batch']}: seconds per epoch ({len(X)} images)", e["rows"])
-    rec = {"data_source": sp.source, "n": len(X), "blas": blas, "torch": peer, "mlp": mlp, "quick": a.quick,
+    rec = {"data_source": sp.source, "data": sp.variant, "n": len(X), "blas": blas, "torch": peer, "mlp": mlp, "quick": a.quick,
            "seed": a.seed, "rounds": rounds}
     if not a.no_cnn:
         cs = _mnist(False)

@@ -371,8 +371,9 @@ def remedy_rows(var, copies, max_shift):
 
 # ============================================================================ stage 4: figures
 
-def fig_table(doc, n_seeds, path):
-    """The OOD table as grouped bars (test sets × models, mean ± sd) with the answer key as markers."""
+def fig_table(doc, n_seeds, path, through=None):
+    """The OOD table as grouped bars (test sets × models, mean ± sd) with the answer key as
+    markers, and (``through``) the same runs' means after the last epoch as hollow circles."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8.4, 4.4))
     ms = list(doc)
@@ -384,6 +385,9 @@ def fig_table(doc, n_seeds, path):
         keyed = [(x, DOC[m][k]) for x, k in zip(xs, SETS) if DOC[m][k] is not None]
         ax.plot([x for x, _ in keyed], [v for _, v in keyed], "D", color="k", ms=5,
                 label="answer key (doc 003)" if i == 0 else None)
+        if through and m in through:
+            ax.plot(xs, [through[m]["mean"][k] for k in SETS], "o", mfc="none", mec="dimgray", ms=7,
+                    label="same runs after every epoch (no early stopping)" if i == 0 else None)
         if m == "cnn3":
             x = xs[SETS.index("rot180")]
             ax.plot([x], [doc[m]["mean"]["rot270"]], "x", color="crimson", ms=8, mew=2,
@@ -482,7 +486,7 @@ def fig_epochs(through, path):
 def make_figures(doc, through, var, n_seeds, d, seed, max_shift, figures_dir):
     fig_examples(d, seed, max_shift, figures_dir)
     through = {m: a | {"document_stops": doc[m]["epochs_run"]} for m, a in through.items()}
-    paths = [fig_table(doc, n_seeds, os.path.join(figures_dir, "e4_ood_table.png")),
+    paths = [fig_table(doc, n_seeds, os.path.join(figures_dir, "e4_ood_table.png"), through),
              fig_epochs(through, os.path.join(figures_dir, "e4_epochs.png")),
              fig_shift(doc, var, os.path.join(figures_dir, "e4_shift_curves.png")),
              fig_angle(doc, var, os.path.join(figures_dir, "e4_angle_curves.png"))]

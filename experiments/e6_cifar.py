@@ -37,7 +37,6 @@ from jaxnets import data
 from jaxnets import models
 from jaxnets import train
 from jaxnets._io import progress_iter
-from jaxnets.train import engine
 from experiments._lib import cli, figures
 from experiments._lib.common import data_variant, finish, print_rows, row
 
@@ -118,7 +117,7 @@ def _one_at_a_time(net, p0, sp, configs, iterations, key, progress=None):
     epoch_c = epoch_j.lower(state0, hp_of(configs[0]), jnp.int32(0), key, *tr).compile()
     evals_c = [ev.lower(p0, *d).compile() for ev, d in zip(evals, ev_sets)]
     compile_time = time.perf_counter() - t0
-    run_epoch = engine._with_replay(epoch_c, epoch_of(True))
+    run_epoch = train.with_replay(epoch_c, epoch_of(True))
     t1 = time.perf_counter()
     val_final = []
     for c in progress_iter(configs, desc="one config at a time", enabled=progress, unit="config"):

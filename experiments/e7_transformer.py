@@ -95,45 +95,65 @@ def samples(mcfg, params, key, tok, n_chars: int, after: bool) -> dict:
     return out
 
 
-def train_one(data, T: int, H: int, cfg, key, progress=None) -> dict:
-    """One training: samples before, ``cfg["steps"]`` AdamW steps through ``train.fit``, samples
-    after. Returns the run's curves (step 0 and every ``eval_every`` steps), samples and timings."""
+def _seed_slice(tree, c):
+    return jax.tree.map(lambda v: v[c], tree)
+
+
+def train_one(data, T: int, H: int, cfg, keys, progress=None) -> dict:
+    """One setting over ``len(keys)`` seeds, trained together: one vmapped program
+    (:func:`jaxnets.train.sweep` with per-seed keys: seed c draws its initial weights, batches
+    and samples from ``keys[c]``), ``cfg["steps"]`` AdamW steps each. Returns the setting's
+    curves (mean over seeds; step 0 and every ``eval_every`` steps), final losses (mean, sd and
+    per seed), the samples before and after training of every seed, and timings."""
     mcfg = model_config(data.tokenizer.vocab_size, T, H, cfg)
     model = tr.transformer(mcfg)
-    k_init, k_fit, k_before, k_after, k_eval0 = jax.random.split(key, 5)
-    params = model.init(k_init)
-    before = samples(mcfg, params, k_before, data.tokenizer, cfg["sample_chars"], after=False)
+    C = len(keys)
+    ks = jax.vmap(lambda k: jax.random.split(k, 5))(keys)                     # (C, 5)
+    k_init, k_fit, k_before, k_after, k_eval0 = (ks[:, j] for j in range(5))
+    params = jax.vmap(model.init)(k_init)
     tr_s, va_s = (token_sampler(ids, T, cfg["eval_every"]) for ids in (data.train, data.val))
     # the step-0 estimate: one compiled evaluator, the split is its data argument
-    ev0 = jax.jit(train.make_sampled_evaluate(model, tr_s, cfg["batch_size"], cfg["eval_batches"]))
-    loss0 = {name: float(ev0(params, k_eval0, *s.data)[0]) for name, s in (("train", tr_s), ("val", va_s))}
+    ev0 = jax.jit(jax.vmap(train.make_sampled_evaluate(model, tr_s, cfg["batch_size"], cfg["eval_batches"]),
+                           in_axes=(0, 0, None)))
+    loss0 = {name: np.asarray(ev0(params, k_eval0, *s.data)[0]) for name, s in (("train", tr_s), ("val", va_s))}
+    before = [samples(mcfg, _seed_slice(params, c), k_before[c], data.tokenizer, cfg["sample_chars"], after=False)
+              for c in range(C)]
     t0 = time.perf_counter()
-    res = train.fit(model, params, tr_s, epochs=cfg["steps"] // cfg["eval_every"],
-                    batch_size=cfg["batch_size"], optimizer=adamw(cfg), key=k_fit, val=va_s,
-                    eval_batches=cfg["eval_batches"], progress=progress)
+    final, h = train.sweep(model, params, tr_s, epochs=cfg["steps"] // cfg["eval_every"],
+                           batch_size=cfg["batch_size"], optimizer=adamw(cfg), key=k_fit[0], keys=k_fit,
+                           val=va_s, eval_batches=cfg["eval_batches"], progress=progress)
     wall = time.perf_counter() - t0
-    h = res.history
-    after = samples(mcfg, res.final_params, k_after, data.tokenizer, cfg["sample_chars"], after=True)
+    after = [samples(mcfg, _seed_slice(final, c), k_after[c], data.tokenizer, cfg["sample_chars"], after=True)
+             for c in range(C)]
+    curves = {k: np.concatenate([loss0[k][None], np.stack(h[f"{k}_loss"])]) for k in ("train", "val")}  # (E+1, C)
     train_s = float(np.sum(h["time"]))
-    return {"block_size": T, "n_head": H, "model": model.name, "config": mcfg._asdict(),
+    ft, fv = curves["train"][-1], curves["val"][-1]
+    sd = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0  # noqa: E731
+    per_seed = [{"final_train": float(ft[c]), "final_val": float(fv[c]), "sample_before": before[c]["t1"],
+                 "sample_after": after[c]["t1"], "sample_after_topk": after[c]["topk"],
+                 "train_loss": curves["train"][:, c].tolist(), "val_loss": curves["val"][:, c].tolist()}
+                for c in range(C)]
+    return {"block_size": T, "n_head": H, "model": model.name, "config": mcfg._asdict(), "n_seeds": C,
             "history": {"step": [0] + [e * cfg["eval_every"] for e in h["epoch"]],
-                        "train_loss": [loss0["train"]] + h["train_loss"],
-                        "val_loss": [loss0["val"]] + h["val_loss"]},
-            "step_loss": [v for ep in h["step_loss"] for v in ep],
-            "final_train": h["train_loss"][-1], "final_val": h["val_loss"][-1],
-            "best_val": min(h["val_loss"]), "compile_s": res.compile_time, "train_s": train_s,
-            "wall_s": wall, "tokens_per_s": cfg["steps"] * cfg["batch_size"] * T / max(train_s, 1e-9),
-            "sample_before": before["t1"], "sample_after": after["t1"], "sample_after_topk": after["topk"],
-            "format_before": play_format(before["t1"]), "format_after": play_format(after["t1"])}
+                        "train_loss": curves["train"].mean(1).tolist(), "val_loss": curves["val"].mean(1).tolist()},
+            "steps": cfg["steps"], "final_train": float(ft.mean()), "final_val": float(fv.mean()),
+            "final_train_sd": sd(ft), "final_val_sd": sd(fv), "best_val": float(curves["val"].mean(1).min()),
+            "per_seed": per_seed, "compile_s": h["compile_time"], "train_s": train_s, "wall_s": wall,
+            "tokens_per_s": C * cfg["steps"] * cfg["batch_size"] * T / max(train_s, 1e-9),
+            "diverged": np.asarray(h["diverged"]).tolist(),
+            "sample_before": before[0]["t1"], "sample_after": after[0]["t1"], "sample_after_topk": after[0]["topk"],
+            "format_before": play_format(before[0]["t1"]), "format_after": play_format(after[0]["t1"])}
 
 
-def train_all(data, cfg, seed: int, settings=SETTINGS, progress=None) -> dict:
-    """Every (block size, heads) of ``settings``, each from its own key; {run key: run}."""
+def train_all(data, cfg, seeds, settings=SETTINGS, progress=None) -> dict:
+    """Every (block size, heads) of ``settings`` over ``seeds`` (setting i of seed s keyed
+    ``fold_in(key(s), i)``); {run key: run}."""
     runs = {}
-    key = jax.random.key(seed)
     for i, (T, H) in enumerate(settings):
-        cli.phase(f"E7 block {T}, {H} heads", f"{cfg['steps']} steps of {cfg['batch_size']}×{T} tokens")
-        runs[run_key(T, H)] = train_one(data, T, H, cfg, jax.random.fold_in(key, i), progress)
+        cli.phase(f"E7 block {T}, {H} heads", f"{cfg['steps']} steps of {cfg['batch_size']}×{T} tokens × "
+                  f"{cli.plural(len(seeds), 'seed')} (vmapped)")
+        keys = jax.numpy.stack([jax.random.fold_in(jax.random.key(s), i) for s in seeds])
+        runs[run_key(T, H)] = train_one(data, T, H, cfg, keys, progress)
     return runs
 
 
@@ -143,39 +163,51 @@ def _by(runs, field, values, fixed_field, fixed):
     return {v: r for v in values for r in runs.values() if r[field] == v and r[fixed_field] == fixed}
 
 
-def rows(runs, recipe: str, seed: int) -> list:
-    """Report rows: the base run's final losses, the block-size and heads sweeps, the samples."""
+def _pm(r, what):
+    """"± sd; per seed a / b / c" for the note of a mean over seeds."""
+    per = " / ".join(f"{p[what]:.4f}" for p in r["per_seed"])
+    return f"± {r[what + '_sd']:.4f} sd; per seed {per}" if r["n_seeds"] > 1 else ""
+
+
+def rows(runs, recipe: str, seeds) -> list:
+    """Report rows (means over the seeds): the base run's final losses, the block-size and heads
+    sweeps, the samples, the throughput."""
     base = runs[run_key(*BASE)]
-    kw = dict(recipe=recipe, seeds=[seed])
-    out = [row("E7.base.train", f"final train loss, block {BASE[0]}, {BASE[1]} heads (nats/char)",
-               round(base["final_train"], 4), **kw),
-           row("E7.base.val", f"final validation loss, block {BASE[0]}, {BASE[1]} heads (nats/char)",
-               round(base["final_val"], 4), **kw)]
+    kw = dict(recipe=recipe, seeds=list(seeds))
+    of = f", mean of {len(seeds)} seeds" if len(seeds) > 1 else ""
+    out = [row("E7.base.train", f"final train loss, block {BASE[0]}, {BASE[1]} heads (nats/char){of}",
+               round(base["final_train"], 4), note=_pm(base, "final_train"), **kw),
+           row("E7.base.val", f"final validation loss, block {BASE[0]}, {BASE[1]} heads (nats/char){of}",
+               round(base["final_val"], 4), note=_pm(base, "final_val"), **kw)]
     ctx = _by(runs, "block_size", CONTEXTS, "n_head", BASE[1])
     for t, r in ctx.items():
-        out.append(row(f"E7.context.T{t}", f"final validation loss, block size {t} ({BASE[1]} heads)",
-                       round(r["final_val"], 4), note=f"train {r['final_train']:.4f}", **kw))
+        out.append(row(f"E7.context.T{t}", f"final validation loss, block size {t} ({BASE[1]} heads){of}",
+                       round(r["final_val"], 4), note=f"{_pm(r, 'final_val')}; train {r['final_train']:.4f}".lstrip("; "),
+                       **kw))
     vals = [ctx[t]["final_val"] for t in sorted(ctx)]
-    out.append(row("E7.context_order", "validation loss falls as the block size grows",
+    out.append(row("E7.context_order", "validation loss falls as the block size grows (means over the seeds)",
                    "yes" if vals == sorted(vals, reverse=True) else "no",
                    note=", ".join(f"T={t}: {ctx[t]['final_val']:.3f}" for t in sorted(ctx)), **kw))
     for h, r in _by(runs, "n_head", HEADS, "block_size", BASE[0]).items():
-        out.append(row(f"E7.heads.H{h}", f"final validation loss, {h} heads (block {BASE[0]})",
-                       round(r["final_val"], 4), note=f"train {r['final_train']:.4f}", **kw))
-    out.append(row("E7.samples", "speaker lines (\"NAME:\") in the base run's sample, before → after",
+        out.append(row(f"E7.heads.H{h}", f"final validation loss, {h} heads (block {BASE[0]}){of}",
+                       round(r["final_val"], 4), note=f"{_pm(r, 'final_val')}; train {r['final_train']:.4f}".lstrip("; "),
+                       **kw))
+    out.append(row("E7.samples", f"speaker lines (\"NAME:\") in the base run's sample (seed {seeds[0]}), before → after",
                    f"{base['format_before']['speaker_lines']} → {base['format_after']['speaker_lines']}",
                    note=f"{base['format_after']['lines']} lines in {len(base['sample_after'])} characters",
                    **kw))
-    out.append(row("E7.throughput", "training tokens/s of the base run (hand-written backward)",
+    out.append(row("E7.throughput", f"training tokens/s of the base run (hand-written backward; "
+                   f"{cli.plural(len(seeds), 'seed')} in one vmapped program)",
                    round(base["tokens_per_s"]), note=f"compile {base['compile_s']:.1f} s", **kw))
     return out
 
 
-def sample_table(runs) -> list:
-    """A few lines of every run's samples, for the report (printed fenced)."""
-    return [{"run": k, "label": f"block {r['block_size']}, {r['n_head']} heads",
-             "before": excerpt(r["sample_before"]), "after": excerpt(r["sample_after"]),
-             "after_topk": excerpt(r["sample_after_topk"])} for k, r in runs.items()]
+def sample_table(runs, seeds) -> list:
+    """A few lines of every run's samples (every setting, every seed), for the report (fenced)."""
+    return [{"run": k, "seed": s, "label": f"block {r['block_size']}, {r['n_head']} heads, seed {s}",
+             "before": excerpt(p["sample_before"]), "after": excerpt(p["sample_after"]),
+             "after_topk": excerpt(p["sample_after_topk"])}
+            for k, r in runs.items() for s, p in zip(seeds, r["per_seed"])]
 
 
 def comparison(runs) -> str:
@@ -187,8 +219,9 @@ def comparison(runs) -> str:
     best_h = min(heads, key=lambda h: heads[h]["final_val"])
     spread = max(r["final_val"] for r in heads.values()) - min(r["final_val"] for r in heads.values())
     return "\n".join([
-        f"Base run (block {BASE[0]}, {BASE[1]} heads): train {base['final_train']:.3f}, validation "
-        f"{base['final_val']:.3f} nats/char after {len(base['step_loss'])} steps; its sample has "
+        f"Base run (block {BASE[0]}, {BASE[1]} heads, mean of {base['n_seeds']} seeds): train "
+        f"{base['final_train']:.3f}, validation {base['final_val']:.3f} ± {base['final_val_sd']:.3f} nats/char "
+        f"after {base['steps']} steps; the first seed's sample has "
         f"{base['format_after']['speaker_lines']} speaker lines (\"NAME:\"), against "
         f"{base['format_before']['speaker_lines']} before training.",
         "Block size: " + ", ".join(f"T={t}: {ctx[t]['final_val']:.3f}" for t in sorted(ctx))
@@ -226,7 +259,8 @@ def plot(runs, figures_dir, mode: str) -> list:
     with figures.run_mode(mode):
         return [
             _curve_figure([(f"block {BASE[0]}, {BASE[1]} heads", base)],
-                          "E7 document recipe: loss estimated on 200 batches every 100 steps",
+                          f"E7 document recipe: loss estimated on 200 batches every 100 steps (mean of "
+                          f"{base['n_seeds']} seeds)",
                           os.path.join(figures_dir, "e7_loss_curves.png")),
             _curve_figure([(f"block {t}", ctx[t]) for t in sorted(ctx)],
                           f"E7: block size ({BASE[1]} heads)", os.path.join(figures_dir, "e7_context.png")),
@@ -236,13 +270,18 @@ def plot(runs, figures_dir, mode: str) -> list:
 
 # ----------------------------------------------------------------------------- run
 
+SEEDS = (0, 1, 2)
+TINY_SEEDS = (0, 1)
+
+
 def run(quick=True, results_dir="results", figures_dir="figures", seed=0, steps=None, *,
-        tiny=False, data_dir=None, download=False, progress=None) -> dict:
+        tiny=False, seeds=None, data_dir=None, download=False, progress=None) -> dict:
     """Train the six settings, write ``<results_dir>/e7.json`` and the figures; returns the record.
 
     ``quick``: a 32-wide 1-layer model, 200 steps per run; ``tiny``: 16 wide, 20 steps (smoke
     test, the base and one point of each sweep); full: the document recipe. ``steps`` overrides the number of steps (a multiple of the
-    evaluation interval)."""
+    evaluation interval). ``seeds``: default :data:`SEEDS` (:data:`TINY_SEEDS` for tiny), or
+    ``seed`` alone when it is not 0; all seeds of a setting train together (vmapped)."""
     t0 = time.perf_counter()
     mode = "tiny" if tiny else "quick" if quick else "full"
     cfg = dict(TINY if tiny else QUICK if quick else DOC)
@@ -253,15 +292,16 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=0, steps=
     cli.phase("E7 data", "tiny Shakespeare")
     data = text.shakespeare(data_dir, download)
     recipe = "document" if mode == "full" and not steps else f"document ({mode})"
-    runs = train_all(data, cfg, seed, TINY_SETTINGS if tiny else SETTINGS, progress)
+    seeds = tuple(seeds or ((seed,) if seed else TINY_SEEDS if tiny else SEEDS))
+    runs = train_all(data, cfg, seeds, TINY_SETTINGS if tiny else SETTINGS, progress)
     cli.phase("E7 report", "rows, samples and figures")
     record = {"experiment": "E7", "doc": "003", "title": "tiny Shakespeare character transformer (doc 003 Problem 4)",
-              "mode": mode, "recipe": recipe, "config": cfg, "seed": seed, "seeds": [seed],
+              "mode": mode, "recipe": recipe, "config": cfg, "seed": seeds[0], "seeds": list(seeds),
               "data": data.variant, "data_source": data.source,
               "data_notes": f"vocabulary {data.tokenizer.vocab_size}, {len(data.train):,} train / "
                             f"{len(data.val):,} validation characters (first 90 % / last 10 %)",
               "gradients": "hand-written backward rules (jaxnets.models.transformer)",
-              "rows": rows(runs, recipe, seed), "samples": sample_table(runs),
+              "rows": rows(runs, recipe, seeds), "samples": sample_table(runs, seeds),
               "comparison": comparison(runs), "figures": plot(runs, figures_dir, mode), "runs": runs,
               "wall_time": time.perf_counter() - t0}
     return finish("e7", record, results_dir)
@@ -273,12 +313,14 @@ def _parser():
                          tiny="Train a 16-wide 1-layer model for 20 steps per setting (a smoke test).")
     ap.add_argument("--steps", type=int, default=None,
                     help="Training steps per run (default 5000; 200 with --quick, 20 with --tiny).")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="Seeds, trained together in one vmapped program (default 0 1 2; 0 1 with --tiny).")
     return ap
 
 
 def _body(a):
     rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, a.steps, tiny=a.mode == "tiny",
-              data_dir=cli.data_path(a, "tiny_shakespeare"), download=a.download)
+              seeds=a.seeds, data_dir=cli.data_path(a, "tiny_shakespeare"), download=a.download)
     print(f"E7 ({rec['mode']} mode, recipe {rec['recipe']}):")
     print_rows(rec, width=70, notes=True)
     print("\n" + rec["comparison"])

@@ -24,7 +24,7 @@ import time
 import traceback
 
 from experiments._lib import cli, figures, report
-from experiments._lib.common import DATA_LABELS, data_variant, record_mode
+from experiments._lib.common import DATA_LABELS, record_mode
 from jaxnets._io import atomic_write
 
 #: id: (module, doc, title, tiny kwargs)
@@ -179,14 +179,13 @@ def _cell(v):
 
 
 def data_of(rec) -> tuple[str | None, str | None]:
-    """(data label "full" / "sample" / "jpeg-copy" / ..., human source) of a record."""
+    """(data label "full" / "sample" / "jpeg-copy" / ... or None when the record does not say,
+    human source) of a record."""
     d, src = rec.get("data"), rec.get("data_source")
     if isinstance(d, dict):  # a record that keeps its data details in a dict
         src = src or d.get("source")
         d = d.get("variant")
-    if not d and src:
-        d = data_variant(src)
-    return d, src
+    return d or None, src
 
 
 def _data_words(d) -> str:
@@ -257,16 +256,46 @@ def _header(records, mode, env, from_results, command):
               "published data set; **embedded sample** = the small sample shipped inside the package (used "
               "when the full one is not available offline); **JPEG copy** = CIFAR-10 re-encoded as JPEG "
               "(pixel values differ slightly).", "",
-              "| experiment | status | wall time (s) | recipe | seeds | data |", "|---|---|---|---|---|---|"]
+              "| experiment | status | command | wall time (s) | recipe | seeds | data |",
+              "|---|---|---|---|---|---|---|"]
     for r in records:
         d, src = data_of(r)
         data = _data_words(d) + (f" ({src})" if src else "")
         seeds = r.get("seeds", [r["seed"]] if "seed" in r else None)
         recipe = r.get("recipe")
         recipe = (recipe.get("name") or "own variant") if isinstance(recipe, dict) else recipe
-        lines.append(f"| {r['title']} | {r['status']} | {r['wall_time']:.1f} | {recipe or '—'} | "
+        cmd = f"`{r['command']}`" if r.get("command") else "not recorded"
+        if r["experiment"] == "worked":
+            cmd = "recomputed by this report"
+        lines.append(f"| {r['title']} | {r['status']} | {cmd} | {r['wall_time']:.1f} | {recipe or '—'} | "
                      f"{_cell(seeds)} | {data.replace('|', '/')} |")
     return lines
+
+
+SAMPLE_LINES = 4
+
+
+def _sample_lines(records) -> list:
+    """Generated text of every run that records samples (E7): before and after training, fenced."""
+    out = []
+    for r in records:
+        samples = r.get("samples") if r.get("status") == "ran" else None
+        if not samples:
+            continue
+        out += ["", f"## {r['experiment']} samples", "",
+                f"Text each run generated from a newline, before and after training (the first {SAMPLE_LINES} "
+                f"non-empty lines; the whole samples are in `results/{r['experiment'].lower()}.json`).", ""]
+        for smp in samples:
+            out.append(f"**{smp['label']}**")
+            for key, what in (("before", "before training, temperature 1"), ("after", "after, temperature 1"),
+                              ("after_topk", "after, temperature 0.8, top-k 10")):
+                if smp.get(key) is None:
+                    continue
+                text = "\n".join(ln for ln in str(smp[key]).split("\n") if ln.strip())
+                body = "\n".join(text.split("\n")[:SAMPLE_LINES]).replace("```", "` ` `")
+                out += ["", f"{what}:", "", "```text", body, "```"]
+            out.append("")
+    return out
 
 
 def report_markdown(records, mode, env, from_results=False, command="python -m experiments.reproduce",
@@ -288,6 +317,7 @@ def report_markdown(records, mode, env, from_results=False, command="python -m e
                 lines.append(f"| {r['experiment']} | {str(row['quantity']).replace('|', '/')} | {_cell(row['value'])} | "
                              f"{_cell(row['doc_value'])} | {_cell(row['tolerance'])} | {row['status']} | "
                              f"{_data_words(d) if d else '—'} | {note} |")
+    lines += _sample_lines(records)
     base = os.path.dirname(os.path.abspath(report_path))
     figs = sorted({f for r in records for f in _figures_of(r, figures_dir)})
     if figs:

@@ -28,14 +28,14 @@ def _body(a):
         raw = data.load("fashion_mnist", cli.data_path(a, "fashion_mnist"), a.download)
         X = data.flatten(data.to_float(np.concatenate([raw.x_train, raw.x_test])))
         Y = np.concatenate([raw.y_train, raw.y_test])[: len(X)]
-        src = raw.source
+        src, variant = raw.source, raw.variant
     except data.DataNotFoundError:
         sp = data.get_split("mnist_5k", flatten_images=True)
-        X, Y, src = sp.x_train, sp.y_train, sp.source
+        X, Y, src, variant = sp.x_train, sp.y_train, sp.source, sp.variant
     X, Y = X[:60000], Y[:60000]
     kw = dict(widths=(64, 256, 1024), sizes=(1000, 4000), rounds=2) if a.mode != "full" else {}
     r = bench.scaling(X, Y, **kw)
-    r["data_source"] = src
+    r["data_source"], r["data"] = src, variant
     print(f"784-h-10 ReLU MLP, fused epoch, batch {r['batch']}, data {src}")
     print(f"  {'width':>6} {'s/epoch':>9} {'GFLOP':>8}   (n = {r['n_for_width']})")
     for row in r["by_width"]:

@@ -4,7 +4,6 @@ fetched through ``load(..., download=True)`` with its base URL pointed at the se
 failure (truncated, wrong checksum, endless body, 404, SIGTERM, unwritable cache, ``file://``)
 is a DataError that leaves nothing behind. No other network is used."""
 
-import dataclasses
 import gzip
 import io
 import os
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from data_fixtures import local_http_server, md5, shrink, write_cifar_dir, write_idx_set
+from data_fixtures import local_http_server, serve_spec, write_cifar_dir, write_idx_set
 
 from jaxnets import data
 from jaxnets.data import DataError, download_file, registry
@@ -33,15 +32,6 @@ def isolated_env(tmp_path, monkeypatch):
                 "JAXNETS_TINY_SHAKESPEARE_URL"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path / "xdg" / "jaxnets"
-
-
-def _served(monkeypatch, name, files: dict[str, bytes], **counts):
-    """Point the spec of ``name`` at ``files`` (their MD5 and size; payload checksums cleared
-    where the synthetic files differ from the real ones) and shrink its counts."""
-    new = tuple(dataclasses.replace(f, md5=md5(files[f.name]), size=len(files[f.name]),
-                                    payload_sha256=None if name != "tiny_shakespeare" else f.payload_sha256)
-                for f in registry.DATASETS[name].files)
-    shrink(monkeypatch, name, files=new, **counts)
 
 
 def _idx_files(tmp):
@@ -78,7 +68,7 @@ def _left(d: Path) -> list[str]:
 def test_download_end_to_end(tmp_path, monkeypatch, capsys, isolated_env, name):
     make, counts, check = SERVED[name]
     files = make(tmp_path)
-    _served(monkeypatch, name, files, **counts)
+    serve_spec(monkeypatch, name, files, **counts)
     with local_http_server() as srv:
         srv.files.update({f"/m/{k}": v for k, v in files.items()})
         raw = data.load(name, download=True, base_url=srv.url + "m/", progress=False, fallback=False)
@@ -107,7 +97,7 @@ FAILURES = {  # behaviour of the server → the error
 def test_failed_download_leaves_nothing(tmp_path, monkeypatch, capsys, isolated_env, failure):
     payload = os.urandom(20_000)
     files = {"input.txt": payload}
-    _served(monkeypatch, "tiny_shakespeare", files)
+    serve_spec(monkeypatch, "tiny_shakespeare", files)
     with local_http_server() as srv:
         srv.files["/input.txt"] = payload if failure != "md5" else payload[:-1] + b"x"
         srv.behaviour["/input.txt"] = failure if failure in ("truncate", "500", "endless", "lie") else "ok"
@@ -143,7 +133,7 @@ def test_unwritable_cache_and_file_url(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     with local_http_server() as srv:
         srv.files["/input.txt"] = b"abc"
-        _served(monkeypatch, "tiny_shakespeare", {"input.txt": b"abc"})
+        serve_spec(monkeypatch, "tiny_shakespeare", {"input.txt": b"abc"})
         with pytest.raises(DataError, match=rf"{blocker}/jaxnets/tiny_shakespeare: cannot write the download there"):
             data.load("tiny_shakespeare", download=True, base_url=srv.url, fallback=False)
         assert srv.requests == []  # refused before connecting

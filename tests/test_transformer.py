@@ -474,11 +474,15 @@ def test_fit_equals_a_hand_rolled_optax_loop():
 
 # ----------------------------------------------------------------------------- E7 record
 
-def _fake_run(T, H, val):
-    hist = {"step": [0, 10], "train_loss": [4.2, val - 0.1], "val_loss": [4.2, val]}
+def _fake_run(T, H, val, seeds=(0, 1, 2)):
     sample = "\nROMEO:\nGood morrow.\n\nJULIET:\nGood night.\n"
-    return {"block_size": T, "n_head": H, "model": f"m{T}{H}", "final_train": val - 0.1,
-            "final_val": val, "best_val": val, "history": hist, "step_loss": [4.0] * 10,
+    per = [{"final_train": val - 0.1 + 0.01 * i, "final_val": val + 0.01 * (i - 1), "sample_before": "xq\nzz",
+            "sample_after": sample, "sample_after_topk": sample} for i, _ in enumerate(seeds)]
+    hist = {"step": [0, 10], "train_loss": [4.2, val - 0.1], "val_loss": [4.2, val]}
+    return {"block_size": T, "n_head": H, "model": f"m{T}{H}", "n_seeds": len(seeds), "steps": 10,
+            "final_train": float(np.mean([p["final_train"] for p in per])),
+            "final_val": float(np.mean([p["final_val"] for p in per])),
+            "final_train_sd": 0.01, "final_val_sd": 0.01, "per_seed": per, "best_val": val, "history": hist,
             "compile_s": 1.0, "train_s": 2.0, "tokens_per_s": 1000.0, "wall_s": 3.0,
             "sample_before": "xq\nzz", "sample_after": sample, "sample_after_topk": sample,
             "format_before": e7.play_format("xq"), "format_after": e7.play_format(sample)}
@@ -489,18 +493,38 @@ def test_e7_record_from_measured_numbers(tmp_path):
     assert sorted(vals) == sorted(e7.SETTINGS)
     runs = {e7.run_key(T, H): _fake_run(T, H, v) for (T, H), v in vals.items()}
     assert e7.play_format(runs["T32_H4"]["sample_after"])["speaker_lines"] == 2
-    rows = {r["id"]: r for r in e7.rows(runs, "document", 0)}
-    assert rows["E7.base.val"]["value"] == 1.8 and rows["E7.base.train"]["value"] == 1.7
+    rows = {r["id"]: r for r in e7.rows(runs, "document", (0, 1, 2))}
+    assert rows["E7.base.val"]["value"] == 1.8 and rows["E7.base.train"]["value"] == pytest.approx(1.71)
+    assert "mean of 3 seeds" in rows["E7.base.val"]["quantity"]
+    assert rows["E7.base.val"]["note"] == "± 0.0100 sd; per seed 1.7900 / 1.8000 / 1.8100"
     assert rows["E7.context.T2"]["value"] == 2.4 and rows["E7.heads.H8"]["value"] == 1.79
-    assert rows["E7.context_order"]["value"] == "yes"
+    assert rows["E7.context_order"]["value"] == "yes" and rows["E7.base.val"]["seeds"] == [0, 1, 2]
     runs["T64_H4"]["final_val"] = 1.99                       # now block 64 is worse than 32
-    assert {r["id"]: r for r in e7.rows(runs, "document", 0)}["E7.context_order"]["value"] == "no"
+    assert {r["id"]: r for r in e7.rows(runs, "document", (0, 1, 2))}["E7.context_order"]["value"] == "no"
     text_ = e7.comparison(runs)
-    assert "T=2: 2.400" in text_ and "best 8 heads" in text_
-    table = e7.sample_table(runs)
-    assert len(table) == 6 and table[0]["after"] == "ROMEO:\nGood morrow.\nJULIET:\nGood night."
+    assert "T=2: 2.400" in text_ and "best 8 heads" in text_ and "mean of 3 seeds" in text_
+    table = e7.sample_table(runs, (0, 1, 2))
+    assert len(table) == 18 and table[0]["after"] == "ROMEO:\nGood morrow.\nJULIET:\nGood night."
+    assert table[1]["label"] == "block 32, 4 heads, seed 1"
     figs = e7.plot(runs, str(tmp_path / "f"), "test")
     assert len(figs) == 3 and all(os.path.exists(f) for f in figs)
+
+
+def test_e7_train_one_trains_the_seeds_together_and_keeps_each():
+    """Two seeds in one vmapped program: each its own initial weights, batches, curve and samples."""
+    corpus = "the quick brown fox\njumps over the lazy dog\n" * 60   # more characters than E7's top-k 10
+    tok = text.CharTokenizer.from_text(corpus)
+    tr_ids, va_ids = text.train_val_split(tok.encode(corpus))
+    data = text.CharData(tok, tr_ids, va_ids, "test corpus", "full", None)
+    cfg = dict(e7.TINY, steps=20, eval_every=10, eval_batches=2, sample_chars=20)
+    keys = jnp.stack([jax.random.key(0), jax.random.key(1)])
+    r = e7.train_one(data, 8, 2, cfg, keys, progress=False)
+    assert r["n_seeds"] == 2 and len(r["per_seed"]) == 2 and r["history"]["step"] == [0, 10, 20]
+    a, b = r["per_seed"]
+    assert len(a["val_loss"]) == 3 and a["val_loss"] != b["val_loss"] and a["sample_before"] != b["sample_before"]
+    assert r["final_val"] == pytest.approx((a["final_val"] + b["final_val"]) / 2)
+    assert a["val_loss"][-1] < a["val_loss"][0] and len(a["sample_after"]) == 21   # prompt + 20 characters
+    assert r["diverged"] == [False, False]
 
 
 def test_bench_paths_compute_the_same_steps():

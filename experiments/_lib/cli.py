@@ -46,6 +46,7 @@ import argparse
 import contextlib
 import os
 import re
+import shlex
 import signal
 import sys
 import time
@@ -186,6 +187,7 @@ class _State:
         self.written: list[str] = []
         self.unwritten = ""                       # what an interrupted run did not write (said on Ctrl-C)
         self.signal: str | None = None            # the signal that interrupted the run
+        self.command: str | None = None           # the command line being run (stamped on records)
 
 
 STATE = _State()
@@ -303,8 +305,10 @@ def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
     may return an int exit code of its own (the main job does). Other exceptions propagate.
     """
     from jaxnets import data
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     STATE.reset()
+    STATE.command = shlex.join([*parser.prog.split(), *argv])
     STATE.unwritten = (f"its record and figures are written to {args.results_dir}/ and {args.figures_dir}/ "
                        "when it finishes")
     with _signals_as_interrupt():
@@ -323,4 +327,6 @@ def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
             if STATE.signal:  # an interrupt that surfaced as another exception
                 return _interrupted()
             raise
+        finally:
+            STATE.command = None
     return rc if isinstance(rc, int) else EXIT_OK

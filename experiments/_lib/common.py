@@ -37,13 +37,7 @@ def row(id, quantity, value, doc_value=None, tolerance=None, note="", comparable
 def data_variant(split) -> str:
     """``"full"``, ``"sample"`` or ``"jpeg-copy"``: which copy of a data set ``split`` (a
     :class:`jaxnets.data.Split` or :class:`~jaxnets.data.RawData`) came from."""
-    v = getattr(split, "variant", None)
-    if v:
-        return v
-    src = str(getattr(split, "source", split))
-    if "JPEG" in src:
-        return "jpeg-copy"
-    return "sample" if ("sample" in src or "fallback" in src or "5k" in src) else "full"
+    return split.variant
 
 
 def record_mode(record: dict) -> str:
@@ -60,9 +54,13 @@ def record_mode(record: dict) -> str:
 def finish(name, record, results_dir):
     """Write ``results_dir/<name>.json`` and return the record with its path.
 
-    Stamps ``mode`` (see :func:`record_mode`) and gives every row the record's ``data`` label
-    when it has none."""
+    Stamps ``mode`` (see :func:`record_mode`), the command line that made it (when it runs under
+    :func:`experiments._lib.cli.main`), and gives every row the record's ``data`` label when it
+    has none."""
+    from experiments._lib import cli
     record["mode"] = record_mode(record)
+    if cli.STATE.command:
+        record["command"] = cli.STATE.command
     for r in record.get("rows", []):
         if "data" not in r and record.get("data"):
             r["data"] = record["data"]

@@ -258,6 +258,8 @@ def transformer(cfg: TransformerConfig) -> Model:
                     compiler_options={"xla_backend_optimization_level": 0})
 
     def init(key, dtype=jnp.float32):
+        if isinstance(key, jax.core.Tracer):   # under vmap/jit/eval_shape: a nested jit takes no options
+            return init_params(key, cfg, jnp.dtype(dtype))
         return _init(key, cfg, jnp.dtype(dtype))
 
     def check_x(idx):

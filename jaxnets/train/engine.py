@@ -287,7 +287,7 @@ def _state_finite(state: TrainState):
     return _all_finite((state.params, state.opt_state))
 
 
-def _with_replay(fast_epoch, exact_epoch):
+def with_replay(fast_epoch, exact_epoch):
     """``run(state, *args)``: the fast (``check_grads=False``) epoch; replayed from the same input
     state with the guarded one (``exact_epoch``, compiled on first need) when its output weights or
     optimizer state are not finite. (A non-finite loss froze the fast epoch's state already; a
@@ -368,10 +368,10 @@ def _data_args(train) -> tuple:
 
 
 def _compile_epoch(model, state, hp, key, train, batch_size, *, order, grad, max_updates, mesh,
-                   optimizer, use_momentum, use_l2, vmapped=False):
+                   optimizer, use_momentum, use_l2, vmapped=False, key_per_config=False):
     """The epoch :func:`fit` and :func:`sweep` run: ``(run(state, hp, epoch, key), compile time)``.
     The fast epoch is compiled now; the guarded one it replays with on a non-finite epoch, on
-    first need."""
+    first need. ``key_per_config``: (vmapped) ``key`` has a leading config axis."""
     source = train if isinstance(train, Sampler) else len(train[0])
     data = _data_args(train)
 
@@ -380,13 +380,13 @@ def _compile_epoch(model, state, hp, key, train, batch_size, *, order, grad, max
                         use_momentum=use_momentum, use_l2=use_l2, check_grads=check,
                         optimizer=optimizer)
         if vmapped:
-            ep = jax.vmap(ep, in_axes=(0, 0, None, None) + (None,) * len(data))
+            ep = jax.vmap(ep, in_axes=(0, 0, None, 0 if key_per_config else None) + (None,) * len(data))
         return jax.jit(ep)
 
     t0 = time.perf_counter()
     fast = build(False).lower(state, hp, jnp.int32(0), key, *data).compile()
     compile_time = time.perf_counter() - t0
-    run = _with_replay(fast, build(True))
+    run = with_replay(fast, build(True))
     return (lambda st, hp_, e, k: run(st, hp_, jnp.int32(e), k, *data)), compile_time
 
 
@@ -694,7 +694,8 @@ def _stack(model, params, C, dtype):
 def sweep(model, params, train, *, configs: dict | None = None, epochs: int, batch_size: int,
           optimizer: optax.GradientTransformation | None = None, order: str = "shuffle",
           grad: str = "hand", key=None, val=None, test=None, max_updates: int | None = None,
-          eval_batch_size: int = 1000, eval_train: bool = True, eval_batches: int = 200):
+          eval_batch_size: int = 1000, eval_train: bool = True, eval_batches: int = 200,
+          progress: bool | None = None, keys=None, callback=None):
     """Train C configurations at once: one ``jax.vmap`` of :func:`fit`'s epoch.
 
     configs: {"lr": (C,), "momentum": (C,), "l2": (C,), "lr_decay": (C,)} (missing → SGD defaults
@@ -702,7 +703,12 @@ def sweep(model, params, train, *, configs: dict | None = None, epochs: int, bat
     come from stacked ``params`` alone. ``params`` is one pytree (shared start) or a pytree with a
     leading config axis of size C. Returns ``(final params with a leading C axis, history)``
     where history lists hold (C,) arrays. ``eval_train=False`` skips the per-epoch pass over the
-    training set. Identical, to float tolerance, to C separate :func:`fit` runs with the same key.
+    training set. ``progress``: a bar over the epochs (None: when stderr is a terminal).
+    ``keys``: (C,) keys, one per configuration, for its batch order / sampled batches (and
+    dropout) — independent runs such as seeds; by default every configuration draws from ``key``
+    (evaluation batches of a sampled set always come from ``key``). ``callback(epoch, state,
+    history)`` after every epoch (1-based; ``state.params`` with the config axis).
+    Identical, to float tolerance, to C separate :func:`fit` runs with the same key (``keys[c]``).
     """
     inputs.check_choice("order", order, ORDERS)
     inputs.check_choice("grad", grad, GRADS)
@@ -714,18 +720,27 @@ def sweep(model, params, train, *, configs: dict | None = None, epochs: int, bat
     key = jax.random.key(0) if key is None else key
     tr, evals = _sources(model, "sweep", train, val, test, eval_train, batch_size, key, dtype)
     state = jax.vmap(lambda p: init_state(p, optimizer))(params)
+    if keys is not None:
+        keys = jnp.asarray(keys)
+        if keys.shape != (C,) or not jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
+            raise ValueError(f"sweep: keys must be {C} typed PRNG keys (jax.random.split(key, {C})), "
+                             f"got shape {keys.shape} and dtype {keys.dtype}")
+    epoch_key = ((lambda e: jax.random.fold_in(key, e)) if keys is None else
+                 (lambda e: jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, e)))
     run_epoch, compile_time = _compile_epoch(
-        model, state, hp, key, tr, batch_size, order=order, grad=grad, max_updates=max_updates,
-        mesh=None, optimizer=optimizer, vmapped=True,
+        model, state, hp, key if keys is None else keys, tr, batch_size, order=order, grad=grad,
+        max_updates=max_updates, mesh=None, optimizer=optimizer, vmapped=True, key_per_config=keys is not None,
         use_momentum=optimizer is None and bool(np.any(np.asarray(hp.momentum) != 0)),
         use_l2=bool(np.any(np.asarray(hp.l2) != 0)))
     evaluators = _evaluators(model, evals, key, eval_batch_size, eval_batches, batch_size, vmapped=True)
     history = {"epoch": [], "time": [], "step_loss": [], "compile_time": compile_time}
     for k in evaluators:
         history[f"{k}_loss"], history[f"{k}_acc"] = [], []
-    for e in range(epochs):
+    bar = _progress(progress)
+    it = bar(range(epochs), desc=f"{model.name} × {C} configs", unit="epoch") if bar else range(epochs)
+    for e in it:
         t = time.perf_counter()
-        state, losses = run_epoch(state, hp, e, jax.random.fold_in(key, e))
+        state, losses = run_epoch(state, hp, e, epoch_key(e))
         jax.block_until_ready(state)
         history["time"].append(time.perf_counter() - t)
         history["epoch"].append(e + 1)
@@ -734,6 +749,10 @@ def sweep(model, params, train, *, configs: dict | None = None, epochs: int, bat
             lv, av = ev(state.params)
             history[f"{k}_loss"].append(np.asarray(lv))
             history[f"{k}_acc"].append(np.asarray(av))
+        if callback is not None:
+            callback(e + 1, state, history)
+    if bar:
+        it.close()
     history["diverged"] = np.asarray(state.diverged)
     return state.params, history
 

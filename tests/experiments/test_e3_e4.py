@@ -259,6 +259,7 @@ def test_e4_quick_end_to_end_with_remedies(fashion, tmp_path):
     assert len(curve["dx"]) == len(curve["dy"]) == 17 and len(res["momentum"]["mlp2_ood"]["angle_curve"]) == 25
     assert curve["dx"][8] == curve["dy"][8]  # both are the unshifted images
     assert len(rec["remedy_table"]) == 2
+    assert "command" not in rec          # run() outside a command line claims none
     t = rec["document_no_stop"]["mlp2_ood"]
     assert [r["epochs_run"] for r in t["seeds"]] == [1, 1, 1] and len(t["seeds"][0]["test_acc"]) == 1
     assert {"E4.key_cells", "E4.variant.no_stop.key_cells", "E4.variant.no_stop.mlp2_ood.up4"} <= ids
@@ -277,4 +278,6 @@ def test_e4_command_line_tiny(fashion, tmp_path, capsys):
     assert "document" in out and "mean ± sd of 3 seeds" in out
     rec = json.loads((tmp_path / "results" / "e4.json").read_text())
     assert rec["mode"] == "tiny" and rec["variants"] == {} and rec["data"] in ("full", "sample")
+    # the record names the command line that made it (RESULTS.md's command column)
+    assert rec["command"] == f"python -m experiments.e4_ood --tiny --offline --out {tmp_path} --remedies"
     assert (tmp_path / "figures" / "e4_ood_table.png").stat().st_size > 0

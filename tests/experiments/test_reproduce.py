@@ -116,3 +116,19 @@ def test_report_header_names_data_recipe_seeds_and_links_figures(tmp_path, monke
     summary = json.loads((tmp_path / "reproduce.json").read_text())
     assert summary["mode"] == "quick" and summary["summary"][0]["data"] == "sample"
     assert "E6" in summary["measured"]
+
+
+def test_report_shows_every_runs_samples_fenced():
+    """E7's generated text goes into RESULTS.md: every run, before and after training, fenced,
+    blank lines dropped, at most SAMPLE_LINES lines, a fence inside a sample defused."""
+    smp = {"label": "block 32, 4 heads, seed 1", "before": "xq\n\nzz", "after": "A:\nB\nC\nD\nE\nF",
+           "after_topk": "ROMEO:\n```"}
+    lines = reproduce._sample_lines([{"experiment": "E7", "status": "ran", "samples": [smp]},
+                                     {"experiment": "E6", "status": "ran", "rows": []}])
+    text = "\n".join(lines)
+    assert "## E7 samples" in text and "**block 32, 4 heads, seed 1**" in text
+    assert "```text\nxq\nzz\n```" in text
+    assert "```text\nA:\nB\nC\nD\n```" in text                   # cut to SAMPLE_LINES = 4
+    assert "```text\nROMEO:\n` ` `\n```" in text
+    assert text.count("```text") == 3 and "E6" not in text
+    assert reproduce._sample_lines([{"experiment": "E7", "status": "failed", "samples": [smp]}]) == []
