@@ -202,3 +202,10 @@ def test_spec_table_matches_spec_section_4():
     assert md5["t10k-labels-idx1-ubyte.gz"] == "ec29112dd5afa0611ce80d1b7f02629c"
     assert registry.DATASETS["cifar10"].files[0].md5 == "c58f30108f718f92721af3b95e74349a"
     assert dataclasses.is_dataclass(registry.DATASETS["fashion_mnist"].files[0])
+
+
+@pytest.mark.parametrize("shape", [(0, 28, 28), (3, 28, 28), (0, 32, 32, 3), (2, 28, 28, 1)])
+def test_flatten_keeps_the_row_count_even_for_an_empty_split(shape):
+    """doc 001's protocol has no validation set: (0, 28, 28) must flatten to (0, 784), not fail."""
+    x = np.zeros(shape, np.uint8)
+    assert data.flatten(x).shape == (shape[0], int(np.prod(shape[1:])))

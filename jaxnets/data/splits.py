@@ -34,6 +34,8 @@ trains on a subset of the images of a larger one and validates/tests on the same
 
 from __future__ import annotations
 
+import math
+
 import os
 from typing import NamedTuple, Sequence
 
@@ -307,7 +309,7 @@ def to_float(x: np.ndarray) -> np.ndarray:
 def flatten(x: np.ndarray) -> np.ndarray:
     """``(N, ...)`` → ``(N, prod(...))`` (row-major, i.e. the CSV/IDX pixel order)."""
     x = np.asarray(x)
-    return x.reshape(x.shape[0], -1)
+    return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # not -1: an empty split (N = 0) has no -1
 
 
 def to_nhwc(x: np.ndarray) -> np.ndarray:
