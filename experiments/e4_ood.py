@@ -11,8 +11,9 @@ at lr 0.01, batch 5, at most 50 epochs, early stopping on validation accuracy wi
 keeping the **last** epoch's weights, reshuffled every epoch. Run over several seeds (init and
 batch order), reported as mean ± sample standard deviation, and compared with the answer key at
 ±1.5 points in-domain and ±max(5, 2 sd) points on the shifted/rotated sets. The seeds run one
-after another: early stopping ends each seed at its own epoch, which :func:`jaxnets.train.sweep`
-(vmapped configurations, one shared batch order, no early stopping) cannot express.
+after another, each through :func:`jaxnets.train.fit`, so that every seed's result is bit for bit
+what the notebook's stopped run gives (``sweep(keys=...)`` could train them in one vmapped program,
+but a vmapped program rounds differently from a single run).
 
 Each seed is **one** run trained through all 50 epochs: the document recipe's result is its
 weights at the epoch where patience 3 stops it (:func:`experiments._lib.notebook.fit_through`;
@@ -258,7 +259,7 @@ def document_rows(doc, seeds, params, comparable, variant=None):
             tol = ood_tolerance(k, sd) if ref is not None else None
             r = row(f"{pre}.{m}.{k}", f"{LABELS[m]}, {what}: test accuracy (%) on {SET_LABELS[k]}, "
                     f"mean of {n} seeds", round(mean, 1), ref, None if tol is None else round(tol, 2),
-                    f"± {sd:.1f} sd over seeds {list(seeds)}{_per_seed(a, k)}", comparable)
+                    f"± {sd:.1f} sd over seeds {list(seeds)}{_per_seed(a, k)}", comparable, exact=mean)
             if m == "cnn3" and k == "rot180" and r["status"] != "not comparable":
                 r["status"], r["note"] = "document slip", r["note"] + "; " + SLIP_NOTE
             elif r["status"] == "differs":
@@ -297,7 +298,7 @@ def bug_row(a, n, comparable):
             f"mean of {n} seeds", round(a["mean"]["rot270"], 1), DOC["cnn3"]["rot180"],
             round(ood_tolerance("rot180", a["sd"]["rot270"]), 2),
             f"± {a['sd']['rot270']:.1f} sd; notebook bug reproduced; the correct 180° value is "
-            f"{a['mean']['rot180']:.1f} ± {a['sd']['rot180']:.1f}", comparable)
+            f"{a['mean']['rot180']:.1f} ± {a['sd']['rot180']:.1f}", comparable, exact=a["mean"]["rot270"])
     if r["status"] == "differs":
         r["note"] += "; " + WHY["ood"].format(n=n)
     return r

@@ -10,8 +10,10 @@ DATA_LABELS = {"full": "full data set", "sample": "embedded sample", "jpeg-copy"
 
 
 def row(id, quantity, value, doc_value=None, tolerance=None, note="", comparable=True, *, data=None,
-        recipe=None, seeds=None, why=""):
-    """A report row; status from |value − doc_value| ≤ tolerance when both are numbers.
+        recipe=None, seeds=None, why="", exact=None):
+    """A report row; status from |value − doc_value| ≤ tolerance when both are numbers
+    (``exact``: the unrounded number behind a rounded ``value``, so that rounding for display
+    never decides the status).
 
     ``data`` ("full" / "sample" / "jpeg-copy"), ``recipe`` ("document" or a variant's name) and
     ``seeds`` (a list) say what the number was measured on; :func:`finish` fills ``data`` from
@@ -23,7 +25,8 @@ def row(id, quantity, value, doc_value=None, tolerance=None, note="", comparable
     elif not comparable:
         status = "not comparable"
     else:
-        status = "agrees" if abs(float(value) - float(doc_value)) <= tolerance else "differs"
+        v = float(value if exact is None else exact)
+        status = "agrees" if abs(v - float(doc_value)) <= tolerance else "differs"
     if why and status in ("differs", "not comparable"):
         note = f"{why}; {note}" if note else why
     out = {"id": id, "quantity": quantity, "value": value, "doc_value": doc_value,

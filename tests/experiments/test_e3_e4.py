@@ -174,6 +174,14 @@ def test_document_rows_tolerances_slip_and_bug_row():
     assert count["value"] == "8 of 9" and count["note"] == "outside: cnn3.original"
 
 
+@pytest.mark.parametrize("mean, status", [(86.46, "differs"), (86.503, "agrees"), (86.5, "agrees")])
+def test_rounding_for_display_never_decides_the_status(mean, status):
+    """86.46 is shown as 86.5, which is 1.5 from the key's 88.0, but is 1.54 away: differs."""
+    doc = {"cnn3": _agg([mean, 57.5, 6.0, 24.0, 6.5], [0.5, 1.0, 1.0, 2.0, 0.8])}
+    r = {r["id"]: r for r in e4_ood.document_rows(doc, (42, 43, 44), {"cnn3": 68106}, True)}["E4.cnn3.original"]
+    assert r["value"] == round(mean, 1) and r["status"] == status
+
+
 def test_no_stop_variant_rows_are_labelled_and_counted_apart():
     doc = {"cnn2": _agg([87.0, 54.0, 5.0, 21.0, 5.0], [0.4, 1.0, 1.0, 3.5, 0.5]),
            "cnn3": _agg([88.3, 57.5, 6.0, 24.0, 6.5], [0.5, 1.0, 1.0, 2.0, 0.8])}
