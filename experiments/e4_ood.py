@@ -162,7 +162,8 @@ def _evaluate(evs, params, d):
 
 def _summary(res, wall, n_train, upto=None):
     """What a record keeps of one run; ``upto``: only its first ``upto`` epochs (the run as the
-    notebook's early stopping would have ended it)."""
+    notebook's early stopping would have ended it: curves, epoch and training times sliced;
+    ``fit_wall`` and ``compile_time`` stay the whole run's)."""
     h, n = res.history, upto or len(res.history["epoch"])
     best = notebook.early_stop_point(h["val_acc"][:n])[0] if upto else res.best_epoch
     return {"epochs_run": n, "best_epoch": best, "stopped_early": n < len(h["epoch"]) or res.stopped_early,
@@ -471,9 +472,9 @@ def fig_epochs(through, path):
         for c in curves:
             ax.plot(ep, c[:n], color=f"C{i}", lw=0.6, alpha=0.45)
         ax.plot(ep, np.mean([c[:n] for c in curves], 0), color=f"C{i}", lw=2, label=f"{LABELS[m]} (mean of seeds)")
-        for stop, c in zip(a["document_stops"], curves):
+        for j, (stop, c) in enumerate(zip(a["document_stops"], curves)):
             ax.plot([stop], [c[stop - 1]], "v", color=f"C{i}", ms=8, mec="k",
-                    label="where patience 3 stops a seed" if i == 0 and stop == a["document_stops"][0] else None)
+                    label="where patience 3 stops a seed" if i == j == 0 else None)
         if DOC[m]["original"] is not None:
             ax.axhline(DOC[m]["original"], color=f"C{i}", ls="--", lw=1, label=f"answer key, {LABELS[m]}")
     ax.xaxis.get_major_locator().set_params(integer=True)

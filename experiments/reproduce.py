@@ -264,7 +264,7 @@ def _header(records, mode, env, from_results, command):
         seeds = r.get("seeds", [r["seed"]] if "seed" in r else None)
         recipe = r.get("recipe")
         recipe = (recipe.get("name") or "own variant") if isinstance(recipe, dict) else recipe
-        cmd = f"`{r['command']}`" if r.get("command") else "not recorded"
+        cmd = f"`{r['command'].replace('|', '/')}`" if r.get("command") else "not recorded"
         if r["experiment"] == "worked":
             cmd = "recomputed by this report"
         lines.append(f"| {r['title']} | {r['status']} | {cmd} | {r['wall_time']:.1f} | {recipe or '—'} | "

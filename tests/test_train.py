@@ -361,20 +361,40 @@ def test_sweep_with_per_config_keys_equals_separate_fits_with_those_keys(x64, so
         lambda k, b, x, y: tuple(a[jax.random.randint(k, (b,), 0, len(y))] for a in (x, y)), 4, (Xd, Y))
     calls = []
     params, hist = train.sweep(NET, inits, data, optimizer=optax.adam(1e-2), epochs=2, batch_size=10,
-                               key=jax.random.key(4), keys=keys, eval_train=False,
+                               key=jax.random.key(4), keys=keys, eval_train=False, val=data, eval_batches=3,
+                               eval_initial=True,
                                callback=lambda e, st, h: calls.append((e, jax.tree.leaves(st.params)[0].shape)))
     assert [e for e, _ in calls] == [1, 2] and calls[0][1][0] == 3   # params keep the config axis
     finals = []
     for c in range(3):
         r = train.fit(NET, jax.tree.map(lambda v: v[c], inits), data, optimizer=optax.adam(1e-2),
-                      epochs=2, batch_size=10, key=keys[c], eval_train=False, progress=False)
+                      epochs=2, batch_size=10, key=keys[c], eval_train=False, val=data, eval_batches=3,
+                      progress=False)
         chex.assert_trees_all_close(r.final_params, jax.tree.map(lambda v: v[c], params),
                                     rtol=1e-10, atol=1e-12)
+        # the evaluation too: a sampled val set is scored on config c's own batches, as fit scores it
+        np.testing.assert_allclose(r.history["val_loss"], [v[c] for v in hist["val_loss"]], rtol=1e-10)
+        # eval_initial: the starting params, on the same evaluator
+        p0 = jax.tree.map(lambda v: v[c], inits)
+        ev = {"val": data} if source == "arrays" else None
+        want = (train.evaluate(NET, p0, ev["val"])[0] if ev else
+                float(train.make_sampled_evaluate(NET, data, 10, 3)(
+                    p0, jax.random.fold_in(jax.random.split(keys[c])[1], 0), *map(jnp.asarray, data.data))[0]))
+        np.testing.assert_allclose(hist["initial_val_loss"][c], want, rtol=1e-10)
         finals.append(np.asarray(jax.tree.leaves(r.final_params)[0]))
     # the keys matter: the same init under another key ends elsewhere
     other = train.fit(NET, jax.tree.map(lambda v: v[0], inits), data, optimizer=optax.adam(1e-2), epochs=2,
                       batch_size=10, key=keys[1], eval_train=False, progress=False)
     assert not np.allclose(np.asarray(jax.tree.leaves(other.final_params)[0]), finals[0])
+
+
+def test_sweep_takes_the_number_of_configurations_from_keys():
+    """Shared start, one optimizer, C keys: C runs (not a refusal for want of configs)."""
+    keys = jax.random.split(jax.random.key(2), 3)
+    params, _ = train.sweep(NET, NET.init(jax.random.key(0)), (X, Y), optimizer=optax.sgd(0.1), epochs=1,
+                            batch_size=10, keys=keys, eval_train=False)
+    W = np.asarray(jax.tree.leaves(params)[0])
+    assert W.shape[0] == 3 and not np.allclose(W[0], W[1])   # other batch orders, other weights
 
 
 def test_sweep_refuses_keys_of_the_wrong_shape():

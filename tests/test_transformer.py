@@ -510,6 +510,18 @@ def test_e7_record_from_measured_numbers(tmp_path):
     assert len(figs) == 3 and all(os.path.exists(f) for f in figs)
 
 
+def test_init_under_vmap_equals_one_init_per_key():
+    """init is one option-carrying jit called directly, and traced plainly under vmap: the same
+    draws (float32; rtol 1e-6: the direct call compiles without XLA's optimisations, the vmapped
+    one with them, so a normal draw's inverse-erf may round differently in the last bit)."""
+    model = tr.transformer(_cfg(11, 8, 16, 2, 1))
+    keys = jax.random.split(jax.random.key(3), 2)
+    stacked = jax.vmap(model.init)(keys)
+    for c in range(2):
+        chex.assert_trees_all_close(jax.tree.map(lambda v: v[c], stacked), model.init(keys[c]), rtol=1e-6, atol=0)
+    assert not np.allclose(stacked["pos_emb"][0], stacked["pos_emb"][1])
+
+
 def test_e7_train_one_trains_the_seeds_together_and_keeps_each():
     """Two seeds in one vmapped program: each its own initial weights, batches, curve and samples."""
     corpus = "the quick brown fox\njumps over the lazy dog\n" * 60   # more characters than E7's top-k 10

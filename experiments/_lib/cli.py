@@ -178,6 +178,7 @@ class _State:
     """What this process has done so far (for the one line printed on Ctrl-C)."""
 
     def __init__(self):
+        self.command: str | None = None           # the command line being run (stamped on records)
         self.reset()
 
     def reset(self):
@@ -187,7 +188,6 @@ class _State:
         self.written: list[str] = []
         self.unwritten = ""                       # what an interrupted run did not write (said on Ctrl-C)
         self.signal: str | None = None            # the signal that interrupted the run
-        self.command: str | None = None           # the command line being run (stamped on records)
 
 
 STATE = _State()

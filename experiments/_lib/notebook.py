@@ -103,19 +103,21 @@ def fit_through(model, params, train_data, val, *, key, epochs: int = RECIPE["ma
         if "stop" not in kept and early_stop_point(history["val_acc"], patience)[1] == e:
             kept["stop"], kept["params"] = e, state.params
 
-    res = train.fit(model, params, train_data, val=val, test=test, epochs=epochs,
-                    batch_size=min(RECIPE["batch_size"], len(train_data[0])), lr=RECIPE["lr"],
-                    order="shuffle", key=key, eval_train=False, progress=progress, callback=at_epoch)
+    _, res = fit(model, params, train_data, val, key=key, epochs=epochs, patience=None, test=test,
+                 progress=progress, callback=at_epoch)
     stop = kept.get("stop", len(res.history["epoch"]))
     return kept.get("params", res.final_params), stop, res.final_params, res
 
 
 def fit(model, params, train_data, val, *, key, epochs: int = RECIPE["max_epochs"],
         batch_size: int = RECIPE["batch_size"], patience: int | None = RECIPE["patience"],
-        momentum: float = 0.0, test=None, eval_train: bool = False, progress: bool | None = False):
+        momentum: float = 0.0, test=None, eval_train: bool = False, progress: bool | None = False,
+        callback=None):
     """Train with the notebook's recipe; returns ``(params kept, FitResult)`` where the params
-    kept are the **last** epoch's (Keras without ``restore_best_weights``), not the best one's."""
+    kept are the **last** epoch's (Keras without ``restore_best_weights``), not the best one's.
+    ``callback``: :func:`jaxnets.train.fit`'s."""
     res = train.fit(model, params, train_data, val=val, test=test, epochs=epochs,
                     batch_size=min(batch_size, len(train_data[0])), lr=RECIPE["lr"], momentum=momentum,
-                    order="shuffle", key=key, patience=patience, eval_train=eval_train, progress=progress)
+                    order="shuffle", key=key, patience=patience, eval_train=eval_train, progress=progress,
+                    callback=callback)
     return res.final_params, res

@@ -345,18 +345,24 @@ def make_sampled_evaluate(model, sampler: Sampler, batch_size: int, n_batches: i
 
 
 def _evaluators(model, sources: dict, key, eval_batch_size: int, eval_batches: int, batch_size: int,
-                vmapped: bool = False):
+                vmapped: bool = False, keys=None):
     """{name: fn(params) -> (loss, acc)} for every evaluation set, compiled once each; a sampled
-    set is scored on the same batches (fixed keys) every epoch."""
+    set is scored on the same batches (fixed keys) every epoch — drawn from ``key`` as
+    :func:`fit` draws them, or (vmapped, ``keys`` given) from each configuration's own key."""
     out = {}
-    k_eval = jax.random.split(key)[1]
+    k_eval = jax.random.split(key)[1] if keys is None else jax.vmap(lambda k: jax.random.split(k)[1])(keys)
     for j, (name, src) in enumerate(sources.items()):
+        key_axis = None
         if isinstance(src, Sampler):
             fn = make_sampled_evaluate(model, src, batch_size, eval_batches)
-            args = (jax.random.fold_in(k_eval, j), *src.data)
+            if keys is None:
+                args = (jax.random.fold_in(k_eval, j), *src.data)
+            else:
+                args, key_axis = (jax.vmap(jax.random.fold_in, in_axes=(0, None))(k_eval, j), *src.data), 0
         else:
             fn, args = make_evaluate(model, len(src[0]), eval_batch_size), tuple(src)
-        fn = jax.jit(jax.vmap(fn, in_axes=(0,) + (None,) * len(args)) if vmapped else fn)
+        in_axes = (0,) + ((key_axis,) + (None,) * (len(args) - 1) if args else ())
+        fn = jax.jit(jax.vmap(fn, in_axes=in_axes) if vmapped else fn)
         out[name] = (lambda f, a: lambda params: f(params, *a))(fn, args)
     return out
 
@@ -695,7 +701,7 @@ def sweep(model, params, train, *, configs: dict | None = None, epochs: int, bat
           optimizer: optax.GradientTransformation | None = None, order: str = "shuffle",
           grad: str = "hand", key=None, val=None, test=None, max_updates: int | None = None,
           eval_batch_size: int = 1000, eval_train: bool = True, eval_batches: int = 200,
-          progress: bool | None = None, keys=None, callback=None):
+          progress: bool | None = None, keys=None, callback=None, eval_initial: bool = False):
     """Train C configurations at once: one ``jax.vmap`` of :func:`fit`'s epoch.
 
     configs: {"lr": (C,), "momentum": (C,), "l2": (C,), "lr_decay": (C,)} (missing → SGD defaults
@@ -704,10 +710,13 @@ def sweep(model, params, train, *, configs: dict | None = None, epochs: int, bat
     leading config axis of size C. Returns ``(final params with a leading C axis, history)``
     where history lists hold (C,) arrays. ``eval_train=False`` skips the per-epoch pass over the
     training set. ``progress``: a bar over the epochs (None: when stderr is a terminal).
-    ``keys``: (C,) keys, one per configuration, for its batch order / sampled batches (and
-    dropout) — independent runs such as seeds; by default every configuration draws from ``key``
-    (evaluation batches of a sampled set always come from ``key``). ``callback(epoch, state,
-    history)`` after every epoch (1-based; ``state.params`` with the config axis).
+    ``keys``: (C,) keys, one per configuration, for its batch order / sampled batches, dropout
+    and the evaluation batches of a sampled set — independent runs such as seeds (C may come
+    from ``keys`` alone); by default every configuration draws from ``key``. ``callback(epoch,
+    state, history)`` after every epoch (1-based; ``state.params`` with the config axis; also
+    after an epoch in which some configuration diverged — sweep freezes that one and goes on).
+    ``eval_initial``: also score the starting params on every evaluation set, with the same
+    batches as every epoch, into ``history["initial_<name>_loss"]`` / ``["initial_<name>_acc"]``.
     Identical, to float tolerance, to C separate :func:`fit` runs with the same key (``keys[c]``).
     """
     inputs.check_choice("order", order, ORDERS)
@@ -715,7 +724,8 @@ def sweep(model, params, train, *, configs: dict | None = None, epochs: int, bat
     inputs.check_int("sweep", "epochs", epochs)
     dtype = jax.tree.leaves(params)[0].dtype
     hp = _sweep_hyper(configs, optimizer, dtype)
-    params, C = _stack(model, params, len(hp.lr), dtype)
+    n_keys = None if keys is None else int(np.shape(keys)[0]) if np.ndim(keys) else None
+    params, C = _stack(model, params, n_keys if n_keys and len(hp.lr) == 1 else len(hp.lr), dtype)
     hp = Hyper(*(jnp.broadcast_to(v, (C,)) for v in hp))
     key = jax.random.key(0) if key is None else key
     tr, evals = _sources(model, "sweep", train, val, test, eval_train, batch_size, key, dtype)
@@ -732,10 +742,13 @@ def sweep(model, params, train, *, configs: dict | None = None, epochs: int, bat
         max_updates=max_updates, mesh=None, optimizer=optimizer, vmapped=True, key_per_config=keys is not None,
         use_momentum=optimizer is None and bool(np.any(np.asarray(hp.momentum) != 0)),
         use_l2=bool(np.any(np.asarray(hp.l2) != 0)))
-    evaluators = _evaluators(model, evals, key, eval_batch_size, eval_batches, batch_size, vmapped=True)
+    evaluators = _evaluators(model, evals, key, eval_batch_size, eval_batches, batch_size, vmapped=True,
+                             keys=keys)
     history = {"epoch": [], "time": [], "step_loss": [], "compile_time": compile_time}
-    for k in evaluators:
+    for k, ev in evaluators.items():
         history[f"{k}_loss"], history[f"{k}_acc"] = [], []
+        if eval_initial:
+            history[f"initial_{k}_loss"], history[f"initial_{k}_acc"] = (np.asarray(v) for v in ev(state.params))
     bar = _progress(progress)
     it = bar(range(epochs), desc=f"{model.name} × {C} configs", unit="epoch") if bar else range(epochs)
     for e in it:
