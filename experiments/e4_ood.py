@@ -330,8 +330,11 @@ def variant_rows(var, comparable):
             ref = DOC[m][k]
             rr = row(f"E4.variant.momentum.{m}.{k}", f"[{VARIANT_TAGS['momentum']}] {LABELS[m]}: "
                      f"test accuracy (%) on {SET_LABELS[k]}", round(100 * r["acc"][k], 1), ref,
-                     None if ref is None else ood_tolerance(k, 0.0), "one seed", comparable)
-            if rr["status"] == "differs":
+                     None if ref is None else ood_tolerance(k, 0.0), "one seed", comparable,
+                     exact=100 * r["acc"][k])
+            if m == "cnn3" and k == "rot180" and rr["status"] != "not comparable":
+                rr["status"], rr["note"] = "document slip", rr["note"] + "; " + SLIP_NOTE
+            elif rr["status"] == "differs":
                 rr["note"] += "; " + WHY["variant"]
             rows.append(rr)
     return rows

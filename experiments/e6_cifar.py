@@ -253,14 +253,20 @@ def _loss_rows(lname, st, sp, src, variant, mode, configs, iterations, baseline_
         rows.append(row(f"E6.{L}.grid.vmap_wall_s", f"{LOSS_TITLES[L]} grid of {len(configs)} configs, one vmap: "
                         "wall time [s] (incl. compile)", round(tm["vmap_wall_time"], 2), None, None,
                         f"compile {tm['vmap_compile_time']:.1f} s; {tm['vmap_per_config']:.2f} s/config after compile; "
-                        "shared, loaded CPU: timings inflated"))
+                        f"{_load_words(tm)}"))
         rows.append(row(f"E6.{L}.grid.sequential_wall_s", f"{LOSS_TITLES[L]} one config at a time ({what}): "
                         "wall time [s]", round(tm["sequential_wall_time"] + tm["sequential_compile_time"], 2),
                         None, None, f"compile {tm['sequential_compile_time']:.1f} s; "
                         f"{tm['sequential_per_config']:.2f} s/config; full-grid estimate "
                         f"{tm['sequential_full_grid_estimate']:.1f} s; max |Δ val acc| vs vmap "
-                        f"{tm['max_abs_val_acc_diff_vs_vmap']:.4f}; shared, loaded CPU: timings inflated"))
+                        f"{tm['max_abs_val_acc_diff_vs_vmap']:.4f}; {_load_words(tm)}"))
     return rows
+
+
+def _load_words(tm) -> str:
+    """What the CPU was doing when the grid was timed (measured, not assumed)."""
+    return (f"1-min load average {tm['load_before']:.1f} on {tm['cpu_count']} cores when the grid started"
+            if "load_before" in tm else "load not recorded")
 
 
 def run(quick=True, results_dir="results", figures_dir="figures", seed=0, split=None,
@@ -310,6 +316,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=0, split=
             cli.phase(f"E6 {lname} baseline", f"{LOSS_TITLES[lname]}, {baseline_iterations} iterations, lr 1e-5")
             base_params, base = _baseline(net, p0, sp, baseline_iterations, batch_key, progress)
             cli.phase(f"E6 {lname} grid", f"{cli.plural(len(configs), 'config')} × {iterations} iterations as one vmap")
+            load_before = os.getloadavg()[0]   # the timings' context: other jobs on the cores inflate them
             best, best_params, table, timing = _grid(net, p0, sp, configs, iterations, batch_key)
             st = {"loss": LOSSES[lname], "baseline": base, "grid": table, "best_index": best,
                   "best": table[best], "grid_timing": timing}
@@ -325,7 +332,8 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=0, split=
                     "sequential_wall_time": seq_wall, "sequential_compile_time": seq_compile,
                     "sequential_per_config": per_cfg_seq, "vmap_per_config": per_cfg_vmap,
                     "sequential_full_grid_estimate": seq_compile + per_cfg_seq * len(configs),
-                    "measured_full_loop": len(seq_idx) == len(configs),
+                    "measured_full_loop": len(seq_idx) == len(configs), "load_before": load_before,
+                    "cpu_count": os.cpu_count(),
                     "max_abs_val_acc_diff_vs_vmap": float(max(abs(v - table[i]["val_acc"])
                                                               for v, i in zip(seq_val, seq_idx)))}
             figs += _loss_figures(lname, base, base_params, best_params, table[best], table, grid,

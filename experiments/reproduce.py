@@ -44,14 +44,14 @@ EXPERIMENTS = {
     "E7": ("experiments.e7_transformer", "003", "E7 — tiny transformer (doc 003 §4.1)", {"tiny": True}),
 }
 #: Seconds per experiment when no earlier run of the mode measured them (afterwards the last run's
-#: times in ``reproduce.json`` are used). Measured here on 2 CPU cores shared with other jobs and
-#: scaled to an unloaded machine: quick from a 604 s run at load ~14 scaled to the 90 s an unloaded
-#: quick run takes; tiny from the 75 s of CPU time of `--tiny --offline`; full from the wall times
-#: of the committed full-run records.
+#: times in ``reproduce.json`` are used). Measured here on 2 CPU cores: quick from a 604 s run at
+#: load ~14 scaled to the 90 s an unloaded quick run takes; tiny from the 75 s of CPU time of
+#: `--tiny --offline`; full from the wall times of the committed full-run records (each its own
+#: command on the unloaded machine, E1/E2/E5 on MNIST-5k).
 ESTIMATES = {
     "tiny": {"worked": 3, "E1": 10, "E2": 18, "E3": 9, "E4": 5, "E5": 7, "E6": 9, "E7": 12},
     "quick": {"worked": 6, "E1": 11, "E2": 10, "E3": 13, "E4": 26, "E5": 5, "E6": 10, "E7": 9},
-    "full": {"worked": 4, "E1": 21, "E2": 17, "E3": 61, "E4": 718, "E5": 44, "E6": 742, "E7": 660},
+    "full": {"worked": 4, "E1": 15, "E2": 11, "E3": 219, "E4": 1433, "E5": 10, "E6": 188, "E7": 1550},
 }
 DOC_TITLES = {"001": "doc 001", "002": "doc 002", "003": "doc 003", "004": "doc 004"}
 HOW_TO_GET = {

@@ -174,6 +174,14 @@ def test_document_rows_tolerances_slip_and_bug_row():
     assert count["value"] == "8 of 9" and count["note"] == "outside: cnn3.original"
 
 
+def test_variant_rows_flag_the_slip_cell_too():
+    """The key's 3-layer "rot 180" is the notebook's 270° number whatever recipe we compare with."""
+    acc = {k: v / 100 for k, v in zip(e4_ood.SETS, [87.3, 56.3, 5.2, 25.5, 4.5])}
+    rows = {r["id"]: r for r in e4_ood.variant_rows({"momentum": {"cnn3": {"acc": acc}}}, True)}
+    assert rows["E4.variant.momentum.cnn3.rot180"]["status"] == "document slip"
+    assert rows["E4.variant.momentum.cnn3.original"]["status"] == "agrees"     # 87.3 vs 88.0 ± 1.5
+
+
 @pytest.mark.parametrize("mean, status", [(86.46, "differs"), (86.503, "agrees"), (86.5, "agrees")])
 def test_rounding_for_display_never_decides_the_status(mean, status):
     """86.46 is shown as 86.5, which is 1.5 from the key's 88.0, but is 1.54 away: differs."""
