@@ -35,7 +35,6 @@ trains on a subset of the images of a larger one and validates/tests on the same
 from __future__ import annotations
 
 import math
-
 import os
 from typing import NamedTuple, Sequence
 

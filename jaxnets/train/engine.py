@@ -697,6 +697,17 @@ def _stack(model, params, C, dtype):
     return jax.tree.map(lambda v: jnp.broadcast_to(v, (C,) + v.shape), params), C
 
 
+def _config_keys(keys, C: int):
+    """``keys`` as a (C,) typed PRNG key array (None stays None); anything else is refused."""
+    if keys is None:
+        return None
+    keys = jnp.asarray(keys)
+    if keys.shape != (C,) or not jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
+        raise ValueError(f"sweep: keys must be {C} typed PRNG keys (jax.random.split(key, {C})), "
+                         f"got shape {keys.shape} and dtype {keys.dtype}")
+    return keys
+
+
 def sweep(model, params, train, *, configs: dict | None = None, epochs: int, batch_size: int,
           optimizer: optax.GradientTransformation | None = None, order: str = "shuffle",
           grad: str = "hand", key=None, val=None, test=None, max_updates: int | None = None,
@@ -730,11 +741,7 @@ def sweep(model, params, train, *, configs: dict | None = None, epochs: int, bat
     key = jax.random.key(0) if key is None else key
     tr, evals = _sources(model, "sweep", train, val, test, eval_train, batch_size, key, dtype)
     state = jax.vmap(lambda p: init_state(p, optimizer))(params)
-    if keys is not None:
-        keys = jnp.asarray(keys)
-        if keys.shape != (C,) or not jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
-            raise ValueError(f"sweep: keys must be {C} typed PRNG keys (jax.random.split(key, {C})), "
-                             f"got shape {keys.shape} and dtype {keys.dtype}")
+    keys = _config_keys(keys, C)
     epoch_key = ((lambda e: jax.random.fold_in(key, e)) if keys is None else
                  (lambda e: jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, e)))
     run_epoch, compile_time = _compile_epoch(
