@@ -6,11 +6,13 @@ batch 16, 5,000 AdamW steps at learning rate 1e-3 with PyTorch's defaults (betas
 eps 1e-8, weight decay 0.01 on every parameter), no schedule and no clipping, PyTorch's default
 initialisation, dropout 0, attention scores scaled by n_embd^-0.5; the loss is estimated as the
 mean over 200 random batches of each split every 100 steps. From that base the homework varies
-the block size (2, 16, 64) and the number of heads (2, 8): six trainings in all. Every gradient
-comes from the hand-written backward rules of jaxnets.models.transformer; training is
-jaxnets.train.fit with optax's AdamW on batches drawn inside the compiled program.
+the block size (2, 16, 64) and the number of heads (2, 8): six settings, each over three seeds
+(0, 1, 2 by default) trained together in one vmapped program (jaxnets.train.sweep with one key
+per seed: its own initial weights, batches and evaluation batches); rows report mean ± sd. Every
+gradient comes from the hand-written backward rules of jaxnets.models.transformer; the optimizer
+is optax's AdamW on batches drawn inside the compiled program.
 
-Each run records its train/validation curves and a text sample before and after training
+Each seed of each setting records its train/validation curves and a text sample before and after training
 (prompt: a newline; temperature 1, plus temperature 0.8 with top-k 10 after training).
 
 Record: results/e7.json; figures e7_loss_curves.png, e7_context.png, e7_heads.png.

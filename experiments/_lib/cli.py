@@ -271,27 +271,49 @@ def no_data_message(err, args=None, prog: str = "") -> str:
     return "\n".join(lines)
 
 
+#: seconds after an interrupt before it is raised again, should the first KeyboardInterrupt have
+#: been swallowed (Python ignores exceptions raised in a garbage-collection callback or __del__)
+RETRY_S = 0.5
+
+
 @contextlib.contextmanager
 def _signals_as_interrupt():
     """SIGINT (Ctrl-C) and SIGTERM raise KeyboardInterrupt and are remembered in ``STATE.signal``
-    (so an interrupt that a library turns into another exception still counts as one)."""
+    (so an interrupt that a library turns into another exception still counts as one). A signal
+    can land while Python runs a garbage-collection callback (JAX registers one), where a raised
+    exception is dropped (``sys.unraisablehook``): such a drop of our own interrupt is kept quiet,
+    and a timer raises it again every :data:`RETRY_S` seconds until :func:`main` handles it."""
     def handler(signum, frame):
         STATE.signal = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        signal.setitimer(signal.ITIMER_REAL, RETRY_S)
         raise KeyboardInterrupt(STATE.signal)
+
+    def again(signum, frame):
+        if STATE.signal:
+            signal.setitimer(signal.ITIMER_REAL, RETRY_S)
+            raise KeyboardInterrupt(STATE.signal)
+    def quiet(unraisable, hook=sys.unraisablehook):
+        if not (STATE.signal and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            hook(unraisable)
     STATE.signal = None
     try:
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        old = {s: signal.signal(s, h) for s, h in ((signal.SIGINT, handler), (signal.SIGTERM, handler),
+                                                   (signal.SIGALRM, again))}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
+    old_hook, sys.unraisablehook = sys.unraisablehook, quiet
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        sys.unraisablehook = old_hook
         for s, h in old.items():
             signal.signal(s, h)
 
 
 def _interrupted() -> int:
+    signal.setitimer(signal.ITIMER_REAL, 0)   # handled: no second raise
     print("\n" + interrupted_line(STATE.signal or "Ctrl-C"), file=sys.stderr, flush=True)
     return EXIT_INTERRUPTED
 

@@ -129,6 +129,37 @@ def test_interrupt_is_one_line_saying_what_finished_and_exit_130(tmp_path):
     assert f"1 complete file(s) in {tmp_path / 'r'}/" in lines[0] and "Traceback" not in err
 
 
+def test_sigterm_swallowed_by_a_gc_callback_is_raised_again():
+    """A SIGTERM that lands while Python runs a finaliser (JAX's GC callback is one) raises a
+    KeyboardInterrupt there, which Python drops; the run must still stop (exit 130, one line,
+    no "Exception ignored … Traceback" noise)."""
+    ran = []
+
+    class Finaliser:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10_000):     # the handler runs here, inside __del__: its raise is dropped
+                pass
+            ran.append("finaliser finished")
+
+    def body(a):
+        cli.phase("E9 (a)")
+        Finaliser()
+        t = time.monotonic()
+        while time.monotonic() - t < 10:   # the retry must interrupt this
+            pass
+        return 0
+
+    hook, t0 = sys.unraisablehook, time.monotonic()
+    rc, err = _run_main(body)
+    assert ran == []                                   # the first raise happened in __del__ (dropped)
+    assert rc == cli.EXIT_INTERRUPTED and time.monotonic() - t0 < 5
+    assert "Interrupted (SIGTERM)" in err and "during E9 (a)" in err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)          # nothing left armed
+    assert sys.unraisablehook is hook                                 # and the hook restored
+
+
 def test_sigterm_stops_a_real_run_cleanly(tmp_path):
     """A training run gets SIGTERM after its first training phase starts: one line, exit 130,
     no temporary (half-written) file anywhere under the output folder."""
