@@ -44,6 +44,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from jaxnets.errors import DataError, DataNotFoundError  # re-exported
+
 __all__ = [
     "DataError",
     "DataNotFoundError",
@@ -65,21 +67,6 @@ __all__ = [
     "decode_image_bytes",
     "IMAGE_EXTENSIONS",
 ]
-
-
-class DataError(ValueError):
-    """A data file is missing, malformed or fails verification.
-
-    The message always names the file (or directory) and what is wrong with it.
-    """
-
-
-class DataNotFoundError(DataError, FileNotFoundError):
-    """No copy of a data set could be found or downloaded.
-
-    Also a ``FileNotFoundError`` so callers that fall back to another data set (MNIST full →
-    MNIST-5k) can catch either.
-    """
 
 
 def _err(path: os.PathLike | str, problem: str) -> DataError:

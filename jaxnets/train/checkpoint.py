@@ -18,10 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnets._io import atomic_write
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: unreadable, corrupt, or of another run or tree."""
+from jaxnets.errors import CheckpointError
 
 
 def jsonable(obj):

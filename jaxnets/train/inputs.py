@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnets.data.readers import DataError
+from jaxnets.errors import DataError
 from jaxnets.nn import losses as losses_mod
 
 ORDERS = ("fixed", "shuffle", "replacement")
