@@ -209,7 +209,9 @@ class Parser(argparse.ArgumentParser):
             self.error(f"--data {root}: cannot be read ({e.strerror or e})")
         expected = _expected(self.datasets)
         exact = [e for e in entries if e.rstrip("/") in {x.rstrip("/") for x in expected}]
-        wanted = {_norm(x): x for x in expected}
+        wanted = {}
+        for x in expected:
+            wanted.setdefault(_norm(x), x)
         near = [(e, wanted[_norm(e)]) for e in entries if _norm(e) in wanted and e not in exact]
         if near:
             e, x = near[0]
