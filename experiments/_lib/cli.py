@@ -604,6 +604,7 @@ def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
     STATE.reset()
     args = parser.parse_args(argv)
     STATE.command = shlex.join([*parser.prog.split(), *argv])
+    data.registry.forget_download_failures()     # one download attempt per data set per run
     STATE.unwritten = (f"its record and figures are written to {args.results_dir}/ and {args.figures_dir}/ "
                        "when it finishes") if hasattr(args, "results_dir") else ""
     with _signals_as_interrupt():

@@ -647,6 +647,19 @@ def _base(spec: DatasetSpec, base_url: str | None) -> str:
     return base if base.endswith("/") else base + "/"
 
 
+#: seconds a download waits to connect or for the next bytes (a network that hangs fails fast)
+DOWNLOAD_TIMEOUT_S = 10.0
+#: data sets whose download failed in this process (one attempt per data set per run), and why
+DOWNLOAD_FAILED: dict[tuple[str, str, str], str] = {}   # (name, target, base URL) -> why
+_FALLBACK_SAID: set[tuple[str, str, str]] = set()
+
+
+def forget_download_failures() -> None:
+    """A new run (or test) may try every download again."""
+    DOWNLOAD_FAILED.clear()
+    _FALLBACK_SAID.clear()
+
+
 def _download(spec: DatasetSpec, target: Path, o: _Options, base_url: str | None) -> Data:
     """Fetch the files missing in ``target`` (announcing each and its size), then read them."""
     missing = [f for f in spec.files if _find_file(target, f) is None]
@@ -655,7 +668,8 @@ def _download(spec: DatasetSpec, target: Path, o: _Options, base_url: str | None
     print(f"{spec.title}: downloading {len(missing)} file(s), {human_size(total)}, from {base} into {target}/",
           file=sys.stderr, flush=True)
     for f in missing:
-        download_file(base + f.name, target / f.filename, md5=f.md5, size=f.size, progress=o.progress)
+        download_file(base + f.name, target / f.filename, md5=f.md5, size=f.size, progress=o.progress,
+                      timeout=DOWNLOAD_TIMEOUT_S)
     reasons = []
     for finder in spec.finders:
         found = finder(spec, target, o)
@@ -742,13 +756,23 @@ def load(name: str, path: os.PathLike | str | None = None, download: bool = Fals
     if spec.bundled and use_sample:
         return _load_sample(spec, verify)
     target = Path(path) if path is not None else cache_root() / spec.name
+    attempt = (spec.name, str(target), _base(spec, base_url))
     if download and spec.files:
-        try:
-            return _download(spec, target, o, base_url)
-        except DataError as e:
-            if not use_sample:
-                raise
-            print(f"{spec.title}: download failed ({e}); using the embedded sample instead",
+        if attempt not in DOWNLOAD_FAILED:
+            try:
+                return _download(spec, target, o, base_url)
+            except DataError as e:
+                DOWNLOAD_FAILED[attempt] = str(e)
+                if not use_sample:
+                    raise
+        elif not use_sample:
+            raise DataError(f"{spec.title}: not downloaded again, the attempt earlier in this run failed "
+                            f"({DOWNLOAD_FAILED[attempt]})")
+        if attempt not in _FALLBACK_SAID:
+            _FALLBACK_SAID.add(attempt)
+            e = DOWNLOAD_FAILED[attempt]
+            why = "no network" if "cannot connect" in e else f"download failed ({e})"
+            print(f"{spec.title}: {why}: using the embedded sample (use --offline to skip the attempt)",
                   file=sys.stderr, flush=True)
     if use_sample:
         return _load_sample(spec, verify)
