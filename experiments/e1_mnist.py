@@ -101,7 +101,7 @@ def _parser():
 def _body(a):
     rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, a.epochs, tiny=a.mode == "tiny",
               data_dir=a.data, download=a.download)
-    print(f"E1 on {rec['data_source']} ({rec['epochs']} epochs, seed {rec['seed']}):")
+    print(f"E1 on {rec['data_source']} ({cli.plural(rec['epochs'], 'epoch')}, seed {rec['seed']}):")
     print_rows(rec, 62)
     print(f"wall time {rec['wall_time']:.1f} s; wrote {rec['json']} and {len(rec['figures'])} figures "
           f"in {a.figures_dir}/")

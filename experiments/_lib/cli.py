@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import os
 import re
 import shlex
@@ -356,14 +357,17 @@ def data_path(args, name: str) -> str | None:
 
 # ----------------------------------------------------------------------------------- feedback
 
-class _State:
-    """What this process has done so far (for the one line printed on Ctrl-C)."""
+class Run:
+    """What one command-line run has done so far (for the one line printed on Ctrl-C, and the
+    command stamped on records). :func:`main` makes one per call, hands it to the body as
+    ``args.run`` and makes it :func:`current` while the body runs; nothing outlives the call."""
 
-    def __init__(self):
-        self.command: str | None = None           # the command line being run (stamped on records)
+    def __init__(self, command: str | None = None):
+        self.command = command                    # the command line being run (stamped on records)
         self.reset()
 
     def reset(self):
+        """Restart the clock and forget the phases and files (the main job does, after parsing)."""
         self.t0 = time.perf_counter()
         self.done: list[tuple[int, str]] = []     # (level, name) of finished phases
         self.current: dict[int, str] = {}         # level -> the phase running at that level
@@ -372,7 +376,33 @@ class _State:
         self.signal: str | None = None            # the signal that interrupted the run
 
 
-STATE = _State()
+_RUN: contextvars.ContextVar[Run] = contextvars.ContextVar("experiments_cli_run")
+
+
+def current() -> Run:
+    """The run in progress: :func:`main`'s, or (outside it, e.g. a test calling an experiment's
+    ``run`` directly) one made on first use in this context."""
+    try:
+        return _RUN.get()
+    except LookupError:
+        run = Run()
+        _RUN.set(run)
+        return run
+
+
+class _Current:
+    """``cli.STATE``: kept for the callers that read ``STATE.command``, ``STATE.signal`` or call
+    ``STATE.reset()``; it holds nothing and forwards to :func:`current` (new code: ``current()``
+    or the body's ``args.run``)."""
+
+    def __getattr__(self, name):
+        return getattr(current(), name)
+
+    def __setattr__(self, name, value):
+        setattr(current(), name, value)
+
+
+STATE = _Current()
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
@@ -385,15 +415,17 @@ def phase(name: str, detail: str = "", *, level: int = 1) -> None:
     running count as finished. The main job's experiments are level 0, an experiment's own
     phases level 1."""
     _close(level)
-    STATE.current[level] = name
-    elapsed = time.perf_counter() - STATE.t0
+    run = current()
+    run.current[level] = name
+    elapsed = time.perf_counter() - run.t0
     indent = "" if level <= 0 else "  " * (level - 1)
     print(f"[{elapsed:6.1f} s] {indent}{name}{' — ' + detail if detail else ''}", file=sys.stderr, flush=True)
 
 
 def _close(level: int) -> None:
-    for lv in sorted((lv for lv in STATE.current if lv >= level), reverse=True):
-        STATE.done.append((lv, STATE.current.pop(lv)))
+    run = current()
+    for lv in sorted((lv for lv in run.current if lv >= level), reverse=True):
+        run.done.append((lv, run.current.pop(lv)))
 
 
 def end_phase(level: int = 1) -> None:
@@ -403,24 +435,25 @@ def end_phase(level: int = 1) -> None:
 
 def wrote(path) -> None:
     """Record a file this run wrote completely (listed if the run is interrupted)."""
-    STATE.written.append(os.fspath(path))
+    current().written.append(os.fspath(path))
 
 
 def interrupted_line(signame: str = "Ctrl-C") -> str:
     """One line: when it stopped, what finished, which complete files it left and where."""
-    elapsed = time.perf_counter() - STATE.t0
-    levels = sorted(set(STATE.current) | {lv for lv, _ in STATE.done})
+    run = current()
+    elapsed = time.perf_counter() - run.t0
+    levels = sorted(set(run.current) | {lv for lv, _ in run.done})
     top = levels[0] if levels else 1
-    running = " / ".join(STATE.current[lv] for lv in sorted(STATE.current))
+    running = " / ".join(run.current[lv] for lv in sorted(run.current))
     during = f" during {running}" if running else ""
-    finished = [n for lv, n in STATE.done if lv == top]
+    finished = [n for lv, n in run.done if lv == top]
     done = f"finished: {', '.join(finished)}" if finished else "nothing had finished"
-    if STATE.written:
-        dirs = sorted({os.path.dirname(p) or "." for p in STATE.written})
-        files = f"{len(STATE.written)} complete file(s) in {', '.join(d + '/' for d in dirs)}"
+    if run.written:
+        dirs = sorted({os.path.dirname(p) or "." for p in run.written})
+        files = f"{len(run.written)} complete file(s) in {', '.join(d + '/' for d in dirs)}"
     else:
         files = "no result file written"
-    extra = f" ({STATE.unwritten})" if STATE.unwritten else ""
+    extra = f" ({run.unwritten})" if run.unwritten else ""
     return f"Interrupted ({signame}) after {elapsed:.0f} s{during}; {done}; {files}{extra}; nothing half-written."
 
 
@@ -460,6 +493,7 @@ RETRY_S = 0.5
 #: True in a process started as ``python -m experiments.<name>`` (set by :func:`script_start`):
 #: an interrupted run then ends with ``os._exit`` (see :func:`main`)
 SCRIPT = False
+_MAIN_STARTED = False     # for the wording of an interrupt outside main: start-up or not
 
 
 class _PipeSafe:
@@ -496,8 +530,8 @@ def _early_interrupt(signum, frame):
     """Before (and after) :func:`main` nothing is being written: one line, exit 130 at once."""
     name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     with contextlib.suppress(Exception):
-        print("\n" + interrupted_line(name).replace(" after", " during start-up after", 1)
-              if not STATE.done and not STATE.current else "\n" + interrupted_line(name),
+        line = interrupted_line(name)
+        print("\n" + (line if _MAIN_STARTED else line.replace(" after", " during start-up after", 1)),
               file=sys.stderr, flush=True)
     os._exit(EXIT_INTERRUPTED)
 
@@ -532,28 +566,30 @@ def script_start() -> None:
 
 @contextlib.contextmanager
 def _signals_as_interrupt():
-    """SIGINT (Ctrl-C) and SIGTERM raise KeyboardInterrupt and are remembered in ``STATE.signal``
+    """SIGINT (Ctrl-C) and SIGTERM raise KeyboardInterrupt and are remembered in the run's ``signal``
     (so an interrupt that a library turns into another exception still counts as one); a second
     signal while the first is handled is not raised again. A signal can land while Python runs
     a garbage-collection callback (JAX registers one), where a raised exception is dropped
     (``sys.unraisablehook``): such a drop of our own interrupt is kept quiet, and a timer raises
     it again every :data:`RETRY_S` seconds until :func:`main` handles it."""
+    run = current()   # the handlers may run inside another context: they keep this run
+
     def handler(signum, frame):
-        if STATE.signal:      # already stopping (the timer re-raises if the first was dropped)
+        if run.signal:      # already stopping (the timer re-raises if the first was dropped)
             return
-        STATE.signal = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        run.signal = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
         signal.setitimer(signal.ITIMER_REAL, RETRY_S)
-        raise KeyboardInterrupt(STATE.signal)
+        raise KeyboardInterrupt(run.signal)
 
     def again(signum, frame):
-        if STATE.signal:
+        if run.signal:
             signal.setitimer(signal.ITIMER_REAL, RETRY_S)
-            raise KeyboardInterrupt(STATE.signal)
+            raise KeyboardInterrupt(run.signal)
 
     def quiet(unraisable, hook=sys.unraisablehook):
-        if not (STATE.signal and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+        if not (run.signal and isinstance(unraisable.exc_value, KeyboardInterrupt)):
             hook(unraisable)
-    STATE.signal = None
+    run.signal = None
     try:
         old = {s: signal.signal(s, h) for s, h in ((signal.SIGINT, handler), (signal.SIGTERM, handler),
                                                    (signal.SIGALRM, again))}
@@ -573,7 +609,7 @@ def _signals_as_interrupt():
 def _interrupted() -> int:
     signal.setitimer(signal.ITIMER_REAL, 0)   # handled: no second raise
     with contextlib.suppress(Exception):
-        print("\n" + interrupted_line(STATE.signal or "Ctrl-C"), file=sys.stderr, flush=True)
+        print("\n" + interrupted_line(current().signal or "Ctrl-C"), file=sys.stderr, flush=True)
     return EXIT_INTERRUPTED
 
 
@@ -599,14 +635,23 @@ def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
     its own (the main job does). A command-line error exits with status 2 before ``body`` runs.
     Other exceptions propagate.
     """
-    from jaxnets import data
+    global _MAIN_STARTED
+    _MAIN_STARTED = True
     argv = sys.argv[1:] if argv is None else list(argv)
-    STATE.reset()
+    token = _RUN.set(Run(shlex.join([*parser.prog.split(), *argv])))
+    try:
+        return _run_body(parser, body, argv, prog)
+    finally:
+        _RUN.reset(token)
+
+
+def _run_body(parser: Parser, body, argv: list[str], prog: str) -> int:
+    from jaxnets import data
     args = parser.parse_args(argv)
-    STATE.command = shlex.join([*parser.prog.split(), *argv])
+    run = args.run = current()
     data.registry.forget_download_failures()     # one download attempt per data set per run
-    STATE.unwritten = (f"its record and figures are written to {args.results_dir}/ and {args.figures_dir}/ "
-                       "when it finishes") if hasattr(args, "results_dir") else ""
+    run.unwritten = (f"its record and figures are written to {args.results_dir}/ and {args.figures_dir}/ "
+                     "when it finishes") if hasattr(args, "results_dir") else ""
     with _signals_as_interrupt():
         try:
             rc = body(args)
@@ -620,9 +665,7 @@ def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_FAILED
         except Exception:
-            if STATE.signal:  # an interrupt that surfaced as another exception
+            if run.signal:  # an interrupt that surfaced as another exception
                 return _finish(_interrupted())
             raise
-        finally:
-            STATE.command = None
     return rc if isinstance(rc, int) else EXIT_OK

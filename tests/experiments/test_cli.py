@@ -337,3 +337,29 @@ def test_only_is_case_insensitive(tmp_path, monkeypatch):
 ])
 def test_json_output_is_checked_before_any_work(module, argv, says, capsys):
     assert says in _usage_error(module, argv, capsys)
+
+
+def test_each_main_call_has_its_own_run_state(tmp_path):
+    """No global run state: the body gets its run as ``args.run``, a second call starts clean
+    (the first call's files and phases are not in its interrupt line), and the command stamped
+    on records is gone after the call."""
+    seen = []
+
+    def first(a):
+        cli.phase("E9 (a)")
+        cli.wrote(tmp_path / "first.json")
+        seen.append((a.run, cli.current(), cli.STATE.command))
+        return 0
+
+    def second(a):
+        seen.append((a.run, cli.current(), cli.STATE.command))
+        raise KeyboardInterrupt
+
+    assert _run_main(first)[0] == 0
+    rc, err = _run_main(second)
+    assert rc == cli.EXIT_INTERRUPTED
+    (r1, c1, cmd1), (r2, c2, cmd2) = seen
+    assert r1 is c1 and r2 is c2 and r1 is not r2 and isinstance(cmd1, str) and cmd1 == cmd2
+    assert r1.written == [str(tmp_path / "first.json")] and r2.written == []
+    assert "nothing had finished; no result file written" in err
+    assert cli.current() is not r2 and cli.current().command is None
