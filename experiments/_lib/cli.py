@@ -545,6 +545,7 @@ def script_start() -> None:
     instant (JAX's import included)."""
     global SCRIPT
     SCRIPT = True
+    current()         # the run's clock starts with the process, for a start-up interrupt's line
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)
