@@ -109,3 +109,19 @@ def test_failed_write_leaves_old_file_and_no_temporary(tmp_path):
             f.write("half")
             raise RuntimeError("disk full")
     assert path.read_text() == "old" and _temps(tmp_path) == []
+
+
+def test_no_file_is_written_outside_the_atomic_writer():
+    """Every write in the library, the experiments and the tools goes through atomic_write: no
+    open(..., "w"/"a"/"x"), Path.write_text/write_bytes or savefig to a path (os.devnull aside)."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    bad = re.compile(r"""\bopen\([^)]*["'][wax]b?\+?["']|\.write_(text|bytes)\(|savefig\(\s*(path|os\.path|str\()""")
+    hits = []
+    for folder in ("jaxnets", "experiments", "tools"):
+        for f in (root / folder).rglob("*.py"):
+            for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+                if bad.search(line) and "os.devnull" not in line:
+                    hits.append(f"{f.relative_to(root)}:{n}: {line.strip()}")
+    assert hits == []
