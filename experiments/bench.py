@@ -82,7 +82,7 @@ def _mnist(flat, a=None):
 
 
 def _parser():
-    ap = cli.make_parser(__doc__, prog="python -m experiments.bench", seed=0, datasets=("mnist", "fashion_mnist"),
+    ap = cli.make_parser(__doc__, prog="python -m experiments.bench", seed=0, datasets=("fashion_mnist", "mnist_5k"),
                          quick="Time 1,000 images, 3 rounds, batch sizes 5 and 50 and a 1-layer transformer.",
                          full="Time 10,000 images, 15 rounds, batch sizes 1 to 500 and the E7 transformer.")
     ap.add_argument("--rounds", type=cli.COUNT, default=None,

@@ -262,7 +262,7 @@ def _expected(datasets) -> list[str]:
 
 
 #: the data sets every experiment script reads (``--data`` is checked against them)
-ALL_DATASETS = ("mnist", "fashion_mnist", "cifar10", "tiny_shakespeare")
+ALL_DATASETS = ("mnist", "mnist_5k", "fashion_mnist", "cifar10", "tiny_shakespeare")
 
 
 def make_parser(doc: str, *, prog: str | None = None, seed: int | None = 0, quick: str, tiny: str | None = None,
