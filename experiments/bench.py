@@ -1,21 +1,21 @@
-"""Benchmark ladder: ``python -m experiments.bench [--quick] [--rounds R] [--no-cnn] [--no-transformer]``.
+"""Benchmark ladder: every rung of one training epoch timed side by side.
 
 Prints, from one run: per MLP batch size every rung's seconds per epoch (minimum, median and the
 min–max spread over R rounds in random order; compile time separately; the fraction of the in-run
 float32 matmul peak and the roofline bound), the same for doc 003's CNNs and the E7 transformer
 step against PyTorch eager (when ``torch`` imports), the vmapped-sweep cost against hidden width,
-every target ratio, NumPy's BLAS configuration and the machine's load. Full mode writes
-results/bench.json, figures/bench_ladder.png and figures/bench_sweep_widths.png; ``--quick`` writes
-under results/quick/ and figures/quick/ (never the committed record).
+every target ratio, NumPy's BLAS configuration and the machine's load. ``--full`` writes
+results/bench.json, figures/bench_ladder.png and figures/bench_sweep_widths.png; the default quick
+run writes under results/quick/ and figures/quick/ (never the committed record).
 """
-import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
 
-from experiments._lib import bench, figures, report, torch_peers
+from experiments._lib import bench, cli, figures, report, torch_peers
 from jaxnets import data
 
 FULL = dict(n=10000, batches=(1, 5, 50, 500), rounds=15, n_cnn=1280, widths=(16, 64, 256),
@@ -71,38 +71,45 @@ def _machine_line(rec):
             f"bandwidth {bw['bytes_per_s'] / 1e9:.1f} GB/s (2x+1 over {bw['bytes'] / 2 ** 21:.0f} MiB)")
 
 
-def _mnist(flat):
+def _mnist(flat, a=None):
     kw = dict(flatten_images=True) if flat else dict(nhwc=True)
     try:
-        return data.get_split("fashion_mnist", **kw)
+        return data.get_split("fashion_mnist", path=cli.data_path(a, "fashion_mnist"),
+                              download=bool(a and a.download), **kw)
     except data.DataNotFoundError as e:
         print(f"Fashion-MNIST absent ({e}); using the bundled MNIST-5k sample")
         return data.get_split("mnist_5k", **kw)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="1,000 images, 3 rounds, batch 5 and 50, tiny transformer")
-    ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=0, help="seeds the random order of the rounds")
-    ap.add_argument("--no-cnn", action="store_true")
-    ap.add_argument("--no-transformer", action="store_true")
-    ap.add_argument("--results", default=None, help="default results/ (results/quick/ with --quick)")
-    ap.add_argument("--figures", default=None, help="default figures/ (figures/quick/ with --quick)")
+def _parser():
+    ap = cli.make_parser(__doc__, prog="python -m experiments.bench", seed=0, datasets=("fashion_mnist", "mnist_5k"),
+                         quick="Time 1,000 images, 3 rounds, batch sizes 5 and 50 and a 1-layer transformer.",
+                         full="Time 10,000 images, 15 rounds, batch sizes 1 to 500 and the E7 transformer.")
+    ap.add_argument("--rounds", type=cli.COUNT, default=None,
+                    help="Timed rounds per variant (default 15; 3 with --quick).")
+    ap.add_argument("--no-cnn", action="store_true", help="Leave out the CNN rows.")
+    ap.add_argument("--no-transformer", action="store_true", help="Leave out the transformer rows.")
     ap.add_argument("--replot", action="store_true",
-                    help="redraw the figures from RESULTS/bench.json without timing anything")
-    a = ap.parse_args(argv)
-    results = a.results or ("results/quick" if a.quick else "results")
-    figs = a.figures or ("figures/quick" if a.quick else "figures")
+                    help="Redraw the figures from the results folder's bench.json without timing anything.")
+    return ap
+
+
+def main(argv=None) -> int:
+    """The command line (``python -m experiments.bench --help``); returns the exit code."""
+    return cli.main(_parser(), _body, argv, prog="experiments.bench")
+
+
+def _body(a):
+    results, figs = a.results_dir, a.figures_dir
     if a.replot:
         with open(os.path.join(results, "bench.json")) as f:
             print("wrote", plot(json.load(f), figs))
-        return
-    cfg = dict(QUICK if a.quick else FULL)
+        return None
+    cfg = dict(QUICK if a.mode != "full" else FULL)
     rounds = a.rounds or cfg["rounds"]
     t0 = time.perf_counter()
     load_before = os.getloadavg()
-    sp = _mnist(True)
+    sp = _mnist(True, a)
     X, Y = sp.x_train[:cfg["n"]], sp.y_train[:cfg["n"]]
     blas = bench.blas_info()
     peer = torch_peers.version() if torch_peers.available() else "torch not importable: no PyTorch rungs"
@@ -114,10 +121,10 @@ def main(argv=None):
     print(_machine_line(mlp))
     for e in mlp["table"]:
         print_table(f"{mlp['model']}, batch {e['batch']}: seconds per epoch ({len(X)} images)", e["rows"])
-    rec = {"data_source": sp.source, "data": sp.variant, "n": len(X), "blas": blas, "torch": peer, "mlp": mlp, "quick": a.quick,
+    rec = {"data_source": sp.source, "data": sp.variant, "n": len(X), "blas": blas, "torch": peer, "mlp": mlp, "quick": a.mode != "full",
            "seed": a.seed, "rounds": rounds}
     if not a.no_cnn:
-        cs = _mnist(False)
+        cs = _mnist(False, a)
         cnn = bench.cnn_ladder(cs.x_train[:cfg["n_cnn"]], cs.y_train[:cfg["n_cnn"]], rounds=rounds, seed=a.seed)
         for c in cnn["cases"]:
             print_table(f"{c['model']}, batch {c['batch']}: seconds per epoch ({cnn['n']} images)", c["rows"])
@@ -175,4 +182,4 @@ def plot(rec, figures_dir):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

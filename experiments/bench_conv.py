@@ -7,13 +7,13 @@ forward+backward of the same network. Compile time is measured separately; the t
 the paths in a fresh random order per round (``experiments._lib.bench.interleave``); the report
 gives minimum, median and max per call, the ratios of minima, and XLA's FLOPs and bytes per call.
 
-    python -m experiments.bench_conv [--model cnn2|cnn3] [--batch 128] [--repeats 15] [--dtype float32] [--json out.json]
+Run with ``python -m experiments.bench_conv``; ``--help`` lists the options.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
+import sys
 import time
 
 import jax
@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from experiments._lib import bench, torch_peers
+from experiments._lib import bench, cli, torch_peers
+from jaxnets._io import atomic_write
 from jaxnets.models import cnn
 
 
@@ -41,14 +42,25 @@ def autodiff_loss(params, x, y):
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="cnn2", choices=["cnn2", "cnn3"])
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
-    args = ap.parse_args(argv)
+def _parser():
+    ap = cli.tool_parser(__doc__, prog="python -m experiments.bench_conv")
+    ap.add_argument("--model", default="cnn2", choices=["cnn2", "cnn3"],
+                    help="Which of doc 003's CNNs to time (default cnn2, the 2-layer one).")
+    ap.add_argument("--batch", type=cli.COUNT, default=128, help="Images per call (default 128).")
+    ap.add_argument("--repeats", type=cli.COUNT, default=15, help="Timed rounds per path (default 15).")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                    help="Precision of params and images (default float32).")
+    ap.add_argument("--json", metavar="PATH", type=cli.output_file, default=None,
+                    help="Also write the numbers to the JSON file PATH (written atomically).")
+    return ap
+
+
+def main(argv=None) -> int:
+    """The command line (``python -m experiments.bench_conv --help``); returns the exit code."""
+    return cli.main(_parser(), _body, argv, prog="experiments.bench_conv")
+
+
+def _body(args):
 
     with jax.enable_x64(args.dtype == "float64"):
         dtype = jnp.dtype(args.dtype)
@@ -106,12 +118,12 @@ def main(argv=None):
     print(f"ratio hand/autodiff (minima): {ratio:.2f}"
           + (f"; torch/hand {rows['torch']['min_ms'] / rows['hand']['min_ms']:.2f}" if "torch" in rows else ""))
     if args.json:
-        with open(args.json, "w") as fh:
+        with atomic_write(args.json, "w", encoding="utf-8") as fh:
             json.dump({"model": args.model, "batch": args.batch, "dtype": args.dtype, "repeats": args.repeats,
                        "device": jax.devices()[0].platform, "rows": rows, "ratio": ratio,
                        "grad_rel_diff": err}, fh, indent=2)
-    return ratio
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,15 +2,15 @@
 forward pass, side by side.
 
 Both paths run the identical compiled training program, the engine's epoch
-(jaxnets.train.make_epoch: a lax.scan over --chunk AdamW steps on batches drawn inside it), and
-differ only in where the gradients come from. Compilation is timed separately; the timed repeats
+(jaxnets.train.make_epoch: a lax.scan over 20 AdamW steps, 10 in a quick run, on batches drawn
+inside it), and differ only in where the gradients come from. Compilation is timed separately; the timed repeats
 alternate between the two paths (hand, autodiff, hand, ...) so that background load hits both
 alike, and the medians are reported with their min-max.
 
-    python -m experiments.bench_transformer            # E7's document-recipe model
-    python -m experiments.bench_transformer --quick    # a 1-layer model, seconds
+    python -m experiments.bench_transformer            # a 1-layer model, seconds (quick, the default)
+    python -m experiments.bench_transformer --full     # E7's document-recipe model
 
-Writes results/bench_transformer.json (results/quick/bench_transformer.json with --quick).
+Writes results/quick/bench_transformer.json (results/bench_transformer.json with --full).
 """
 from __future__ import annotations
 
@@ -96,13 +96,16 @@ def run(quick=False, results_dir="results", repeats=None, data_dir=None, downloa
 
 def _body(a):
     run(a.mode != "full", a.results_dir, a.repeats, cli.data_path(a, "tiny_shakespeare"), a.download)
+    return 0
 
 
 def main(argv=None) -> int:
     """The command line (``python -m experiments.bench_transformer --help``); returns the exit code."""
     ap = cli.make_parser(__doc__, prog="python -m experiments.bench_transformer",
-                         quick="Time a 1-layer 32-wide model, 3 repeats of 10 steps.")
-    ap.add_argument("--repeats", type=int, default=None, help="Timed calls per path (default 7; 3 with --quick).")
+                         quick="Time a 1-layer 32-wide model, 3 repeats of 10 steps.",
+                         full="Time the E7 notebook configuration, 7 repeats of 20 steps.",
+                         datasets=("tiny_shakespeare",))
+    ap.add_argument("--repeats", type=cli.COUNT, default=None, help="Timed calls per path (default 7; 3 with --quick).")
     return cli.main(ap, _body, argv, prog="experiments.bench_transformer")
 
 

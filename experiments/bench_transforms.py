@@ -9,12 +9,12 @@ result (``block_until_ready``). Prints minimum, median and max time per batch an
 (of the minimum); ``--decode N`` also times decoding N CIFAR-10 JPEGs with Pillow (the
 first-load cost of the JPEG copy; later loads hit the .npz cache).
 
-    python -m experiments.bench_transforms [--n 10000] [--repeats 10] [--decode 2000] [--json out.json]
+Run with ``python -m experiments.bench_transforms``; ``--help`` lists the options.
 """
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import statistics
 import time
 
@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._lib import bench
+from experiments._lib import bench, cli
+from jaxnets._io import atomic_write
 from jaxnets import data
 
 
@@ -66,13 +67,23 @@ def bench_decode(n: int) -> dict | None:
             "estimated_60k_s": 60000 * dt / len(sample)}
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=10000)
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--decode", type=int, default=0, help="also time decoding this many CIFAR JPEGs")
-    ap.add_argument("--json", default=None)
-    a = ap.parse_args(argv)
+def _parser():
+    ap = cli.tool_parser(__doc__, prog="python -m experiments.bench_transforms")
+    ap.add_argument("--n", type=cli.COUNT, default=10000, help="Images per batch (default 10,000).")
+    ap.add_argument("--repeats", type=cli.COUNT, default=10, help="Timed rounds per transform (default 10).")
+    ap.add_argument("--decode", type=cli.NONNEGATIVE, default=0,
+                    help="Also time decoding this many CIFAR-10 JPEGs (default 0: no decoding).")
+    ap.add_argument("--json", metavar="PATH", type=cli.output_file, default=None,
+                    help="Also write the numbers to the JSON file PATH (written atomically).")
+    return ap
+
+
+def main(argv=None) -> int:
+    """The command line (``python -m experiments.bench_transforms --help``); returns the exit code."""
+    return cli.main(_parser(), _body, argv, prog="experiments.bench_transforms")
+
+
+def _body(a):
 
     x28, src = _images_28(a.n)
     x28 = jnp.asarray(x28.astype(np.float32) / 255.0)
@@ -114,9 +125,11 @@ def main(argv=None):
             print(f"JPEG decode (Pillow, serial): {d['images']} images in {d['seconds']:.2f} s = "
                   f"{d['images_per_s']:,.0f} images/s → about {d['estimated_60k_s']:.0f} s for all 60,000")
     if a.json:
-        with open(a.json, "w") as fh:
+        with atomic_write(a.json, "w", encoding="utf-8") as fh:
             json.dump(out, fh, indent=2)
+        print(f"wrote {a.json}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -91,8 +91,9 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=10701, ep
 
 def _parser():
     ap = cli.make_parser(__doc__, prog="python -m experiments.e1_mnist", seed=10701,
-                         quick="Train 10 epochs instead of 50.", tiny="Train 1 epoch (a smoke test).")
-    ap.add_argument("--epochs", type=int, default=None,
+                         quick="Train 10 epochs instead of 50.", tiny="Train 1 epoch (a smoke test).",
+                         full="Train 50 epochs (doc 001 §5.6).", datasets=("mnist",))
+    ap.add_argument("--epochs", type=cli.COUNT, default=None,
                     help="Number of epochs (default 50; 10 with --quick, 1 with --tiny).")
     return ap
 
@@ -100,7 +101,7 @@ def _parser():
 def _body(a):
     rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, a.epochs, tiny=a.mode == "tiny",
               data_dir=a.data, download=a.download)
-    print(f"E1 on {rec['data_source']} ({rec['epochs']} epochs, seed {rec['seed']}):")
+    print(f"E1 on {rec['data_source']} ({cli.plural(rec['epochs'], 'epoch')}, seed {rec['seed']}):")
     print_rows(rec, 62)
     print(f"wall time {rec['wall_time']:.1f} s; wrote {rec['json']} and {len(rec['figures'])} figures "
           f"in {a.figures_dir}/")

@@ -193,7 +193,8 @@ def main(argv=None) -> int:
     """The command line (``python -m experiments.e2_levels --help``); returns the exit code."""
     ap = cli.make_parser(__doc__, prog="python -m experiments.e2_levels", seed=0,
                          quick="Train 2 epochs (3 for the final run) instead of 5 and 10.",
-                         tiny="Train 1 epoch on 500 images (a smoke test).")
+                         tiny="Train 1 epoch on 500 images (a smoke test).",
+                         full="Train 5 and 10 epochs (doc 002).", datasets=("mnist",))
     return cli.main(ap, _body, argv, prog="experiments.e2_levels")
 
 

@@ -627,16 +627,20 @@ def format_tables(rec) -> str:
 def _parser():
     ap = cli.make_parser(__doc__, prog="python -m experiments.e4_ood", seed=42,
                          quick="Train on 1,000 images for 2 epochs; the table on 500 test images, the curves on 100.",
-                         tiny="Train one model on 300 images for 1 epoch (a smoke test).")
-    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                         tiny="Train one model on 300 images for 1 epoch (a smoke test).",
+                         full="Train the document recipe over 3 seeds and the variants (doc 003 §3.5).",
+                         datasets=("fashion_mnist",))
+    ap.add_argument("--seeds", type=cli.SEED, nargs="+", default=None,
                     help="Seeds of the document recipe (default 42 43 44); --seed is the variants' seed.")
-    ap.add_argument("--epochs", type=int, default=None, help="Epoch cap of the document recipe (default 50).")
+    ap.add_argument("--epochs", type=cli.COUNT, default=None, help="Epoch cap of the document recipe (default 50).")
     ap.add_argument("--models", nargs="+", default=None, choices=list(MODEL_NAMES),
                     help="Models to train (default all three; one with --tiny).")
     ap.add_argument("--remedies", nargs="*", default=None, choices=["shift", "rot90"],
                     help="Augmentation variants (default shift and rot90; none: no variants at all).")
-    ap.add_argument("--copies", type=int, default=1, help="Augmented copies of the training set per remedy.")
-    ap.add_argument("--max-shift", type=int, default=5, help="Random shifts are uniform in ±max-shift px.")
+    ap.add_argument("--copies", type=cli.COUNT, default=1,
+                    help="Augmented copies of the training set per remedy, 1 or more (default 1).")
+    ap.add_argument("--max-shift", type=cli.int_in(1, 27, "a shift in pixels (1 to 27)"), default=5,
+                    help="Random shifts are uniform in ±max-shift px, 1 to 27 (default 5).")
     return ap
 
 

@@ -248,9 +248,10 @@ def main(argv=None) -> int:
     """The command line (``python -m experiments.e5_perceptron --help``); returns the exit code."""
     ap = cli.make_parser(__doc__, prog="python -m experiments.e5_perceptron", seed=0,
                          quick="Use 1,000 training images and 4 passes instead of 3,000 and 15.",
-                         tiny="Use 200 images, 2 passes and MNIST-5k only (a smoke test).")
-    ap.add_argument("--passes", type=int, default=None, help="Passes over the training data (default 15).")
-    ap.add_argument("--n-train", type=int, default=None,
+                         tiny="Use 200 images, 2 passes and MNIST-5k only (a smoke test).",
+                         full="Use 3,000 training images and 15 passes.", datasets=("mnist_5k", "fashion_mnist"))
+    ap.add_argument("--passes", type=cli.COUNT, default=None, help="Passes over the training data (default 15).")
+    ap.add_argument("--n-train", type=cli.COUNT, default=None,
                     help="Training images per data set (default 3,000).")
     return cli.main(ap, _body, argv, prog="experiments.e5_perceptron")
 

@@ -288,7 +288,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=0, steps=
     if cfg["steps"] % cfg["eval_every"]:
         raise ValueError(f"e7: steps={cfg['steps']} must be a multiple of eval_every={cfg['eval_every']}")
     cli.phase("E7 data", "tiny Shakespeare")
-    data = text.shakespeare(data_dir, download)
+    data = text.shakespeare(cli.dataset_path(data_dir, "tiny_shakespeare"), download)
     recipe = "document" if mode == "full" and not steps else f"document ({mode})"
     seeds = tuple(seeds or (seed + i for i in range(TINY_N_SEEDS if tiny else N_SEEDS)))
     runs = train_all(data, cfg, seeds, TINY_SETTINGS if tiny else SETTINGS, progress)
@@ -308,10 +308,12 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=0, steps=
 def _parser():
     ap = cli.make_parser(__doc__, prog="python -m experiments.e7_transformer",
                          quick="Train a 32-wide 1-layer model for 200 steps per setting.",
-                         tiny="Train a 16-wide 1-layer model for 20 steps per setting (a smoke test).")
-    ap.add_argument("--steps", type=int, default=None,
+                         tiny="Train a 16-wide 1-layer model for 20 steps per setting (a smoke test).",
+                         full="Train the notebook configuration for 5,000 steps per setting.",
+                         datasets=("tiny_shakespeare",))
+    ap.add_argument("--steps", type=cli.COUNT, default=None,
                     help="Training steps per run (default 5000; 200 with --quick, 20 with --tiny).")
-    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+    ap.add_argument("--seeds", type=cli.SEED, nargs="+", default=None,
                     help="Seeds, trained together in one vmapped program (default: --seed and the two "
                          "after it; --seed and the one after it with --tiny).")
     return ap
@@ -319,7 +321,7 @@ def _parser():
 
 def _body(a):
     rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, a.steps, tiny=a.mode == "tiny",
-              seeds=a.seeds, data_dir=cli.data_path(a, "tiny_shakespeare"), download=a.download)
+              seeds=a.seeds, data_dir=a.data, download=a.download)
     print(f"E7 ({rec['mode']} mode, recipe {rec['recipe']}):")
     print_rows(rec, width=70, notes=True)
     print("\n" + rec["comparison"])

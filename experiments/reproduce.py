@@ -15,6 +15,7 @@ differs.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import json
@@ -425,14 +426,24 @@ EXIT_HELP = """exit status:
   130  interrupted by Ctrl-C or SIGTERM (records already written are complete; the report is not written)"""
 
 
+def _only(text: str) -> str:
+    """``--only``: names in any case (``e1,WORKED``) → the canonical ``E1,worked``; unknown → exit 2."""
+    canon = {n.casefold(): n for n in EXPERIMENTS}
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [n for n in names if n.casefold() not in canon]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown experiment(s) {', '.join(bad)}; choose from {', '.join(EXPERIMENTS)}")
+    return ",".join(dict.fromkeys(canon[n.casefold()] for n in names))
+
+
 def _parser():
     ap = cli.make_parser(__doc__, prog="python -m experiments.reproduce", seed=None, default_mode="quick",
                          quick="Quick run: fewer epochs and images (minutes).",
                          full="Run at the documents' scale (about 40 minutes on 2 CPU cores).",
                          tiny="Tiny run: a few steps of everything (a smoke test, under a minute).")
     ap.epilog = EXIT_HELP
-    ap.add_argument("--only", default="", metavar="LIST",
-                    help="Run only these, comma-separated, from: " + ", ".join(EXPERIMENTS) + ".")
+    ap.add_argument("--only", default="", metavar="LIST", type=_only,
+                    help="Run only these, comma-separated, in any case, from: " + ", ".join(EXPERIMENTS) + ".")
     ap.add_argument("--from-results", action="store_true",
                     help="Do not train: rebuild the report from the records an earlier run wrote, "
                          "the full-run records in results/ unless --quick or --tiny is given (a record "

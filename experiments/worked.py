@@ -56,10 +56,11 @@ from jaxnets import gradcheck
 from jaxnets.nn import layers as L
 from jaxnets.nn import losses
 from jaxnets import models
-import argparse
 import json
-import os
 import sys
+
+from experiments._lib import cli as _cli
+from jaxnets._io import atomic_write
 
 __all__ = ["Section", "Report", "run", "records", "doc001_network_q3_q5", "doc001_zero_init_symmetry",
            "doc001_regression", "doc001_conv_4_4", "doc002_q3", "doc004_sigmoid_net",
@@ -830,16 +831,18 @@ def records() -> list:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m experiments.worked", description=__doc__.splitlines()[0])
-    ap.add_argument("--json", metavar="PATH", help="write the records as a JSON list to PATH")
-    args = ap.parse_args(argv)
+    """The command line (``python -m experiments.worked --help``); returns the exit code."""
+    ap = _cli.tool_parser(__doc__.split("\n\n")[0], prog="python -m experiments.worked")
+    ap.add_argument("--json", metavar="PATH", type=_cli.output_file,
+                    help="Also write the records as a JSON list to PATH (written atomically).")
+    return _cli.main(ap, _body, argv, prog="experiments.worked")
 
+
+def _body(args) -> int:
     report = run()
     print(report.text())
     if args.json:
-        d = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(d, exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as f:
+        with atomic_write(args.json, "w", encoding="utf-8") as f:
             json.dump(report.records, f, indent=2, ensure_ascii=False, allow_nan=False)
             f.write("\n")
         print(f"\nwrote {len(report.records)} records to {args.json}")

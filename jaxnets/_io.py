@@ -1,23 +1,41 @@
 """The one atomic writer and the one progress helper of the project.
 
 ``atomic_write`` is how every file is written (checkpoints, downloads, caches, result records,
-figures, reports): the bytes go to a temporary file beside the destination, are flushed and
-fsync-ed, and only then ``os.replace``-d over it, so a crash, a kill or Ctrl-C leaves either the
-old file or the new one, never half of one. An exception, Ctrl-C or SIGTERM removes the temporary
-file; a writer killed outright (SIGKILL, power loss) leaves one, named with its pid, which the
-next write to the same destination removes once that pid is gone.
+figures, reports, ``--json`` outputs): the bytes go to a temporary file beside the destination,
+are flushed and fsync-ed, and only then ``os.replace``-d over it, so a crash, a kill or Ctrl-C
+leaves either the old file or the new one, never half of one. An exception, Ctrl-C or SIGTERM
+removes the temporary file.
+
+Temporary files are named ``.<name>.<pid>.<random>.part`` (a destination name too long for that
+is shortened and given a hash, so the temporary stays under the 255-byte name limit) and their
+writer holds an ``fcntl`` lock on them while it writes. A writer killed outright (SIGKILL, power
+loss) leaves one; the next write to the same destination removes it only when nobody holds its
+lock and either its pid is gone here or it is older than :data:`STALE_AFTER_S` -- so a live writer
+in another PID namespace, whose pid means nothing here, keeps its temporary. New files get the
+permissions the umask allows (0644 under umask 022, 0600 under 077); a replaced file keeps its
+mode.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import hashlib
 import os
+import re
+import secrets
 import signal
-import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
+
+#: a temporary whose lock is free is removed once it is this old, whatever its pid says
+STALE_AFTER_S = 3600.0
+#: longest destination name used verbatim in a temporary's name (bytes); NAME_MAX is 255
+_MAX_STEM = 200
 
 
 class _Terminated(BaseException):
@@ -34,17 +52,51 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _stem(name: str) -> str:
+    """``name``, or a prefix of it plus a hash when the temporary's name would pass 255 bytes."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= _MAX_STEM:
+        return name
+    head = raw[:160].decode("utf-8", "ignore")
+    return f"{head}~{hashlib.sha256(raw).hexdigest()[:16]}"
+
+
+def _temp_pattern(path: Path) -> re.Pattern:
+    return re.compile(rf"^\.{re.escape(_stem(path.name))}\.(\d+)\.([0-9a-f]{{16}})\.part$")
+
+
+def _lock_free(p: Path) -> bool:
+    """True when no process holds the writer's lock on ``p`` (then this process holds it)."""
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def _remove_stale_temps(path: Path) -> None:
-    """Delete ``.NAME.PID.*.part`` files beside ``path`` whose writer (PID) no longer runs."""
-    prefix = f".{path.name}."
-    for p in path.parent.glob(f"{_glob_escape(prefix)}*.part"):
-        pid = p.name[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            p.unlink(missing_ok=True)
-
-
-def _glob_escape(s: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in s)
+    """Delete temporaries beside ``path`` left by a dead writer: lock free, and pid gone or old."""
+    pat = _temp_pattern(path)
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return
+    now = time.time()
+    for name in names:
+        m = pat.match(name)
+        if not m or int(m.group(1)) == os.getpid():
+            continue
+        p = path.parent / name
+        with contextlib.suppress(OSError):
+            old = now - p.lstat().st_mtime > STALE_AFTER_S
+            if (old or not _pid_alive(int(m.group(1)))) and _lock_free(p):
+                p.unlink()
 
 
 @contextlib.contextmanager
@@ -74,14 +126,46 @@ def _sigterm_raises(path: Path) -> Iterator[None]:
         signal.signal(signal.SIGTERM, prev)
 
 
+def _create_locked_temp(path: Path) -> tuple[int, Path]:
+    """A new temporary beside ``path``, created under a name the cleaner ignores, locked, then
+    renamed to its ``.part`` name: a ``.part`` file is never seen unlocked while its writer lives."""
+    stem, pid = _stem(path.name), os.getpid()
+    for _ in range(16):
+        token = secrets.token_hex(8)
+        init = path.parent / f".{stem}.{pid}.{token}.init"
+        try:
+            fd = os.open(init, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            tmp = path.parent / f".{stem}.{pid}.{token}.part"
+            os.rename(init, tmp)
+        except BaseException:
+            os.close(fd)
+            init.unlink(missing_ok=True)
+            raise
+        return fd, tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
+
+
+def _final_mode(path: Path, fd: int, file_mode: int | None) -> None:
+    try:
+        mode = os.stat(path).st_mode & 0o7777 if file_mode is None else file_mode
+    except FileNotFoundError:
+        return   # a new file: created 0o666 minus the umask
+    os.fchmod(fd, mode)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", *, encoding: str | None = None,
-                 file_mode: int = 0o644) -> Iterator:
+                 file_mode: int | None = None) -> Iterator:
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path``.
 
     ``mode`` is ``"wb"`` or ``"w"``. On any exception (KeyboardInterrupt and SIGTERM included) the
     temporary file is removed and ``path`` is left as it was. ``file_mode``: the final permission
-    bits (``mkstemp`` creates 0600; results and caches are ordinary user files).
+    bits; ``None`` (default): an existing file's mode is kept, a new file gets 0666 minus the
+    umask, as ``open()`` would give it.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
@@ -91,14 +175,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, encoding: str | N
     with _sigterm_raises(path):
         tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part",
-                                       dir=path.parent)
+            fd, tmp = _create_locked_temp(path)
             with os.fdopen(fd, mode, encoding=encoding if mode == "w" else None) as f:
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, file_mode)
-            os.replace(tmp, path)
+                _final_mode(path, f.fileno(), file_mode)
+                os.replace(tmp, path)   # still locked: no cleaner can take it mid-rename
         except BaseException:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)

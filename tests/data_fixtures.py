@@ -18,10 +18,15 @@ import numpy as np
 
 
 def shrink(monkeypatch, name: str, **changes):
-    """Replace fields of the registered spec ``name`` for one test (e.g. smaller counts)."""
+    """Replace fields of the registered spec ``name`` for one test (e.g. smaller counts). Unless
+    ``files`` is given, its files' checksums are cleared: the test's synthetic files are not the
+    published ones, so their identity is not checked (tests/test_data_identity.py checks it)."""
     from jaxnets.data import registry
 
-    spec = dataclasses.replace(registry.DATASETS[name], **changes)
+    spec = registry.DATASETS[name]
+    if "files" not in changes:
+        changes["files"] = tuple(dataclasses.replace(f, md5="", payload_sha256=None) for f in spec.files)
+    spec = dataclasses.replace(spec, **changes)
     monkeypatch.setitem(registry.DATASETS, name, spec)
     return spec
 
@@ -179,9 +184,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def local_http_server(lifetime: float = 60.0, max_requests: int = 64):
     """A threaded HTTP server on 127.0.0.1 (ephemeral port). Yields the server; set
     ``server.files["/name"] = bytes`` and read ``server.requests``; ``server.url`` is the base.
+    Failed downloads remembered by the registry (one attempt per data set per run) are forgotten.
 
     Bounded: it answers at most ``max_requests`` requests (then 503) and shuts itself down after
     ``lifetime`` seconds even if the test hangs."""
+    from jaxnets.data import registry
+    registry.forget_download_failures()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.daemon_threads = True
     srv.files, srv.behaviour, srv.requests, srv.sent = {}, {}, [], {}

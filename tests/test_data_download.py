@@ -168,3 +168,20 @@ def test_sigterm_leaves_no_part_file(tmp_path):
             child.wait()
     assert child.returncode != 0
     assert _left(dest.parent) == [], "a killed download left its temporary file"
+
+
+def test_one_download_attempt_per_data_set_per_run_and_one_line(isolated_env, monkeypatch, capsys):
+    """No network (a refused connection): the first load tries once and says so in one line
+    suggesting --offline; later loads of the same data set in the run do not try again."""
+    from jaxnets.data import registry
+    registry.forget_download_failures()
+    calls = []
+    real = registry._download
+    monkeypatch.setattr(registry, "_download", lambda *a: calls.append(a[0].name) or real(*a))
+    for _ in range(3):
+        raw = data.load("fashion_mnist", download=True, base_url="http://127.0.0.1:1/", progress=False)
+        assert raw.variant == "sample"
+    err = capsys.readouterr().err
+    assert calls == ["fashion_mnist"]
+    assert err.count("Fashion-MNIST: no network: using the embedded sample (use --offline to skip the attempt)") == 1
+    assert registry.DOWNLOAD_TIMEOUT_S <= 10

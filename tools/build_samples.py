@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxnets import data
+from jaxnets._io import atomic_write
 from jaxnets.data import registry
 
 OUT = registry.PACKAGE_DIR
@@ -123,7 +124,8 @@ def main(argv=None) -> int:
         ok &= same
         print(f"{name:28s} {len(blob):>10,} bytes  sha256 {sha}  {'matches' if same else 'DIFFERS from'} the recorded value")
         if not args.check:
-            (OUT / name).write_bytes(blob)
+            with atomic_write(OUT / name) as f:
+                f.write(blob)
     return 0 if ok or not args.check else 1
 
 

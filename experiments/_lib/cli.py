@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import os
 import re
 import shlex
@@ -82,61 +83,234 @@ def plain(doc: str | None) -> str:
     return re.sub(r"::$", ":", text, flags=re.M)
 
 
+# ----------------------------------------------------------------------------------- numbers
+
+def int_in(lo: int, hi: int | None = None, what: str = "a whole number"):
+    """An argparse ``type``: a decimal integer in ``[lo, hi]``; anything else is a usage error
+    (exit 2) naming the option, never a traceback and never a silent default."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if v < lo or (hi is not None and v > hi):
+            rng = f"between {lo:,} and {hi:,}" if hi is not None else f"at least {lo:,}"
+            raise argparse.ArgumentTypeError(f"{v:,} is out of range: it must be {rng}")
+        return v
+    parse.__name__ = what     # argparse names the type in some messages
+    return parse
+
+
+#: ``--epochs``, ``--steps``, ``--n-train``, ...: 1 or more
+COUNT = int_in(1, what="a count (a whole number, 1 or more)")
+#: ``--sequential``, ``--decode``: 0 or more
+NONNEGATIVE = int_in(0, what="a whole number, 0 or more")
+#: ``--seed``/``--seeds``: what ``numpy.random.default_rng`` and ``jax.random.key`` both take
+SEED = int_in(0, 2 ** 32 - 1, what="a seed (a whole number from 0 to 4,294,967,295)")
+
+
+# ----------------------------------------------------------------------------------- parser
+
+#: the repository this checkout is (its committed records live in results/, figures/, RESULTS.md)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def committed_paths(cwd: str | os.PathLike | None = None) -> set[str]:
+    """Real paths of the committed full-run record folders and report: ``results/``,
+    ``figures/`` and ``RESULTS.md`` of this checkout, and of the working directory when it is a
+    checkout too (holds ``experiments/reproduce.py``)."""
+    here = Path(cwd or os.getcwd())
+    roots = {REPO} | ({here} if (here / "experiments" / "reproduce.py").is_file() else set())
+    return {os.path.realpath(r / n) for r in roots for n in ("results", "figures", "RESULTS.md")}
+
+
+def _writable_folder_problem(path: str) -> str | None:
+    """Why files cannot be written under folder ``path`` (created if missing), or None."""
+    p = Path(path)
+    while not p.exists():
+        if p.is_symlink():
+            return f"{p} is a broken link"
+        p = p.parent
+    if not p.is_dir():
+        return f"{p} is a file, not a folder"
+    probe = p / f".jaxnets-probe-{os.getpid()}-{time.monotonic_ns()}"
+    try:      # a real write: permission bits, read-only file systems and quotas all show here
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as e:
+        return f"{p} is not writable ({e.strerror or e})"
+    return None
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_ ./]", "", name.casefold())
+
+
 class Parser(argparse.ArgumentParser):
     """``argparse`` parser whose ``parse_args`` also sets ``mode``, ``results_dir``,
-    ``figures_dir`` and ``download`` (see :func:`output_dirs`)."""
+    ``figures_dir`` and ``download`` (see :func:`output_dirs`) and refuses, before any work, an
+    output folder that cannot be written or that is a committed record folder in a quick or tiny
+    run, a ``--data`` that holds none of the data sets the script reads, and repeated seeds."""
 
     default_mode = "full"
+    datasets: tuple[str, ...] = ()
+
+    def error(self, message):
+        """One line on standard error and exit status 2 (argparse prints the usage too)."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
     def parse_args(self, args=None, namespace=None):
         a = super().parse_args(args, namespace)
         a.mode = "tiny" if getattr(a, "tiny", False) else "quick" if getattr(a, "quick", False) else \
             "full" if getattr(a, "full", False) else self.default_mode
+        self._check_out(a)
         a.results_dir, a.figures_dir = output_dirs(a.mode, a.out)
         a.download = not a.offline
-        if a.data is not None and not Path(a.data).is_dir():
-            self.error(f"--data {a.data}: not a directory")
+        for name in ("seeds", "models"):
+            vals = getattr(a, name, None)
+            if vals and len(set(vals)) != len(vals):
+                dup = sorted({v for v in vals if vals.count(v) > 1})
+                self.error(f"--{name}: {', '.join(map(str, dup))} given more than once")
+        if a.data is not None:
+            self._check_data(a.data)
+        for d in (a.results_dir, a.figures_dir):
+            why = _writable_folder_problem(d)
+            if why:
+                self.error(f"cannot write the output folder {d}/: {why}")
         return a
+
+    def _check_out(self, a) -> None:
+        if a.out is None:
+            return
+        if not a.out.strip():
+            self.error("--out is empty (an unset shell variable?): give a folder, or leave --out out")
+        if os.path.exists(a.out) and not os.path.isdir(a.out):
+            self.error(f"--out {a.out}: a file, not a folder")
+        if a.mode != "full":
+            mine = {os.path.realpath(p) for p in (*output_dirs(a.mode, a.out), os.path.join(a.out, "RESULTS.md"))}
+            hit = sorted(mine & committed_paths())
+            if hit:
+                self.error(f"--out {a.out}: a {a.mode} run would overwrite the committed records in "
+                           f"{hit[0]}; choose another folder (or run --full)")
+
+    def _check_data(self, root: str) -> None:
+        """``--data``: an existing folder holding at least one expected data-set folder and no
+        near-miss (``Fashion_MNIST/``); a file only where tiny Shakespeare is read."""
+        p = Path(root)
+        if p.is_file():
+            if "tiny_shakespeare" not in self.datasets:
+                self.error(f"--data {root}: a file; this command reads folders under DIR "
+                           f"({', '.join(_expected(self.datasets))})")
+            return
+        if not p.is_dir():
+            self.error(f"--data {root}: not a directory")
+        try:
+            entries = sorted(os.listdir(p))
+        except OSError as e:
+            self.error(f"--data {root}: cannot be read ({e.strerror or e})")
+        expected = _expected(self.datasets)
+        exact = [e for e in entries if e.rstrip("/") in {x.rstrip("/") for x in expected}]
+        wanted = {}
+        for x in expected:
+            wanted.setdefault(_norm(x), x)
+        near = [(e, wanted[_norm(e)]) for e in entries if _norm(e) in wanted and e not in exact]
+        if near:
+            e, x = near[0]
+            self.error(f"--data {root}: found {e}/ but expected {x.rstrip('/')}/ (names are case- and "
+                       "spelling-sensitive); rename it")
+        if not exact:
+            seen = ", ".join(e + "/" * (p / e).is_dir() for e in entries[:6]) + (" ..." if len(entries) > 6 else "") or "nothing"
+            self.error(f"--data {root}: holds none of {', '.join(expected)} (found: {seen})")
+
+
+class ToolParser(argparse.ArgumentParser):
+    """The parser of a script without modes, data sets or output folders (``worked``,
+    ``bench_conv``, ``bench_transforms``): plain help, exit codes, one-line usage errors."""
+
+    error = Parser.error
+
+
+def tool_parser(doc: str, *, prog: str) -> ToolParser:
+    """A :class:`ToolParser` named ``prog`` whose description is ``doc`` without reST markup."""
+    return ToolParser(prog=prog, description=plain(doc), epilog=EXIT_CODES_HELP,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def output_file(text: str) -> str:
+    """An argparse ``type`` for a file to write (``--json PATH``): not empty, not a folder, in a
+    folder that exists or can be created and is writable -- checked before any work."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path (an unset shell variable?)")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    why = _writable_folder_problem(os.path.dirname(os.path.abspath(text)))
+    if why:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {why}")
+    return text
+
+
+def _expected(datasets) -> list[str]:
+    """Folder (and, for tiny Shakespeare, file) names looked for under a ``--data`` root."""
+    from jaxnets import data
+    out = []
+    for name in datasets:
+        spec = data.DATASETS[name]
+        out += [s + "/" for s in dict.fromkeys([name, *spec.subdirs]) if s]
+        if "" in spec.subdirs:
+            out += [n for f in spec.files for n in f.local_names()]
+    return list(dict.fromkeys(out))
+
+
+#: the data sets every experiment script reads (``--data`` is checked against them)
+ALL_DATASETS = ("mnist", "mnist_5k", "fashion_mnist", "cifar10", "tiny_shakespeare")
 
 
 def make_parser(doc: str, *, prog: str | None = None, seed: int | None = 0, quick: str, tiny: str | None = None,
-                full: str | None = None, default_mode: str = "full", with_seed: bool = True) -> Parser:
+                full: str | None = None, default_mode: str = "quick", with_seed: bool = True,
+                datasets: tuple[str, ...] = ALL_DATASETS) -> Parser:
     """The parser of an experiment script.
 
-    doc: the module docstring (shown without reST markup); quick/tiny: whole sentences saying what
-    the smaller modes run (``tiny=None``: no ``--tiny``); seed: the default ``--seed``.
-    ``default_mode="quick"`` with ``full=...``: the main job, whose default is quick and which
-    takes ``--full`` instead. ``with_seed=False``: no ``--seed`` (a measurement without randomness).
+    doc: the module docstring (shown without reST markup); quick/tiny/full: whole sentences saying
+    what each mode runs (``tiny=None``: no ``--tiny``); seed: the default ``--seed``. Every script
+    runs quick by default (into ``results/quick/``) and takes ``--full`` for the documents' scale,
+    the only mode that writes the committed records; ``default_mode="full"`` keeps the old
+    behaviour (``--quick`` instead of ``--full``). ``with_seed=False``: no ``--seed`` (a
+    measurement without randomness). ``datasets``: the registered data sets the script reads
+    (what ``--data`` must hold).
     """
     ap = Parser(prog=prog, description=plain(doc), epilog=EXIT_CODES_HELP,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.default_mode = default_mode
+    ap.default_mode, ap.datasets = default_mode, tuple(datasets)
+    full = full or "Run at the documents' scale."
     size = ap.add_mutually_exclusive_group()
     if default_mode == "full":
         size.add_argument("--quick", action="store_true",
                           help=f"{quick} Results go to results/quick/ and figures/quick/.")
     else:
-        size.add_argument("--quick", action="store_true", help=f"{quick} This is the default.")
+        size.add_argument("--quick", action="store_true",
+                          help=f"{quick} This is the default; results go to results/quick/ and figures/quick/.")
         size.add_argument("--full", action="store_true",
                           help=f"{full} Results go to the committed results/ and figures/.")
     if tiny:
         size.add_argument("--tiny", action="store_true",
                           help=f"{tiny} Results go to results/quick/ and figures/quick/.")
+    folders = ", ".join(_expected(datasets)) if datasets else "its folder"
     ap.add_argument("--data", metavar="DIR", default=None,
-                    help="Look for each data set in its folder under DIR first (DIR/mnist/, "
-                         "DIR/fashion_mnist/, DIR/cifar10/, DIR/tiny_shakespeare/). A data set without "
-                         "its folder there is looked for as usual: $JAXNETS_DATA, the per-user cache, "
-                         "system locations, a download, then the embedded sample.")
+                    help=f"Look for each data set in its folder under DIR first ({folders}); DIR must "
+                         "hold at least one of them. A data set without its folder there is looked for "
+                         "as usual: $JAXNETS_DATA, the per-user cache, system locations, a download, "
+                         "then the embedded sample." + (" For tiny Shakespeare DIR may also be the text "
+                                                        "file itself." if "tiny_shakespeare" in datasets else ""))
     ap.add_argument("--offline", action="store_true",
                     help="Never download: use local copies, else the embedded samples (results "
                          "say which data they used).")
     ap.add_argument("--out", metavar="DIR", default=None,
                     help="Write results to DIR/results/ and figures to DIR/figures/ instead of the "
-                         "default folders.")
+                         "default folders (a quick or tiny run refuses the committed record folders).")
     if with_seed:
-        ap.add_argument("--seed", type=int, default=seed,
-                        help=f"Random seed of the run (default {seed})." if seed is not None else
-                        "Random seed of every experiment (default: each experiment's own seed).")
+        ap.add_argument("--seed", type=SEED, default=seed,
+                        help=f"Random seed of the run, 0 to 4,294,967,295 (default {seed})." if seed is not None else
+                        "Random seed of every experiment, 0 to 4,294,967,295 (default: each experiment's own seed).")
     return ap
 
 
@@ -155,15 +329,24 @@ def output_dirs(mode: str, out: str | os.PathLike | None = None) -> tuple[str, s
 def dataset_path(root, name: str) -> str | None:
     """The ``path=`` for data set ``name`` under the ``--data`` folder ``root``: ``root/<name>``
     (or another of the registry's folder names for it, e.g. ``fashion-mnist``) when that folder
-    exists, so a broken copy there is an error rather than silently skipped; else ``None``: the
+    exists, so a broken copy there is an error rather than silently skipped; for tiny
+    Shakespeare also ``root`` itself when it is the text file or holds it; else ``None``: the
     registry's look-up chain (``$JAXNETS_DATA``, cache, system, download, embedded sample)."""
     if root is None:
         return None
     from jaxnets import data
     spec = data.DATASETS.get(name)
+    root = Path(root)
+    if "" in getattr(spec, "subdirs", ()):     # a file data set (tiny Shakespeare)
+        if root.is_file():
+            return str(root)
+        if any((root / n).is_file() for f in spec.files for n in f.local_names()):
+            return str(root)
+    elif root.is_file():
+        return None
     for sub in dict.fromkeys([name, *(s for s in getattr(spec, "subdirs", ()) if s)]):
-        if (Path(root) / sub).is_dir():
-            return str(Path(root) / sub)
+        if (root / sub).is_dir():
+            return str(root / sub)
     return None
 
 
@@ -174,14 +357,17 @@ def data_path(args, name: str) -> str | None:
 
 # ----------------------------------------------------------------------------------- feedback
 
-class _State:
-    """What this process has done so far (for the one line printed on Ctrl-C)."""
+class Run:
+    """What one command-line run has done so far (for the one line printed on Ctrl-C, and the
+    command stamped on records). :func:`main` makes one per call, hands it to the body as
+    ``args.run`` and makes it :func:`current` while the body runs; nothing outlives the call."""
 
-    def __init__(self):
-        self.command: str | None = None           # the command line being run (stamped on records)
+    def __init__(self, command: str | None = None):
+        self.command = command                    # the command line being run (stamped on records)
         self.reset()
 
     def reset(self):
+        """Restart the clock and forget the phases and files (the main job does, after parsing)."""
         self.t0 = time.perf_counter()
         self.done: list[tuple[int, str]] = []     # (level, name) of finished phases
         self.current: dict[int, str] = {}         # level -> the phase running at that level
@@ -190,7 +376,33 @@ class _State:
         self.signal: str | None = None            # the signal that interrupted the run
 
 
-STATE = _State()
+_RUN: contextvars.ContextVar[Run] = contextvars.ContextVar("experiments_cli_run")
+
+
+def current() -> Run:
+    """The run in progress: :func:`main`'s, or (outside it, e.g. a test calling an experiment's
+    ``run`` directly) one made on first use in this context."""
+    try:
+        return _RUN.get()
+    except LookupError:
+        run = Run()
+        _RUN.set(run)
+        return run
+
+
+class _Current:
+    """``cli.STATE``: kept for the callers that read ``STATE.command``, ``STATE.signal`` or call
+    ``STATE.reset()``; it holds nothing and forwards to :func:`current` (new code: ``current()``
+    or the body's ``args.run``)."""
+
+    def __getattr__(self, name):
+        return getattr(current(), name)
+
+    def __setattr__(self, name, value):
+        setattr(current(), name, value)
+
+
+STATE = _Current()
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
@@ -203,15 +415,17 @@ def phase(name: str, detail: str = "", *, level: int = 1) -> None:
     running count as finished. The main job's experiments are level 0, an experiment's own
     phases level 1."""
     _close(level)
-    STATE.current[level] = name
-    elapsed = time.perf_counter() - STATE.t0
+    run = current()
+    run.current[level] = name
+    elapsed = time.perf_counter() - run.t0
     indent = "" if level <= 0 else "  " * (level - 1)
     print(f"[{elapsed:6.1f} s] {indent}{name}{' — ' + detail if detail else ''}", file=sys.stderr, flush=True)
 
 
 def _close(level: int) -> None:
-    for lv in sorted((lv for lv in STATE.current if lv >= level), reverse=True):
-        STATE.done.append((lv, STATE.current.pop(lv)))
+    run = current()
+    for lv in sorted((lv for lv in run.current if lv >= level), reverse=True):
+        run.done.append((lv, run.current.pop(lv)))
 
 
 def end_phase(level: int = 1) -> None:
@@ -221,24 +435,25 @@ def end_phase(level: int = 1) -> None:
 
 def wrote(path) -> None:
     """Record a file this run wrote completely (listed if the run is interrupted)."""
-    STATE.written.append(os.fspath(path))
+    current().written.append(os.fspath(path))
 
 
 def interrupted_line(signame: str = "Ctrl-C") -> str:
     """One line: when it stopped, what finished, which complete files it left and where."""
-    elapsed = time.perf_counter() - STATE.t0
-    levels = sorted(set(STATE.current) | {lv for lv, _ in STATE.done})
+    run = current()
+    elapsed = time.perf_counter() - run.t0
+    levels = sorted(set(run.current) | {lv for lv, _ in run.done})
     top = levels[0] if levels else 1
-    running = " / ".join(STATE.current[lv] for lv in sorted(STATE.current))
+    running = " / ".join(run.current[lv] for lv in sorted(run.current))
     during = f" during {running}" if running else ""
-    finished = [n for lv, n in STATE.done if lv == top]
+    finished = [n for lv, n in run.done if lv == top]
     done = f"finished: {', '.join(finished)}" if finished else "nothing had finished"
-    if STATE.written:
-        dirs = sorted({os.path.dirname(p) or "." for p in STATE.written})
-        files = f"{len(STATE.written)} complete file(s) in {', '.join(d + '/' for d in dirs)}"
+    if run.written:
+        dirs = sorted({os.path.dirname(p) or "." for p in run.written})
+        files = f"{len(run.written)} complete file(s) in {', '.join(d + '/' for d in dirs)}"
     else:
         files = "no result file written"
-    extra = f" ({STATE.unwritten})" if STATE.unwritten else ""
+    extra = f" ({run.unwritten})" if run.unwritten else ""
     return f"Interrupted ({signame}) after {elapsed:.0f} s{during}; {done}; {files}{extra}; nothing half-written."
 
 
@@ -275,27 +490,107 @@ def no_data_message(err, args=None, prog: str = "") -> str:
 #: been swallowed (Python ignores exceptions raised in a garbage-collection callback or __del__)
 RETRY_S = 0.5
 
+#: True in a process started as ``python -m experiments.<name>`` (set by :func:`script_start`):
+#: an interrupted run then ends with ``os._exit`` (see :func:`main`)
+SCRIPT = False
+_MAIN_STARTED = False     # for the wording of an interrupt outside main: start-up or not
+
+
+class _PipeSafe:
+    """A text stream whose reader may go away (``| head -1``): a ``BrokenPipeError`` sends the
+    rest of the output to ``/dev/null`` instead of raising, so the run still writes its records."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _gone(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _early_interrupt(signum, frame):
+    """Before (and after) :func:`main` nothing is being written: one line, exit 130 at once."""
+    name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+    with contextlib.suppress(Exception):
+        line = interrupted_line(name)
+        print("\n" + (line if _MAIN_STARTED else line.replace(" after", " during start-up after", 1)),
+              file=sys.stderr, flush=True)
+    os._exit(EXIT_INTERRUPTED)
+
+
+def script_start() -> None:
+    """Make a ``python -m experiments.<name>`` process robust before anything heavy is imported
+    (called from ``experiments/__init__.py``): closed standard streams are reopened on
+    ``/dev/null`` (so no data file can take descriptor 1 or 2), output that the terminal's
+    encoding cannot show is escaped instead of raising, a closed pipe on standard output is
+    ignored, and Ctrl-C/SIGTERM end the process with the one line and exit 130 from the first
+    instant (JAX's import included)."""
+    global SCRIPT
+    SCRIPT = True
+    current()         # the run's clock starts with the process, for a start-up interrupt's line
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)    # the lowest free descriptor: fd itself
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:
+            stream = open(os.devnull, "w", encoding="utf-8")
+        with contextlib.suppress(Exception):
+            if stream.errors == "strict":
+                stream.reconfigure(errors="backslashreplace")
+        setattr(sys, name, _PipeSafe(stream) if name == "stdout" else stream)
+    with contextlib.suppress(ValueError):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(s) is not signal.SIG_IGN:
+                signal.signal(s, _early_interrupt)
+
 
 @contextlib.contextmanager
 def _signals_as_interrupt():
-    """SIGINT (Ctrl-C) and SIGTERM raise KeyboardInterrupt and are remembered in ``STATE.signal``
-    (so an interrupt that a library turns into another exception still counts as one). A signal
-    can land while Python runs a garbage-collection callback (JAX registers one), where a raised
-    exception is dropped (``sys.unraisablehook``): such a drop of our own interrupt is kept quiet,
-    and a timer raises it again every :data:`RETRY_S` seconds until :func:`main` handles it."""
+    """SIGINT (Ctrl-C) and SIGTERM raise KeyboardInterrupt and are remembered in the run's ``signal``
+    (so an interrupt that a library turns into another exception still counts as one); a second
+    signal while the first is handled is not raised again. A signal can land while Python runs
+    a garbage-collection callback (JAX registers one), where a raised exception is dropped
+    (``sys.unraisablehook``): such a drop of our own interrupt is kept quiet, and a timer raises
+    it again every :data:`RETRY_S` seconds until :func:`main` handles it."""
+    run = current()   # the handlers may run inside another context: they keep this run
+
     def handler(signum, frame):
-        STATE.signal = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        if run.signal:      # already stopping (the timer re-raises if the first was dropped)
+            return
+        run.signal = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
         signal.setitimer(signal.ITIMER_REAL, RETRY_S)
-        raise KeyboardInterrupt(STATE.signal)
+        raise KeyboardInterrupt(run.signal)
 
     def again(signum, frame):
-        if STATE.signal:
+        if run.signal:
             signal.setitimer(signal.ITIMER_REAL, RETRY_S)
-            raise KeyboardInterrupt(STATE.signal)
+            raise KeyboardInterrupt(run.signal)
+
     def quiet(unraisable, hook=sys.unraisablehook):
-        if not (STATE.signal and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+        if not (run.signal and isinstance(unraisable.exc_value, KeyboardInterrupt)):
             hook(unraisable)
-    STATE.signal = None
+    run.signal = None
     try:
         old = {s: signal.signal(s, h) for s, h in ((signal.SIGINT, handler), (signal.SIGTERM, handler),
                                                    (signal.SIGALRM, again))}
@@ -314,8 +609,21 @@ def _signals_as_interrupt():
 
 def _interrupted() -> int:
     signal.setitimer(signal.ITIMER_REAL, 0)   # handled: no second raise
-    print("\n" + interrupted_line(STATE.signal or "Ctrl-C"), file=sys.stderr, flush=True)
+    with contextlib.suppress(Exception):
+        print("\n" + interrupted_line(current().signal or "Ctrl-C"), file=sys.stderr, flush=True)
     return EXIT_INTERRUPTED
+
+
+def _finish(rc: int) -> int:
+    """In a script, an interrupted run leaves at once: every atomic write has completed or been
+    removed, and tearing down XLA's threads at interpreter shutdown after an interrupt can
+    crash (exit 139 after the message)."""
+    if SCRIPT and rc == EXIT_INTERRUPTED:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(rc)
+    return rc
 
 
 def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
@@ -323,22 +631,34 @@ def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
 
     Returns :data:`EXIT_OK`, :data:`EXIT_NO_DATA` (a data set not found: a short message with the
     remedies, no traceback), :data:`EXIT_FAILED` for a malformed data file, or
-    :data:`EXIT_INTERRUPTED` (Ctrl-C/SIGTERM: one line, see :func:`interrupted_line`). ``body``
-    may return an int exit code of its own (the main job does). Other exceptions propagate.
+    :data:`EXIT_INTERRUPTED` (Ctrl-C/SIGTERM: one line, see :func:`interrupted_line`; in a
+    script the process ends there with that status). ``body`` may return an int exit code of
+    its own (the main job does). A command-line error exits with status 2 before ``body`` runs.
+    Other exceptions propagate.
     """
-    from jaxnets import data
+    global _MAIN_STARTED
+    _MAIN_STARTED = True
     argv = sys.argv[1:] if argv is None else list(argv)
+    token = _RUN.set(Run(shlex.join([*parser.prog.split(), *argv])))
+    try:
+        return _run_body(parser, body, argv, prog)
+    finally:
+        _RUN.reset(token)
+
+
+def _run_body(parser: Parser, body, argv: list[str], prog: str) -> int:
+    from jaxnets import data
     args = parser.parse_args(argv)
-    STATE.reset()
-    STATE.command = shlex.join([*parser.prog.split(), *argv])
-    STATE.unwritten = (f"its record and figures are written to {args.results_dir}/ and {args.figures_dir}/ "
-                       "when it finishes")
+    run = args.run = current()
+    data.registry.forget_download_failures()     # one download attempt per data set per run
+    run.unwritten = (f"its record and figures are written to {args.results_dir}/ and {args.figures_dir}/ "
+                     "when it finishes") if hasattr(args, "results_dir") else ""
     with _signals_as_interrupt():
         try:
             rc = body(args)
             end_phase(0)
         except KeyboardInterrupt:
-            return _interrupted()
+            return _finish(_interrupted())
         except data.DataNotFoundError as e:
             print(no_data_message(e, args, prog), file=sys.stderr)
             return EXIT_NO_DATA
@@ -346,9 +666,7 @@ def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_FAILED
         except Exception:
-            if STATE.signal:  # an interrupt that surfaced as another exception
-                return _interrupted()
+            if run.signal:  # an interrupt that surfaced as another exception
+                return _finish(_interrupted())
             raise
-        finally:
-            STATE.command = None
     return rc if isinstance(rc, int) else EXIT_OK

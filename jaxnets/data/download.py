@@ -83,7 +83,8 @@ def _stream(url: str, out, *, size: int | None, progress: bool | None, timeout: 
 
 
 def download_file(url: str, dest: os.PathLike | str, *, md5: str | None = None, size: int | None = None,
-                  sha256: str | None = None, progress: bool | None = None, timeout: float = 60.0) -> Path:
+                  sha256: str | None = None, progress: bool | None = None, timeout: float = 60.0,
+                  announce: bool = True) -> Path:
     """Download ``url`` to ``dest`` atomically, verifying size and checksums.
 
     Prints the URL, the size and the destination first (stderr). The body is streamed into a
@@ -104,7 +105,8 @@ def download_file(url: str, dest: os.PathLike | str, *, md5: str | None = None, 
     if scheme not in ("http", "https"):
         raise DataError(f"{url}: only http:// and https:// URLs are downloaded, not {scheme or 'a bare path'}:// "
                         "(for a local copy pass path=DIR / --data DIR or set JAXNETS_DATA)")
-    print(f"  downloading {url} ({human_size(size)}) -> {dest}", file=sys.stderr, flush=True)
+    if announce:
+        print(f"  downloading {url} ({human_size(size)}) -> {dest}", file=sys.stderr, flush=True)
     try:
         with atomic_write(dest) as out:
             got_md5, got_sha = _stream(url, out, size=size, progress=progress, timeout=timeout,

@@ -51,6 +51,7 @@ from typing import Callable, NamedTuple, Union
 import numpy as np
 
 from jaxnets._io import atomic_write, progress_iter
+from jaxnets.data import identity
 from jaxnets.data.download import download_file, human_size
 from jaxnets.data.readers import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, MAX_CIFAR_BATCH_BYTES, DataError, DataNotFoundError, decode_image_bytes, open_regular, parse_cifar_batch, read_bytes, read_cifar_batches, read_csv_digits, read_idx_pair, read_image_folder
 
@@ -212,10 +213,21 @@ class DatasetSpec:
 
 
 def cache_root() -> Path:
-    """Per-user cache: ``$XDG_CACHE_HOME/jaxnets`` or ``~/.cache/jaxnets`` (not created here)."""
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "jaxnets"
+    """Per-user cache (not created here): ``$XDG_CACHE_HOME/jaxnets`` when that is an absolute
+    path (the XDG spec says a relative one is ignored), else ``~/.cache/jaxnets``; for a user
+    with neither ``HOME`` nor a passwd entry (a container's ``-u 12345``) a per-uid folder in the
+    system's temporary directory, so that loading from ``$JAXNETS_DATA`` still works."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg) / "jaxnets"
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError):
+        home = None
+    if home is None or not home.is_absolute():
+        import tempfile
+        return Path(tempfile.gettempdir()) / f"jaxnets-cache-{os.getuid()}"
+    return home / ".cache" / "jaxnets"
 
 
 def system_data_enabled() -> bool:
@@ -286,7 +298,10 @@ def _find_idx(spec: DatasetSpec, d: Path, o: _Options):
 
 
 def _read_idx_dir(spec: DatasetSpec, d: Path, paths: list[Path], verify: bool) -> RawData:
-    sha = [f.payload_sha256 if verify else None for f in spec.files]
+    if verify:   # each file is this data set's, not another's under the same name
+        for f, p in zip(spec.files, paths):
+            identity.check_file(spec, f, p)
+    sha = [None] * len(spec.files)   # the payloads were checked above (cached by file identity)
     kw = dict(num_classes=len(spec.classes), image_shape=spec.image_shape)
     x_tr, y_tr = read_idx_pair(paths[0], paths[1], expected_count=spec.train_count, sha256=(sha[0], sha[1]), **kw)
     x_te, y_te = read_idx_pair(paths[2], paths[3], expected_count=spec.test_count, sha256=(sha[2], sha[3]), **kw)
@@ -301,7 +316,7 @@ def _find_cifar_pickles(spec: DatasetSpec, d: Path, o: _Options):
                 b, per_batch=spec.train_count // 5, test_count=spec.test_count, progress=o.progress))
     tar = d / spec.files[0].filename
     if tar.is_file():
-        return lambda: _raw_cifar(spec, tar, _read_cifar_tar(tar, spec, o.progress))
+        return lambda: _raw_cifar(spec, tar, _read_cifar_tar(tar, spec, o.progress, o.verify))
     return f"{_where(d)}; no {spec.files[0].filename}, no cifar-10-batches-py/"
 
 
@@ -322,11 +337,13 @@ def _drain_gzip(stream, path: Path, limit: int = 1 << 20) -> None:
             raise DataError(f"{path}: more than {limit:,} bytes of trailing data after the tar archive")
 
 
-def _read_cifar_tar(tar_path: Path, spec: DatasetSpec, progress: bool | None):
+def _read_cifar_tar(tar_path: Path, spec: DatasetSpec, progress: bool | None, verify: bool = True):
     """Read the batches straight out of ``cifar-10-python.tar.gz`` (nothing is extracted, so
     member names cannot write outside anything). Member sizes are checked before reading, and
     the whole gzip stream is read so its CRC is checked."""
     wanted = CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,)
+    if verify:
+        identity.check_file(spec, spec.files[0], tar_path)
     members = {}
     try:
         with open_regular(tar_path) as fh, tarfile.open(fileobj=fh, mode="r:gz") as tf:
@@ -630,6 +647,19 @@ def _base(spec: DatasetSpec, base_url: str | None) -> str:
     return base if base.endswith("/") else base + "/"
 
 
+#: seconds a download waits to connect or for the next bytes (a network that hangs fails fast)
+DOWNLOAD_TIMEOUT_S = 10.0
+#: data sets whose download failed in this process (one attempt per data set per run), and why
+DOWNLOAD_FAILED: dict[tuple[str, str, str], str] = {}   # (name, target, base URL) -> why
+_FALLBACK_SAID: set[tuple[str, str, str]] = set()
+
+
+def forget_download_failures() -> None:
+    """A new run (or test) may try every download again."""
+    DOWNLOAD_FAILED.clear()
+    _FALLBACK_SAID.clear()
+
+
 def _download(spec: DatasetSpec, target: Path, o: _Options, base_url: str | None) -> Data:
     """Fetch the files missing in ``target`` (announcing each and its size), then read them."""
     missing = [f for f in spec.files if _find_file(target, f) is None]
@@ -638,7 +668,8 @@ def _download(spec: DatasetSpec, target: Path, o: _Options, base_url: str | None
     print(f"{spec.title}: downloading {len(missing)} file(s), {human_size(total)}, from {base} into {target}/",
           file=sys.stderr, flush=True)
     for f in missing:
-        download_file(base + f.name, target / f.filename, md5=f.md5, size=f.size, progress=o.progress)
+        download_file(base + f.name, target / f.filename, md5=f.md5, size=f.size, progress=o.progress,
+                      timeout=DOWNLOAD_TIMEOUT_S)
     reasons = []
     for finder in spec.finders:
         found = finder(spec, target, o)
@@ -671,7 +702,12 @@ def _search(spec: DatasetSpec, locs, o: _Options) -> tuple[Callable[[], Data] | 
     notes: dict[int, list[str]] = {}
     for finder in spec.finders:
         for i, (_, d) in enumerate(locs):
-            found = finder(spec, d, o)
+            try:
+                found = finder(spec, d, o)
+            except PermissionError as e:   # an unreadable folder is skipped, and said so
+                found = f"cannot be read ({e.strerror or e})"
+            except OSError as e:
+                found = f"cannot be read ({e.strerror or e})"
             if callable(found):
                 return found, []
             notes.setdefault(i, []).append(found)
@@ -713,17 +749,30 @@ def load(name: str, path: os.PathLike | str | None = None, download: bool = Fals
     found, report = _search(spec, locs, o)
     if found is not None:
         return found()
+    unreadable = [r for r in report if "cannot be read" in r]
+    if path is not None and unreadable:
+        raise DataError(f"{spec.title}: the folder given cannot be read: {unreadable[0]}")
     use_sample = spec.sample is not None and path is None and (fallback or spec.bundled)
     if spec.bundled and use_sample:
         return _load_sample(spec, verify)
     target = Path(path) if path is not None else cache_root() / spec.name
+    attempt = (spec.name, str(target), _base(spec, base_url))
     if download and spec.files:
-        try:
-            return _download(spec, target, o, base_url)
-        except DataError as e:
-            if not use_sample:
-                raise
-            print(f"{spec.title}: download failed ({e}); using the embedded sample instead",
+        if attempt not in DOWNLOAD_FAILED:
+            try:
+                return _download(spec, target, o, base_url)
+            except DataError as e:
+                DOWNLOAD_FAILED[attempt] = str(e)
+                if not use_sample:
+                    raise
+        elif not use_sample:
+            raise DataError(f"{spec.title}: not downloaded again, the attempt earlier in this run failed "
+                            f"({DOWNLOAD_FAILED[attempt]})")
+        if attempt not in _FALLBACK_SAID:
+            _FALLBACK_SAID.add(attempt)
+            e = DOWNLOAD_FAILED[attempt]
+            why = "no network" if "cannot connect" in e else f"download failed ({e})"
+            print(f"{spec.title}: {why}: using the embedded sample (use --offline to skip the attempt)",
                   file=sys.stderr, flush=True)
     if use_sample:
         return _load_sample(spec, verify)

@@ -162,7 +162,8 @@ def test_replot_redraws_both_figures_from_a_record(tmp_path):
            "sweep_widths": {"configs": 5, "batch": 5, "n": 100,
                             "rows": [{"width": w, "vmapped_over_single": r, "vmapped_over_sequential": r / 5}
                                      for w, r in ((16, 2.0), (256, 5.0))]}}
-    (tmp_path / "bench.json").write_text(json.dumps(rec))
-    bench_script.main(["--replot", "--results", str(tmp_path), "--figures", str(tmp_path)])
-    assert (tmp_path / "bench_ladder.png").stat().st_size > 10_000
-    assert (tmp_path / "bench_sweep_widths.png").stat().st_size > 10_000
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "bench.json").write_text(json.dumps(rec))
+    assert bench_script.main(["--replot", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "figures" / "bench_ladder.png").stat().st_size > 10_000
+    assert (tmp_path / "figures" / "bench_sweep_widths.png").stat().st_size > 10_000

@@ -17,8 +17,10 @@ from experiments._lib import cli
 from jaxnets import data
 
 ROOT = Path(__file__).resolve().parents[2]
-# the scripts that take the shared command line (the others adopt it on their branches)
-SCRIPTS = ["e1_mnist", "e2_levels", "e5_perceptron", "e6_cifar", "reproduce", "scaling"]
+# every script with the experiments' shared command line, and the tools with the plain one
+SCRIPTS = ["e1_mnist", "e2_levels", "e3_fashion", "e4_ood", "e5_perceptron", "e6_cifar", "e7_transformer",
+           "reproduce", "scaling", "bench", "bench_transformer"]
+TOOLS = ["worked", "bench_conv", "bench_transforms"]
 
 
 @pytest.mark.parametrize("doc, expected", [
@@ -41,11 +43,12 @@ def _help(module):
     return out.getvalue()
 
 
-@pytest.mark.parametrize("module", SCRIPTS)
+@pytest.mark.parametrize("module", SCRIPTS + TOOLS)
 def test_help_is_plain_whole_sentences_and_every_option_has_help(module):
     text = _help(module)
     assert "`" not in text and ":func:" not in text and "**" not in text
-    for opt in ("--data DIR", "--offline", "--out DIR", "--quick"):
+    assert text.startswith(f"usage: python -m experiments.{module} "), text[:80]
+    for opt in ("--data DIR", "--offline", "--out DIR", "--quick", "--full") if module in SCRIPTS else ():
         assert opt in text, (module, opt)
     desc = text.split("\n\n", 1)[1].split("\noptions:")[0].strip()
     assert desc.endswith((".", ":")), f"{module}: description cut mid-sentence: …{desc[-60:]!r}"
@@ -59,13 +62,15 @@ def test_help_is_plain_whole_sentences_and_every_option_has_help(module):
 
 
 @pytest.mark.parametrize("argv, mode, dirs, download", [
-    ([], "full", ("results", "figures"), True),
+    ([], "quick", (os.path.join("results", "quick"), os.path.join("figures", "quick")), True),
+    (["--full"], "full", ("results", "figures"), True),
     (["--quick"], "quick", (os.path.join("results", "quick"), os.path.join("figures", "quick")), True),
     (["--tiny", "--offline"], "tiny", (os.path.join("results", "quick"), os.path.join("figures", "quick")), False),
-    (["--out", "X"], "full", (os.path.join("X", "results"), os.path.join("X", "figures")), True),
+    (["--full", "--out", "X"], "full", (os.path.join("X", "results"), os.path.join("X", "figures")), True),
     (["--quick", "--out", "X"], "quick", (os.path.join("X", "results"), os.path.join("X", "figures")), True),
 ])
-def test_modes_and_output_folders(argv, mode, dirs, download):
+def test_modes_and_output_folders(argv, mode, dirs, download, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     a = cli.make_parser("Doc.", quick="Quick.", tiny="Tiny.").parse_args(argv)
     assert (a.mode, (a.results_dir, a.figures_dir), a.download) == (mode, dirs, download)
 
@@ -81,7 +86,7 @@ def test_main_job_defaults_to_quick_and_rejects_two_modes():
 
 
 def test_data_dir_must_exist_and_resolves_per_data_set(tmp_path):
-    ap = cli.make_parser("Doc.", quick="Quick.")
+    ap = cli.make_parser("Doc.", quick="Quick.", datasets=("fashion_mnist",))
     with redirect_stderr(io.StringIO()) as err, pytest.raises(SystemExit) as e:
         ap.parse_args(["--data", str(tmp_path / "nope")])
     assert e.value.code == cli.EXIT_USAGE and "not a directory" in err.getvalue()
@@ -92,7 +97,7 @@ def test_data_dir_must_exist_and_resolves_per_data_set(tmp_path):
 
 
 def _run_main(body, argv=()):
-    ap = cli.make_parser("Doc.", quick="Quick.")
+    ap = cli.make_parser("Doc.", quick="Quick.", full="Full.")
     err = io.StringIO()
     with redirect_stderr(err):
         rc = cli.main(ap, body, list(argv), prog="experiments.demo")
@@ -199,3 +204,162 @@ def test_missing_data_message_from_the_registry_keeps_where_it_looked(tmp_path):
     assert msg.startswith("error: data set 'fashion_mnist'") and str(tmp_path) in msg
     assert "python -m experiments.e3_fashion --data DIR" in msg and "DIR/fashion_mnist/" in msg
     assert "in Python" not in msg and msg.count("Ways to provide it:") == 1
+
+
+# ------------------------------------------------------------ usage errors: one line, exit 2, no work
+
+def _usage_error(module, argv, capsys):
+    import importlib
+    mod = importlib.import_module(f"experiments.{module}")
+    with pytest.raises(SystemExit) as e:
+        mod.main(list(argv))
+    err = capsys.readouterr().err
+    assert e.value.code == cli.EXIT_USAGE, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("module, argv, says", [
+    ("e1_mnist", ["--epochs", "0"], "--epochs: 0 is out of range"),
+    ("e1_mnist", ["--epochs", "-3"], "--epochs: -3 is out of range"),
+    ("e1_mnist", ["--epochs", "2.5"], "--epochs: '2.5' is not a count"),
+    ("e1_mnist", ["--seed", str(2 ** 70)], "--seed: 1,180,591,620,717,411,303,424 is out of range"),
+    ("e1_mnist", ["--seed", "-1"], "--seed: -1 is out of range"),
+    ("e3_fashion", ["--max-epochs", "0"], "--max-epochs: 0 is out of range"),
+    ("e3_fashion", ["--epochs-33", "0"], "--epochs-33: 0 is out of range"),
+    ("e3_fashion", ["--seeds", "42", "42"], "--seeds: 42 given more than once"),
+    ("e4_ood", ["--copies", "0"], "--copies: 0 is out of range"),
+    ("e4_ood", ["--max-shift", "-5"], "--max-shift: -5 is out of range"),
+    ("e4_ood", ["--epochs", "0"], "--epochs: 0 is out of range"),
+    ("e4_ood", ["--models", "cnn2", "cnn2"], "--models: cnn2 given more than once"),
+    ("e5_perceptron", ["--passes", "0"], "--passes: 0 is out of range"),
+    ("e5_perceptron", ["--n-train", "-5"], "--n-train: -5 is out of range"),
+    ("e5_perceptron", ["--n-train", "0"], "--n-train: 0 is out of range"),
+    ("e6_cifar", ["--iterations", "0"], "--iterations: 0 is out of range"),
+    ("e6_cifar", ["--sequential", "-1"], "--sequential: -1 is out of range"),
+    ("e7_transformer", ["--steps", "0"], "--steps: 0 is out of range"),
+    ("e7_transformer", ["--seeds", "5", "5"], "--seeds: 5 given more than once"),
+    ("bench", ["--rounds", "0"], "--rounds: 0 is out of range"),
+    ("bench_transformer", ["--repeats", "0"], "--repeats: 0 is out of range"),
+    ("bench_conv", ["--batch", "0"], "--batch: 0 is out of range"),
+    ("bench_transforms", ["--n", "-1"], "--n: -1 is out of range"),
+    ("reproduce", ["--only", "e9"], "unknown experiment(s) e9"),
+])
+def test_every_number_is_validated_by_the_parser(module, argv, says, capsys, tmp_path, monkeypatch):
+    """A wrong number is one line and exit 2 before any work: never a traceback, never a default
+    silently put in its place (``--epochs 0`` used to run 1 epoch)."""
+    monkeypatch.chdir(tmp_path)
+    assert says in _usage_error(module, argv, capsys)
+
+
+@pytest.mark.parametrize("module", ["e1_mnist", "e5_perceptron", "reproduce", "scaling", "bench"])
+@pytest.mark.parametrize("case", ["empty", "repo", "repo via ..", "cwd", "file", "under a file", "dir file"])
+def test_out_that_cannot_be_used_is_refused_before_any_work(module, case, capsys, tmp_path, monkeypatch):
+    """``--out ""`` (an unset variable) and, in a quick or tiny run, an --out that resolves to the
+    committed record folders are refused: a quick run never overwrites results/*.json,
+    figures/*.png or RESULTS.md. So are an --out that is a file or lies under one."""
+    (tmp_path / "f").write_text("x")
+    cwd = tmp_path / "work"
+    (cwd / "results").mkdir(parents=True)
+    (cwd / "experiments").mkdir()
+    (cwd / "experiments" / "reproduce.py").write_text("")   # the working directory is a checkout
+    monkeypatch.chdir(cwd)
+    out, says = {"empty": ("", "--out is empty"), "repo": (str(ROOT), "committed records"),
+                 "repo via ..": (str(ROOT / "experiments" / ".."), "committed records"),
+                 "cwd": (".", "committed records"), "file": (str(tmp_path / "f"), "a file, not a folder"),
+                 "under a file": (str(tmp_path / "f" / "out"), "is a file, not a folder"),
+                 "dir file": (str(tmp_path / "f" / ""), "")}[case]
+    argv = ["--tiny" if module != "bench" and module != "scaling" else "--quick", "--out", out]
+    assert says in _usage_error(module, argv, capsys)
+
+
+def test_full_run_may_write_the_committed_folders_explicitly(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a = cli.make_parser("Doc.", quick="Quick.").parse_args(["--full", "--out", "."])
+    assert a.results_dir == os.path.join(".", "results")
+
+
+@pytest.mark.parametrize("out", ["/proc/self/jaxnets-out", "/proc/1/a/b"])
+def test_unwritable_out_is_refused_before_any_work(tmp_path, out):
+    """A folder nobody can write (here under /proc, refused even to root) is exit 2 with one line
+    before JAX trains anything: found by a real write, not by permission bits."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLCONFIGDIR=str(tmp_path / "mpl"))
+    p = subprocess.run([sys.executable, "-m", "experiments.e1_mnist", "--tiny", "--offline", "--out", out],
+                       capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert p.returncode == cli.EXIT_USAGE, p.stderr[-2000:]
+    assert p.stderr.strip().count("\n") == 0 and "not writable" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("module, entries, says", [
+    ("e3_fashion", ["Fashion_MNIST/"], "found Fashion_MNIST/ but expected fashion_mnist/"),
+    ("e1_mnist", ["MNIST/"], "found MNIST/ but expected mnist/"),
+    ("e6_cifar", ["cifar-10/"], "found cifar-10/ but expected cifar10/"),
+    ("e1_mnist", ["fashion_mnist/", "notes.txt"], "holds none of mnist/ (found: fashion_mnist/, notes.txt)"),
+    ("reproduce", [], "holds none of mnist/"),
+    ("e1_mnist", ["FILE"], "a file; this command reads folders"),
+])
+def test_data_folder_without_the_expected_folders_is_an_error(module, entries, says, capsys, tmp_path, monkeypatch):
+    """An explicit --data that holds none of the data sets the script reads, or a near-miss of one
+    (wrong case or spelling), is an error naming what was expected and what was found."""
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "d"
+    root.mkdir()
+    for e in entries:
+        (root / e.rstrip("/")).mkdir() if e.endswith("/") else (root / e).write_text("x")
+    data_arg = str(root / "FILE") if entries == ["FILE"] else str(root)
+    assert says in _usage_error(module, ["--tiny", "--data", data_arg], capsys)
+
+
+def test_data_file_is_tiny_shakespeare(tmp_path, monkeypatch):
+    """``--data FILE`` names the tiny Shakespeare text (as the README says); other data sets then
+    use the usual look-up chain."""
+    monkeypatch.chdir(tmp_path)
+    f = tmp_path / "input.txt"
+    f.write_text("To be")
+    from experiments import e7_transformer
+    a = e7_transformer._parser().parse_args(["--data", str(f)])
+    assert cli.dataset_path(a.data, "tiny_shakespeare") == str(f)
+    assert cli.dataset_path(a.data, "mnist") is None
+    assert cli.dataset_path(tmp_path, "tiny_shakespeare") == str(tmp_path)   # a folder holding it
+
+
+def test_only_is_case_insensitive(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from experiments import reproduce
+    assert reproduce._parser().parse_args(["--only", "e1, WORKED,E1"]).only == "E1,worked"
+
+
+@pytest.mark.parametrize("module, argv, says", [
+    ("worked", ["--json", ""], "empty path"),
+    ("worked", ["--json", "."], "is a folder"),
+    ("bench_conv", ["--json", "/dev/null/x.json"], "is a file, not a folder"),
+])
+def test_json_output_is_checked_before_any_work(module, argv, says, capsys):
+    assert says in _usage_error(module, argv, capsys)
+
+
+def test_each_main_call_has_its_own_run_state(tmp_path):
+    """No global run state: the body gets its run as ``args.run``, a second call starts clean
+    (the first call's files and phases are not in its interrupt line), and the command stamped
+    on records is gone after the call."""
+    seen = []
+
+    def first(a):
+        cli.phase("E9 (a)")
+        cli.wrote(tmp_path / "first.json")
+        seen.append((a.run, cli.current(), cli.STATE.command))
+        return 0
+
+    def second(a):
+        seen.append((a.run, cli.current(), cli.STATE.command))
+        raise KeyboardInterrupt
+
+    assert _run_main(first)[0] == 0
+    rc, err = _run_main(second)
+    assert rc == cli.EXIT_INTERRUPTED
+    (r1, c1, cmd1), (r2, c2, cmd2) = seen
+    assert r1 is c1 and r2 is c2 and r1 is not r2 and isinstance(cmd1, str) and cmd1 == cmd2
+    assert r1.written == [str(tmp_path / "first.json")] and r2.written == []
+    assert "nothing had finished; no result file written" in err
+    assert cli.current() is not r2 and cli.current().command is None

@@ -1,0 +1,127 @@
+"""The one atomic writer (jaxnets._io.atomic_write): long names, temporaries of live writers in
+other PID namespaces, stale temporaries, permissions under the umask (all in tmp_path)."""
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from jaxnets import _io
+
+
+def _temps(d):
+    return sorted(p.name for p in d.iterdir() if p.name.endswith((".part", ".init")))
+
+
+@pytest.mark.parametrize("length", [1, 100, 200, 201, 240, 255])
+def test_legal_long_names_write_and_leave_no_temporary(tmp_path, length):
+    """A destination name of up to 255 bytes (the file-system limit) works: the temporary's
+    name is shortened, never longer than 255 bytes."""
+    path = tmp_path / ("n" * length)
+    with _io.atomic_write(path) as f:
+        f.write(b"ok")
+        (tmp,) = _temps(tmp_path)
+        assert len(tmp.encode()) <= 255
+    assert path.read_bytes() == b"ok" and _temps(tmp_path) == []
+
+
+def test_multibyte_long_name(tmp_path):
+    path = tmp_path / ("é" * 120)            # 240 bytes in UTF-8
+    with _io.atomic_write(path, "w", encoding="utf-8") as f:
+        f.write("x")
+    assert path.read_text() == "x"
+
+
+LOCKED_WRITER = textwrap.dedent("""
+    import sys, time
+    from jaxnets._io import atomic_write
+    with atomic_write(sys.argv[1]) as f:
+        f.write(b"partial")
+        print("writing", flush=True)
+        time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("case", ["pid gone", "old"])
+def test_live_writer_keeps_its_temporary_whatever_its_pid_says(tmp_path, monkeypatch, case):
+    """A writer in another PID namespace: its pid looks dead here (or its file looks old), but it
+    holds its lock, so another writer's clean-up leaves its temporary alone."""
+    path = tmp_path / "rec.json"
+    proc = subprocess.Popen([sys.executable, "-c", LOCKED_WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        (tmp,) = _temps(tmp_path)
+        if case == "pid gone":
+            monkeypatch.setattr(_io, "_pid_alive", lambda pid: False)
+        else:
+            os.utime(tmp_path / tmp, (time.time() - 2 * _io.STALE_AFTER_S,) * 2)
+        with _io.atomic_write(path) as f:
+            f.write(b"other")
+        assert tmp in _temps(tmp_path) and path.read_bytes() == b"other"
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("case,removed", [("dead pid, lock free", True), ("live pid, lock free, new", False),
+                                          ("live pid, lock free, old", True)])
+def test_stale_temporaries(tmp_path, case, removed):
+    """A temporary nobody locks is removed when its pid is gone or it is older than STALE_AFTER_S."""
+    path = tmp_path / "f.bin"
+    pid = 2 ** 22 + 12345 if case.startswith("dead") else os.getppid()
+    stale = tmp_path / f".f.bin.{pid}.0123456789abcdef.part"
+    stale.write_bytes(b"x")
+    if case.endswith("old"):
+        os.utime(stale, (time.time() - 2 * _io.STALE_AFTER_S,) * 2)
+    with _io.atomic_write(path) as f:
+        f.write(b"new")
+    assert stale.exists() is not removed and path.read_bytes() == b"new"
+
+
+@pytest.mark.parametrize("umask,expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_new_files_respect_the_umask(tmp_path, umask, expected):
+    old = os.umask(umask)
+    try:
+        with _io.atomic_write(tmp_path / "new.bin") as f:
+            f.write(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.bin").stat().st_mode & 0o777 == expected
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o644])
+def test_replaced_file_keeps_its_mode(tmp_path, mode):
+    path = tmp_path / "ck.npz"
+    path.write_bytes(b"old")
+    path.chmod(mode)
+    with _io.atomic_write(path) as f:
+        f.write(b"new")
+    assert path.stat().st_mode & 0o777 == mode and path.read_bytes() == b"new"
+
+
+def test_failed_write_leaves_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError):
+        with _io.atomic_write(path, "w") as f:
+            f.write("half")
+            raise RuntimeError("disk full")
+    assert path.read_text() == "old" and _temps(tmp_path) == []
+
+
+def test_no_file_is_written_outside_the_atomic_writer():
+    """Every write in the library, the experiments and the tools goes through atomic_write: no
+    open(..., "w"/"a"/"x"), Path.write_text/write_bytes or savefig to a path (os.devnull aside)."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    bad = re.compile(r"""\bopen\([^)]*["'][wax]b?\+?["']|\.write_(text|bytes)\(|savefig\(\s*(path|os\.path|str\()""")
+    hits = []
+    for folder in ("jaxnets", "experiments", "tools"):
+        for f in (root / folder).rglob("*.py"):
+            for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+                if bad.search(line) and "os.devnull" not in line:
+                    hits.append(f"{f.relative_to(root)}:{n}: {line.strip()}")
+    assert hits == []
