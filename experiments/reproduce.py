@@ -490,9 +490,12 @@ def headline(rec) -> list:
     return out
 
 
-def _write_summary(records, mode, wall, results_dir, previous):
+def _write_summary(records, mode, wall, results_dir, previous, from_results=False):
+    """``results_dir/reproduce.json``: the run's summary and the measured times the next run's ETA
+    uses (a rebuild from the records measures nothing: it keeps the previous times)."""
     measured = dict(previous)
-    measured.update({r["experiment"]: r["wall_time"] for r in records if r["status"] == "ran"})
+    if not from_results:
+        measured.update({r["experiment"]: r["wall_time"] for r in records if r["status"] == "ran"})
     report.write_json(os.path.join(results_dir, "reproduce.json"), {
         "mode": mode, "wall_time": wall, "measured": measured,
         "summary": [{k: r.get(k) for k in ("experiment", "status", "wall_time", "cpu_time")}
@@ -546,7 +549,7 @@ def run(only=None, quick=True, tiny=False, results_dir="results", figures_dir="f
         f.write(md)
     cli.wrote(report_path)
     cli.STATE.unwritten = ""
-    _write_summary(records, mode, wall, results_dir, previous)
+    _write_summary(records, mode, wall, results_dir, previous, from_results)
     return records, all(r["status"] in RAN for r in records)
 
 

@@ -68,7 +68,7 @@ def finish(name, record, results_dir):
         if isinstance(r, dict) and "data" not in r and isinstance(record.get("data"), str):
             r["data"] = record["data"]
     path = os.path.join(results_dir, f"{name}.json")
-    report.check_record(record, path, written=True)
+    report.check_record(report.finite_json(record, {}), path, written=True)  # as it will be written
     record["json"] = report.write_json(path, record)
     return record
 
