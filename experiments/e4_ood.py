@@ -442,8 +442,9 @@ def fig_angle(doc, var, path):
     ax.set(xlabel="rotation angle (degrees, counter-clockwise)", ylabel="test accuracy (%)",
            title="E4: accuracy under rotation (bilinear, zero fill)", xticks=range(0, 361, 45))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return figures.save(fig, path)
+    # below the axes: inside, the legend hid the 180° peak
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    return figures.save(fig, path, bbox_inches="tight")
 
 
 def fig_examples(d, seed, max_shift, figures_dir):

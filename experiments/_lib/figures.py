@@ -276,6 +276,24 @@ def _lay_out(fig) -> None:
     if by_hand:
         fig.tight_layout()
         _clear_suptitle(fig)
+        _grow_to_fit(fig)
+
+
+def _grow_to_fit(fig) -> None:
+    """A figure whose titles still stick out above the canvas (panels of fixed aspect, e.g. an
+    image grid, cannot shrink further) is made taller by the overhang."""
+    r = _renderer(fig)
+    for _ in range(3):
+        fig.draw_without_rendering()  # titles are placed over fixed-aspect panels at draw time
+        tops = [ax.title.get_window_extent(r).y1 for ax in fig.axes if ax.get_title()]
+        if fig._suptitle is not None and fig._suptitle.get_text():
+            tops.append(fig._suptitle.get_window_extent(r).y1)
+        over = max(tops, default=0) - fig.bbox.y1
+        if over <= 0:
+            return
+        fig.set_figheight(fig.get_figheight() + (over + 6) / fig.dpi)
+        fig.tight_layout()
+        _clear_suptitle(fig)
 
 
 def _write(fig, path, **savefig_kwargs) -> str:
@@ -504,6 +522,7 @@ def layout_problems(fig, *, tight: bool = False) -> list[str]:
     grows the canvas to hold everything) or overlaps another text, and a legend whose entries
     share a (colour, marker, line style)."""
     renderer = _renderer(fig)
+    fig.draw_without_rendering()  # positions as drawn (titles move with fixed-aspect panels)
     canvas = fig.bbox
     texts = _texts(fig)
     boxes = {id(t): t.get_window_extent(renderer) for t in texts}
