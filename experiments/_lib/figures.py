@@ -47,6 +47,7 @@ def _epoch_axis(ax, xlabel, n_points=None):
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         if n_points == 1:
             ax.set_xlim(0.5, 1.5)
+            ax.set_xticks([1])
 
 
 #: (marker, line style) combined with the 10 default colours so that every series of a figure has
@@ -176,12 +177,15 @@ _KEEP = 28
 
 def wrap(title: str, width: int = 64) -> str:
     """``title`` broken into lines of at most ``width`` characters (so it is never clipped), at
-    spaces only: never inside a word, a hyphenated word or a short parenthesis ("(zero fill)")."""
+    spaces only: never inside a word, a hyphenated word, a short parenthesis ("(zero fill)") or
+    between a name and its number ("doc 002", "lr 0.01")."""
     def keep(m):
         return m.group(0).replace(" ", _NBSP) if len(m.group(0)) <= _KEEP else m.group(0)
     out = []
     for line in str(title).split("\n"):
         line = re.sub(r"\([^()]*\)", keep, line)
+        # a name and its number stay together: "doc 002", "lr 0.01", "batch 64", "seed 0"
+        line = re.sub(r"\b(doc|docs|lr|batch|seed|seeds|block|epoch|epochs|step|steps) (?=[\d§])", rf"\1{_NBSP}", line)
         out.append(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False))
     return "\n".join(out).replace(_NBSP, " ")
 
@@ -220,12 +224,19 @@ def _words(path) -> str:
 
 
 def _label_log_axes(fig) -> None:
-    """A log axis says so in its label (its tick labels are plain numbers)."""
+    """A log axis says so in its label, and its tick labels are plain numbers ("0.3", "500", not
+    "3×10⁻¹"; matplotlib labels a subset of the minor ticks when the axis spans under 2 decades)."""
     for ax in fig.axes:
         for axis, get, set_ in (("x", ax.get_xlabel, ax.set_xlabel), ("y", ax.get_ylabel, ax.set_ylabel)):
+            if getattr(ax, f"get_{axis}scale")() != "log":
+                continue
+            which = ax.xaxis if axis == "x" else ax.yaxis
+            if isinstance(which.get_major_formatter(), matplotlib.ticker.LogFormatterSciNotation):
+                which.set_major_formatter(_PlainLog())
+                which.set_minor_formatter(_PlainLog(minor_thresholds=(2, 0.5)))
             label = get()
-            if getattr(ax, f"get_{axis}scale")() == "log" and label and "log" not in label.lower():
-                set_(f"{label} (log scale)")
+            if label and "log" not in label.lower():
+                set_(f"{label[:-1]}, log scale)" if label.endswith(")") else f"{label} (log scale)")
 
 
 def _renderer(fig):
