@@ -41,13 +41,22 @@ def _plain_y(ax, logy: bool) -> None:
         ax.ticklabel_format(axis="y", useOffset=False)
 
 
+#: first words of an x label that counts (integer ticks only)
+COUNTS = ("epoch", "epochs", "pass", "passes", "iteration", "iterations", "step", "steps", "SGD")
+
+
 def _epoch_axis(ax, xlabel, n_points=None):
     # epochs, passes and iterations are counts: never label 2.5
-    if xlabel.split()[0] in ("epoch", "epochs", "pass", "passes", "iteration", "step"):
+    if not xlabel or xlabel.split()[0] not in COUNTS:
+        return
+    if n_points == 1:
+        ax.set_xlim(0.5, 1.5)
+    lo, hi = ax.get_xlim()
+    ints = np.arange(math.ceil(lo), math.floor(hi) + 1)
+    if len(ints) <= 2:  # MaxNLocator would fall back to fractions
+        ax.set_xticks(ints)
+    else:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        if n_points == 1:
-            ax.set_xlim(0.5, 1.5)
-            ax.set_xticks([1])
 
 
 #: (marker, line style) combined with the 10 default colours so that every series of a figure has
@@ -323,6 +332,9 @@ def save(fig, path, *, mode: str | None = None, **savefig_kwargs) -> str:
     re-wrapped to fit), write ``fig`` to ``path`` atomically and close it."""
     _label_mode(fig, current_mode(mode), path)
     _label_log_axes(fig)
+    for ax in fig.axes:  # counts (epochs, passes, steps) get integer ticks unless already set
+        if ax.get_xscale() == "linear" and type(ax.xaxis.get_major_locator()) is matplotlib.ticker.AutoLocator:
+            _epoch_axis(ax, ax.get_xlabel())
     _lay_out(fig)
     savefig_kwargs.setdefault("dpi", 110)
     out = _write(fig, path, **savefig_kwargs)
