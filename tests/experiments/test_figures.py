@@ -97,6 +97,7 @@ def test_run_mode_is_restored_after_an_error_and_refuses_unknown_modes():
             assert figures.current_mode() == "tiny"
             raise RuntimeError
     assert figures.current_mode() == "full" and figures.current_mode("quick") == "quick"
+    assert not hasattr(figures, "_MODE")  # no module-global run state
     with pytest.raises(ValueError, match="mode must be one of"):
         with figures.run_mode("fast"):
             pass
