@@ -264,10 +264,16 @@ def _fit_titles(fig) -> None:
     boxes = [(ax.title, ax.get_window_extent(renderer).width) for ax in fig.axes if ax.get_title()]
     if fig._suptitle is not None and fig._suptitle.get_text():
         boxes.append((fig._suptitle, 0.96 * fig_w))
+    for ax in fig.axes:  # axis labels: the y label within the panel's height, the x label its width
+        box = ax.get_window_extent(renderer)
+        boxes += [(ax.yaxis.label, box.height), (ax.xaxis.label, box.width)]
     for text, room in boxes:
+        if not text.get_text():
+            continue
         flat = text.get_text().replace("\n", " ")
         width = max(len(line) for line in text.get_text().split("\n"))
-        while width > 12 and text.get_window_extent(renderer).width > room:
+        along = (lambda b: b.height) if text.get_rotation() % 180 == 90 else (lambda b: b.width)
+        while width > 12 and along(text.get_window_extent(renderer)) > room:
             width = int(width * 0.9)
             text.set_text(wrap(flat, width))
 
@@ -539,9 +545,14 @@ def _legend_style(handle):
     return ("patch", colors.to_hex(face, keep_alpha=False), str(getattr(handle, "get_hatch", lambda: "")()))
 
 
+def _inside(box, canvas, slack: float = 1.0) -> bool:
+    return (box.x0 >= canvas.x0 - slack and box.y0 >= canvas.y0 - slack and box.x1 <= canvas.x1 + slack
+            and box.y1 <= canvas.y1 + slack)
+
+
 def layout_problems(fig, *, tight: bool = False) -> list[str]:
     """What is wrong with ``fig``'s layout, in words (empty when nothing is): a title (figure or
-    panel) or legend that leaves the canvas (not checked when ``tight``: ``bbox_inches="tight"``
+    panel), legend or axis label that leaves the canvas (not checked when ``tight``: ``bbox_inches="tight"``
     grows the canvas to hold everything) or overlaps another text, and a legend whose entries
     share a (colour, marker, line style)."""
     renderer = _renderer(fig)
@@ -555,10 +566,12 @@ def layout_problems(fig, *, tight: bool = False) -> list[str]:
     legends = [lg for lg in [*(ax.get_legend() for ax in fig.axes), *fig.legends] if lg is not None]
     items += [(f"legend {[t.get_text() for t in lg.get_texts()][:3]}", lg, lg.get_window_extent(renderer))
               for lg in legends]
-    problems = []
+    labels = [(f"axis label {t.get_text()!r}", t, boxes[id(t)]) for t in texts
+              if any(t is ax.xaxis.label or t is ax.yaxis.label for ax in fig.axes)]
+    problems = [f"{what} leaves the canvas" for what, _, box in labels
+                if not tight and not _inside(box, canvas)]
     for what, obj, box in items:
-        if not tight and (box.x0 < canvas.x0 - 1 or box.y0 < canvas.y0 - 1 or box.x1 > canvas.x1 + 1
-                          or box.y1 > canvas.y1 + 1):
+        if not tight and not _inside(box, canvas):
             problems.append(f"{what} leaves the canvas")
         own = set(map(id, obj.findobj())) if hasattr(obj, "findobj") else {id(obj)}
         for t in texts:
