@@ -3,9 +3,9 @@
 The default is a quick run: fewer epochs and images than the documents, written to results/quick/,
 figures/quick/ and results/quick/RESULTS.md, so the committed full-run records are never
 overwritten. --full runs at the documents' scale and writes results/, figures/ and RESULTS.md. The
-times quoted below are measured ones (the committed records' wall times). The data sets are looked for locally and downloaded when missing (--offline
-forbids it); without them an experiment runs on the embedded sample, and the report says, per
-experiment and per row, which data it used.
+times quoted below are measured ones (the committed records' wall times). The data sets are
+looked for locally and downloaded when missing (--offline forbids it); without them an experiment
+runs on the embedded sample, and the report says, per experiment and per row, which data it used.
 
 Each experiment runs in isolation: a data set that cannot be found becomes a "data absent" row
 saying how to get it, an error becomes a "failed" row with the error, and the others go on. The

@@ -578,7 +578,7 @@ def layout_problems(fig, *, tight: bool = False) -> list[str]:
             if id(t) in own or t is obj:
                 continue
             b = boxes[id(t)]
-            if box.overlaps(b) and min(box.x1, b.x1) - max(box.x0, b.x0) > 1 and min(box.y1, b.y1) - max(box.y0, b.y0) > 1:
+            if min(box.x1, b.x1) - max(box.x0, b.x0) > 1 and min(box.y1, b.y1) - max(box.y0, b.y0) > 1:
                 problems.append(f"{what} overlaps the text {t.get_text()!r}")
     for lg in legends:
         styles = [_legend_style(h) for h in lg.legend_handles]

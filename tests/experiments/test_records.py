@@ -103,7 +103,8 @@ def test_finish_refuses_a_malformed_record_and_writes_nothing(tmp_path, bad, wor
 
 
 @pytest.mark.parametrize("flags, mode", [({"quick": True}, "quick"), ({"quick": False}, "full"),
-                                         ({"quick": True, "tiny": True}, "tiny"), ({"quick": True, "mode": "tiny"}, "tiny"),
+                                         ({"quick": True, "tiny": True}, "tiny"),
+                                         ({"quick": True, "mode": "tiny"}, "tiny"),
                                          ({"mode": "full"}, "full")])
 def test_the_record_stores_its_mode_once_and_old_records_still_read(tmp_path, flags, mode):
     old = dict(_good(), **flags)

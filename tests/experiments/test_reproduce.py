@@ -102,7 +102,8 @@ def test_eta_comes_from_measured_runs_of_the_same_mode_only(tmp_path):
             assert full[n] == json.load(f)["wall_time"]
 
 
-@pytest.mark.parametrize("text", ["{", "", '{"mode": "quick", "measured": [1]}', "[]", '{"mode": "quick", "measured": {"E1": "x"}}'])
+@pytest.mark.parametrize("text", ["{", "", '{"mode": "quick", "measured": [1]}', "[]",
+                                  '{"mode": "quick", "measured": {"E1": "x"}}'])
 def test_a_broken_summary_of_the_last_run_is_no_measurement(tmp_path, text):
     (tmp_path / "reproduce.json").write_text(text)
     assert reproduce.measured_seconds("quick", tmp_path) == {}
