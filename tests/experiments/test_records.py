@@ -72,7 +72,7 @@ def test_every_attack_is_refused_by_read_record(tmp_path):
     for name, text, words in ATTACKS:
         p = tmp_path / f"{len(name)}.json"
         p.write_bytes(text if isinstance(text, bytes) else text.encode())
-        with pytest.raises(report.RecordError, match=".*") as e:
+        with pytest.raises(report.RecordError) as e:
             report.read_record(p)
         assert str(p) in str(e.value) and words in str(e.value), name
 
@@ -108,7 +108,8 @@ def test_finish_refuses_a_malformed_record_and_writes_nothing(tmp_path, bad, wor
                                          ({"mode": "full"}, "full")])
 def test_the_record_stores_its_mode_once_and_old_records_still_read(tmp_path, flags, mode):
     old = dict(_good(), **flags)
-    old.pop("mode", None) if "mode" not in flags else None
+    if "mode" not in flags:
+        del old["mode"]
     assert report.record_mode(old) == mode                        # an older record with quick/tiny
     rec = common.finish("e9", dict(old, rows=list(old["rows"])), str(tmp_path))
     saved = report.read_record(tmp_path / "e9.json")
