@@ -264,7 +264,7 @@ def plot(runs, figures_dir, mode: str) -> list:
     with figures.run_mode(mode):
         return [
             _curve_figure([(f"block {BASE[0]}, {BASE[1]} heads", base)],
-                          f"E7 {'document recipe' if mode == 'full' else 'a ' + mode + ' run'}: loss estimated "
+                          f"E7{' document recipe' if mode == 'full' else ''}: loss estimated "
                           f"every {_every(base)} steps{' on 200 batches' if mode == 'full' else ''} (mean of "
                           f"{base['n_seeds']} seeds)",
                           os.path.join(figures_dir, "e7_loss_curves.png")),

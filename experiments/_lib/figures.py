@@ -56,7 +56,7 @@ def _epoch_axis(ax, xlabel, n_points=None):
     if len(ints) <= 2:  # MaxNLocator would fall back to fractions
         ax.set_xticks(ints)
     else:
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
 
 
 #: (marker, line style) combined with the 10 default colours so that every series of a figure has
