@@ -169,7 +169,7 @@ def plot(rec, figures_dir):
             ys.append(row["min_s"])
     path = figures.xy_curves(series, os.path.join(figures_dir, "bench_ladder.png"), xlabel="batch size",
                              ylabel="seconds per epoch (minimum)", logx=True, logy=True,
-                             title=f"784-256-10 MLP, {rec['n']} images, one run ({rec['blas']['build']})")
+                             title=f"bench: 784-256-10 MLP, {rec['n']} images, one run ({rec['blas']['build']})")
     if "sweep_widths" in rec:
         sw = rec["sweep_widths"]
         w = [r["width"] for r in sw["rows"]]
@@ -177,7 +177,7 @@ def plot(rec, figures_dir):
                            f"vmapped / {sw['configs']} configs one after another": (w, [r["vmapped_over_sequential"] for r in sw["rows"]])},
                           os.path.join(figures_dir, "bench_sweep_widths.png"), xlabel="hidden width (784-w-10 MLP)",
                           ylabel="time ratio (minima, same run)", logx=True,
-                          title=f"vmapped sweep at batch {sw['batch']}, {sw['n']} images")
+                          title=f"bench: vmapped sweep at batch {sw['batch']}, {sw['n']} images")
     return path
 
 

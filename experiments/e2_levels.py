@@ -144,7 +144,8 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=0, tiny=F
             figures.curves({"training loss": mn["train_vs_val"]["train_loss"],
                             "validation loss": mn["train_vs_val"]["val_loss"]},
                            fig("e2_train_vs_val.png"), ylabel="mean cross-entropy",
-                           title=f"E2 (1) 784-300-10 sigmoid, lr 0.01, batch 64 ({src})"),
+                           title=f"E2 (1) 784-300-10 sigmoid, lr 0.01, batch 64 ({src}); weights drawn from "
+                                 "N(0, 1) as in doc 002, so the first losses are large"),
             figures.curves({f"init {i}": c for i, c in enumerate(v)}, fig("e2_inits.png"),
                            ylabel="validation loss", bands={"min–max": (v.min(0), v.max(0))},
                            title=f"E2 (2) five random initialisations ({src})"),

@@ -222,7 +222,7 @@ def _fig_batch(results, figures_dir):
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     ax.plot(bs, [100 * r["test_acc_best"] for r in results], "o-", label="test accuracy at best epoch")
     ax.set(xscale="log", xlabel="batch size", ylabel="accuracy (%)",
-           title="E3 §3.2: test accuracy vs batch size")
+           title="E3 §3.2 (Fashion-MNIST): test accuracy vs batch size")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     paths = [figures.save(fig, os.path.join(figures_dir, "e3_batch_accuracy.png"))]
@@ -230,7 +230,7 @@ def _fig_batch(results, figures_dir):
     ax.plot(bs, [r["train_time"] for r in results], "o-", label="training time to early stop (s)")
     ax.plot(bs, [r["time_per_epoch"] for r in results], "s--", label="time per epoch (s)")
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="seconds",
-           title="E3 §3.2: training time vs batch size")
+           title="E3 §3.2 (Fashion-MNIST): training time vs batch size")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     paths.append(figures.save(fig, os.path.join(figures_dir, "e3_batch_time.png")))
@@ -238,27 +238,28 @@ def _fig_batch(results, figures_dir):
     if 5 in by_b:
         paths.append(figures.curves({"train accuracy (batch 5)": by_b[5]["train_acc"]},
                                     os.path.join(figures_dir, "e3_train_acc_b5.png"), ylabel="accuracy",
-                                    marks={f"best validation epoch {by_b[5]['best_epoch']}": by_b[5]["best_epoch"]},
-                                    title="E3 §3.1: training accuracy, batch 5, lr 0.01"))
+                                    marks={f"best validation epoch before the patience stop ({by_b[5]['best_epoch']})":
+                                           by_b[5]["best_epoch"]},
+                                    title="E3 §3.1 (Fashion-MNIST): training accuracy, batch 5, lr 0.01"))
     return paths
 
 
 def _fig_33(r, path, what):
     """Seed 0's train/val/test curves with its best-validation and patience-3 stop epochs."""
     best, stop = r["best_epoch"][0], r["stop_epoch"][0]
-    marks = {f"best validation accuracy (epoch {best})": best}
+    marks = {f"best before the patience stop (epoch {best})": best}
     if stop is not None:
         marks[f"patience 3 stops here (epoch {stop}; weights kept)"] = stop
     return figures.curves({"train": r["train_acc"][0], "validation": r["val_acc"][0], "test": r["test_acc"][0]},
                           path, ylabel="accuracy", marks=marks,
-                          title=f"E3 §3.3, {what}, seed {r['seeds'][0]}\n"
+                          title=f"E3 §3.3 (Fashion-MNIST), {what}, seed {r['seeds'][0]}\n"
                                 f"{r['epochs']} epochs at batch 5 without early stopping")
 
 
 def _fig_34(m, path, what, n_seeds):
     return figures.curves({f"α = {x['momentum']:g}": np.mean(x["loss"], 0) for x in m}, path,
                           ylabel="training loss (mean batch cross-entropy of the epoch)", logy=True,
-                          title=f"E3 §3.4, {what}\nSGD momentum α, lr {LR}, batch 5, mean of "
+                          title=f"E3 §3.4 (Fashion-MNIST), {what}\nSGD momentum α, lr {LR}, batch 5, mean of "
                                 f"{n_seeds} seed{'s' if n_seeds > 1 else ''}")
 
 

@@ -243,15 +243,17 @@ def ood_tolerance(k, sd):
     return TOL_IN_DOMAIN if k == "original" else max(TOL_OOD, 2 * sd)
 
 
-def document_rows(doc, seeds, params, comparable, variant=None):
+def document_rows(doc, seeds, params, comparable, variant=None, max_epochs=None):
     """The answer key's table, cell by cell, for the document recipe (mean ± sd over the seeds);
-    ``variant="no_stop"``: the same cells for the runs trained through every epoch."""
+    ``variant="no_stop"``: the same cells for the runs trained through every epoch.
+    ``max_epochs``: the run's epoch limit (default the document's)."""
     rows, n = [], len(seeds)
+    max_epochs = max_epochs or notebook.RECIPE["max_epochs"]
     pre, what = ("E4", "document recipe") if variant is None else (f"E4.variant.{variant}", f"[{VARIANT_TAGS[variant]}]")
     for m, a in doc.items():
         if variant is None:
             rows.append(row(f"E4.{m}.params", f"{LABELS[m]}: parameter count", params[m], DOC[m]["params"], 0))
-            rows.append(row(f"E4.{m}.epochs", f"{LABELS[m]}, document recipe: epochs run (patience 3, ≤ 50), "
+            rows.append(row(f"E4.{m}.epochs", f"{LABELS[m]}, document recipe: epochs run (patience 3, ≤ {max_epochs}), "
                             f"mean of {n} seeds", round(float(np.mean(a["epochs_run"])), 1), None, None,
                             f"per seed {a['epochs_run']}, best validation epoch {a['best_epoch']}; "
                             "the last epoch's weights are kept"))
@@ -440,8 +442,9 @@ def fig_angle(doc, var, path):
     ax.set(xlabel="rotation angle (degrees, counter-clockwise)", ylabel="test accuracy (%)",
            title="E4: accuracy under rotation (bilinear, zero fill)", xticks=range(0, 361, 45))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return figures.save(fig, path)
+    # below the axes: inside, the legend hid the 180° peak
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    return figures.save(fig, path, bbox_inches="tight")
 
 
 def fig_examples(d, seed, max_shift, figures_dir):
@@ -505,11 +508,11 @@ TINY = {"n_train": 300, "n_val": 300, "n_test": 300, "sweep_n": 100, "epochs": 1
         "remedies": ("shift",), "seeds": (42, 43, 44)}
 
 
-def _rows(doc, through, var, seeds, params, copies, max_shift, mode):
+def _rows(doc, through, var, seeds, params, copies, max_shift, mode, max_epochs=None):
     comparable = mode == "full"
-    rows = document_rows(doc, seeds, params, comparable)
+    rows = document_rows(doc, seeds, params, comparable, max_epochs=max_epochs)
     rows.append(key_count_row(rows))
-    more = document_rows(through, seeds, params, comparable, "no_stop")
+    more = document_rows(through, seeds, params, comparable, "no_stop", max_epochs)
     rows += more + [key_count_row(more, "no_stop")] + shape_rows(doc) + variant_rows(var, comparable)
     more, remedy_table = remedy_rows(var, copies, max_shift)
     rows += more
@@ -554,8 +557,8 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, ti
 
     t = time.perf_counter()
     cli.phase("E4 document recipe", f"{len(model_names)} models × seeds {list(seeds)}, batch 5, patience 3")
-    per = train_document(d, model_names, seeds, epochs or (2 if quick else notebook.RECIPE["max_epochs"]),
-                         evaluators, log, progress)
+    max_epochs = epochs or (2 if quick else notebook.RECIPE["max_epochs"])  # what this run trains
+    per = train_document(d, model_names, seeds, max_epochs, evaluators, log, progress)
     timings["document_recipe"] = time.perf_counter() - t
     doc, through = ({m: aggregate(rs) | {"seeds": rs} for m, rs in per[p].items()} for p in ("document", "through"))
     t = time.perf_counter()
@@ -564,7 +567,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, ti
     var = train_variants(d, model_names, variants, variant_epochs or epochs or (2 if quick else None), seed,
                          copies, max_shift, evaluators, log, progress)
     timings["variants"] = time.perf_counter() - t
-    rows, remedy_table = _rows(doc, through, var, seeds, params, copies, max_shift, mode)
+    rows, remedy_table = _rows(doc, through, var, seeds, params, copies, max_shift, mode, max_epochs)
     with figures.run_mode(mode):
         figs = make_figures(doc, through, var, len(seeds), d, seed, max_shift, figures_dir)
     timings["total"] = time.perf_counter() - t_all
@@ -573,7 +576,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, ti
               "variant_labels": [VARIANT_LABELS[v] for v in variants], "seeds": list(seeds),
               "variant_seed": seed, "data": d["data"], "data_source": d["split"].source,
               "data_notes": d["notes"], "sizes": d["sizes"],
-              "document_recipe": notebook.RECIPE | {"max_epochs": epochs or notebook.RECIPE["max_epochs"]},
+              "document_recipe": notebook.RECIPE | {"max_epochs": max_epochs},
               "variant_recipe": VARIANT_RECIPE,
               "augmentation": {"scheme": "fixed augmented set (originals + copies, drawn once; see jaxnets.data.augment)",
                                "copies": copies, "max_shift": max_shift},

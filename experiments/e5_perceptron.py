@@ -146,7 +146,9 @@ def _plot_accuracy(curves, path):
             ax.plot(xs, r["train_acc"], ls="--", lw=1, color=line.get_color(), alpha=0.7)
         ax.set(xlabel="passes over the training data", ylabel="accuracy (dashed: train)", title=source)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle("E5: perceptron accuracy per pass over the training data (solid: test, dashed: train)",
+                 fontsize=10)
     return figures.save(fig, path)
 
 
@@ -159,7 +161,7 @@ def _plot_minicnn(mc, path):
     win = max(1, len(ex) // 100)
     a1.plot(np.arange(win, len(ex) + 1), np.convolve(ex, np.ones(win) / win, "valid"), lw=0.8, alpha=0.7,
             label=f"sampled-example loss (moving mean of {win})")
-    a1.set(xlabel="SGD step", ylabel="logistic loss", title="mini CNN, doc 003 SGD", yscale="log")
+    a1.set(xlabel="SGD step", ylabel="logistic loss", title="training loss, SGD", yscale="log")
     a1.grid(alpha=0.3)
     a1.legend(fontsize=8)
     names = ["w1", "w2", "v1", "v2"]
@@ -170,8 +172,12 @@ def _plot_minicnn(mc, path):
     a2.bar(xs + 0.2, teacher, 0.4, label="teacher")
     a2.set_xticks(xs, names)
     a2.axhline(0, color="k", lw=0.6)
-    a2.set(title=f"filter (cos to teacher {mc['filter_cosine_to_teacher']:.3f})")
+    cos = mc["filter_cosine_to_teacher"]
+    a2.set(title=f"filter: cos to teacher {cos:.3f}" + (
+        "\n(negative: the mirrored filter, a rising- instead of falling-edge detector; an equally "
+        "good fit)" if cos < 0 else ""))
     a2.legend(fontsize=8)
+    fig.suptitle("E5: doc 003 Problem 2's mini CNN on its synthetic edge-pattern task", fontsize=10)
     return figures.save(fig, path)
 
 

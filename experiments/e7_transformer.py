@@ -250,6 +250,12 @@ def _curve_figure(items, title, path):
     return figures.save(fig, path, bbox_inches="tight")
 
 
+def _every(r) -> int:
+    """Steps between the loss estimates of a run's history."""
+    steps = list(r["history"]["step"])
+    return int(steps[1] - steps[0]) if len(steps) > 1 else int(steps[0]) if steps else 0
+
+
 def plot(runs, figures_dir, mode: str) -> list:
     """The base run's curves, the block-size sweep and the heads sweep (three files)."""
     base = runs[run_key(*BASE)]
@@ -258,7 +264,8 @@ def plot(runs, figures_dir, mode: str) -> list:
     with figures.run_mode(mode):
         return [
             _curve_figure([(f"block {BASE[0]}, {BASE[1]} heads", base)],
-                          f"E7 document recipe: loss estimated on 200 batches every 100 steps (mean of "
+                          f"E7{' document recipe' if mode == 'full' else ''}: loss estimated "
+                          f"every {_every(base)} steps{' on 200 batches' if mode == 'full' else ''} (mean of "
                           f"{base['n_seeds']} seeds)",
                           os.path.join(figures_dir, "e7_loss_curves.png")),
             _curve_figure([(f"block {t}", ctx[t]) for t in sorted(ctx)],

@@ -1,58 +1,43 @@
 """Reproduce every worked example and experiment E1–E7 and write one report, RESULTS.md.
 
-The default is a quick run (minutes): fewer epochs and images than the documents, written to
-results/quick/, figures/quick/ and results/quick/RESULTS.md, so the committed full-run records are
-never overwritten. --full runs at the documents' scale (about 40 minutes on 2 CPU cores) and writes results/,
-figures/ and RESULTS.md. The data sets are looked for locally and downloaded when missing (--offline
-forbids it); without them an experiment runs on the embedded sample, and the report says, per
-experiment and per row, which data it used.
+The default is a quick run: fewer epochs and images than the documents, written to results/quick/,
+figures/quick/ and results/quick/RESULTS.md, so the committed full-run records are never
+overwritten. --full runs at the documents' scale and writes results/, figures/ and RESULTS.md. The
+times quoted below are measured ones (the committed records' wall times). The data sets are
+looked for locally and downloaded when missing (--offline forbids it); without them an experiment
+runs on the embedded sample, and the report says, per experiment and per row, which data it used.
 
 Each experiment runs in isolation: a data set that cannot be found becomes a "data absent" row
 saying how to get it, an error becomes a "failed" row with the error, and the others go on. The
-report has one table per document: quantity, our value, the document's value, tolerance, status
-(agrees / differs / not comparable / info / data absent / failed) and a note saying why a number
-differs.
+report opens with a summary (per experiment, how many rows agree / differ / are not comparable / are
+document slips) and has one section per experiment: quantity, our value, the document's value,
+tolerance, status and a note saying why a number differs. A record read back that does not follow
+the record schema becomes a "failed" row naming the file and the problem.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import inspect
-import json
 import os
 import sys
 import time
 import traceback
 
-from experiments._lib import cli, figures, report
-from experiments._lib.common import DATA_LABELS, record_mode
+from experiments._lib import cli, report
+from experiments._lib.common import DATA_LABELS, mode_of, record_mode
 from jaxnets._io import atomic_write
 
-#: id: (module, doc, title, tiny kwargs)
+#: id: (module, doc, title, extra keywords of a tiny run that only the main job sets)
 EXPERIMENTS = {
     "worked": ("experiments.worked", "001-004", "Worked examples", {}),
-    "E1": ("experiments.e1_mnist", "001", "E1 — MNIST MLPs (doc 001 §5.6)", {"tiny": True}),
-    "E2": ("experiments.e2_levels", "002", "E2 — three levels and MNIST (doc 002)", {"tiny": True}),
-    "E3": ("experiments.e3_fashion", "003", "E3 — Fashion-MNIST MLP study (doc 003 §3.1–3.4)",
-           {"n_train": 500, "max_epochs": 2, "epochs_33": 2, "batch_sizes": (50, 500), "momenta": (0.5, 0.9)}),
-    "E4": ("experiments.e4_ood", "003", "E4 — out-of-distribution tests (doc 003 §3.5)",
-           {"n_train": 300, "n_test": 300, "sweep_n": 100, "epochs": 1, "model_names": ("mlp2_ood",),
-            "remedies": ("shift",)}),
-    "E5": ("experiments.e5_perceptron", "003", "E5 — perceptrons and the mini CNN (doc 003 Problems 1–2)",
-           {"tiny": True}),
-    "E6": ("experiments.e6_cifar", "004", "E6 — CIFAR-10 TwoLayerNet (doc 004 §1.6–1.10)",
-           {"tiny": True, "sequential": 0}),
-    "E7": ("experiments.e7_transformer", "003", "E7 — tiny transformer (doc 003 §4.1)", {"tiny": True}),
-}
-#: Seconds per experiment when no earlier run of the mode measured them (afterwards the last run's
-#: times in ``reproduce.json`` are used). Measured here on 2 CPU cores: quick from a 604 s run at
-#: load ~14 scaled to the 90 s an unloaded quick run takes; tiny from the 75 s of CPU time of
-#: `--tiny --offline`; full from the wall times of the committed full-run records (each its own
-#: command on the unloaded machine, E1/E2/E5 on MNIST-5k).
-ESTIMATES = {
-    "tiny": {"worked": 3, "E1": 10, "E2": 18, "E3": 9, "E4": 5, "E5": 7, "E6": 9, "E7": 12},
-    "quick": {"worked": 6, "E1": 11, "E2": 10, "E3": 13, "E4": 26, "E5": 5, "E6": 10, "E7": 9},
-    "full": {"worked": 4, "E1": 15, "E2": 11, "E3": 219, "E4": 1407, "E5": 10, "E6": 188, "E7": 1550},
+    "E1": ("experiments.e1_mnist", "001", "E1 — MNIST MLPs (doc 001 §5.6)", {}),
+    "E2": ("experiments.e2_levels", "002", "E2 — three levels and MNIST (doc 002)", {}),
+    "E3": ("experiments.e3_fashion", "003", "E3 — Fashion-MNIST MLP study (doc 003 §3.1–3.4)", {}),
+    "E4": ("experiments.e4_ood", "003", "E4 — out-of-distribution tests (doc 003 §3.5)", {}),
+    "E5": ("experiments.e5_perceptron", "003", "E5 — perceptrons and the mini CNN (doc 003 Problems 1–2)", {}),
+    "E6": ("experiments.e6_cifar", "004", "E6 — CIFAR-10 TwoLayerNet (doc 004 §1.6–1.10)", {"sequential": 0}),
+    "E7": ("experiments.e7_transformer", "003", "E7 — tiny transformer (doc 003 §4.1)", {}),
 }
 DOC_TITLES = {"001": "doc 001", "002": "doc 002", "003": "doc 003", "004": "doc 004"}
 HOW_TO_GET = {
@@ -63,6 +48,10 @@ HOW_TO_GET = {
 }
 #: Statuses that mean "it ran"; anything else makes the exit status non-zero.
 RAN = ("ran",)
+#: The committed full-run records (the measured full-mode times come from them).
+COMMITTED_RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
+#: Row statuses the summary counts, in its column order.
+COUNTED = ("agrees", "differs", "not comparable", "document slip")
 
 
 def _worked_rows(results_dir):
@@ -75,7 +64,7 @@ def _worked_rows(results_dir):
         status = "info" if r["agrees"] is None else ("agrees" if r["agrees"] else "differs")
         if status == "differs" and str(r.get("note") or "").startswith("document slip"):
             status = "document slip"
-        rows.append({"id": r["id"], "doc": r["doc"], "quantity": r["id"], "value": r["value"],
+        rows.append({"id": r["id"], "doc": r["doc"], "quantity": r.get("quantity") or r["id"], "value": r["value"],
                      "doc_value": r["doc_value"], "tolerance": "doc rounding" if r["agrees"] is not None else None,
                      "status": status, "note": r.get("note") or "", "data": "document"})
     report.write_json(os.path.join(results_dir, "worked.json"), {"records": rep.records})
@@ -92,20 +81,24 @@ def _is_data_absent(exc) -> bool:
     return isinstance(exc, (DataNotFoundError, FileNotFoundError))
 
 
+def record_path(name, results_dir) -> str:
+    """Where experiment ``name``'s record lives: ``results_dir/<name>.json``."""
+    return os.path.join(results_dir, f"{name.lower()}.json")
+
+
 def _load_record(name, results_dir, want_mode):
-    """The record an earlier run wrote (``results_dir/<name>.json``); refuses one of another mode
+    """The record an earlier run wrote (``results_dir/<name>.json``), checked against the record
+    schema (:class:`report.RecordError` naming the file otherwise); refuses one of another mode
     (a quick record must never be reported as a full run)."""
-    path = os.path.join(results_dir, f"{name.lower()}.json")
+    path = record_path(name, results_dir)
     if not os.path.exists(path):
-        raise RuntimeError(f"no earlier record {path}: run this experiment first")
-    with open(path, encoding="utf-8") as f:
-        rec = json.load(f)
+        raise report.RecordError(f"{path}: no such record (run this experiment first)")
+    rec = report.read_record(path)
     got = record_mode(rec)
     if got != want_mode:
         raise RecordModeError(f"{path} is a {got} run's record, not a {want_mode} run's: refused "
                               f"(rerun it with `python -m {EXPERIMENTS[name][0]}"
                               f"{'' if want_mode == 'full' else ' --' + want_mode}`)")
-    rec.setdefault("rows", [])
     return rec
 
 
@@ -114,20 +107,35 @@ class RecordModeError(RuntimeError):
 
 
 def _call_run(module, mode, results_dir, figures_dir, tiny_kw, **extra):
-    """``module.run`` in ``mode``, passing those of ``extra`` (data_dir, download, seed, progress)
-    that its signature takes and are not None."""
+    """``module.run`` in ``mode`` (its own quick/tiny settings; ``tiny_kw`` adds what only the
+    main job sets), passing those of ``extra`` (data_dir, download, seed, progress) that its
+    signature takes and are not None."""
     mod = importlib.import_module(module)
     params = inspect.signature(mod.run).parameters
-    kw = dict(tiny_kw) if mode == "tiny" else {}
+    kw = {"tiny": True, **tiny_kw} if mode == "tiny" else {}
     kw.update({k: v for k, v in extra.items() if k in params and v is not None})
     return mod.run(quick=mode != "full", results_dir=results_dir, figures_dir=figures_dir, **kw)
+
+
+def _failed_record(name, title, e):
+    """The record of an experiment that could not run: one row saying why."""
+    absent = _is_data_absent(e)
+    status = ("data absent" if absent else "refused" if isinstance(e, RecordModeError) else "failed")
+    msg = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+    note = f"data absent: {HOW_TO_GET[name]} ({msg})" if absent and name in HOW_TO_GET else msg
+    rec = {"rows": [{"id": f"{name}.status", "quantity": title, "value": None, "doc_value": None,
+                     "tolerance": None, "status": status, "note": note}], "status": status}
+    if status == "failed" and not isinstance(e, report.RecordError):
+        rec["traceback"] = traceback.format_exc()
+    return rec
 
 
 def run_one(name, mode="quick", results_dir="results", figures_dir="figures", from_results=False, *,
             data_dir=None, download=False, seed=None, progress=None):
     """Run one experiment; never raises (but Ctrl-C). Returns its record with "experiment",
     "status", "rows", "wall_time". ``from_results``: read the record an earlier run of the same
-    mode wrote instead of training (the worked examples are always recomputed: seconds)."""
+    mode wrote instead of training (the worked examples are always recomputed: seconds). A record
+    that does not follow the schema becomes a "failed" row naming the file and the problem."""
     module, doc, title, tiny_kw = EXPERIMENTS[name]
     t0, c0 = time.perf_counter(), _cpu_seconds()
     try:
@@ -136,24 +144,16 @@ def run_one(name, mode="quick", results_dir="results", figures_dir="figures", fr
         elif from_results:
             rec = _load_record(name, results_dir, mode)
         else:
-            with figures.run_mode(mode):
-                rec = _call_run(module, mode, results_dir, figures_dir, tiny_kw, data_dir=data_dir,
-                                download=download, seed=seed, progress=progress)
-        status = "ran"
+            rec = _call_run(module, mode, results_dir, figures_dir, tiny_kw, data_dir=data_dir,
+                            download=download, seed=seed, progress=progress)
+            rec = report.check_record(rec, f"{module}.run()'s record")
+        rec = dict(rec, status="ran")
     except Exception as e:  # noqa: BLE001 - one failure must not stop the others
         if cli.STATE.signal:  # Ctrl-C/SIGTERM that a library turned into another exception
             raise KeyboardInterrupt(cli.STATE.signal) from e
-        absent = _is_data_absent(e)
-        status = "data absent" if absent else "refused" if isinstance(e, RecordModeError) else "failed"
-        msg = f"{type(e).__name__}: {e}".splitlines()[0][:300]
-        note = f"data absent: {HOW_TO_GET.get(name, '')} ({msg})" if absent else msg
-        rec = {"rows": [{"id": f"{name}.status", "quantity": title, "value": None, "doc_value": None,
-                         "tolerance": None, "status": status, "note": note}]}
-        if status == "failed":
-            rec["traceback"] = traceback.format_exc()
-    rec = dict(rec)
-    wall = rec.get("wall_time") if from_results and status == "ran" and name != "worked" else None
-    rec.update({"experiment": name, "doc": doc, "title": title, "status": status,
+        rec = _failed_record(name, title, e)
+    wall = rec.get("wall_time") if from_results and rec["status"] == "ran" and name != "worked" else None
+    rec.update({"experiment": name, "doc": doc, "title": title, "mode": mode,
                 "wall_time": wall if isinstance(wall, (int, float)) else time.perf_counter() - t0,
                 "cpu_time": None if from_results and name != "worked" else _cpu_seconds() - c0})
     return rec
@@ -165,18 +165,108 @@ def _cpu_seconds() -> float:
     return t.user + t.system
 
 
+# ----------------------------------------------------------------------------------- times
+
+def measured_seconds(mode, results_dir=None) -> dict:
+    """{experiment: seconds} as measured, never guessed. Full mode: the committed records' wall
+    times (``results/<name>.json``; the worked examples from ``results/reproduce.json``); every
+    mode: the last main-job run of that mode in ``results_dir/reproduce.json`` where it ran. An
+    experiment without a measurement is left out."""
+    out = {}
+    dirs = ([COMMITTED_RESULTS] if mode == "full" else []) + ([results_dir] if results_dir else [])
+    for d in dirs:
+        try:
+            last = report.load_json(os.path.join(d, "reproduce.json"))
+        except report.RecordError:
+            last = None
+        if isinstance(last, dict) and record_mode(last) == mode and isinstance(last.get("measured"), dict):
+            out.update({n: float(s) for n, s in last["measured"].items()
+                        if n in EXPERIMENTS and isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0})
+        if mode == "full":
+            for n in EXPERIMENTS:
+                try:
+                    rec = report.read_record(record_path(n, d))
+                except report.RecordError:
+                    continue
+                if record_mode(rec) == "full" and rec.get("wall_time") is not None:
+                    out[n] = float(rec["wall_time"])
+    return out
+
+
+def measured_on() -> str:
+    """The machine the committed full-run times were measured on, from the records' environment."""
+    envs = []
+    for n in EXPERIMENTS:
+        try:
+            envs.append(report.read_record(record_path(n, COMMITTED_RESULTS)).get("environment"))
+        except report.RecordError:
+            continue
+    envs = [e for e in envs if isinstance(e, dict)]
+    if not envs:
+        return "no machine recorded"
+    cores = sorted({e.get("cpu_count") for e in envs}, key=str)
+    devs = sorted({str(e.get("device")) for e in envs})
+    return f"{'/'.join(map(str, cores))} CPU cores ({', '.join(devs)})"
+
+
+def _minutes(sec: float) -> str:
+    return f"{sec:.0f} s" if sec < 90 else f"{sec / 60:.0f} min"
+
+
+def time_summary(mode: str) -> str:
+    """The expected time of the main job in ``mode``, in words, from measured records only (the
+    text ``--help`` and the README quote)."""
+    m = measured_seconds(mode)
+    if not m:
+        return f"no {mode}-mode time is committed yet: its first run measures it"
+    missing = [n for n in EXPERIMENTS if n not in m]
+    big = sorted(m, key=m.get, reverse=True)[:2]
+    return (f"{_minutes(sum(m.values()))} measured on {measured_on()}: the committed {mode}-run records' wall "
+            f"times, {' and '.join(f'{n} {_minutes(m[n])}' for n in big)} the most"
+            + (f"; not measured: {', '.join(missing)}" if missing else ""))
+
+
+def times_table() -> str:
+    """Markdown: per experiment the measured seconds of each mode ("not measured" where none is
+    committed) and the machine (the README's table of times)."""
+    modes = {md: measured_seconds(md) for md in ("full", "quick", "tiny")}
+    lines = [f"| experiment | full (s) | quick (s) | tiny (s) |", "|---|---|---|---|"]
+    for n in EXPERIMENTS:
+        cells = [f"{modes[md][n]:.0f}" if n in modes[md] else "not measured" for md in modes]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nMeasured on {measured_on()}."
+
+
+def _eta_line(i, names, expected):
+    """Before part ``i``: the sum of the measured times of the parts left."""
+    left = [n for n in names[i:]]
+    known = sum(expected[n] for n in left if n in expected)
+    unknown = [n for n in left if n not in expected]
+    if len(unknown) == len(left):
+        return "no measured time for this mode yet"
+    return f"about {known:.0f} s left" + (f" + {', '.join(unknown)} (not measured yet)" if unknown else "")
+
+
 # ----------------------------------------------------------------------------------- the report
+
+def md_cell(text) -> str:
+    """``text`` safe inside one Markdown table cell: line breaks become spaces, ``|`` is escaped
+    (``\\|``, shown as |), so a value never splits its row."""
+    return " ".join(str(text).split()).replace("\\|", "|").replace("|", "\\|")
+
 
 def _cell(v):
     if v is None:
         return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.6g}"
     if isinstance(v, (list, tuple)):
         s = "[" + ", ".join(_cell(x) for x in v) + "]"
-        return s if len(s) <= 60 else s[:57] + "…"
-    s = str(v)
-    return s if len(s) <= 60 else s[:57] + "…"
+        return md_cell(s if len(s) <= 60 else s[:57] + "…")
+    s = " ".join(str(v).split())
+    return md_cell(s if len(s) <= 60 else s[:57] + "…")
 
 
 def data_of(rec) -> tuple[str | None, str | None]:
@@ -240,6 +330,57 @@ def _figures_of(rec, figures_dir):
     return [os.fspath(f) for f in (figs or [])]
 
 
+def anchor(name: str) -> str:
+    """The id of experiment ``name``'s section in the report (``E1`` → ``e1``)."""
+    return name.lower()
+
+
+def counts(rec) -> dict:
+    """{status: number of the record's rows with it}."""
+    out: dict = {}
+    for r in rec.get("rows", []):
+        out[r["status"]] = out.get(r["status"], 0) + 1
+    return out
+
+
+LEGEND = ("Status: **agrees** = within the stated tolerance of the document's value; **differs** = outside "
+          "it (the note says why); **not comparable** = different data or scale than the document (the "
+          "note says which); **document slip** = the document's own number is inconsistent (the note says "
+          "how); **info** = the document states no number. Data: **full data set** = the published data "
+          "set; **embedded sample** = the small sample shipped inside the package (used when the full one "
+          "is not available offline); **JPEG copy** = CIFAR-10 re-encoded as JPEG (pixel values differ "
+          "slightly).")
+
+
+def _summary(records):
+    """The table at the top: per experiment (linked to its section) the run's status, its rows per
+    status and the data it used."""
+    lines = ["| experiment | run | agrees | differs | not comparable | document slip | info | data |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        c = counts(r)
+        lines.append(f"| [{md_cell(r['title'])}](#{anchor(r['experiment'])}) | {r['status']} | "
+                     + " | ".join(str(c.get(s, 0)) for s in (*COUNTED, "info"))
+                     + f" | {md_cell(_data_words(data_of(r)[0]))} |")
+    return lines
+
+
+def _how_each_ran(records):
+    lines = ["| experiment | command | wall time (s) | recipe | seeds | data |", "|---|---|---|---|---|---|"]
+    for r in records:
+        d, src = data_of(r)
+        data = _data_words(d) + (f" ({src})" if src else "")
+        seeds = r.get("seeds", [r["seed"]] if "seed" in r else None)
+        recipe = r.get("recipe")
+        recipe = (recipe.get("name") or "own variant") if isinstance(recipe, dict) else recipe
+        cmd = f"`{md_cell(r['command'])}`" if r.get("command") else "not recorded"
+        if r["experiment"] == "worked":
+            cmd = "recomputed by this report"
+        lines.append(f"| {r['experiment']} | {cmd} | {r['wall_time']:.1f} | {md_cell(recipe or '—')} | "
+                     f"{_cell(seeds)} | {md_cell(data)} |")
+    return lines
+
+
 def _header(records, mode, env, from_results, command):
     total = sum(r["wall_time"] for r in records)
     how = (f"Rebuilt by `{command}` from the {mode}-run records (each experiment ran through its own "
@@ -251,75 +392,75 @@ def _header(records, mode, env, from_results, command):
                   "are not comparable to theirs. The full-run report is `RESULTS.md` at the top of the "
                   "repository.", ""]
     lines += [f"{how} on {env['device']} ({env['cpu_count']} CPU cores), jax {env['jax']}, {env['time']}.", "",
-              "Status: **agrees** = within the stated tolerance of the document's value; **differs** = outside "
-              "it (the note says why); **not comparable** = different data or scale than the document (the "
-              "note says which); **info** = the document states no number. Data: **full data set** = the "
-              "published data set; **embedded sample** = the small sample shipped inside the package (used "
-              "when the full one is not available offline); **JPEG copy** = CIFAR-10 re-encoded as JPEG "
-              "(pixel values differ slightly).", "",
-              "| experiment | status | command | wall time (s) | recipe | seeds | data |",
-              "|---|---|---|---|---|---|---|"]
-    for r in records:
-        d, src = data_of(r)
-        data = _data_words(d) + (f" ({src})" if src else "")
-        seeds = r.get("seeds", [r["seed"]] if "seed" in r else None)
-        recipe = r.get("recipe")
-        recipe = (recipe.get("name") or "own variant") if isinstance(recipe, dict) else recipe
-        cmd = f"`{r['command'].replace('|', '/')}`" if r.get("command") else "not recorded"
-        if r["experiment"] == "worked":
-            cmd = "recomputed by this report"
-        lines.append(f"| {r['title']} | {r['status']} | {cmd} | {r['wall_time']:.1f} | {recipe or '—'} | "
-                     f"{_cell(seeds)} | {data.replace('|', '/')} |")
+              "## Summary", "", *_summary(records), "", LEGEND, "", "## How each ran", "", *_how_each_ran(records)]
+    return lines
+
+
+def _row_line(r, row, mode, worked):
+    d = row.get("data") if isinstance(row.get("data"), str) else data_of(r)[0]
+    cells = [row.get("doc", r["doc"])] if worked else []
+    cells += [md_cell(row["quantity"]), _cell(row["value"]), _cell(row["doc_value"]), _cell(row["tolerance"]),
+              row["status"], _data_words(d) if d else "—", md_cell(_why(row, mode, d))]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _section(r, mode, results_dir, base):
+    """One experiment's section: its rows, then (E7) its samples."""
+    worked = r["experiment"] == "worked"
+    title = "Worked examples (docs 001–004)" if worked else r["title"]
+    lines = ["", f'<a id="{anchor(r["experiment"])}"></a>', "", f"## {title}", ""]
+    cols = (["doc"] if worked else []) + ["quantity", "ours", "document", "tolerance", "status", "data", "note"]
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += [_row_line(r, row, mode, worked) for row in r.get("rows", [])]
+    if r.get("status") == "ran" and r.get("samples"):
+        rec_path = record_path(r["experiment"], results_dir)
+        lines += _sample_lines(r, f"[{rec_path}]({os.path.relpath(os.path.abspath(rec_path), base)})")
     return lines
 
 
 SAMPLE_LINES = 4
+#: characters of the one sample per run the samples table shows
+SHORT_SAMPLE = 70
 
 
-def _sample_lines(records) -> list:
-    """Generated text of every run that records samples (E7): before and after training, fenced."""
-    out = []
-    for r in records:
-        samples = r.get("samples") if r.get("status") == "ran" else None
-        if not samples:
-            continue
-        out += ["", f"## {r['experiment']} samples", "",
-                f"Text each run generated from a newline, before and after training (the first {SAMPLE_LINES} "
-                f"non-empty lines; the whole samples are in `results/{r['experiment'].lower()}.json`).", ""]
-        for smp in samples:
-            out.append(f"**{smp['label']}**")
-            for key, what in (("before", "before training, temperature 1"), ("after", "after, temperature 1"),
-                              ("after_topk", "after, temperature 0.8, top-k 10")):
-                if smp.get(key) is None:
-                    continue
-                text = "\n".join(ln for ln in str(smp[key]).split("\n") if ln.strip())
-                body = "\n".join(text.split("\n")[:SAMPLE_LINES]).replace("```", "` ` `")
-                out += ["", f"{what}:", "", "```text", body, "```"]
-            out.append("")
-    return out
+def _short(text) -> str:
+    first = next((ln.strip() for ln in str(text or "").split("\n") if ln.strip()), "")
+    return first if len(first) <= SHORT_SAMPLE else first[:SHORT_SAMPLE - 1] + "…"
+
+
+def _sample_lines(r, record_link="the record") -> list:
+    """A run's generated text (E7): a table with one short sample per run (its first line after
+    training), then every sample before and after training, fenced, folded in ``<details>``."""
+    samples = r["samples"]
+    out = ["", f"Generated text, one short sample per run (the first line after training, temperature 1); "
+               f"the whole samples are in {record_link}.", "",
+           "| run | after training |", "|---|---|"]
+    out += [f"| {md_cell(s['label'])} | {md_cell('`' + _short(s.get('after')).replace('`', chr(39)) + '`')} |"
+            for s in samples]
+    out += ["", "<details>", f"<summary>{r['experiment']} samples: the first {SAMPLE_LINES} non-empty lines of "
+            f"every run, before and after training</summary>", ""]
+    for smp in samples:
+        out.append(f"**{smp['label']}**")
+        for key, what in (("before", "before training, temperature 1"), ("after", "after, temperature 1"),
+                          ("after_topk", "after, temperature 0.8, top-k 10")):
+            if smp.get(key) is None:
+                continue
+            text = "\n".join(ln for ln in str(smp[key]).split("\n") if ln.strip())
+            body = "\n".join(text.split("\n")[:SAMPLE_LINES]).replace("```", "` ` `")
+            out += ["", f"{what}:", "", "```text", body, "```"]
+        out.append("")
+    return out + ["</details>"]
 
 
 def report_markdown(records, mode, env, from_results=False, command="python -m experiments.reproduce",
-                    report_path="RESULTS.md", figures_dir="figures") -> str:
-    """RESULTS.md: header (per experiment its status, time, recipe, seeds, data), one table per
-    document, and the list of figures, each linked with a readable name."""
+                    report_path="RESULTS.md", figures_dir="figures", results_dir="results") -> str:
+    """RESULTS.md: the summary (per experiment its rows per status, linked to its section), how
+    each ran (command, time, recipe, seeds, data), one section per experiment, and the list of
+    figures, each linked with a readable name."""
     lines = _header(records, mode, env, from_results, command)
-    for doc in ("001", "002", "003", "004"):
-        lines += ["", f"## {DOC_TITLES[doc]}", "",
-                  "| source | quantity | ours | document | tolerance | status | data | note |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for r in records:
-            for row in r.get("rows", []):
-                row_doc = row.get("doc", r["doc"])
-                if row_doc != doc and not (r["doc"] == "001-004" and row.get("doc") == doc):
-                    continue
-                d = row.get("data") if isinstance(row.get("data"), str) else data_of(r)[0]
-                note = _why(row, mode, d).replace("|", "/").replace("\n", " ")
-                lines.append(f"| {r['experiment']} | {str(row['quantity']).replace('|', '/')} | {_cell(row['value'])} | "
-                             f"{_cell(row['doc_value'])} | {_cell(row['tolerance'])} | {row['status']} | "
-                             f"{_data_words(d) if d else '—'} | {note} |")
-    lines += _sample_lines(records)
     base = os.path.dirname(os.path.abspath(report_path))
+    for r in records:
+        lines += _section(r, mode, results_dir, base)
     figs = sorted({f for r in records for f in _figures_of(r, figures_dir)})
     if figs:
         lines += ["", "## Figures", ""]
@@ -329,57 +470,63 @@ def report_markdown(records, mode, env, from_results=False, command="python -m e
 
 # ----------------------------------------------------------------------------------- the run
 
-def expected_seconds(names, mode, results_dir):
-    """Seconds each experiment is expected to take: measured by the last run of this mode
-    (``results_dir/reproduce.json``) where it ran, else :data:`ESTIMATES`."""
-    est = {n: float(ESTIMATES[mode].get(n, 30)) for n in names}
-    path = os.path.join(results_dir, "reproduce.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            last = json.load(f)
-    except (OSError, ValueError):
-        return est
-    if record_mode(last) == mode:
-        for n, sec in (last.get("measured") or {}).items():
-            if n in est and isinstance(sec, (int, float)):
-                est[n] = float(sec)
-    return est
+#: rows printed to the console when an experiment finishes
+HEADLINE_ROWS = 4
 
 
-def _eta_line(i, names, expected, t0, walls):
-    elapsed = time.perf_counter() - t0
-    done = sum(expected[m] for m in names[:i])
-    # this machine's speed relative to the estimates, from what already ran
-    rate = min(max(sum(walls) / done, 0.1), 10.0) if done and walls else 1.0
-    left = rate * sum(expected[m] for m in names[i:])
-    return f"elapsed {elapsed:.0f} s, about {left:.0f} s left"
+def headline(rec) -> list:
+    """Lines the console prints when an experiment finishes: its rows per status and its first
+    :data:`HEADLINE_ROWS` rows that have a document value (else its first rows)."""
+    c = counts(rec)
+    d = data_of(rec)[0]
+    out = [f"        {rec['experiment']}: {rec['status']} in {rec['wall_time']:.1f} s"
+           f"{', data: ' + _data_words(d) if d else ''}; rows "
+           + ", ".join(f"{c.get(s, 0)} {s}" for s in (*COUNTED, "info"))]
+    rows = rec.get("rows", [])
+    pick = [r for r in rows if r.get("doc_value") is not None][:HEADLINE_ROWS] or rows[:HEADLINE_ROWS]
+    for r in pick:
+        doc = "" if r.get("doc_value") is None else f" (doc {_cell(r['doc_value'])})"
+        q = " ".join(str(r["quantity"]).split())
+        out.append(f"          {q[:70]}: {_cell(r['value'])}{doc} [{r['status']}]")
+    return out
 
 
-def _write_summary(records, mode, wall, results_dir, previous):
+def _write_summary(records, mode, wall, results_dir, previous, from_results=False):
+    """``results_dir/reproduce.json``: the run's summary and the measured times the next run's ETA
+    uses (a rebuild from the records measures nothing: it keeps the previous times)."""
     measured = dict(previous)
-    measured.update({r["experiment"]: r["wall_time"] for r in records if r["status"] == "ran"})
+    if not from_results:
+        measured.update({r["experiment"]: r["wall_time"] for r in records if r["status"] == "ran"})
     report.write_json(os.path.join(results_dir, "reproduce.json"), {
-        "mode": mode, "quick": mode != "full", "wall_time": wall, "measured": measured,
+        "mode": mode, "wall_time": wall, "measured": measured,
         "summary": [{k: r.get(k) for k in ("experiment", "status", "wall_time", "cpu_time")}
-                    | {"data": data_of(r)[0]} for r in records]})
+                    | {"data": data_of(r)[0], "rows": counts(r)} for r in records]})
+
+
+def _previous(mode, results_dir) -> dict:
+    """The last main-job run of ``mode`` in ``results_dir``: {experiment: seconds} (unreadable or
+    of another mode: nothing)."""
+    try:
+        last = report.load_json(os.path.join(results_dir, "reproduce.json"))
+    except report.RecordError:
+        return {}
+    ok = isinstance(last, dict) and record_mode(last) == mode and isinstance(last.get("measured"), dict)
+    return {n: s for n, s in last["measured"].items() if isinstance(s, (int, float))} if ok else {}
 
 
 def run(only=None, quick=True, tiny=False, results_dir="results", figures_dir="figures",
         report_path="RESULTS.md", progress=None, from_results=False, *, data_dir=None, download=False,
-        seed=None, command="python -m experiments.reproduce"):
+        seed=None, command="python -m experiments.reproduce", mode=None):
     """Run the selected experiments (all by default) and write the report. Returns (records, ok):
-    ``ok`` is True when every experiment ran (on full data or on samples)."""
-    mode = "tiny" if tiny else "quick" if quick else "full"
+    ``ok`` is True when every experiment ran (on full data or on samples). ``mode`` ("full",
+    "quick", "tiny"), when given, decides the mode; else ``quick``/``tiny`` do."""
+    mode = mode or mode_of(quick, tiny)
     unknown = set(only or ()) - set(EXPERIMENTS)
     if unknown:
         raise ValueError(f"--only: unknown experiment(s) {sorted(unknown)}; choose from {', '.join(EXPERIMENTS)}")
     names = list(EXPERIMENTS) if not only else [n for n in EXPERIMENTS if n in only]
-    expected = expected_seconds(names, mode, results_dir)
-    previous = {}
-    if os.path.exists(os.path.join(results_dir, "reproduce.json")):
-        with open(os.path.join(results_dir, "reproduce.json"), encoding="utf-8") as f:
-            last = json.load(f)
-        previous = last.get("measured", {}) if record_mode(last) == mode else {}
+    expected = measured_seconds(mode, results_dir)
+    previous = _previous(mode, results_dir)
     cli.STATE.reset()
     cli.STATE.unwritten = (f"each experiment's record is written when it finishes; the report {report_path} "
                            "at the end")
@@ -387,24 +534,23 @@ def run(only=None, quick=True, tiny=False, results_dir="results", figures_dir="f
     records = []
     for i, n in enumerate(names):
         title = EXPERIMENTS[n][2].split(" — ", 1)[-1]
-        cli.phase(n, f"{title} ({i + 1} of {len(names)}; "
-                     f"{_eta_line(i, names, expected, t0, [r['wall_time'] for r in records])})", level=0)
+        cli.phase(n, f"{title} ({i + 1} of {len(names)}; {_eta_line(i, names, expected)})", level=0)
         rec = run_one(n, mode, results_dir, figures_dir, from_results, data_dir=data_dir,
                       download=download, seed=seed, progress=progress)
-        d = data_of(rec)[0]
-        print(f"        {n}: {rec['status']} in {rec['wall_time']:.1f} s"
-              f"{', data: ' + _data_words(d) if d else ''}", file=sys.stderr, flush=True)
-        if rec["status"] == "failed":
-            print(rec.get("traceback", ""), file=sys.stderr)
+        print("\n".join(headline(rec)), file=sys.stderr, flush=True)
+        if rec["status"] == "failed" and rec.get("traceback"):
+            print(rec["traceback"], file=sys.stderr)
         records.append(rec)
+        expected[n] = rec["wall_time"]
     cli.end_phase(0)
     wall = time.perf_counter() - t0
-    md = report_markdown(records, mode, report.environment(), from_results, command, report_path, figures_dir)
+    md = report_markdown(records, mode, report.environment(), from_results, command, report_path, figures_dir,
+                         results_dir)
     with atomic_write(report_path, "w", encoding="utf-8") as f:
         f.write(md)
     cli.wrote(report_path)
     cli.STATE.unwritten = ""
-    _write_summary(records, mode, wall, results_dir, previous)
+    _write_summary(records, mode, wall, results_dir, previous, from_results)
     return records, all(r["status"] in RAN for r in records)
 
 
@@ -438,9 +584,9 @@ def _only(text: str) -> str:
 
 def _parser():
     ap = cli.make_parser(__doc__, prog="python -m experiments.reproduce", seed=None, default_mode="quick",
-                         quick="Quick run: fewer epochs and images (minutes).",
-                         full="Run at the documents' scale (about 40 minutes on 2 CPU cores).",
-                         tiny="Tiny run: a few steps of everything (a smoke test, under a minute).")
+                         quick=f"Quick run: fewer epochs and images ({time_summary('quick')}).",
+                         full=f"Run at the documents' scale ({time_summary('full')}).",
+                         tiny=f"Tiny run: a few steps of everything, a smoke test ({time_summary('tiny')}).")
     ap.epilog = EXIT_HELP
     ap.add_argument("--only", default="", metavar="LIST", type=_only,
                     help="Run only these, comma-separated, in any case, from: " + ", ".join(EXPERIMENTS) + ".")

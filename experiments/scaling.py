@@ -54,6 +54,7 @@ def _body(a):
         ax.set(xlabel="hidden width" if key == "width" else "training examples", ylabel="seconds per epoch")
         ax.grid(alpha=0.3, which="both")
         ax.legend()
+    fig.suptitle(f"scaling: 784-h-10 ReLU MLP, one fused epoch at batch {r['batch']} ({src})", fontsize=10)
     r["mode"] = a.mode
     with figures.run_mode(a.mode):
         figures.save(fig, os.path.join(a.figures_dir, "scaling.png"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from experiments._lib import report
+from experiments._lib.report import record_mode
 
 #: The data labels a row or record can carry (``data`` field), in words a report can print.
 DATA_LABELS = {"full": "full data set", "sample": "embedded sample", "jpeg-copy": "JPEG copy"}
@@ -43,31 +44,31 @@ def data_variant(split) -> str:
     return split.variant
 
 
-def record_mode(record: dict) -> str:
-    """``"full"``, ``"quick"``, ``"tiny"`` or ``"unknown"``: the mode a result record was made in."""
-    if record.get("mode") in ("full", "quick", "tiny"):
-        return record["mode"]
-    if record.get("tiny"):
-        return "tiny"
-    if "quick" in record:
-        return "quick" if record["quick"] else "full"
-    return "unknown"
+def mode_of(quick: bool = True, tiny: bool = False) -> str:
+    """The run's mode, decided in one place: ``"tiny"`` wins over ``quick``; else ``"quick"`` or
+    ``"full"``."""
+    return "tiny" if tiny else "quick" if quick else "full"
 
 
 def finish(name, record, results_dir):
-    """Write ``results_dir/<name>.json`` and return the record with its path.
+    """Check and write ``results_dir/<name>.json``; returns the record with its path.
 
-    Stamps ``mode`` (see :func:`record_mode`), the command line that made it (when it runs under
-    :func:`experiments._lib.cli.main`), and gives every row the record's ``data`` label when it
-    has none."""
+    The mode is stored once, as ``"mode"`` (an older-style ``quick``/``tiny`` flag is folded into
+    it, see :func:`record_mode`); stamps the command line that made it (when it runs under
+    :func:`experiments._lib.cli.main`); gives every row the record's ``data`` label when it has
+    none. The record must pass :func:`experiments._lib.report.check_record` (a
+    :class:`~experiments._lib.report.RecordError` otherwise: nothing is written)."""
     from experiments._lib import cli
     record["mode"] = record_mode(record)
+    record.pop("quick", None)
+    record.pop("tiny", None)
     if cli.STATE.command:
         record["command"] = cli.STATE.command
     for r in record.get("rows", []):
-        if "data" not in r and record.get("data"):
+        if isinstance(r, dict) and "data" not in r and isinstance(record.get("data"), str):
             r["data"] = record["data"]
     path = os.path.join(results_dir, f"{name}.json")
+    report.check_record(report.finite_json(record, {}), path, written=True)  # as it will be written
     record["json"] = report.write_json(path, record)
     return record
 

@@ -4,8 +4,10 @@ curves, image grids (originals next to transformed copies), first-layer weights 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
+import re
 import textwrap
 from typing import Mapping, Sequence
 
@@ -39,30 +41,54 @@ def _plain_y(ax, logy: bool) -> None:
         ax.ticklabel_format(axis="y", useOffset=False)
 
 
+#: first words of an x label that counts (integer ticks only)
+COUNTS = ("epoch", "epochs", "pass", "passes", "iteration", "iterations", "step", "steps", "SGD")
+
+
 def _epoch_axis(ax, xlabel, n_points=None):
     # epochs, passes and iterations are counts: never label 2.5
-    if xlabel.split()[0] in ("epoch", "epochs", "pass", "passes", "iteration", "step"):
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        if n_points == 1:
-            ax.set_xlim(0.5, 1.5)
+    if not xlabel or xlabel.split()[0] not in COUNTS:
+        return
+    if n_points == 1:
+        ax.set_xlim(0.5, 1.5)
+    lo, hi = ax.get_xlim()
+    ints = np.arange(math.ceil(lo), math.floor(hi) + 1)
+    if len(ints) <= 2:  # MaxNLocator would fall back to fractions
+        ax.set_xticks(ints)
+    else:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+
+
+#: (marker, line style) combined with the 10 default colours so that every series of a figure has
+#: its own (colour, marker, line style), however many there are
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h")
+DASHES = ("-", "--", ":", "-.")
+
+
+def series_style(i: int) -> dict:
+    """The ``i``-th series' style: colour ``C{i % 10}``, marker and dash chosen so that no two of
+    the first 440 series share all three."""
+    return {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)], "ls": DASHES[(i // 110) % len(DASHES)]}
 
 
 def curves(series: dict, path, *, xlabel="epoch", ylabel="", title="", logy=False, x=None,
            marks: dict | None = None, bands: dict | None = None, styles: dict | None = None,
-           legend_title: str | None = None):
+           legend_title: str | None = None, mode: str | None = None):
     """One figure of several curves with a legend.
 
     series: {label: (T,) values}; x: common x values (default 1..T); marks: {label: x} vertical
     markers (e.g. the early-stopping point), each in its own colour and dash; bands: {label: ((T,)
     low, (T,) high)} shaded spreads; styles: {label: matplotlib line kwargs} (colour, dashes).
-    Long titles are wrapped, count axes (epochs, iterations) get integer ticks.
+    Long titles are wrapped, count axes (epochs, iterations) get integer ticks; more than 10
+    series get markers as well as colours (:func:`series_style`). ``mode``: see :func:`save`.
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, ys in series.items():
+    many = len(series) > 10
+    for i, (label, ys) in enumerate(series.items()):
         ys = np.asarray(ys, float)
         xs = np.arange(1, len(ys) + 1) if x is None else np.asarray(x)[: len(ys)]
-        ax.plot(xs, ys, **({"label": label, "lw": 1.4, "marker": "o" if len(ys) < 3 else None}
-                           | (styles or {}).get(label, {})))
+        style = series_style(i) | {"ms": 3} if many else {"marker": "o" if len(ys) < 3 else None}
+        ax.plot(xs, ys, **({"label": label, "lw": 1.4} | style | (styles or {}).get(label, {})))
     for label, (lo, hi) in (bands or {}).items():
         lo, hi = np.asarray(lo, float), np.asarray(hi, float)
         xs = np.arange(1, len(lo) + 1) if x is None else np.asarray(x)[: len(lo)]
@@ -76,11 +102,11 @@ def curves(series: dict, path, *, xlabel="epoch", ylabel="", title="", logy=Fals
     _epoch_axis(ax, xlabel, max((len(v) for v in series.values()), default=0) if x is None else None)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title=legend_title, title_fontsize=8)
-    return save(fig, path)
+    return save(fig, path, mode=mode)
 
 
 def train_test_curves(runs: dict, path, *, kinds=("train", "test"), xlabel="epoch", ylabel="",
-                      title="", logy=False):
+                      title="", logy=False, mode: str | None = None):
     """Per configuration one colour: its ``kinds[0]`` curve solid, ``kinds[1]`` dashed.
 
     runs: {configuration label: {kind: (T,) values}}; the legend names every configuration once
@@ -103,15 +129,17 @@ def train_test_curves(runs: dict, path, *, kinds=("train", "test"), xlabel="epoc
     _epoch_axis(ax, xlabel, n)
     ax.grid(alpha=0.3)
     ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return save(fig, path)
+    return save(fig, path, mode=mode)
 
 
-def xy_curves(series: dict, path, *, xlabel="", ylabel="", title="", logx=False, logy=False):
+def xy_curves(series: dict, path, *, xlabel="", ylabel="", title="", logx=False, logy=False,
+              mode: str | None = None):
     """Curves with their own x values and point markers: series {label: (xs, ys)} (a label may
-    have fewer points than others, e.g. a variant measured at one batch size only)."""
+    have fewer points than others, e.g. a variant measured at one batch size only); each series
+    its own (colour, marker, line style) (:func:`series_style`)."""
     fig, ax = plt.subplots(figsize=(7.0, 4.6))
-    for label, (xs, ys) in series.items():
-        ax.plot(np.asarray(xs, float), np.asarray(ys, float), marker="o", ms=4, lw=1.4, label=label)
+    for i, (label, (xs, ys)) in enumerate(series.items()):
+        ax.plot(np.asarray(xs, float), np.asarray(ys, float), ms=4, lw=1.4, label=label, **series_style(i))
     ax.set(xscale="log" if logx else "linear", yscale="log" if logy else "linear",
            xlabel=xlabel, ylabel=ylabel, title=title)
     if logx:  # label the measured x values themselves, not decades
@@ -121,44 +149,177 @@ def xy_curves(series: dict, path, *, xlabel="", ylabel="", title="", logx=False,
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.title.set_fontsize(9)
-    return save(fig, path, bbox_inches="tight")  # the legend sits outside the axes
+    return save(fig, path, bbox_inches="tight", mode=mode)  # the legend sits outside the axes
 
 
-_MODE = {"mode": "full"}
+# The run's mode is passed to every saver (``mode=``); inside ``with run_mode(mode):`` it defaults to
+# that mode. A context variable, not a module global: it is restored on exit and not shared
+# between threads or contexts.
+_RUN_MODE: contextvars.ContextVar[str] = contextvars.ContextVar("figure_run_mode", default="full")
+MODES = ("full", "quick", "tiny")
 
 
 @contextlib.contextmanager
 def run_mode(mode: str):
     """Figures saved inside say ``quick run`` / ``tiny run`` in their title unless ``mode`` is
     ``"full"`` (so a quick figure is never mistaken for a full-run one)."""
-    old = _MODE["mode"]
-    _MODE["mode"] = mode
+    if mode not in MODES:
+        raise ValueError(f"run_mode: mode must be one of {MODES}, got {mode!r}")
+    token = _RUN_MODE.set(mode)
     try:
-        yield
+        yield mode
     finally:
-        _MODE["mode"] = old
+        _RUN_MODE.reset(token)
+
+
+def current_mode(mode: str | None = None) -> str:
+    """``mode`` when given, else the one set by the enclosing :func:`run_mode` (``"full"``)."""
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return mode or _RUN_MODE.get()
+
+
+_NBSP = "\u00a0"
+#: a parenthesis of at most this many characters is never broken across lines
+_KEEP = 28
 
 
 def wrap(title: str, width: int = 64) -> str:
-    """``title`` broken into lines of at most ``width`` characters (so it is never clipped)."""
-    return "\n".join(textwrap.fill(line, width) for line in str(title).split("\n"))
+    """``title`` broken into lines of at most ``width`` characters (so it is never clipped), at
+    spaces only: never inside a word, a hyphenated word, a short parenthesis ("(zero fill)") or
+    between a name and its number ("doc 002", "lr 0.01")."""
+    def keep(m):
+        return m.group(0).replace(" ", _NBSP) if len(m.group(0)) <= _KEEP else m.group(0)
+    out = []
+    for line in str(title).split("\n"):
+        line = re.sub(r"\([^()]*\)", keep, line)
+        # a name and its number stay together: "doc 002", "lr 0.01", "batch 64", "seed 0"
+        line = re.sub(r"\b(doc|docs|lr|batch|seed|seeds|block|epoch|epochs|step|steps) (?=[\d§])", rf"\1{_NBSP}", line)
+        out.append(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False))
+    return "\n".join(out).replace(_NBSP, " ")
 
 
-def _label_mode(fig) -> None:
-    mode = _MODE["mode"]
-    if mode == "full":
-        return
-    tag = f"[{mode} run] "
+def experiment_of(path) -> str | None:
+    """``"E5"`` for a figure file ``e5_*.png`` (else None): the name every title of it carries."""
+    m = re.match(r"e(\d+)_", os.path.basename(os.fspath(path)))
+    return f"E{m.group(1)}" if m else None
+
+
+def _named(text: str, name: str | None) -> str:
+    return text if not name or re.search(rf"\b{name}\b", text) else f"{name}: {text}"
+
+
+def _label_mode(fig, mode: str, path=None) -> None:
+    """Every figure's title names its experiment (from the file name) and, unless ``mode`` is
+    ``"full"``, says ``[quick run]`` / ``[tiny run]``. A figure with several panel titles and no
+    figure title gets one."""
+    name = experiment_of(path) if path is not None else None
+    tag = "" if mode == "full" else f"[{mode} run] "
     sup = fig._suptitle.get_text() if fig._suptitle is not None else ""
     titled = [ax for ax in fig.axes if ax.get_title()]
     if sup:
-        fig._suptitle.set_text(wrap(tag + sup.replace("\n", " ")))
+        fig._suptitle.set_text(tag + _named(sup, name))
     elif len(titled) == 1:
-        ax = titled[0]
-        width = max(40, int(ax.get_position().width * fig.get_figwidth() * 11))  # ~11 chars per inch
-        ax.set_title(wrap(tag + ax.get_title().replace("\n", " "), width))
-    else:
-        fig.suptitle(f"{tag.strip()}: not the documents' scale", fontsize=9, color="tab:red")
+        titled[0].title.set_text(tag + _named(titled[0].get_title(), name))
+    elif name or tag:
+        what = "not the documents' scale" if tag else _words(path)
+        fig.suptitle(f"{tag}{name + ': ' if name else ''}{what}", fontsize=10,
+                     color="tab:red" if tag else "k")
+
+
+def _words(path) -> str:
+    stem = os.path.splitext(os.path.basename(os.fspath(path)))[0]
+    return stem.split("_", 1)[-1].replace("_", " ")
+
+
+def _label_log_axes(fig) -> None:
+    """A log axis says so in its label, and its tick labels are plain numbers ("0.3", "500", not
+    "3×10⁻¹"; matplotlib labels a subset of the minor ticks when the axis spans under 2 decades)."""
+    for ax in fig.axes:
+        for axis, get, set_ in (("x", ax.get_xlabel, ax.set_xlabel), ("y", ax.get_ylabel, ax.set_ylabel)):
+            if getattr(ax, f"get_{axis}scale")() != "log":
+                continue
+            which = ax.xaxis if axis == "x" else ax.yaxis
+            if isinstance(which.get_major_formatter(), matplotlib.ticker.LogFormatterSciNotation):
+                which.set_major_formatter(_PlainLog())
+                which.set_minor_formatter(_PlainLog(minor_thresholds=(2, 0.5)))
+            label = get()
+            if label and "log" not in label.lower():
+                set_(f"{label[:-1]}, log scale)" if label.endswith(")") else f"{label} (log scale)")
+
+
+def _renderer(fig):
+    """An Agg renderer for ``fig`` (a bare ``Figure`` has a canvas that cannot measure text)."""
+    if not hasattr(fig.canvas, "get_renderer"):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        FigureCanvasAgg(fig)
+    return fig.canvas.get_renderer()
+
+
+def _fit_titles(fig) -> None:
+    """Re-wrap each panel title to its panel's width and the figure title to the figure's width
+    (measured by the renderer), so that titles neither run into each other nor leave the canvas."""
+    renderer = _renderer(fig)
+    fig_w = fig.bbox.width
+    boxes = [(ax.title, ax.get_window_extent(renderer).width) for ax in fig.axes if ax.get_title()]
+    if fig._suptitle is not None and fig._suptitle.get_text():
+        boxes.append((fig._suptitle, 0.96 * fig_w))
+    for ax in fig.axes:  # axis labels: the y label within the panel's height, the x label its width
+        box = ax.get_window_extent(renderer)
+        boxes += [(ax.yaxis.label, box.height), (ax.xaxis.label, box.width)]
+    for text, room in boxes:
+        if not text.get_text():
+            continue
+        flat = text.get_text().replace("\n", " ")
+        width = max(len(line) for line in text.get_text().split("\n"))
+        along = (lambda b: b.height) if text.get_rotation() % 180 == 90 else (lambda b: b.width)
+        while width > 12 and along(text.get_window_extent(renderer)) > room:
+            width = int(width * 0.9)
+            text.set_text(wrap(flat, width))
+
+
+def _clear_suptitle(fig) -> None:
+    """Lower the panels until the figure title sits above every panel's title and tick labels."""
+    sup = fig._suptitle
+    if sup is None or not sup.get_text() or not fig.axes:
+        return
+    r = _renderer(fig)
+    for _ in range(20):
+        gap = sup.get_window_extent(r).y0 - max(ax.get_tightbbox(r).y1 for ax in fig.axes)
+        if gap >= 3:
+            return
+        fig.subplots_adjust(top=fig.subplotpars.top - (4 - gap) / fig.bbox.height)
+
+
+def _lay_out(fig) -> None:
+    from matplotlib.layout_engine import PlaceHolderLayoutEngine
+    # tight_layout leaves a place-holder engine behind: a figure with one is still laid out by hand
+    engine = fig.get_layout_engine()
+    by_hand = engine is None or isinstance(engine, PlaceHolderLayoutEngine)
+    if by_hand:
+        fig.tight_layout()
+    _fit_titles(fig)
+    if by_hand:
+        fig.tight_layout()
+        _clear_suptitle(fig)
+        _grow_to_fit(fig)
+
+
+def _grow_to_fit(fig) -> None:
+    """A figure whose titles still stick out above the canvas (panels of fixed aspect, e.g. an
+    image grid, cannot shrink further) is made taller by the overhang."""
+    r = _renderer(fig)
+    for _ in range(3):
+        fig.draw_without_rendering()  # titles are placed over fixed-aspect panels at draw time
+        tops = [ax.title.get_window_extent(r).y1 for ax in fig.axes if ax.get_title()]
+        if fig._suptitle is not None and fig._suptitle.get_text():
+            tops.append(fig._suptitle.get_window_extent(r).y1)
+        over = max(tops, default=0) - fig.bbox.y1
+        if over <= 0:
+            return
+        fig.set_figheight(fig.get_figheight() + (over + 6) / fig.dpi)
+        fig.tight_layout()
+        _clear_suptitle(fig)
 
 
 def _write(fig, path, **savefig_kwargs) -> str:
@@ -171,11 +332,16 @@ def _write(fig, path, **savefig_kwargs) -> str:
     return path
 
 
-def save(fig, path, **savefig_kwargs) -> str:
-    """Lay out (``tight_layout``), write ``fig`` to ``path`` atomically and close it."""
-    _label_mode(fig)
-    if fig.get_layout_engine() is None:
-        fig.tight_layout()
+def save(fig, path, *, mode: str | None = None, **savefig_kwargs) -> str:
+    """Title the figure (its experiment's name; ``[quick run]``/``[tiny run]`` unless ``mode`` —
+    default: :func:`current_mode` — is ``"full"``), mark log axes, lay out (``tight_layout``, titles
+    re-wrapped to fit), write ``fig`` to ``path`` atomically and close it."""
+    _label_mode(fig, current_mode(mode), path)
+    _label_log_axes(fig)
+    for ax in fig.axes:  # counts (epochs, passes, steps) get integer ticks unless already set
+        if ax.get_xscale() == "linear" and type(ax.xaxis.get_major_locator()) is matplotlib.ticker.AutoLocator:
+            _epoch_axis(ax, ax.get_xlabel())
+    _lay_out(fig)
     savefig_kwargs.setdefault("dpi", 110)
     out = _write(fig, path, **savefig_kwargs)
     plt.close(fig)
@@ -208,15 +374,16 @@ def _to_display(img: np.ndarray) -> tuple[np.ndarray, dict]:
     return (img - lo) / max(hi - lo, 1e-12), {}
 
 
-def _save(fig, path):
+def _save(fig, path, mode=None):
     if path is not None:
-        _label_mode(fig)
+        _label_mode(fig, current_mode(mode), path)
+        _fit_titles(fig)
         _write(fig, path, dpi=120, bbox_inches="tight")
     return fig
 
 
 def image_grid(images, *, ncols: int = 10, titles: Sequence[str] | None = None, title: str | None = None,
-               path: os.PathLike | str | None = None, cell_inches: float = 1.0):
+               path: os.PathLike | str | None = None, cell_inches: float = 1.0, mode: str | None = None):
     """Plot ``images`` (``(N, H, W)`` or ``(N, H, W, C)``) in a grid; returns the ``Figure``
     (also written to ``path`` if given). Also suits weight visualisations (e.g. doc 004's W1
     reshaped to ``(hidden, 32, 32, 3)``), which are rescaled per image to [0, 1]."""
@@ -237,12 +404,12 @@ def image_grid(images, *, ncols: int = 10, titles: Sequence[str] | None = None, 
                 ax.set_title(str(titles[i]), fontsize=7)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, mode)
 
 
 def show_transforms(originals, transformed: Mapping[str, object], *, n: int = 8,
                     labels: Sequence[int] | None = None, class_names: Sequence[str] | None = None,
-                    path: os.PathLike | str | None = None, title: str | None = None):
+                    path: os.PathLike | str | None = None, title: str | None = None, mode: str | None = None):
     """Originals in the first row, each transformed version in a row below.
 
     Args:
@@ -276,7 +443,7 @@ def show_transforms(originals, transformed: Mapping[str, object], *, n: int = 8,
                 ax.set_title(class_names[lab] if class_names is not None else str(lab), fontsize=7)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, mode)
 
 
 # First-layer weights as pictures (doc 004 §1.8; CS231n's visualize_grid / show_net_weights):
@@ -337,7 +504,7 @@ def grid_columns(n: int, max_aspect: float = 2.5) -> int:
 
 
 def plot_first_layer(W, path, *, title: str = "", image_shape=(32, 32, 3),
-                     layout: str = "input_hidden") -> str:
+                     layout: str = "input_hidden", mode: str | None = None) -> str:
     """Save the grid of first-layer weights (CS231n ``show_net_weights``) as a PNG; returns path.
 
     One tile per hidden unit, laid out without empty cells where the unit count allows
@@ -352,4 +519,71 @@ def plot_first_layer(W, path, *, title: str = "", image_shape=(32, 32, 3),
     ax.axis("off")
     if title:
         ax.set_title(wrap(title, int(9 * (0.62 * g + 0.4))), fontsize=9)
-    return save(fig, path)
+    return save(fig, path, mode=mode)
+
+
+# Layout checks (used by the tests on every figure of a run).
+
+
+def _texts(fig):
+    """Every visible, non-empty text of ``fig`` with what it is (tick labels included)."""
+    from matplotlib.text import Text
+    out = []
+    for t in fig.findobj(Text):
+        if t.get_visible() and t.get_text().strip() and t.get_figure() is not None:
+            out.append(t)
+    return out
+
+
+def _legend_style(handle):
+    """(colour, marker, line style) or face colour of a legend handle, as comparable tuples."""
+    from matplotlib import colors
+    if hasattr(handle, "get_marker"):
+        return ("line", colors.to_hex(handle.get_color()), str(handle.get_marker()), str(handle.get_linestyle()))
+    face = handle.get_facecolor()
+    face = face[0] if np.ndim(face) == 2 and len(face) else face
+    return ("patch", colors.to_hex(face, keep_alpha=False), str(getattr(handle, "get_hatch", lambda: "")()))
+
+
+def _inside(box, canvas, slack: float = 1.0) -> bool:
+    return (box.x0 >= canvas.x0 - slack and box.y0 >= canvas.y0 - slack and box.x1 <= canvas.x1 + slack
+            and box.y1 <= canvas.y1 + slack)
+
+
+def layout_problems(fig, *, tight: bool = False) -> list[str]:
+    """What is wrong with ``fig``'s layout, in words (empty when nothing is): a title (figure or
+    panel), legend or axis label that leaves the canvas (not checked when ``tight``: ``bbox_inches="tight"``
+    grows the canvas to hold everything) or overlaps another text, and a legend whose entries
+    share a (colour, marker, line style)."""
+    renderer = _renderer(fig)
+    fig.draw_without_rendering()  # positions as drawn (titles move with fixed-aspect panels)
+    canvas = fig.bbox
+    texts = _texts(fig)
+    boxes = {id(t): t.get_window_extent(renderer) for t in texts}
+    items = [(f"title {t.get_text()!r}", t, boxes[id(t)]) for t in texts
+             if t is fig._suptitle or any(t is ax.title or t is ax._left_title or t is ax._right_title
+                                          for ax in fig.axes)]
+    legends = [lg for lg in [*(ax.get_legend() for ax in fig.axes), *fig.legends] if lg is not None]
+    items += [(f"legend {[t.get_text() for t in lg.get_texts()][:3]}", lg, lg.get_window_extent(renderer))
+              for lg in legends]
+    labels = [(f"axis label {t.get_text()!r}", t, boxes[id(t)]) for t in texts
+              if any(t is ax.xaxis.label or t is ax.yaxis.label for ax in fig.axes)]
+    problems = [f"{what} leaves the canvas" for what, _, box in labels
+                if not tight and not _inside(box, canvas)]
+    for what, obj, box in items:
+        if not tight and not _inside(box, canvas):
+            problems.append(f"{what} leaves the canvas")
+        own = set(map(id, obj.findobj())) if hasattr(obj, "findobj") else {id(obj)}
+        for t in texts:
+            if id(t) in own or t is obj:
+                continue
+            b = boxes[id(t)]
+            if min(box.x1, b.x1) - max(box.x0, b.x0) > 1 and min(box.y1, b.y1) - max(box.y0, b.y0) > 1:
+                problems.append(f"{what} overlaps the text {t.get_text()!r}")
+    for lg in legends:
+        styles = [_legend_style(h) for h in lg.legend_handles]
+        labels = [t.get_text() for t in lg.get_texts()]
+        for i, st in enumerate(styles):
+            if st in styles[:i]:
+                problems.append(f"legend entries {labels[styles.index(st)]!r} and {labels[i]!r} share the style {st}")
+    return problems

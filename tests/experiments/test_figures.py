@@ -1,4 +1,7 @@
 """Figure helpers of the experiments."""
+import os
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -36,7 +39,9 @@ def test_quick_figures_say_so_in_their_title(tmp_path, monkeypatch, mode, tag):
     with figures.run_mode(mode):
         figures.curves({"training loss": [3, 2, 1]}, tmp_path / "c.png", ylabel="loss", title="E9 loss")
     assert kept[-1].axes[0].get_title() == f"{tag}E9 loss"
-    assert figures._MODE["mode"] == "full"  # restored
+    assert figures.current_mode() == "full"  # restored
+    figures.curves({"training loss": [3, 2, 1]}, tmp_path / "c.png", title="E9 loss", mode=mode)  # passed
+    assert kept[-1].axes[0].get_title() == f"{tag}E9 loss"
 
 
 def test_curves_have_integer_epoch_ticks_wrapped_titles_and_styles(tmp_path, monkeypatch):
@@ -84,3 +89,118 @@ def test_figures_are_written_atomically(tmp_path, monkeypatch):
     ax2.plot([1, 2])
     figures.save(fig2, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_mode_is_restored_after_an_error_and_refuses_unknown_modes():
+    with pytest.raises(RuntimeError):
+        with figures.run_mode("tiny"):
+            assert figures.current_mode() == "tiny"
+            raise RuntimeError
+    assert figures.current_mode() == "full" and figures.current_mode("quick") == "quick"
+    assert not hasattr(figures, "_MODE")  # no module-global run state
+    with pytest.raises(ValueError, match="mode must be one of"):
+        with figures.run_mode("fast"):
+            pass
+
+
+@pytest.mark.parametrize("title, width, lines", [
+    ("E4: accuracy under rotation (bilinear, zero fill) of every model", 40,
+     ["E4: accuracy under rotation", "(bilinear, zero fill) of every model"]),
+    ("E6 baseline, cross-entropy loss (CIFAR-10 JPEG copy)", 30,
+     ["E6 baseline, cross-entropy", "loss (CIFAR-10 JPEG copy)"]),
+    ("a (parenthesis far longer than twenty-eight characters) b", 20,
+     ["a (parenthesis far", "longer than", "twenty-eight", "characters) b"]),
+])
+def test_wrap_breaks_at_spaces_outside_short_parentheses(title, width, lines):
+    assert figures.wrap(title, width).split("\n") == lines
+
+
+def _checked(monkeypatch):
+    """{file name: layout problems} of every figure written (measured before it is written)."""
+    found = {}
+    write = figures._write
+
+    def check(fig, path, **kw):
+        found[os.path.basename(os.fspath(path))] = figures.layout_problems(fig, tight=kw.get("bbox_inches") == "tight")
+        return write(fig, path, **kw)
+    monkeypatch.setattr(figures, "_write", check)
+    return found
+
+
+def _two_panels(path, title):
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    for ax in axes:
+        ax.plot([1, 2, 3], [0.5, 0.7, 0.9], label="test")
+        ax.set_title(title)
+        ax.legend()
+    return figures.save(fig, path)
+
+
+LONG = "Fashion-MNIST sample (embedded, 1,000 images; the full set was not available offline)"
+FIGURES = {  # the hard cases of issue-style figures: long panel titles side by side, many series, ...
+    "e5_accuracy.png": lambda p: _two_panels(p, LONG),
+    "e9_many.png": lambda p: figures.curves({f"lr {i}": np.arange(1, 6) * (i + 1) for i in range(13)}, p,
+                                            title=LONG + " " + LONG, logy=True, ylabel="loss"),
+    "bench_ladder.png": lambda p: figures.xy_curves({f"variant {i}": ([1, 10, 100], [i + 1, i + 2, i + 3])
+                                                     for i in range(11)}, p, logx=True, logy=True,
+                                                    ylabel="seconds", title="bench: " + LONG),
+    "e9_tt.png": lambda p: figures.train_test_curves({f"({c}) relu 256": {"train": [0.5, 0.7], "test": [0.4, 0.6]}
+                                                      for c in "abcde"}, p, title=LONG, ylabel="accuracy"),
+    "e9_grid.png": lambda p: figures.image_grid(np.zeros((6, 8, 8)), ncols=3, title=LONG, path=p),
+    "e9_w1.png": lambda p: figures.plot_first_layer(np.random.default_rng(0).normal(size=(3072, 10)), p, title=LONG),
+}
+
+
+@pytest.mark.parametrize("mode", ["quick", "full"])
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_hard_figures_have_no_overlap_no_clipping_and_distinct_styles(tmp_path, monkeypatch, name, mode):
+    found = _checked(monkeypatch)
+    with figures.run_mode(mode):
+        FIGURES[name](tmp_path / name)
+    assert found == {name: []}
+
+
+def test_every_title_names_its_experiment_and_log_axes_say_so(tmp_path, monkeypatch):
+    kept = _saved_axes(monkeypatch)
+    figures.curves({"a": [3, 2, 1]}, tmp_path / "e9_loss.png", ylabel="loss", title="training loss", logy=True)
+    ax = kept[-1].axes[0]
+    assert ax.get_title() == "E9: training loss" and ax.get_ylabel() == "loss (log scale)"
+    _two_panels(tmp_path / "e9_pair.png", "panel")
+    assert kept[-1]._suptitle.get_text() == "E9: pair"
+    figures.curves({"a": [3, 2, 1]}, tmp_path / "e9_x.png", title="E9 (2) loss")   # already named: unchanged
+    assert kept[-1].axes[0].get_title() == "E9 (2) loss"
+
+
+def test_the_layout_check_finds_overlaps_clipping_and_shared_styles():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([1, 2], color="C0", marker="o", label="a")
+    ax.plot([2, 1], color="C0", marker="o", label="b")
+    ax.legend(loc="upper left")
+    ax.set_title("a title far too long to fit on this small canvas at all, it leaves the canvas on both sides")
+    ax.text(0.0, 1.0, "a note where the legend is", transform=ax.transAxes, va="top")
+    problems = " / ".join(figures.layout_problems(fig))
+    assert "leaves the canvas" in problems
+    assert "legend ['a', 'b'] overlaps the text 'a note where the legend is'" in problems
+    assert "legend entries 'a' and 'b' share the style" in problems
+    tight = " / ".join(figures.layout_problems(fig, tight=True))  # a tight save grows the canvas
+    assert tight and "canvas" not in tight
+    plt.close(fig)
+
+
+@pytest.mark.slow
+def test_every_figure_of_a_tiny_run_is_laid_out_cleanly(tmp_path, monkeypatch):
+    """Renders every figure of a tiny run of E1–E7 (and the bench figures from the committed bench
+    record) and checks each from its figure object (renderer extents): no title or legend overlaps
+    another text or leaves the canvas, every legend's series has its own style."""
+    import importlib
+    import json
+    from experiments import bench, reproduce
+    found = _checked(monkeypatch)
+    for name in ("E1", "E2", "E3", "E4", "E5", "E6", "E7"):
+        mod = importlib.import_module(reproduce.EXPERIMENTS[name][0])
+        kw = {"sequential": 0} if name == "E6" else {}
+        mod.run(quick=True, tiny=True, results_dir=str(tmp_path), figures_dir=str(tmp_path), download=False, **kw)
+    with open(os.path.join(reproduce.COMMITTED_RESULTS, "bench.json"), encoding="utf-8") as f:
+        bench.plot(json.load(f), str(tmp_path))
+    assert len(found) >= 30 and {"e5_accuracy.png", "e4_angle_curves.png", "bench_ladder.png"} <= set(found)
+    assert {k: v for k, v in found.items() if v} == {}

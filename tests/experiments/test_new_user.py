@@ -42,16 +42,19 @@ def test_main_job_runs_everything_on_the_embedded_samples_offline(tmp_path):
         assert "sample" in str(st[name]["data"]), (name, st[name])
     assert st["E7"]["data"] == "full"
     text = (out / "RESULTS.md").read_text()
-    for doc in ("doc 001", "doc 002", "doc 003", "doc 004"):
-        assert f"## {doc}" in text
-    assert "| worked | d004" in text and "1.89733" in text  # doc 004 toy loss row
-    # the header says, per experiment, which data it used
+    # the summary links every experiment's section
+    for name, (_, _, title, _) in reproduce.EXPERIMENTS.items():
+        assert f"| [{title}](#{name.lower()}) | ran |" in text and f'<a id="{name.lower()}"></a>' in text
+    assert "| 004 | d004" in text and "1.89733" in text  # doc 004 toy loss row
+    # "how each ran" says, per experiment, which data it used
     for name in ON_SAMPLES + ["E7"]:
-        line = next(ln for ln in text.splitlines() if ln.startswith(f"| {reproduce.EXPERIMENTS[name][2]} |"))
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"| {name} | "))
         assert ("embedded sample" if name != "E7" else "embedded copy") in line, line
-    # and so does every row of a data-trained experiment in the document tables
-    rows = [ln for ln in text.splitlines() if ln.startswith(("| E1 |", "| E3 |", "| E6 |"))]
-    assert rows and all("| embedded sample |" in ln for ln in rows), [ln for ln in rows if "sample" not in ln][:3]
+    # and so does every row of a data-trained experiment in its section
+    for name in ("E1", "E3", "E6"):
+        section = text.split(f'<a id="{name.lower()}"></a>')[1].split("<a id=")[0]
+        rows = [ln for ln in section.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
+        assert rows and all("| embedded sample |" in ln for ln in rows), [ln for ln in rows if "sample" not in ln][:3]
     # every figure the records name exists and is linked from the report
     figs = sorted((out / "figures").glob("*.png"))
     assert figs and all(f"(figures/{f.name})" in text for f in figs)

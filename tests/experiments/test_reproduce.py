@@ -3,6 +3,7 @@ records become rows, the exit status tells the truth, the ETA comes from measure
 report names each experiment's data and links every figure. (The end-to-end run of the main job
 is in test_new_user.py.)"""
 import json
+import os
 import sys
 import types
 
@@ -80,17 +81,48 @@ def test_from_results_refuses_records_that_are_not_full_runs(tmp_path, stamp, st
         assert reproduce.exit_status(records) == cli.EXIT_FAILED
         assert "not a full run's: refused" in text
     else:
-        assert records[0]["wall_time"] == 12.5 and "| E1 | q | 1 | 1 | 0.1 | agrees | full data set |" in text
+        assert records[0]["wall_time"] == 12.5 and "| q | 1 | 1 | 0.1 | agrees | full data set |  |" in text
 
 
-def test_eta_comes_from_the_last_run_of_the_same_mode(tmp_path):
+def test_eta_comes_from_measured_runs_of_the_same_mode_only(tmp_path):
+    """No invented numbers: without a measured run of the mode there is no estimate; the ETA is
+    the sum of the measured times of what is left; full mode reads the committed records."""
     names = ["worked", "E1", "E6"]
-    assert reproduce.expected_seconds(names, "quick", tmp_path) == {
-        n: float(reproduce.ESTIMATES["quick"][n]) for n in names}
+    assert reproduce.measured_seconds("quick", tmp_path) == {}
+    assert reproduce._eta_line(0, names, {}) == "no measured time for this mode yet"
     (tmp_path / "reproduce.json").write_text(json.dumps({"mode": "quick", "measured": {"E1": 3.0, "E6": 7.5}}))
-    est = reproduce.expected_seconds(names, "quick", tmp_path)
-    assert est["E1"] == 3.0 and est["E6"] == 7.5 and est["worked"] == reproduce.ESTIMATES["quick"]["worked"]
-    assert reproduce.expected_seconds(names, "full", tmp_path)["E1"] == reproduce.ESTIMATES["full"]["E1"]
+    est = reproduce.measured_seconds("quick", tmp_path)
+    assert est == {"E1": 3.0, "E6": 7.5}
+    assert reproduce._eta_line(0, names, est) == "about 10 s left + worked (not measured yet)"
+    assert reproduce._eta_line(2, names, est) == "about 8 s left"
+    assert reproduce.measured_seconds("tiny", tmp_path) == {}           # another mode's run: not used
+    full = reproduce.measured_seconds("full")
+    for n in ("E1", "E4", "E7"):
+        with open(os.path.join(reproduce.COMMITTED_RESULTS, f"{n.lower()}.json"), encoding="utf-8") as f:
+            assert full[n] == json.load(f)["wall_time"]
+
+
+@pytest.mark.parametrize("text", ["{", "", '{"mode": "quick", "measured": [1]}', "[]",
+                                  '{"mode": "quick", "measured": {"E1": "x"}}'])
+def test_a_broken_summary_of_the_last_run_is_no_measurement(tmp_path, text):
+    (tmp_path / "reproduce.json").write_text(text)
+    assert reproduce.measured_seconds("quick", tmp_path) == {}
+
+
+def test_help_and_readme_quote_the_same_measured_time():
+    """One source of truth: --help's --full line and the README quote time_summary("full"), which
+    names the machine; modes without a committed measurement say so."""
+    import pathlib
+    full = reproduce.time_summary("full")
+    assert f"measured on {reproduce.measured_on()}" in full and "CPU cores" in full
+    total = sum(reproduce.measured_seconds("full").values())
+    assert full.startswith(f"{total / 60:.0f} min")
+    help_text = " ".join(reproduce._parser().format_help().split())
+    assert " ".join(full.split()) in help_text
+    readme = " ".join((pathlib.Path(reproduce.__file__).parents[1] / "README.md").read_text().split())
+    assert " ".join(full.split()) in readme
+    assert reproduce.time_summary("tiny") == "no tiny-mode time is committed yet: its first run measures it"
+    assert reproduce.times_table() in (pathlib.Path(reproduce.__file__).parents[1] / "README.md").read_text()
 
 
 def test_report_header_names_data_recipe_seeds_and_links_figures(tmp_path, monkeypatch):
@@ -118,17 +150,46 @@ def test_report_header_names_data_recipe_seeds_and_links_figures(tmp_path, monke
     assert "E6" in summary["measured"]
 
 
-def test_report_shows_every_runs_samples_fenced():
-    """E7's generated text goes into RESULTS.md: every run, before and after training, fenced,
-    blank lines dropped, at most SAMPLE_LINES lines, a fence inside a sample defused."""
-    smp = {"label": "block 32, 4 heads, seed 1", "before": "xq\n\nzz", "after": "A:\nB\nC\nD\nE\nF",
+def test_report_folds_samples_and_keeps_one_short_sample_per_run():
+    """E7's generated text: one short sample per run in a table, every sample folded in
+    <details>, fenced, blank lines dropped, at most SAMPLE_LINES lines, a fence defused."""
+    smp = {"label": "block 32, 4 heads, seed 1", "before": "xq\n\nzz", "after": "\nA | a:\nB\nC\nD\nE\nF",
            "after_topk": "ROMEO:\n```"}
-    lines = reproduce._sample_lines([{"experiment": "E7", "status": "ran", "samples": [smp]},
-                                     {"experiment": "E6", "status": "ran", "rows": []}])
+    lines = reproduce._sample_lines({"experiment": "E7", "status": "ran", "samples": [smp]}, "[x](x)")
     text = "\n".join(lines)
-    assert "## E7 samples" in text and "**block 32, 4 heads, seed 1**" in text
-    assert "```text\nxq\nzz\n```" in text
-    assert "```text\nA:\nB\nC\nD\n```" in text                   # cut to SAMPLE_LINES = 4
-    assert "```text\nROMEO:\n` ` `\n```" in text
-    assert text.count("```text") == 3 and "E6" not in text
-    assert reproduce._sample_lines([{"experiment": "E7", "status": "failed", "samples": [smp]}]) == []
+    assert "| block 32, 4 heads, seed 1 | `A \\| a:` |" in text          # the first line after training
+    head, folded = text.split("<details>")
+    assert "```" not in head and folded.rstrip().endswith("</details>")
+    assert "**block 32, 4 heads, seed 1**" in folded
+    assert "```text\nxq\nzz\n```" in folded
+    assert "```text\nA | a:\nB\nC\nD\n```" in folded                   # cut to SAMPLE_LINES = 4
+    assert "```text\nROMEO:\n` ` `\n```" in folded
+    assert folded.count("```text") == 3
+
+
+def test_each_experiment_prints_its_headline_rows_as_it_finishes(tmp_path, monkeypatch, capsys):
+    def run(**kw):
+        return {"rows": [{"id": "E2.a", "quantity": "info only", "value": 1, "doc_value": None, "tolerance": None,
+                          "status": "info", "note": ""},
+                         {"id": "E2.b", "quantity": "val\naccuracy", "value": 0.9, "doc_value": 0.91,
+                          "tolerance": 0.02, "status": "agrees", "note": ""}], "data": "sample"}
+    _fake(monkeypatch, "E2", run)
+    reproduce.run(["E2"], results_dir=str(tmp_path), figures_dir=str(tmp_path), report_path=str(tmp_path / "R.md"))
+    err = capsys.readouterr().err
+    assert "E2: ran in" in err and "data: embedded sample; rows 1 agrees, 0 differs, 0 not comparable, " \
+        "0 document slip, 1 info" in err
+    assert "val accuracy: 0.9 (doc 0.91) [agrees]" in err and "info only" not in err
+
+
+def test_a_tiny_main_job_runs_every_experiment_in_its_own_tiny_mode(tmp_path, monkeypatch):
+    """The mode is decided once: every run gets tiny=True (its own TINY settings), E6 also the
+    main job's sequential=0."""
+    seen = {}
+    for name in ("E3", "E4", "E6"):
+        def run(quick, results_dir, figures_dir, tiny=False, sequential=None, _n=name):
+            seen[_n] = (quick, tiny, sequential)
+            return {"rows": [], "mode": "tiny" if tiny else "quick"}
+        _fake(monkeypatch, name, run)
+    reproduce.run(["E3", "E4", "E6"], mode="tiny", results_dir=str(tmp_path), figures_dir=str(tmp_path),
+                  report_path=str(tmp_path / "R.md"))
+    assert seen == {"E3": (True, True, None), "E4": (True, True, None), "E6": (True, True, 0)}
