@@ -235,12 +235,13 @@ def stage_devices(dry_run: bool):
 
 def _bench_smoke(bench_script) -> list:
     """Shrink ``experiments.bench --quick`` to smoke size (the dry run): the same main() on 100
-    images, one round, batch 5, one sweep width, small probes, no CNN or transformer rows (their
+    images, one round, batch 5, one sweep width, small probes (main memory alone), no CNN or transformer rows (their
     compiles would take most of a CI minute; tests/experiments/test_bench.py runs them). Returns
     the extra options."""
     from experiments._lib import bench as lib
     bench_script.QUICK.update(n=100, batches=(5,), rounds=1, widths=(8,))
     lib.PEAK_N, lib.BANDWIDTH_MIB = 128, 1
+    lib.CACHE_ROOT = os.devnull    # no cache levels: main memory alone, on 1 MiB
     return ["--no-cnn", "--no-transformer"]
 
 
