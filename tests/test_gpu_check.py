@@ -57,6 +57,9 @@ def test_dry_run_writes_a_complete_record(tmp_path):
     assert (e7["block_size"], e7["n_head"], e7["seed"]) == (32, 4, 0)
     assert all(math.isfinite(e7[k]) and e7[k] > 0 for k in ("final_train", "final_val", "wall_s", "train_s"))
     assert len(e7["history"]["val_loss"]) == e7["config"]["steps"] // e7["config"]["eval_every"] + 1
+    ev = e7["evaluation"]
+    assert ev["n_batches"] == e7["config"]["eval_batches"] and all(ev[h]["min_s"] > 0 for h in ("loop", "vmap", "flat"))
+    assert all(ev[h]["value"] == pytest.approx(ev["loop"]["value"], rel=1e-6) for h in ("vmap", "flat"))
     log = (tmp_path / "gpu_check.log").read_text()
     assert all(f"===== {s}:" in log for s in STAGES)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu_check.json", "gpu_check.log"]
@@ -138,3 +141,26 @@ def test_bad_command_lines_exit_2_naming_the_option(tmp_path, args, msg):
     r = _run(tmp_path, *args)
     assert r.returncode == 2 and msg in r.stderr, r.stderr
     assert not (tmp_path / "gpu_check.json").exists()
+
+
+@pytest.mark.parametrize("how,rtol", [("loop", 0.0), ("vmap", 1e-6), ("flat", 1e-6)])
+def test_e7_estimate_loss_scores_the_engines_batches(how, rtol):
+    """The three evaluation layouts the GPU check times score the batches the engine's sampled
+    evaluation draws: the loop bit for bit, the batched forwards to float32 rounding (rtol 1e-6)."""
+    import jax
+    import numpy as np
+    from experiments import e7_transformer as e7
+    from jaxnets.data import text
+    from jaxnets.models import transformer as tr
+    from jaxnets.train import engine
+    data = text.shakespeare()
+    cfg = e7.TINY
+    model = tr.transformer(e7.model_config(data.tokenizer.vocab_size, 8, 2, cfg))
+    params = model.init(jax.random.key(0))
+    smp = e7.token_sampler(data.val, 8, 1)
+    engine_eval = getattr(engine, "make_sampled_evaluate", None) or engine._make_sampled_evaluate  # renamed
+    want = float(jax.jit(engine_eval(model, smp, 4, 5))(params, jax.random.key(3), *smp.data)[0])
+    got = float(jax.jit(e7.estimate_loss(model, smp, 4, 5, how))(params, jax.random.key(3), *smp.data))
+    assert np.float32(got) == np.float32(want) if rtol == 0 else got == pytest.approx(want, rel=rtol)
+    with pytest.raises(ValueError, match="how must be"):
+        e7.estimate_loss(model, smp, 4, 5, "scan")

@@ -286,6 +286,34 @@ def _cpu_e7(seed: int):
             "machine": (rec.get("environment") or {}).get("platform")}
 
 
+def _e7_evaluation(e7, data, cfg, seed, repeats=3):
+    """The validation estimate (``eval_batches`` batches) at the base setting's initial params of
+    ``seed``, three ways (:func:`experiments.e7_transformer.estimate_loss`): seconds (best of
+    ``repeats`` after a warm-up) and each value's difference from the engine's loop."""
+    import jax
+    import numpy as np
+    from jaxnets.models import transformer as tr
+    T, H = e7.BASE
+    model = tr.transformer(e7.model_config(data.tokenizer.vocab_size, T, H, cfg))
+    key = jax.random.fold_in(jax.random.key(seed), 0)
+    params = model.init(jax.random.split(key, 4)[0])      # what train_one draws for this seed
+    smp = e7.token_sampler(data.val, T, cfg["eval_every"])
+    args = (params, jax.random.key(1), *(jax.device_put(d) for d in smp.data))
+    out = {"n_batches": cfg["eval_batches"], "batch_size": cfg["batch_size"]}
+    for how in ("loop", "vmap", "flat"):
+        c = jax.jit(e7.estimate_loss(model, smp, cfg["batch_size"], cfg["eval_batches"], how)).lower(*args).compile()
+        ts, v = [], c(*args).block_until_ready()
+        for _ in range(repeats):
+            t = time.perf_counter()
+            c(*args).block_until_ready()
+            ts.append(time.perf_counter() - t)
+        out[how] = {"value": float(v), "min_s": min(ts)}
+    for how in ("vmap", "flat"):
+        out[how]["minus_loop"] = out[how]["value"] - out["loop"]["value"]
+        out[how]["bit_identical"] = bool(np.float32(out[how]["value"]) == np.float32(out["loop"]["value"]))
+    return out
+
+
 def stage_e7(dry_run: bool, seed: int = 0):
     import jax
     from experiments import e7_transformer as e7
@@ -300,6 +328,7 @@ def stage_e7(dry_run: bool, seed: int = 0):
            "sweep_wall_s": r["wall_s"], "train_s": r["train_s"], "compile_s": r["compile_s"],
            "tokens_per_s": r["tokens_per_s"], "final_train": r["final_train"], "final_val": r["final_val"],
            "history": r["history"], "diverged": r["diverged"], "sample_after": r["sample_after"][:300]}
+    out["evaluation"] = _e7_evaluation(e7, data, cfg, seed)
     cpu = None if dry_run else _cpu_e7(seed)
     if cpu:
         out["cpu_record"] = cpu
