@@ -1,5 +1,6 @@
 """Benchmark harness: the rungs it times compute the same epoch, the protocol randomises the order
 of every round, and the ladders run end to end on small inputs (timings are never asserted)."""
+import importlib.util
 import json
 
 import jax
@@ -260,3 +261,12 @@ def test_replot_redraws_both_figures_from_a_record(tmp_path):
     bench_script.main(["--replot", "--results", str(tmp_path), "--figures", str(tmp_path)])
     assert (tmp_path / "bench_ladder.png").stat().st_size > 10_000
     assert (tmp_path / "bench_sweep_widths.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("value,want", [("", None), ("0", None), ("1", False), ("yes", False)])
+def test_the_torch_peers_can_be_left_out(monkeypatch, value, want):
+    """JAXNETS_NO_TORCH_PEERS (set by the GPU check) leaves the CPU-only PyTorch rungs out; unset,
+    empty or "0" leaves the answer to whether torch imports."""
+    monkeypatch.setenv(torch_peers.NO_PEERS_ENV, value)
+    imports = importlib.util.find_spec("torch") is not None
+    assert torch_peers.available() is (imports if want is None else want)
