@@ -18,7 +18,7 @@ _spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
 gc = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gc)
 
-STAGES = ["devices", "gradient_tests", "engine_tests", "bench", "e7"]
+STAGES = ["devices", "gradient_tests", "engine_tests", "e7", "bench"]
 ENTRY_KEYS = {"status", "returncode", "seconds", "timeout_s", "command", "result"}
 
 
