@@ -72,16 +72,19 @@ def print_ratios(rat):
     print(TARGETS)
 
 
+def _level_text(x):
+    size = [f"cache {x['capacity_bytes'] / 2 ** 20:.2f} MiB"] if x.get("capacity_bytes") else []
+    size += [f"set {x['working_set_bytes'] / 2 ** 20:.2f} MiB"] if "working_set_bytes" in x else []
+    return f"{x['level']} {x['bytes_per_s'] / 1e9:.1f} GB/s" + (f" ({', '.join(size)})" if size else "")
+
+
 def _machine_line(rec):
     pk = rec["matmul_peak"]
-    levels = rec.get("memory_levels") or [dict(rec["bandwidth"], level="DRAM", capacity_bytes=None)]
-    lv = "; ".join(f"{x['level']} {x['bytes_per_s'] / 1e9:.1f} GB/s"
-                   + (f" (cache {x['capacity_bytes'] / 2 ** 20:.2f} MiB" if x.get("capacity_bytes") else " (")
-                   + (f", set {x['working_set_bytes'] / 2 ** 20:.2f} MiB)" if "working_set_bytes" in x else ")")
-                   for x in levels)
+    levels = rec.get("memory_levels") or [dict(rec["bandwidth"], level="DRAM")]
     return (f"in-run matmul peak {pk['flops_per_s'] / 1e9:.0f} GFLOP/s (jnp.dot {pk['n']}², best of the run); "
-            f"bandwidth by level, in-place 0.5x+1 passes: {lv}; a row is memory-bound only against the level "
-            f"holding its step's working set (WS), overhead when under {bench.OVERHEAD_BELOW} of its roofline")
+            f"bandwidth by level (in-place 0.5x+1 passes): {'; '.join(map(_level_text, levels))}; a row is "
+            f"memory-bound only against the level holding its step's working set (WS), overhead-bound when "
+            f"under {bench.OVERHEAD_BELOW} of its roofline")
 
 
 def _mnist(flat):

@@ -23,8 +23,7 @@ FLOPs and bytes come from XLA's cost analysis of one compiled *step* (XLA's cost
 multiply a loop body by its trip count); the float32 matmul peak (jitted ``jnp.dot`` at 2048²) and
 the bandwidth of every memory level (L1, L2, L3 as sysfs sizes them, and DRAM: a compiled loop of
 in-place elementwise passes over a working set sized to each level) are measured in the same run.
-Each row's step states its working set (XLA's argument + output + temporary bytes of one compiled
-step) and is called memory-bound only against the bandwidth of the level that holds it; a row far
+Each row's step states its working set (XLA's argument + temporary bytes of one compiled step) and is called memory-bound only against the bandwidth of the level that holds it; a row far
 below both roofs is called overhead-bound (:func:`roofline`).
 """
 from __future__ import annotations
@@ -184,6 +183,14 @@ def _mem(compiled) -> int:
     return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes) if m else -1
 
 
+def _working_set(compiled) -> int | None:
+    """Bytes one step touches: XLA's argument + temporary bytes of the compiled step (its outputs
+    are the next step's arguments, updated in place in the epoch's scan, so they are not counted
+    twice)."""
+    m = compiled.memory_analysis()
+    return int(m.argument_size_in_bytes + m.temp_size_in_bytes) if m else None
+
+
 class Variant:
     """A timed rung: ``run()`` does one epoch (or a fixed slice, ``scale`` extrapolates) and
     returns when the work is done. ``kind`` ("jax", "numpy", "torch", "python") picks the thread
@@ -192,7 +199,7 @@ class Variant:
     def __init__(self, name, run, *, kind="jax", compile_s=None, flops=None, nbytes=None,
                  peak_bytes=None, scale=1.0, note="", working_set=None):
         self.name, self.run, self.kind, self.compile_s = name, run, kind, compile_s
-        self.working_set = working_set   # bytes one step touches (XLA's arguments + outputs + temporaries)
+        self.working_set = working_set   # bytes one step touches (:func:`_working_set`)
         self.flops, self.nbytes, self.peak_bytes, self.scale, self.note = flops, nbytes, peak_bytes, scale, note
         self.times = []
 
@@ -347,7 +354,7 @@ def _fit_epoch(model, p0, Xd, Yd, B, grad, name, general=False, key=jax.random.k
         sc, _ = _compile(jax.jit(train.make_epoch(model, B, B, "shuffle", grad, check_grads=general, **sw)),
                          st, hp, jnp.int32(0), key, Xd[:B], Yd[:B])
         flops, nbytes = (v * train.n_batches(n, B) for v in cost(sc))
-    holder, ws = [st], _mem(sc) if with_cost else None
+    holder, ws = [st], _working_set(sc) if with_cost else None
 
     def run():
         holder[0] = jax.block_until_ready(run_epoch(holder[0], hp, 0, key)[0])
@@ -523,7 +530,7 @@ def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
         step = _compile(epoch(one, g), *args)[0]
         flops, nbytes = (v * steps for v in cost(step))
         vs.append(Variant(name, lambda c=c: jax.block_until_ready(c(*args)),
-                          compile_s=comp, flops=flops, nbytes=nbytes, working_set=_mem(step)))
+                          compile_s=comp, flops=flops, nbytes=nbytes, working_set=_working_set(step)))
     if torch_peers.available():
         vs.append(Variant(TORCH, torch_peers.transformer_chunk(vocab, cfg, np.asarray(tokens), steps),
                           kind="torch", note=torch_peers.version()))

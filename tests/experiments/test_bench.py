@@ -270,3 +270,13 @@ def test_the_torch_peers_can_be_left_out(monkeypatch, value, want):
     monkeypatch.setenv(torch_peers.NO_PEERS_ENV, value)
     imports = importlib.util.find_spec("torch") is not None
     assert torch_peers.available() is (imports if want is None else want)
+
+
+def test_the_machine_line_lists_every_level():
+    """The printed probe line names each level's bandwidth (an old record's single DRAM figure too)."""
+    from experiments import bench as bench_script
+    pk = {"flops_per_s": 3e11, "n": 2048}
+    line = bench_script._machine_line({"matmul_peak": pk, "bandwidth": LEVELS[-1], "memory_levels": LEVELS})
+    assert all(f"{x['level']} {x['bytes_per_s'] / 1e9:.1f} GB/s" in line for x in LEVELS)
+    old = bench_script._machine_line({"matmul_peak": pk, "bandwidth": {"bytes": 5e8, "bytes_per_s": 9.1e9}})
+    assert "DRAM 9.1 GB/s" in old
