@@ -35,11 +35,18 @@ def _fmt(v, spec="8.4f"):
 def print_table(title, rows):
     print(f"\n{title}")
     print(f"  {'variant':<36} {'min s':>8} {'median s':>9} {'max s':>8} {'compile s':>9} {'GFLOP':>7} "
-          f"{'GB':>6} {'peak frac':>9} {'bound':>7}  note")
+          f"{'GB':>6} {'step WS MiB':>11} {'peak frac':>9} {'roof frac':>9} {'limit':>15}  note")
     for r in rows:
+        ws = r.get("working_set_bytes")
         print(f"  {r['variant']:<36} {_fmt(r['min_s'])} {_fmt(r['median_s'], '9.4f')} {_fmt(r['max_s'])}"
               f" {_fmt(r['compile_s'], '9.3f')} {_fmt(r.get('gflops'), '7.2f')} {_fmt(r.get('gbytes'), '6.2f')}"
-              f" {_fmt(r.get('fraction_of_peak'), '9.3f')} {r.get('bound', '—'):>7}  {r.get('note', '')}")
+              f" {_fmt(None if ws is None else ws / 2 ** 20, '11.2f')} {_fmt(r.get('fraction_of_peak'), '9.3f')}"
+              f" {_fmt(r.get('fraction_of_roofline'), '9.3f')} {_limit(r):>15}  {r.get('note', '')}")
+
+
+def _limit(r):
+    """What limits the row: "compute", "memory (L2)" (the level holding its working set), "overhead"."""
+    return r.get("limit", r.get("bound", "—"))
 
 
 def _r(x):
@@ -53,22 +60,31 @@ def print_ratios(rat):
               f"PyTorch / fit {_r(r['torch_over_fit'])}; NumPy batched / fit {_r(r['numpy_batched_over_fit'])}; "
               f"hand / jax.grad {_r(r['hand_over_autodiff'])}; all checks+options / fit {_r(r['general_over_fit'])}"
               + (f"; 5-config sweep / fit {_r(r['sweep5_over_fit'])}" if r["sweep5_over_fit"] else "")
-              + f"; fit at {r['fit_fraction_of_peak']:.3f} of peak ({r['fit_bound']}-bound)")
+              + f"; fit at {r['fit_fraction_of_peak']:.3f} of peak (limit: {r.get('fit_limit', r['fit_bound'])})")
     for r in rat.get("cnn", []):
         print(f"  {r['model']} batch {r['batch']:>3}: PyTorch / fit {_r(r['torch_over_fit'])}; hand / jax.grad "
               f"{_r(r['hand_over_autodiff'])}; fit / minimal scan {_r(r['fit_over_minimal'])}; "
-              f"fit at {r['fit_fraction_of_peak']:.3f} of peak ({r['fit_bound']}-bound)")
+              f"fit at {r['fit_fraction_of_peak']:.3f} of peak (limit: {r.get('fit_limit', r['fit_bound'])})")
     if "transformer" in rat:
         t = rat["transformer"]
         print(f"  transformer: PyTorch / hand {_r(t['torch_over_hand'])}; hand / jax.grad {_r(t['hand_over_autodiff'])};"
-              f" hand at {t['hand_fraction_of_peak']:.3f} of peak ({t['hand_bound']}-bound)")
+              f" hand at {t['hand_fraction_of_peak']:.3f} of peak (limit: {t.get('hand_limit', t['hand_bound'])})")
     print(TARGETS)
 
 
+def _level_text(x):
+    size = [f"cache {x['capacity_bytes'] / 2 ** 20:.2f} MiB"] if x.get("capacity_bytes") else []
+    size += [f"set {x['working_set_bytes'] / 2 ** 20:.2f} MiB"] if "working_set_bytes" in x else []
+    return f"{x['level']} {x['bytes_per_s'] / 1e9:.1f} GB/s" + (f" ({', '.join(size)})" if size else "")
+
+
 def _machine_line(rec):
-    pk, bw = rec["matmul_peak"], rec["bandwidth"]
-    return (f"in-run matmul peak {pk['flops_per_s'] / 1e9:.0f} GFLOP/s (jnp.dot {pk['n']}², best of the run), "
-            f"bandwidth {bw['bytes_per_s'] / 1e9:.1f} GB/s (2x+1 over {bw['bytes'] / 2 ** 21:.0f} MiB)")
+    pk = rec["matmul_peak"]
+    levels = rec.get("memory_levels") or [dict(rec["bandwidth"], level="DRAM")]
+    return (f"in-run matmul peak {pk['flops_per_s'] / 1e9:.0f} GFLOP/s (jnp.dot {pk['n']}², best of the run); "
+            f"bandwidth by level (in-place 0.5x+1 passes): {'; '.join(map(_level_text, levels))}; a row is "
+            f"memory-bound only against the level holding its step's working set (WS), overhead-bound when "
+            f"under {bench.OVERHEAD_BELOW} of its roofline")
 
 
 def _mnist(flat, a=None):

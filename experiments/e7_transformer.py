@@ -25,6 +25,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -95,6 +96,29 @@ def samples(mcfg, params, key, tok, n_chars: int, after: bool) -> dict:
     if after:
         out["topk"] = tok.decode(tr.generate(mcfg, params, k2, prompt, n_chars, **SAMPLE_TOPK))
     return out
+
+
+def estimate_loss(model, sampler: train.Sampler, batch_size: int, n_batches: int, how: str = "loop"):
+    """The notebook's ``estimate_loss`` as ``f(params, key, *sampler.data) -> mean loss`` over the
+    ``n_batches`` batches drawn from ``jax.random.split(key, n_batches)`` (the batches the engine's
+    sampled evaluation draws). ``how``: "loop" — one small forward per batch in a ``lax.map``, as
+    the engine runs it; "vmap" — one forward vmapped over the stacked batches; "flat" — one forward
+    on all n_batches × batch_size windows (the mean over windows equals the mean of the per-batch
+    means up to rounding). On the 2-core CPU the loop is the fastest (its batch's activations stay
+    in cache; see the README's Performance section), so training uses the engine's loop;
+    tools/gpu_check.py times all three on a GPU."""
+    if how not in ("loop", "vmap", "flat"):
+        raise ValueError(f"estimate_loss: how must be 'loop', 'vmap' or 'flat', got {how!r}")
+
+    def f(params, key, *data):
+        keys = jax.random.split(key, n_batches)
+        if how == "loop":
+            return jnp.mean(jax.lax.map(lambda k: model.loss(params, *sampler.sample(k, batch_size, *data)), keys))
+        xs, ys = jax.vmap(lambda k: sampler.sample(k, batch_size, *data))(keys)
+        if how == "vmap":
+            return jnp.mean(jax.vmap(lambda x, y: model.loss(params, x, y))(xs, ys))
+        return model.loss(params, xs.reshape(-1, *xs.shape[2:]), ys.reshape(-1, *ys.shape[2:]))
+    return f
 
 
 def _seed_slice(tree, c):

@@ -21,13 +21,17 @@ timed call ends with ``block_until_ready``. Rows report minimum, median and max;
 within one run, of minima (the least-disturbed run of each) with the ratio of medians beside it.
 FLOPs and bytes come from XLA's cost analysis of one compiled *step* (XLA's cost analysis does not
 multiply a loop body by its trip count); the float32 matmul peak (jitted ``jnp.dot`` at 2048²) and
-the memory bandwidth (a jitted elementwise pass over 256 MiB) are measured in the same run.
+the bandwidth of every memory level (L1, L2, L3 as sysfs sizes them, and DRAM: a compiled loop of
+in-place elementwise passes over a working set sized to each level) are measured in the same run.
+Each row's step states its working set (XLA's argument + temporary bytes of one compiled step) and is called memory-bound only against the bandwidth of the level that holds it; a row far
+below both roofs is called overhead-bound (:func:`roofline`).
 """
 from __future__ import annotations
 
 import contextlib
 import time
 import tracemalloc
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -76,12 +80,95 @@ def matmul_peak(n=2048, repeats=7) -> dict:
             "flops_per_s": 2 * n ** 3 / float(min(ts))}
 
 
-def memory_bandwidth(mib=256, repeats=7) -> dict:
-    """Bytes/s of a jitted ``2·x + 1`` over ``mib`` MiB of float32 (reads and writes it once)."""
-    x = jnp.ones((mib * 2 ** 20 // 4,), jnp.float32)
-    ts = _best_time(jax.jit(lambda v: 2 * v + 1).lower(x).compile(), (x,), repeats)
-    nbytes = 2 * x.size * 4
-    return {"bytes": nbytes, "min_s": float(min(ts)), "bytes_per_s": nbytes / float(min(ts))}
+CACHE_ROOT = "/sys/devices/system/cpu/cpu0/cache"   # Linux sysfs; tests point it at a fake tree
+
+
+def _size_bytes(text: str) -> int:
+    """sysfs cache sizes: "48K", "2048K", "300M" or plain bytes."""
+    text = text.strip()
+    units = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}
+    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+
+
+def cache_levels(root=None) -> list[dict]:
+    """CPU 0's data caches, innermost first: ``[{"level": "L1", "bytes": 49152, "shared_cpus":
+    "0"}, ...]`` (instruction caches left out); ``[]`` where sysfs does not describe them."""
+    out = []
+    for d in sorted(Path(root or CACHE_ROOT).glob("index*")):
+        try:
+            if (d / "type").read_text().strip() == "Instruction":
+                continue
+            out.append({"level": f"L{int((d / 'level').read_text())}", "bytes": _size_bytes((d / "size").read_text()),
+                        "shared_cpus": (d / "shared_cpu_list").read_text().strip()})
+        except (OSError, ValueError, IndexError):
+            continue
+    return sorted(out, key=lambda c: c["level"])
+
+
+def level_bandwidth(nbytes: int, traffic: int = 2 ** 28, repeats: int = 5) -> dict:
+    """Bytes/s of ``x ← 0.5·x + 1`` over a float32 working set of ``nbytes``, repeated inside one
+    compiled loop until about ``traffic`` bytes were read and written, so a small set's time is
+    the loop's, not one dispatch's. x is donated and updated in place: each pass reads and writes
+    it once (2 · nbytes). The best repeat counts."""
+    n = max(256, nbytes // 4)
+    reps = max(1, traffic // (8 * n))
+    f = jax.jit(lambda v: jax.lax.fori_loop(0, reps, lambda i, u: 0.5 * u + 1.0, v), donate_argnums=0)
+    x = jnp.ones((n,), jnp.float32)
+    c = f.lower(x).compile()
+    ts = []
+    for _ in range(repeats + 1):   # the first call warms up
+        x = jax.block_until_ready(jnp.ones((n,), jnp.float32))
+        t = time.perf_counter()
+        jax.block_until_ready(c(x))
+        ts.append(time.perf_counter() - t)
+    moved = 8 * n * reps
+    return {"working_set_bytes": 4 * n, "bytes": moved, "passes": reps, "min_s": float(min(ts[1:])),
+            "bytes_per_s": moved / float(min(ts[1:]))}
+
+
+def memory_levels(levels=None) -> list[dict]:
+    """Bandwidth of every level a step's data can live in, innermost first, the last unbounded:
+    each cache level measured on a working set of half its capacity, main memory ("DRAM") on
+    ``BANDWIDTH_MIB`` MiB or twice the largest cache, whichever is larger. On an accelerator the
+    host's caches do not hold the device's arrays: there only device memory is measured."""
+    if levels is None:
+        levels = cache_levels() if jax.default_backend() == "cpu" else []
+    out = [{"level": c["level"], "capacity_bytes": c["bytes"], **level_bandwidth(c["bytes"] // 2)} for c in levels]
+    main = max(BANDWIDTH_MIB * 2 ** 20, 2 * max((c["bytes"] for c in levels), default=0))
+    name = "DRAM" if jax.default_backend() == "cpu" else "device memory"
+    return out + [{"level": name, "capacity_bytes": None, **level_bandwidth(main, traffic=max(2 ** 28, 2 * main))}]
+
+
+#: a row whose roofline time (compute or memory) is under this fraction of its measured time is
+#: limited by neither: per-op overhead, latency or synchronisation dominate it
+OVERHEAD_BELOW = 0.5
+
+
+def _level_of(working_set, levels) -> dict:
+    """The innermost level whose capacity holds ``working_set`` bytes (the last level when none
+    does or the working set is unknown)."""
+    if working_set is None or working_set < 0:
+        return levels[-1]
+    return next((lv for lv in levels if lv["capacity_bytes"] is not None and working_set <= lv["capacity_bytes"]),
+                levels[-1])
+
+
+def roofline(flops: float, nbytes: float, working_set, seconds: float, peak_flops: float, levels) -> dict:
+    """What limits a step (or an epoch of steps: flops and bytes scale together).
+
+    ``levels``: :func:`memory_levels`' list (innermost first, last unbounded). The memory time is
+    XLA's bytes ÷ the bandwidth of the level that holds the step's ``working_set`` — a set that
+    fits in L2 is not bound by DRAM. ``bound``: "compute" or "memory (LEVEL)", whichever roofline
+    time is larger; ``limit``: that bound, or "overhead" when the roofline time is under
+    ``OVERHEAD_BELOW`` of the measured ``seconds``."""
+    lv = _level_of(working_set, levels)
+    t_flops, t_bytes = flops / peak_flops, nbytes / lv["bytes_per_s"]
+    roof = max(t_flops, t_bytes)
+    bound = "compute" if t_flops >= t_bytes else f"memory ({lv['level']})"
+    return {"working_set_bytes": working_set, "level": lv["level"], "level_bytes_per_s": lv["bytes_per_s"],
+            "fraction_of_peak": t_flops / seconds, "fraction_of_roofline": roof / seconds, "bound": bound,
+            "limit": bound if roof / seconds >= OVERHEAD_BELOW else "overhead",
+            "dram_verdict": "memory" if nbytes / levels[-1]["bytes_per_s"] > t_flops else "compute"}
 
 
 def cost(compiled) -> tuple[float, float]:
@@ -96,13 +183,23 @@ def _mem(compiled) -> int:
     return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes) if m else -1
 
 
+def _working_set(compiled) -> int | None:
+    """Bytes one step touches: XLA's argument + temporary bytes of the compiled step (its outputs
+    are the next step's arguments, updated in place in the epoch's scan, so they are not counted
+    twice)."""
+    m = compiled.memory_analysis()
+    return int(m.argument_size_in_bytes + m.temp_size_in_bytes) if m else None
+
+
 class Variant:
     """A timed rung: ``run()`` does one epoch (or a fixed slice, ``scale`` extrapolates) and
     returns when the work is done. ``kind`` ("jax", "numpy", "torch", "python") picks the thread
-    settings it runs under; ``flops`` / ``bytes`` are per epoch (from one compiled step)."""
+    settings it runs under; ``flops`` / ``bytes`` are per epoch (from one compiled step),
+    ``working_set`` per step."""
     def __init__(self, name, run, *, kind="jax", compile_s=None, flops=None, nbytes=None,
-                 peak_bytes=None, scale=1.0, note=""):
+                 peak_bytes=None, scale=1.0, note="", working_set=None):
         self.name, self.run, self.kind, self.compile_s = name, run, kind, compile_s
+        self.working_set = working_set   # bytes one step touches (:func:`_working_set`)
         self.flops, self.nbytes, self.peak_bytes, self.scale, self.note = flops, nbytes, peak_bytes, scale, note
         self.times = []
 
@@ -152,16 +249,16 @@ def interleave(variants, rounds, seed=0, warmup=1, settle=1) -> list[list[str]]:
 
 def summary(v, peak_flops, bandwidth) -> dict:
     """One row: min / median / max seconds, compile time, and, when FLOPs are known, the fraction
-    of the in-run matmul peak (of the minimum) and the roofline bound (compute or memory)."""
+    of the in-run matmul peak (of the minimum) and what limits the row (:func:`roofline`).
+    ``bandwidth``: :func:`memory_levels`' list, or one bytes/s number (one unbounded level)."""
+    levels = bandwidth if isinstance(bandwidth, list) else [
+        {"level": "DRAM", "capacity_bytes": None, "bytes_per_s": bandwidth}]
     ts = np.asarray(v.times)
     out = {"variant": v.name, "kind": v.kind, "min_s": float(ts.min()), "median_s": float(np.median(ts)),
            "max_s": float(ts.max()), "compile_s": v.compile_s, "peak_bytes": v.peak_bytes, "note": v.note}
     if v.flops:
-        t_flops, t_bytes = v.flops / peak_flops, (v.nbytes or 0) / bandwidth
         out.update(gflops=v.flops / 1e9, gbytes=(v.nbytes or 0) / 1e9,
-                   fraction_of_peak=t_flops / out["min_s"],
-                   bound="memory" if t_bytes > t_flops else "compute",
-                   fraction_of_roofline=max(t_flops, t_bytes) / out["min_s"])
+                   **roofline(v.flops, v.nbytes or 0, v.working_set, out["min_s"], peak_flops, levels))
     return out
 
 
@@ -257,11 +354,11 @@ def _fit_epoch(model, p0, Xd, Yd, B, grad, name, general=False, key=jax.random.k
         sc, _ = _compile(jax.jit(train.make_epoch(model, B, B, "shuffle", grad, check_grads=general, **sw)),
                          st, hp, jnp.int32(0), key, Xd[:B], Yd[:B])
         flops, nbytes = (v * train.n_batches(n, B) for v in cost(sc))
-    holder = [st]
+    holder, ws = [st], _working_set(sc) if with_cost else None
 
     def run():
         holder[0] = jax.block_until_ready(run_epoch(holder[0], hp, 0, key)[0])
-    return Variant(name, run, compile_s=comp, flops=flops, nbytes=nbytes)
+    return Variant(name, run, compile_s=comp, flops=flops, nbytes=nbytes, working_set=ws)
 
 
 def minimal_epoch(model, n, B, lr=SGD_LR):
@@ -316,19 +413,26 @@ def _sweep_variant(model, p0, Xd, Yd, B, C=5):
     return Variant(f"JAX vmapped sweep ({C} configs)", run, compile_s=comp, peak_bytes=_mem(c))
 
 
-def _machine(peak, bw):
-    return {"matmul_peak": peak, "bandwidth": bw}
+def _machine(peak, levels):
+    """The run's probes: the matmul peak, every memory level, and main memory as "bandwidth"."""
+    return {"matmul_peak": peak, "bandwidth": levels[-1], "memory_levels": levels}
+
+
+def _best(peak, levels, pk, lv):
+    """The best of two probe runs: the faster peak, and per level the higher bandwidth."""
+    return (max(peak, pk, key=lambda p: p["flops_per_s"]),
+            [max(a, b, key=lambda x: x["bytes_per_s"]) for a, b in zip(levels, lv)])
 
 
 PEAK_N, BANDWIDTH_MIB = 2048, 256   # sizes of the in-run peak and bandwidth probes (tests shrink them)
 
 
 def _probes():
-    return matmul_peak(PEAK_N), memory_bandwidth(BANDWIDTH_MIB)
+    return matmul_peak(PEAK_N), memory_levels()
 
 
 def _measure(variants, rounds, seed):
-    """Interleave, then re-measure peak and bandwidth (the best of before and after counts)."""
+    """Interleave, then re-measure peak and bandwidths (the best of before and after counts)."""
     orders = interleave(variants, rounds, seed)
     return (orders, *_probes())
 
@@ -344,7 +448,7 @@ def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=15, per_example_steps=4
     model = models.mlp(list(sizes), "sigmoid", "softmax_cross_entropy")
     p0 = model.init(jax.random.key(seed))
     Xd, Yd = jax.device_put(jnp.asarray(X)), jax.device_put(jnp.asarray(Y))
-    peak, bw = _probes()
+    peak, levels = _probes()
     pl = oracles.to_lists(p0)   # pure-Python scalar: a few examples, extrapolated per sample
     t = time.perf_counter()
     for i in range(scalar_examples):
@@ -363,15 +467,14 @@ def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=15, per_example_steps=4
             vs.append(_sweep_variant(model, p0, Xd, Yd, B))
         if B in torch_batches and torch_peers.available():
             vs.append(_torch_variant("mlp", p0, X, Y, B))
-        orders, pk, b = _measure(vs, rounds, seed + k)
-        peak = max(peak, pk, key=lambda p: p["flops_per_s"])
-        bw = max(bw, b, key=lambda p: p["bytes_per_s"])
-        rows = [summary(v, peak["flops_per_s"], bw["bytes_per_s"]) for v in vs]
+        orders, pk, lv = _measure(vs, rounds, seed + k)
+        peak, levels = _best(peak, levels, pk, lv)
+        rows = [summary(v, peak["flops_per_s"], levels) for v in vs]
         rows.insert(0, {"variant": "pure-Python scalar", "kind": "python", "median_s": scalar_per_sample * len(X),
                         "min_s": scalar_per_sample * len(X), "max_s": None, "compile_s": None, "peak_bytes": None,
                         "note": f"extrapolated from {scalar_examples} examples ({scalar_per_sample:.3f} s/sample)"})
         table.append({"batch": B, "rows": rows, "orders": orders, "seed": seed + k})
-    return {"model": f"{'-'.join(map(str, sizes))} sigmoid MLP", "n": len(X), **_machine(peak, bw), "table": table,
+    return {"model": f"{'-'.join(map(str, sizes))} sigmoid MLP", "n": len(X), **_machine(peak, levels), "table": table,
             "rounds": rounds}
 
 
@@ -383,7 +486,7 @@ def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
     PyTorch eager, per (model, batch) case. X: (n, 28, 28, 1) NHWC float32, n a multiple of each batch."""
     from jaxnets.models import cnn
     Xd, Yd = jax.device_put(jnp.asarray(X)), jax.device_put(jnp.asarray(Y))
-    peak, bw = _probes()
+    peak, levels = _probes()
     out = []
     for k, (name, B) in enumerate(cases):
         model = cnn.MODELS[name]()
@@ -393,12 +496,11 @@ def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
               _minimal(model, p0, Xd, Yd, B)]
         if torch_peers.available():
             vs.append(_torch_variant("cnn", p0, X, Y, B))
-        orders, pk, b = _measure(vs, rounds, seed + k)
-        peak = max(peak, pk, key=lambda p: p["flops_per_s"])
-        bw = max(bw, b, key=lambda p: p["bytes_per_s"])
+        orders, pk, lv = _measure(vs, rounds, seed + k)
+        peak, levels = _best(peak, levels, pk, lv)
         out.append({"model": name, "batch": B, "orders": orders, "seed": seed + k,
-                    "rows": [summary(v, peak["flops_per_s"], bw["bytes_per_s"]) for v in vs]})
-    return {"n": len(X), **_machine(peak, bw), "rounds": rounds, "cases": out}
+                    "rows": [summary(v, peak["flops_per_s"], levels) for v in vs]})
+    return {"n": len(X), **_machine(peak, levels), "rounds": rounds, "cases": out}
 
 
 def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
@@ -425,15 +527,16 @@ def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
     vs = []
     for g, name in (("hand", "jaxnets (hand grads)"), ("autodiff", "jaxnets (jax.grad)")):
         c, comp = _compile(epoch(sampler, g), *args)
-        flops, nbytes = (v * steps for v in cost(_compile(epoch(one, g), *args)[0]))
+        step = _compile(epoch(one, g), *args)[0]
+        flops, nbytes = (v * steps for v in cost(step))
         vs.append(Variant(name, lambda c=c: jax.block_until_ready(c(*args)),
-                          compile_s=comp, flops=flops, nbytes=nbytes))
+                          compile_s=comp, flops=flops, nbytes=nbytes, working_set=_working_set(step)))
     if torch_peers.available():
         vs.append(Variant(TORCH, torch_peers.transformer_chunk(vocab, cfg, np.asarray(tokens), steps),
                           kind="torch", note=torch_peers.version()))
-    orders, peak, bw = _measure(vs, rounds, seed)
+    orders, peak, levels = _measure(vs, rounds, seed)
     return {"model": model.name, "config": cfg, "steps_per_call": steps, "rounds": rounds, "orders": orders,
-            **_machine(peak, bw), "rows": [summary(v, peak["flops_per_s"], bw["bytes_per_s"]) for v in vs]}
+            **_machine(peak, levels), "rows": [summary(v, peak["flops_per_s"], levels) for v in vs]}
 
 
 def _ratio(rows, a, b):
@@ -454,7 +557,8 @@ def ratios(rec: dict) -> dict:
                     "fit_over_minimal": _ratio(rows, FIT, MINIMAL), "hand_over_autodiff": _ratio(rows, FIT, FIT_AD),
                     "torch_over_fit": _ratio(rows, TORCH, FIT), "general_over_fit": _ratio(rows, GENERAL, FIT),
                     "sweep5_over_fit": _ratio(rows, "JAX vmapped sweep (5 configs)", FIT),
-                    "fit_fraction_of_peak": fit.get("fraction_of_peak"), "fit_bound": fit.get("bound")})
+                    "fit_fraction_of_peak": fit.get("fraction_of_peak"), "fit_bound": fit.get("bound"),
+                    "fit_limit": fit.get("limit")})
     out = {"mlp": mlp}
     if "cnn" in rec:
         out["cnn"] = []
@@ -464,13 +568,15 @@ def ratios(rec: dict) -> dict:
                                "torch_over_fit": _ratio(c["rows"], TORCH, FIT),
                                "hand_over_autodiff": _ratio(c["rows"], FIT, FIT_AD),
                                "fit_over_minimal": _ratio(c["rows"], FIT, MINIMAL),
-                               "fit_fraction_of_peak": fit.get("fraction_of_peak"), "fit_bound": fit.get("bound")})
+                               "fit_fraction_of_peak": fit.get("fraction_of_peak"), "fit_bound": fit.get("bound"),
+                               "fit_limit": fit.get("limit")})
     if "transformer" in rec:
         rows = rec["transformer"]["rows"]
         hand = rows[0]
         out["transformer"] = {"torch_over_hand": _ratio(rows, TORCH, hand["variant"]),
                               "hand_over_autodiff": _ratio(rows, hand["variant"], rows[1]["variant"]),
-                              "hand_fraction_of_peak": hand.get("fraction_of_peak"), "hand_bound": hand.get("bound")}
+                              "hand_fraction_of_peak": hand.get("fraction_of_peak"), "hand_bound": hand.get("bound"),
+                              "hand_limit": hand.get("limit")}
     return out
 
 

@@ -16,12 +16,19 @@ ops are synchronous). Never imported by the library or the tests' required path:
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 THREADS = 2
+#: set (to anything but "" or "0") to leave the PyTorch rungs out even where torch imports: the GPU
+#: check does, since these peers run on the CPU and would be compared with JAX on the GPU
+NO_PEERS_ENV = "JAXNETS_NO_TORCH_PEERS"
 
 
 def available() -> bool:
+    if os.environ.get(NO_PEERS_ENV, "") not in ("", "0"):
+        return False
     try:
         import torch  # noqa: F401
     except ImportError:

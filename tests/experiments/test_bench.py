@@ -1,5 +1,6 @@
 """Benchmark harness: the rungs it times compute the same epoch, the protocol randomises the order
 of every round, and the ladders run end to end on small inputs (timings are never asserted)."""
+import importlib.util
 import json
 
 import jax
@@ -114,14 +115,104 @@ def test_summary_reports_min_median_max_and_the_roofline():
     v.times = [0.4, 0.1, 0.2]
     s = bench.summary(v, peak_flops=1e11, bandwidth=1e10)
     assert (s["min_s"], s["median_s"], s["max_s"]) == (0.1, 0.2, 0.4)
-    assert s["fraction_of_peak"] == pytest.approx(0.2) and s["bound"] == "memory"
-    assert s["fraction_of_roofline"] == pytest.approx(1.0)
+    assert s["fraction_of_peak"] == pytest.approx(0.2) and s["bound"] == "memory (DRAM)"
+    assert s["fraction_of_roofline"] == pytest.approx(1.0) and s["limit"] == "memory (DRAM)"
+
+
+#: a synthetic machine: L1 32 KiB at 400 GB/s, L2 1 MiB at 100 GB/s, L3 32 MiB at 40 GB/s, DRAM 10 GB/s
+LEVELS = [{"level": "L1", "capacity_bytes": 2 ** 15, "bytes_per_s": 4e11},
+          {"level": "L2", "capacity_bytes": 2 ** 20, "bytes_per_s": 1e11},
+          {"level": "L3", "capacity_bytes": 2 ** 25, "bytes_per_s": 4e10},
+          {"level": "DRAM", "capacity_bytes": None, "bytes_per_s": 1e10}]
+PEAK = 1e11   # FLOP/s
+
+
+# (flops, bytes, working set, seconds) -> (level, bound, limit, what a DRAM-only roofline said)
+ROOFLINE_CASES = [
+    # 1 GFLOP, 1 GB in L2: compute 10 ms, L2 memory 10 ms -> compute (ties go to compute); DRAM said memory
+    ((1e9, 1e9, 2 ** 19, 0.012), ("L2", "compute", "compute", "memory")),
+    # the same bytes with a working set that only fits in L3: 25 ms > 10 ms -> memory (L3)
+    ((1e9, 1e9, 2 ** 24, 0.03), ("L3", "memory (L3)", "memory (L3)", "memory")),
+    # too big for any cache -> DRAM: 100 ms
+    ((1e9, 1e9, 2 ** 26, 0.11), ("DRAM", "memory (DRAM)", "memory (DRAM)", "memory")),
+    # a working set exactly at L1's capacity lives in L1: 2.5 ms memory < 10 ms compute
+    ((1e9, 1e9, 2 ** 15, 0.01), ("L1", "compute", "compute", "memory")),
+    # one byte over L1 -> L2
+    ((1e8, 1e9, 2 ** 15 + 1, 0.01), ("L2", "memory (L2)", "memory (L2)", "memory")),
+    # far below both roofs: 10 ms of roofline in 100 ms -> overhead (bound still says which roof is nearer)
+    ((1e9, 1e8, 2 ** 10, 0.1), ("L1", "compute", "overhead", "compute")),
+    # exactly OVERHEAD_BELOW of the roofline is still that roof's limit
+    ((1e9, 1e8, 2 ** 10, 0.02), ("L1", "compute", "compute", "compute")),
+    # unknown working set -> main memory, as a DRAM-only roofline
+    ((1e9, 1e9, None, 0.1), ("DRAM", "memory (DRAM)", "memory (DRAM)", "memory")),
+]
+
+
+@pytest.mark.parametrize("args,want", ROOFLINE_CASES)
+def test_roofline_uses_the_level_that_holds_the_working_set(args, want):
+    flops, nbytes, ws, secs = args
+    r = bench.roofline(flops, nbytes, ws, secs, PEAK, LEVELS)
+    assert (r["level"], r["bound"], r["limit"], r["dram_verdict"]) == want
+    lv = next(x for x in LEVELS if x["level"] == want[0])
+    t_roof = max(flops / PEAK, nbytes / lv["bytes_per_s"])
+    assert r["fraction_of_roofline"] == pytest.approx(t_roof / secs, rel=1e-12)
+    assert r["fraction_of_peak"] == pytest.approx(flops / PEAK / secs, rel=1e-12)
+    assert r["working_set_bytes"] == ws and r["level_bytes_per_s"] == lv["bytes_per_s"]
+
+
+def test_summary_states_each_rows_working_set_and_limit():
+    v = bench.Variant("x", None, flops=1e9, nbytes=1e9, working_set=2 ** 24)
+    v.times = [0.03, 0.05]
+    s = bench.summary(v, PEAK, LEVELS)
+    assert (s["working_set_bytes"], s["level"], s["limit"]) == (2 ** 24, "L3", "memory (L3)")
+    numpy_row = bench.Variant("NumPy batched", None, kind="numpy")   # no XLA cost: no verdict
+    numpy_row.times = [0.1]
+    assert "limit" not in bench.summary(numpy_row, PEAK, LEVELS)
+
+
+def _fake_sysfs(root, caches):
+    for i, (level, typ, size, shared) in enumerate(caches):
+        d = root / f"index{i}"
+        d.mkdir(parents=True)
+        for name, val in (("level", level), ("type", typ), ("size", size), ("shared_cpu_list", shared)):
+            (d / name).write_text(f"{val}\n")
+
+
+def test_cache_levels_read_sysfs_data_caches_innermost_first(tmp_path):
+    _fake_sysfs(tmp_path, [(3, "Unified", "307200K", "0-1"), (1, "Data", "48K", "0"), (1, "Instruction", "32K", "0"),
+                           (2, "Unified", "2048K", "0")])
+    (tmp_path / "index9").mkdir()   # an unreadable entry is skipped
+    assert bench.cache_levels(tmp_path) == [{"level": "L1", "bytes": 48 * 1024, "shared_cpus": "0"},
+                                            {"level": "L2", "bytes": 2 * 2 ** 20, "shared_cpus": "0"},
+                                            {"level": "L3", "bytes": 300 * 2 ** 20, "shared_cpus": "0-1"}]
+    assert bench.cache_levels(tmp_path / "absent") == []
+
+
+def test_memory_levels_measure_every_cache_then_main_memory(tmp_path, monkeypatch):
+    """Each cache level is probed on half its capacity, main memory on twice the largest cache."""
+    monkeypatch.setattr(bench, "BANDWIDTH_MIB", 1)
+    _fake_sysfs(tmp_path, [(1, "Data", "16K", "0"), (2, "Unified", "256K", "0"), (3, "Unified", "2M", "0-1")])
+    monkeypatch.setattr(bench, "CACHE_ROOT", str(tmp_path))
+    monkeypatch.setattr(bench, "level_bandwidth",
+                        lambda nbytes, traffic=2 ** 28, repeats=5: {"working_set_bytes": nbytes, "bytes_per_s": 1.0})
+    lv = bench.memory_levels()
+    assert [(x["level"], x["capacity_bytes"], x["working_set_bytes"]) for x in lv] == [
+        ("L1", 2 ** 14, 2 ** 13), ("L2", 2 ** 18, 2 ** 17), ("L3", 2 ** 21, 2 ** 20), ("DRAM", None, 2 ** 22)]
+
+
+def test_level_bandwidth_moves_the_bytes_it_reports():
+    r = bench.level_bandwidth(2 ** 16, traffic=2 ** 22, repeats=2)
+    assert r["working_set_bytes"] == 2 ** 16 and r["passes"] == 2 ** 22 // (2 * 2 ** 16)
+    assert r["bytes"] == 2 * r["working_set_bytes"] * r["passes"]
+    assert r["bytes_per_s"] == pytest.approx(r["bytes"] / r["min_s"])
 
 
 @pytest.fixture
-def small_probes(monkeypatch):
+def small_probes(monkeypatch, tmp_path):
     monkeypatch.setattr(bench, "PEAK_N", 128)
     monkeypatch.setattr(bench, "BANDWIDTH_MIB", 1)
+    _fake_sysfs(tmp_path / "cache", [(1, "Data", "32K", "0"), (2, "Unified", "256K", "0")])
+    monkeypatch.setattr(bench, "CACHE_ROOT", str(tmp_path / "cache"))
 
 
 def test_ladder_runs_end_to_end_and_reports_every_rung(small_probes):
@@ -135,7 +226,11 @@ def test_ladder_runs_end_to_end_and_reports_every_rung(small_probes):
         assert all(w in names for w in want), (entry["batch"], names)
         assert len(entry["orders"]) == 1 and sorted(entry["orders"][0]) == sorted(names[1:])
         fit = next(r for r in entry["rows"] if r["variant"] == bench.FIT)
-        assert fit["min_s"] > 0 and fit["compile_s"] > 0 and fit["gflops"] > 0 and fit["bound"] in ("memory", "compute")
+        assert fit["min_s"] > 0 and fit["compile_s"] > 0 and fit["gflops"] > 0
+        assert fit["working_set_bytes"] > 0 and fit["level"] in ("L1", "L2", "DRAM")
+        assert fit["bound"] in ("compute", f"memory ({fit['level']})")
+        assert fit["limit"] in (fit["bound"], "overhead")
+    assert [x["level"] for x in out["memory_levels"]] == ["L1", "L2", "DRAM"] and out["bandwidth"]["level"] == "DRAM"
     rat = bench.ratios({"mlp": out})["mlp"]
     assert [r["batch"] for r in rat] == [5] and rat[0]["torch_over_fit"] is None
     assert all(np.isfinite(r["fit_over_minimal"]["min"]) and np.isfinite(r["hand_over_autodiff"]["median"])
@@ -167,3 +262,22 @@ def test_replot_redraws_both_figures_from_a_record(tmp_path):
     assert bench_script.main(["--replot", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "figures" / "bench_ladder.png").stat().st_size > 10_000
     assert (tmp_path / "figures" / "bench_sweep_widths.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("value,want", [("", None), ("0", None), ("1", False), ("yes", False)])
+def test_the_torch_peers_can_be_left_out(monkeypatch, value, want):
+    """JAXNETS_NO_TORCH_PEERS (set by the GPU check) leaves the CPU-only PyTorch rungs out; unset,
+    empty or "0" leaves the answer to whether torch imports."""
+    monkeypatch.setenv(torch_peers.NO_PEERS_ENV, value)
+    imports = importlib.util.find_spec("torch") is not None
+    assert torch_peers.available() is (imports if want is None else want)
+
+
+def test_the_machine_line_lists_every_level():
+    """The printed probe line names each level's bandwidth (an old record's single DRAM figure too)."""
+    from experiments import bench as bench_script
+    pk = {"flops_per_s": 3e11, "n": 2048}
+    line = bench_script._machine_line({"matmul_peak": pk, "bandwidth": LEVELS[-1], "memory_levels": LEVELS})
+    assert all(f"{x['level']} {x['bytes_per_s'] / 1e9:.1f} GB/s" in line for x in LEVELS)
+    old = bench_script._machine_line({"matmul_peak": pk, "bandwidth": {"bytes": 5e8, "bytes_per_s": 9.1e9}})
+    assert "DRAM 9.1 GB/s" in old

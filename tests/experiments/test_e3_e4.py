@@ -297,3 +297,27 @@ def test_e4_command_line_tiny(fashion, tmp_path, capsys):
     # the record names the command line that made it (RESULTS.md's command column)
     assert rec["command"] == f"python -m experiments.e4_ood --tiny --offline --out {tmp_path} --remedies"
     assert (tmp_path / "figures" / "e4_ood_table.png").stat().st_size > 0
+
+
+def test_fit_seeds_is_each_seeds_own_fit_through_bit_for_bit():
+    """E4's seeds trained in one vmapped program give, per seed, what its own run gives: the
+    params at the patience stop and after the last epoch (bit for bit, float32), the stop and best
+    epochs, and the per-epoch accuracies and step losses; some seeds stop early, some do not."""
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 28, 28, 1)).astype(np.float32)
+    y = rng.integers(0, 10, 40).astype(np.int32)
+    val = (rng.random((30, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, 30).astype(np.int32))
+    model = cnn.MODELS["mlp2_ood"](init="glorot")
+    seeds, epochs = (0, 1, 2, 3), 6
+    got = e4_ood.fit_seeds(model, seeds, (x, y), val, epochs=epochs, test=val, patience=2)
+    same = lambda a, b: jax.tree.all(jax.tree.map(lambda u, v: bool(jnp.all(u == v)), a, b))  # noqa: E731
+    stops = []
+    for s, (kept, stop, last, res) in zip(seeds, got):
+        want = notebook.fit_through(model, model.init(jax.random.key(s)), (x, y), val, key=jax.random.key(s),
+                                    epochs=epochs, test=val, patience=2)
+        assert stop == want[1] and same(kept, want[0]) and same(last, want[2]), s
+        assert res.best_epoch == want[3].best_epoch and res.divergence is None
+        for k in ("val_acc", "test_acc", "step_loss"):
+            assert np.array_equal(np.asarray(res.history[k], np.float64), np.asarray(want[3].history[k], np.float64)), k
+        stops.append(stop)
+    assert min(stops) < epochs == max(stops), stops
