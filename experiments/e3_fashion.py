@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnets import data, gradcheck, models, train
+from jaxnets.data.splits import balanced_subset
 from experiments._lib import figures, notebook
 from experiments._lib import cli
 from experiments._lib.common import data_variant, finish, print_rows, row
@@ -316,7 +317,8 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, ti
     sp = data.get_split("fashion_mnist", flatten_images=True, n_train=n_train, seed=0, path=path, download=download)
     nb = notebook.load((n_train or 10 * notebook.TRAIN_PER_CLASS) // 10, nhwc=False, path=path, download=download)
     if n_test:  # smaller test set (tests of the script only; every mode evaluates all 10,000)
-        sp, nb = (p._replace(x_test=p.x_test[:n_test], y_test=p.y_test[:n_test]) for p in (sp, nb))
+        sp, nb = (p._replace(x_test=p.x_test[i], y_test=p.y_test[i])   # class-balanced (doc 003 §3.5)
+                  for p, i in ((q, balanced_subset(q.y_test, n_test)) for q in (sp, nb)))
     model = make_model()
     params0 = model.init(jax.random.key(seed))
 

@@ -50,6 +50,7 @@ import numpy as np
 
 from jaxnets import models, train
 from jaxnets.data import augment
+from jaxnets.data.splits import balanced_subset
 from jaxnets.data import transforms as T
 from jaxnets.models import cnn
 from experiments._lib import figures, notebook
@@ -137,9 +138,11 @@ def load_data(quick, n_train=None, n_val=None, n_test=None, sweep_n=None, raw=No
                        path=path, download=download)
     n_test = min(n_test or (500 if quick else len(sp.x_test)), len(sp.x_test))
     sweep_n = min(sweep_n or (100 if quick else 2000), n_test)
+    # doc 003 §3.5: class-balanced subsets (the embedded test sample is sorted by class)
+    i_test, i_sweep = (balanced_subset(sp.y_test, k) for k in (n_test, sweep_n))
     return {"split": sp, "train": (sp.x_train, sp.y_train), "val": (sp.x_val, sp.y_val),
-            "test": (jnp.asarray(sp.x_test[:n_test]), jnp.asarray(sp.y_test[:n_test])),
-            "sweep": (jnp.asarray(sp.x_test[:sweep_n]), jnp.asarray(sp.y_test[:sweep_n])),
+            "test": (jnp.asarray(sp.x_test[i_test]), jnp.asarray(sp.y_test[i_test])),
+            "sweep": (jnp.asarray(sp.x_test[i_sweep]), jnp.asarray(sp.y_test[i_sweep])),
             "data": data_variant(sp), "notes": f"{sp.notes}; table on {n_test} test images, curves on {sweep_n}",
             "sizes": {"train": len(sp.x_train), "val": len(sp.x_val), "test_table": n_test,
                       "test_curves": sweep_n}}
@@ -447,16 +450,17 @@ def fig_angle(doc, var, path):
 def fig_examples(d, seed, max_shift, figures_dir):
     """Test images under each transform, and what the augmentations draw."""
     sp = d["split"]
-    ex = sp.x_test[:8]
+    pick = balanced_subset(sp.y_test, 8)           # eight different classes, not eight T-shirts
+    ex = sp.x_test[pick]
     sets = {k: np.asarray(v) for k, v in T.ood_test_sets(ex).items()}
     sets |= {"dx +8": np.asarray(T.translate(ex, 8, 0)), "rot 45°": np.asarray(T.rotate(ex, 45.0))}
-    figures.show_transforms(ex, sets, labels=sp.y_test[:8], class_names=sp.classes,
+    figures.show_transforms(ex, sets, labels=sp.y_test[pick], class_names=sp.classes,
                             path=os.path.join(figures_dir, "e4_transforms.png"),
                             title="E4: test images under doc 003's transforms (+ two sweep points)")
     k = jax.random.key(seed)
     aug = {"random shift": np.asarray(augment.random_shifts(jax.random.fold_in(k, 7), ex, max_shift)[0]),
            "random rot90": np.asarray(augment.random_rot90(jax.random.fold_in(k, 8), ex)[0])}
-    figures.show_transforms(ex, aug, labels=sp.y_test[:8], class_names=sp.classes,
+    figures.show_transforms(ex, aug, labels=sp.y_test[pick], class_names=sp.classes,
                             path=os.path.join(figures_dir, "e4_augment_examples.png"),
                             title="E4 remedy: augmentation draws")
 
