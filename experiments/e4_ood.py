@@ -291,6 +291,23 @@ def key_count_row(rows, variant=None):
                "cell aside)", f"{len(ok)} of {len(cells)}", None, None, f"outside: {off}" if off else "all within")
 
 
+def key_count_pm1_row(rows):
+    """doc 003 §3.5 accepts ±1 point between framework versions: how many of the 13 stated cells
+    (the notebook-bug cell aside) of the document recipe are within ±1, beside the report's count."""
+    cells = [r for r in rows if r["id"].startswith("E4.") and r["id"].split(".")[-1] in SETS
+             and r["id"].count(".") == 2 and r["doc_value"] is not None and r["status"] != "document slip"]
+    if not cells or any(r["status"] == "not comparable" for r in cells):
+        return row("E4.key_cells_pm1", "answer-key cells within doc 003 §3.5's ±1", "not comparable", None, None,
+                   "a quick/tiny run is never compared with the answer key")
+    ok = [r for r in cells if abs(float(r["value"]) - float(r["doc_value"])) <= 1.0 + 1e-9]
+    return row("E4.key_cells_pm1", f"document recipe: answer-key cells within doc 003 §3.5's ±1 point (of "
+               f"{len(cells)})", f"{len(ok)} of {len(cells)}", None, None,
+               "the report's own tolerance is ±1.5 in-domain and ±max(5, 2 sd) on shifted/rotated sets: the "
+               "document's ±1 covers one notebook rerun under another TensorFlow version, while ours is a "
+               "different framework with other initial weights and batch order, and the seed-to-seed sd of the "
+               "shifted/rotated cells alone reaches 1.3 points (values compared at their rounded 0.1)")
+
+
 def _per_seed(a, k):
     runs = a.get("seeds") or []
     return "; per seed " + " / ".join(f"{100 * r['acc'][k]:.1f}" for r in runs) if runs else ""
@@ -513,6 +530,7 @@ def _rows(doc, through, var, seeds, params, copies, max_shift, mode):
     comparable = mode == "full"
     rows = document_rows(doc, seeds, params, comparable)
     rows.append(key_count_row(rows))
+    rows.append(key_count_pm1_row(rows))
     more = document_rows(through, seeds, params, comparable, "no_stop")
     rows += more + [key_count_row(more, "no_stop")] + shape_rows(doc) + variant_rows(var, comparable)
     more, remedy_table = remedy_rows(var, copies, max_shift)
