@@ -74,7 +74,7 @@ def _worked_rows(results_dir):
         status = "info" if r["agrees"] is None else ("agrees" if r["agrees"] else "differs")
         if status == "differs" and str(r.get("note") or "").startswith("document slip"):
             status = "document slip"
-        rows.append({"id": r["id"], "doc": r["doc"], "quantity": r["id"], "value": r["value"],
+        rows.append({"id": r["id"], "doc": r["doc"], "quantity": r.get("quantity", r["id"]), "value": r["value"],
                      "doc_value": r["doc_value"], "tolerance": "doc rounding" if r["agrees"] is not None else None,
                      "status": status, "note": r.get("note") or "", "data": "document"})
     report.write_json(os.path.join(results_dir, "worked.json"), {"records": rep.records})
