@@ -7,13 +7,19 @@ epoch, loss ``1/(2N) Σ‖s − onehot‖² + (reg/2)(‖W1‖² + ‖W2‖²)``
 ``l2 = reg/2``), or softmax cross-entropy with the same penalty (the doc's bonus).
 
 1. baseline: 1,000 iterations, lr 1e-5, decay 0.95, reg 0.1 (doc: val ≈ 0.17, test 0.186);
-2. grid search lr × decay × reg on validation accuracy, every config from the same init and the
-   same minibatch draws (the document reused one net across configs; here each trains from
-   scratch), all configs at once as one ``jax.vmap`` (:func:`jaxnets.train.sweep`), timed against
-   the same configs trained one at a time with the same compiled epoch;
+2. our grid variant: lr × decay × reg on validation accuracy, every config from the same init and
+   the same minibatch draws, all configs at once as one ``jax.vmap`` (:func:`jaxnets.train.sweep`),
+   timed against the same configs trained one at a time with the same compiled epoch;
 3. W1 of the baseline and the best net as a grid of 32×32×3 images (:mod:`experiments._lib.figures`);
 4. test accuracy of the best net (doc 0.465);
-5. all of it again with softmax cross-entropy, side by side.
+5. all of it again with softmax cross-entropy, side by side;
+6. doc 004 §1.6–1.7 with the document's own protocol (MSE, :func:`doc_protocol`): its train loop
+   (``train_acc_history`` = accuracy on the sampled batch at each epoch start), then its grid
+   lr {1e-4, 1e-3} × decay {0.8, 0.75, 0.6} × reg {1, 2, 4}, batch 500, 1,000 iterations each,
+   **as the document ran it** (one net trained on through all 18 configurations, starting from the
+   baseline's weights; each configuration's val accuracy next to the 18 printed ones; its
+   ``best_net`` is that same object, flagged as a slip) and **as it should be run** (a fresh net
+   per configuration, same initial weights and draws).
 
 The grid is trained for ``GRID_ITERATIONS`` (3,000 ≈ 12.2 epochs) rather than the baseline's
 1,000: the notebook behind doc 004 trained its best net longer than the baseline, and with decay
