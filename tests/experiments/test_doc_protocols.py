@@ -94,3 +94,25 @@ def test_e2_exp1_uses_the_documents_training_loss(mode, val, status):
     assert {r["id"] for r in slips} == {"E2.scalar.slip.b1_lost", "E2.scalar.slip.no_shuffle",
                                         "E2.q5.slip.accumulation", "E2.q6.slip.unnormalised"}
     assert "7 tail examples never applied" in rows["E2.q5.slip.accumulation"]["value"]
+
+
+@pytest.mark.parametrize("new_keys", [False, True])
+def test_e3_checker_rows_show_the_l1_norms_and_a_non_degenerate_entry(monkeypatch, new_keys):
+    """doc 003 §3.1.5: with a checker that returns ℓ1-norms and a second (largest-|gradient|)
+    entry, E3's rows show them; with the older checker, the signed sums as before."""
+    from experiments import e3_fashion
+    g = {"param": "[0]['W']", "index": (0, 0), "backprop": 0.0, "approx": 0.0, "rel_error": 0.0}
+    mag = {"param": "[0]['W']", "batch_small": 50, "batch_large": 5000, "sum_small": -0.1, "sum_large": 0.4}
+    if new_keys:
+        g |= {"degenerate": True, "alt_index": (3, 2), "alt_backprop": 0.25, "alt_approx": 0.25,
+              "alt_rel_error": 1e-9, "why": "0 with 0"}
+        mag |= {"l1_small": 9.0, "l1_large": 6.0}
+    rows4 = [dict(g, name=nm) for nm in ("W1", "b1", "W2", "b2")]
+    monkeypatch.setattr(e3_fashion, "_gradient_checks", lambda *a: (rows4, mag))
+    sp = type("S", (), {"x_train": None, "y_train": None})()
+    rows, _, _ = e3_fashion.checks_31(None, None, sp, lambda *_: None)
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["E3.1.magnitude"]["value"] == (1.5 if new_keys else -0.25)
+    assert ("E3.1.gradcheck.W1.largest" in by_id) == new_keys
+    if new_keys:
+        assert by_id["E3.1.gradcheck.W1.largest"]["status"] == "agrees" and "0 with 0" in by_id["E3.1.gradcheck.W1"]["note"]
