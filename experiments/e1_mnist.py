@@ -73,6 +73,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=10701, ep
         slower = runs["b"]["train_acc"][-1] < runs["a"]["train_acc"][-1]
         rows.append(row("E1.b_slower", "(b) lr 0.001 learns slower than (a) lr 0.01 (doc: yes)",
                         "yes" if slower else "no", None, None))
+        rows += comparison_rows(runs, mode == "full", sp.source)
         names = {k: f"({k}) {v['activation']} {'-'.join(map(str, v['hidden']))}, lr {v['lr']:g}, "
                     f"batch {v['batch']}" for k, v in runs.items()}
         figs = [figures.train_test_curves(
@@ -87,6 +88,38 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=10701, ep
               "seeds": [seed], "order": "fixed", "runs": runs, "rows": rows, "figures": figs,
               "b_slower_than_a": bool(slower), "wall_time": time.perf_counter() - t0}
     return finish("e1", record, results_dir)
+
+
+# doc 001 §5.6's comparisons: (id, question, (run, other, metric, relation) that make the answer
+# "yes", the document's answer or None where its answer is not given)
+COMPARISONS = [
+    ("b_vs_a", "(b) vs (a): does the smaller learning rate 0.001 give lower final accuracy (train and test)?",
+     (("b", "a", "train_acc", "<"), ("b", "a", "test_acc", "<")), None),
+    ("c_vs_a", "(c) vs (a): does ReLU give better training and test accuracy than sigmoid?",
+     (("c", "a", "train_acc", ">"), ("c", "a", "test_acc", ">")), "yes"),
+    ("d_vs_c", "(d) vs (c): does batch 200 give a smaller training and test accuracy than batch 50?",
+     (("d", "c", "train_acc", "<"), ("d", "c", "test_acc", "<")), "yes"),
+    ("e_vs_c", "(e) vs (c): does the deeper 384-256 network improve test accuracy?",
+     (("e", "c", "test_acc", ">"),), "no"),
+]
+
+
+def comparison_rows(runs, comparable, source):
+    """One row per comparison doc 001 §5.6 asks for, ours ("yes"/"no" from the final accuracies)
+    next to the document's answer where it gives one."""
+    out = []
+    for cid, question, conds, doc in COMPARISONS:
+        holds = all((runs[a][m][-1] < runs[b][m][-1]) if rel == "<" else (runs[a][m][-1] > runs[b][m][-1])
+                    for a, b, m, rel in conds)
+        ours = "yes" if holds else "no"
+        nums = "; ".join(f"{m.split('_')[0]} ({a}) {runs[a][m][-1]:.4f} vs ({b}) {runs[b][m][-1]:.4f}"
+                         for a, b, m, _ in conds)
+        r = row(f"E1.{cid}", question, ours, doc, None, f"{nums}; {source}" + ("" if doc else "; the document "
+                "leaves this answer blank"))
+        if doc is not None:
+            r["status"] = ("agrees" if ours == doc else "differs") if comparable else "not comparable"
+        out.append(r)
+    return out
 
 
 def _parser():

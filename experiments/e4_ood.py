@@ -52,6 +52,7 @@ import numpy as np
 
 from jaxnets import models, train
 from jaxnets.data import augment
+from jaxnets.data.splits import balanced_subset
 from jaxnets.data import transforms as T
 from jaxnets.models import cnn
 from experiments._lib import figures, notebook
@@ -139,9 +140,11 @@ def load_data(quick, n_train=None, n_val=None, n_test=None, sweep_n=None, raw=No
                        path=path, download=download)
     n_test = min(n_test or (500 if quick else len(sp.x_test)), len(sp.x_test))
     sweep_n = min(sweep_n or (100 if quick else 2000), n_test)
+    # doc 003 §3.5: class-balanced subsets (the embedded test sample is sorted by class)
+    i_test, i_sweep = (balanced_subset(sp.y_test, k) for k in (n_test, sweep_n))
     return {"split": sp, "train": (sp.x_train, sp.y_train), "val": (sp.x_val, sp.y_val),
-            "test": (jnp.asarray(sp.x_test[:n_test]), jnp.asarray(sp.y_test[:n_test])),
-            "sweep": (jnp.asarray(sp.x_test[:sweep_n]), jnp.asarray(sp.y_test[:sweep_n])),
+            "test": (jnp.asarray(sp.x_test[i_test]), jnp.asarray(sp.y_test[i_test])),
+            "sweep": (jnp.asarray(sp.x_test[i_sweep]), jnp.asarray(sp.y_test[i_sweep])),
             "data": data_variant(sp), "notes": f"{sp.notes}; table on {n_test} test images, curves on {sweep_n}",
             "sizes": {"train": len(sp.x_train), "val": len(sp.x_val), "test_table": n_test,
                       "test_curves": sweep_n}}
@@ -333,6 +336,23 @@ def key_count_row(rows, variant=None):
                "cell aside)", f"{len(ok)} of {len(cells)}", None, None, f"outside: {off}" if off else "all within")
 
 
+def key_count_pm1_row(rows):
+    """doc 003 §3.5 accepts ±1 point between framework versions: how many of the 13 stated cells
+    (the notebook-bug cell aside) of the document recipe are within ±1, beside the report's count."""
+    cells = [r for r in rows if r["id"].startswith("E4.") and r["id"].split(".")[-1] in SETS
+             and r["id"].count(".") == 2 and r["doc_value"] is not None and r["status"] != "document slip"]
+    if not cells or any(r["status"] == "not comparable" for r in cells):
+        return row("E4.key_cells_pm1", "answer-key cells within doc 003 §3.5's ±1", "not comparable", None, None,
+                   "a quick/tiny run is never compared with the answer key")
+    ok = [r for r in cells if abs(float(r["value"]) - float(r["doc_value"])) <= 1.0 + 1e-9]
+    return row("E4.key_cells_pm1", f"document recipe: answer-key cells within doc 003 §3.5's ±1 point (of "
+               f"{len(cells)})", f"{len(ok)} of {len(cells)}", None, None,
+               "the report's own tolerance is ±1.5 in-domain and ±max(5, 2 sd) on shifted/rotated sets: the "
+               "document's ±1 covers one notebook rerun under another TensorFlow version, while ours is a "
+               "different framework with other initial weights and batch order, and the seed-to-seed sd of the "
+               "shifted/rotated cells alone reaches 1.3 points (values compared at their rounded 0.1)")
+
+
 def _per_seed(a, k):
     runs = a.get("seeds") or []
     return "; per seed " + " / ".join(f"{100 * r['acc'][k]:.1f}" for r in runs) if runs else ""
@@ -493,16 +513,17 @@ def fig_angle(doc, var, path):
 def fig_examples(d, seed, max_shift, figures_dir):
     """Test images under each transform, and what the augmentations draw."""
     sp = d["split"]
-    ex = sp.x_test[:8]
+    pick = balanced_subset(sp.y_test, 8)           # eight different classes, not eight T-shirts
+    ex = sp.x_test[pick]
     sets = {k: np.asarray(v) for k, v in T.ood_test_sets(ex).items()}
     sets |= {"dx +8": np.asarray(T.translate(ex, 8, 0)), "rot 45°": np.asarray(T.rotate(ex, 45.0))}
-    figures.show_transforms(ex, sets, labels=sp.y_test[:8], class_names=sp.classes,
+    figures.show_transforms(ex, sets, labels=sp.y_test[pick], class_names=sp.classes,
                             path=os.path.join(figures_dir, "e4_transforms.png"),
                             title="E4: test images under doc 003's transforms (+ two sweep points)")
     k = jax.random.key(seed)
     aug = {"random shift": np.asarray(augment.random_shifts(jax.random.fold_in(k, 7), ex, max_shift)[0]),
            "random rot90": np.asarray(augment.random_rot90(jax.random.fold_in(k, 8), ex)[0])}
-    figures.show_transforms(ex, aug, labels=sp.y_test[:8], class_names=sp.classes,
+    figures.show_transforms(ex, aug, labels=sp.y_test[pick], class_names=sp.classes,
                             path=os.path.join(figures_dir, "e4_augment_examples.png"),
                             title="E4 remedy: augmentation draws")
 
@@ -555,6 +576,7 @@ def _rows(doc, through, var, seeds, params, copies, max_shift, mode, max_epochs=
     comparable = mode == "full"
     rows = document_rows(doc, seeds, params, comparable, max_epochs=max_epochs)
     rows.append(key_count_row(rows))
+    rows.append(key_count_pm1_row(rows))
     more = document_rows(through, seeds, params, comparable, "no_stop", max_epochs)
     rows += more + [key_count_row(more, "no_stop")] + shape_rows(doc) + variant_rows(var, comparable)
     more, remedy_table = remedy_rows(var, copies, max_shift)

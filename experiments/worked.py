@@ -14,7 +14,8 @@ library's layers / losses / models on them — no separate math. The conversions
 - doc 004 stores ``W1`` as (hidden × input) (``scores = relu(X W1ᵀ + b1) W2ᵀ + b2``):
   ``W = W1.T``, and ``W2`` (out × hidden): ``W = W2.T``.
 
-Each quantity becomes a record ``{"id", "doc", "value", "doc_value", "agrees", "note"}``
+Each quantity becomes a record ``{"id", "doc", "quantity", "value", "doc_value", "agrees", "note"}``
+(``quantity``: the document's own name, e.g. "doc 004 §1.3.2 δ⁽¹⁾ = dl/db⁽¹⁾")
 (``doc`` ∈ "001"…"004"; ``doc_value``/``agrees`` are None where the document states nothing).
 Agreement is judged to the document's rounding: a value stated with ``d`` decimals agrees when
 ``|ours − doc| ≤ 0.5·10⁻ᵈ`` (+1e-9 relative slack for float noise); the explicit
@@ -39,7 +40,7 @@ Command line: The documents' worked examples: step-by-step tables and a JSON rec
 
 Prints every item's layer values, gradients and updates next to the document's stated answers
 (agrees / DISAGREES, with the reason for a slip), then a summary line. ``--json PATH`` also writes
-the records ``{"id", "doc", "value", "doc_value", "agrees", "note"}`` as a JSON list (strict JSON:
+the records ``{"id", "doc", "quantity", "value", "doc_value", "agrees", "note"}`` as a JSON list (strict JSON:
 non-finite numbers appear as the strings "nan"/"inf"). Computed in float64 on CPU or accelerator
 alike; see :mod:`experiments.worked`."""
 from __future__ import annotations
@@ -137,14 +138,18 @@ class Section:
     steps: list = field(default_factory=list)     # [(step name, [row dicts])]
     notes: list = field(default_factory=list)     # free lines printed under the title
 
-    def step(self, name: str):
+    def step(self, name: str, ref: str | None = None):
+        """Start a step; ``ref``: the document's section its rows belong to (e.g. "§1.5.3")."""
         self.steps.append((name, []))
+        self.ref = ref
 
     def row(self, label: str, value, doc_value=None, *, id: str | None = None, decimals: int | None = None,
             tol: float | None = None, agree_fn: Callable[[Any, Any], bool] | None = None, note: str = "",
-            agrees: bool | None = None, precise: bool | None = None):
+            agrees: bool | None = None, precise: bool | None = None, ref: str | None = None):
         """Add a table row; with ``id`` also a record. ``agrees`` is computed from ``doc_value``
-        (to ``decimals`` / ``tol``, or by ``agree_fn``) unless given explicitly."""
+        (to ``decimals`` / ``tol``, or by ``agree_fn``) unless given explicitly. The record's
+        ``quantity`` names it as the document does: "doc 004 §1.3.2 δ⁽¹⁾ = dl/db⁽¹⁾" (``ref``: the
+        document's section, default the title's part before its colon)."""
         value = _plain(value)
         doc_value = _plain(doc_value)
         if doc_value is None:
@@ -159,8 +164,9 @@ class Section:
         self.steps[-1][1].append({"label": label, "value": value, "doc_value": doc_value,
                                   "agrees": agrees, "note": note, "id": id, "precise": precise})
         if id is not None:
-            self.records.append({"id": id, "doc": self.doc, "value": value, "doc_value": doc_value,
-                                 "agrees": agrees, "note": note})
+            ref = ref or getattr(self, "ref", None) or self.title.split(":")[0]
+            self.records.append({"id": id, "doc": self.doc, "quantity": f"doc {self.doc} {ref} {label.strip()}",
+                                 "value": value, "doc_value": doc_value, "agrees": agrees, "note": note})
         return value
 
     def text(self) -> str:
@@ -299,7 +305,7 @@ def doc001_network_q3_q5() -> Section:
         _assert_close(r["scores"], b2, "scores")
         _assert_close(grads, [{"W": bwd[0][2], "b": bwd[0][3]}, {"W": bwd[1][2], "b": bwd[1][3]}], "grads")
 
-        s.step("forward (Q3)")
+        s.step("forward (Q3)", "§1 Q3")
         s.row("a = α·[1; x]  (hidden pre-act.)", a1[0], id="d001.q3.a")
         s.row("a1 (entry 1 of a)", a1[0, 0], id="d001.q3.a1")
         s.row("z = σ(a)", z1[0], id="d001.q3.z")
@@ -312,7 +318,7 @@ def doc001_network_q3_q5() -> Section:
               note="argmax ŷ; the true label is class 3")
         s.row("loss ℓ = −log ŷ3", loss, id="d001.q3.loss")
 
-        s.step("gradients (Q4), doc layout")
+        s.step("gradients (Q4), doc layout", "§1 Q4")
         g1, g2 = grads
         dbeta = np.concatenate([np.asarray(g2["b"])[:, None], np.asarray(g2["W"]).T], axis=1)
         dalpha = np.concatenate([np.asarray(g1["b"])[:, None], np.asarray(g1["W"]).T], axis=1)
@@ -322,7 +328,7 @@ def doc001_network_q3_q5() -> Section:
         s.row("dℓ/da = dℓ/dz ⊙ z(1−z)", bwd[0][1][0], id="d001.q4.dl_da")
         s.row("dℓ/dα  (4×7, col 0 = bias)", dalpha, id="d001.q4.dl_dalpha")
 
-        s.step("SGD update, η = 1 (Q4)")
+        s.step("SGD update, η = 1 (Q4)", "§1 Q4")
         new = r["new"]
         beta_new = np.concatenate([np.asarray(new[1]["b"])[:, None], np.asarray(new[1]["W"]).T], axis=1)
         alpha_new = np.concatenate([np.asarray(new[0]["b"])[:, None], np.asarray(new[0]["W"]).T], axis=1)
@@ -333,16 +339,67 @@ def doc001_network_q3_q5() -> Section:
         s.row("α'_{3,4} = W1'[3,2]", new[0]["W"][3, 2], 2, id="d001.q4.alpha_3_4", decimals=4,
               note="x4 = 0, so dℓ/dα_{3,4} = 0 and the weight stays exactly 2")
 
-        s.step("regularised loss, λ = 0.01 (Q5)")
+        s.step("regularised loss, λ = 0.01 (Q5)", "§1 Q5")
         s.row("‖α*‖² + ‖β*‖²  (no bias cols)", r["pen"], id="d001.q5.penalty")
         s.row("ℓ + λ(‖α*‖² + ‖β*‖²)", r["reg_loss"], 3.9712, id="d001.q5.reg_loss",
               decimals=4, note="doc 001 convention: l2 = λ on Σ‖W‖², bias columns excluded")
+        _doc001_q4d(s, net, params, x, y)
+        _doc001_q5d(s, net, params, x, y, lam)
         return s
+
+
+def _doc001_q4d(s, net, params, x, y, steps: int = 1000):
+    """doc 001 §1 Q4(d): keep taking SGD steps (η = 1) on the one example, then predict again."""
+    @jax.jit
+    def many(p):
+        return jax.lax.fori_loop(0, steps, lambda _, q: _sgd(q, net.backprop(q, x, y)[1], 1.0), p)
+    p = many(params)
+    probs = np.asarray(jax.nn.softmax(net.apply(p, x), axis=-1))[0]
+    s.step(f"Q4(d): {steps} SGD steps (η = 1) on the same example", "§1 Q4(d)")
+    s.row("ŷ after the steps", probs, id="d001.q4d.yhat")
+    s.row("predicted class (1-based)", int(np.argmax(probs)) + 1, DOC001_CLASS, id="d001.q4d.predicted_class",
+          decimals=0, note="the example's own label: repeated steps fit it")
+
+
+def _doc001_q5d(s, net, params, x, y, lam):
+    """doc 001 §1 Q5(d): each statement about L2 regularisation checked numerically on the Q3 net.
+    The document ticks statements 2 and 4."""
+    scale = lambda c: jax.tree.map(lambda v: c * v, params)  # noqa: E731
+    cs = (0.5, 1.0, 2.0, 4.0)
+    plain = [float(net.loss(scale(c), x, y)) for c in cs]
+    reg = [float(net.loss(scale(c), x, y, l2=lam)) for c in cs]
+    _, g0 = net.backprop(params, x, y)
+    _, gr = net.backprop(params, x, y, l2=lam)
+    w0 = np.concatenate([np.ravel(np.asarray(g["W"])) for g in g0])
+    wr = np.concatenate([np.ravel(np.asarray(g["W"])) for g in gr])
+    smaller = int(np.sum(np.abs(wr) < np.abs(w0)))
+    big = scale(10.0)
+    shrink = {}
+    for l2 in (0.0, lam):
+        step = jax.jit(lambda p, l2=l2: _sgd(p, net.backprop(p, x, y, l2=l2)[1], 1.0))
+        p = big
+        for _ in range(20):
+            p = step(p)
+        shrink[l2] = float(np.sqrt(losses.l2_penalty(big)) - np.sqrt(losses.l2_penalty(p)))
+    inc = [(b - a) - (d - c) for a, b, c, d in zip(plain, plain[1:], reg, reg[1:])]
+    tf = lambda b: "true" if b else "false"  # noqa: E731
+    s.step(f"Q5(d): the statements about L2 regularisation, checked (λ = {lam}; weights scaled by {cs})", "§1 Q5(d)")
+    s.row("1. non-regularised loss always higher", tf(any(a > b for a, b in zip(plain, reg))), "false",
+          id="d001.q5d.s1", note=f"ℓ {_fmt(plain)} vs ℓ + λ‖W‖² {_fmt(reg)}: the penalty is ≥ 0, never the reverse")
+    s.row("2. regularised loss grows faster with the weights", tf(all(v < 0 for v in inc)), "true",
+          id="d001.q5d.s2", note=f"between successive scales the regularised loss rises more by {_fmt([-v for v in inc])}")
+    s.row("3. regularised gradient steps always larger", tf(smaller == 0), "false", id="d001.q5d.s3",
+          note=f"{smaller} of {w0.size} weight-gradient entries get smaller in magnitude with + 2λW (opposite signs)")
+    s.row("4. large weights shrink faster with regularisation", tf(shrink[lam] > shrink[0.0]), "true",
+          id="d001.q5d.s4", note=f"weights ×10, 20 steps η = 1: ‖W‖ falls by {shrink[lam]:.4f} with λ, "
+                                 f"{shrink[0.0]:.4f} without (saturated units barely move)")
+    s.row("5. none of the above", tf(not (all(v < 0 for v in inc) or shrink[lam] > shrink[0.0])), "false",
+          id="d001.q5d.s5")
 
 
 # ============================================================================ doc 001 §2
 
-def doc001_zero_init_symmetry(n_steps: int = 25, eta: float = 0.1) -> Section:
+def doc001_zero_init_symmetry(n_steps: int = 25, eta: float = 1.0) -> Section:
     """doc 001 §2: zero init of ``y = v1 σ(z1) + v2 σ(z2)`` (3 inputs, 2 sigmoid hidden units).
 
     The document's network has no biases; the library's biases are kept at 0 (only the "W"
@@ -352,11 +409,11 @@ def doc001_zero_init_symmetry(n_steps: int = 25, eta: float = 0.1) -> Section:
     with jax.enable_x64(True):
         s = Section("001", "§2: zero initialisation never breaks the symmetry")
         s.notes += ["net 3-2-1 (sigmoid hidden, linear output, no biases: library biases frozen at 0),",
-                    f"all weights 0; SGD η = {eta} on ℓ = (y − t)², cycling over 4 fixed examples;",
+                    f"all weights 0; SGD η = {eta:g} (the document's) on ℓ = (y − t)², cycling over 4 fixed examples;",
                     "W1 column j = w_j (weights into hidden unit j), W2 = [v1; v2]."]
         net = models.mlp([3, 2, 1], activation="sigmoid", loss="mse", init="zeros")
         params = net.init(jax.random.key(0), jnp.float64)          # init="zeros": all 0
-        X = _f64([[1.0, 2.0, -1.0], [0.5, -1.5, 2.0], [-2.0, 0.3, 0.7], [1.2, 1.0, -0.4]])
+        X = 0.25 * _f64([[1.0, 2.0, -1.0], [0.5, -1.5, 2.0], [-2.0, 0.3, 0.7], [1.2, 1.0, -0.4]])  # small: η = 1 stays stable
         T = _f64([1.0, -0.5, 2.0, 0.3])
         head = losses.get("mse")
 
@@ -379,11 +436,12 @@ def doc001_zero_init_symmetry(n_steps: int = 25, eta: float = 0.1) -> Section:
         p1_np = _np(p1)
         s.row("ŷ at zero init", yhat, id="d001.s2.yhat0")
         s.row("dℓ/dy = 2(ŷ − t)", dl_dy, id="d001.s2.dl_dy")
-        s.row("max |w1| after 1 step", np.max(np.abs(p1_np[0]["W"][:, 0])), 0.0, id="d001.s2.w1_after_1",
-              tol=0.0, note="dℓ/dw = x·v·σ'(0)·dℓ/dy and v = 0 at the step")
-        s.row("v2 after 1 step", p1_np[1]["W"][1, 0], -eta * 0.5 * dl_dy, id="d001.s2.v2_after_1", tol=1e-15,
-              note="doc_value evaluates the document's formula −η·½·dℓ/dy (σ(0) = ½)")
-        s.row("v1 after 1 step", p1_np[1]["W"][0, 0], -eta * 0.5 * dl_dy, id="d001.s2.v1_after_1", tol=1e-15)
+        s.row("max |w1| after 1 step", np.max(np.abs(p1_np[0]["W"][:, 0])), id="d001.s2.w1_after_1",
+              note="0: dℓ/dw = x·v·σ'(0)·dℓ/dy and v = 0 at the step (the document's answer boxes are empty)")
+        s.row("v2 after 1 step", p1_np[1]["W"][1, 0], id="d001.s2.v2_after_1",
+              note=f"= −η·σ(0)·dℓ/dy = −½·dℓ/dy with η = {eta:g} ({-eta * 0.5 * dl_dy:.6g}); the document "
+                   "states no number")
+        s.row("v1 after 1 step", p1_np[1]["W"][0, 0], id="d001.s2.v1_after_1")
 
         s.step(f"{n_steps} steps")
         p = p1
@@ -401,6 +459,12 @@ def doc001_zero_init_symmetry(n_steps: int = 25, eta: float = 0.1) -> Section:
         s.row("|v1 − v2|", np.abs(v[0] - v[1]), 0.0, id="d001.s2.v1_minus_v2", tol=1e-14, precise=False)
         s.row("max |w1| (symmetric, not zero)", np.max(np.abs(W1[:, 0])), id="d001.s2.w1_norm_after_n",
               note="the weights do move; they just move together")
+        same_w = np.max(np.abs(W1[:, 0] - W1[:, 1])) <= 1e-14
+        s.row("relation of w1 and w2 after n steps",
+              "w1 = w2 ≠ 0" if same_w and np.max(np.abs(W1)) > 0 else "w1 = w2 = 0" if same_w else "w1 ≠ w2",
+              "w1 = w2 ≠ 0", id="d001.s2.w_relation")
+        s.row("relation of v1 and v2 after n steps", "v1 = v2" if abs(v[0] - v[1]) <= 1e-14 else "v1 ≠ v2",
+              "v1 = v2", id="d001.s2.v_relation")
         return s
 
 
@@ -567,6 +631,51 @@ def doc002_q3() -> Section:
         return s
 
 
+def doc002_q1_q2() -> Section:
+    """doc 002 Q1–Q2: the local derivatives of softmax → NLL (``losses.softmax_*``/``nll_*``,
+    unfused) chained on the Q3 network's scores, against the fused p − t rule and jax.grad."""
+    with jax.enable_x64(True):
+        s = Section("002", "Q1–Q2: local derivatives of softmax and cross-entropy, chained")
+        s.notes += ["∂l/∂y from losses.nll_backward, ∂y/∂o from losses.softmax_jacobian, chained by",
+                    "losses.softmax_backward (Jᵀ·∂l/∂y, a sum over i); fused: softmax_cross_entropy_backward."]
+        cases = (("Q3's network (x = [1, −1])", [{"W": _f64([[1, 1, 1], [-1, -1, -1]]), "b": _f64([0, 0, 0])},
+                                                 {"W": _f64([[1, 1], [-1, -1], [-1, -1]]), "b": _f64([0, 0])}],
+                  [-0.5, 0.5]),
+                 ("the counter-example's network", _doc002_params(**DOC002_COUNTER), None))
+        x, y = _f64([[1, -1]]), np.array([0])
+        for k, (what, params, stated) in enumerate(cases):
+            r = _np(jax.jit(lambda p: _unfused_chain(p, x, y))(params))
+            tag = "q1" if k == 0 else "q1.counter"
+            s.step(f"on {what}, target class c = 0")
+            s.row("y = softmax(o)", r["y"][0], id=f"d002.{tag}.y")
+            s.row("∂l/∂y (Q1: −1/y_c at c, 0 elsewhere)", r["dy"][0], id=f"d002.{tag}.dl_dy",
+                  note=f"−1/y_c = {-1 / r['y'][0, 0]:.6f}")
+            s.row("∂y/∂o (Q1: y_i(1 − y_i), −y_i y_j)", r["J"][0], id=f"d002.{tag}.softmax_jacobian")
+            s.row("∂l/∂o = Σ_i ∂l/∂y_i ∂y_i/∂o_j (unfused)", r["do"][0], stated, id=f"d002.{tag}.dl_do",
+                  decimals=None if stated is None else 12,
+                  note="Q2's y − t; the document states it as Q3's dL_db2 = [−0.5, 0.5]" if stated else "")
+            s.row("max |unfused − fused (p − t)|", float(np.max(np.abs(r["do"] - r["fused"]))), id=f"d002.{tag}.vs_fused")
+            s.row("max |unfused − jax.grad|", float(np.max(np.abs(r["do"] - r["auto"]))), id=f"d002.{tag}.vs_autodiff")
+        elementwise = float(r["dy"][0, 1] * r["J"][0, 1, 1])
+        s.row("Q2's step for j ≠ c: ∂l/∂y_j · ∂y_j/∂o_j", f"0 · (−y_j y_c) = {elementwise:g}", "0 · (−y_j y_c) = y_j",
+              id="d002.q2.step_j_ne_c",
+              note="document slip in the derivation (not the result): Q2 multiplies ∂l/∂y_j = 0 by ∂y_j/∂o_j and "
+                   "writes y_j; the chain rule sums over i, and only i = c contributes: (−1/y_c)(−y_c y_j) = y_j")
+        return s
+
+
+def _unfused_chain(params, x, y):
+    """Scores of the 2-3-2 sigmoid net, then softmax → NLL through the unfused pairs."""
+    net = models.mlp([2, 3, 2], activation="sigmoid", loss="softmax_cross_entropy")
+    o = net.apply(params, x)
+    p, c1 = losses.softmax_forward(o)
+    _, c2 = losses.nll_forward(p, y)
+    dy = losses.nll_backward(c2)
+    fused = losses.softmax_cross_entropy_backward(losses.softmax_cross_entropy_forward(o, y)[1])
+    auto = jax.grad(lambda o: losses.nll_forward(losses.softmax_forward(o)[0], y)[0])(o)
+    return dict(y=p, dy=dy, J=losses.softmax_jacobian(p), do=losses.softmax_backward(c1, dy), fused=fused, auto=auto)
+
+
 # A network on which doc 002's scalar code and the correct rule disagree: w2's columns differ.
 DOC002_COUNTER = {"x": [1.0, -1.0], "w1": [[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]], "b1": [0.0, 0.0, 0.0],
                   "w2": [[1.0, -1.0], [2.0, 0.0], [0.0, 1.0]], "b2": [0.0, 0.0]}
@@ -655,12 +764,12 @@ def doc004_sigmoid_net() -> Section:
         _assert_close(exact["delta1"], g[0]["b"], "δ⁽¹⁾ = dl/db1")
         for key, label, decimals in DOC004_BACKWARD_ROWS:
             s.row(label, exact[key], DOC004_STATED[key], id=f"d004.s132.{key}", decimals=decimals,
-                  note="document slip: " + DOC004_SLIPS[key][0])
+                  note="document slip: " + DOC004_SLIPS[key][0], ref="§1.3.2")
         s.step("the slips reconstructed: the document's arithmetic redone, each wrong step named")
         for key, label, decimals in DOC004_BACKWARD_ROWS:
             why, redo = DOC004_SLIPS[key]
             s.row(f"{label} as the doc computed it", redo(), DOC004_STATED[key], id=f"d004.s132.slip.{key}",
-                  decimals=decimals, note=why)
+                  decimals=decimals, note=why, ref="§1.3.2")
         return s
 
 
@@ -703,7 +812,14 @@ DOC004_SLIPS = {
 
 # ============================================================================ doc 004 §1.5 toy
 
-TOY_SCORES_ROW0 = [-1.07260209, 0.05083871, -0.87253915]
+TOY_SCORES = [[-1.07260209, 0.05083871, -0.87253915], [-2.02778743, -0.10832494, -1.52641362],
+              [-0.74225908, 0.15259725, -0.39578548], [-0.38172726, 0.10835902, -0.17328274],
+              [-0.64417314, -0.18886813, -0.41106892]]           # doc 004 §1.5.1's correct_scores
+TOY_SCORES_DIFF = 3.381231204052648e-08                           # its printed Σ|scores − correct_scores|
+TOY_SCORES_ROW0 = TOY_SCORES[0]
+# doc 004 §1.5.3's printed max relative errors (numerical vs analytic gradient, reg 0.05)
+TOY_REL_ERRORS = {"W2": 8.80091875172355e-11, "b2": 2.4554844805570154e-11,
+                  "W1": 1.7476665046687833e-09, "b1": 7.382451041178829e-10}
 TOY_LOSS = 1.8973332763705641
 TOY_FINAL_LOSS = 0.02950555626206818
 
@@ -767,20 +883,21 @@ def doc004_toy_two_layer_net() -> Section:
                         ce_loss=ce.loss(p, X, y, l2=reg / 2))
 
         r = _np(compute(params))
-        s.step("forward")
+        s.step("forward (§1.5.1)", "§1.5.1")
         scores = np.asarray(r["scores"])
-        s.row("scores (5×3)", scores, id="d004.toy.scores",
-              note="only the first row of the document's correct_scores is stated")
-        diff = float(np.sum(np.abs(np.asarray(scores[0]) - np.asarray(TOY_SCORES_ROW0))))
-        s.row("scores row 0", scores[0], TOY_SCORES_ROW0, id="d004.toy.scores_row0",
-              agree_fn=lambda v, d: float(np.sum(np.abs(np.subtract(v, d)))) < 1e-7, precise=True,
-              note=f"summed |ours − doc| = {diff:.3e} (< 1e-7 required)")
+        for i in range(len(TOY_SCORES)):
+            s.row(f"scores row {i}", scores[i], TOY_SCORES[i], id=f"d004.toy.scores_row{i}", decimals=8)
+        diff = float(np.sum(np.abs(scores - np.asarray(TOY_SCORES))))
+        s.row("Σ |scores − correct_scores| (all 5 rows)", diff, TOY_SCORES_DIFF, id="d004.toy.scores_sum_abs_diff",
+              tol=1e-15, precise=True, note="the 8-decimal rounding of correct_scores is the whole difference; "
+                                            "the last digits differ by float rounding of the scores")
+        _toy_mse_example(s)
         loss = r["loss"]
         s.row("loss, reg = 0.05", loss, TOY_LOSS, id="d004.toy.loss", tol=1e-12,
               note=f"|ours − doc| = {abs(float(loss) - TOY_LOSS):.1e} (< 1e-12); convention (reg/2)Σ‖W‖²"
                    f" (reg·Σ‖W‖² would give {float(r['loss_full_reg']):.10f})")
 
-        s.step("gradients, reg = 0.05: hand-written vs central differences (ε = 1e-5) and jax.grad")
+        s.step("gradients, reg = 0.05: hand-written vs central differences (ε = 1e-5) and jax.grad", "§1.5.3")
         hand, auto = r["hand"], r["auto"]
         f = jax.jit(lambda p: net.loss(p, X, y, l2=reg / 2))
         num = gradcheck.numerical_grad(f, params, eps=1e-5)
@@ -792,31 +909,99 @@ def doc004_toy_two_layer_net() -> Section:
                   agree_fn=lambda v, d: isinstance(v, float) and v < 1e-8,
                   note=f"vs jax.grad: {e_auto:.1e}")
 
-        s.step("training: 100 iterations, lr 0.1 (×0.95 per iteration), reg 5e-6, batch 200 with replacement")
+        _toy_doc_gradcheck(s, params, X, y, hand, reg)
+
+        s.step("training (§1.5.4): 100 iterations, lr 0.1 (×0.95 per iteration), reg 5e-6, batch 200 with replacement", "§1.5.4")
         step = _toy_step(net, X, y)
         _, hist = _toy_train(step, params, 5, rs0)
         s.row("final training loss", hist[-1], TOY_FINAL_LOSS, id="d004.toy.train_final_loss", tol=1e-12,
               note=(f"|ours − doc| = {abs(hist[-1] - TOY_FINAL_LOSS):.1e}; exact sampler stream: the notebook re-creates the net with init_toy_model() (seed 0,"
                     " W1, W2 drawn) right before train(), so np.random.choice continues after those draws"))
         s.row("loss after iterations 1, 10, 50", [hist[0], hist[9], hist[49]], id="d004.toy.train_loss_trail")
+        s.row("loss history (100 iterations, figure e6_toy_loss_history.png)", hist, id="d004.toy.loss_history")
         _, hist_alt = _toy_train(step, params, 5, rs1)
         s.row("final loss, stream after seed(1)+X", hist_alt[-1], id="d004.toy.train_final_loss_seed1_stream",
               note="the same training with the sampler continuing after seed(1)'s X draws lands near, not on,"
                    " the document's value")
 
-        s.step("bonus: the same training with softmax cross-entropy")
+        s.step("bonus: the same training with softmax cross-entropy", "§1.10")
         rs_ce = _toy_setup()[3]
         _, hist_ce = _toy_train(_toy_step(ce, X, y), params, 5, rs_ce)
         s.row("initial loss (reg 0.05), softmax CE", r["ce_loss"], id="d004.toy.ce_loss")
         s.row("final training loss, softmax CE", hist_ce[-1], id="d004.toy.ce_train_final_loss",
               note="same sampler stream as the MSE run; the document states no value")
+        _toy_ce_sign(s, params, X, y, reg)
         return s
+
+
+def _toy_mse_example(s):
+    """doc 004 §1.5.2's one-sample MSE example: pred (0.1, 0.1, 0.8), target class 2 → 0.06."""
+    pred, t = _f64([[0.1, 0.1, 0.8]]), np.array([2])
+    sse = float(np.sum((pred - np.eye(3)[t]) ** 2))
+    half = float(losses.half_sse_forward(pred, t)[0])
+    s.step("§1.5.2: the MSE example, y_pred = (0.1, 0.1, 0.8), y_target = (0, 0, 1)", "§1.5.2")
+    s.row("Error = Σ_k (y_pred,k − y_target,k)²", sse, 0.06, id="d004.s152.mse_example", decimals=2,
+          note="a sum over the classes, as the example writes it")
+    s.row("library half_sse (the formula's 1/(2N), N = 1)", half, id="d004.s152.half_sse_example",
+          note="the §1.5.2 formula's ½ halves the example's 0.06; correct_loss_MSE (1.8973…) uses the ½")
+
+
+def _toy_doc_gradcheck(s, params, X, y, hand, reg):
+    """doc 004 §1.5.3 with the document's own procedure: its ``eval_numerical_gradient`` (h = 1e-5,
+    in-place perturbation) of its NumPy loss and its ``rel_error(num, analytic)``."""
+    from experiments._lib import oracles
+    P = {"W1": np.array(params[0]["W"]).T.copy(), "b1": np.array(params[0]["b"]),
+         "W2": np.array(params[1]["W"]).T.copy(), "b2": np.array(params[1]["b"])}
+    doc_loss, doc_grads = oracles.doc004_two_layer_loss(P, X, y, reg)
+    lib = {"W1": np.asarray(hand[0]["W"]).T, "b1": np.asarray(hand[0]["b"]),
+           "W2": np.asarray(hand[1]["W"]).T, "b2": np.asarray(hand[1]["b"])}
+    _assert_close(doc_loss, TOY_LOSS, "doc 004 NumPy loss", 1e-12)
+    s.step("§1.5.3 as the document runs it: eval_numerical_gradient (h = 1e-5) and rel_error(num, analytic)", "§1.5.3")
+    for name in ("W2", "b2", "W1", "b1"):                 # the document's printing order
+        num = oracles.doc004_eval_numerical_gradient(lambda W: oracles.doc004_two_layer_loss(P, X, y, reg)[0],
+                                                     P[name])
+        e_doc = oracles.doc004_rel_error(num, doc_grads[name])
+        e_lib = oracles.doc004_rel_error(num, lib[name])
+        s.row(f"{name} max relative error, NumPy analytic", e_doc, TOY_REL_ERRORS[name],
+              id=f"d004.s153.rel_error_{name}", tol=0.0, precise=True,
+              note="the document's loss, gradient and check in float64 NumPy: every digit")
+        s.row(f"{name} max relative error, library gradient", e_lib, TOY_REL_ERRORS[name],
+              id=f"d004.s153.rel_error_{name}_library", precise=True,
+              agree_fn=lambda v, d: abs(v - d) <= 1e-4 * d,
+              note="the library's hand-written gradient (XLA float64) differs from NumPy's in the last bits; "
+                   "a relative error of ~1e-10 is that float noise, so it agrees to ~5 significant digits")
+
+
+def _toy_ce_sign(s, params, X, y, reg):
+    """doc 004 §1.10 prints L_CE = 1/N Σ log p_ij + (λ/2)(‖W1‖² + ‖W2‖²) without the minus sign."""
+    ce = models.mlp([4, 10, 3], activation="relu", loss="softmax_cross_entropy")
+    scores = np.asarray(ce.apply(params, X))
+    logp = scores - scores.max(1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
+    pen = reg / 2 * sum(float(np.sum(np.asarray(p["W"]) ** 2)) for p in params)
+    printed = float(np.mean(logp[np.arange(len(y)), y])) + pen
+    lib = float(ce.loss(params, X, y, l2=reg / 2))
+    s.step("§1.10: the cross-entropy formula as printed", "§1.10")
+    s.row("L_CE formula", "−(1/N) Σ log p_i,y_i + (λ/2)(‖W1‖² + ‖W2‖²)", "(1/N) Σ log p_i,y_i + (λ/2)(‖W1‖² + ‖W2‖²)",
+          id="d004.s110.ce_formula_sign",
+          note=f"document slip: the formula is printed without its minus sign; on the toy net (reg {reg}) it gives "
+               f"{printed:.6f}, a quantity that falls as the true-class probabilities shrink, and its gradient "
+               f"would be y − p, the opposite of the stated ∂L/∂o = p − y; with the minus: {lib:.6f} "
+               "(= the library's softmax_cross_entropy)")
+
+
+def doc004_toy_loss_history() -> list:
+    """doc 004 §1.5.4: the toy net's 100 minibatch losses (the document's sampler stream)."""
+    with jax.enable_x64(True):
+        params, X, y, rs0, _ = _toy_setup()
+        net = models.mlp([4, 10, 3], activation="relu", loss="half_sse")
+        return _toy_train(_toy_step(net, X, y), params, 5, rs0)[1]
 
 
 # ============================================================================ all
 
 SECTIONS = (doc001_network_q3_q5, doc001_zero_init_symmetry, doc001_regression, doc001_conv_4_4,
-            doc002_q3, doc004_sigmoid_net, doc004_toy_two_layer_net)
+            doc002_q1_q2, doc002_q3, doc004_sigmoid_net, doc004_toy_two_layer_net)
 
 
 def run() -> Report:

@@ -1,4 +1,4 @@
-"""Reference oracles: doc 002's network written three times, without JAX (doc 002).
+"""Reference oracles without JAX: doc 002's network written three times, and doc 004's gradient-check procedure.
 
 The network is doc 002's: one sigmoid hidden layer, a softmax output and cross-entropy,
 
@@ -49,6 +49,7 @@ __all__ = [
     "example_forward", "example_backward", "example_loss_and_grads", "example_sgd_epoch",
     "batched_forward", "batched_loss", "batched_loss_and_grads", "batched_sgd_step",
     "batched_sgd_epoch", "sigmoid",
+    "doc004_eval_numerical_gradient", "doc004_rel_error", "doc004_two_layer_loss",
 ]
 
 
@@ -367,3 +368,46 @@ def batched_sgd_epoch(params, X, y, lr: float, batch_size: int):
     for start in range(0, n, batch_size):
         losses.append(batched_sgd_step(params, X[start:start + batch_size], y[start:start + batch_size], lr))
     return float(np.mean(losses)), params
+
+
+# ============================================================================ doc 004's procedure
+
+def doc004_eval_numerical_gradient(f, x, h: float = 1e-5):
+    """doc 004 §1.5.3's ``eval_numerical_gradient`` (the course's gradient-check utility): central
+    differences entry by entry, perturbing ``x`` **in place** (and restoring it), ``f(x)`` read
+    after each perturbation. float64 NumPy; returns an array shaped like ``x``."""
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
+    while not it.finished:
+        ix = it.multi_index
+        old = x[ix]
+        x[ix] = old + h
+        fxph = f(x)
+        x[ix] = old - h
+        fxmh = f(x)
+        x[ix] = old
+        grad[ix] = (fxph - fxmh) / (2 * h)
+        it.iternext()
+    return grad
+
+
+def doc004_rel_error(x, y) -> float:
+    """doc 004's ``rel_error``: max |x − y| / max(1e-8, |x| + |y|)."""
+    return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
+
+
+def doc004_two_layer_loss(P, X, y, reg: float):
+    """doc 004's TwoLayerNet loss in NumPy, its layout (``W1`` (hidden, input), ``W2`` (out,
+    hidden)): ``1/(2N) Σ‖s − onehot‖² + (reg/2)(‖W1‖² + ‖W2‖²)`` with ``s = relu(X W1ᵀ + b1) W2ᵀ
+    + b2``. Returns ``(loss, grads)`` (grads in the same layout, the analytic backward pass)."""
+    h = np.maximum(0, X.dot(P["W1"].T) + P["b1"])
+    s = h.dot(P["W2"].T) + P["b2"]
+    N = X.shape[0]
+    T = np.zeros_like(s)
+    T[np.arange(N), y] = 1
+    loss = np.sum((s - T) ** 2) / (2 * N) + 0.5 * reg * (np.sum(P["W1"] * P["W1"]) + np.sum(P["W2"] * P["W2"]))
+    ds = (s - T) / N
+    dh = ds.dot(P["W2"])
+    dh[h <= 0] = 0
+    grads = {"W1": dh.T.dot(X) + reg * P["W1"], "b1": dh.sum(0), "W2": ds.T.dot(h) + reg * P["W2"], "b2": ds.sum(0)}
+    return loss, grads

@@ -387,3 +387,27 @@ def get_split(name: str, *, path: os.PathLike | str | None = None, download: boo
     if raw.variant == "sample" and not spec.bundled:
         sp = sp._replace(notes=sp.notes + f"; full {spec.title} not found, used the embedded sample")
     return preprocess(sp, scale=False, flatten_images=flatten_images, nhwc=nhwc)
+
+
+def balanced_subset(y, n: int | None) -> np.ndarray:
+    """Indices (sorted, int64) of a class-balanced subset of ``n`` items of labels ``y`` (N,):
+    per class (in label order) its first ``n // K`` items, plus one more for the first ``n % K``
+    classes, so a subset of a class-sorted set (the embedded Fashion-MNIST test sample) still
+    holds every class (doc 003 §3.5 scores subsets of the test set). ``None`` or ``n >= N``: all.
+    Deterministic, no randomness: the same ``(y, n)`` gives the same subset."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"balanced_subset: expected labels of shape (N,), got {y.shape}")
+    if n is None or n >= y.shape[0]:
+        return np.arange(y.shape[0], dtype=np.int64)
+    if n < 0:
+        raise ValueError(f"balanced_subset: n must be ≥ 0, got {n}")
+    classes = np.unique(y)
+    quota = np.full(len(classes), n // len(classes))
+    quota[: n % len(classes)] += 1
+    short = [(int(c), int(np.sum(y == c))) for c, q in zip(classes, quota) if np.sum(y == c) < q]
+    if short:
+        raise ValueError(f"balanced_subset: n = {n} needs {quota.max()} items per class, but classes "
+                         f"(label, count) {short} have fewer")
+    idx = np.concatenate([np.flatnonzero(y == c)[:q] for c, q in zip(classes, quota)])
+    return np.sort(idx).astype(np.int64)

@@ -234,3 +234,44 @@ def l2_penalty_grad(params):
     """d/dparams Σ‖W‖² = 2W on weight leaves, 0 on everything else (same structure as params)."""
     return jax.tree_util.tree_map_with_path(
         lambda p, v: 2 * v if _is_weight(p) else jnp.zeros_like(v), params)
+
+
+# ----------------------------------------------------------------------------- unfused softmax → NLL
+# doc 002 Q1 derives the two local derivatives separately: ∂l/∂y_c = −1/y_c for the negative
+# log-likelihood of the probabilities y, and the softmax Jacobian ∂y_i/∂o_j = y_i(δ_ij − y_j)
+# (y_i(1 − y_i) on the diagonal, −y_i y_j off it). Chained, they give Q2's ∂l/∂o = y − t, which
+# the fused head above uses directly. These pairs keep the two steps apart so each can be checked.
+
+def softmax_forward(o):
+    """o: (N, K) scores -> (y: (N, K) probabilities, cache) (max-shifted, stable)."""
+    _check_scores(o, "softmax")
+    z = o - jnp.max(o, axis=1, keepdims=True)
+    e = jnp.exp(z)
+    y = e / jnp.sum(e, axis=1, keepdims=True)
+    return y, y
+
+
+def softmax_jacobian(y):
+    """y: (N, K) probabilities -> (N, K, K) with J[n, i, j] = ∂y_i/∂o_j = y_i(δ_ij − y_j)."""
+    return y[:, :, None] * (jnp.eye(y.shape[1], dtype=y.dtype)[None] - y[:, None, :])
+
+
+def softmax_backward(cache, dy):
+    """dy: (N, K) = ∂L/∂y -> ∂L/∂o (N, K) = Jᵀ dy, through the explicit Jacobian."""
+    return jnp.einsum("nij,ni->nj", softmax_jacobian(cache), dy)
+
+
+def nll_forward(y, labels, mask=None):
+    """L = −1/n Σ_i w_i log y_i,c(i): the mean negative log-likelihood of probabilities y (N, K)
+    for integer labels (N,) (doc 002's cross-entropy of the softmax output)."""
+    _check_scores(y, "nll")
+    t = targets(y, labels, "nll")
+    w, n = _weights(y, mask)
+    value = -jnp.sum(w * jnp.log(jnp.sum(t * y, axis=1))) / n
+    return value, (y, t, w, n)
+
+
+def nll_backward(cache, dvalue=1.0):
+    """∂L/∂y (N, K): −1/y_c in the label's column (times w_i/n), 0 elsewhere (doc 002 Q1)."""
+    y, t, w, n = cache
+    return dvalue * (w / n)[:, None] * jnp.where(t > 0, -t / jnp.where(t > 0, y, 1), 0)

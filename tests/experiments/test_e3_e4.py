@@ -172,6 +172,11 @@ def test_document_rows_tolerances_slip_and_bug_row():
     # 9 stated cells here (cnn3 rot 180 is the slip): cnn3 in-domain is the only one outside
     count = e4_ood.key_count_row(list(rows.values()))
     assert count["value"] == "8 of 9" and count["note"] == "outside: cnn3.original"
+    # doc 003 §3.5's ±1: cnn3 original is 2.0 off; cnn2 original 0.9 and cnn3 rot 270 0.9 stay inside
+    assert e4_ood.key_count_pm1_row(list(rows.values()))["value"] == "8 of 9"
+    rows["E4.cnn2.rot180"]["value"] = 22.0                      # 1.4 off: within ±7 (2 sd), not ±1
+    assert e4_ood.key_count_pm1_row(list(rows.values()))["value"] == "7 of 9"
+    assert e4_ood.key_count_pm1_row(list(quick.values()))["value"] == "not comparable"
 
 
 def test_variant_rows_flag_the_slip_cell_too():

@@ -101,7 +101,7 @@ def test_e6_end_to_end_tiny(tmp_path):
                     tuple(data.CIFAR10_CLASSES), "synthetic CIFAR-shaped data (test)", "test split")
     grid = {"lr": (1e-3,), "lr_decay": (0.6, 0.95), "reg": (1.0,)}
     rec = e6_cifar.run(quick=True, results_dir=str(tmp_path / "res"), figures_dir=str(tmp_path / "fig"),
-                       split=sp, grid=grid, iterations=6, baseline_iterations=4, sequential=2)
+                       split=sp, grid=grid, iterations=6, baseline_iterations=4, sequential=2, doc_grid=False)
     with open(rec["json"]) as f:
         saved = json.load(f)
     assert saved["data_source"] == "synthetic CIFAR-shaped data (test)"
@@ -120,3 +120,52 @@ def test_e6_end_to_end_tiny(tmp_path):
     assert all(r["status"] in ("info", "not comparable") for r in saved["rows"])  # quick: no verdicts
     assert saved["mode"] == "quick" and all("data" in r for r in saved["rows"])
     assert len(saved["figures"]) == 11 and all(os.path.isfile(f) for f in saved["figures"])
+
+
+def test_doc_trainer_schedule_and_train_acc_history(x64):
+    """doc 004's train loop: lr × decay after iterations 0, n/batch, 2n/batch, …; the batch
+    accuracy is recorded at exactly those iterations (5 entries for 1,000 iterations of 245)."""
+    net = e6_cifar.make_model("mse")
+    x, y = _cifar_like(40, seed=5)
+    tr = e6_cifar.make_doc_trainer(net, 40, 10, 9)          # 4 iterations per epoch
+    p0 = net.init(jax.random.key(0), jnp.float64)
+    hp = tuple(jnp.asarray(v, jnp.float64) for v in (1e-3, 0.5, 0.0))
+    p, loss, acc, rec = tr(p0, hp, jax.random.key(1), jnp.asarray(x), jnp.asarray(y))
+    np.testing.assert_array_equal(np.flatnonzero(np.asarray(rec)), [0, 4, 8])
+    assert np.all(np.isfinite(np.asarray(acc)[np.asarray(rec)])) and np.all(np.isnan(np.asarray(acc)[~np.asarray(rec)]))
+    # replay with plain SGD: iteration t uses lr·0.5^ceil(t/4) on the same draws
+    q = p0
+    for t in range(9):
+        idx = jax.random.randint(jax.random.fold_in(jax.random.key(1), t), (10,), 0, 40)
+        v, g = net.backprop(q, jnp.asarray(x)[idx], jnp.asarray(y)[idx], 0.0)
+        np.testing.assert_allclose(v, loss[t], rtol=1e-12)
+        q = jax.tree.map(lambda w, gw: w - 1e-3 * 0.5 ** np.ceil(t / 4) * gw, q, g)
+    for a, b in zip(jax.tree.leaves(q), jax.tree.leaves(p)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-15)
+
+
+def test_doc_protocol_reuses_one_net_and_flags_the_slip(tmp_path):
+    """The grid as doc 004 ran it (one net trained on, starting from the baseline's weights) and
+    as it should be run (fresh nets), with the document's 18 values beside the reused run."""
+    x, y = _cifar_like(600, seed=2)
+    x = x.astype(np.float32)
+    sp = data.Split(x[:400], y[:400], x[400:500], y[400:500], x[500:], y[500:],
+                    tuple(data.CIFAR10_CLASSES), "synthetic CIFAR-shaped data (test)", "test split")
+    dp = e6_cifar.doc_protocol(sp, jax.random.key(0), baseline_iterations=4, iterations=3)
+    assert len(dp["reused"]) == len(dp["fresh"]) == 18 == len(e6_cifar.DOC_GRID_VAL)
+    assert [(c["lr"], c["lr_decay"], c["reg"]) for c in dp["reused"]][:4] == [
+        (1e-4, 0.8, 1.0), (1e-4, 0.8, 2.0), (1e-4, 0.8, 4.0), (1e-4, 0.75, 1.0)]  # the document's loop order
+    assert len(dp["baseline"]["loss_history"]) == 4 and len(dp["baseline"]["train_acc_history"]) == 2  # iterations 0 and 2 (400 / 200)
+    # reused: configuration 2 starts where configuration 1 ended, fresh ones all start at the same loss
+    fresh_first = {round(f["last_loss"], 6) for f in dp["fresh"]}
+    assert len(fresh_first) > 1                                   # different configs end differently
+    assert dp["reused"][1]["first_loss"] != dp["reused"][0]["first_loss"]
+    rows = e6_cifar._doc_protocol_rows(dp, "test", True, "why")
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["E6.doc.reused.01.val_acc"]["doc_value"] == 0.264
+    assert by_id["E6.doc.reused.18.val_acc"]["doc_value"] == 0.48
+    assert by_id["E6.doc.reused.best_net_test_acc"]["status"] == "document slip"
+    assert "same object" in by_id["E6.doc.reused.best_net_test_acc"]["note"]
+    assert by_id["E6.doc.fresh.05.val_acc"]["recipe"] == "fresh net per configuration"
+    figs = e6_cifar._doc_protocol_figures(dp, str(tmp_path), "test")
+    assert all(os.path.getsize(f) > 0 for f in figs)

@@ -1,0 +1,118 @@
+"""The documents' own protocols in E1/E2 (doc 001 §5.6's comparisons; doc 002 Q4–Q7 as printed,
+slips included). Gradient-level checks in float64 (x64), tolerance 1e-12."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnets import models
+from experiments import e1_mnist, e2_levels
+from experiments._lib import oracles
+
+
+@pytest.mark.parametrize("n,batch,as_written,sizes,dropped", [
+    (200, 64, True, [65, 64, 64], 7),         # updates at iter 64, 128, 192; 193…199 never applied
+    (200, 64, False, [64, 64, 64, 8], 0),
+    (129, 64, True, [65, 64], 0),
+    (10, 4, True, [5, 4], 1),
+])
+def test_q5_accumulation_batches(n, batch, as_written, sizes, dropped):
+    idx, mask, scale = e2_levels.accumulation_batches(n, batch, as_written)
+    assert mask.sum(1).astype(int).tolist() == sizes and n - int(mask.sum()) == dropped
+    used = np.concatenate([i[m > 0] for i, m in zip(idx, mask)])
+    np.testing.assert_array_equal(used, np.arange(len(used)))            # fixed order, contiguous
+    np.testing.assert_allclose(scale, [s / batch if as_written else 1.0 for s in sizes])
+
+
+@pytest.mark.parametrize("as_written", [True, False])
+def test_q5_training_equals_the_documents_loop(x64, as_written):
+    """accumulate_train == doc 002 Q5's per-example loop (NumPy oracle), 2 epochs, float64."""
+    rng = np.random.default_rng(0)
+    n, d, H, K, B, lr = 23, 6, 5, 3, 4, 0.3
+    x, y = rng.normal(size=(n, d)), rng.integers(0, K, n)
+    net = models.mlp([d, H, K], "sigmoid", "softmax_cross_entropy", init="scaled_normal", std=1.0)
+    p0 = net.init(jax.random.key(1), jnp.float64)
+    p, hist = e2_levels.accumulate_train(net, p0, x, y, lr=lr, epochs=2, batch=B, as_written=as_written)
+    q = oracles.to_numpy(p0)
+    want = []
+    for _ in range(2):
+        total, acc, lsum, cnt = 0.0, None, 0.0, 0
+        for it in range(n):
+            loss, g = oracles.example_backward(q, x[it], int(y[it]))
+            acc = g if acc is None else [{k: a[k] + gi[k] for k in a} for a, gi in zip(acc, g)]
+            lsum, cnt = lsum + loss, cnt + 1
+            due = (it != 0 and it % B == 0) if as_written else (cnt == B or it == n - 1)
+            if due:
+                div = B if as_written else cnt
+                for layer, ga in zip(q, acc):
+                    for k in layer:
+                        layer[k] = layer[k] - lr * ga[k] / div
+                total += lsum / div
+                acc, lsum, cnt = None, 0.0, 0
+        want.append(total / (round(n / B) if as_written else -(-n // B)))
+    np.testing.assert_allclose(hist, want, rtol=1e-12)
+    for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(q)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_q4_as_printed_loses_b1_and_its_code_slip_changes_training():
+    X, y = e2_levels.synthetic_blobs(60)
+    written, ret = e2_levels.doc_scalar_train(X, y, epochs=3)
+    correct, _ = e2_levels.doc_scalar_train(X, y, epochs=3, grad_fn=e2_levels._correct_backprop)
+    assert len(ret) == 5 and ret[0] is written and ret[2] is ret[4] and len(ret[2]) == 2   # (…, w1, b2, w2, b2)
+    assert len(written) == len(correct) == 3 and written != correct                        # the Q3 code's slip
+    assert correct[-1] < correct[0]                                                        # it learns
+
+
+def _runs(**final):
+    return {k: {"train_acc": [0.0, tr], "test_acc": [0.0, te]} for k, (tr, te) in final.items()}
+
+
+@pytest.mark.parametrize("comparable,e_test,status_e", [(True, 0.80, "agrees"), (True, 0.90, "differs"),
+                                                        (False, 0.80, "not comparable")])
+def test_e1_comparisons_with_the_documents_answers(comparable, e_test, status_e):
+    runs = _runs(a=(0.90, 0.85), b=(0.80, 0.79), c=(0.95, 0.88), d=(0.93, 0.87), e=(0.97, e_test))
+    rows = {r["id"]: r for r in e1_mnist.comparison_rows(runs, comparable, "test data")}
+    assert set(rows) == {"E1.b_vs_a", "E1.c_vs_a", "E1.d_vs_c", "E1.e_vs_c"}
+    assert rows["E1.b_vs_a"]["value"] == "yes" and rows["E1.b_vs_a"]["status"] == "info"   # answer left blank
+    assert rows["E1.c_vs_a"]["doc_value"] == "yes" and rows["E1.d_vs_c"]["doc_value"] == "yes"
+    assert rows["E1.e_vs_c"]["doc_value"] == "no" and rows["E1.e_vs_c"]["status"] == status_e
+    assert rows["E1.e_vs_c"]["value"] == ("no" if e_test < 0.88 else "yes")
+
+
+@pytest.mark.parametrize("mode,val,status", [("full", 0.5, "agrees"), ("full", 0.9, "differs"),
+                                             ("quick", 0.5, "not comparable")])
+def test_e2_exp1_uses_the_documents_training_loss(mode, val, status):
+    sc = {"caller_b1_len": 2}
+    dt = {"n": 200, "q5_as_written": [1.0], "q5_every_64": [0.9], "q5_epochs": 1, "q6_raw_pixels": [2.0],
+          "q6_normalised": [1.0], "q6_epochs": 1}
+    tv = {"train_loss_doc": [0.8], "train_loss": [0.4], "val_loss": [val]}
+    rows = {r["id"]: r for r in e2_levels.doc_rows(sc, dt, tv, mode)}
+    assert rows["E2.exp1.val_below_train.doc"]["status"] == status
+    assert rows["E2.exp1.val_below_train.ours"]["value"] == "no"          # our after-epoch loss is lower
+    slips = [r for r in rows.values() if r["status"] == "document slip"]
+    assert {r["id"] for r in slips} == {"E2.scalar.slip.b1_lost", "E2.scalar.slip.no_shuffle",
+                                        "E2.q5.slip.accumulation", "E2.q6.slip.unnormalised"}
+    assert "7 tail examples never applied" in rows["E2.q5.slip.accumulation"]["value"]
+
+
+@pytest.mark.parametrize("new_keys", [False, True])
+def test_e3_checker_rows_show_the_l1_norms_and_a_non_degenerate_entry(monkeypatch, new_keys):
+    """doc 003 §3.1.5: with a checker that returns ℓ1-norms and a second (largest-|gradient|)
+    entry, E3's rows show them; with the older checker, the signed sums as before."""
+    from experiments import e3_fashion
+    g = {"param": "[0]['W']", "index": (0, 0), "backprop": 0.0, "approx": 0.0, "rel_error": 0.0}
+    mag = {"param": "[0]['W']", "batch_small": 50, "batch_large": 5000, "sum_small": -0.1, "sum_large": 0.4}
+    if new_keys:
+        g |= {"degenerate": True, "alt_index": (3, 2), "alt_backprop": 0.25, "alt_approx": 0.25,
+              "alt_rel_error": 1e-9, "why": "0 with 0"}
+        mag |= {"l1_small": 9.0, "l1_large": 6.0}
+    rows4 = [dict(g, name=nm) for nm in ("W1", "b1", "W2", "b2")]
+    monkeypatch.setattr(e3_fashion, "_gradient_checks", lambda *a: (rows4, mag))
+    sp = type("S", (), {"x_train": None, "y_train": None})()
+    rows, _, _ = e3_fashion.checks_31(None, None, sp, lambda *_: None)
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["E3.1.magnitude"]["value"] == (1.5 if new_keys else -0.25)
+    assert ("E3.1.gradcheck.W1.largest" in by_id) == new_keys
+    if new_keys:
+        assert by_id["E3.1.gradcheck.W1.largest"]["status"] == "agrees" and "0 with 0" in by_id["E3.1.gradcheck.W1"]["note"]
