@@ -69,8 +69,8 @@ def three_levels(epochs=3, hidden=4, seed=0, progress=None):
     with jax.enable_x64(True):
         net = models.mlp([2, hidden, 2], "sigmoid", "softmax_cross_entropy")
         pj = [{k: jnp.asarray(v) for k, v in layer.items()} for layer in p0]
-        res = train.fit(net, pj, (X, y), epochs=epochs, batch_size=1, lr=0.01, order="fixed",
-                        progress=progress, eval_train=False)
+        res = train.fit(net, pj, (X, y), epochs=epochs, batch_size=1, optimizer=train.sgd(0.01),
+                        order="fixed", progress=progress, evaluation=train.Evaluation(train=False))
     curves["JAX fused epoch"] = [float(np.mean(s)) for s in res.history["step_loss"]]
     times["JAX fused epoch"] = res.history["time"]
     ref = np.asarray(curves["NumPy batched"])
@@ -90,29 +90,29 @@ def mnist_part(quick, seed=0, tiny=False, data_dir=None, download=False, progres
     key = jax.random.key(seed)
     # (1) train vs validation loss
     cli.phase("E2 (1) train vs validation loss", f"784-300-10 sigmoid, lr 0.01, {cli.plural(ep, 'epoch')} on {len(tr[0]):,} images")
-    r = train.fit(net, net.init(key), tr, val=va, epochs=ep, batch_size=64, lr=0.01, key=key,
-                  progress=progress)
+    r = train.fit(net, net.init(key), tr, val=va, epochs=ep, batch_size=64, optimizer=train.sgd(0.01),
+                  key=key, progress=progress)
     out["train_vs_val"] = {"train_loss": r.history["train_loss"], "val_loss": r.history["val_loss"]}
     # (2) five random initialisations, trained together as one vmapped computation
     cli.phase("E2 (2) five random initialisations", f"one vmapped sweep, {cli.plural(ep, 'epoch')}")
     keys = jax.random.split(jax.random.key(seed + 1), 5)
     inits = jax.vmap(net.init)(keys)
-    _, h = train.sweep(net, inits, tr, configs={"lr": [0.01] * 5}, epochs=ep, batch_size=64,
-                       key=key, val=va)
+    h = train.sweep(net, inits, tr, optimizer=train.sgd(0.01), epochs=ep, batch_size=64,
+                    key=key, val=va).history
     out["inits_val_loss"] = np.stack(h["val_loss"], axis=1).tolist()  # (5, epochs)
     # (3) learning-rate sweep (one vmapped computation, same init and batches)
     lrs = [1e-4, 3e-3, 1e-2, 3e-2]
     cli.phase("E2 (3) learning-rate sweep", f"lr {lrs}, one vmapped sweep, {cli.plural(ep, 'epoch')}")
-    _, h = train.sweep(net, net.init(key), tr, configs={"lr": lrs}, epochs=ep, batch_size=64,
-                       key=key, val=va)
+    h = train.sweep(net, net.init(key), tr, optimizer=train.sgd(lrs[0]), configs={"lr": lrs},
+                    epochs=ep, batch_size=64, key=key, val=va).history
     out["lr_sweep"] = {"lrs": lrs, "val_loss": np.stack(h["val_loss"], 1).tolist(),
                        "train_loss": np.stack(h["train_loss"], 1).tolist(),
                        "val_acc": np.stack(h["val_acc"], 1).tolist()}
     # (4) final run
     ep4 = 1 if tiny else 3 if quick else 10
     cli.phase("E2 (4) final run", f"lr 0.03, batch 64, {cli.plural(ep4, 'epoch')}")
-    r = train.fit(net, net.init(key), tr, val=va, epochs=ep4, batch_size=64, lr=0.03, key=key,
-                  progress=progress)
+    r = train.fit(net, net.init(key), tr, val=va, epochs=ep4, batch_size=64, optimizer=train.sgd(0.03),
+                  key=key, progress=progress)
     out["final"] = {"val_acc": r.history["val_acc"], "train_acc": r.history["train_acc"],
                     "epoch_time": r.history["time"]}
     return out

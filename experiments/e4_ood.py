@@ -215,8 +215,10 @@ def train_variants(d, model_names, variants, epochs, seed, copies, max_shift, ev
             t = time.perf_counter()
             res = train.fit(model, model.init(jax.random.key(seed)), (xtr, ytr), val=d["val"],
                             epochs=epochs or R["max_epochs"], batch_size=min(R["batch_size"], len(xtr)),
-                            lr=R["lr"], momentum=R["momentum"], lr_decay=R["lr_decay"], order=R["order"],
-                            key=jax.random.key(seed), patience=R["patience"], eval_train=False, progress=progress)
+                            optimizer=train.sgd(R["lr"], momentum=R["momentum"] or None, lr_decay=R["lr_decay"]),
+                            order=R["order"], key=jax.random.key(seed),
+                            early_stopping=train.EarlyStopping(R["patience"]),
+                            evaluation=train.Evaluation(train=False), progress=progress)
             r = _summary(res, time.perf_counter() - t, len(xtr)) | _evaluate(evaluators[m], res.params, d)
             r["augmentation"] = aug
             out[v][m] = r

@@ -335,7 +335,7 @@ def _with_replay(fast_epoch, exact_epoch):
 def _metric_dtype(dtype):
     """Sums and counts are kept in float32 or wider: float16 stops at 65504 (a 70,000-example
     count) and bfloat16 counts exactly only to 256."""
-    return jnp.promote_types(dtype, jnp.float32)
+    return jnp.dtype(dtype) if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
 
 
 def make_evaluate(model, n: int, batch_size: int = 1000):

@@ -46,7 +46,7 @@ def sgd(lr, momentum=None, lr_decay=1.0) -> optax.GradientTransformation:
         f = float(v)
         if not np.isfinite(f) or f < 0 or (f == 0 and name == "lr_decay"):
             raise ValueError(f"sgd: {name} must be finite and {'> 0' if name == 'lr_decay' else '>= 0'}, got {f!r}")
-    return optax.inject_hyperparams(_sgd)(**values, epoch=0)
+    return optax.inject_hyperparams(_sgd)(**values, epoch=np.zeros((), np.int32))  # a strong int32: no retrace
 
 
 def _is_injected(node) -> bool:
