@@ -240,19 +240,20 @@ def check_params(model, where: str, params, stacked: bool = False) -> int | None
 
 def token_ids(model, where: str, x, params) -> None:
     """Token ids must lie in the model's vocabulary: checked by ``model.apply`` itself (the check
-    every token model runs on concrete input) on two probe rows filled with the smallest and the
-    largest id of ``x``, so fit/evaluate/sweep refuse what ``model.apply`` refuses; negative ids
-    are refused for every token model."""
+    every token model runs on concrete input) on a two-row probe holding the smallest and the
+    largest id of ``x`` (zeros elsewhere), so fit/evaluate/sweep refuse what ``model.apply``
+    refuses; negative ids are refused for every token model."""
     if input_dtype(model) != "int" or np.size(x) == 0:
         return
     lo, hi = int(np.min(x)), int(np.max(x))
     if lo < 0:
         raise DataError(f"{where}: token ids must be >= 0; found {lo}")
-    probe = jnp.asarray(np.stack([np.full(x.shape[1:], lo), np.full(x.shape[1:], hi)]).astype(x.dtype))
+    probe = np.zeros((2,) + x.shape[1:], x.dtype)
+    probe.flat[0], probe.flat[-1] = lo, hi
     try:
-        model.apply(params, probe)
+        model.apply(params, jnp.asarray(probe))
     except ValueError as e:
-        raise DataError(f"{where}: {e}") from None
+        raise DataError(f"{where} holds ids from {lo} to {hi}, which {model.name}.apply refuses: {e}") from None
 
 
 def model_digest(model, params, x_spec, y_spec) -> dict:
