@@ -184,6 +184,20 @@ def test_missing_checkpoint_refused_unless_if_exists(tmp_path):
     assert path.exists()
 
 
+# ----------------------------------------------------------------------------- killed writers
+
+WRITER = textwrap.dedent("""
+    import sys, numpy as np
+    from jaxnets.train import checkpoint
+    path = sys.argv[1]
+    i = 0
+    while True:
+        checkpoint.save(path, {"w": np.full((3_000_000,), float(i))}, {"i": i})
+        print(i, flush=True)
+        i += 1
+""")
+
+
 def test_killed_writers_leave_no_pile_of_temporary_files(tmp_path):
     """Five writers SIGKILLed mid-loop: each new write removes the dead writers' temporaries, so
     at most the last one's remains, and the next write leaves none."""
@@ -252,3 +266,27 @@ def test_the_previous_sigterm_handler_is_restored(tmp_path):
         assert seen == [signal.SIGTERM]
     finally:
         signal.signal(signal.SIGTERM, prev)
+
+
+def test_a_checkpoint_resumes_in_another_process(tmp_path):
+    """The fingerprint (the model's loss-jaxpr digest, the optimizer's hyperparameters, the data's
+    CRC-32) is the same in a fresh interpreter: a checkpoint written by one process resumes in
+    another, equal bit for bit to an uninterrupted run."""
+    path = tmp_path / "run.npz"
+    script = textwrap.dedent(f"""
+        import jax, numpy as np
+        from jaxnets import models, train
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(60, 6)).astype(np.float32); Y = rng.integers(0, 3, 60).astype(np.int32)
+        net = models.mlp([6, 5, 3], "relu", "softmax_cross_entropy")
+        train.fit(net, net.init(jax.random.key(0)), (X, Y), epochs=2, batch_size=6, val=(X[:30], Y[:30]),
+                  optimizer=train.sgd(0.1, momentum=0.9, lr_decay=0.9), key=jax.random.key(1), progress=False,
+                  checkpoint=train.Checkpointing({str(path)!r}))
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+    kw = dict(KW, epochs=3, val=(X[:30], Y[:30]), optimizer=train.sgd(0.1, momentum=0.9, lr_decay=0.9))
+    resumed = train.fit(RELU, RELU.init(jax.random.key(0)), (X, Y), checkpoint=_cp(path, True), **kw)
+    full = train.fit(RELU, RELU.init(jax.random.key(0)), (X, Y), **kw)
+    assert resumed.history["val_loss"] == full.history["val_loss"]
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(resumed.final_params),
+                                                    jax.tree.leaves(full.final_params)))

@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from jaxnets import models, train
-from jaxnets.errors import CheckpointError, DataError
+from jaxnets.errors import DataError
 
 NET = models.mlp([6, 8, 3], "tanh", "softmax_cross_entropy")
 rng = np.random.default_rng(0)
