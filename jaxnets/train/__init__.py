@@ -1,9 +1,10 @@
 """The training engine (``fit``, ``sweep``, ``evaluate``), doc 003's SGD as an optax
 transformation (``sgd``), and atomic, resumable checkpoints.
 
-``make_epoch``/``init_state`` expose the compiled epoch that ``fit`` runs (for benchmarks that
-time or cost-analyse exactly that program, and for custom loops); everything else a training run
-needs goes through ``fit``/``sweep`` and their settings groups.
+``make_epoch``/``init_state`` expose the epoch that ``fit`` compiles (for benchmarks that time or
+cost-analyse exactly that program, and for custom loops) and ``make_evaluate`` the jittable
+chunked evaluator (for callers that vmap or compose it, e.g. over shifted test sets); everything
+else a training run needs goes through ``fit``/``sweep``/``evaluate`` and their settings groups.
 """
 from jaxnets.errors import CheckpointError
 from jaxnets.train import checkpoint

@@ -2,7 +2,7 @@
 done once before anything is compiled (the jitted steps then trust their inputs), and the run's
 fingerprint that a resumed run must match.
 
-Every refusal is a ``ValueError`` naming the argument (a :class:`~jaxnets.data.readers.DataError`
+Every refusal is a ``ValueError`` naming the argument (a :class:`~jaxnets.errors.DataError`
 naming the array when the data themselves are bad).
 """
 from __future__ import annotations
