@@ -38,12 +38,11 @@ def compiled_chunks(model, params, sampler, cfg) -> tuple[dict, dict, tuple]:
     """{grad: compiled epoch of cfg["chunk"] steps}, {grad: compile seconds}, and its arguments."""
     opt = e7.adamw(cfg)
     state = train.init_state(params, opt)
-    hp = train.Hyper(*(jnp.zeros((), jnp.float32) for _ in train.Hyper._fields))
-    args = (state, hp, jnp.int32(0), jax.random.key(1), *(jnp.asarray(d) for d in sampler.data))
+    args = (state, jnp.zeros((), jnp.float32), jnp.int32(0), jax.random.key(1), *(jnp.asarray(d) for d in sampler.data))
     compiled, compile_s = {}, {}
     for g in GRADS:
         fn = jax.jit(train.make_epoch(model, sampler, cfg["batch_size"], grad=g, optimizer=opt,
-                                      use_momentum=False, use_l2=False, check_grads=False))
+                                      use_l2=False, check_grads=False))
         t0 = time.perf_counter()
         compiled[g] = fn.lower(*args).compile()
         compile_s[g] = time.perf_counter() - t0

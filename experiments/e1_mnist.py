@@ -56,9 +56,9 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=10701, ep
             cli.phase(f"E1 ({label})", f"{act} {hidden}, lr {lr}, batch {batch}, {cli.plural(epochs, 'epoch')}")
             net = models.mlp([784, *hidden, 10], act, "softmax_cross_entropy")
             params = net.init(jax.random.key(seed))
-            res = train.fit(net, params, (x_tr, y_tr), test=(x_te, y_te), epochs=epochs,
-                            batch_size=batch, lr=lr, order="fixed", key=jax.random.key(seed),
-                            progress=progress)
+            res = train.fit(net, params, (x_tr, y_tr), evaluation=train.Evaluation(test=(x_te, y_te)),
+                            epochs=epochs, batch_size=batch, optimizer=train.sgd(lr), order="fixed",
+                            key=jax.random.key(seed), progress=progress)
             h = res.history
             runs[label] = {"hidden": hidden, "activation": act, "lr": lr, "batch": batch,
                            "train_acc": h["train_acc"], "test_acc": h["test_acc"],

@@ -66,8 +66,8 @@ def three_levels(epochs=3, hidden=4, seed=0, progress=None):
     with jax.enable_x64(True):
         net = models.mlp([2, hidden, 2], "sigmoid", "softmax_cross_entropy")
         pj = [{k: jnp.asarray(v) for k, v in layer.items()} for layer in p0]
-        res = train.fit(net, pj, (X, y), epochs=epochs, batch_size=1, lr=0.01, order="fixed",
-                        progress=progress, eval_train=False)
+        res = train.fit(net, pj, (X, y), epochs=epochs, batch_size=1, optimizer=train.sgd(0.01),
+                        order="fixed", progress=progress, evaluation=train.Evaluation(train=False))
     curves["JAX fused epoch"] = [float(np.mean(s)) for s in res.history["step_loss"]]
     times["JAX fused epoch"] = res.history["time"]
     ref = np.asarray(curves["NumPy batched"])
@@ -193,8 +193,8 @@ def doc_tensor_part(sp, seed=0, tiny=False, quick=False):
         _, out[f"q5_{tag}"] = accumulate_train(net, p0, x, y, lr=0.01, epochs=e5, batch=64, as_written=aw)
     cli.phase("E2 Q6", f"batched, lr 0.02, batch 64, {cli.plural(e6, 'epoch')}, raw and /255 pixels")
     for tag, xs in (("raw_pixels", x * np.float32(255.0)), ("normalised", x)):
-        r = train.fit(net, p0, (xs, y), epochs=e6, batch_size=64, lr=0.02, order="fixed",
-                      key=jax.random.key(seed), eval_train=False, progress=False)
+        r = train.fit(net, p0, (xs, y), epochs=e6, batch_size=64, optimizer=train.sgd(0.02), order="fixed",
+                      key=jax.random.key(seed), evaluation=train.Evaluation(train=False), progress=False)
         out[f"q6_{tag}"] = [float(np.sum(s)) / (len(y) / 64) for s in r.history["step_loss"]]
     return out
 
@@ -211,8 +211,8 @@ def mnist_part(quick, seed=0, tiny=False, data_dir=None, download=False, progres
     key = jax.random.key(seed)
     # (1) train vs validation loss
     cli.phase("E2 (1) train vs validation loss", f"784-300-10 sigmoid, lr 0.01, {cli.plural(ep, 'epoch')} on {len(tr[0]):,} images")
-    r = train.fit(net, net.init(key), tr, val=va, epochs=ep, batch_size=64, lr=0.01, key=key,
-                  progress=progress)
+    r = train.fit(net, net.init(key), tr, val=va, epochs=ep, batch_size=64, optimizer=train.sgd(0.01),
+                  key=key, progress=progress)
     # doc 002 Q7 Exp 1's training loss: the epoch's average of its minibatch losses (taken while the
     # weights still change); ours, "train_loss", evaluates the whole set after the epoch
     out["train_vs_val"] = {"train_loss_doc": [float(np.mean(v)) for v in r.history["step_loss"]],
@@ -221,22 +221,22 @@ def mnist_part(quick, seed=0, tiny=False, data_dir=None, download=False, progres
     cli.phase("E2 (2) five random initialisations", f"one vmapped sweep, {cli.plural(ep, 'epoch')}")
     keys = jax.random.split(jax.random.key(seed + 1), 5)
     inits = jax.vmap(net.init)(keys)
-    _, h = train.sweep(net, inits, tr, configs={"lr": [0.01] * 5}, epochs=ep, batch_size=64,
-                       key=key, val=va)
+    h = train.sweep(net, inits, tr, optimizer=train.sgd(0.01), epochs=ep, batch_size=64,
+                    key=key, val=va).history
     out["inits_val_loss"] = np.stack(h["val_loss"], axis=1).tolist()  # (5, epochs)
     # (3) learning-rate sweep (one vmapped computation, same init and batches)
     lrs = [1e-4, 3e-3, 1e-2, 3e-2]
     cli.phase("E2 (3) learning-rate sweep", f"lr {lrs}, one vmapped sweep, {cli.plural(ep, 'epoch')}")
-    _, h = train.sweep(net, net.init(key), tr, configs={"lr": lrs}, epochs=ep, batch_size=64,
-                       key=key, val=va)
+    h = train.sweep(net, net.init(key), tr, optimizer=train.sgd(lrs[0]), configs={"lr": lrs},
+                    epochs=ep, batch_size=64, key=key, val=va).history
     out["lr_sweep"] = {"lrs": lrs, "val_loss": np.stack(h["val_loss"], 1).tolist(),
                        "train_loss": np.stack(h["train_loss"], 1).tolist(),
                        "val_acc": np.stack(h["val_acc"], 1).tolist()}
     # (4) final run
     ep4 = 1 if tiny else 3 if quick else 10
     cli.phase("E2 (4) final run", f"lr 0.03, batch 64, {cli.plural(ep4, 'epoch')}")
-    r = train.fit(net, net.init(key), tr, val=va, epochs=ep4, batch_size=64, lr=0.03, key=key,
-                  progress=progress)
+    r = train.fit(net, net.init(key), tr, val=va, epochs=ep4, batch_size=64, optimizer=train.sgd(0.03),
+                  key=key, progress=progress)
     out["final"] = {"val_acc": r.history["val_acc"], "train_acc": r.history["train_acc"],
                     "epoch_time": r.history["time"]}
     out["doc_tensor"] = doc_tensor_part(sp, seed, tiny, quick)

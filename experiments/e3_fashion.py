@@ -119,8 +119,9 @@ def _fit_batch(model, params0, sp, b, max_epochs, seed):
     tr, va, te = (sp.x_train, sp.y_train), (sp.x_val, sp.y_val), (sp.x_test, sp.y_test)
     b_eff = min(b, len(tr[0]))
     t = time.perf_counter()
-    res = train.fit(model, params0, tr, val=va, test=te, epochs=max_epochs, batch_size=b_eff, lr=LR,
-                    order="shuffle", key=jax.random.key(seed), patience=PATIENCE, progress=False)
+    res = train.fit(model, params0, tr, val=va, evaluation=train.Evaluation(test=te), epochs=max_epochs,
+                    batch_size=b_eff, optimizer=train.sgd(LR), order="shuffle", key=jax.random.key(seed),
+                    early_stopping=train.EarlyStopping(PATIENCE), progress=False)
     h, be = res.history, res.best_epoch
     return {"batch_size": b, "batch_effective": b_eff, "best_epoch": be, "epochs_run": len(h["epoch"]),
             "stopped_early": res.stopped_early, "updates_total": h["updates"][-1],
@@ -178,13 +179,15 @@ def sweep_runs(model, sp, seeds, alphas, epochs, batch_size, key_seed):
     A, S = len(alphas), len(seeds)
     p = jax.vmap(model.init)(jnp.stack([jax.random.key(s) for s in seeds] * A))
     cfg = {"lr": [LR] * (A * S), "momentum": [a for a in alphas for _ in seeds]}
-    _, h = train.sweep(model, p, (sp.x_train, sp.y_train), configs=cfg, epochs=epochs,
-                       batch_size=min(batch_size, len(sp.x_train)), key=jax.random.key(key_seed),
-                       val=(sp.x_val, sp.y_val), test=(sp.x_test, sp.y_test))
+    res = train.sweep(model, p, (sp.x_train, sp.y_train), optimizer=train.sgd(LR, momentum=0.0),
+                      configs=cfg, epochs=epochs, batch_size=min(batch_size, len(sp.x_train)),
+                      key=jax.random.key(key_seed), val=(sp.x_val, sp.y_val),
+                      evaluation=train.Evaluation(test=(sp.x_test, sp.y_test)))
+    h = res.history
     out = {k: np.stack(h[k], -1).reshape(A, S, epochs) for k in
            ("train_acc", "val_acc", "test_acc", "train_loss")}
     out["loss"] = np.stack([np.nanmean(np.asarray(s), -1) for s in h["step_loss"]], -1).reshape(A, S, epochs)
-    out["compile_time"] = h.get("compile_time")
+    out["compile_time"] = res.compile_time
     return out
 
 

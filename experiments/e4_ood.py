@@ -205,10 +205,11 @@ def fit_seeds(model, seeds, train_data, val, *, epochs, test=None, patience=note
             if c not in kept and notebook.early_stop_point([a[c] for a in history["val_acc"]], patience)[1] == e:
                 kept[c] = (e, jax.tree.map(lambda v: v[c], state.params))
 
-    final, h = train.sweep(model, p0, train_data, configs={"lr": jnp.full(C, notebook.RECIPE["lr"], jnp.float32)},
-                           epochs=epochs, batch_size=min(notebook.RECIPE["batch_size"], len(train_data[0])),
-                           order="shuffle", key=keys[0], keys=keys, val=val, test=test, eval_train=False,
-                           progress=progress, callback=at_epoch)
+    res = train.sweep(model, p0, train_data, optimizer=train.sgd(notebook.RECIPE["lr"]), epochs=epochs,
+                      batch_size=min(notebook.RECIPE["batch_size"], len(train_data[0])), order="shuffle",
+                      key=keys[0], keys=keys, val=val, evaluation=train.Evaluation(test=test, train=False),
+                      progress=progress, callback=at_epoch)
+    final, h = res.params, res.history
     out = []
     for c in range(C):
         hc = {"epoch": list(h["epoch"]), "time": list(h["time"]), "step_loss": [[float(v) for v in np.asarray(s[c]) if not np.isnan(v)] for s in h["step_loss"]],  # as fit records it
@@ -216,8 +217,7 @@ def fit_seeds(model, seeds, train_data, val, *, epochs, test=None, patience=note
         best = int(np.argmax(hc["val_acc"])) + 1        # fit's best epoch: the first strictly best one
         last = jax.tree.map(lambda v: v[c], final)
         stop, params = kept.get(c, (len(h["epoch"]), last))
-        out.append((params, stop, last, _SeedRun(hc, best, h["compile_time"], False,
-                                                 "diverged" if bool(np.asarray(h["diverged"])[c]) else None)))
+        out.append((params, stop, last, _SeedRun(hc, best, res.compile_time, False, res.divergence[c])))
     return out
 
 
@@ -261,8 +261,10 @@ def train_variants(d, model_names, variants, epochs, seed, copies, max_shift, ev
             t = time.perf_counter()
             res = train.fit(model, model.init(jax.random.key(seed)), (xtr, ytr), val=d["val"],
                             epochs=epochs or R["max_epochs"], batch_size=min(R["batch_size"], len(xtr)),
-                            lr=R["lr"], momentum=R["momentum"], lr_decay=R["lr_decay"], order=R["order"],
-                            key=jax.random.key(seed), patience=R["patience"], eval_train=False, progress=progress)
+                            optimizer=train.sgd(R["lr"], momentum=R["momentum"] or None, lr_decay=R["lr_decay"]),
+                            order=R["order"], key=jax.random.key(seed),
+                            early_stopping=train.EarlyStopping(R["patience"]),
+                            evaluation=train.Evaluation(train=False), progress=progress)
             r = _summary(res, time.perf_counter() - t, len(xtr)) | _evaluate(evaluators[m], res.params, d)
             r["augmentation"] = aug
             out[v][m] = r

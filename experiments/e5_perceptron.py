@@ -105,8 +105,9 @@ def compare_on(X, y, X_te, y_te, passes, key, mlp_batch=50, max_gram_bytes=P.DEF
     net = cnn.mlp2_ood()
     params = net.init(jax.random.fold_in(key, 1))
     X4, X4_te = X.reshape(-1, 28, 28, 1), X_te.reshape(-1, 28, 28, 1)
-    res = train.fit(net, params, (X4, y), test=(X4_te, y_te), epochs=passes, batch_size=mlp_batch,
-                    lr=0.1, order="shuffle", key=jax.random.fold_in(key, 2), progress=progress)
+    res = train.fit(net, params, (X4, y), evaluation=train.Evaluation(test=(X4_te, y_te)), epochs=passes,
+                    batch_size=mlp_batch, optimizer=train.sgd(0.1), order="shuffle",
+                    key=jax.random.fold_in(key, 2), progress=progress)
     out["mlp 784-128-10"] = {"train_acc": res.history["train_acc"], "test_acc": res.history["test_acc"],
                              "batch": mlp_batch, "lr": 0.1, "optimizer": "SGD, shuffled minibatches",
                              "seconds": time.perf_counter() - t0}

@@ -36,13 +36,11 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxnets import data
 from jaxnets import models
 from jaxnets import train
-from jaxnets._io import progress_iter
 from experiments._lib import cli, figures
 from experiments._lib.common import data_variant, finish, print_rows, row
 
@@ -83,15 +81,16 @@ def grid_configs(grid: dict) -> list[dict]:
 
 
 def _epochs(n: int, iterations: int) -> int:
-    return -(-iterations // train.n_batches(n, BATCH))
+    return -(-iterations // -(-n // BATCH))   # epochs of ceil(n / BATCH) batches
 
 
 def _baseline(net, p0, sp, iterations, key, progress=None):
     n = len(sp.y_train)
     res = train.fit(net, p0, (sp.x_train, sp.y_train), val=(sp.x_val, sp.y_val),
-                    test=(sp.x_test, sp.y_test), epochs=_epochs(n, iterations), batch_size=BATCH,
-                    lr=BASELINE["lr"], lr_decay=BASELINE["lr_decay"], l2=BASELINE["reg"] / 2,
-                    order="replacement", max_updates=iterations, key=key, progress=progress)
+                    evaluation=train.Evaluation(test=(sp.x_test, sp.y_test)), epochs=_epochs(n, iterations),
+                    batch_size=BATCH, optimizer=train.sgd(BASELINE["lr"], lr_decay=BASELINE["lr_decay"]),
+                    l2=BASELINE["reg"] / 2, order="replacement", max_updates=iterations, key=key,
+                    progress=progress)
     h = res.history
     return res.params, {
         "iterations": iterations, "epochs": len(h["epoch"]), "updates": h["updates"],
@@ -102,53 +101,38 @@ def _baseline(net, p0, sp, iterations, key, progress=None):
         "diverged": res.divergence is not None}
 
 
+def _sgd_configs(configs):
+    """The grid as :func:`train.sweep` configs: doc 004's reg is 2·l2 (loss + reg·½‖W‖²)."""
+    return {"lr": np.array([c["lr"] for c in configs]),
+            "lr_decay": np.array([c["lr_decay"] for c in configs]),
+            "l2": np.array([c["reg"] / 2 for c in configs])}
+
+
 def _one_at_a_time(net, p0, sp, configs, iterations, key, progress=None):
     """Train ``configs`` one after another with ONE compiled (un-vmapped) epoch and evaluator —
-    the fair sequential counterpart of :func:`train.sweep` (same draws, same evaluations).
-    Returns (per-config final val accuracies, compile time, wall time of the loop)."""
-    dtype = jax.tree.leaves(p0)[0].dtype
+    the fair sequential counterpart of :func:`train.sweep` (``vmap=False``: same draws, same
+    evaluations). Returns (per-config final val accuracies, compile time, wall time of the loop)."""
     n = len(sp.y_train)
-    tr = (jnp.asarray(sp.x_train, dtype), jnp.asarray(sp.y_train))
-    ev_sets = [(jnp.asarray(x, dtype), jnp.asarray(y)) for x, y in
-               ((sp.x_train, sp.y_train), (sp.x_val, sp.y_val), (sp.x_test, sp.y_test))]
-    # compiled exactly as train.sweep compiles the grid (no momentum; gradient check on replay)
-    epoch_of = lambda check: jax.jit(train.make_epoch(  # noqa: E731
-        net, n, BATCH, "replacement", max_updates=iterations, use_momentum=False, check_grads=check))
-    epoch_j = epoch_of(False)
-    evals = [jax.jit(train.make_evaluate(net, len(y))) for _, y in ev_sets]
-    hp_of = lambda c: train.Hyper(*(jnp.asarray(v, dtype) for v in  # noqa: E731
-                                    (c["lr"], 0.0, c["reg"] / 2, c["lr_decay"])))
-    state0 = train.init_state(p0)
     t0 = time.perf_counter()
-    epoch_c = epoch_j.lower(state0, hp_of(configs[0]), jnp.int32(0), key, *tr).compile()
-    evals_c = [ev.lower(p0, *d).compile() for ev, d in zip(evals, ev_sets)]
-    compile_time = time.perf_counter() - t0
-    run_epoch = train.with_replay(epoch_c, epoch_of(True))
-    t1 = time.perf_counter()
-    val_final = []
-    for c in progress_iter(configs, desc="one config at a time", enabled=progress, unit="config"):
-        state, hp = state0, hp_of(c)
-        for e in range(_epochs(n, iterations)):
-            state, _ = run_epoch(state, hp, jnp.int32(e), jax.random.fold_in(key, e), *tr)
-            accs = [ev(state.params, *d)[1] for ev, d in zip(evals_c, ev_sets)]
-        val_final.append(float(accs[1]))
-    return val_final, compile_time, time.perf_counter() - t1
+    res = train.sweep(net, p0, (sp.x_train, sp.y_train), optimizer=train.sgd(0.0), configs=_sgd_configs(configs),
+                      epochs=_epochs(n, iterations), batch_size=BATCH, order="replacement", key=key,
+                      val=(sp.x_val, sp.y_val), evaluation=train.Evaluation(test=(sp.x_test, sp.y_test)),
+                      max_updates=iterations, vmap=False, progress=progress)
+    wall = time.perf_counter() - t0
+    return [float(v) for v in res.history["val_acc"][-1]], res.compile_time, wall - res.compile_time
 
 
 def _grid(net, p0, sp, configs, iterations, key):
     n = len(sp.y_train)
-    cfg = {"lr": np.array([c["lr"] for c in configs]),
-           "lr_decay": np.array([c["lr_decay"] for c in configs]),
-           "l2": np.array([c["reg"] / 2 for c in configs])}
     t0 = time.perf_counter()
-    params, h = train.sweep(net, p0, (sp.x_train, sp.y_train), configs=cfg,
-                            epochs=_epochs(n, iterations), batch_size=BATCH, order="replacement",
-                            key=key, val=(sp.x_val, sp.y_val), test=(sp.x_test, sp.y_test),
-                            max_updates=iterations)
-    jax.block_until_ready(params)
+    res = train.sweep(net, p0, (sp.x_train, sp.y_train), optimizer=train.sgd(0.0), configs=_sgd_configs(configs),
+                      epochs=_epochs(n, iterations), batch_size=BATCH, order="replacement", key=key,
+                      val=(sp.x_val, sp.y_val), evaluation=train.Evaluation(test=(sp.x_test, sp.y_test)),
+                      max_updates=iterations)
+    params, h = jax.block_until_ready(res.params), res.history
     wall = time.perf_counter() - t0
     acc = {k: np.stack(h[f"{k}_acc"], axis=1) for k in ("train", "val", "test")}  # (C, epochs)
-    diverged = np.asarray(h["diverged"])
+    diverged = [d is not None for d in res.divergence]
     table = []
     for i, c in enumerate(configs):
         table.append({**c, "val_acc": float(acc["val"][i, -1]), "train_acc": float(acc["train"][i, -1]),
@@ -161,7 +145,7 @@ def _grid(net, p0, sp, configs, iterations, key):
     score = np.array([-np.inf if t["diverged"] else t["val_acc"] for t in table])
     best = int(np.argmax(score))
     best_params = jax.tree.map(lambda v: v[best], params)
-    return best, best_params, table, {"wall_time": wall, "compile_time": h["compile_time"],
+    return best, best_params, table, {"wall_time": wall, "compile_time": res.compile_time,
                                       "epoch_time": [float(t) for t in h["time"]],
                                       "epochs": len(h["epoch"])}
 

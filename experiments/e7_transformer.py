@@ -141,9 +141,11 @@ def train_one(data, T: int, H: int, cfg, keys, progress=None) -> dict:
     before = [samples(mcfg, _seed_slice(params, c), k_before[c], data.tokenizer, cfg["sample_chars"], after=False)
               for c in range(C)]
     t0 = time.perf_counter()
-    final, h = train.sweep(model, params, tr_s, epochs=cfg["steps"] // cfg["eval_every"],
-                           batch_size=cfg["batch_size"], optimizer=adamw(cfg), key=k_fit[0], keys=k_fit,
-                           val=va_s, eval_batches=cfg["eval_batches"], progress=progress, eval_initial=True)
+    res = train.sweep(model, params, tr_s, epochs=cfg["steps"] // cfg["eval_every"],
+                      batch_size=cfg["batch_size"], optimizer=adamw(cfg), key=k_fit[0], keys=k_fit, val=va_s,
+                      evaluation=train.Evaluation(sampled_batches=cfg["eval_batches"], initial=True),
+                      progress=progress)
+    final, h = res.params, res.history
     wall = time.perf_counter() - t0
     after = [samples(mcfg, _seed_slice(final, c), k_after[c], data.tokenizer, cfg["sample_chars"], after=True)
              for c in range(C)]
@@ -161,9 +163,9 @@ def train_one(data, T: int, H: int, cfg, keys, progress=None) -> dict:
                         "train_loss": curves["train"].mean(1).tolist(), "val_loss": curves["val"].mean(1).tolist()},
             "steps": cfg["steps"], "final_train": float(ft.mean()), "final_val": float(fv.mean()),
             "final_train_sd": sd(ft), "final_val_sd": sd(fv), "best_val": float(curves["val"].mean(1).min()),
-            "per_seed": per_seed, "compile_s": h["compile_time"], "train_s": train_s, "wall_s": wall,
+            "per_seed": per_seed, "compile_s": res.compile_time, "train_s": train_s, "wall_s": wall,
             "tokens_per_s": C * cfg["steps"] * cfg["batch_size"] * T / max(train_s, 1e-9),
-            "diverged": np.asarray(h["diverged"]).tolist(),
+            "diverged": [d is not None for d in res.divergence],
             "sample_before": before[0]["t1"], "sample_after": after[0]["t1"], "sample_after_topk": after[0]["topk"],
             "format_before": play_format(before[0]["t1"]), "format_after": play_format(after[0]["t1"])}
 

@@ -108,60 +108,76 @@ def test_round_trip_is_exact(tmp_path):
     assert np.array_equal(jax.random.key_data(tree["k"]), jax.random.key_data(TREE["k"]))
 
 
-KW = dict(epochs=2, batch_size=6, lr=0.1, key=jax.random.key(1), progress=False)
+KW = dict(epochs=2, batch_size=6, optimizer=train.sgd(0.1), key=jax.random.key(1), progress=False)
+
+
+def _cp(path, resume=False):
+    return train.Checkpointing(path, resume=resume)
 
 
 def test_fit_resume_from_a_corrupt_checkpoint_raises_checkpoint_error(tmp_path):
     path = tmp_path / "run.npz"
-    train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint_path=path, **KW)
+    train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint=_cp(path), **KW)
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(CheckpointError, match=str(path)):
-        train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint_path=path, resume=True,
+        train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint=_cp(path, True),
                   **dict(KW, epochs=3))
 
 
 X2 = X.copy()
 X2[17, 3] += 1.0
+RELU = models.mlp([6, 5, 3], "relu", "softmax_cross_entropy")
 
 
 @pytest.mark.parametrize("change,label", [
-    (dict(lr=0.2), "lr/momentum"),
-    (dict(momentum=0.5), "lr/momentum"),
+    (dict(optimizer=train.sgd(0.2)), "optimizer"),
+    (dict(optimizer=train.sgd(0.1, momentum=0.5)), "optimizer"),
+    (dict(optimizer=train.sgd(0.1, lr_decay=0.9)), "optimizer"),
+    (dict(l2=1e-3), "l2"),
     (dict(batch_size=5), "batch_size"),
     (dict(order="fixed"), "order"),
     (dict(data=(X2, Y)), "training data"),
     (dict(data=(X[:54], Y[:54])), "training data"),
-    (dict(lr=None, optimizer=optax.adam(1e-3)), "optimizer"),
+    (dict(optimizer=optax.adam(1e-3)), "optimizer"),
+    (dict(val=(X[:20], Y[:20])), "validation/test sets"),
+    (dict(evaluation=train.Evaluation(test=(X[:20], Y[:20]))), "validation/test sets"),
+    # the model: same shapes, other activation or loss head (doc 003's heads)
+    (dict(model=models.mlp([6, 5, 3], "tanh", "softmax_cross_entropy")), "model"),
+    (dict(model=models.mlp([6, 5, 3], "relu", "mse")), "model"),
 ])
 def test_resume_of_a_different_run_is_refused(tmp_path, change, label):
     path = tmp_path / "run.npz"
-    train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint_path=path, **KW)
-    kw = dict(KW, epochs=3)
-    data = change.pop("data", (X, Y))
+    train.fit(RELU, RELU.init(jax.random.key(0)), (X, Y), checkpoint=_cp(path), val=(X[:30], Y[:30]), **KW)
+    kw = dict(KW, epochs=3, val=(X[:30], Y[:30]))
+    data, model = change.pop("data", (X, Y)), change.pop("model", RELU)
     kw.update(change)
     with pytest.raises(CheckpointError, match=f"different {label}"):
-        train.fit(NET, NET.init(jax.random.key(0)), data, checkpoint_path=path, resume=True, **kw)
+        train.fit(model, RELU.init(jax.random.key(0)), data, checkpoint=_cp(path, True), **kw)
+    # the same run resumes
+    r = train.fit(RELU, RELU.init(jax.random.key(0)), (X, Y), checkpoint=_cp(path, True),
+                  **dict(KW, epochs=3, val=(X[:30], Y[:30])))
+    assert r.history["epoch"] == [1, 2, 3]
 
 
 def test_resume_with_a_changed_optax_hyperparameter_is_refused(tmp_path):
     path = tmp_path / "run.npz"
-    kw = dict(KW, lr=None)
-    train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint_path=path,
+    kw = dict(KW)
+    del kw["optimizer"]
+    train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint=_cp(path),
               optimizer=optax.adamw(1e-3), **kw)
-    r = train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint_path=path, resume=True,
+    r = train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint=_cp(path, True),
                   optimizer=optax.adamw(1e-3), **dict(kw, epochs=3))   # same: resumes
     assert r.history["epoch"] == [1, 2, 3]
     with pytest.raises(CheckpointError, match="different optimizer"):
-        train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint_path=path, resume=True,
+        train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint=_cp(path, True),
                   optimizer=optax.adamw(2e-3), **dict(kw, epochs=4))
 
 
 def test_missing_checkpoint_refused_unless_if_exists(tmp_path):
     path = tmp_path / "nothing.npz"
     with pytest.raises(CheckpointError, match="does not exist"):
-        train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint_path=path, resume=True, **KW)
-    fresh = train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint_path=path,
-                      resume="if_exists", **KW)
+        train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint=_cp(path, True), **KW)
+    fresh = train.fit(NET, NET.init(jax.random.key(0)), (X, Y), checkpoint=_cp(path, "if_exists"), **KW)
     plain = train.fit(NET, NET.init(jax.random.key(0)), (X, Y), **KW)
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(fresh.final_params),
                                                     jax.tree.leaves(plain.final_params)))
@@ -250,3 +266,27 @@ def test_the_previous_sigterm_handler_is_restored(tmp_path):
         assert seen == [signal.SIGTERM]
     finally:
         signal.signal(signal.SIGTERM, prev)
+
+
+def test_a_checkpoint_resumes_in_another_process(tmp_path):
+    """The fingerprint (the model's loss-jaxpr digest, the optimizer's hyperparameters, the data's
+    CRC-32) is the same in a fresh interpreter: a checkpoint written by one process resumes in
+    another, equal bit for bit to an uninterrupted run."""
+    path = tmp_path / "run.npz"
+    script = textwrap.dedent(f"""
+        import jax, numpy as np
+        from jaxnets import models, train
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(60, 6)).astype(np.float32); Y = rng.integers(0, 3, 60).astype(np.int32)
+        net = models.mlp([6, 5, 3], "relu", "softmax_cross_entropy")
+        train.fit(net, net.init(jax.random.key(0)), (X, Y), epochs=2, batch_size=6, val=(X[:30], Y[:30]),
+                  optimizer=train.sgd(0.1, momentum=0.9, lr_decay=0.9), key=jax.random.key(1), progress=False,
+                  checkpoint=train.Checkpointing({str(path)!r}))
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+    kw = dict(KW, epochs=3, val=(X[:30], Y[:30]), optimizer=train.sgd(0.1, momentum=0.9, lr_decay=0.9))
+    resumed = train.fit(RELU, RELU.init(jax.random.key(0)), (X, Y), checkpoint=_cp(path, True), **kw)
+    full = train.fit(RELU, RELU.init(jax.random.key(0)), (X, Y), **kw)
+    assert resumed.history["val_loss"] == full.history["val_loss"]
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(resumed.final_params),
+                                                    jax.tree.leaves(full.final_params)))

@@ -167,7 +167,7 @@ def test_fit_trains_the_model():
     X, Y, _ = minicnn.synthetic_pattern_data(jax.random.key(0), 200)
     m = minicnn.model()
     params = minicnn.init(jax.random.key(1))
-    res = train.fit(m, params, (X, Y), epochs=5, batch_size=10, lr=0.5, key=jax.random.key(2),
+    res = train.fit(m, params, (X, Y), epochs=5, batch_size=10, optimizer=train.sgd(0.5), key=jax.random.key(2),
                     progress=False)
     assert res.history["train_loss"][-1] < 0.7 * float(m.loss(params, X, Y))
     acc = float(np.mean(np.asarray(m.predict(res.params, X)) == np.asarray(Y)))

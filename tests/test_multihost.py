@@ -32,7 +32,7 @@ WORKER = textwrap.dedent("""
     Y = rng.integers(0, 3, 240).astype(np.int32)
     net = models.mlp([6, 16, 3], "relu", "softmax_cross_entropy")
     p0 = net.init(jax.random.key(0))
-    kw = dict(epochs=3, batch_size=40, lr=0.1, momentum=0.9, key=jax.random.key(1), progress=False)
+    kw = dict(epochs=3, batch_size=40, optimizer=train.sgd(0.1, momentum=0.9), key=jax.random.key(1), progress=False)
     mesh = Mesh(np.array(jax.devices()), ("data",))
     res = train.fit(net, p0, (X, Y), mesh=mesh, **kw)
     local = lambda v: np.asarray(v.addressable_shards[0].data)   # one replica of a global array

@@ -16,14 +16,15 @@ SCRIPT = textwrap.dedent("""
     X = rng.normal(size=(200, 6)); Y = rng.integers(0, 3, 200).astype(np.int32)
     net = models.mlp([6, 16, 3], "relu", "softmax_cross_entropy")
     p0 = net.init(jax.random.key(0), jnp.float64)
-    kw = dict(epochs=3, batch_size=40, lr=0.1, momentum=0.9, key=jax.random.key(1), progress=False)
+    kw = dict(epochs=3, batch_size=40, optimizer=train.sgd(0.1, momentum=0.9), key=jax.random.key(1), progress=False)
     single = train.fit(net, p0, (X, Y), **kw)
     mesh = Mesh(np.array(jax.devices()), ("data",))
     multi = train.fit(net, p0, (X, Y), mesh=mesh, **kw)
     seen = []
-    ep = train.make_epoch(net, 200, 40, mesh=mesh, inspect_sharding=seen.append)
-    st = jax.device_put(train.init_state(p0), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-    hp = train.Hyper(*(jnp.float64(v) for v in (0.1, 0.0, 0.0, 1.0)))
+    opt = train.sgd(0.1)
+    ep = train.make_epoch(net, 200, 40, mesh=mesh, inspect_sharding=seen.append, optimizer=opt)
+    st = jax.device_put(train.init_state(p0, opt), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    hp = jnp.float64(0.0)   # l2
     out, _ = jax.jit(ep)(st, hp, jnp.int32(0), jax.random.key(0), jnp.asarray(X), jnp.asarray(Y))
     diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in
                zip(jax.tree.leaves(single.final_params), jax.tree.leaves(multi.final_params)))

@@ -41,8 +41,8 @@ def _leaves_equal(a, b):
 def test_hand_and_autodiff_give_the_same_trajectory(order, momentum):
     with jax.enable_x64(True):
         p0 = NET.init(jax.random.key(1), jnp.float64)
-        kw = dict(epochs=3, batch_size=10, lr=0.2, momentum=momentum, l2=1e-3, order=order,
-                  key=jax.random.key(2), val=(X, Y), progress=False)
+        kw = dict(epochs=3, batch_size=10, optimizer=train.sgd(0.2, momentum=momentum or None), l2=1e-3,
+                  order=order, key=jax.random.key(2), val=(X, Y), progress=False)
         a = train.fit(NET, p0, (X.astype(np.float64), Y), grad="hand", **kw)
         b = train.fit(NET, p0, (X.astype(np.float64), Y), grad="autodiff", **kw)
     for u, v in zip(jax.tree.leaves(a.final_params), jax.tree.leaves(b.final_params)):
@@ -52,12 +52,12 @@ def test_hand_and_autodiff_give_the_same_trajectory(order, momentum):
 
 def test_resume_equals_uninterrupted_bit_for_bit(tmp_path):
     p0 = NET.init(jax.random.key(1))
-    kw = dict(batch_size=7, lr=0.3, momentum=0.9, lr_decay=0.9, order="shuffle",
+    kw = dict(batch_size=7, optimizer=train.sgd(0.3, momentum=0.9, lr_decay=0.9), order="shuffle",
               key=jax.random.key(5), val=(X, Y), progress=False)
     full = train.fit(NET, p0, (X, Y), epochs=6, **kw)
     path = tmp_path / "run.ckpt.npz"
-    train.fit(NET, p0, (X, Y), epochs=4, checkpoint_path=path, **kw)  # "killed" after epoch 4
-    resumed = train.fit(NET, p0, (X, Y), epochs=6, checkpoint_path=path, resume=True, **kw)
+    train.fit(NET, p0, (X, Y), epochs=4, checkpoint=train.Checkpointing(path), **kw)  # "killed" after epoch 4
+    resumed = train.fit(NET, p0, (X, Y), epochs=6, checkpoint=train.Checkpointing(path, resume=True), **kw)
     assert _leaves_equal(full.final_params, resumed.final_params)
     assert _leaves_equal(full.opt_state, resumed.opt_state)
     assert full.history["val_acc"] == resumed.history["val_acc"]
@@ -106,8 +106,8 @@ def test_sigkill_during_checkpoint_writes_never_corrupts(tmp_path):
 def test_diverging_run_stops_cleanly_with_message(capsys):
     net = models.mlp([6, 8, 3], "relu", "mse", init="normal", std=1.0)
     p0 = net.init(jax.random.key(0))
-    res = train.fit(net, p0, (X * 50, Y), epochs=20, batch_size=10, lr=50.0, order="fixed",
-                    progress=False)
+    res = train.fit(net, p0, (X * 50, Y), epochs=20, batch_size=10, optimizer=train.sgd(50.0),
+                    order="fixed", progress=False)
     assert res.divergence is not None
     err = capsys.readouterr().err
     assert f"epoch {res.divergence.epoch}" in err and "update" in err and "lr 50" in err
@@ -121,8 +121,8 @@ def test_ragged_last_batch_equals_per_example_algorithm():
     with jax.enable_x64(True):
         Xs, Ys = X[:23].astype(np.float64), Y[:23]
         p0 = NET.init(jax.random.key(1), jnp.float64)
-        res = train.fit(NET, p0, (Xs, Ys), epochs=1, batch_size=10, lr=0.1, order="fixed",
-                        progress=False, eval_train=False)
+        res = train.fit(NET, p0, (Xs, Ys), epochs=1, batch_size=10, optimizer=train.sgd(0.1),
+                        order="fixed", progress=False, evaluation=train.Evaluation(train=False))
         p = p0
         for start in (0, 10, 20):
             xb, yb = Xs[start:start + 10], Ys[start:start + 10]
@@ -141,8 +141,8 @@ def test_early_stopping_returns_best_epoch_params():
     def cb(epoch, state, history):
         seen[epoch] = state.params
     res = train.fit(NET, p0, (X[:60], Y[:60]), val=(X[60:], Y[60:]), epochs=200, batch_size=5,
-                    lr=0.5, order="shuffle", key=jax.random.key(3), patience=3, callback=cb,
-                    progress=False)
+                    optimizer=train.sgd(0.5), order="shuffle", key=jax.random.key(3),
+                    early_stopping=train.EarlyStopping(3), callback=cb, progress=False)
     accs = res.history["val_acc"]
     assert res.stopped_early and len(accs) < 200
     assert res.best_epoch == int(np.argmax(accs)) + 1
@@ -151,17 +151,17 @@ def test_early_stopping_returns_best_epoch_params():
 
 
 def test_epoch_compiles_once_per_shape():
-    epoch = chex.assert_max_traces(train.make_epoch(NET, len(X), 10, "shuffle"), n=1)
+    opt = train.sgd(0.1, momentum=0.5, lr_decay=0.9)
+    epoch = chex.assert_max_traces(train.make_epoch(NET, len(X), 10, "shuffle", optimizer=opt), n=1)
     jitted = jax.jit(epoch)
-    state = train.init_state(NET.init(jax.random.key(0)))
-    hp = train.Hyper(*(jnp.float32(v) for v in (0.1, 0.0, 0.0, 1.0)))
-    for e in range(4):  # different epochs, keys and a ragged last batch: no retrace
-        state, _ = jitted(state, hp, jnp.int32(e), jax.random.fold_in(jax.random.key(0), e), X, Y)
+    state = train.init_state(NET.init(jax.random.key(0)), opt)
+    for e in range(4):  # different epochs (the decay), keys and a ragged last batch: no retrace
+        state, _ = jitted(state, jnp.float32(0.01), jnp.int32(e), jax.random.fold_in(jax.random.key(0), e), X, Y)
 
 
 def test_max_updates_stops_mid_epoch():
-    res = train.fit(NET, NET.init(jax.random.key(0)), (X, Y), epochs=3, batch_size=10, lr=0.1,
-                    order="replacement", max_updates=25, progress=False)
+    res = train.fit(NET, NET.init(jax.random.key(0)), (X, Y), epochs=3, batch_size=10,
+                    optimizer=train.sgd(0.1), order="replacement", max_updates=25, progress=False)
     assert res.history["updates"] == [11, 22, 25]
     assert len(res.history["step_loss"][2]) == 3
 
@@ -170,10 +170,14 @@ def test_max_updates_stops_mid_epoch():
     (dict(batch_size=0), "batch_size"),
     (dict(order="random"), "order must be one of"),
     (dict(grad="numeric"), "grad must be one of"),
-    (dict(patience=2), "needs val"),
+    (dict(early_stopping=train.EarlyStopping(2)), "needs val"),
+    (dict(early_stopping=2), "early_stopping must be train.EarlyStopping"),
+    (dict(checkpoint="run.npz"), "checkpoint must be train.Checkpointing"),
+    (dict(evaluation=dict(train=False)), "evaluation must be a train.Evaluation"),
+    (dict(optimizer=0.1), "optimizer must be an optax GradientTransformation"),
 ])
 def test_fit_rejects_bad_arguments(kwargs, match):
-    base = dict(epochs=1, batch_size=10, lr=0.1, progress=False)
+    base = dict(epochs=1, batch_size=10, optimizer=train.sgd(0.1), progress=False)
     base.update(kwargs)
     with pytest.raises(ValueError, match=match):
         train.fit(NET, NET.init(jax.random.key(0)), (X, Y), **base)
@@ -182,7 +186,7 @@ def test_fit_rejects_bad_arguments(kwargs, match):
 def test_fit_rejects_out_of_range_labels():
     with pytest.raises(ValueError, match=r"train labels: labels must lie in \[0, 3\)"):
         train.fit(NET, NET.init(jax.random.key(0)), (X, np.where(Y == 2, 3, Y)), epochs=1,
-                  batch_size=10, lr=0.1, progress=False)
+                  batch_size=10, optimizer=train.sgd(0.1), progress=False)
 
 
 def test_sweep_equals_separate_runs(x64):
@@ -190,40 +194,53 @@ def test_sweep_equals_separate_runs(x64):
     lrs, moms = [0.05, 0.1, 0.3], [0.0, 0.5, 0.9]
     Xd = X.astype(np.float64)
     p0 = NET.init(jax.random.key(1), jnp.float64)
-    params, hist = train.sweep(NET, p0, (Xd, Y), configs={"lr": lrs, "momentum": moms}, epochs=2,
-                               batch_size=5, key=jax.random.key(4), val=(Xd, Y))
+    res = train.sweep(NET, p0, (Xd, Y), optimizer=train.sgd(0.1, momentum=0.0, lr_decay=0.8),
+                      configs={"lr": lrs, "momentum": moms}, epochs=2, batch_size=5,
+                      key=jax.random.key(4), val=(Xd, Y))
+    params, hist = res.params, res.history
+    assert res.n_configs == 3 and set(hist) == {"epoch", "time", "updates", "lr", "step_loss",
+                                                "train_loss", "train_acc", "val_loss", "val_acc"}
     for c, (lr, m) in enumerate(zip(lrs, moms)):
-        r = train.fit(NET, p0, (Xd, Y), epochs=2, batch_size=5, lr=lr, momentum=m,
+        r = train.fit(NET, p0, (Xd, Y), epochs=2, batch_size=5, optimizer=train.sgd(lr, momentum=m, lr_decay=0.8),
                       key=jax.random.key(4), val=(Xd, Y), progress=False)
         for u, v in zip(jax.tree.leaves(r.final_params), jax.tree.leaves(params)):
             np.testing.assert_allclose(u, v[c], rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(r.history["val_acc"], [a[c] for a in hist["val_acc"]], atol=1e-12)
+        one = res.config(c)   # configuration c in fit's form: same keys, same kinds of values
+        assert set(one.history) == set(r.history) and one.history["updates"] == r.history["updates"]
+        np.testing.assert_allclose(one.history["lr"], r.history["lr"], rtol=1e-15)
+        np.testing.assert_allclose(one.history["val_loss"], r.history["val_loss"], rtol=1e-10)
 
 
 @pytest.mark.parametrize("grad", ["hand", "autodiff"])
-@pytest.mark.parametrize("use_momentum,use_l2", [(False, False), (False, True), (True, False)])
-def test_static_momentum_and_l2_switches_are_bit_identical(grad, use_momentum, use_l2):
-    """fit compiles the epoch without the velocity / the penalty when momentum / l2 is 0; with the
-    hyperparameter at 0 the general epoch must give the same bits (float32, one ragged epoch)."""
+@pytest.mark.parametrize("momentum", [None, 0.0])
+def test_static_l2_switch_and_velocity_free_sgd_are_bit_identical(grad, momentum):
+    """fit compiles the epoch without the penalty when l2 is 0, and ``sgd(momentum=None)`` keeps
+    no velocity; with l2 = 0 traced (and a zero momentum) the general epoch must give the same bits
+    (float32, one ragged epoch)."""
     p0 = NET.init(jax.random.key(3))
-    hp = train.Hyper(*(jnp.float32(v) for v in (0.3, 0.0, 0.0, 1.0)))
-    args = (train.init_state(p0), hp, jnp.int32(0), jax.random.key(4), X, Y)
-    general = jax.jit(train.make_epoch(NET, len(X), 10, "shuffle", grad))(*args)
-    special = jax.jit(train.make_epoch(NET, len(X), 10, "shuffle", grad, use_momentum=use_momentum,
-                                       use_l2=use_l2))(*args)
+    args = (jnp.float32(0.0), jnp.int32(0), jax.random.key(4), X, Y)
+    general_opt = train.sgd(0.3, momentum=0.0)
+    general = jax.jit(train.make_epoch(NET, len(X), 10, "shuffle", grad, optimizer=general_opt))(
+        train.init_state(p0, general_opt), *args)
+    opt = train.sgd(0.3, momentum=momentum)
+    special = jax.jit(train.make_epoch(NET, len(X), 10, "shuffle", grad, optimizer=opt, use_l2=False))(
+        train.init_state(p0, opt), *args)
     assert _leaves_equal(general[0].params, special[0].params)
     assert np.array_equal(np.asarray(general[1]), np.asarray(special[1]))
     assert int(general[0].updates) == int(special[0].updates) == 11
 
 
 def test_static_switches_change_the_computation():
-    """The switches are not no-ops: with momentum/l2 nonzero in hp, switching them off changes the
-    result (use_momentum=False ignores hp.momentum, use_l2=False ignores hp.l2)."""
+    """The switches are not no-ops: with momentum/l2 nonzero, dropping the velocity or compiling
+    the penalty out (use_l2=False ignores the l2 argument) changes the result."""
     p0 = NET.init(jax.random.key(3))
-    hp = train.Hyper(*(jnp.float32(v) for v in (0.3, 0.9, 0.05, 1.0)))
-    args = (train.init_state(p0), hp, jnp.int32(0), jax.random.key(4), X, Y)
-    outs = [jax.jit(train.make_epoch(NET, len(X), 10, "shuffle", use_momentum=m, use_l2=r))(*args)[0]
-            for m, r in ((True, True), (False, True), (True, False))]
+    args = (jnp.float32(0.05), jnp.int32(0), jax.random.key(4), X, Y)
+    outs = []
+    for momentum, use_l2 in ((0.9, True), (None, True), (0.9, False)):
+        opt = train.sgd(0.3, momentum=momentum)
+        outs.append(jax.jit(train.make_epoch(NET, len(X), 10, "shuffle", optimizer=opt, use_l2=use_l2))(
+            train.init_state(p0, opt), *args)[0])
     assert not _leaves_equal(outs[0].params, outs[1].params)
     assert not _leaves_equal(outs[0].params, outs[2].params)
 
@@ -259,14 +276,15 @@ def test_finite_loss_with_infinite_gradient_is_caught_by_the_replay(capsys):
     Xp[37, 0] = 1000.0   # batch 3 (examples 30-39, fixed order, batch 10): the 4th update
     Xn = Xp[:50]   # 5 updates in the epoch, the poisoned one is update index 3
     p0 = NET.init(jax.random.key(5))
-    hp = train.Hyper(*(jnp.float32(v) for v in (0.1, 0.0, 0.0, 1.0)))
-    args = (train.init_state(p0), hp, jnp.int32(0), jax.random.fold_in(jax.random.key(0), 0), Xn, Y[:50])
-    fast, _ = jax.jit(train.make_epoch(net, 50, 10, "fixed", check_grads=False, use_momentum=False,
+    opt = train.sgd(0.1)
+    args = (train.init_state(p0, opt), jnp.float32(0.0), jnp.int32(0), jax.random.fold_in(jax.random.key(0), 0),
+            Xn, Y[:50])
+    fast, _ = jax.jit(train.make_epoch(net, 50, 10, "fixed", check_grads=False, optimizer=opt,
                                        use_l2=False))(*args)
     assert not np.all(np.isfinite(np.asarray(fast.params[0]["W"])))   # the fast epoch alone is fooled
-    exact, _ = jax.jit(train.make_epoch(net, 50, 10, "fixed", use_momentum=False, use_l2=False))(*args)
+    exact, _ = jax.jit(train.make_epoch(net, 50, 10, "fixed", optimizer=opt, use_l2=False))(*args)
     assert int(exact.bad_step) == 3 and int(exact.updates) == 3
-    res = train.fit(net, p0, (Xn, Y[:50]), epochs=3, batch_size=10, lr=0.1, order="fixed",
+    res = train.fit(net, p0, (Xn, Y[:50]), epochs=3, batch_size=10, optimizer=opt, order="fixed",
                     key=jax.random.key(0), progress=False)
     assert res.divergence is not None and res.divergence.epoch == 1 and res.divergence.step == 3
     assert _leaves_equal(res.final_params, exact.params)
@@ -281,12 +299,14 @@ def test_sweep_replays_a_poisoned_epoch_to_the_last_finite_weights():
     Xp = X[:50].copy()
     Xp[37, 0] = 1000.0
     p0 = NET.init(jax.random.key(5))
-    params, h = train.sweep(net, p0, (Xp, Y[:50]), configs={"lr": np.array([0.1, 0.2], np.float32)},
-                            epochs=2, batch_size=10, order="fixed", key=jax.random.key(0))
-    assert np.asarray(h["diverged"]).tolist() == [True, True]
+    sw = train.sweep(net, p0, (Xp, Y[:50]), optimizer=train.sgd(0.1),
+                     configs={"lr": np.array([0.1, 0.2], np.float32)}, epochs=2, batch_size=10,
+                     order="fixed", key=jax.random.key(0))
+    params = sw.params
+    assert [(d.epoch, d.step) for d in sw.divergence] == [(1, 3), (1, 3)]
     for c, lr in enumerate((0.1, 0.2)):
-        res = train.fit(net, p0, (Xp, Y[:50]), epochs=2, batch_size=10, lr=lr, order="fixed",
-                        key=jax.random.key(0), progress=False)
+        res = train.fit(net, p0, (Xp, Y[:50]), epochs=2, batch_size=10, optimizer=train.sgd(lr),
+                        order="fixed", key=jax.random.key(0), progress=False)
         assert res.divergence.step == 3
         chex.assert_trees_all_close(jax.tree.map(lambda v: v[c], params), res.final_params,
                                     rtol=1e-6, atol=0)
@@ -322,31 +342,45 @@ def test_fit_with_an_optax_optimizer_equals_a_hand_rolled_optax_loop(make_opt):
     assert res.history["lr"] == [None] * 3
 
 
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_sgd_shorthand_equals_optax_sgd_bit_for_bit(momentum):
-    """lr=/momentum= is doc 003's SGD; optax.sgd is the same rule: same bits (float32, ragged)."""
+@pytest.mark.parametrize("momentum", [None, 0.9])
+def test_train_sgd_equals_optax_sgd_bit_for_bit(momentum):
+    """train.sgd is doc 003's SGD; optax.sgd is the same rule: same bits (float32, ragged)."""
     p0 = NET.init(jax.random.key(1))
     kw = dict(epochs=2, batch_size=7, key=jax.random.key(2), progress=False, val=(X, Y))
-    a = train.fit(NET, p0, (X, Y), lr=0.2, momentum=momentum, **kw)
-    b = train.fit(NET, p0, (X, Y), optimizer=optax.sgd(0.2, momentum=momentum or None), **kw)
+    a = train.fit(NET, p0, (X, Y), optimizer=train.sgd(0.2, momentum=momentum), **kw)
+    b = train.fit(NET, p0, (X, Y), optimizer=optax.sgd(0.2, momentum=momentum), **kw)
     assert _leaves_equal(a.final_params, b.final_params)
     assert a.history["val_loss"] == b.history["val_loss"]
+    assert a.history["lr"] == [np.float32(0.2)] * 2 and b.history["lr"] == [None] * 2
 
 
-@pytest.mark.parametrize("kwargs,names", [
-    (dict(lr=0.1), ["optimizer", "lr"]),
-    (dict(momentum=0.9), ["optimizer", "momentum"]),
-    (dict(lr_decay=0.5), ["optimizer", "lr_decay"]),
+def test_sgd_decays_the_learning_rate_once_per_epoch():
+    """doc 004: η_e = lr·decay^e. Written out with plain SGD per epoch, the same bits (float32)."""
+    p0 = NET.init(jax.random.key(1))
+    kw = dict(batch_size=10, order="fixed", key=jax.random.key(2), progress=False)
+    res = train.fit(NET, p0, (X, Y), epochs=3, optimizer=train.sgd(0.4, lr_decay=0.5), **kw)
+    p = p0
+    for e in range(3):
+        rate = float(jnp.float32(0.4) * jnp.float32(0.5) ** jnp.float32(e))
+        p = train.fit(NET, p, (X, Y), epochs=1, optimizer=optax.sgd(rate), **kw).final_params
+    assert _leaves_equal(res.final_params, p)
+    np.testing.assert_allclose(res.history["lr"], [0.4, 0.2, 0.1], rtol=1e-7)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(lr=-0.1), "sgd: lr must be finite and >= 0"),
+    (dict(lr=0.1, lr_decay=0.0), "lr_decay must be finite and > 0"),
+    (dict(lr=0.1, momentum=np.nan), "momentum must be finite"),
+    (dict(lr=np.ones((2, 3))), "lr must be a real scalar"),
+    (dict(lr="0.1"), "lr must be a real scalar"),
 ])
-def test_optimizer_and_sgd_shorthand_together_are_refused(kwargs, names):
-    with pytest.raises(ValueError) as e:
-        train.fit(NET, NET.init(jax.random.key(0)), (X, Y), optimizer=optax.adam(1e-3), epochs=1,
-                  batch_size=10, progress=False, **kwargs)
-    assert all(n in str(e.value) for n in names)
+def test_sgd_refuses_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train.sgd(**kwargs)
 
 
-def test_fit_needs_an_optimizer_or_lr():
-    with pytest.raises(ValueError, match="lr=.*optimizer="):
+def test_fit_needs_an_optimizer():
+    with pytest.raises(TypeError, match="optimizer"):
         train.fit(NET, NET.init(jax.random.key(0)), (X, Y), epochs=1, batch_size=10, progress=False)
 
 
@@ -360,16 +394,17 @@ def test_sweep_with_per_config_keys_equals_separate_fits_with_those_keys(x64, so
     data = (Xd, Y) if source == "arrays" else train.Sampler(
         lambda k, b, x, y: tuple(a[jax.random.randint(k, (b,), 0, len(y))] for a in (x, y)), 4, (Xd, Y))
     calls = []
-    params, hist = train.sweep(NET, inits, data, optimizer=optax.adam(1e-2), epochs=2, batch_size=10,
-                               key=jax.random.key(4), keys=keys, eval_train=False, val=data, eval_batches=3,
-                               eval_initial=True,
-                               callback=lambda e, st, h: calls.append((e, jax.tree.leaves(st.params)[0].shape)))
+    res = train.sweep(NET, inits, data, optimizer=optax.adam(1e-2), epochs=2, batch_size=10,
+                      key=jax.random.key(4), keys=keys, val=data,
+                      evaluation=train.Evaluation(train=False, sampled_batches=3, initial=True),
+                      callback=lambda e, st, h: calls.append((e, jax.tree.leaves(st.params)[0].shape)))
+    params, hist = res.params, res.history
     assert [e for e, _ in calls] == [1, 2] and calls[0][1][0] == 3   # params keep the config axis
     finals = []
     for c in range(3):
         r = train.fit(NET, jax.tree.map(lambda v: v[c], inits), data, optimizer=optax.adam(1e-2),
-                      epochs=2, batch_size=10, key=keys[c], eval_train=False, val=data, eval_batches=3,
-                      progress=False)
+                      epochs=2, batch_size=10, key=keys[c], val=data,
+                      evaluation=train.Evaluation(train=False, sampled_batches=3), progress=False)
         chex.assert_trees_all_close(r.final_params, jax.tree.map(lambda v: v[c], params),
                                     rtol=1e-10, atol=1e-12)
         # the evaluation too: a sampled val set is scored on config c's own batches, as fit scores it
@@ -378,36 +413,40 @@ def test_sweep_with_per_config_keys_equals_separate_fits_with_those_keys(x64, so
         p0 = jax.tree.map(lambda v: v[c], inits)
         ev = {"val": data} if source == "arrays" else None
         want = (train.evaluate(NET, p0, ev["val"])[0] if ev else
-                float(train.make_sampled_evaluate(NET, data, 10, 3)(
+                float(engine._make_sampled_evaluate(NET, data, 10, 3)(
                     p0, jax.random.fold_in(jax.random.split(keys[c])[1], 0), *map(jnp.asarray, data.data))[0]))
         np.testing.assert_allclose(hist["initial_val_loss"][c], want, rtol=1e-10)
         finals.append(np.asarray(jax.tree.leaves(r.final_params)[0]))
     # the keys matter: the same init under another key ends elsewhere
     other = train.fit(NET, jax.tree.map(lambda v: v[0], inits), data, optimizer=optax.adam(1e-2), epochs=2,
-                      batch_size=10, key=keys[1], eval_train=False, progress=False)
+                      batch_size=10, key=keys[1], evaluation=train.Evaluation(train=False), progress=False)
     assert not np.allclose(np.asarray(jax.tree.leaves(other.final_params)[0]), finals[0])
 
 
 def test_sweep_takes_the_number_of_configurations_from_keys():
     """Shared start, one optimizer, C keys: C runs (not a refusal for want of configs)."""
     keys = jax.random.split(jax.random.key(2), 3)
-    params, _ = train.sweep(NET, NET.init(jax.random.key(0)), (X, Y), optimizer=optax.sgd(0.1), epochs=1,
-                            batch_size=10, keys=keys, eval_train=False)
+    params = train.sweep(NET, NET.init(jax.random.key(0)), (X, Y), optimizer=optax.sgd(0.1), epochs=1,
+                         batch_size=10, keys=keys, evaluation=train.Evaluation(train=False)).params
     W = np.asarray(jax.tree.leaves(params)[0])
     assert W.shape[0] == 3 and not np.allclose(W[0], W[1])   # other batch orders, other weights
 
 
 def test_sweep_refuses_keys_of_the_wrong_shape():
-    with pytest.raises(ValueError, match="keys must be 2 typed PRNG keys"):
-        train.sweep(NET, NET.init(jax.random.key(0)), (X, Y), configs={"lr": [0.1, 0.2]}, epochs=1,
-                    batch_size=10, keys=jax.random.split(jax.random.key(0), 3))
+    with pytest.raises(ValueError, match=r"configs\['lr'\] has 2, keys has 3"):
+        train.sweep(NET, NET.init(jax.random.key(0)), (X, Y), optimizer=train.sgd(0.1),
+                    configs={"lr": [0.1, 0.2]}, epochs=1, batch_size=10,
+                    keys=jax.random.split(jax.random.key(0), 3))
+    with pytest.raises(ValueError, match="keys must be a 1-D array of typed PRNG keys"):
+        train.sweep(NET, NET.init(jax.random.key(0)), (X, Y), optimizer=train.sgd(0.1), epochs=1,
+                    batch_size=10, keys=jnp.zeros((3, 2), jnp.uint32))
 
 
 def test_sweep_with_an_optimizer_over_seeds_equals_separate_fits(x64):
     Xd = X.astype(np.float64)
     inits = jax.vmap(lambda k: NET.init(k, jnp.float64))(jax.random.split(jax.random.key(0), 3))
-    params, hist = train.sweep(NET, inits, (Xd, Y), optimizer=optax.adam(1e-2), epochs=2,
-                               batch_size=10, key=jax.random.key(4), val=(Xd, Y))
+    params = train.sweep(NET, inits, (Xd, Y), optimizer=optax.adam(1e-2), epochs=2,
+                         batch_size=10, key=jax.random.key(4), val=(Xd, Y)).params
     for c in range(3):
         r = train.fit(NET, jax.tree.map(lambda v: v[c], inits), (Xd, Y), optimizer=optax.adam(1e-2),
                       epochs=2, batch_size=10, key=jax.random.key(4), progress=False)
@@ -429,8 +468,8 @@ def test_sampler_epochs_draw_from_the_documented_keys():
     """Epoch e's step s samples with ``split(fold_in(key, e), steps)[s]``: fit equals the loop
     written out with those keys (float32; same ops, rtol 1e-6 for jit vs op-by-op)."""
     src, p0, key = _window_sampler(6), NET.init(jax.random.key(1)), jax.random.key(7)
-    res = train.fit(NET, p0, src, epochs=2, batch_size=8, lr=0.3, key=key, progress=False,
-                    val=_window_sampler(1), eval_batches=5)
+    res = train.fit(NET, p0, src, epochs=2, batch_size=8, optimizer=train.sgd(0.3), key=key, progress=False,
+                    val=_window_sampler(1), evaluation=train.Evaluation(sampled_batches=5))
     p = p0
     for e in range(2):
         for k in jax.random.split(jax.random.fold_in(key, e), 6):
@@ -444,7 +483,7 @@ def test_sampler_epochs_draw_from_the_documented_keys():
 def test_sampled_validation_loss_is_the_mean_over_eval_batches():
     src = _window_sampler(1)
     p = NET.init(jax.random.key(1))
-    ev = jax.jit(train.make_sampled_evaluate(NET, src, 8, 4))
+    ev = jax.jit(engine._make_sampled_evaluate(NET, src, 8, 4))
     keys = jax.random.split(jax.random.key(3), 4)
     want = np.mean([float(NET.loss(p, *src.sample(k, 8, *src.data))) for k in keys])
     np.testing.assert_allclose(float(ev(p, jax.random.key(3), *src.data)[0]), want, rtol=1e-6)
@@ -491,7 +530,7 @@ def test_int_inputs_and_per_step_keys_for_stochastic_models(stochastic):
     T = rng.integers(0, 6, (60, 2)).astype(np.int32)
     L = (T.sum(axis=1) % 3).astype(np.int32)
     net = _token_model(stochastic)
-    kw = dict(epochs=2, batch_size=10, lr=0.3, progress=False, val=(T, L))
+    kw = dict(epochs=2, batch_size=10, optimizer=train.sgd(0.3), progress=False, val=(T, L))
     runs = [train.fit(net, net.init(jax.random.key(0)), (T, L), key=jax.random.key(k), **kw)
             for k in (1, 1, 2)]
     assert _leaves_equal(runs[0].final_params, runs[1].final_params)       # keys are explicit
@@ -507,7 +546,8 @@ def test_int_inputs_and_per_step_keys_for_stochastic_models(stochastic):
 def test_early_stopping_on_a_sampled_validation_set_uses_its_loss():
     res = train.fit(NET, NET.init(jax.random.key(1)), _window_sampler(4), epochs=60, batch_size=8,
                     optimizer=optax.sgd(2.0), key=jax.random.key(3), val=_window_sampler(1),
-                    eval_batches=3, patience=2, progress=False, eval_train=False)
+                    evaluation=train.Evaluation(train=False, sampled_batches=3),
+                    early_stopping=train.EarlyStopping(2), progress=False)
     losses = res.history["val_loss"]
     assert res.stopped_early and len(losses) < 60
     assert res.best_epoch == int(np.argmin(losses)) + 1 and len(losses) == res.best_epoch + 2

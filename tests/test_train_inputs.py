@@ -8,13 +8,13 @@ import optax
 import pytest
 
 from jaxnets import models, train
-from jaxnets.data.readers import DataError
+from jaxnets.errors import DataError
 
 NET = models.mlp([6, 8, 3], "tanh", "softmax_cross_entropy")
 rng = np.random.default_rng(0)
 X = rng.normal(size=(50, 6)).astype(np.float32)
 Y = rng.integers(0, 3, 50).astype(np.int32)
-BASE = dict(epochs=1, batch_size=10, lr=0.1, progress=False)
+BASE = dict(epochs=1, batch_size=10, optimizer=train.sgd(0.1), progress=False)
 
 
 def _fit(data=(X, Y), **kw):
@@ -29,7 +29,10 @@ def _fit(data=(X, Y), **kw):
 ])
 def test_non_finite_or_negative_hyperparameters_are_refused(kw, name):
     with pytest.raises(ValueError, match=rf"\b{name} must be"):
-        _fit(**kw)
+        if "l2" in kw:
+            _fit(**kw)
+        else:
+            _fit(optimizer=train.sgd(**dict({"lr": 0.1}, **kw)))
 
 
 @pytest.mark.parametrize("configs,name", [
@@ -39,19 +42,23 @@ def test_non_finite_or_negative_hyperparameters_are_refused(kw, name):
 ])
 def test_sweep_refuses_bad_configurations(configs, name):
     with pytest.raises(ValueError, match=name):
-        train.sweep(NET, NET.init(jax.random.key(0)), (X, Y), configs=configs, epochs=1, batch_size=10)
+        train.sweep(NET, NET.init(jax.random.key(0)), (X, Y), optimizer=train.sgd(0.1, momentum=0.0),
+                    configs=configs, epochs=1, batch_size=10)
 
 
 @pytest.mark.parametrize("kw,name", [
     (dict(batch_size=2.5), "batch_size"), (dict(batch_size=0), "batch_size"),
     (dict(batch_size=51), "batch_size"), (dict(batch_size=True), "batch_size"),
-    (dict(checkpoint_every=0), "checkpoint_every"), (dict(epochs=0), "epochs"),
-    (dict(epochs=1.5), "epochs"), (dict(patience=0, val=(X, Y)), "patience"),
-    (dict(max_updates=0), "max_updates"), (dict(eval_batches=0), "eval_batches"),
+    (dict(every=0), "checkpoint.every"), (dict(epochs=0), "epochs"),
+    (dict(epochs=1.5), "epochs"), (dict(early_stopping=train.EarlyStopping(0), val=(X, Y)), "early_stopping.patience"),
+    (dict(max_updates=0), "max_updates"),
+    (dict(evaluation=train.Evaluation(sampled_batches=0)), "evaluation.sampled_batches"),
+    (dict(evaluation=train.Evaluation(batch_size=2.0)), "evaluation.batch_size"),
 ])
 def test_bad_integer_arguments_are_refused_by_name(kw, name, tmp_path):
+    every = kw.pop("every", 1)
     with pytest.raises(ValueError, match=rf"{name} must be an integer"):
-        _fit(checkpoint_path=tmp_path / "c.npz", **kw)
+        _fit(checkpoint=train.Checkpointing(tmp_path / "c.npz", every=every), **kw)
     assert not (tmp_path / "c.npz").exists()
 
 
@@ -81,7 +88,7 @@ def _poison(a, value, where=(7, 2)):
     (dict(data=(_poison(X, np.nan), Y)), "train x"),
     (dict(data=(_poison(X, np.inf), Y)), "train x"),
     (dict(val=(_poison(X, np.nan), Y)), "val x"),
-    (dict(test=(_poison(X, -np.inf), Y)), "test x"),
+    (dict(evaluation=train.Evaluation(test=(_poison(X, -np.inf), Y))), "test x"),
     (dict(data=(X, _poison(np.eye(3, dtype=np.float32)[Y], np.nan))), "train labels"),
 ])
 def test_non_finite_data_is_a_data_error_naming_the_array_before_training(kw, array, capsys):

@@ -436,7 +436,8 @@ def test_fit_with_adamw_lowers_the_loss():
     params = model.init(jax.random.key(0))
     tr_s, va_s = e7.token_sampler(tr_ids, 8, 40), e7.token_sampler(va_ids, 8, 40)
     res = train.fit(model, params, tr_s, epochs=2, batch_size=8, optimizer=optax.adamw(1e-2),
-                    key=jax.random.key(1), val=va_s, eval_batches=2, progress=False)
+                    key=jax.random.key(1), val=va_s, evaluation=train.Evaluation(sampled_batches=2),
+                    progress=False)
     first = np.mean(res.history["step_loss"][0][:5])
     assert len(res.history["step_loss"][0]) == 40 and res.history["val_loss"][-1] < 0.6 * first
 
@@ -451,7 +452,7 @@ def test_fit_equals_a_hand_rolled_optax_loop():
     fixed = train.Sampler(lambda k, b, x, y: (x, y), 5, (x, y))
     opt = optax.adamw(3e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01)
     res = train.fit(model, params, fixed, epochs=2, batch_size=4, optimizer=opt, key=jax.random.key(1),
-                    eval_train=False, progress=False)
+                    evaluation=train.Evaluation(train=False), progress=False)
 
     @jax.jit
     def step(p, s):

@@ -40,7 +40,6 @@ import optax
 
 from experiments._lib import oracles, torch_peers
 from jaxnets import train
-from jaxnets.train import engine as _engine
 
 def blas_info() -> dict:
     """NumPy's BLAS build and, when threadpoolctl is present, the kernel it picked at run time."""
@@ -334,26 +333,22 @@ def _jax_step_loop(model, p0, Xd, Yd, B, max_steps=None):
 
 def _fit_epoch(model, p0, Xd, Yd, B, grad, name, general=False, key=jax.random.key(0), with_cost=True):
     """What :func:`train.fit` runs per epoch for plain SGD (``order="shuffle"``): the epoch that
-    ``fit`` compiles (momentum and L2 compiled out, no per-step gradient check) with its
-    epoch-end finiteness check and replay — the engine's own ``_compile_epoch``. ``general=True``:
-    ``make_epoch``'s defaults instead — momentum, L2 (traced, here 0) and the per-step gradient
-    check compiled in. The state carries over from call to call, as in ``fit``."""
+    ``fit`` compiles (``train.sgd`` without momentum, L2 compiled out, no per-step gradient
+    check; ``fit``'s epoch-end finiteness check is left out). ``general=True``: momentum (a
+    velocity, α = 0), L2 (traced, here 0) and the per-step gradient check compiled in. The state
+    carries over from call to call, as in ``fit``."""
     n = len(Xd)
-    st = train.init_state(p0)
-    hp = train.Hyper(*(jnp.asarray(v, Xd.dtype) for v in (SGD_LR, 0.0, 0.0, 1.0)))
-    sw = dict(use_momentum=general, use_l2=general)
-    if general:
-        c, comp = _compile(jax.jit(train.make_epoch(model, n, B, "shuffle", grad, check_grads=True, **sw)),
-                           st, hp, jnp.int32(0), key, Xd, Yd)
-        run_epoch = lambda s, h, e, k: c(s, h, e, k, Xd, Yd)  # noqa: E731
-    else:
-        run_epoch, comp = _engine._compile_epoch(model, st, hp, key, (Xd, Yd), B, order="shuffle", grad=grad,
-                                                 max_updates=None, mesh=None, optimizer=None, **sw)
+    opt = train.sgd(SGD_LR, momentum=0.0 if general else None)
+    st = train.init_state(p0, opt)
+    hp = jnp.zeros((), Xd.dtype)   # l2
+    sw = dict(optimizer=opt, use_l2=general, check_grads=general)
+    c, comp = _compile(jax.jit(train.make_epoch(model, n, B, "shuffle", grad, **sw)), st, hp, jnp.int32(0), key, Xd, Yd)
+    run_epoch = lambda s, h, e, k: c(s, h, jnp.int32(e), k, Xd, Yd)  # noqa: E731
     flops = nbytes = None
     if with_cost:  # FLOPs and bytes of one step: the same epoch function compiled for one batch
-        sc, _ = _compile(jax.jit(train.make_epoch(model, B, B, "shuffle", grad, check_grads=general, **sw)),
+        sc, _ = _compile(jax.jit(train.make_epoch(model, B, B, "shuffle", grad, **sw)),
                          st, hp, jnp.int32(0), key, Xd[:B], Yd[:B])
-        flops, nbytes = (v * train.n_batches(n, B) for v in cost(sc))
+        flops, nbytes = (v * -(-n // B) for v in cost(sc))
     holder, ws = [st], _working_set(sc) if with_cost else None
 
     def run():
@@ -400,12 +395,15 @@ def _torch_variant(kind, p0, X, Y, B):
 
 def _sweep_variant(model, p0, Xd, Yd, B, C=5):
     n = len(Xd)
-    ep = jax.jit(jax.vmap(train.make_epoch(model, n, B, "shuffle", use_momentum=False, use_l2=False,
+    opt = train.sgd(0.005)
+    ep = jax.jit(jax.vmap(train.make_epoch(model, n, B, "shuffle", optimizer=opt, use_l2=False,
                                            check_grads=False),
                           in_axes=(0, 0, None, None, None, None)))
-    st = jax.vmap(train.init_state)(jax.tree.map(lambda v: jnp.broadcast_to(v, (C,) + v.shape), p0))
-    hp = train.Hyper(jnp.linspace(0.005, 0.05, C, dtype=jnp.float32), jnp.zeros(C, jnp.float32),
-                     jnp.zeros(C, jnp.float32), jnp.ones(C, jnp.float32))
+    st = jax.vmap(lambda p: train.init_state(p, opt))(jax.tree.map(lambda v: jnp.broadcast_to(v, (C,) + v.shape), p0))
+    # optax's injected hyperparameters are set in the state (one learning rate per config)
+    st = st._replace(opt_state=st.opt_state._replace(hyperparams={
+        **st.opt_state.hyperparams, "lr": jnp.linspace(0.005, 0.05, C, dtype=jnp.float32)}))
+    hp = jnp.zeros(C, jnp.float32)   # l2
     c, comp = _compile(ep, st, hp, jnp.int32(0), jax.random.key(0), Xd, Yd)
 
     def run():
@@ -517,13 +515,13 @@ def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
     opt = e7.adamw(dict(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01))
     sampler = e7.token_sampler(tokens, cfg["block_size"], steps)
     state = train.init_state(params, opt)
-    hp = train.Hyper(*(jnp.zeros((), jnp.float32) for _ in train.Hyper._fields))
-    args = (state, hp, jnp.int32(0), jax.random.key(1), *(jax.device_put(jnp.asarray(d)) for d in sampler.data))
+    args = (state, jnp.zeros((), jnp.float32), jnp.int32(0), jax.random.key(1),
+            *(jax.device_put(jnp.asarray(d)) for d in sampler.data))
     one = e7.token_sampler(tokens, cfg["block_size"], 1)  # XLA's cost analysis counts a loop body once
 
     def epoch(smp, g):
         return jax.jit(train.make_epoch(model, smp, cfg["batch_size"], grad=g, optimizer=opt,
-                                        use_momentum=False, use_l2=False, check_grads=False))
+                                        use_l2=False, check_grads=False))
     vs = []
     for g, name in (("hand", "jaxnets (hand grads)"), ("autodiff", "jaxnets (jax.grad)")):
         c, comp = _compile(epoch(sampler, g), *args)

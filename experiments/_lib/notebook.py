@@ -116,8 +116,10 @@ def fit(model, params, train_data, val, *, key, epochs: int = RECIPE["max_epochs
     """Train with the notebook's recipe; returns ``(params kept, FitResult)`` where the params
     kept are the **last** epoch's (Keras without ``restore_best_weights``), not the best one's.
     ``callback``: :func:`jaxnets.train.fit`'s."""
-    res = train.fit(model, params, train_data, val=val, test=test, epochs=epochs,
-                    batch_size=min(batch_size, len(train_data[0])), lr=RECIPE["lr"], momentum=momentum,
-                    order="shuffle", key=key, patience=patience, eval_train=eval_train, progress=progress,
+    res = train.fit(model, params, train_data, val=val, epochs=epochs,
+                    batch_size=min(batch_size, len(train_data[0])),
+                    optimizer=train.sgd(RECIPE["lr"], momentum=momentum or None), order="shuffle", key=key,
+                    early_stopping=None if patience is None else train.EarlyStopping(patience),
+                    evaluation=train.Evaluation(test=test, train=eval_train), progress=progress,
                     callback=callback)
     return res.final_params, res

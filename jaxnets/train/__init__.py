@@ -1,10 +1,18 @@
-"""The training engine (``fit``, ``sweep``, ``evaluate``) and atomic, resumable checkpoints."""
-from jaxnets.train import checkpoint
-from jaxnets.train.checkpoint import CheckpointError
-from jaxnets.train.engine import (Divergence, FitResult, Hyper, Sampler, TrainState, evaluate, fit,
-                                  init_state, make_epoch, make_evaluate, make_sampled_evaluate,
-                                  n_batches, sweep, with_replay)
+"""The training engine (``fit``, ``sweep``, ``evaluate``), doc 003's SGD as an optax
+transformation (``sgd``), and atomic, resumable checkpoints.
 
-__all__ = ["checkpoint", "CheckpointError", "Divergence", "FitResult", "Hyper", "Sampler",
-           "TrainState", "evaluate", "fit", "init_state", "make_epoch", "make_evaluate",
-           "make_sampled_evaluate", "n_batches", "sweep", "with_replay"]
+``make_epoch``/``init_state`` expose the epoch that ``fit`` compiles (for benchmarks that time or
+cost-analyse exactly that program, and for custom loops) and ``make_evaluate`` the jittable
+chunked evaluator (for callers that vmap or compose it, e.g. over shifted test sets); everything
+else a training run needs goes through ``fit``/``sweep``/``evaluate`` and their settings groups.
+"""
+from jaxnets.errors import CheckpointError
+from jaxnets.train import checkpoint
+from jaxnets.train.engine import (Checkpointing, Divergence, EarlyStopping, Evaluation, FitResult,
+                                  Sampler, TrainState, evaluate, fit, init_state, make_epoch,
+                                  make_evaluate, sweep)
+from jaxnets.train.optim import sgd
+
+__all__ = ["checkpoint", "CheckpointError", "Checkpointing", "Divergence", "EarlyStopping",
+           "Evaluation", "FitResult", "Sampler", "TrainState", "evaluate", "fit", "init_state",
+           "make_epoch", "make_evaluate", "sgd", "sweep"]

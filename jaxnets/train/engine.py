@@ -10,16 +10,15 @@ Data sources:
 - a :class:`Sampler`, whose batches are drawn inside the compiled epoch from explicit keys (token
   windows of a corpus, doc 003's transformer notebook).
 
-Optimizer: any optax ``GradientTransformation`` (``optimizer=optax.adamw(1e-3)``), or the
-shorthand ``lr``/``momentum``/``lr_decay`` for doc 003's SGD with momentum ``v ← αv + g,
-w ← w − ηv`` (α = 0 is plain SGD, bit for bit), as ``optax.chain(optax.trace(α),
-optax.scale_by_learning_rate(η_e))`` with ``η_e = lr · lr_decay^epoch`` decayed once per epoch
-(doc 004). The shorthand's hyperparameters are traced arrays, so :func:`sweep` can ``jax.vmap``
-the very same epoch over many configurations.
+Optimizer: any optax ``GradientTransformation`` — :func:`~jaxnets.train.optim.sgd` for doc 003's
+SGD with momentum and doc 004's per-epoch decay, ``optax.adamw(1e-3)``, … — the one update path.
+An optimizer built with ``optax.inject_hyperparams`` keeps its hyperparameters in its state, so
+:func:`sweep` sets one value per configuration there and ``jax.vmap`` s the very same epoch.
 """
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from typing import Any, Callable, NamedTuple
@@ -30,8 +29,9 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from jaxnets.errors import CheckpointError
 from jaxnets.train import checkpoint as ckpt
-from jaxnets.train import inputs
+from jaxnets.train import inputs, optim
 
 ORDERS = inputs.ORDERS
 GRADS = inputs.GRADS
@@ -40,23 +40,16 @@ GRADS = inputs.GRADS
 class Sampler(NamedTuple):
     """A data source that draws its batches inside the compiled epoch.
 
-    ``sample(key, batch_size, *data) -> (xb, yb)``: a pure, jittable function, xb: (B, *in_shape)
-    (int tokens for a token model), yb: the matching targets. ``steps_per_epoch``: updates per epoch.
-    ``data``: arrays ``sample`` reads (e.g. the corpus); they are passed to the compiled epoch as
-    arguments instead of being baked into it as constants (leave empty when ``sample`` closes over
-    nothing large).
+    ``sample(key, batch_size, *data) -> (xb, yb)``: a pure, jittable function of a PRNG key, the
+    batch size B and the arrays of ``data``; xb: (B, *in_shape) (int tokens for a token model),
+    yb: (B, ...) the matching targets. ``steps_per_epoch``: updates per epoch. ``data``: a
+    **tuple** of the arrays ``sample`` reads (e.g. ``(corpus,)``); they are passed to the compiled
+    epoch as arguments instead of being baked into it as constants (leave it ``()`` when
+    ``sample`` closes over nothing large). fit/sweep check the tuple and ``sample``'s signature.
     """
     sample: Callable[..., Any]
     steps_per_epoch: int
     data: tuple = ()
-
-
-class Hyper(NamedTuple):
-    """Traced hyperparameters (scalars, or arrays with a leading config axis in a sweep)."""
-    lr: Any
-    momentum: Any
-    l2: Any
-    lr_decay: Any
 
 
 class TrainState(NamedTuple):
@@ -74,26 +67,73 @@ class Divergence(NamedTuple):
     message: str
 
 
+class EarlyStopping(NamedTuple):
+    """Stop after ``patience`` epochs without a better validation accuracy (or loss, for a
+    sampled set) and return the best epoch's params (doc 003). Needs ``val``."""
+    patience: int
+
+
+class Checkpointing(NamedTuple):
+    """Atomic checkpoints at ``path`` every ``every`` epochs (and after the last). ``resume``:
+    False (start fresh, overwrite), True (continue from the file, which must exist) or
+    "if_exists" (continue when it exists, else start fresh)."""
+    path: Any
+    every: int = 1
+    resume: bool | str = False
+
+
+class Evaluation(NamedTuple):
+    """What is scored after every epoch besides ``val``: the training set (``train``), a
+    ``test`` set ((X, Y) or a Sampler), in chunks of ``batch_size``; a sampled set is scored on
+    ``sampled_batches`` batches, the same ones every epoch. ``initial``: also score the starting
+    params into ``history["initial_<set>_loss"/"_acc"]``."""
+    test: Any = None
+    train: bool = True
+    batch_size: int = 1000
+    sampled_batches: int = 200
+    initial: bool = False
+
+
 class FitResult(NamedTuple):
-    """``params``: best-epoch params when early stopping is on (doc 003), else the last ones."""
+    """``params``: best-epoch params when early stopping is on (doc 003), else the last ones.
+
+    ``history`` maps names to per-epoch lists: ``epoch``, ``time``, ``updates`` (cumulative),
+    ``lr`` (the epoch's rate for :func:`~jaxnets.train.optim.sgd`, else None), ``step_loss``
+    (the epoch's per-update losses) and ``<set>_loss``/``<set>_acc`` for train/val/test.
+    A :func:`sweep` returns one FitResult for all C configurations (``n_configs`` = C): params
+    and opt_state with a leading config axis, each history entry a (C,) array (``step_loss``:
+    (C, steps), NaN past ``max_updates``), ``divergence`` a tuple of C entries;
+    :meth:`config` gives configuration c as :func:`fit` would return it.
+    """
     params: Any
     final_params: Any
     best_epoch: int
     history: dict
     compile_time: float
     stopped_early: bool
-    divergence: Divergence | None
+    divergence: Any
     opt_state: Any
+    n_configs: int | None = None
 
+    def config(self, c: int) -> "FitResult":
+        """Configuration ``c`` of a sweep's result, in :func:`fit`'s form (floats, lists)."""
+        if self.n_configs is None:
+            raise ValueError("FitResult.config: this result is one fit run, not a sweep")
+        inputs.check_int("FitResult.config", "c", c, 0, self.n_configs - 1)
+        pick = lambda t: jax.tree.map(lambda v: v[c], t)  # noqa: E731
 
-# ----------------------------------------------------------------------------- update rules
-
-def _epoch_lr(hp: Hyper, epoch):
-    return hp.lr * hp.lr_decay ** jnp.asarray(epoch, jnp.result_type(hp.lr_decay))
-
-
-def _sgd(hp: Hyper, epoch):
-    return optax.chain(optax.trace(decay=hp.momentum), optax.scale_by_learning_rate(_epoch_lr(hp, epoch)))
+        def entry(k, v):
+            if isinstance(v, list):
+                return [entry(k, x) for x in v]
+            v = np.asarray(v)[c]
+            if k == "step_loss":
+                return [float(x) for x in v if not np.isnan(x)]
+            if k.endswith("_acc") and np.isnan(v):
+                return None
+            return v.item()
+        history = {k: entry(k, v) if k not in ("epoch", "time") else list(v) for k, v in self.history.items()}
+        return FitResult(pick(self.params), pick(self.final_params), self.best_epoch, history,
+                         self.compile_time, False, self.divergence[c], pick(self.opt_state))
 
 
 def _with_standard_promotion(fn):
@@ -105,27 +145,11 @@ def _with_standard_promotion(fn):
     return wrapped
 
 
-def init_state(params, optimizer: optax.GradientTransformation | None = None) -> TrainState:
-    """Fresh state: ``optimizer.init(params)``, or the SGD shorthand's (velocity) state."""
-    if optimizer is None:
-        opt_state = _sgd(Hyper(1.0, 0.0, 0.0, 1.0), 0).init(params)
-    else:
-        opt_state = _with_standard_promotion(optimizer.init)(params)
+def init_state(params, optimizer: optax.GradientTransformation) -> TrainState:
+    """Fresh state: ``optimizer.init(params)``, no divergence, no updates yet."""
+    opt_state = _with_standard_promotion(optimizer.init)(params)
     return TrainState(params, opt_state, jnp.zeros((), bool), -jnp.ones((), jnp.int32),
                       jnp.zeros((), jnp.int32))
-
-
-def _update_fn(optimizer, hp: Hyper, epoch, use_momentum: bool):
-    """``update(grads, opt_state, params) -> (updates, opt_state)`` of this epoch."""
-    if optimizer is not None:
-        return _with_standard_promotion(optimizer.update)
-    if use_momentum:
-        return _sgd(hp, epoch).update
-
-    def plain(g, opt_state, params):  # scale_by_learning_rate alone; the (unused) velocity is kept
-        upd, _ = optax.scale_by_learning_rate(_epoch_lr(hp, epoch)).update(g, optax.EmptyState())
-        return upd, opt_state
-    return plain
 
 
 def _grad_fn(model, grad: str):
@@ -224,20 +248,22 @@ def _scan_sampler(step, sampler: Sampler, batch_size, key, stochastic, state, da
 
 def make_epoch(model, n, batch_size: int, order: str = "shuffle", grad: str = "hand",
                max_updates: int | None = None, mesh=None, inspect_sharding=None, *,
-               use_momentum: bool = True, use_l2: bool = True, check_grads: bool = True,
-               optimizer: optax.GradientTransformation | None = None):
-    """The pure epoch function ``epoch(state, hp, epoch, key, *data) -> (state, step_losses)``.
+               optimizer: optax.GradientTransformation, use_l2: bool = True,
+               check_grads: bool = True):
+    """The pure epoch function ``epoch(state, l2, epoch, key, *data) -> (state, step_losses)``
+    that :func:`fit` compiles — public for benchmarks and custom loops (``init_state`` makes its
+    first state).
 
     ``n``: the number of training examples (then ``data = (X, Y)``, X: (n, *in_shape), Y: (n,)
     labels or (n, K) targets), or a :class:`Sampler` (then ``data = sampler.data``).
+    ``l2``: the penalty's traced scalar; ``epoch``: int32, set as the optimizer's ``epoch``
+    hyperparameter when it has one (:func:`~jaxnets.train.optim.sgd`'s decay).
     step_losses: (n_batches,). With a ``mesh`` the batch axis of every minibatch is sharded over
     its "data" axis (params and optimizer state stay replicated; XLA inserts the gradient
     all-reduce); ``inspect_sharding(sharding)`` is called at compile time with the minibatch's.
-    ``optimizer``: an optax transformation (``hp.lr``/``momentum``/``lr_decay`` are then unused).
 
-    ``use_momentum=False`` / ``use_l2=False`` compile the epoch for ``hp.momentum == 0`` /
-    ``hp.l2 == 0`` (the values in ``hp`` are then ignored): at small batches a step is bound by
-    passes over the weights, and the velocity update and the penalty's reduction are two of them.
+    ``use_l2=False`` compiles the epoch for ``l2 == 0`` (the ``l2`` argument is then ignored): at
+    small batches a step is bound by passes over the weights, and the penalty's reduction is one.
 
     Steps past ``max_updates`` (global count), steps after a divergence and a non-finite step
     leave the state unchanged. "Non-finite" is the loss alone with ``check_grads=False`` (free:
@@ -253,19 +279,18 @@ def make_epoch(model, n, batch_size: int, order: str = "shuffle", grad: str = "h
     limit = jnp.iinfo(jnp.int32).max if max_updates is None else int(max_updates)
     stochastic = inputs.stochastic(model)
     shard = _sharder(mesh, inspect_sharding)
+    update = _with_standard_promotion(optimizer.update)
 
-    def epoch_fn(state: TrainState, hp: Hyper, epoch, key, *data):
-        update = _update_fn(optimizer, hp, epoch, use_momentum)
-        l2 = hp.l2 if use_l2 else 0.0   # a Python 0 lets the model skip the penalty statically
+    def epoch_fn(state: TrainState, l2, epoch, key, *data):
+        state = state._replace(opt_state=optim.set_epoch(state.opt_state, epoch))
+        l2 = l2 if use_l2 else 0.0   # a Python 0 lets the model skip the penalty statically
         step = _step_fn(model, grad, update, l2, check_grads=check_grads,
                         limit=limit, shard=shard)
         if sampler is not None:
-            new, losses = _scan_sampler(step, sampler, batch_size, key, stochastic, state, data)
-        else:
-            k_order, k_model = jax.random.split(key) if stochastic else (key, None)
-            dtype = jax.tree.leaves(state.params)[0].dtype
-            new, losses = _scan_arrays(step, order, n, batch_size, k_order, k_model, *data, state, dtype)
-        return new, losses
+            return _scan_sampler(step, sampler, batch_size, key, stochastic, state, data)
+        k_order, k_model = jax.random.split(key) if stochastic else (key, None)
+        dtype = jax.tree.leaves(state.params)[0].dtype
+        return _scan_arrays(step, order, n, batch_size, k_order, k_model, *data, state, dtype)
 
     return epoch_fn
 
@@ -287,7 +312,12 @@ def _state_finite(state: TrainState):
     return _all_finite((state.params, state.opt_state))
 
 
-def with_replay(fast_epoch, exact_epoch):
+@jax.jit
+def _state_finite(state: TrainState):
+    return _all_finite((state.params, state.opt_state))
+
+
+def _with_replay(fast_epoch, exact_epoch):
     """``run(state, *args)``: the fast (``check_grads=False``) epoch; replayed from the same input
     state with the guarded one (``exact_epoch``, compiled on first need) when its output weights or
     optimizer state are not finite. (A non-finite loss froze the fast epoch's state already; a
@@ -302,68 +332,77 @@ def with_replay(fast_epoch, exact_epoch):
 
 # ----------------------------------------------------------------------------- evaluation
 
+def _metric_dtype(dtype):
+    """Sums and counts are kept in float32 or wider: float16 stops at 65504 (a 70,000-example
+    count) and bfloat16 counts exactly only to 256."""
+    return jnp.dtype(dtype) if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
+
+
 def make_evaluate(model, n: int, batch_size: int = 1000):
     """``evaluate(params, X, Y) -> (mean data loss, accuracy)`` over n examples in fixed chunks
     (one compiled shape per data set size; padded rows masked out). No L2 term in the loss; the
     accuracy compares ``model.predict`` with the labels (argmax of (n, K) targets), averaged over
-    a token model's positions."""
+    a token model's positions. Sums and counts are accumulated in float32 or wider whatever the
+    params' dtype; the results have that dtype."""
     batch_size = max(1, min(batch_size, n))
     idx, mask = batch_indices("fixed", None, n, batch_size)
 
     def evaluate(params, X, Y):
         dtype = jax.tree.leaves(params)[0].dtype
+        acc_t = _metric_dtype(dtype)
 
         def chunk(acc, batch):
             i, m = batch
-            m = m.astype(dtype)
-            value = model.loss(params, X[i], Y[i], 0.0, m)
+            value = model.loss(params, X[i], Y[i], 0.0, m.astype(dtype)).astype(acc_t)
             pred, y = model.predict(params, X[i]), Y[i]
             if y.ndim > pred.ndim:
                 y = jnp.argmax(y, axis=-1).astype(jnp.int32)
-            correct = (pred.astype(y.dtype) == y).astype(dtype)
+            correct = (pred.astype(y.dtype) == y).astype(acc_t)
             correct = jnp.mean(correct.reshape(correct.shape[0], -1), axis=1)
-            n_real = jnp.sum(m)
-            return (acc[0] + value * n_real, acc[1] + jnp.sum(correct * m)), None
+            m = m.astype(acc_t)
+            return (acc[0] + value * jnp.sum(m), acc[1] + jnp.sum(correct * m)), None
 
-        z = jnp.zeros((), dtype)
+        z = jnp.zeros((), acc_t)
         (loss_sum, correct), _ = jax.lax.scan(chunk, (z, z), (idx, mask))
         return loss_sum / n, correct / n
 
     return evaluate
 
 
-def make_sampled_evaluate(model, sampler: Sampler, batch_size: int, n_batches: int):
+def _make_sampled_evaluate(model, sampler: Sampler, batch_size: int, n_batches: int):
     """``evaluate(params, key, *sampler.data) -> (mean loss, nan)``: the loss averaged over
     ``n_batches`` sampled batches (doc 003's transformer notebook's ``estimate_loss``), in
     evaluation mode (no dropout key); loss only, a sampled batch has no accuracy."""
     def evaluate(params, key, *data):
         def one(k):
             return model.loss(params, *sampler.sample(k, batch_size, *data))
-        loss = jnp.mean(jax.lax.map(one, jax.random.split(key, n_batches)))
+        losses = jax.lax.map(one, jax.random.split(key, n_batches))
+        loss = jnp.mean(losses.astype(_metric_dtype(losses.dtype)))
         return loss, jnp.full((), jnp.nan, loss.dtype)
     return evaluate
 
 
-def _evaluators(model, sources: dict, key, eval_batch_size: int, eval_batches: int, batch_size: int,
-                vmapped: bool = False, keys=None):
-    """{name: fn(params) -> (loss, acc)} for every evaluation set, compiled once each; a sampled
-    set is scored on the same batches (fixed keys) every epoch — drawn from ``key`` as
-    :func:`fit` draws them, or (vmapped, ``keys`` given) from each configuration's own key."""
+def _evaluators(model, sources: dict, ev: Evaluation, batch_size: int, vmapped: bool = False,
+                key_axis: bool = False):
+    """{name: fn(params, key) -> (loss, acc)} for every evaluation set, compiled once each; a
+    sampled set is scored on the same batches every epoch, drawn from ``key`` as :func:`fit`
+    draws them (``key_axis``: vmapped with one key per configuration)."""
     out = {}
-    k_eval = jax.random.split(key)[1] if keys is None else jax.vmap(lambda k: jax.random.split(k)[1])(keys)
+    split = lambda k: jax.random.split(k)[1]  # noqa: E731
     for j, (name, src) in enumerate(sources.items()):
-        key_axis = None
         if isinstance(src, Sampler):
-            fn = make_sampled_evaluate(model, src, batch_size, eval_batches)
-            if keys is None:
-                args = (jax.random.fold_in(k_eval, j), *src.data)
-            else:
-                args, key_axis = (jax.vmap(jax.random.fold_in, in_axes=(0, None))(k_eval, j), *src.data), 0
+            fn = _make_sampled_evaluate(model, src, batch_size, ev.sampled_batches)
+            if vmapped:
+                fn = jax.vmap(fn, in_axes=(0, 0 if key_axis else None) + (None,) * len(src.data))
+            fn = jax.jit(fn)
+            fold = jax.vmap(jax.random.fold_in, in_axes=(0, None)) if key_axis else jax.random.fold_in
+            sk = jax.vmap(split) if key_axis else split
+            out[name] = (lambda f, j, d, fold, sk: lambda params, key: f(params, fold(sk(key), j), *d))(
+                fn, j, tuple(src.data), fold, sk)
         else:
-            fn, args = make_evaluate(model, len(src[0]), eval_batch_size), tuple(src)
-        in_axes = (0,) + ((key_axis,) + (None,) * (len(args) - 1) if args else ())
-        fn = jax.jit(jax.vmap(fn, in_axes=in_axes) if vmapped else fn)
-        out[name] = (lambda f, a: lambda params: f(params, *a))(fn, args)
+            fn = make_evaluate(model, len(src[0]), ev.batch_size)
+            fn = jax.jit(jax.vmap(fn, in_axes=(0, None, None)) if vmapped else fn)
+            out[name] = (lambda f, a: lambda params, key: f(params, *a))(fn, tuple(src))
     return out
 
 
@@ -373,116 +412,149 @@ def _data_args(train) -> tuple:
     return tuple(train.data) if isinstance(train, Sampler) else tuple(train)
 
 
-def _compile_epoch(model, state, hp, key, train, batch_size, *, order, grad, max_updates, mesh,
-                   optimizer, use_momentum, use_l2, vmapped=False, key_per_config=False):
-    """The epoch :func:`fit` and :func:`sweep` run: ``(run(state, hp, epoch, key), compile time)``.
+def _compile_epoch(run, state, l2, key, *, order, grad, max_updates, mesh, optimizer, use_l2,
+                   vmapped=False, key_per_config=False):
+    """The epoch :func:`fit` and :func:`sweep` run: ``(run(state, l2, epoch, key), compile time)``.
     The fast epoch is compiled now; the guarded one it replays with on a non-finite epoch, on
     first need. ``key_per_config``: (vmapped) ``key`` has a leading config axis."""
+    train = run.train
     source = train if isinstance(train, Sampler) else len(train[0])
     data = _data_args(train)
 
     def build(check):
-        ep = make_epoch(model, source, batch_size, order, grad, max_updates, mesh,
-                        use_momentum=use_momentum, use_l2=use_l2, check_grads=check,
-                        optimizer=optimizer)
+        ep = make_epoch(run.model, source, run.batch_size, order, grad, max_updates, mesh,
+                        optimizer=optimizer, use_l2=use_l2, check_grads=check)
         if vmapped:
             ep = jax.vmap(ep, in_axes=(0, 0, None, 0 if key_per_config else None) + (None,) * len(data))
         return jax.jit(ep)
 
     t0 = time.perf_counter()
-    fast = build(False).lower(state, hp, jnp.int32(0), key, *data).compile()
+    fast = build(False).lower(state, l2, jnp.int32(0), key, *data).compile()
     compile_time = time.perf_counter() - t0
-    run = with_replay(fast, build(True))
-    return (lambda st, hp_, e, k: run(st, hp_, jnp.int32(e), k, *data)), compile_time
+    replay = _with_replay(fast, build(True))
+    return (lambda st, l2_, e, k: replay(st, l2_, jnp.int32(e), k, *data)), compile_time
 
 
-# ----------------------------------------------------------------------------- fit
+# ----------------------------------------------------------------------------- setup
 
 class _Run(NamedTuple):
-    """Everything a fit run fixes before its first epoch."""
+    """Everything a run fixes before its first epoch."""
     model: Any
+    where: str
     train: Any
     evals: dict           # {"train"/"val"/"test": (X, Y) or Sampler}
-    hp: Hyper
-    optimizer: Any
-    key: Any
+    key: Any              # the run's key, or (C,) keys of a sweep with per-config keys
     state: TrainState
+    l2: Any               # traced scalar, or (C,) in a sweep
     batch_size: int
     fingerprint: dict | None   # what a resumed run must match (None without checkpoints)
+    sweep: bool = False   # record (C,) arrays, go on past a diverged configuration
+
+    def epoch_key(self, e):
+        if self.key.ndim:
+            return jax.vmap(jax.random.fold_in, in_axes=(0, None))(self.key, e)
+        return jax.random.fold_in(self.key, e)
 
 
-def _hyper(where, optimizer, lr, momentum, lr_decay, l2, dtype) -> Hyper:
-    """The SGD shorthand's (or, with an optax ``optimizer``, only l2's) traced hyperparameters."""
-    if optimizer is not None:
-        given = [k for k, v, d in (("lr", lr, None), ("momentum", momentum, 0.0),
-                                   ("lr_decay", lr_decay, 1.0)) if v is not d and v != d]
-        if given:
-            raise ValueError(f"{where}: give either optimizer= or the SGD shorthand "
-                             f"{'/'.join(given)}=, not both (optimizer and {', '.join(given)})")
-        if not isinstance(optimizer, optax.GradientTransformation):
-            raise ValueError(f"{where}: optimizer must be an optax GradientTransformation, "
-                             f"got {type(optimizer).__name__}")
-        lr = 0.0
-    elif lr is None:
-        raise ValueError(f"{where}: give lr= (doc 003's SGD) or optimizer= (an optax "
-                         f"GradientTransformation)")
-    inputs.check_hyper(where, lr=lr, momentum=momentum, lr_decay=lr_decay, l2=l2)
-    return Hyper(*(jnp.asarray(v, dtype) for v in (lr, momentum, l2, lr_decay)))
-
-
-def _sources(model, where, train, val, test, eval_train, batch_size, key, dtype):
-    """Validated training data and evaluation sets; checks batch_size against the data."""
-    def one(name, d):
-        if isinstance(d, Sampler):
-            return inputs.sampler(model, f"{where}: {name}", d, batch_size, key)
-        return inputs.arrays(model, f"{where}: {name}", d, dtype)
-    inputs.check_int(where, "batch_size", batch_size)
-    tr = one("train", train)
-    if not isinstance(tr, Sampler):
-        inputs.check_int(where, "batch_size", batch_size, 1, len(tr[0]))
-    evals = {"train": tr} if eval_train else {}
-    evals.update({name: one(name, d) for name, d in (("val", val), ("test", test)) if d is not None})
-    return tr, evals
-
-
-def _setup(model, params, train, *, epochs, batch_size, optimizer, lr, momentum, lr_decay, l2,
-           order, grad, key, val, test, patience, max_updates, eval_train, checkpoint_every,
-           mesh, eval_batches, eval_batch_size, checkpointing) -> _Run:
-    """Validate every argument (nothing is compiled before all of them passed). The run's
-    fingerprint (a CRC-32 of the training data among others) is computed for checkpoints only."""
-    where = f"fit({getattr(model, 'name', 'model')})"
+def _check_common(where, model, params, *, epochs, batch_size, optimizer, order, grad,
+                  max_updates, evaluation, stacked):
+    """Checks shared by fit and sweep; returns the config-axis size of ``params`` (or None)."""
     inputs.check_choice("order", order, ORDERS)
     inputs.check_choice("grad", grad, GRADS)
     inputs.check_int(where, "epochs", epochs)
-    inputs.check_int(where, "checkpoint_every", checkpoint_every)
-    inputs.check_int(where, "eval_batches", eval_batches)
-    inputs.check_int(where, "eval_batch_size", eval_batch_size)
-    for name, v in (("patience", patience), ("max_updates", max_updates)):
-        if v is not None:
-            inputs.check_int(where, name, v)
-    if patience is not None and val is None:
-        raise ValueError(f"{where}: early stopping (patience) needs val=(X, Y)")
+    inputs.check_int(where, "batch_size", batch_size)
+    if max_updates is not None:
+        inputs.check_int(where, "max_updates", max_updates)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise ValueError(f"{where}: optimizer must be an optax GradientTransformation such as "
+                         f"train.sgd(0.1) or optax.adamw(1e-3), got {type(optimizer).__name__}")
+    if not isinstance(evaluation, Evaluation):
+        raise ValueError(f"{where}: evaluation must be a train.Evaluation(...), got {type(evaluation).__name__}")
+    inputs.check_int(where, "evaluation.batch_size", evaluation.batch_size)
+    inputs.check_int(where, "evaluation.sampled_batches", evaluation.sampled_batches)
+    inputs.check_precision(where, params)
+    return inputs.check_params(model, where, params, stacked)
+
+
+def _sources(model, where, train, val, evaluation, batch_size, key, params):
+    """Validated training data and evaluation sets; checks batch_size against the data."""
     dtype = jax.tree.leaves(params)[0].dtype
-    hp = _hyper(where, optimizer, lr, momentum, lr_decay, l2, dtype)
-    key = jax.random.key(0) if key is None else key
-    tr, evals = _sources(model, where, train, val, test, eval_train, batch_size, key, dtype)
+
+    def one(name, d):
+        if isinstance(d, Sampler):
+            return inputs.sampler(model, f"{where}: {name}", d, batch_size, key)
+        x, y = inputs.arrays(model, f"{where}: {name}", d, dtype)
+        inputs.token_ids(model, f"{where}: {name} x", np.asarray(d[0]), params)
+        return x, y
+    tr = one("train", train)
+    if not isinstance(tr, Sampler):
+        inputs.check_int(where, "batch_size", batch_size, 1, len(tr[0]))
+    evals = {"train": tr} if evaluation.train else {}
+    evals.update({name: one(name, d) for name, d in (("val", val), ("test", evaluation.test))
+                  if d is not None})
+    return tr, evals
+
+
+def _run_fingerprint(model, params, tr, evals, **settings) -> dict:
+    """What a resumed run must match: the model (name and a digest of its loss), the data
+    (training, validation and test sets) and the settings that shape the trajectory."""
+    if isinstance(tr, Sampler):
+        x_spec, y_spec = jax.eval_shape(lambda k, *d: tr.sample(k, 2, *d), jax.random.key(0), *tr.data)
+    else:
+        x_spec, y_spec = (jax.ShapeDtypeStruct((2,) + a.shape[1:], a.dtype) for a in tr)
+    return {"model": inputs.model_digest(model, params, x_spec, y_spec),
+            "train": inputs.fingerprint(tr),
+            "evaluation": {k: inputs.fingerprint(v) for k, v in evals.items() if k != "train"},
+            **settings}
+
+
+def _place(mesh, state, tr, evals):
+    """Replicate the state and the training data over ``mesh`` (data-parallel training)."""
+    rep = NamedSharding(mesh, P())
+    if isinstance(tr, Sampler):
+        state, data = jax.device_put((state, tr.data), rep)
+        tr = tr._replace(data=tuple(data))
+    else:
+        state, tr = jax.device_put((state, tr), rep)
+    return state, tr, {k: tr if k == "train" else v for k, v in evals.items()}
+
+
+def _setup(model, params, train, *, epochs, batch_size, optimizer, l2, order, grad, key, val,
+           evaluation, early_stopping, checkpoint, max_updates, mesh) -> _Run:
+    """Validate every argument of :func:`fit` (nothing is compiled before all of them passed).
+    The run's fingerprint is computed for checkpoints only."""
+    where = f"fit({getattr(model, 'name', 'model')})"
+    _check_common(where, model, params, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                  order=order, grad=grad, max_updates=max_updates, evaluation=evaluation, stacked=False)
+    if early_stopping is not None:
+        if not isinstance(early_stopping, EarlyStopping):
+            raise ValueError(f"{where}: early_stopping must be train.EarlyStopping(patience), "
+                             f"got {type(early_stopping).__name__}")
+        inputs.check_int(where, "early_stopping.patience", early_stopping.patience)
+        if val is None:
+            raise ValueError(f"{where}: early_stopping needs val=(X, Y) (or a Sampler)")
+    if checkpoint is not None:
+        if not isinstance(checkpoint, Checkpointing):
+            raise ValueError(f"{where}: checkpoint must be train.Checkpointing(path, every, resume), "
+                             f"got {type(checkpoint).__name__}")
+        inputs.check_int(where, "checkpoint.every", checkpoint.every)
+        inputs.check_choice("checkpoint.resume", checkpoint.resume, (False, True, "if_exists"))
+    inputs.check_hyper(where, l2=l2)
+    dtype = jax.tree.leaves(params)[0].dtype
+    key = inputs.check_key(where, "key", key)
+    tr, evals = _sources(model, where, train, val, evaluation, batch_size, key, params)
     if mesh is not None and batch_size % mesh.size:
         raise ValueError(f"{where}: batch_size {batch_size} must be a multiple of the {mesh.size} devices")
     state = init_state(params, optimizer)
     if mesh is not None:
-        rep = NamedSharding(mesh, P())
-        if isinstance(tr, Sampler):
-            state, data = jax.device_put((state, tr.data), rep)
-            tr = tr._replace(data=tuple(data))
-        else:
-            state, tr = jax.device_put((state, tr), rep)
-        evals = {k: tr if k == "train" else v for k, v in evals.items()}
-    fp = None if not checkpointing else {
-        "train": inputs.fingerprint(tr), "batch_size": batch_size, "order": order, "grad": grad,
-        "optimizer": inputs.fingerprint(optimizer) if optimizer is not None else "sgd",
-        "hyper": [float(v) for v in (lr or 0.0, momentum, lr_decay, l2)], "max_updates": max_updates}
-    return _Run(model, tr, evals, hp, optimizer, key, state, batch_size, fp)
+        state, tr, evals = _place(mesh, state, tr, evals)
+    fp = None if checkpoint is None else _run_fingerprint(
+        model, params, tr, evals, batch_size=batch_size, order=order, grad=grad, l2=float(l2),
+        optimizer=inputs.fingerprint(optimizer), max_updates=max_updates)
+    return _Run(model, where, tr, evals, key, state, jnp.asarray(l2, dtype), batch_size, fp)
 
+
+# ----------------------------------------------------------------------------- history
 
 def _new_history(evals) -> dict:
     h = {k: [] for k in ("epoch", "time", "updates", "lr", "step_loss")}
@@ -491,25 +563,41 @@ def _new_history(evals) -> dict:
     return h
 
 
+def _initial(run: _Run, history, state, evaluators):
+    for name, ev in evaluators.items():
+        loss_v, acc_v = ev(state.params, run.key)
+        history[f"initial_{name}_loss"], history[f"initial_{name}_acc"] = _metric(run, loss_v, acc_v)
+
+
+def _metric(run: _Run, loss_v, acc_v):
+    if run.sweep:
+        return np.asarray(loss_v), np.asarray(acc_v)
+    return float(loss_v), None if np.isnan(acc_v) else float(acc_v)
+
+
 def _record(run: _Run, history, e, state, step_losses, seconds, evaluators):
     history["time"].append(seconds)
     history["epoch"].append(e + 1)
-    history["updates"].append(int(state.updates))
-    history["lr"].append(float(run.hp.lr * run.hp.lr_decay ** e) if run.optimizer is None else None)
-    history["step_loss"].append([float(v) for v in np.asarray(step_losses) if not np.isnan(v)])
+    lr = optim.recorded_lr(state.opt_state, e)
+    if run.sweep:
+        history["updates"].append(np.asarray(state.updates))
+        history["lr"].append(None if lr is None else np.asarray(lr))
+        history["step_loss"].append(np.asarray(step_losses))
+    else:
+        history["updates"].append(int(state.updates))
+        history["lr"].append(None if lr is None else float(lr))
+        history["step_loss"].append([float(v) for v in np.asarray(step_losses) if not np.isnan(v)])
     for name, ev in evaluators.items():
-        loss_v, acc_v = ev(state.params)
-        history[f"{name}_loss"].append(float(loss_v))
-        history[f"{name}_acc"].append(None if np.isnan(acc_v) else float(acc_v))
+        loss_v, acc_v = _metric(run, *ev(state.params, run.key))
+        history[f"{name}_loss"].append(loss_v)
+        history[f"{name}_acc"].append(acc_v)
 
 
-def _divergence(run: _Run, history, e, state) -> Divergence:
-    step = int(state.bad_step)
-    rate = (f"lr {float(run.hp.lr):g}, this epoch's lr {history['lr'][-1]:g}" if run.optimizer is None
-            else "optax optimizer")
+def _divergence(run: _Run, history, e, step, lr) -> Divergence:
+    rate = "optax optimizer" if lr is None else f"lr {lr:g}, this epoch's lr {history['lr'][-1]:g}"
     msg = (f"{run.model.name}: training diverged in epoch {e + 1} at update {step} ({rate}): "
            f"non-finite loss, gradient or update; kept the last finite params")
-    return Divergence(e + 1, step, float(run.hp.lr) if run.optimizer is None else math.nan, msg)
+    return Divergence(e + 1, step, math.nan if lr is None else lr, msg)
 
 
 def _val_score(history):
@@ -525,41 +613,47 @@ def _update_best(best, history, e, state):
     return dict(best, wait=best["wait"] + 1)
 
 
-_FP_NAMES = {"train": "training data (shape and CRC-32)", "batch_size": "batch_size", "order": "order",
-             "grad": "grad", "optimizer": "optimizer", "max_updates": "max_updates",
-             "hyper": "lr/momentum/lr_decay/l2"}
+# ----------------------------------------------------------------------------- checkpoints
+
+_FP_NAMES = {"model": "model (name, architecture, activations or loss head)",
+             "train": "training data (shape and CRC-32)",
+             "evaluation": "validation/test sets (shape and CRC-32)", "batch_size": "batch_size",
+             "order": "order", "grad": "grad", "optimizer": "optimizer (or its hyperparameters)",
+             "max_updates": "max_updates", "l2": "l2"}
 
 
-def _resume(run: _Run, path, resume, history, best):
-    """``(state, key, history, start epoch, best)`` from the checkpoint at ``path``.
+def _resume(run: _Run, cp: Checkpointing, history, best):
+    """``(state, key, history, start epoch, best)`` from the checkpoint at ``cp.path`` (the
+    stored key continues the stored run's draws).
 
     ``resume=True`` needs the file (a missing one is refused: a typo in the path must not restart
     a long run from scratch silently); ``resume="if_exists"`` starts fresh when it is missing.
-    A checkpoint of a different run (data, batch size, order, optimizer or hyperparameters) is
-    refused, naming what differs."""
-    import os
-    if not os.path.exists(path):
-        if resume == "if_exists":
+    A checkpoint of a different run (model, data, validation/test sets, batch size, order,
+    optimizer or l2) is refused, naming what differs."""
+    if not os.path.exists(cp.path):
+        if cp.resume == "if_exists":
             return run.state, run.key, history, 0, best
-        raise ckpt.CheckpointError(f"checkpoint {path}: resume=True but the file does not exist "
-                                   f"(resume='if_exists' starts fresh when it is missing)")
-    stored = ckpt.read_meta(path).get("fingerprint", {})
+        raise CheckpointError(f"checkpoint {cp.path}: resume=True but the file does not exist "
+                              f"(resume='if_exists' starts fresh when it is missing)")
+    stored = ckpt.read_meta(cp.path).get("fingerprint", {})
     for k, label in _FP_NAMES.items():
         if stored.get(k) != ckpt.jsonable(run.fingerprint[k]):
-            raise ckpt.CheckpointError(f"checkpoint {path}: written by a run with different {label}; "
-                                       f"refusing to resume (delete it or use another checkpoint_path)")
-    tree, meta = ckpt.load(path, {"state": run.state, "best": run.state.params, "key": run.key})
+            raise CheckpointError(f"checkpoint {cp.path}: written by a run with a different {label}; "
+                                  f"refusing to resume (delete it or use another checkpoint path)")
+    tree, meta = ckpt.load(cp.path, {"state": run.state, "best": run.state.params, "key": run.key})
     best = {"params": tree["best"], "epoch": meta["best_epoch"], "score": meta["best_score"],
             "wait": meta["wait"]}
     return tree["state"], tree["key"], meta["history"], meta["epoch"], best
 
 
-def _save(run: _Run, path, e, state, key, history, best):
-    ckpt.save(path, {"state": state, "best": best["params"], "key": key},
+def _save(run: _Run, cp: Checkpointing, e, state, history, best):
+    ckpt.save(cp.path, {"state": state, "best": best["params"], "key": run.key},
               {"epoch": e + 1, "history": history, "best_epoch": best["epoch"],
                "best_score": float(best["score"]), "wait": best["wait"],
                "fingerprint": run.fingerprint})
 
+
+# ----------------------------------------------------------------------------- the epoch loop
 
 def _progress(enabled):
     if enabled is None:
@@ -570,33 +664,45 @@ def _progress(enabled):
     return tqdm
 
 
-def _loop(run: _Run, run_epoch, evaluators, state, key, history, best, start, *, epochs, patience,
-          checkpoint_path, checkpoint_every, progress, callback):
-    """The epoch loop; returns ``(state, history, best, divergence, stopped_early)``."""
+class _Stop(NamedTuple):
+    """When the loop ends early and what it saves: fit's early stopping and checkpoints."""
+    patience: int | None = None
+    checkpoint: Checkpointing | None = None
+
+
+def _loop(run: _Run, run_epoch, evaluators, state, history, best, start, *, epochs, stop: _Stop,
+          progress, callback, desc):
+    """The epoch loop of :func:`fit` and :func:`sweep`; returns ``(state, history, best,
+    divergence, stopped_early)``. A fit run stops at a divergence; a sweep freezes the diverged
+    configurations and goes on (``divergence`` then holds each one's first diverged epoch)."""
     bar = _progress(progress)
     it = range(start, epochs)
-    it = bar(it, desc=run.model.name, unit="epoch", initial=start, total=epochs) if bar else it
-    divergence, stopped = None, False
+    it = bar(it, desc=desc, unit="epoch", initial=start, total=epochs) if bar else it
+    divergence, stopped = (np.zeros(np.shape(state.diverged), int) if run.sweep else None), False
     for e in it:
         t = time.perf_counter()
-        state, step_losses = run_epoch(state, run.hp, e, jax.random.fold_in(key, e))
+        state, step_losses = run_epoch(state, run.l2, e, run.epoch_key(e))
         jax.block_until_ready(state)
         _record(run, history, e, state, step_losses, time.perf_counter() - t, evaluators)
-        if bar:
+        if bar and not run.sweep:
             it.set_postfix({k: f"{history[k][-1]:.4f}" for k in ("train_loss", "val_acc")
                             if history.get(k) and history[k][-1] is not None})
-        if bool(state.diverged):
-            divergence = _divergence(run, history, e, state)
+        if run.sweep:
+            divergence = np.where(np.asarray(state.diverged) & (divergence == 0), e + 1, divergence)
+        elif bool(state.diverged):
+            lr = optim.hyperparams(state.opt_state).get("lr")
+            divergence = _divergence(run, history, e, int(state.bad_step), None if lr is None else float(lr))
             history["diverged"] = divergence._asdict()
             print(divergence.message, file=sys.stderr)
             break
-        if "val" in run.evals:
+        if "val" in run.evals and not run.sweep:
             best = _update_best(best, history, e, state)
         if callback is not None:
             callback(e + 1, state, history)
-        if checkpoint_path is not None and ((e + 1) % checkpoint_every == 0 or e + 1 == epochs):
-            _save(run, checkpoint_path, e, state, key, history, best)
-        if patience is not None and best["wait"] >= patience:
+        cp = stop.checkpoint
+        if cp is not None and ((e + 1) % cp.every == 0 or e + 1 == epochs):
+            _save(run, cp, e, state, history, best)
+        if stop.patience is not None and best["wait"] >= stop.patience:
             stopped = True
             break
     if bar:
@@ -604,53 +710,57 @@ def _loop(run: _Run, run_epoch, evaluators, state, key, history, best, start, *,
     return state, history, best, divergence, stopped
 
 
-def fit(model, params, train, *, epochs: int, batch_size: int,
-        optimizer: optax.GradientTransformation | None = None, lr: float | None = None,
-        momentum: float = 0.0, lr_decay: float = 1.0, l2: float = 0.0, order: str = "shuffle",
-        grad: str = "hand", key=None, val=None, test=None, patience: int | None = None,
-        max_updates: int | None = None, eval_train: bool = True, eval_batch_size: int = 1000,
-        eval_batches: int = 200, checkpoint_path=None, checkpoint_every: int = 1,
-        resume: bool | str = False, progress: bool | None = None, mesh=None,
-        callback=None) -> FitResult:
-    """Train ``model`` from ``params`` on ``train`` for ``epochs`` epochs of ``batch_size``.
+# ----------------------------------------------------------------------------- fit
 
-    ``train``: ``(X, Y)`` — X: (N, *model.in_shape), float (token ids for an "int"-input model);
-    Y: (N,) int labels in [0, K) (±1 for a logistic head) or (N, K) float targets — or a
-    :class:`Sampler` (``steps_per_epoch`` updates on batches drawn inside the compiled epoch).
-    ``optimizer``: any optax ``GradientTransformation``; or ``lr``/``momentum``/``lr_decay``, the
-    shorthand for doc 003's SGD (one of the two). ``l2``: the model's penalty l2·Σ‖W‖².
-    ``val``/``test``: (X, Y) pairs or Samplers evaluated after every epoch (a Sampler: the mean
-    loss of ``eval_batches`` sampled batches, the same batches each epoch; no accuracy).
-    ``patience``: stop after that many epochs without a better validation accuracy (or loss, for a
-    sampled set) and return the best epoch's params. ``key`` drives shuffling/sampling (and the
-    dropout of a stochastic model); epoch e uses ``fold_in(key, e)``, so a resumed run draws
-    exactly what an uninterrupted one would. Checkpoints (``checkpoint_path``) hold params,
-    optimizer state, epoch, key, best params, history and the run's fingerprint; ``resume=True``
-    continues from one bit for bit (see :func:`_resume` for what is refused). A non-finite loss,
-    gradient or update stops the run, keeps the last finite params and records a
-    :class:`Divergence`. ``history`` maps names to per-epoch lists (``step_loss`` the per-update
-    losses, ``updates`` the cumulative number of updates, ``lr`` the SGD shorthand's rate).
+def fit(model, params, data, *, epochs: int, batch_size: int, optimizer: optax.GradientTransformation,
+        l2: float = 0.0, order: str = "shuffle", key=None, val=None,
+        evaluation: Evaluation = Evaluation(), early_stopping: EarlyStopping | None = None,
+        checkpoint: Checkpointing | None = None, max_updates: int | None = None,
+        grad: str = "hand", mesh=None, progress: bool | None = None, callback=None) -> FitResult:
+    """Train ``model`` from ``params`` on ``data`` for ``epochs`` epochs of ``batch_size``.
+
+    ``data``: ``(X, Y)`` — X: (N, *model.in_shape), float (token ids for an "int"-input model,
+    which must lie in the model's vocabulary); Y: (N,) int labels in [0, K) (±1 for a logistic
+    head) or (N, K) float targets — or a :class:`Sampler` (``steps_per_epoch`` updates on batches
+    drawn inside the compiled epoch). ``params``: the model's tree (as ``model.init`` makes it),
+    float32 or float64. ``optimizer``: any optax ``GradientTransformation``;
+    ``train.sgd(lr, momentum, lr_decay)`` is doc 003's SGD. ``l2``: the model's penalty
+    l2·Σ‖W‖². ``order``: "shuffle", "fixed" or "replacement" (see the module docstring).
+    ``val``: (X, Y) or a Sampler scored after every epoch (a Sampler: the mean loss of
+    ``evaluation.sampled_batches`` sampled batches, the same batches each epoch; no accuracy);
+    ``evaluation``: what else is scored (:class:`Evaluation`). ``early_stopping``: an
+    :class:`EarlyStopping`; the best epoch's params are returned. ``key`` drives shuffling and
+    sampling (and the dropout of a stochastic model); epoch e uses ``fold_in(key, e)``, so a
+    resumed run draws exactly what an uninterrupted one would. ``checkpoint``: a
+    :class:`Checkpointing`; a checkpoint holds params, optimizer state, epoch, key, best params,
+    history and the run's fingerprint, and a resumed run continues bit for bit (one of another
+    model, data, validation set or setting is refused). ``max_updates``: stop updating after that
+    many steps. ``grad``: "hand" (the model's hand-written backward rules) or "autodiff".
+    ``mesh``: data-parallel over its "data" axis. ``progress``: a bar (None: when stderr is a
+    terminal). ``callback(epoch, state, history)`` after every epoch (1-based). A non-finite
+    loss, gradient or update stops the run, keeps the last finite params and records a
+    :class:`Divergence`. Returns a :class:`FitResult`.
     """
-    run = _setup(model, params, train, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                 lr=lr, momentum=momentum, lr_decay=lr_decay, l2=l2, order=order, grad=grad,
-                 key=key, val=val, test=test, patience=patience, max_updates=max_updates,
-                 eval_train=eval_train, checkpoint_every=checkpoint_every, mesh=mesh,
-                 eval_batches=eval_batches, eval_batch_size=eval_batch_size,
-                 checkpointing=checkpoint_path is not None)
+    run = _setup(model, params, data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                 l2=l2, order=order, grad=grad, key=key, val=val, evaluation=evaluation,
+                 early_stopping=early_stopping, checkpoint=checkpoint, max_updates=max_updates,
+                 mesh=mesh)
     run_epoch, compile_time = _compile_epoch(
-        model, run.state, run.hp, run.key, run.train, batch_size, order=order, grad=grad,
-        max_updates=max_updates, mesh=mesh, optimizer=optimizer,
-        use_momentum=optimizer is None and momentum != 0, use_l2=l2 != 0)
-    evaluators = _evaluators(model, run.evals, run.key, eval_batch_size, eval_batches, batch_size)
+        run, run.state, run.l2, run.key, order=order, grad=grad, max_updates=max_updates,
+        mesh=mesh, optimizer=optimizer, use_l2=float(l2) != 0)
+    evaluators = _evaluators(model, run.evals, evaluation, batch_size)
     history = _new_history(run.evals)
     best = {"params": params, "epoch": -1, "score": -np.inf, "wait": 0}
-    state, key, start = run.state, run.key, 0
-    if resume and checkpoint_path is not None:
-        state, key, history, start, best = _resume(run, checkpoint_path, resume, history, best)
+    state, start = run.state, 0
+    if checkpoint is not None and checkpoint.resume:
+        state, key, history, start, best = _resume(run, checkpoint, history, best)
+        run = run._replace(key=key)
+    if evaluation.initial and start == 0:
+        _initial(run, history, state, evaluators)
+    patience = None if early_stopping is None else early_stopping.patience
     state, history, best, divergence, stopped = _loop(
-        run, run_epoch, evaluators, state, key, history, best, start, epochs=epochs,
-        patience=patience, checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
-        progress=progress, callback=callback)
+        run, run_epoch, evaluators, state, history, best, start, epochs=epochs,
+        stop=_Stop(patience, checkpoint), progress=progress, callback=callback, desc=model.name)
     use_best = patience is not None and best["epoch"] > 0
     return FitResult(best["params"] if use_best else state.params, state.params,
                      best["epoch"] if val is not None else len(history["epoch"]), history,
@@ -658,124 +768,177 @@ def fit(model, params, train, *, epochs: int, batch_size: int,
 
 
 def evaluate(model, params, data, batch_size: int = 1000):
-    """(mean data loss, accuracy) of ``params`` on ``data = (X, Y)`` (validated, chunked)."""
+    """(mean data loss, accuracy) of ``params`` on ``data = (X, Y)`` (validated like fit's data,
+    chunked). Low-precision params (float16/bfloat16) are accepted: the sums and counts are kept
+    in float32."""
+    inputs.check_params(model, "evaluate", params)
+    inputs.check_int("evaluate", "batch_size", batch_size)
     X, Y = inputs.arrays(model, "evaluate: data", data, jax.tree.leaves(params)[0].dtype)
+    inputs.token_ids(model, "evaluate: data x", np.asarray(data[0]), params)
     return tuple(float(v) for v in jax.jit(make_evaluate(model, len(X), batch_size))(params, X, Y))
 
 
 # ----------------------------------------------------------------------------- sweep
 
-def _sweep_hyper(configs, optimizer, dtype) -> Hyper:
-    """(C,) traced hyperparameters from ``configs`` (missing → SGD defaults)."""
-    configs = dict(configs or {})
-    unknown = set(configs) - set(Hyper._fields)
-    if unknown:
-        raise ValueError(f"sweep: unknown configs keys {sorted(unknown)}; expected {Hyper._fields}")
-    if optimizer is not None and set(configs) - {"l2"}:
-        raise ValueError(f"sweep: give either optimizer= or SGD configs {sorted(set(configs) - {'l2'})}, "
-                         f"not both (optimizer and configs)")
-    if optimizer is None and "lr" not in configs:
-        raise ValueError("sweep: configs needs 'lr' (doc 003's SGD), or give optimizer=")
-    sizes = {k: len(np.atleast_1d(v)) for k, v in configs.items()}
-    C = max(sizes.values(), default=1)
-    if any(s not in (1, C) for s in sizes.values()):
-        raise ValueError(f"sweep: configs lengths differ: {sizes}")
-    defaults = {"lr": 0.0, "momentum": 0.0, "l2": 0.0, "lr_decay": 1.0}
-    values = {k: np.broadcast_to(np.asarray(configs.get(k, defaults[k]), np.float64), (C,))
-              for k in Hyper._fields}
-    inputs.check_hyper("sweep", **{f"configs['{k}']": v for k, v in values.items()})
-    return Hyper(*(jnp.asarray(values[k], dtype) for k in Hyper._fields))
+def _sweep_values(where, configs, names) -> dict:
+    """``configs`` as {name: 1-D float64 array}; names: the optimizer's injected hyperparameters."""
+    if configs is None:
+        return {}
+    if not isinstance(configs, dict):
+        raise ValueError(f"{where}: configs must be a dict {{name: values}}, got {type(configs).__name__}")
+    out = {}
+    for k, v in configs.items():
+        if k not in names:
+            raise ValueError(f"{where}: configs[{k!r}]: the optimizer has no hyperparameter {k!r} "
+                             f"(it has {sorted(names) or 'none'}; build it with train.sgd(...) or "
+                             f"optax.inject_hyperparams, and give train.sgd a momentum to sweep one)")
+        a = np.asarray(v, np.float64) if not isinstance(v, (str, bytes)) else np.asarray(np.nan)
+        if a.ndim > 1:
+            raise ValueError(f"{where}: configs[{k!r}] must be a scalar or 1-D (one value per "
+                             f"configuration), got shape {a.shape}")
+        if a.size == 0:
+            raise ValueError(f"{where}: configs[{k!r}] is empty; give at least one value")
+        inputs.check_hyper(where, **{f"configs[{k!r}]": a})
+        out[k] = np.atleast_1d(a)
+    return out
 
 
-def _stack(model, params, C, dtype):
-    """``params`` with a leading config axis: as given if it has one (one init per seed, via
-    ``jax.vmap(model.init)(keys)``), else broadcast from one shared start."""
-    ref = jax.tree.leaves(jax.eval_shape(lambda k: model.init(k, dtype), jax.random.key(0)))
-    leaves = jax.tree.leaves(params)
-    if all(np.ndim(v) == r.ndim + 1 for v, r in zip(leaves, ref)):
-        return params, len(leaves[0])
-    return jax.tree.map(lambda v: jnp.broadcast_to(v, (C,) + v.shape), params), C
+def _n_configs(where, values, n_stacked, keys) -> int:
+    """C: the one size (other than 1) that configs, stacked params and keys agree on."""
+    sizes = {f"configs[{k!r}]": len(v) for k, v in values.items()}
+    if n_stacked is not None:
+        sizes["params (stacked)"] = n_stacked
+    if keys is not None:
+        if np.ndim(keys) != 1 or not jax.dtypes.issubdtype(jnp.asarray(keys).dtype, jax.dtypes.prng_key):
+            raise ValueError(f"{where}: keys must be a 1-D array of typed PRNG keys "
+                             f"(jax.random.split(key, C)), got shape {np.shape(keys)}")
+        sizes["keys"] = len(keys)
+    many = {n: s for n, s in sizes.items() if s != 1}
+    if len(set(many.values())) > 1:
+        raise ValueError(f"{where}: the number of configurations disagrees: "
+                         + ", ".join(f"{n} has {s}" for n, s in many.items())
+                         + " (give one value per configuration, or a single value for all)")
+    C = next(iter(many.values()), 1)
+    if keys is not None and len(keys) != C:
+        raise ValueError(f"{where}: keys has {len(keys)} keys for {C} configurations")
+    return C
 
 
-def _config_keys(keys, C: int):
-    """``keys`` as a (C,) typed PRNG key array (None stays None); anything else is refused."""
-    if keys is None:
-        return None
-    keys = jnp.asarray(keys)
-    if keys.shape != (C,) or not jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
-        raise ValueError(f"sweep: keys must be {C} typed PRNG keys (jax.random.split(key, {C})), "
-                         f"got shape {keys.shape} and dtype {keys.dtype}")
-    return keys
-
-
-def sweep(model, params, train, *, configs: dict | None = None, epochs: int, batch_size: int,
-          optimizer: optax.GradientTransformation | None = None, order: str = "shuffle",
-          grad: str = "hand", key=None, val=None, test=None, max_updates: int | None = None,
-          eval_batch_size: int = 1000, eval_train: bool = True, eval_batches: int = 200,
-          progress: bool | None = None, keys=None, callback=None, eval_initial: bool = False):
-    """Train C configurations at once: one ``jax.vmap`` of :func:`fit`'s epoch.
-
-    configs: {"lr": (C,), "momentum": (C,), "l2": (C,), "lr_decay": (C,)} (missing → SGD defaults
-    0 momentum, 0 l2, no decay); with an optax ``optimizer`` only "l2" may be given, and C may
-    come from stacked ``params`` alone. ``params`` is one pytree (shared start) or a pytree with a
-    leading config axis of size C. Returns ``(final params with a leading C axis, history)``
-    where history lists hold (C,) arrays. ``eval_train=False`` skips the per-epoch pass over the
-    training set. ``progress``: a bar over the epochs (None: when stderr is a terminal).
-    ``keys``: (C,) keys, one per configuration, for its batch order / sampled batches, dropout
-    and the evaluation batches of a sampled set — independent runs such as seeds (C may come
-    from ``keys`` alone); by default every configuration draws from ``key``. ``callback(epoch,
-    state, history)`` after every epoch (1-based; ``state.params`` with the config axis; also
-    after an epoch in which some configuration diverged — sweep freezes that one and goes on).
-    ``eval_initial``: also score the starting params on every evaluation set, with the same
-    batches as every epoch, into ``history["initial_<name>_loss"]`` / ``["initial_<name>_acc"]``.
-    Identical, to float tolerance, to C separate :func:`fit` runs with the same key (``keys[c]``).
-    """
-    inputs.check_choice("order", order, ORDERS)
-    inputs.check_choice("grad", grad, GRADS)
-    inputs.check_int("sweep", "epochs", epochs)
+def _sweep_setup(model, params, data, *, epochs, batch_size, optimizer, configs, keys, l2, order,
+                 grad, key, val, evaluation, max_updates):
+    """Validate :func:`sweep`'s arguments; returns ``(run, C)`` with the stacked state."""
+    where = f"sweep({getattr(model, 'name', 'model')})"
+    n_stacked = _check_common(where, model, params, epochs=epochs, batch_size=batch_size,
+                              optimizer=optimizer, order=order, grad=grad, max_updates=max_updates,
+                              evaluation=evaluation, stacked=True)
+    one = params if n_stacked is None else jax.tree.map(lambda v: v[0], params)
+    names = set(optim.hyperparams(jax.eval_shape(lambda p: init_state(p, optimizer), one).opt_state))
+    cfg = dict(configs) if isinstance(configs, dict) else configs
+    if not (np.ndim(l2) == 0 and l2 == 0):
+        if isinstance(cfg, dict) and "l2" in cfg:
+            raise ValueError(f"{where}: give l2 either as l2= or as configs['l2'], not both")
+        cfg = dict(cfg or {}, l2=l2)
+    values = _sweep_values(where, cfg, (names - {"epoch"}) | {"l2"})
+    C = _n_configs(where, values, n_stacked, keys)
     dtype = jax.tree.leaves(params)[0].dtype
-    hp = _sweep_hyper(configs, optimizer, dtype)
-    n_keys = None if keys is None else int(np.shape(keys)[0]) if np.ndim(keys) else None
-    params, C = _stack(model, params, n_keys if n_keys and len(hp.lr) == 1 else len(hp.lr), dtype)
-    hp = Hyper(*(jnp.broadcast_to(v, (C,)) for v in hp))
-    key = jax.random.key(0) if key is None else key
-    tr, evals = _sources(model, "sweep", train, val, test, eval_train, batch_size, key, dtype)
+    values = {k: np.broadcast_to(v, (C,)) for k, v in values.items()}
+    l2 = jnp.asarray(values.pop("l2", np.zeros(C)), dtype)
+    key = inputs.check_key(where, "key", key)
+    tr, evals = _sources(model, where, data, val, evaluation, batch_size, key, one)
+    if n_stacked is None:
+        params = jax.tree.map(lambda v: jnp.broadcast_to(v, (C,) + v.shape), params)
     state = jax.vmap(lambda p: init_state(p, optimizer))(params)
-    keys = _config_keys(keys, C)
-    epoch_key = ((lambda e: jax.random.fold_in(key, e)) if keys is None else
-                 (lambda e: jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, e)))
-    run_epoch, compile_time = _compile_epoch(
-        model, state, hp, key if keys is None else keys, tr, batch_size, order=order, grad=grad,
-        max_updates=max_updates, mesh=None, optimizer=optimizer, vmapped=True, key_per_config=keys is not None,
-        use_momentum=optimizer is None and bool(np.any(np.asarray(hp.momentum) != 0)),
-        use_l2=bool(np.any(np.asarray(hp.l2) != 0)))
-    evaluators = _evaluators(model, evals, key, eval_batch_size, eval_batches, batch_size, vmapped=True,
-                             keys=keys)
-    history = {"epoch": [], "time": [], "step_loss": [], "compile_time": compile_time}
-    for k, ev in evaluators.items():
-        history[f"{k}_loss"], history[f"{k}_acc"] = [], []
-        if eval_initial:
-            history[f"initial_{k}_loss"], history[f"initial_{k}_acc"] = (np.asarray(v) for v in ev(state.params))
-    bar = _progress(progress)
-    it = bar(range(epochs), desc=f"{model.name} × {C} configs", unit="epoch") if bar else range(epochs)
-    for e in it:
-        t = time.perf_counter()
-        state, losses = run_epoch(state, hp, e, epoch_key(e))
-        jax.block_until_ready(state)
-        history["time"].append(time.perf_counter() - t)
-        history["epoch"].append(e + 1)
-        history["step_loss"].append(np.asarray(losses))
-        for k, ev in evaluators.items():
-            lv, av = ev(state.params)
-            history[f"{k}_loss"].append(np.asarray(lv))
-            history[f"{k}_acc"].append(np.asarray(av))
-        if callback is not None:
-            callback(e + 1, state, history)
-    if bar:
-        it.close()
-    history["diverged"] = np.asarray(state.diverged)
-    return state.params, history
+    state = state._replace(opt_state=optim.set_hyperparams(state.opt_state, **values))
+    run_key = key if keys is None else jnp.asarray(keys)
+    return _Run(model, where, tr, evals, run_key, state, l2, batch_size, None, sweep=True), C
 
 
-def n_batches(n: int, batch_size: int) -> int:
-    return math.ceil(n / batch_size)
+def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax.GradientTransformation,
+          configs: dict | None = None, keys=None, l2=0.0, order: str = "shuffle", key=None, val=None,
+          evaluation: Evaluation = Evaluation(), max_updates: int | None = None, grad: str = "hand",
+          vmap: bool = True, progress: bool | None = None, callback=None) -> FitResult:
+    """Train C configurations with :func:`fit`'s epoch: at once (one ``jax.vmap`` of it), or,
+    ``vmap=False``, one after another with the same one compiled (un-vmapped) epoch.
+
+    ``configs``: {name: (C,) values} for hyperparameters of ``optimizer`` (one built with
+    ``optax.inject_hyperparams``, e.g. ``train.sgd(0.1, momentum=0.0)``: "lr", "momentum",
+    "lr_decay") and "l2"; a single value is shared by all. ``params``: one pytree (a shared
+    start) or a pytree with a leading config axis of size C (e.g. ``jax.vmap(model.init)(keys)``).
+    ``keys``: (C,) keys, one per configuration, for its batch order / sampled batches, dropout
+    and sampled evaluation batches (independent runs such as seeds); by default every
+    configuration draws from ``key``. C comes from whichever of configs, stacked params and keys
+    has more than one entry; they must agree. The other arguments are :func:`fit`'s (sweep has
+    no early stopping and no checkpoints; a diverged configuration is frozen and the others go
+    on). ``callback(epoch, state, history)``: ``state`` with the config axis (vmap) or one
+    configuration's. Returns one :class:`FitResult` for all configurations (``.config(c)`` for
+    one): the params stay one stacked pytree, ready to index or vmap. Identical, to float
+    tolerance, to C separate :func:`fit` runs with the same key (``keys[c]``).
+    """
+    run, C = _sweep_setup(model, params, data, epochs=epochs, batch_size=batch_size,
+                          optimizer=optimizer, configs=configs, keys=keys, l2=l2, order=order,
+                          grad=grad, key=key, val=val, evaluation=evaluation, max_updates=max_updates)
+    settings = dict(order=order, grad=grad, max_updates=max_updates, mesh=None, optimizer=optimizer,
+                    use_l2=bool(np.any(np.asarray(run.l2) != 0)))
+    loop = dict(epochs=epochs, stop=_Stop(), progress=progress, callback=callback)
+    if vmap:
+        run_epoch, compile_time = _compile_epoch(run, run.state, run.l2, run.key, vmapped=True,
+                                                 key_per_config=keys is not None, **settings)
+        evaluators = _evaluators(model, run.evals, evaluation, batch_size, vmapped=True,
+                                 key_axis=keys is not None)
+        history = _new_history(run.evals)
+        if evaluation.initial:
+            _initial(run, history, run.state, evaluators)
+        state, history, _, first_bad, _ = _loop(run, run_epoch, evaluators, run.state, history, None,
+                                                0, desc=f"{model.name} × {C} configs", **loop)
+    else:
+        state, history, first_bad, compile_time = _one_at_a_time(run, C, evaluation, settings, loop)
+    return FitResult(state.params, state.params, len(history["epoch"]), history, compile_time,
+                     False, _divergences(run, state, history, first_bad), state.opt_state, C)
+
+
+def _one_at_a_time(run: _Run, C, evaluation, settings, loop):
+    """The configurations one after another, each with :func:`fit`'s loop, through one compiled
+    (un-vmapped) epoch; results stacked as the vmapped sweep stacks them."""
+    pick = lambda c: run._replace(state=jax.tree.map(lambda v: v[c], run.state), l2=run.l2[c],  # noqa: E731
+                                  key=run.key[c] if run.key.ndim else run.key)
+    first = pick(0)
+    run_epoch, compile_time = _compile_epoch(first, first.state, first.l2, first.key, **settings)
+    evaluators = _evaluators(run.model, run.evals, evaluation, run.batch_size)
+    outs = []
+    for c in range(C):
+        rc = pick(c)
+        history = _new_history(run.evals)
+        if evaluation.initial:
+            _initial(rc, history, rc.state, evaluators)
+        outs.append(_loop(rc, run_epoch, evaluators, rc.state, history, None, 0,
+                          desc=f"{run.model.name} config {c + 1}/{C}", **loop))
+    state = jax.tree.map(lambda *v: jnp.stack(v), *(o[0] for o in outs))
+    hs = [o[1] for o in outs]
+
+    def stacked(k):
+        v = hs[0][k]
+        if k == "time":
+            return [float(sum(h[k][e] for h in hs)) for e in range(len(v))]
+        if k == "epoch":
+            return v
+        if not isinstance(v, list):
+            return np.stack([h[k] for h in hs])
+        return [None if v[e] is None else np.stack([h[k][e] for h in hs]) for e in range(len(v))]
+    return state, {k: stacked(k) for k in hs[0]}, np.array([o[3] for o in outs]), compile_time
+
+
+def _divergences(run: _Run, state, history, first_bad) -> tuple:
+    """One :class:`Divergence` (or None) per configuration of a sweep."""
+    lrs = optim.hyperparams(state.opt_state).get("lr")
+    out = []
+    for c, e in enumerate(np.asarray(first_bad).reshape(-1)):
+        if e == 0:
+            out.append(None)
+            continue
+        lr = None if lrs is None else float(np.asarray(lrs)[c])
+        rate = "optax optimizer" if lr is None else f"lr {lr:g}"
+        out.append(Divergence(int(e), int(np.asarray(state.bad_step)[c]), math.nan if lr is None else lr,
+                              f"{run.model.name} config {c}: training diverged in epoch {e} at update "
+                              f"{int(np.asarray(state.bad_step)[c])} ({rate}): non-finite loss, "
+                              f"gradient or update; kept the last finite params"))
+    return tuple(out)

@@ -2,11 +2,12 @@
 done once before anything is compiled (the jitted steps then trust their inputs), and the run's
 fingerprint that a resumed run must match.
 
-Every refusal is a ``ValueError`` naming the argument (a :class:`~jaxnets.data.readers.DataError`
+Every refusal is a ``ValueError`` naming the argument (a :class:`~jaxnets.errors.DataError`
 naming the array when the data themselves are bad).
 """
 from __future__ import annotations
 
+import inspect
 import zlib
 
 import jax
@@ -128,7 +129,20 @@ def sampler(model, where: str, s, batch_size: int, key):
     """Check a Sampler: its step count, and the shapes of one batch (traced, nothing computed)."""
     check_int(where, "steps_per_epoch", s.steps_per_epoch)
     if not callable(s.sample):
-        raise ValueError(f"{where}: sample must be a function (key, batch_size, *data) -> (xb, yb)")
+        raise ValueError(f"{where}: Sampler.sample must be a function sample(key, batch_size, *data) "
+                         f"-> (xb, yb), got {type(s.sample).__name__}")
+    if not isinstance(s.data, tuple):
+        raise ValueError(f"{where}: Sampler.data must be a tuple of the arrays sample reads, e.g. "
+                         f"data=(corpus,), got {type(s.data).__name__}"
+                         + (f" of shape {np.shape(s.data)}" if hasattr(s.data, "shape") else ""))
+    try:
+        inspect.signature(s.sample).bind(key, batch_size, *s.data)
+    except TypeError as e:
+        raise ValueError(f"{where}: Sampler.sample is called as sample(key, batch_size, *data) with "
+                         f"{len(s.data)} data array(s), i.e. {2 + len(s.data)} positional arguments; "
+                         f"its signature {_signature(s.sample)} does not accept them ({e})") from None
+    except ValueError:  # a builtin without a signature: checked by the trace below
+        pass
     xb, yb = jax.eval_shape(lambda k, *d: s.sample(k, batch_size, *d), key, *s.data)
     if tuple(xb.shape) != (batch_size, *model.in_shape):
         raise ValueError(f"{where}: sample(key, {batch_size}) gave x of shape {tuple(xb.shape)}, "
@@ -171,3 +185,90 @@ def _filled(cell) -> bool:
     except ValueError:  # a closure cell not yet assigned
         return False
     return True
+
+
+def check_key(where: str, name: str, key):
+    """``key`` as a typed PRNG key (None → ``jax.random.key(0)``; a raw uint32 (2,) key, as
+    ``jax.random.PRNGKey`` gives, is wrapped); anything else is refused naming the argument."""
+    if key is None:
+        return jax.random.key(0)
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+        return key
+    if isinstance(key, (jax.Array, np.ndarray)) and key.dtype == np.uint32 and key.shape == (2,):
+        return jax.random.wrap_key_data(jnp.asarray(key))
+    what = f"{type(key).__name__} {key!r}" if np.ndim(key) == 0 else f"array of shape {np.shape(key)}"
+    raise ValueError(f"{where}: {name} must be one PRNG key such as jax.random.key(42), got {what}")
+
+
+def check_precision(where: str, params) -> None:
+    """Refuse params below float32: the hand-written backward rules compute in the params' dtype
+    and the engine has no float32 master copy, so float16/bfloat16 training would lose the
+    updates (bfloat16 keeps 8 bits of mantissa) or overflow (float16 stops at 65504)."""
+    for path, v in jax.tree_util.tree_leaves_with_path(params):
+        dt = jnp.result_type(v)
+        if jnp.issubdtype(dt, jnp.floating) and jnp.finfo(dt).bits < 32:
+            raise ValueError(f"{where}: params{jax.tree_util.keystr(path)} is {dt}; training in "
+                             f"float16/bfloat16 is not supported (no float32 master weights). Train "
+                             f"in float32 (jax.tree.map(lambda v: v.astype(jnp.float32), params)); "
+                             f"evaluate() accepts low-precision params")
+
+
+def check_params(model, where: str, params, stacked: bool = False) -> int | None:
+    """``params`` against the model's own tree (``jax.eval_shape(model.init, key)``): same tree
+    structure and leaf shapes, or (``stacked``, a sweep) the same shapes behind one common
+    leading axis. Returns that axis' size (None for unstacked params)."""
+    ref = jax.eval_shape(model.init, jax.random.key(0))
+    ref_paths, ref_def = jax.tree_util.tree_flatten_with_path(ref)
+    leaves, tdef = jax.tree.flatten(params)
+    if tdef != ref_def:
+        raise ValueError(f"{where}: params do not have {model.name}'s structure: got {tdef}, "
+                         f"expected {ref_def} (as model.init gives)")
+    shapes = [tuple(np.shape(v)) for v in leaves]
+    if all(s == r.shape for s, (_, r) in zip(shapes, ref_paths)):
+        return None
+    lead = {s[:1] for s, (_, r) in zip(shapes, ref_paths) if s[1:] == r.shape and len(s) == len(r.shape) + 1}
+    if stacked and len(lead) == 1 and all(s[1:] == r.shape for s, (_, r) in zip(shapes, ref_paths)):
+        return lead.pop()[0]
+    for s, (path, r) in zip(shapes, ref_paths):
+        if s != r.shape and not (stacked and s[1:] == r.shape):
+            raise ValueError(f"{where}: params{jax.tree_util.keystr(path)} has shape {s} but "
+                             f"{model.name} expects {tuple(r.shape)}"
+                             + (" (or that with a leading config axis)" if stacked else "")
+                             + "; were the params made for another model?")
+    raise ValueError(f"{where}: stacked params disagree on the config axis: {sorted(lead)}")
+
+
+def token_ids(model, where: str, x, params) -> None:
+    """Token ids must lie in the model's vocabulary: checked by ``model.apply`` itself (the check
+    every token model runs on concrete input) on a two-row probe holding the smallest and the
+    largest id of ``x`` (zeros elsewhere), so fit/evaluate/sweep refuse what ``model.apply``
+    refuses; negative ids are refused for every token model."""
+    if input_dtype(model) != "int" or np.size(x) == 0:
+        return
+    lo, hi = int(np.min(x)), int(np.max(x))
+    if lo < 0:
+        raise DataError(f"{where}: token ids must be >= 0; found {lo}")
+    probe = np.zeros((2,) + x.shape[1:], x.dtype)
+    probe.flat[0], probe.flat[-1] = lo, hi
+    try:
+        model.apply(params, jnp.asarray(probe))
+    except ValueError as e:
+        raise DataError(f"{where} holds ids from {lo} to {hi}, which {model.name}.apply refuses: {e}") from None
+
+
+def model_digest(model, params, x_spec, y_spec) -> dict:
+    """What a checkpoint's model must match: its name and a digest of the jaxpr of its loss on
+    abstract inputs (architecture, activations, loss head; object addresses left out)."""
+    import hashlib
+    import re
+    p_spec = jax.tree.map(lambda v: jax.ShapeDtypeStruct(np.shape(v), jnp.result_type(v)), params)
+    text = str(jax.make_jaxpr(lambda p, x, y: model.loss(p, x, y))(p_spec, x_spec, y_spec))
+    text = re.sub(r"0x[0-9a-fA-F]+", "", text)
+    return {"name": model.name, "loss_jaxpr_sha256": hashlib.sha256(text.encode()).hexdigest()[:32]}
+
+
+def _signature(fn) -> str:
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(?)"

@@ -34,10 +34,9 @@ def test_fixed_order_epoch_equals_the_numpy_batched_rung(batch):
         X, Y = _data(31)
         X = X.astype(np.float64)
         p0 = NET.init(jax.random.key(0), jnp.float64)
-        epoch = train.make_epoch(NET, len(X), batch, "fixed", use_momentum=False, use_l2=False,
-                                 check_grads=False)
-        hp = train.Hyper(*(jnp.float64(v) for v in (0.5, 0.0, 0.0, 1.0)))
-        state, _ = jax.jit(epoch)(train.init_state(p0), hp, jnp.int32(0), jax.random.key(0), X, Y)
+        opt = train.sgd(0.5)
+        epoch = train.make_epoch(NET, len(X), batch, "fixed", optimizer=opt, use_l2=False, check_grads=False)
+        state, _ = jax.jit(epoch)(train.init_state(p0, opt), jnp.float64(0.0), jnp.int32(0), jax.random.key(0), X, Y)
         _, ref = oracles.batched_sgd_epoch(oracles.to_numpy(p0), X, Y, 0.5, batch)
         _close(state.params, ref, 1e-10, 1e-12)
 
@@ -51,8 +50,8 @@ def test_minimal_scan_computes_fits_epoch(batch):
         X = X.astype(np.float64)
         p0 = NET.init(jax.random.key(1), jnp.float64)
         k = jax.random.key(3)
-        res = train.fit(NET, p0, (X, Y), epochs=1, batch_size=batch, lr=0.5, key=k, eval_train=False,
-                        progress=False)
+        res = train.fit(NET, p0, (X, Y), epochs=1, batch_size=batch, optimizer=train.sgd(0.5), key=k,
+                        evaluation=train.Evaluation(train=False), progress=False)
         got = jax.jit(bench.minimal_epoch(NET, len(X), batch, lr=0.5))(p0, jax.random.fold_in(k, 0), X, Y)
         _close(got, res.params, 1e-10, 1e-12)
 
