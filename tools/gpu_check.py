@@ -266,9 +266,10 @@ def stage_bench(scratch: Path, dry_run: bool):
     from experiments import bench as bench_script
     extra = _bench_smoke(bench_script) if dry_run else []
     where = scratch / "bench"
-    argv = ["--quick", "--results", str(where), "--figures", str(where), *extra]
-    bench_script.main(argv)
-    rec = json.loads((where / "bench.json").read_text())
+    argv = ["--quick", "--offline", "--out", str(where), *extra]
+    if bench_script.main(argv):
+        raise RuntimeError(f"experiments.bench {' '.join(argv)} failed")
+    rec = json.loads((where / "results" / "bench.json").read_text())
     return {"command": "python -m experiments.bench " + " ".join(argv), "smoke": dry_run,
             "summary": _bench_summary(rec), "record": rec}, 0
 
