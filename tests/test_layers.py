@@ -119,3 +119,21 @@ def test_dense_checks_features_and_dtype():
         nn.dense(3).forward(p, jnp.ones((2, 5)))
     with pytest.raises(ValueError, match="floating-point"):
         nn.dense(3).forward(p, jnp.ones((2, 4), jnp.int32))
+
+
+def test_import_jaxnets_reaches_the_whole_zoo():
+    """In a fresh interpreter, ``import jaxnets`` alone reaches every model constructor and layer
+    (no submodule import by hand), and still leaves the data layer unloaded until first use."""
+    import subprocess
+    import sys
+    code = ("import sys, jaxnets\n"
+            "m = jaxnets.models\n"
+            "zoo = [m.mlp, m.mlp2_ood, m.cnn2, m.cnn3, m.minicnn.model, m.transformer.transformer,\n"
+            "       m.transformer.generate, m.TransformerConfig, m.perceptron.train_perceptron, m.sequential,\n"
+            "       jaxnets.nn.serial, jaxnets.nn.residual, jaxnets.nn.conv2d, jaxnets.nn.multi_head_attention]\n"
+            "assert all(callable(f) for f in zoo)\n"
+            "assert 'jaxnets.data' not in sys.modules\n"
+            "print(type(jaxnets.data).__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "module"

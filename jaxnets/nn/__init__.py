@@ -1,10 +1,5 @@
-"""Building blocks. Every one is a :class:`~jaxnets.nn.layers.Layer` (the contract is stated once,
-in :mod:`jaxnets.nn.layers`)::
-
-    init(key, in_shape, dtype)   -> (out_shape, params)
-    forward(params, x, key=None) -> (y, cache)
-    backward(cache, dy)          -> (dparams, dx)
-    stochastic: bool;  decay(params) -> pytree of bools (True = an L2 weight)
+"""Building blocks. Every one is a :class:`~jaxnets.nn.layers.Layer` (init, forward, its
+hand-written backward, stochastic, decay: the contract is stated once, in :mod:`jaxnets.nn.layers`).
 
 The Layers: :func:`activation`, :func:`dropout`, :func:`dense`, :func:`reshape`, :func:`flatten`,
 :func:`conv1d`, :func:`conv2d`, :func:`maxpool2d`, :func:`embedding`, :func:`layer_norm`,

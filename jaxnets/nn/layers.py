@@ -15,7 +15,9 @@ other. ``dparams`` has exactly the structure of ``params`` (``{}`` for layers wi
 so a hand-written gradient can be compared with ``jax.grad`` by one ``jax.tree.map``; ``dx`` is
 ``None`` only where x has no gradient (token ids). ``decay`` says which leaves the L2 penalty
 ``l2·Σ‖W‖²`` reaches (doc 001's λ(‖α‖² + ‖β‖²), doc 004's (λ/2)Σ‖W‖²): weight matrices and
-kernels, never biases, gains or embeddings; a layer that declares nothing decays nothing.
+kernels, never biases, gains or embeddings (``decay_keys("W")`` for a dict layer); a layer that
+declares nothing decays nothing (:func:`no_decay`, the default). The mask holds Python bools: it
+follows from the params' structure, not their values, so it is known at trace time.
 
 The layers here: activations, dropout, dense (over any leading axes), reshape, and the
 combinators :func:`serial` and :func:`residual`; conv1d/conv2d/max-pool/flatten live in
