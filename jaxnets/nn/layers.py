@@ -1,23 +1,5 @@
-"""The one building-block contract of jaxnets, and the layers that need no other module.
-
-Every building block is a :class:`Layer`: five parts, stated once here::
-
-    init(key, in_shape, dtype)    -> (out_shape, params)
-    forward(params, x, key=None)  -> (y, cache)
-    backward(cache, dy)           -> (dparams, dx)
-    stochastic: bool              True when forward draws from key (dropout)
-    decay(params)                 -> pytree of Python bools, params' structure: True = an L2 weight
-
-``in_shape``/``out_shape`` are per-example shapes (no batch axis); ``x`` carries a leading batch
-axis ``N``. ``key`` is a PRNG key for stochastic layers; deterministic layers ignore it and
-``key=None`` is evaluation mode, so a stochastic layer composes with :func:`serial` like any
-other. ``dparams`` has exactly the structure of ``params`` (``{}`` for layers without parameters),
-so a hand-written gradient can be compared with ``jax.grad`` by one ``jax.tree.map``; ``dx`` is
-``None`` only where x has no gradient (token ids). ``decay`` says which leaves the L2 penalty
-``l2·Σ‖W‖²`` reaches (doc 001's λ(‖α‖² + ‖β‖²), doc 004's (λ/2)Σ‖W‖²): weight matrices and
-kernels, never biases, gains or embeddings (``decay_keys("W")`` for a dict layer); a layer that
-declares nothing decays nothing (:func:`no_decay`, the default). The mask holds Python bools: it
-follows from the params' structure, not their values, so it is known at trace time.
+"""The one building-block contract of jaxnets (:class:`Layer`, stated once, in its docstring) and
+the layers that need no other module.
 
 The layers here: activations, dropout, dense (over any leading axes), reshape, and the
 combinators :func:`serial` and :func:`residual`; conv1d/conv2d/max-pool/flatten live in
@@ -48,9 +30,25 @@ def no_decay(params):
 
 
 class Layer(NamedTuple):
-    """A building block: ``init``, ``forward``, its hand-written ``backward``, whether forward
-    draws from ``key`` (``stochastic``; a model built from it then needs a key to train) and its
-    L2 ``decay`` mask. The module docstring states the contract."""
+    """A building block: five parts::
+
+        init(key, in_shape, dtype)    -> (out_shape, params)
+        forward(params, x, key=None)  -> (y, cache)
+        backward(cache, dy)           -> (dparams, dx)
+        stochastic: bool              True when forward draws from key (dropout)
+        decay(params)                 -> pytree of Python bools, params' structure: True = an L2 weight
+
+    ``in_shape``/``out_shape`` are per-example shapes (no batch axis); ``x`` carries a leading batch
+    axis ``N``. ``key`` is a PRNG key for stochastic layers; deterministic layers ignore it and
+    ``key=None`` is evaluation mode, so a stochastic layer composes with :func:`serial` like any
+    other. ``dparams`` has exactly the structure of ``params`` (``{}`` for layers without parameters),
+    so a hand-written gradient can be compared with ``jax.grad`` by one ``jax.tree.map``; ``dx`` is
+    ``None`` only where x has no gradient (token ids). ``decay`` says which leaves the L2 penalty
+    ``l2·Σ‖W‖²`` reaches (doc 001's λ(‖α‖² + ‖β‖²), doc 004's (λ/2)Σ‖W‖²): weight matrices and
+    kernels, never biases, gains or embeddings (``decay_keys("W")`` for a dict layer); a layer that
+    declares nothing decays nothing (:func:`no_decay`, the default). The mask holds Python bools: it
+    follows from the params' structure, not their values, so it is known at trace time.
+    """
     init: Callable[..., Any]
     forward: Callable[..., Any]
     backward: Callable[..., Any]
