@@ -226,14 +226,14 @@ def _trace(params, acts: list[str], x, y, loss_name: str):
     """Layer-by-layer forward and backward with the library's own pieces.
 
     Returns (forward rows [(a_l, h_l)], loss, backward rows [(dh_l, da_l, dW_l, db_l)] indexed
-    like the layers). Uses ``layers.dense_forward``/``dense_backward``, the activation pairs and
+    like the layers). Uses ``layers.dense_forward``/``dense_backward``, the activation Layers and
     the loss head — the same functions ``models.mlp`` composes.
     """
     head = losses.get(loss_name)
     fwd, caches, h = [], [], x
     for p, act in zip(params, acts):
         a, dcache = L.dense_forward(p, h)
-        h, acache = L.get_activation(act)[0](a)
+        h, acache = L.activation(act).forward({}, a)
         fwd.append((a, h))
         caches.append((dcache, acache, act))
     value, lcache = head.forward(h, y)
@@ -241,7 +241,7 @@ def _trace(params, acts: list[str], x, y, loss_name: str):
     bwd = [None] * len(params)
     for i in reversed(range(len(params))):
         dcache, acache, act = caches[i]
-        da = L.get_activation(act)[1](acache, dh)
+        _, da = L.activation(act).backward(acache, dh)
         g, dx = L.dense_backward(dcache, da)
         bwd[i] = (dh, da, g["W"], g["b"])
         dh = dx
@@ -296,7 +296,7 @@ def doc001_network_q3_q5() -> Section:
             loss_b, grads = net.backprop(params, x, y)
             return dict(fwd=fwd, loss=loss, bwd=bwd, loss_b=loss_b, grads=grads, scores=net.apply(params, x),
                         yhat=jax.nn.softmax(fwd[1][1], axis=-1), new=_sgd(params, grads, 1.0),
-                        pen=losses.l2_penalty(params), reg_loss=net.loss(params, x, y, l2=lam))
+                        pen=losses.l2_penalty(params, net.decay(params)), reg_loss=net.loss(params, x, y, l2=lam))
 
         r = _np(compute(params, x, y))
         fwd, loss, bwd, grads, yhat = r["fwd"], r["loss"], r["bwd"], r["grads"], r["yhat"]
@@ -380,7 +380,7 @@ def _doc001_q5d(s, net, params, x, y, lam):
         p = big
         for _ in range(20):
             p = step(p)
-        shrink[l2] = float(np.sqrt(losses.l2_penalty(big)) - np.sqrt(losses.l2_penalty(p)))
+        shrink[l2] = float(np.sqrt(losses.l2_penalty(big, net.decay(big))) - np.sqrt(losses.l2_penalty(p, net.decay(p))))
     inc = [(b - a) - (d - c) for a, b, c, d in zip(plain, plain[1:], reg, reg[1:])]
     tf = lambda b: "true" if b else "false"  # noqa: E731
     s.step(f"Q5(d): the statements about L2 regularisation, checked (λ = {lam}; weights scaled by {cs})", "§1 Q5(d)")

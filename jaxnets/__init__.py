@@ -2,9 +2,9 @@
 ``jax.grad`` and finite differences.
 
 Subpackages:
-    nn        forward/backward pairs: dense, activations, dropout, conv1d/conv2d, max-pool,
-              attention/layer norm/embeddings, losses, inits
-    models    compositions with one contract (``init``/``apply``/``loss``/``backprop``/...):
+    nn        the Layer contract and its layers: dense, activations, dropout, conv1d/conv2d,
+              max-pool, embeddings, layer norm, attention, feed-forward, serial, residual; losses, inits
+    models    Models (a Layer + a loss head, one contract, built by ``sequential``):
               MLPs, doc 003's CNNs, the mini CNN, the tiny transformer; the perceptrons
               (mistake-driven algorithms, plain functions)
     train     the training engine (``fit``, ``sweep``, ``evaluate``) and checkpoints

@@ -47,7 +47,7 @@ def _margins(model, relus, pools):
     """Smallest |ReLU input| and smallest winner − runner-up gap over 2×2 max-pool windows whose
     winner is positive (windows of all zeros get no gradient through the ReLU anyway)."""
     def f(params, x):
-        _, caches = cnn.STACKS[model.name]().forward(params, x)
+        _, caches = model.layer.forward(params, x)
         relu_in = [caches[i][1] for i in relus]
         m_relu = jnp.min(jnp.stack([jnp.min(jnp.abs(a)) for a in relu_in]))
         m_pool = jnp.inf

@@ -240,14 +240,60 @@ def test_maxpool2d_tie_rule_first_maximum_in_row_major_order(x64):
     @jax.jit
     def run(x, dy):
         y, cache = conv.maxpool2d_forward(x, 2)
-        return y, conv.maxpool2d_backward(cache, dy)
+        auto = jax.vjp(lambda x: conv.maxpool2d_forward(x, 2)[0], x)[1](dy)[0]
+        return y, conv.maxpool2d_backward(cache, dy), auto
 
-    y, dx = run(x, dy)
+    y, dx, auto = run(x, dy)
     np.testing.assert_array_equal(y[0, :, :, 0], [[3.0, 5.0], [4.0, 1.0]])
     np.testing.assert_array_equal(dx[0, :, :, 0], [[10, 0, 20, 0],
                                                   [0, 0, 0, 0],
                                                   [0, 30, 40, 0],
                                                   [0, 0, 0, 0]])
+    # jax.grad of the forward routes ties the same way (jnp.maximum alone would split them)
+    np.testing.assert_array_equal(auto, dx)
+
+
+# (window, stride, padding): non-overlapping, overlapping, 'same' (−∞ padding)
+TIE_CASES = [(2, None, "valid"), ((2, 3), (2, 3), "valid"), (2, 1, "valid"), (3, 2, "valid"), (2, 2, "same")]
+
+
+@pytest.mark.parametrize("window,stride,pad", TIE_CASES, ids=str)
+def test_maxpool2d_autodiff_follows_the_tie_rule(x64, window, stride, pad):
+    """Inputs made of few distinct values (ties in most windows, as ReLU outputs of real images
+    have): the hand rule equals jax.vjp of the forward (float64 tolerance), and the values equal
+    lax.reduce_window's."""
+    x = jnp.asarray(np.random.default_rng(3).integers(0, 3, (2, 7, 7, 2)), jnp.float64)
+    dy_shape = jax.eval_shape(lambda x: conv.maxpool2d_forward(x, window, stride, pad)[0], x).shape
+    dy = randn(4, dy_shape)
+
+    @jax.jit
+    def run(x, dy):
+        y, cache = conv.maxpool2d_forward(x, window, stride, pad)
+        auto = jax.vjp(lambda x: conv.maxpool2d_forward(x, window, stride, pad)[0], x)[1](dy)[0]
+        return y, conv.maxpool2d_backward(cache, dy), auto
+
+    y, hand, auto = run(x, dy)
+    np.testing.assert_array_equal(y, _pool_ref(x, window, stride, pad))
+    gradcheck.compare(hand, auto, "jax.vjp", AUTODIFF_TOL)   # overlaps add in another order
+
+
+@pytest.mark.parametrize("make,in_shape", [(lambda b: conv.conv2d(3, 2, 1, "same", "relu", bias=b), (5, 5, 2)),
+                                           (lambda b: conv.conv1d(3, 2, 1, "valid", "tanh", bias=b), (6, 2))])
+def test_conv_layer_without_bias(x64, make, in_shape):
+    """bias=False: params {"W"} only, decay {"W": True}; the forward equals the biased layer's
+    at b = 0 and the hand backward equals jax.vjp."""
+    layer, biased = make(False), make(True)
+    _, p = layer.init(jax.random.key(0), in_shape, jnp.float64)
+    assert set(p) == {"W"} and layer.decay(p) == {"W": True}
+    assert biased.decay({"W": 0, "b": 0}) == {"W": True, "b": False}
+    x = randn(1, (2,) + in_shape)
+    y, cache = layer.forward(p, x)
+    y0, _ = biased.forward({**p, "b": jnp.zeros(3, jnp.float64)}, x)
+    np.testing.assert_array_equal(y, y0)
+    dy = randn(2, y.shape)
+    hand = layer.backward(cache, dy)
+    auto = jax.vjp(lambda p, x: layer.forward(p, x)[0], p, x)[1](dy)
+    gradcheck.compare(hand, auto, "jax.vjp", AUTODIFF_TOL)
 
 
 def test_maxpool2d_overlapping_windows_add_up(x64):

@@ -26,21 +26,27 @@ ACTIVATION_CASES = ["sigmoid", "relu", "tanh", "identity"]
 
 @pytest.mark.parametrize("name", ACTIVATION_CASES)
 def test_activation_backward(x64, name):
-    fwd, bwd = layers.get_activation(name)
+    layer = layers.activation(name)
     x = _off_kink(jax.random.normal(jax.random.key(1), (4, 5), jnp.float64) * 2)
     dy = jax.random.normal(jax.random.key(2), (4, 5), jnp.float64)
-    y, cache = fwd(x)
-    hand = bwd(cache, dy)
-    auto = jax.vjp(lambda z: fwd(z)[0], x)[1](dy)[0]
+    y, cache = layer.forward({}, x)
+    dp, hand = layer.backward(cache, dy)
+    assert dp == {} and layer.init(None, (5,))[0] == (5,)
+    auto = jax.vjp(lambda z: layer.forward({}, z)[0], x)[1](dy)[0]
     assert gradcheck.rel_error(hand, auto) < AUTODIFF_TOL
-    num = gradcheck.numerical_grad(lambda z: jnp.sum(fwd(z)[0] * dy), x, eps=1e-6)
+    num = gradcheck.numerical_grad(lambda z: jnp.sum(layer.forward({}, z)[0] * dy), x, eps=1e-6)
     assert gradcheck.rel_error(hand, num) < NUMERIC_TOL
 
 
 def test_relu_kink_derivative_is_zero(x64):
+    """doc 001: ReLU'(0) = 0, in the hand rule and in jax.grad of the forward (jnp.maximum(x, 0)
+    alone would give 0.5 there)."""
     x = jnp.array([[-1.0, 0.0, 1.0]])
     _, cache = layers.relu_forward(x)
     np.testing.assert_array_equal(layers.relu_backward(cache, jnp.ones_like(x)), [[0.0, 0.0, 1.0]])
+    auto = jax.grad(lambda z: jnp.sum(layers.relu_forward(z)[0]))(x)
+    np.testing.assert_array_equal(auto, [[0.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(layers.relu_forward(x)[0], jnp.maximum(x, 0))   # same values
 
 
 def _targets(loss, key, N, K):
@@ -189,6 +195,51 @@ def test_compare_default_tolerance_follows_the_dtype(dtype, tol):
         with pytest.raises(AssertionError, match=f"tolerance {tol:g}, {dtype} default"):
             gradcheck.compare(g, far)
         assert gradcheck.compare(g, far, tol=1.0).tol_source == "given"
+
+
+def _old_name_rule_penalty(params):
+    """The penalty as the library computed it before decay masks: Σ‖v‖² over the leaves stored
+    under a dict key starting with "W", in flatten order (the reference for bit-identity)."""
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    return sum((jnp.sum(v * v) for p, v in leaves
+                if isinstance(p[-1], jax.tree_util.DictKey) and str(p[-1].key).startswith("W")), start=0.0)
+
+
+def _decay_models():
+    from jaxnets.models import cnn, transformer as tr
+    return {"mlp": models.mlp([5, 4, 3]), "cnn3": cnn.cnn3(),
+            "transformer": tr.transformer(tr.TransformerConfig(7, 4, 8, 2, 2))}
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn3", "transformer"])
+def test_decay_mask_gives_the_old_penalty_bit_for_bit(x64, name):
+    """model.decay(params) has params' structure, marks exactly the weight matrices (every leaf
+    under a "W…" key, nothing else), and the penalty it gives is bit-identical to the name rule's."""
+    model = _decay_models()[name]
+    params = model.init(jax.random.key(0), jnp.float64)
+    mask = model.decay(params)
+    assert jax.tree.structure(mask) == jax.tree.structure(params)
+    paths = jax.tree_util.tree_flatten_with_path(params)[0]
+    names = [str(p[-1].key) if isinstance(p[-1], jax.tree_util.DictKey) else "" for p, _ in paths]
+    assert jax.tree.leaves(mask) == [n.startswith("W") for n in names]
+    assert float(losses.l2_penalty(params, mask)) == float(_old_name_rule_penalty(params))
+    g = losses.l2_penalty_grad(params, mask)
+    for (_, v), m, d in zip(paths, jax.tree.leaves(mask), jax.tree.leaves(g)):
+        np.testing.assert_array_equal(d, 2 * v if m else jnp.zeros_like(v))
+
+
+def test_l2_on_a_model_with_nothing_to_decay_is_an_error(x64):
+    """A model whose layers mark no weight refuses l2 != 0 (eagerly and with a traced l2, as a
+    sweep passes it), instead of silently adding nothing; l2 = 0 still works."""
+    model = models.sequential(layers.serial(layers.activation("tanh"), layers.dropout(0.0)), "mse", (3,),
+                              name="gains_only")
+    x, y = jnp.ones((2, 3)), jnp.zeros((2, 3))
+    for f in (model.loss, model.backprop, model.grad_autodiff):
+        with pytest.raises(ValueError, match="gains_only: l2=0.5 .*no parameter of this model is marked"):
+            f([{}, {}], x, y, 0.5)
+        with pytest.raises(ValueError, match=r"gains_only: l2 != 0"):
+            jax.jit(f)([{}, {}], x, y, jnp.asarray(0.5))
+    assert float(model.loss([{}, {}], x, y, 0.0)) == float(model.loss([{}, {}], x, y))
 
 
 def test_l2_never_touches_biases(x64):

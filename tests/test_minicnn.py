@@ -91,6 +91,9 @@ def test_relu_kink_derivative_is_zero(x64):
     doc = _doc_closed_form(params, x, 1.0)                   # uses 1[a > 0]
     np.testing.assert_allclose(g["w"], doc["w"], rtol=1e-14)
     assert float(g["v"][0]) == 0.0
+    # jax.grad of the forward takes the same derivative at the kink (ReLU'(0) = 0, doc 001)
+    gradcheck.compare(g, minicnn.grad_autodiff(params, x, jnp.asarray([1.0], jnp.float64))[1],
+                      "jax.grad", AUTODIFF_TOL)
 
 
 def test_minicnn_is_conv1d_relu_dense(x64):
@@ -143,20 +146,28 @@ def test_shape_errors():
 
 
 def test_model_contract(x64):
-    """minicnn.model(): the same network behind the Model contract; backprop (the document's
-    chain rule through the logistic head) == jax.grad with a mask and L2; predict is the sign."""
+    """minicnn.model(): the same network as a composition of library layers behind the Model
+    contract; its hand-written backprop (the layers' generic chain rule through the logistic head)
+    equals the document's closed forms (the oracle) and jax.grad, with a mask and L2; predict is
+    the sign; L2 reaches w and v (both weights: the penalty is λ(‖w‖² + ‖v‖²))."""
     from jaxnets import models
     m = minicnn.model()
     assert isinstance(m, models.Model) and m.in_shape == (3,) and m.out_shape == (1,)
     assert m.head.labels == "sign" and not m.stochastic and m.input_dtype == "float"
     X, Y, _ = minicnn.synthetic_pattern_data(jax.random.key(0), 12, jnp.float64)
-    params = minicnn.init(jax.random.key(1), jnp.float64)
-    assert abs(float(m.loss(params, X, Y)) - float(minicnn.loss(params, X, Y))) < 1e-14
+    doc = minicnn.init(jax.random.key(1), jnp.float64)
+    params = minicnn.to_layer_params(doc)
+    assert jax.tree.structure(params) == jax.tree.structure(m.init(jax.random.key(1), jnp.float64))
+    assert abs(float(m.loss(params, X, Y)) - float(minicnn.loss(doc, X, Y))) < 1e-14
+    _, g_doc = minicnn.grads(doc, X, Y)
+    gradcheck.compare(minicnn.from_layer_params(m.backprop(params, X, Y)[1]), g_doc, "closed form", 1e-12)
     mask = (jnp.arange(12) % 3 != 0).astype(jnp.float64)
     (lh, gh), (la, ga) = m.backprop(params, X, Y, 0.2, mask), m.grad_autodiff(params, X, Y, 0.2, mask)
     assert abs(float(lh - la)) < 1e-14
     gradcheck.compare(gh, ga, "jax.grad", AUTODIFF_TOL)
-    np.testing.assert_array_equal(m.predict(params, X), minicnn.predict(params, X))
+    l2_part = float(m.loss(params, X, Y, 0.2)) - float(m.loss(params, X, Y))
+    assert abs(l2_part - 0.2 * float(jnp.sum(doc["w"] ** 2) + jnp.sum(doc["v"] ** 2))) < 1e-14
+    np.testing.assert_array_equal(m.predict(params, X), minicnn.predict(doc, X))
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
         m.apply(params, jnp.zeros((2, 4)))
 
@@ -166,7 +177,7 @@ def test_fit_trains_the_model():
     from jaxnets import train
     X, Y, _ = minicnn.synthetic_pattern_data(jax.random.key(0), 200)
     m = minicnn.model()
-    params = minicnn.init(jax.random.key(1))
+    params = m.init(jax.random.key(1))
     res = train.fit(m, params, (X, Y), epochs=5, batch_size=10, optimizer=train.sgd(0.5), key=jax.random.key(2),
                     progress=False)
     assert res.history["train_loss"][-1] < 0.7 * float(m.loss(params, X, Y))

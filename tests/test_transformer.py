@@ -1,8 +1,8 @@
 """The tiny character transformer: every block's hand-written backward vs jax.vjp (float64,
-max relative error < 1e-9), the whole model through the Model contract vs jax.grad and central
-differences, the notebook's initialisation and attention scale, the causal mask, generate (one
-compilation, valid tokens, the right context window, temperature/top-k, refused arguments), the text
-utilities, and training through ``train.fit`` with optax's AdamW."""
+max relative error < 1e-9), the whole model (a serial composition of Layers) through the Model
+contract vs jax.grad and central differences, the notebook's initialisation and attention scale,
+the causal mask, generate (one compilation, valid tokens, the right context window, temperature/
+top-k, refused arguments), the text utilities, and training through ``train.fit`` with AdamW."""
 import os
 import zlib
 
@@ -61,9 +61,11 @@ def _case(name):
     kp = zlib.crc32(name.encode())
     x = _normal((kp, 99), (B, T, D))
     dk = jax.random.key(DROP_KEY)
-    if name == "linear":
+    if name == "dense":          # on the last axis, over the (B, T) leading axes
         p = {"W": _normal((kp, 0), (D, 3)), "b": _normal((kp, 1), (3,))}
-        return att.linear_forward, att.linear_backward, p, x
+        return layers.dense_forward, layers.dense_backward, p, x
+    if name == "dense_no_bias":
+        return layers.dense_forward, layers.dense_backward, {"W": _normal((kp, 0), (D, 3))}, x
     if name == "layer_norm":
         return att.layer_norm_forward, att.layer_norm_backward, _ln_params(kp), x
     if name == "dropout":
@@ -87,32 +89,24 @@ def _case(name):
     if name == "feed_forward+dropout":
         return (lambda p, x: att.feed_forward_forward(p, x, dk, 0.25),
                 att.feed_forward_backward, _ffn_params(kp), x)
-    if name == "residual":
-        fwd = lambda p, x: att.residual_forward(x, jnp.sin(x) * p["a"])        # noqa: E731
-
-        def bwd(c, dy):
-            cx, c_sin = c
-            dx, dfx = att.residual_backward(None, dy)
-            return {"a": jnp.sum(dfx * jnp.sin(cx))}, dx + dfx * jnp.cos(cx) * c_sin
-
-        def fwd2(p, x):
-            y, _ = fwd(p, x)
-            return y, (x, p["a"])
-        return fwd2, bwd, {"a": jnp.asarray(0.7, jnp.float64)}, x
+    if name == "residual":       # residual(tanh ∘ dense): y = x + tanh(x W + b)
+        layer = layers.residual(layers.dense(D, "tanh"))
+        p = {"W": _normal((kp, 0), (D, D), 0.5), "b": _normal((kp, 1), (D,))}
+        return lambda p, x: layer.forward(p, x), layer.backward, p, x
     if name in ("block", "block+dropout"):
-        p = {"ln1": _ln_params((kp, 0)), "attn": _mha_params((kp, 1)),
-             "ln2": _ln_params((kp, 2)), "ffn": _ffn_params((kp, 3))}
+        p = [[_ln_params((kp, 0)), _mha_params((kp, 1))], [_ln_params((kp, 2)), _ffn_params((kp, 3))]]
         drop = name == "block+dropout"         # also the later head_size scale
         cfg = tr.TransformerConfig(V, T, D, H, 1, 0.2 if drop else 0.0, "head" if drop else "n_embd")
-        return (lambda p, x: tr.block_forward(p, x, cfg, dk if drop else None), tr.block_backward, p, x)
+        blk = tr.block(cfg)
+        return (lambda p, x: blk.forward(p, x, dk if drop else None), blk.backward, p, x)
     if name == "lm_head":
-        p = {"ln_f": _ln_params((kp, 0)), "head": {"W": _normal((kp, 1), (D, V)),
-                                                    "b": _normal((kp, 2), (V,))}}
-        return tr.lm_head_forward, tr.lm_head_backward, p, x
+        head = layers.serial(att.layer_norm(), layers.dense(V))
+        p = [_ln_params((kp, 0)), {"W": _normal((kp, 1), (D, V)), "b": _normal((kp, 2), (V,))}]
+        return lambda p, x: head.forward(p, x), head.backward, p, x
     raise KeyError(name)
 
 
-BLOCKS = ["linear", "layer_norm", "dropout", "attention_head", "attention_head+dropout",
+BLOCKS = ["dense", "dense_no_bias", "layer_norm", "dropout", "attention_head", "attention_head+dropout",
           "multi_head", "multi_head+dropout", "feed_forward", "feed_forward+dropout", "residual",
           "block", "block+dropout", "lm_head"]
 
@@ -213,27 +207,41 @@ def test_pytorch_and_gpt_initialisation():
     LayerNorm 1/0 (checked on bounds and moments); init="gpt": N(0, 0.02²), zero biases."""
     d, V_ = 64, 65
     p = tr.transformer(_cfg(V_, 32, d, 4, 2)).init(jax.random.key(0))
-    blk = p["blocks"][1]
-    for leaf, fan_in in ((blk["attn"]["Wq"], d), (blk["attn"]["proj"]["b"], d), (blk["ffn"]["fc1"]["W"], d),
-                         (blk["ffn"]["fc2"]["W"], 4 * d), (blk["ffn"]["fc2"]["b"], 4 * d), (p["head"]["W"], d)):
+    (ln1, attn), (_, ffn) = p[2]                           # block 1: [[ln1, attn], [ln2, ffn]]
+    for leaf, fan_in in ((attn["Wq"], d), (attn["proj"]["b"], d), (ffn["fc1"]["W"], d),
+                         (ffn["fc2"]["W"], 4 * d), (ffn["fc2"]["b"], 4 * d), (p[-1]["W"], d)):
         bound = fan_in ** -0.5
         v = np.asarray(leaf)
         assert np.all(np.abs(v) <= bound) and np.abs(v).max() > 0.9 * bound
         assert abs(v.std() - bound / 3 ** 0.5) < 0.2 * bound        # U(−a, a) has sd a/√3
-    for emb in (p["tok_emb"], p["pos_emb"]):
+    for emb in (p[0]["tok"], p[0]["pos"]):
         assert abs(float(jnp.std(emb)) - 1.0) < 0.1
-    assert np.all(np.asarray(p["ln_f"]["g"]) == 1) and np.all(np.asarray(blk["ln1"]["b"]) == 0)
-    assert not np.array_equal(blk["attn"]["Wq"], blk["attn"]["Wk"])   # every matrix its own draw
+    assert np.all(np.asarray(p[-2]["g"]) == 1) and np.all(np.asarray(ln1["b"]) == 0)
+    assert not np.array_equal(attn["Wq"], attn["Wk"])   # every matrix its own draw
     g = tr.transformer(_cfg(V_, 32, d, 4, 2, init="gpt")).init(jax.random.key(0))
-    assert abs(float(jnp.std(g["blocks"][0]["ffn"]["fc1"]["W"])) - 0.02) < 0.002
-    assert np.all(np.asarray(g["head"]["b"]) == 0)
+    assert abs(float(jnp.std(g[1][1][1]["fc1"]["W"])) - 0.02) < 0.002
+    assert np.all(np.asarray(g[-1]["b"]) == 0)
+
+
+def test_init_keeps_the_named_draw_order():
+    """The params of the composition are the values the named layout draws, moved into the list:
+    a key gives the initial values it gave before the transformer became a serial composition."""
+    cfg = _cfg(V, 8, 8, 2, 2).validated()
+    named = tr._draw(jax.random.key(4), cfg, jnp.float32)
+    p = tr.init_params(jax.random.key(4), cfg)
+    pairs = [(p[0]["tok"], named["tok_emb"]), (p[0]["pos"], named["pos_emb"]), (p[-2], named["ln_f"]),
+             (p[-1], named["head"])]
+    for i, b in enumerate(named["blocks"]):
+        pairs += [(p[1 + i], [[b["ln1"], b["attn"]], [b["ln2"], b["ffn"]]])]
+    for a, b in pairs:
+        chex.assert_trees_all_equal(a, b)
 
 
 def test_attention_scale_choices(x64):
     """The notebook scales scores by n_embd^-0.5; "head" is head_size^-0.5; they differ."""
     assert _cfg(d=16, h=4).scale == 16 ** -0.5 and _cfg(d=16, h=4, scale="head").scale == 4 ** -0.5
     q, k, v = (_normal(i, (2, 5, 4)) for i in range(3))
-    out, _ = att.causal_attention_forward(q, k, v, scale=0.3)
+    out, _ = att._causal_attention_forward(q, k, v, scale=0.3)
     s = jnp.einsum("btd,bsd->bts", q, k) * 0.3
     ref = jax.nn.softmax(jnp.where(jnp.tril(jnp.ones((5, 5), bool)), s, -jnp.inf), axis=-1) @ v
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
@@ -279,14 +287,18 @@ def test_model_logits_ignore_future_tokens(x64):
     a, b = apply(params, idx), apply(params, idx2)
     np.testing.assert_array_equal(a[:, :5], b[:, :5])
     assert not np.allclose(a[:, 5:], b[:, 5:])
-    # the whole trunk: a cotangent at position 3 only reaches embeddings at positions <= 3
+    # the whole trunk (embedding and blocks): a cotangent at position 3 only reaches embeddings
+    # at positions <= 3
+    trunk = layers.serial(att.embedding(V, 8, 8), *[tr.block(cfg)] * 2)
+
     @_jit
     def trunk_grads(params, idx):
-        x, cache = tr.trunk_forward(params, idx, cfg)
-        (g_emb, _), dx = tr.trunk_backward(cache, jnp.zeros_like(x).at[:, 3].set(1.0))
-        return g_emb, dx
-    g_emb, dx = trunk_grads(params, idx)
-    assert np.all(np.asarray(dx[:, 4:]) == 0.0) and np.all(np.asarray(g_emb["pos"][4:]) == 0.0)
+        x, cache = trunk.forward(params, idx)
+        g, dx = trunk.backward(cache, jnp.zeros_like(x).at[:, 3].set(1.0))
+        return g[0], dx
+    g_emb, dx = trunk_grads(params[:3], idx)
+    assert dx is None and np.all(np.asarray(g_emb["pos"][4:]) == 0.0)
+    assert np.any(np.asarray(g_emb["pos"][:4]) != 0.0)
 
 
 # ----------------------------------------------------------------------------- generate
@@ -520,7 +532,7 @@ def test_init_under_vmap_equals_one_init_per_key():
     stacked = jax.vmap(model.init)(keys)
     for c in range(2):
         chex.assert_trees_all_close(jax.tree.map(lambda v: v[c], stacked), model.init(keys[c]), rtol=1e-6, atol=0)
-    assert not np.allclose(stacked["pos_emb"][0], stacked["pos_emb"][1])
+    assert not np.allclose(stacked[0]["pos"][0], stacked[0]["pos"][1])
 
 
 def test_e7_train_one_trains_the_seeds_together_and_keeps_each():

@@ -1,8 +1,9 @@
-"""Models: a network's forward/backward pair plus a loss head, behind one contract (:class:`Model`).
+"""Models: a :class:`~jaxnets.nn.layers.Layer` plus a loss head, behind one contract (:class:`Model`).
 
-``backprop`` runs the **hand-written** backward rules of :mod:`jaxnets.nn.layers` /
-:mod:`jaxnets.nn.losses`; ``grad_autodiff`` is the same loss differentiated by ``jax.grad`` (for
-checks and for the trainer's ``grad="autodiff"`` mode).
+``backprop`` runs the **hand-written** backward rules of the layers and the head; ``grad_autodiff``
+is the same loss differentiated by ``jax.grad`` (for checks and for the trainer's
+``grad="autodiff"`` mode). :func:`sequential` is the one constructor: every model of the library
+(MLPs, doc 003's CNNs, the mini CNN, the transformer) is built by it.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import numpy as np
 
 from jaxnets.nn import layers as L
 from jaxnets.nn import losses as losses_mod
+
+INPUT_DTYPES = ("float", "int")
 
 
 class Model(NamedTuple):
@@ -27,10 +30,13 @@ class Model(NamedTuple):
     grad_autodiff(params, x, y, l2=0.0, mask=None, key=None) -> (loss, grads)
                                                         jax.value_and_grad of ``loss``
     predict(params, x) -> int classes (``head.predict`` of the scores, no dropout)
+    decay(params) -> pytree of bools, params' structure: True where L2 reaches (the weights)
 
     ``mask`` (N,) weights the examples (0 for the padding rows of a ragged last batch).
     ``key`` drives the stochastic layers (dropout); ``None`` is deterministic evaluation.
-    ``input_dtype``: "float" (x is cast to the params' dtype) or "int" (token ids).
+    ``l2`` multiplies Σ‖W‖² over the leaves ``decay`` marks; ``l2`` other than a literal 0 on a
+    model that marks none is a ValueError. ``layer``: the network as one Layer (its caches
+    expose every intermediate). ``input_dtype``: "float" or "int" (token ids).
     ``stochastic``: True when a layer draws from ``key`` (training then passes one).
     """
     init: Callable[..., Any]
@@ -39,7 +45,9 @@ class Model(NamedTuple):
     backprop: Callable[..., Any]
     grad_autodiff: Callable[..., Any]
     predict: Callable[..., Any]
+    decay: Callable[..., Any]
     head: losses_mod.Loss
+    layer: L.Layer
     in_shape: tuple
     out_shape: tuple
     name: str
@@ -54,72 +62,94 @@ def _static_zero(l2) -> bool:
     return isinstance(l2, (int, float, np.number)) and float(l2) == 0.0
 
 
-def with_l2(value, params, l2):
-    """``value + l2·Σ‖W‖²`` (the penalty left out statically when ``l2`` is a literal 0)."""
-    return value if _static_zero(l2) else value + l2 * losses_mod.l2_penalty(params)
+def _decay_mask(layer: L.Layer, params, l2, name: str):
+    """``layer.decay(params)``, refused when ``l2`` asks for a penalty that would reach nothing."""
+    mask = layer.decay(params)
+    flags = jax.tree.leaves(mask)
+    if not all(isinstance(f, (bool, np.bool_)) for f in flags):
+        raise ValueError(f"{name}: a layer's decay mask must hold Python bools (static), got "
+                         f"{sorted({type(f).__name__ for f in flags})}")
+    if not any(flags):
+        shown = "l2 != 0" if isinstance(l2, jax.core.Tracer) else f"l2={l2!r}"
+        raise ValueError(f"{name}: {shown} asks for an L2 penalty, but no parameter of this model is "
+                         "marked for decay (model.decay(params) is all False); pass l2=0, or build "
+                         "it from layers whose decay mask names their weights")
+    return mask
 
 
-def with_l2_grad(value, grads, params, l2):
-    """(loss, grads) of :func:`with_l2`: the penalty's gradient ``2·l2·W`` added to the weights."""
+def _with_l2(layer, name, value, params, l2):
+    """``value + l2·Σ‖W‖²`` over the decayed leaves (left out statically when ``l2`` is a literal 0)."""
+    if _static_zero(l2):
+        return value
+    return value + l2 * losses_mod.l2_penalty(params, _decay_mask(layer, params, l2, name))
+
+
+def _with_l2_grad(layer, name, value, grads, params, l2):
+    """(loss, grads) of :func:`_with_l2`: the penalty's gradient ``2·l2·W`` added to the weights."""
     if _static_zero(l2):
         return value, grads
-    return (value + l2 * losses_mod.l2_penalty(params),
-            jax.tree.map(lambda g, r: g + l2 * r, grads, losses_mod.l2_penalty_grad(params)))
+    mask = _decay_mask(layer, params, l2, name)
+    return (value + l2 * losses_mod.l2_penalty(params, mask),
+            jax.tree.map(lambda g, r: g + l2 * r, grads, losses_mod.l2_penalty_grad(params, mask)))
 
 
-def from_pair(forward, backward, init, head, in_shape, out_shape, name, input_dtype="float",
-              stochastic=False, check_x=None) -> Model:
-    """A :class:`Model` from a forward/backward pair of the whole network and a loss head.
+def _input_check(in_shape, input_dtype, name):
+    """check(x): ValueError unless x is (N, *in_shape) (float input) or has 1 + len(in_shape) axes
+    (token ids: the layers check the length and the dtype)."""
+    want = f"(N, {', '.join(map(str, in_shape))})"
 
-    forward(params, x, key=None) -> (scores, cache); backward(cache, dscores) -> (grads, dx).
-    ``check_x(x)`` (optional) validates the input before anything is computed.
-    """
-    head = losses_mod.get(head)
-    check = check_x or (lambda x: None)
-
-    def apply(params, x, key=None):
-        check(x)
-        return forward(params, x, key)[0]
-
-    def loss(params, x, y, l2=0.0, mask=None, key=None):
-        value, _ = head.forward(apply(params, x, key), y, mask)
-        return with_l2(value, params, l2)
-
-    def backprop(params, x, y, l2=0.0, mask=None, key=None):
-        check(x)
-        s, cache = forward(params, x, key)
-        value, loss_cache = head.forward(s, y, mask)
-        grads, _ = backward(cache, head.backward(loss_cache))
-        return with_l2_grad(value, grads, params, l2)
-
-    def grad_autodiff(params, x, y, l2=0.0, mask=None, key=None):
-        return jax.value_and_grad(loss)(params, x, y, l2, mask, key)
-
-    def predict(params, x):
-        return head.predict(apply(params, x))
-
-    return Model(init, apply, loss, backprop, grad_autodiff, predict, head, tuple(in_shape),
-                 tuple(out_shape), name, input_dtype, bool(stochastic))
+    def check(x):
+        if input_dtype == "int":
+            if jnp.ndim(x) != 1 + len(in_shape):
+                raise ValueError(f"{name}: expected token ids of shape {want} or shorter, got {jnp.shape(x)}")
+        elif jnp.ndim(x) < 1 or tuple(jnp.shape(x)[1:]) != in_shape:
+            raise ValueError(f"{name}: expected x of shape {want}, got {jnp.shape(x)}")
+    return check
 
 
 def sequential(layer: L.Layer, loss: str | losses_mod.Loss, in_shape: Sequence[int],
-               name: str = "model") -> Model:
-    """Wrap a layer (usually ``layers.serial(...)``) and a loss head into a :class:`Model`."""
+               input_dtype: str = "float", name: str = "model") -> Model:
+    """A :class:`Model` from a :class:`~jaxnets.nn.layers.Layer` (usually ``layers.serial(...)``)
+    and a loss head (a name of :mod:`jaxnets.nn.losses` or a ``Loss``).
+
+    in_shape: the per-example input shape; input_dtype: "float" (x: (N, *in_shape)) or "int"
+    (token ids (N, T), the layers check T). The output shape comes from ``layer.init``.
+    """
     in_shape = tuple(int(d) for d in in_shape)
+    if input_dtype not in INPUT_DTYPES:
+        raise ValueError(f"sequential: input_dtype must be one of {INPUT_DTYPES}, got {input_dtype!r}")
+    head = losses_mod.get(loss)
     shapes = []  # the output shape is static Python data: capture it while tracing init abstractly
     jax.eval_shape(lambda k: shapes.append(layer.init(k, in_shape)[0]), jax.random.key(0))
     out_shape = tuple(int(d) for d in shapes[0])
+    check = _input_check(in_shape, input_dtype, name)
 
     def init(key, dtype=jnp.float32):
         return layer.init(key, in_shape, dtype)[1]
 
-    def check_x(x):
-        if tuple(jnp.shape(x)[1:]) != in_shape:
-            raise ValueError(f"{name}: expected x of shape (N, {', '.join(map(str, in_shape))}),"
-                             f" got {jnp.shape(x)}")
+    def apply(params, x, key=None):
+        check(x)
+        return layer.forward(params, x, key)[0]
 
-    return from_pair(layer.forward, layer.backward, init, loss, in_shape, out_shape, name,
-                     "float", layer.stochastic, check_x)
+    def loss_(params, x, y, l2=0.0, mask=None, key=None):
+        value, _ = head.forward(apply(params, x, key), y, mask)
+        return _with_l2(layer, name, value, params, l2)
+
+    def backprop(params, x, y, l2=0.0, mask=None, key=None):
+        check(x)
+        s, cache = layer.forward(params, x, key)
+        value, loss_cache = head.forward(s, y, mask)
+        grads, _ = layer.backward(cache, head.backward(loss_cache))
+        return _with_l2_grad(layer, name, value, grads, params, l2)
+
+    def grad_autodiff(params, x, y, l2=0.0, mask=None, key=None):
+        return jax.value_and_grad(loss_)(params, x, y, l2, mask, key)
+
+    def predict(params, x):
+        return head.predict(apply(params, x))
+
+    return Model(init, apply, loss_, backprop, grad_autodiff, predict, layer.decay, head, layer,
+                 in_shape, out_shape, name, input_dtype, bool(layer.stochastic))
 
 
 def mlp(sizes: Sequence[int], activation: str = "relu", loss: str = "softmax_cross_entropy",
@@ -130,13 +160,13 @@ def mlp(sizes: Sequence[int], activation: str = "relu", loss: str = "softmax_cro
     scores (N, K). Hidden layers use ``activation``; the last uses ``output_activation``
     ("identity" for scores/logits, "sigmoid" for doc 004 §1.3's all-sigmoid net).
     ``init`` ∈ {"default", "normal", "scaled_normal", "standard_normal", "zeros", "he", "glorot"};
-    ``init_kwargs`` (e.g. ``std=1e-4``) go to the scheme.
+    ``init_kwargs`` (e.g. ``std=1e-4``) go to the scheme. L2 reaches every "W", no "b".
     """
     sizes = [int(s) for s in sizes]
     if len(sizes) < 2 or min(sizes) < 1:
         raise ValueError(f"mlp: sizes must list at least an input and an output size >= 1, got {sizes}")
-    L.get_activation(activation)
-    L.get_activation(output_activation)
+    L.activation(activation)
+    L.activation(output_activation)
     losses_mod.get(loss)
     acts = [activation] * (len(sizes) - 2) + [output_activation]
     stack = L.serial(*[L.dense(n, a, init, **init_kwargs) for n, a in zip(sizes[1:], acts)])

@@ -7,18 +7,19 @@ choices that reproduce the document's parameter counts exactly (worked out in ea
 
 params are lists with one entry per layer of the ``layers.serial`` stack (``{}`` for parameter-free
 layers), so the hand-written ``model.backprop`` and ``model.grad_autodiff`` return the same structure.
-``STACKS[name](init)`` is the bare layer stack of a model (its caches expose every intermediate).
+``model.layer`` is the bare layer stack of a model (its caches expose every intermediate); L2
+reaches the conv kernels and the dense weights, never a bias.
 """
 from __future__ import annotations
 
 from jaxnets.nn import conv
 from jaxnets.nn import layers as L
-from jaxnets import models
+from jaxnets.models.base import Model, sequential
 
 IN_SHAPE = (28, 28, 1)
 
 
-def mlp2_ood_stack(init="default", **init_kwargs) -> L.Layer:
+def _mlp2_ood_stack(init="default", **init_kwargs) -> L.Layer:
     """2-layer MLP 784-128-10 (ReLU hidden layer): **101,770** parameters.
 
     Shapes per example: (28, 28, 1) → flatten (784,) → dense+ReLU (128,) → dense (10,).
@@ -29,7 +30,7 @@ def mlp2_ood_stack(init="default", **init_kwargs) -> L.Layer:
                     L.dense(10, "identity", init, **init_kwargs))
 
 
-def cnn2_stack(init="default", **init_kwargs) -> L.Layer:
+def _cnn2_stack(init="default", **init_kwargs) -> L.Layer:
     """2-layer CNN: 64 kernels 7×7 + 2×2 max-pool + dense 10: **80,650** parameters.
 
     Shapes per example: (28, 28, 1) → conv 7×7, 64, stride 1, 'valid', ReLU (22, 22, 64)
@@ -43,8 +44,8 @@ def cnn2_stack(init="default", **init_kwargs) -> L.Layer:
                     L.dense(10, "identity", init, **init_kwargs))
 
 
-def cnn3_stack(init="default", **init_kwargs) -> L.Layer:
-    """3-layer CNN: :func:`cnn2_stack` with a 64→128 2×2 conv + 2×2 max-pool inserted: **68,106** parameters.
+def _cnn3_stack(init="default", **init_kwargs) -> L.Layer:
+    """3-layer CNN: :func:`_cnn2_stack` with a 64→128 2×2 conv + 2×2 max-pool inserted: **68,106** parameters.
 
     Shapes per example: (28, 28, 1) → conv 7×7, 64, 'valid', ReLU (22, 22, 64) → maxpool 2×2
     (11, 11, 64) → conv 2×2, 128, stride 1, 'valid', ReLU (10, 10, 128) → maxpool 2×2 (5, 5, 128)
@@ -59,26 +60,23 @@ def cnn3_stack(init="default", **init_kwargs) -> L.Layer:
                     L.dense(10, "identity", init, **init_kwargs))
 
 
-STACKS = {"mlp2_ood": mlp2_ood_stack, "cnn2": cnn2_stack, "cnn3": cnn3_stack}
+def _model(stack: L.Layer, name: str) -> Model:
+    return sequential(stack, "softmax_cross_entropy", IN_SHAPE, name=name)
 
 
-def _model(stack: L.Layer, name: str) -> models.Model:
-    return models.sequential(stack, "softmax_cross_entropy", IN_SHAPE, name=name)
+def mlp2_ood(init="default", **init_kwargs) -> Model:
+    """:func:`_mlp2_ood_stack` with softmax cross-entropy (101,770 parameters)."""
+    return _model(_mlp2_ood_stack(init, **init_kwargs), "mlp2_ood")
 
 
-def mlp2_ood(init="default", **init_kwargs) -> models.Model:
-    """:func:`mlp2_ood_stack` with softmax cross-entropy (101,770 parameters)."""
-    return _model(mlp2_ood_stack(init, **init_kwargs), "mlp2_ood")
+def cnn2(init="default", **init_kwargs) -> Model:
+    """:func:`_cnn2_stack` with softmax cross-entropy (80,650 parameters)."""
+    return _model(_cnn2_stack(init, **init_kwargs), "cnn2")
 
 
-def cnn2(init="default", **init_kwargs) -> models.Model:
-    """:func:`cnn2_stack` with softmax cross-entropy (80,650 parameters)."""
-    return _model(cnn2_stack(init, **init_kwargs), "cnn2")
-
-
-def cnn3(init="default", **init_kwargs) -> models.Model:
-    """:func:`cnn3_stack` with softmax cross-entropy (68,106 parameters)."""
-    return _model(cnn3_stack(init, **init_kwargs), "cnn3")
+def cnn3(init="default", **init_kwargs) -> Model:
+    """:func:`_cnn3_stack` with softmax cross-entropy (68,106 parameters)."""
+    return _model(_cnn3_stack(init, **init_kwargs), "cnn3")
 
 
 MODELS = {"mlp2_ood": mlp2_ood, "cnn2": cnn2, "cnn3": cnn3}

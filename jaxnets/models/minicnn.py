@@ -16,9 +16,12 @@ derivative, 0 at the kink)::
     ∂L/∂w1 = −y σ(−y ŷ) (v1 1[a1>0] x1 + v2 1[a2>0] x2)
     ∂L/∂w2 = −y σ(−y ŷ) (v1 1[a1>0] x2 + v2 1[a2>0] x3)
 
-For a batch the loss (and gradient) is the mean over examples. The network is the smallest case of
-:func:`jaxnets.nn.conv.conv1d` (L = 3, k = 2, one channel in and out, zero bias) followed by a ReLU
-and a bias-free dense layer; ``tests/test_minicnn.py`` checks that equivalence.
+For a batch the loss (and gradient) is the mean over examples. The functions here (:func:`forward`,
+:func:`backward`, :func:`grads`, :func:`sgd`) are the document's closed forms on params
+``{"w", "v"}``. :func:`model` is the same network as a composition of library layers (the smallest
+case of :func:`jaxnets.nn.conv.conv1d`: L = 3, k = 2, one channel in and out, no bias; ReLU; a
+bias-free dense layer), trained by ``train.fit`` like any model; the closed forms are the oracle it
+is tested against (:func:`to_layer_params` / :func:`from_layer_params` convert between the two).
 """
 from __future__ import annotations
 
@@ -28,7 +31,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxnets.models.base import Model, from_pair
+from jaxnets.models.base import Model, sequential
+from jaxnets.nn import conv
+from jaxnets.nn import layers as L
 
 
 def init(key, dtype=jnp.float32, std: float = 0.1):
@@ -53,7 +58,7 @@ def forward(params, x):
     a1 = x[:, 0] * w[0] + x[:, 1] * w[1]
     a2 = x[:, 1] * w[0] + x[:, 2] * w[1]
     a = jnp.stack([a1, a2], axis=1)                     # (N, 2)
-    o = jnp.maximum(a, 0)
+    o = jax.nn.relu(a)                                  # derivative 0 at the kink, as 1[a>0]
     yhat = o @ v
     return yhat, (x, a, o, v)
 
@@ -108,23 +113,34 @@ class SGDHistory(NamedTuple):
     train_loss: jax.Array   # (T,) mean loss over the whole training set after the update
 
 
-def model() -> Model:
-    """The mini CNN behind the library's :class:`~jaxnets.models.Model` contract: x (N, 3) ->
-    scores (N, 1), logistic head (labels ±1, ``predict`` is the sign), hand-written
-    :func:`backward` through the head's ``∂L/∂ŷ`` (masks and L2 included), so ``train.fit``
-    can train it like any other model. :func:`sgd` stays the document's own algorithm."""
-    def fwd(params, x, key=None):
-        yhat, cache = forward(params, x)
-        return yhat[:, None], cache
+def stack(std: float = 0.1) -> L.Layer:
+    """The network as a :class:`~jaxnets.nn.layers.Layer`: x (N, 3) -> reshape (N, 3, 1) ->
+    conv1d k=2, 1 -> 1 channel, no bias, ReLU (N, 2, 1) -> flatten (N, 2) -> dense 1, no bias
+    (N, 1). params ``[{}, {"W": (2, 1, 1)}, {}, {"W": (2, 1)}]`` (w and v), both N(0, std²) and
+    both decayed by L2."""
+    return L.serial(L.reshape((3, 1)),
+                    conv.conv1d(1, 2, activation="relu", init="normal", bias=False, std=std),
+                    conv.flatten(),
+                    L.dense(1, init="normal", bias=False, std=std))
 
-    def bwd(cache, ds):
-        return backward(cache, ds[:, 0]), None
 
-    def check_x(x):
-        if jnp.ndim(x) != 2 or jnp.shape(x)[1] != 3:
-            raise ValueError(f"minicnn: expected x of shape (N, 3), got {jnp.shape(x)}")
+def model(std: float = 0.1) -> Model:
+    """The mini CNN as a :class:`~jaxnets.models.Model`: :func:`stack` with the logistic head
+    (labels ±1, ``predict`` is the sign), x (N, 3) -> scores (N, 1). Its hand-written backprop is
+    the generic layers' chain rule, which equals the document's closed forms (:func:`grads`, tested);
+    ``train.fit`` trains it like any model, with L2 on w and v. :func:`sgd` stays the document's
+    own algorithm on ``{"w", "v"}``."""
+    return sequential(stack(std), "logistic", (3,), name="minicnn")
 
-    return from_pair(fwd, bwd, init, "logistic", (3,), (1,), "minicnn", check_x=check_x)
+
+def to_layer_params(params):
+    """{"w": (2,), "v": (2,)} -> the params of :func:`stack`."""
+    return [{}, {"W": jnp.reshape(params["w"], (2, 1, 1))}, {}, {"W": jnp.reshape(params["v"], (2, 1))}]
+
+
+def from_layer_params(layer_params):
+    """The params of :func:`stack` -> {"w": (2,), "v": (2,)} (the document's layout)."""
+    return {"w": jnp.reshape(layer_params[1]["W"], (2,)), "v": jnp.reshape(layer_params[3]["W"], (2,))}
 
 
 def _sgd_scan(params, X, Y, idx, lr):

@@ -1,5 +1,5 @@
-"""A tiny decoder-only character transformer (doc 003 Problem 4): the composition of the
-forward/backward pairs of :mod:`jaxnets.nn.attention` behind the library's :class:`Model` contract.
+"""A tiny decoder-only character transformer (doc 003 Problem 4): a composition of the Layers of
+:mod:`jaxnets.nn.attention` behind the library's :class:`Model` contract.
 
 The architecture is the minimal GPT of the course's notebook (Karpathy's "Let's build GPT")::
 
@@ -10,10 +10,13 @@ The architecture is the minimal GPT of the course's notebook (Karpathy's "Let's 
     logits = ln_f(x) W_head + b_head                           (B, T, V)
     loss   = mean softmax cross-entropy(logits, targets)       (nats per character)
 
-The notebook scales attention scores by ``c = n_embd ** -0.5`` (a quirk later versions of the same
-code fixed to ``head_size ** -0.5``); :class:`TransformerConfig` selects either. Its
-initialisation is PyTorch's default (``nn.Linear``: weights and biases U(±1/√fan_in);
-``nn.Embedding``: N(0, 1); LayerNorm: gain 1, bias 0); ``init="gpt"`` is the later N(0, 0.02²).
+that is, ``serial(embedding, n_layer × block, layer_norm, dense)`` with ``block =
+serial(residual(serial(layer_norm, multi_head_attention)), residual(serial(layer_norm,
+feed_forward)))`` (:func:`stack`, :func:`block`). The notebook scales attention scores by ``c =
+n_embd ** -0.5`` (a quirk later versions of the same code fixed to ``head_size ** -0.5``);
+:class:`TransformerConfig` selects either. Its initialisation is PyTorch's default (``nn.Linear``:
+weights and biases U(±1/√fan_in); ``nn.Embedding``: N(0, 1); LayerNorm: gain 1, bias 0), drawn
+as one sample per distribution (:func:`init_params`); ``init="gpt"`` is the later N(0, 0.02²).
 
 ``transformer(cfg)`` returns a :class:`~jaxnets.models.Model` (``input_dtype="int"``: x holds token
 ids (N, T) with T <= block_size, y the next ids (N, T)); :func:`generate` samples text.
@@ -29,12 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxnets.models.base import Model, from_pair
-from jaxnets.nn import losses as losses_mod
-from jaxnets.nn.attention import (embedding_backward, embedding_forward, feed_forward_backward,
-                                  feed_forward_forward, layer_norm_backward, layer_norm_forward,
-                                  linear_backward, linear_forward, multi_head_attention_backward,
-                                  multi_head_attention_forward, residual_backward, residual_forward)
+from jaxnets.models.base import Model, sequential
+from jaxnets.nn import attention as A
+from jaxnets.nn import layers as L
 
 ATTN_SCALES = ("n_embd", "head")
 INITS = ("pytorch", "gpt")
@@ -87,96 +87,30 @@ class TransformerConfig(NamedTuple):
                              dropout=float(self.dropout))
 
 
-# ----------------------------------------------------------------------------- block
+# ----------------------------------------------------------------------------- composition
 
-def block_forward(params, x, cfg: TransformerConfig, key=None):
-    """One pre-norm transformer block.
-
-    params: {"ln1": LN, "attn": MHA, "ln2": LN, "ffn": FFN}; x: (B, T, d) -> y: (B, T, d)::
+def block(cfg: TransformerConfig) -> L.Layer:
+    """One pre-norm transformer block as a Layer: x (B, T, d) -> (B, T, d)::
 
         x1 = x + mha(ln1(x));  y = x1 + ffn(ln2(x1))
-    """
-    k_att, k_ffn = jax.random.split(key) if key is not None else (None, None)
-    h1, c_ln1 = layer_norm_forward(params["ln1"], x)
-    a, c_att = multi_head_attention_forward(params["attn"], h1, cfg.n_head, k_att, cfg.dropout,
-                                            cfg.scale)
-    x1, _ = residual_forward(x, a)
-    h2, c_ln2 = layer_norm_forward(params["ln2"], x1)
-    f, c_ffn = feed_forward_forward(params["ffn"], h2, k_ffn, cfg.dropout)
-    y, _ = residual_forward(x1, f)
-    return y, (c_ln1, c_att, c_ln2, c_ffn)
+
+    params ``[[ln1, attn], [ln2, ffn]]`` (see :func:`init_params`)."""
+    return L.serial(L.residual(L.serial(A.layer_norm(),
+                                        A.multi_head_attention(cfg.n_head, cfg.dropout, cfg.scale))),
+                    L.residual(L.serial(A.layer_norm(), A.feed_forward(cfg.dropout))))
 
 
-def block_backward(cache, dy):
-    """dy: (B, T, d) -> (dparams like params, dx: (B, T, d))."""
-    c_ln1, c_att, c_ln2, c_ffn = cache
-    dx1, df = residual_backward(None, dy)
-    g_ffn, dh2 = feed_forward_backward(c_ffn, df)
-    g_ln2, dx1_ln = layer_norm_backward(c_ln2, dh2)
-    dx1 = dx1 + dx1_ln
-    dx, da = residual_backward(None, dx1)
-    g_att, dh1 = multi_head_attention_backward(c_att, da)
-    g_ln1, dx_ln = layer_norm_backward(c_ln1, dh1)
-    return {"ln1": g_ln1, "attn": g_att, "ln2": g_ln2, "ffn": g_ffn}, dx + dx_ln
+def stack(cfg: TransformerConfig) -> L.Layer:
+    """The whole network as one Layer: token ids (B, T) int -> logits (B, T, V)::
 
+        serial(embedding, block × n_layer, layer_norm, dense(V))
 
-# ----------------------------------------------------------------------------- trunk, head
-
-def trunk_forward(params, idx, cfg: TransformerConfig, key=None):
-    """Embeddings and all blocks. idx: (B, T) int -> x: (B, T, d) (before ln_f)."""
-    blocks = params["blocks"]
-    keys = (jax.random.split(key, len(blocks)) if key is not None and cfg.dropout > 0
-            else [None] * len(blocks))
-    x, c_emb = embedding_forward({"tok": params["tok_emb"], "pos": params["pos_emb"]}, idx)
-    c_blocks = []
-    for p, k in zip(blocks, keys):
-        x, c = block_forward(p, x, cfg, k)
-        c_blocks.append(c)
-    return x, (c_emb, c_blocks)
-
-
-def trunk_backward(cache, dx):
-    """dx: (B, T, d) -> (({"tok", "pos"}, [block grads]), dx at the embedding output)."""
-    c_emb, c_blocks = cache
-    g_blocks = [None] * len(c_blocks)
-    for i in reversed(range(len(c_blocks))):
-        g_blocks[i], dx = block_backward(c_blocks[i], dx)
-    g_emb, _ = embedding_backward(c_emb, dx)
-    return (g_emb, g_blocks), dx
-
-
-def lm_head_forward(params, x):
-    """Final layer norm and the vocabulary projection.
-
-    params: {"ln_f": LN, "head": {"W": (d, V), "b": (V,)}}; x: (B, T, d) -> logits (B, T, V).
-    """
-    h, c_ln = layer_norm_forward(params["ln_f"], x)
-    logits, c_head = linear_forward(params["head"], h)
-    return logits, (c_ln, c_head)
-
-
-def lm_head_backward(cache, dlogits):
-    """dlogits: (B, T, V) -> ({"ln_f", "head"}, dx: (B, T, d))."""
-    c_ln, c_head = cache
-    g_head, dh = linear_backward(c_head, dlogits)
-    g_ln, dx = layer_norm_backward(c_ln, dh)
-    return {"ln_f": g_ln, "head": g_head}, dx
-
-
-def forward(params, idx, cfg: TransformerConfig, key=None):
-    """The whole network. idx: (B, T) int -> (logits (B, T, V), cache)."""
-    x, c_trunk = trunk_forward(params, idx, cfg, key)
-    logits, c_head = lm_head_forward({"ln_f": params["ln_f"], "head": params["head"]}, x)
-    return logits, (c_trunk, c_head)
-
-
-def backward(cache, dlogits):
-    """dlogits: (B, T, V) -> (grads with the structure of params, None: ids have no gradient)."""
-    c_trunk, c_head = cache
-    g_head, dx = lm_head_backward(c_head, dlogits)
-    (g_emb, g_blocks), _ = trunk_backward(c_trunk, dx)
-    return {"tok_emb": g_emb["tok"], "pos_emb": g_emb["pos"], "blocks": g_blocks,
-            "ln_f": g_head["ln_f"], "head": g_head["head"]}, None
+    with the init of :func:`init_params` (PyTorch's defaults, one draw per distribution)."""
+    cfg = cfg.validated()
+    layer = L.serial(A.embedding(cfg.vocab, cfg.block_size, cfg.n_embd),
+                     *[block(cfg) for _ in range(cfg.n_layer)],
+                     A.layer_norm(), L.dense(cfg.vocab))
+    return layer._replace(init=_stack_init(cfg))
 
 
 # ----------------------------------------------------------------------------- init
@@ -188,8 +122,11 @@ class _Draw(NamedTuple):
     scale: float
 
 
-def param_spec(cfg: TransformerConfig):
-    """The params pytree with a :class:`_Draw` at every leaf (see :func:`init_params`)."""
+def _draw_layout(cfg: TransformerConfig):
+    """A :class:`_Draw` for every parameter, in the notebook's named layout {"tok_emb", "pos_emb",
+    "blocks": [{"ln1", "attn", "ln2", "ffn"}], "ln_f", "head"}. Its flatten order is the order the
+    values are cut from one draw per distribution, kept so that a key gives the initial values it
+    always gave (and every E7 number stays what the records say)."""
     d, V = cfg.n_embd, cfg.vocab
     pt = cfg.init == "pytorch"
 
@@ -203,28 +140,17 @@ def param_spec(cfg: TransformerConfig):
         return {"g": _Draw((d,), "const", 1.0), "b": _Draw((d,), "const", 0.0)}
 
     emb = 1.0 if pt else 0.02                # nn.Embedding: N(0, 1)
-    block = {"ln1": ln(), "attn": {"Wq": linear(d, d, False), "Wk": linear(d, d, False),
-                                   "Wv": linear(d, d, False), "proj": linear(d, d)},
-             "ln2": ln(), "ffn": {"fc1": linear(d, 4 * d), "fc2": linear(4 * d, d)}}
+    blk = {"ln1": ln(), "attn": {"Wq": linear(d, d, False), "Wk": linear(d, d, False),
+                                 "Wv": linear(d, d, False), "proj": linear(d, d)},
+           "ln2": ln(), "ffn": {"fc1": linear(d, 4 * d), "fc2": linear(4 * d, d)}}
     return {"tok_emb": _Draw((V, d), "normal", emb), "pos_emb": _Draw((cfg.block_size, d), "normal", emb),
-            "blocks": [block] * cfg.n_layer, "ln_f": ln(), "head": linear(d, V)}
+            "blocks": [blk] * cfg.n_layer, "ln_f": ln(), "head": linear(d, V)}
 
 
-def init_params(key, cfg: TransformerConfig, dtype=jnp.float32):
-    """Parameters of the whole model, drawn as :func:`param_spec` says.
-
-    Returns {"tok_emb": (V, d), "pos_emb": (block_size, d),
-             "blocks": [{"ln1": {"g", "b": (d,)}, "attn": {"Wq", "Wk", "Wv": (d, d),
-                         "proj": {"W": (d, d), "b": (d,)}}, "ln2": {...},
-                         "ffn": {"fc1": {"W": (d, 4d), "b": (4d,)}, "fc2": {"W": (4d, d), "b": (d,)}}}
-                        × n_layer],
-             "ln_f": {"g", "b": (d,)}, "head": {"W": (d, V), "b": (V,)}}.
-    Head h's q/k/v maps are columns ``h·hs:(h+1)·hs`` of Wq/Wk/Wv (fan_in d, as the notebook's
-    per-head ``nn.Linear(n_embd, head_size)``).
-    """
-    leaves, tdef = jax.tree.flatten(param_spec(cfg), is_leaf=lambda v: isinstance(v, _Draw))
-    # One draw per distribution, cut into pieces: a single random-bits kernel compiles much
-    # faster than one per matrix.
+def _draw(key, cfg: TransformerConfig, dtype):
+    """The named layout of :func:`_draw_layout` filled: one draw per distribution, cut into pieces
+    (a single random-bits kernel compiles much faster than one per matrix)."""
+    leaves, tdef = jax.tree.flatten(_draw_layout(cfg), is_leaf=lambda v: isinstance(v, _Draw))
     draws = {"normal": lambda k, n: jax.random.normal(k, (n,), dtype),
              "uniform": lambda k, n: jax.random.uniform(k, (n,), dtype, -1.0, 1.0)}
     flat = {}
@@ -242,47 +168,69 @@ def init_params(key, cfg: TransformerConfig, dtype=jnp.float32):
     return jax.tree.unflatten(tdef, out)
 
 
+def init_params(key, cfg: TransformerConfig, dtype=jnp.float32):
+    """Parameters of :func:`stack`, drawn as :func:`_draw_layout` says::
+
+        [{"tok": (V, d), "pos": (block_size, d)},                                  embedding
+         [[{"g", "b": (d,)}, {"Wq", "Wk", "Wv": (d, d), "proj": {"W": (d, d), "b": (d,)}}],
+          [{"g", "b": (d,)}, {"fc1": {"W": (d, 4d), "b": (4d,)}, "fc2": {"W": (4d, d), "b": (d,)}}]]
+                                                                     × n_layer    blocks
+         {"g", "b": (d,)},                                                         ln_f
+         {"W": (d, V), "b": (V,)}]                                                 head
+
+    Head h's q/k/v maps are columns ``h·hs:(h+1)·hs`` of Wq/Wk/Wv (fan_in d, as the notebook's
+    per-head ``nn.Linear(n_embd, head_size)``).
+    """
+    p = _draw(key, cfg, dtype)
+    blocks = [[[b["ln1"], b["attn"]], [b["ln2"], b["ffn"]]] for b in p["blocks"]]
+    return [{"tok": p["tok_emb"], "pos": p["pos_emb"]}, *blocks, p["ln_f"], p["head"]]
+
+
+def _stack_init(cfg: TransformerConfig):
+    """The Layer init of :func:`stack`: in_shape (T,), T <= block_size -> ((T, V), params)."""
+    # One compilation instead of ~50 eager ops; init runs once, so XLA's optimisations are skipped.
+    jitted = jax.jit(init_params, static_argnums=(1, 2),
+                     compiler_options={"xla_backend_optimization_level": 0})
+
+    def init(key, in_shape, dtype=jnp.float32):
+        if len(in_shape) != 1 or not 1 <= int(in_shape[0]) <= cfg.block_size:
+            raise ValueError(f"{cfg.name}: expected an input shape (T,) with T <= block_size="
+                             f"{cfg.block_size}, got {tuple(in_shape)}")
+        if isinstance(key, jax.core.Tracer):   # under vmap/jit/eval_shape: a nested jit takes no options
+            return (int(in_shape[0]), cfg.vocab), init_params(key, cfg, jnp.dtype(dtype))
+        return (int(in_shape[0]), cfg.vocab), jitted(key, cfg, jnp.dtype(dtype))
+
+    return init
+
+
 # ----------------------------------------------------------------------------- model
 
 def transformer(cfg: TransformerConfig) -> Model:
-    """The character transformer as a :class:`~jaxnets.models.Model`.
+    """The character transformer as a :class:`~jaxnets.models.Model`: :func:`stack` with the
+    token cross-entropy head.
 
     x: (N, T) int token ids, T <= block_size -> scores (N, T, V) logits; y: (N, T) next ids;
-    ``mask`` (N,) weights whole sequences; ``l2`` penalises the "W…" matrices (AdamW's decoupled
-    weight decay is the optimizer's, not the loss's). ``key`` turns dropout on.
+    ``mask`` (N,) weights whole sequences; ``l2`` reaches the weight matrices (Wq, Wk, Wv, proj,
+    fc1, fc2, head), never biases, gains or embeddings (AdamW's decoupled weight decay is the
+    optimizer's, not the loss's). ``key`` turns dropout on.
     ``in_shape = (block_size,)``, ``out_shape = (block_size, V)`` describe a full window.
     """
     cfg = cfg.validated()
-    # One compilation instead of ~50 eager ops; init runs once, so XLA's optimisations are skipped.
-    _init = jax.jit(init_params, static_argnums=(1, 2),
-                    compiler_options={"xla_backend_optimization_level": 0})
-
-    def init(key, dtype=jnp.float32):
-        if isinstance(key, jax.core.Tracer):   # under vmap/jit/eval_shape: a nested jit takes no options
-            return init_params(key, cfg, jnp.dtype(dtype))
-        return _init(key, cfg, jnp.dtype(dtype))
-
-    def check_x(idx):
-        if jnp.ndim(idx) != 2:
-            raise ValueError(f"{cfg.name}: expected token ids of shape (N, T), got {jnp.shape(idx)}")
-
-    return from_pair(lambda p, idx, key=None: forward(p, jnp.asarray(idx), cfg, key), backward,
-                     init, losses_mod.LOSSES["token_cross_entropy"], (cfg.block_size,),
-                     (cfg.block_size, cfg.vocab), cfg.name, "int", cfg.dropout > 0, check_x)
+    return sequential(stack(cfg), "token_cross_entropy", (cfg.block_size,), "int", cfg.name)
 
 
 # ----------------------------------------------------------------------------- generation
 
 def _generate(params, key, prompt, temperature, cfg: TransformerConfig, n: int, top_k):
     P = prompt.shape[0]
-    L = max(P + n, cfg.block_size)
-    buf = jnp.zeros((L,), jnp.int32).at[:P].set(prompt)
+    forward = stack(cfg).forward
+    buf = jnp.zeros((max(P + n, cfg.block_size),), jnp.int32).at[:P].set(prompt)
 
     def step(carry, k):
         buf, length = carry                 # tokens buf[:length] are valid
         start = jnp.maximum(length - cfg.block_size, 0)
         window = lax.dynamic_slice(buf, (start,), (cfg.block_size,))           # (block_size,)
-        logits = forward(params, window[None, :], cfg)[0][0]                    # (block_size, V)
+        logits = forward(params, window[None, :])[0][0]                         # (block_size, V)
         # Causality: positions after length-1 (zeros) never influence this row.
         row = lax.dynamic_index_in_dim(logits, length - 1 - start, keepdims=False)  # (V,)
         row = row / temperature.astype(row.dtype)

@@ -1,17 +1,21 @@
-"""The transformer's forward/backward pairs (doc 003 Problem 4): linear maps on the last axis,
-token + position embeddings, layer norm, causal self-attention (one head and multi-head), the
-feed-forward net and the residual connection.
-
-Each is a pair of pure functions side by side, in the library's convention::
+"""The transformer's layers (doc 003 Problem 4): token + position embeddings, layer norm, causal
+self-attention (one head and multi-head) and the feed-forward net, each a
+:class:`~jaxnets.nn.layers.Layer` built from a forward/backward pair side by side::
 
     <name>_forward(params, x, ...) -> (y, cache)
     <name>_backward(cache, dy)     -> (dparams, dx)
 
 ``dparams`` has exactly the structure of ``params``. Shapes use ``B`` (batch), ``T`` (time),
-``d`` (model width), ``H`` (heads), ``hs = d / H`` (head size), ``V`` (vocabulary). Dropout
-(:func:`jaxnets.nn.layers.dropout_forward`) takes an explicit PRNG key; ``key=None`` turns it off.
-Every broadcast is written out (``b[None, :]``), so the code runs under
+``d`` (model width), ``H`` (heads), ``hs = d / H`` (head size), ``V`` (vocabulary). The linear maps
+are :func:`jaxnets.nn.layers.dense_forward` on the last axis; the residual connection is
+:func:`jaxnets.nn.layers.residual`. Dropout (:func:`jaxnets.nn.layers.dropout_forward`) takes an
+explicit PRNG key; ``key=None`` turns it off. The (q, k, v) attention core is a private pair inside
+the attention layers. Every broadcast is written out (``b[None, :]``), so the code runs under
 ``jax_numpy_rank_promotion="raise"`` and strict dtype promotion.
+
+The Layers' own ``init`` follows PyTorch's defaults (``nn.Linear``: weights and biases
+U(±1/√fan_in); ``nn.Embedding``: N(0, 1); LayerNorm: gain 1, bias 0); decay marks the weight
+matrices ("W", "Wq", "Wk", "Wv"), never biases, gains or embeddings.
 """
 from __future__ import annotations
 
@@ -20,39 +24,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxnets.nn import losses as losses_mod
-from jaxnets.nn.layers import dropout_backward, dropout_forward
+from jaxnets.nn.layers import (Layer, decay_keys, dense_backward, dense_forward, dropout_backward,
+                               dropout_forward)
 
 LN_EPS = 1e-5   # PyTorch's nn.LayerNorm default
-
-
-# ----------------------------------------------------------------------------- linear
-
-def linear_forward(params, x):
-    """Affine map on the last axis: ``y = x W (+ b)``.
-
-    params: {"W": (n_in, n_out)} or {"W": (n_in, n_out), "b": (n_out,)};
-    x: (..., n_in) -> y: (..., n_out).
-    """
-    W = params["W"]
-    if x.shape[-1] != W.shape[0]:
-        raise ValueError(f"linear: expected x of shape (..., {W.shape[0]}), got {x.shape}")
-    lead = x.shape[:-1]
-    x2 = jnp.reshape(x, (-1, W.shape[0]))                        # (M, n_in)
-    y2 = x2 @ W                                                    # (M, n_out)
-    if "b" in params:
-        y2 = y2 + params["b"][None, :]
-    return jnp.reshape(y2, lead + (W.shape[1],)), (x2, W, "b" in params, lead)
-
-
-def linear_backward(cache, dy):
-    """dy: (..., n_out) -> ({"W": (n_in, n_out)[, "b": (n_out,)]}, dx: (..., n_in))."""
-    x2, W, has_b, lead = cache
-    dy2 = jnp.reshape(dy, (-1, W.shape[1]))                        # (M, n_out)
-    dparams = {"W": x2.T @ dy2}
-    if has_b:
-        dparams["b"] = jnp.sum(dy2, axis=0)
-    dx = jnp.reshape(dy2 @ W.T, lead + (W.shape[0],))
-    return dparams, dx
 
 
 # ----------------------------------------------------------------------------- embeddings
@@ -127,7 +102,7 @@ def layer_norm_backward(cache, dy):
 
 # ----------------------------------------------------------------------------- attention core
 
-def causal_attention_forward(q, k, v, key=None, rate: float = 0.0, scale: float | None = None):
+def _causal_attention_forward(q, k, v, key=None, rate: float = 0.0, scale: float | None = None):
     """Scaled dot-product attention with a causal mask, batched over any leading axes.
 
     q, k, v: (..., T, hs) -> out: (..., T, hs). Position t attends to positions s <= t only:
@@ -147,7 +122,7 @@ def causal_attention_forward(q, k, v, key=None, rate: float = 0.0, scale: float 
     return out, (q, k, v, p, pd, drop_cache, scale)
 
 
-def causal_attention_backward(cache, dout):
+def _causal_attention_backward(cache, dout):
     """dout: (..., T, hs) -> (dq, dk, dv), each (..., T, hs).
 
     dP = dout vᵀ (through dropout), dS = P ⊙ (dP − rowsum(dP ⊙ P)) · c; masked entries have
@@ -170,20 +145,20 @@ def attention_head_forward(params, x, key=None, rate: float = 0.0, scale: float 
 
     params: {"Wq": (d, hs), "Wk": (d, hs), "Wv": (d, hs)}; x: (B, T, d) -> out: (B, T, hs).
     """
-    q, cq = linear_forward({"W": params["Wq"]}, x)
-    k, ck = linear_forward({"W": params["Wk"]}, x)
-    v, cv = linear_forward({"W": params["Wv"]}, x)
-    out, ca = causal_attention_forward(q, k, v, key, rate, scale)
+    q, cq = dense_forward({"W": params["Wq"]}, x)
+    k, ck = dense_forward({"W": params["Wk"]}, x)
+    v, cv = dense_forward({"W": params["Wv"]}, x)
+    out, ca = _causal_attention_forward(q, k, v, key, rate, scale)
     return out, (cq, ck, cv, ca)
 
 
 def attention_head_backward(cache, dout):
     """dout: (B, T, hs) -> ({"Wq", "Wk", "Wv": (d, hs)}, dx: (B, T, d))."""
     cq, ck, cv, ca = cache
-    dq, dk, dv = causal_attention_backward(ca, dout)
-    gq, dxq = linear_backward(cq, dq)
-    gk, dxk = linear_backward(ck, dk)
-    gv, dxv = linear_backward(cv, dv)
+    dq, dk, dv = _causal_attention_backward(ca, dout)
+    gq, dxq = dense_backward(cq, dq)
+    gk, dxk = dense_backward(ck, dk)
+    gv, dxv = dense_backward(cv, dv)
     return {"Wq": gq["W"], "Wk": gk["W"], "Wv": gv["W"]}, dxq + dxk + dxv
 
 
@@ -208,16 +183,16 @@ def multi_head_attention_forward(params, x, n_head: int, key=None, rate: float =
     params: {"Wq", "Wk", "Wv": (d, H*hs), "proj": {"W": (H*hs, d), "b": (d,)}}; head h owns
     columns ``h*hs:(h+1)*hs`` of Wq/Wk/Wv (so this equals ``concat_h attention_head_h(x)``
     followed by ``proj``). x: (B, T, d) -> y: (B, T, d). Dropout (``key``, ``rate``) on the
-    attention weights and on the projected output; ``scale`` as :func:`causal_attention_forward`.
+    attention weights and on the projected output; ``scale`` as :func:`_causal_attention_forward`.
     """
     k_att, k_out = jax.random.split(key) if key is not None else (None, None)
-    q, cq = linear_forward({"W": params["Wq"]}, x)                           # (B, T, H*hs)
-    k, ck = linear_forward({"W": params["Wk"]}, x)
-    v, cv = linear_forward({"W": params["Wv"]}, x)
-    heads, ca = causal_attention_forward(_split_heads(q, n_head), _split_heads(k, n_head),
+    q, cq = dense_forward({"W": params["Wq"]}, x)                           # (B, T, H*hs)
+    k, ck = dense_forward({"W": params["Wk"]}, x)
+    v, cv = dense_forward({"W": params["Wv"]}, x)
+    heads, ca = _causal_attention_forward(_split_heads(q, n_head), _split_heads(k, n_head),
                                          _split_heads(v, n_head), k_att, rate, scale)  # (B, H, T, hs)
     cat = _merge_heads(heads)                                                # (B, T, H*hs)
-    y, cp = linear_forward(params["proj"], cat)                              # (B, T, d)
+    y, cp = dense_forward(params["proj"], cat)                              # (B, T, d)
     y, cd = dropout_forward(y, k_out, rate)
     return y, (cq, ck, cv, ca, cp, cd, n_head)
 
@@ -226,11 +201,11 @@ def multi_head_attention_backward(cache, dy):
     """dy: (B, T, d) -> ({"Wq", "Wk", "Wv": (d, H*hs), "proj": {...}}, dx: (B, T, d))."""
     cq, ck, cv, ca, cp, cd, n_head = cache
     dy = dropout_backward(cd, dy)
-    gproj, dcat = linear_backward(cp, dy)
-    dq, dk, dv = causal_attention_backward(ca, _split_heads(dcat, n_head))
-    gq, dxq = linear_backward(cq, _merge_heads(dq))
-    gk, dxk = linear_backward(ck, _merge_heads(dk))
-    gv, dxv = linear_backward(cv, _merge_heads(dv))
+    gproj, dcat = dense_backward(cp, dy)
+    dq, dk, dv = _causal_attention_backward(ca, _split_heads(dcat, n_head))
+    gq, dxq = dense_backward(cq, _merge_heads(dq))
+    gk, dxk = dense_backward(ck, _merge_heads(dk))
+    gv, dxv = dense_backward(cv, _merge_heads(dv))
     return {"Wq": gq["W"], "Wk": gk["W"], "Wv": gv["W"], "proj": gproj}, dxq + dxk + dxv
 
 
@@ -242,9 +217,9 @@ def feed_forward_forward(params, x, key=None, rate: float = 0.0):
     params: {"fc1": {"W": (d, 4d), "b": (4d,)}, "fc2": {"W": (4d, d), "b": (d,)}};
     x: (B, T, d) -> y: (B, T, d).
     """
-    a, c1 = linear_forward(params["fc1"], x)                                 # (B, T, 4d)
-    h = jnp.maximum(a, 0)
-    y, c2 = linear_forward(params["fc2"], h)                                 # (B, T, d)
+    a, c1 = dense_forward(params["fc1"], x)                                 # (B, T, 4d)
+    h = jax.nn.relu(a)        # jnp.maximum's values; derivative 0 at 0, as the backward's
+    y, c2 = dense_forward(params["fc2"], h)                                 # (B, T, d)
     y, cd = dropout_forward(y, key, rate)
     return y, (c1, a, c2, cd)
 
@@ -253,19 +228,128 @@ def feed_forward_backward(cache, dy):
     """dy: (B, T, d) -> ({"fc1": ..., "fc2": ...}, dx: (B, T, d))."""
     c1, a, c2, cd = cache
     dy = dropout_backward(cd, dy)
-    g2, dh = linear_backward(c2, dy)
-    da = jnp.where(a > 0, dh, jnp.zeros_like(dh))      # ReLU' (0 at the kink, as in layers.py)
-    g1, dx = linear_backward(c1, da)
+    g2, dh = dense_backward(c2, dy)
+    da = jnp.where(a > 0, dh, jnp.zeros_like(dh))      # ReLU' (0 at the kink, doc 001)
+    g1, dx = dense_backward(c1, da)
     return {"fc1": g1, "fc2": g2}, dx
 
 
-# ----------------------------------------------------------------------------- residual
+# ----------------------------------------------------------------------------- the Layers
 
-def residual_forward(x, fx):
-    """y = x + f(x); x, fx: (B, T, d) -> y: (B, T, d) (cache None)."""
-    return x + fx, None
+def _uniform(key, shape, fan_in, dtype):
+    """PyTorch's nn.Linear default: U(±1/√fan_in)."""
+    bound = fan_in ** -0.5
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
-def residual_backward(cache, dy):
-    """dy: (B, T, d) -> (dx, dfx): the gradient flows unchanged into both branches."""
-    return dy, dy
+def _linear_params(key, n_in, n_out, dtype, bias=True):
+    kW, kb = jax.random.split(key)
+    W = _uniform(kW, (n_in, n_out), n_in, dtype)
+    return {"W": W, "b": _uniform(kb, (n_out,), n_in, dtype)} if bias else W
+
+
+def _check_seq_shape(in_shape, where, n_head=1):
+    """(T, d) per example, d divisible by n_head; -> d."""
+    if len(in_shape) != 2:
+        raise ValueError(f"{where}: expected an input shape (T, d), got {tuple(in_shape)}")
+    d = int(in_shape[1])
+    if d % n_head:
+        raise ValueError(f"{where}: the width d={d} must be divisible by n_head={n_head}")
+    return d
+
+
+def embedding(vocab: int, block_size: int, n_embd: int) -> Layer:
+    """Token + position embedding Layer: in_shape (T,) int ids, T <= block_size -> (T, n_embd).
+    params {"tok": (vocab, n_embd), "pos": (block_size, n_embd)}, N(0, 1) (nn.Embedding); no decay;
+    dx is None (ids have no gradient)."""
+
+    def init(key, in_shape, dtype=jnp.float32):
+        if len(in_shape) != 1 or not 1 <= int(in_shape[0]) <= block_size:
+            raise ValueError(f"embedding: expected an input shape (T,) with T <= block_size={block_size},"
+                             f" got {tuple(in_shape)}")
+        kt, kp = jax.random.split(key)
+        return (int(in_shape[0]), n_embd), {"tok": jax.random.normal(kt, (vocab, n_embd), dtype),
+                                            "pos": jax.random.normal(kp, (block_size, n_embd), dtype)}
+
+    def forward(params, idx, key=None):
+        return embedding_forward(params, jnp.asarray(idx))
+
+    return Layer(init, forward, embedding_backward)
+
+
+def layer_norm() -> Layer:
+    """Layer norm over the last axis: in_shape (..., d) -> same; params {"g": ones (d,),
+    "b": zeros (d,)}; no decay."""
+
+    def init(key, in_shape, dtype=jnp.float32):
+        d = int(in_shape[-1])
+        return tuple(in_shape), {"g": jnp.ones((d,), dtype), "b": jnp.zeros((d,), dtype)}
+
+    def forward(params, x, key=None):
+        return layer_norm_forward(params, x)
+
+    return Layer(init, forward, layer_norm_backward)
+
+
+def attention_head(head_size: int, dropout: float = 0.0, scale: float | None = None) -> Layer:
+    """One causal self-attention head (doc 003's notebook ``Head``): in_shape (T, d) ->
+    (T, head_size); params {"Wq", "Wk", "Wv": (d, head_size)}, decayed. Dropout on the attention
+    weights with the forward's ``key``; ``scale`` defaults to head_size^-0.5."""
+    dropout = float(dropout)
+
+    def init(key, in_shape, dtype=jnp.float32):
+        d = _check_seq_shape(in_shape, "attention_head")
+        ks = jax.random.split(key, 3)
+        return (int(in_shape[0]), head_size), {nm: _linear_params(k, d, head_size, dtype, False)
+                                               for nm, k in zip(("Wq", "Wk", "Wv"), ks)}
+
+    def forward(params, x, key=None):
+        return attention_head_forward(params, x, key, dropout, scale)
+
+    return Layer(init, forward, attention_head_backward, dropout > 0, decay_keys("Wq", "Wk", "Wv"))
+
+
+def _mha_decay(params):
+    return {"Wq": True, "Wk": True, "Wv": True, "proj": {"W": True, "b": False}}
+
+
+def multi_head_attention(n_head: int, dropout: float = 0.0, scale: float | None = None) -> Layer:
+    """H causal heads, concatenated, then projected: in_shape (T, d) -> (T, d).
+
+    params {"Wq", "Wk", "Wv": (d, d), "proj": {"W": (d, d), "b": (d,)}} (see
+    :func:`multi_head_attention_forward`); decay: the four matrices. Dropout (``key``) on the
+    attention weights and on the output; ``scale`` defaults to head_size^-0.5.
+    """
+    dropout = float(dropout)
+
+    def init(key, in_shape, dtype=jnp.float32):
+        d = _check_seq_shape(in_shape, "multi_head_attention", n_head)
+        ks = jax.random.split(key, 4)
+        p = {nm: _linear_params(k, d, d, dtype, False) for nm, k in zip(("Wq", "Wk", "Wv"), ks)}
+        return tuple(in_shape), {**p, "proj": _linear_params(ks[3], d, d, dtype)}
+
+    def forward(params, x, key=None):
+        return multi_head_attention_forward(params, x, n_head, key, dropout, scale)
+
+    return Layer(init, forward, multi_head_attention_backward, dropout > 0, _mha_decay)
+
+
+def _ffn_decay(params):
+    return {"fc1": {"W": True, "b": False}, "fc2": {"W": True, "b": False}}
+
+
+def feed_forward(dropout: float = 0.0) -> Layer:
+    """The feed-forward net d -> 4d -> d with ReLU, then dropout: in_shape (..., d) -> same.
+    params {"fc1": {"W": (d, 4d), "b": (4d,)}, "fc2": {"W": (4d, d), "b": (d,)}}; decay: both "W"."""
+    dropout = float(dropout)
+
+    def init(key, in_shape, dtype=jnp.float32):
+        d = int(in_shape[-1])
+        k1, k2 = jax.random.split(key)
+        return tuple(in_shape), {"fc1": _linear_params(k1, d, 4 * d, dtype),
+                                 "fc2": _linear_params(k2, 4 * d, d, dtype)}
+
+    def forward(params, x, key=None):
+        return feed_forward_forward(params, x, key, dropout)
+
+    return Layer(init, forward, feed_forward_backward, dropout > 0, _ffn_decay)

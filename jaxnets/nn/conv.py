@@ -15,18 +15,20 @@ the smaller half on top/left), an int (the same on every side), or explicit
 ``((top, bottom), (left, right))`` (conv1d: ``(left, right)``). Padding is zero for convolutions
 and −∞ for max-pooling. Output size: ``H_out = ⌊(H + top + bottom − kh) / sh⌋ + 1``.
 
-Implementation (no Python loops over pixels). Forward conv2d is im2col: one gather with a static
-index table reads the ``kh·kw`` window entries of every output position from the zero-padded input,
-giving patches ``(N·H_out·W_out, kh·kw·C_in)`` (columns ordered ``(i, j, c)``) which feed a single
-matmul with the kernel reshaped to ``(kh·kw·C_in, C_out)``. The backward rule is the adjoint of
-that construction:
+Implementation (no Python loops over pixels). Forward conv2d is im2col: one strided slice per
+window offset ``(i, j)`` reads that entry of every output position's window from the zero-padded
+input; stacked, they give patches ``(N·H_out·W_out, kh·kw·C_in)`` (columns ordered ``(i, j, c)``)
+which feed a single matmul with the kernel reshaped to ``(kh·kw·C_in, C_out)``. The backward rule
+is the adjoint of that construction:
 
 - ``dW = patchesᵀ · dy`` (one matmul on the cached patches), ``db = Σ dy``;
-- ``dpatches = dy · Wᵀ`` (one matmul), then *col2im*: the adjoint of the gather is a scatter-add
-  of every patch entry back to the input position it was read from (overlapping windows add up),
-  followed by cropping off the border padding.
+- ``dpatches = dy · Wᵀ`` (one matmul), then *col2im*: the adjoint of each strided slice is a zero
+  pad back onto the padded grid, so every patch entry returns to the input position it was read
+  from (overlapping windows add up), followed by cropping off the border padding.
 
-Max-pool uses the same window gather (and its scatter-add adjoint); its tie rule is documented at :func:`maxpool2d_forward`.
+Max-pool uses the same window slices (and their adjoint); its tie rule is documented at
+:func:`maxpool2d_forward`, and its forward is written so that ``jax.grad`` routes ties the same way.
+Every layer here is a :class:`~jaxnets.nn.layers.Layer`; conv1d/conv2d decay their kernel "W".
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ import numpy as np
 from jax import lax
 
 from jaxnets.nn import initializers
-from jaxnets.nn.layers import Layer, with_activation
+from jaxnets.nn.layers import Layer, _fuse_activation, decay_keys
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -130,6 +132,7 @@ class _Geometry:
     in_hw: tuple
     window: tuple
     strides: tuple
+    has_bias: bool = True
 
 
 def _check_nhwc(x, where: str, channels: int | None = None):
@@ -144,11 +147,12 @@ def _check_nhwc(x, where: str, channels: int | None = None):
 def conv2d_forward(params, x, stride=1, padding="valid"):
     """2-D convolution (cross-correlation), NHWC, as im2col + one matmul.
 
-    params {"W": (kh, kw, C_in, C_out), "b": (C_out,)}; x (N, H, W, C_in) → y (N, H_out, W_out, C_out).
+    params {"W": (kh, kw, C_in, C_out), "b": (C_out,)} (or {"W"} alone, no bias);
+    x (N, H, W, C_in) → y (N, H_out, W_out, C_out).
     (XLA's convolution is not used for the one-input-channel case: its transpose, which ``jax.grad``
     of this forward needs, ran ~40× slower inside a ``lax.scan`` epoch on XLA:CPU.)
     """
-    W, b = params["W"], params["b"]
+    W = params["W"]
     kh, kw, cin, cout = W.shape
     _check_nhwc(x, "conv2d", cin)
     strides = _pair(stride, "stride")
@@ -159,39 +163,40 @@ def conv2d_forward(params, x, stride=1, padding="valid"):
         raise ValueError(f"conv2d: kernel {(kh, kw)} does not fit input {(H, Wd)} with padding "
                          f"{((pt, pb), (pl, pr))}")
     x_pad = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
-    geom = _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), (kh, kw), strides)
+    geom = _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), (kh, kw), strides, "b" in params)
     patches = _gather_windows(x_pad, (kh, kw), strides, (Ho, Wo))
     patches = patches.reshape(N * Ho * Wo, kh * kw * cin)          # rows: (i, j, c) row-major
-    y = (patches @ W.reshape(kh * kw * cin, cout) + b).reshape(N, Ho, Wo, cout)
-    return y, (patches, W, geom)
+    y = patches @ W.reshape(kh * kw * cin, cout)
+    if geom.has_bias:
+        y = y + params["b"]
+    return y.reshape(N, Ho, Wo, cout), (patches, W, geom)
 
 
 def conv2d_backward(cache, dy):
-    """dy (N, H_out, W_out, C_out) → ({"W": (kh, kw, C_in, C_out), "b": (C_out,)}, dx (N, H, W, C_in))."""
+    """dy (N, H_out, W_out, C_out) → ({"W": (kh, kw, C_in, C_out)[, "b": (C_out,)]}, dx (N, H, W, C_in))."""
     patches, W, g = cache          # patches: (N·Ho·Wo, kh·kw·C_in)
     kh, kw, cin, cout = W.shape
     N, Ho, Wo, _ = dy.shape
     dy2 = dy.reshape(N * Ho * Wo, cout)
     dW = (patches.T @ dy2).reshape(kh, kw, cin, cout)
-    db = jnp.sum(dy2, axis=0)
+    dparams = {"W": dW, "b": jnp.sum(dy2, axis=0)} if g.has_bias else {"W": dW}
     dpatches = (dy2 @ W.reshape(kh * kw * cin, cout).T).reshape(N, Ho, Wo, kh * kw, cin)
     dx_pad = _gather_windows_adjoint(dpatches, g.padded_hw, g.window, g.strides)
     (pt, pl), (H, Wd) = g.pad_lo, g.in_hw
-    dx = dx_pad[:, pt:pt + H, pl:pl + Wd, :]
-    return {"W": dW, "b": db}, dx
+    return dparams, dx_pad[:, pt:pt + H, pl:pl + Wd, :]
 
 
 def conv2d(c_out: int, kernel_size, stride=1, padding="valid", activation: str = "identity",
-           init="default", **init_kwargs) -> Layer:
+           init="default", bias: bool = True, **init_kwargs) -> Layer:
     """2-D convolution layer followed by an activation (fused, like :func:`layers.dense`).
 
     in_shape (H, W, C_in) → out_shape (H_out, W_out, c_out); params {"W": (kh, kw, C_in, c_out),
-    "b": (c_out,)}. ``init`` names a scheme of :mod:`jaxnets.nn.initializers` (fan_in = kh·kw·C_in,
-    fan_out = kh·kw·c_out).
+    "b": (c_out,)} (no "b" when ``bias=False``); decay: "W". ``init`` names a scheme of
+    :mod:`jaxnets.nn.initializers` (fan_in = kh·kw·C_in, fan_out = kh·kw·c_out).
     """
     kh, kw = _pair(kernel_size, "kernel_size")
     strides = _pair(stride, "stride")
-    forward, backward = with_activation(lambda p, x: conv2d_forward(p, x, strides, padding),
+    forward, backward = _fuse_activation(lambda p, x: conv2d_forward(p, x, strides, padding),
                                         conv2d_backward, activation)
     init_fn = initializers.get(init, activation=activation, **init_kwargs)
     resolve_padding(padding, (1, 1), (kh, kw), strides)  # validate early
@@ -205,9 +210,9 @@ def conv2d(c_out: int, kernel_size, stride=1, padding="valid", activation: str =
         if Ho < 1 or Wo < 1:
             raise ValueError(f"conv2d: kernel {(kh, kw)} does not fit input {(H, Wd)}")
         W, b = init_fn(key, (kh, kw, cin, c_out), (c_out,), kh * kw * cin, kh * kw * c_out, dtype)
-        return (Ho, Wo, c_out), {"W": W, "b": b}
+        return (Ho, Wo, c_out), ({"W": W, "b": b} if bias else {"W": W})
 
-    return Layer(init_, forward, backward)
+    return Layer(init_, forward, backward, decay=decay_keys("W"))
 
 
 # ----------------------------------------------------------------------------- conv1d
@@ -224,7 +229,7 @@ def _padding_1d_to_2d(padding):
 def conv1d_forward(params, x, stride=1, padding="valid"):
     """1-D convolution (cross-correlation), NWC: the H = 1 case of :func:`conv2d_forward`.
 
-    params {"W": (k, C_in, C_out), "b": (C_out,)}; x (N, L, C_in) → y (N, L_out, C_out),
+    params {"W": (k, C_in, C_out), "b": (C_out,)} (or {"W"}); x (N, L, C_in) → y (N, L_out, C_out),
     ``y[n, t, o] = b[o] + Σ_{j,c} x_pad[n, t·s + j, c] · W[j, c, o]``. The doc 003 mini CNN is the
     case L = 3, k = 2, C_in = C_out = 1, b = 0: ``a_t = x_t w_1 + x_{t+1} w_2``.
     """
@@ -233,25 +238,25 @@ def conv1d_forward(params, x, stride=1, padding="valid"):
         raise ValueError(f"conv1d: expected x of shape (N, L, C), got shape {jnp.shape(x)}")
     if W.ndim != 3:
         raise ValueError(f"conv1d: expected a kernel of shape (k, C_in, C_out), got {W.shape}")
-    p2 = {"W": W[None], "b": params["b"]}
+    p2 = {**params, "W": W[None]}
     y, cache = conv2d_forward(p2, x[:, None], (1, stride), _padding_1d_to_2d(padding))
     return y[:, 0], cache
 
 
 def conv1d_backward(cache, dy):
-    """dy (N, L_out, C_out) → ({"W": (k, C_in, C_out), "b": (C_out,)}, dx (N, L, C_in))."""
+    """dy (N, L_out, C_out) → ({"W": (k, C_in, C_out)[, "b": (C_out,)]}, dx (N, L, C_in))."""
     g, dx = conv2d_backward(cache, dy[:, None])
-    return {"W": g["W"][0], "b": g["b"]}, dx[:, 0]
+    return {**g, "W": g["W"][0]}, dx[:, 0]
 
 
 def conv1d(c_out: int, kernel_size: int, stride: int = 1, padding="valid",
-           activation: str = "identity", init="default", **init_kwargs) -> Layer:
+           activation: str = "identity", init="default", bias: bool = True, **init_kwargs) -> Layer:
     """1-D convolution layer + activation. in_shape (L, C_in) → (L_out, c_out);
-    params {"W": (k, C_in, c_out), "b": (c_out,)}."""
+    params {"W": (k, C_in, c_out), "b": (c_out,)} (no "b" when ``bias=False``); decay: "W"."""
     k, s = int(kernel_size), int(stride)
     if k < 1 or s < 1:
         raise ValueError(f"conv1d: kernel_size and stride must be >= 1, got {k}, {s}")
-    forward, backward = with_activation(lambda p, x: conv1d_forward(p, x, s, padding),
+    forward, backward = _fuse_activation(lambda p, x: conv1d_forward(p, x, s, padding),
                                         conv1d_backward, activation)
     init_fn = initializers.get(init, activation=activation, **init_kwargs)
 
@@ -264,9 +269,9 @@ def conv1d(c_out: int, kernel_size: int, stride: int = 1, padding="valid",
         if Lo < 1:
             raise ValueError(f"conv1d: kernel {k} does not fit input length {Ln}")
         W, b = init_fn(key, (k, cin, c_out), (c_out,), k * cin, k * c_out, dtype)
-        return (Lo, c_out), {"W": W, "b": b}
+        return (Lo, c_out), ({"W": W, "b": b} if bias else {"W": W})
 
-    return Layer(init_, forward, backward)
+    return Layer(init_, forward, backward, decay=decay_keys("W"))
 
 
 # ----------------------------------------------------------------------------- maxpool2d
@@ -296,16 +301,43 @@ def maxpool2d_forward(x, window=2, stride=None, padding="valid"):
         # One (N, Ho, Wo, C) view per window offset, combined elementwise: XLA fuses the max, the
         # arg-max and the layer before (bias, ReLU) into one pass over x.
         ts = [t[:, :, i, :, j, :] for i in range(win[0]) for j in range(win[1])]
-        y = functools.reduce(jnp.maximum, ts)
-        # first maximum in row-major window order (argmax semantics, NaN counts as the maximum)
-        arg = jnp.full(y.shape, len(ts), jnp.int32)
-        for k in reversed(range(len(ts))):
-            arg = jnp.where((ts[k] == y) | jnp.isnan(ts[k]), jnp.int32(k), arg)
-        return y, (arg, geom)
+        y = _window_max(*ts)
+        return y, (_first_argmax(ts, y), geom)
     windows = _gather_windows(x_pad, win, strides, (Ho, Wo))       # (N, Ho, Wo, P, C)
     arg = jnp.argmax(windows, axis=3)                               # first maximum, row-major
+    # Reading y at arg (not a max-reduce) makes jax.grad route a tie as the hand rule does.
     y = jnp.take_along_axis(windows, arg[:, :, :, None, :], axis=3)[:, :, :, 0, :]
     return y, (arg, geom)
+
+
+def _first_argmax(ts, y):
+    """Index k of the first view with ``ts[k] == y`` (row-major window order: ``jnp.argmax``
+    semantics, NaN counts as the maximum); ts: P arrays of y's shape -> int32 of y's shape."""
+    arg = jnp.full(y.shape, len(ts), jnp.int32)
+    for k in reversed(range(len(ts))):
+        arg = jnp.where((ts[k] == y) | jnp.isnan(ts[k]), jnp.int32(k), arg)
+    return arg
+
+
+@jax.custom_jvp
+def _window_max(*ts):
+    """Elementwise maximum of the P window views (N, Ho, Wo, C) -> (N, Ho, Wo, C).
+
+    Its derivative follows the pool's tie rule: the tangent of the *first* maximum (row-major)
+    passes, where ``jnp.maximum``'s own derivative would give each tied entry half. So
+    ``jax.grad`` of :func:`maxpool2d_forward` equals :func:`maxpool2d_backward` at ties too (ReLU
+    outputs of real images tie often: flat regions give equal pre-activations)."""
+    return functools.reduce(jnp.maximum, ts)
+
+
+@_window_max.defjvp
+def _window_max_jvp(primals, tangents):
+    y = _window_max(*primals)
+    arg = _first_argmax(primals, y)
+    dy = jnp.zeros_like(y)
+    for k in reversed(range(len(primals))):
+        dy = jnp.where(arg == k, tangents[k], dy)
+    return y, dy
 
 
 def _tiles(x_pad, win, out_hw):

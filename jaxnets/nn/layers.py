@@ -1,21 +1,21 @@
-"""Layers as pure forward/backward pairs.
+"""The one building-block contract of jaxnets (:class:`Layer`, stated once, in its docstring) and
+the layers that need no other module.
 
-Every layer is a :class:`Layer` of three pure functions::
+The layers here: activations, dropout, dense (over any leading axes), reshape, and the
+combinators :func:`serial` and :func:`residual`; conv1d/conv2d/max-pool/flatten live in
+:mod:`jaxnets.nn.conv`, embedding/layer norm/attention/feed-forward in :mod:`jaxnets.nn.attention`.
+Each Layer is built from plain ``<name>_forward``/``<name>_backward`` functions (the hand-written
+rules, each right under its forward with the same variable names); those are its implementation,
+the Layer is the one public shape.
 
-    init(key, in_shape, dtype)    -> (out_shape, params)
-    forward(params, x, key=None)  -> (y, cache)
-    backward(cache, dy)           -> (dparams, dx)
-
-``key`` is a PRNG key for stochastic layers (dropout); deterministic layers ignore it, and
-``key=None`` is evaluation mode, so a stochastic layer composes with :func:`serial` like any other.
-
-``in_shape``/``out_shape`` are per-example shapes (no batch axis); ``x`` carries a leading batch
-axis ``N``. ``dparams`` has exactly the structure of ``params`` (``{}`` for layers without
-parameters), so a hand-written gradient can be compared with ``jax.grad`` by one ``jax.tree.map``.
-Each backward rule sits right under its forward and uses the same variable names.
+The forwards carry the derivative convention their hand rules use, so ``jax.grad`` of a forward
+equals the hand rule at kinks too: ReLU is ``jax.nn.relu`` (derivative 0 at 0, doc 001's ReLU'(0)
+= 0, where ``jnp.maximum(x, 0)`` would give 0.5).
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -24,27 +24,64 @@ import jax.numpy as jnp
 from jaxnets.nn import initializers
 
 
+def no_decay(params):
+    """The default decay mask: False at every leaf of ``params`` (nothing is an L2 weight)."""
+    return jax.tree.map(lambda _: False, params)
+
+
 class Layer(NamedTuple):
-    """A layer: ``init``, ``forward`` and its hand-written ``backward``; ``stochastic`` when its
-    forward draws from ``key`` (a model built from it then needs a key to train)."""
+    """A building block: five parts::
+
+        init(key, in_shape, dtype)    -> (out_shape, params)
+        forward(params, x, key=None)  -> (y, cache)
+        backward(cache, dy)           -> (dparams, dx)
+        stochastic: bool              True when forward draws from key (dropout)
+        decay(params)                 -> pytree of Python bools, params' structure: True = an L2 weight
+
+    ``in_shape``/``out_shape`` are per-example shapes (no batch axis); ``x`` carries a leading batch
+    axis ``N``. ``key`` is a PRNG key for stochastic layers; deterministic layers ignore it and
+    ``key=None`` is evaluation mode, so a stochastic layer composes with :func:`serial` like any
+    other. ``dparams`` has exactly the structure of ``params`` (``{}`` for layers without parameters),
+    so a hand-written gradient can be compared with ``jax.grad`` by one ``jax.tree.map``; ``dx`` is
+    ``None`` only where x has no gradient (token ids). ``decay`` says which leaves the L2 penalty
+    ``l2·Σ‖W‖²`` reaches (doc 001's λ(‖α‖² + ‖β‖²), doc 004's (λ/2)Σ‖W‖²): weight matrices and
+    kernels, never biases, gains or embeddings (``decay_keys("W")`` for a dict layer); a layer that
+    declares nothing decays nothing (:func:`no_decay`, the default). The mask holds Python bools: it
+    follows from the params' structure, not their values, so it is known at trace time.
+    """
     init: Callable[..., Any]
     forward: Callable[..., Any]
     backward: Callable[..., Any]
     stochastic: bool = False
+    decay: Callable[..., Any] = no_decay
+
+
+def decay_keys(*names: str):
+    """A decay mask for a dict of params: True at the keys ``names`` (the layer's weights)."""
+    return lambda params: {k: k in names for k in params}
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class _Static:
+    """Static facts kept in a cache (a pytree node without leaves, so a cache can be returned
+    from jit and passed to a backward rule later)."""
+    has_bias: bool
+    lead: tuple
 
 
 def _check_features(x, n_in: int, where: str):
     """Shape check that also fires at trace time (shapes are static under jit)."""
-    if getattr(x, "ndim", None) != 2:
-        raise ValueError(f"{where}: expected x of shape (N, {n_in}), got shape {jnp.shape(x)}")
-    if x.shape[1] != n_in:
-        raise ValueError(f"{where}: expected x with {n_in} features (N, {n_in}), got shape {x.shape}")
+    if getattr(x, "ndim", 0) < 2:
+        raise ValueError(f"{where}: expected x of shape (N, ..., {n_in}), got shape {jnp.shape(x)}")
+    if x.shape[-1] != n_in:
+        raise ValueError(f"{where}: expected x with {n_in} features (N, ..., {n_in}), got shape {x.shape}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"{where}: expected a floating-point x, got dtype {x.dtype}")
 
 
 # ----------------------------------------------------------------------------- activations
-# Activations are parameter-free: forward(x) -> (y, cache), backward(cache, dy) -> dx.
+# The implementation pairs of :func:`activation`: forward(x) -> (y, cache), backward(cache, dy) -> dx.
 
 def sigmoid_forward(x):
     y = jax.nn.sigmoid(x)
@@ -57,7 +94,9 @@ def sigmoid_backward(cache, dy):
 
 
 def relu_forward(x):
-    y = jnp.maximum(x, 0)
+    # jax.nn.relu computes jnp.maximum(x, 0) (the same values) and differentiates to 0 at 0,
+    # the convention of relu_backward (doc 001: ReLU'(0) = 0).
+    y = jax.nn.relu(x)
     return y, x
 
 
@@ -85,29 +124,30 @@ def identity_backward(cache, dy):
     return dy
 
 
-ACTIVATIONS = {
+_ACTIVATIONS = {
     "sigmoid": (sigmoid_forward, sigmoid_backward),
     "relu": (relu_forward, relu_backward),
     "tanh": (tanh_forward, tanh_backward),
     "identity": (identity_forward, identity_backward),
 }
+ACTIVATIONS = tuple(_ACTIVATIONS)
 
 
-def get_activation(name: str):
+def _activation_pair(name: str):
     """(forward, backward) pair of an activation by name; ValueError naming the options."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]
 
 
-def with_activation(core_forward, core_backward, activation: str = "identity"):
+def _fuse_activation(core_forward, core_backward, activation: str = "identity"):
     """Fuse an activation after a parametrised core pair, so the layer keeps one params dict.
 
     core_forward(params, x) -> (a, cache), core_backward(cache, da) -> (dparams, dx) become
     ``forward(params, x, key=None) -> (act(a), cache)`` and ``backward(cache, dh) -> (dparams, dx)``
     with ``da = act'(a) ⊙ dh``. Used by :func:`dense` and the convolutions of :mod:`jaxnets.nn.conv`.
     """
-    act_fwd, act_bwd = get_activation(activation)
+    act_fwd, act_bwd = _activation_pair(activation)
 
     def forward(params, x, key=None):
         a, core_cache = core_forward(params, x)
@@ -126,8 +166,9 @@ def _same_shape(key, in_shape, dtype=jnp.float32):
 
 
 def activation(name: str) -> Layer:
-    """An activation as a parameter-free :class:`Layer` (params ``{}``)."""
-    fwd, bwd = get_activation(name)
+    """An activation ("sigmoid", "relu", "tanh", "identity") as a parameter-free :class:`Layer`:
+    x (N, ...) -> y (N, ...), params ``{}``."""
+    fwd, bwd = _activation_pair(name)
 
     def forward(params, x, key=None):
         return fwd(x)
@@ -178,50 +219,84 @@ def dropout(rate: float) -> Layer:
 # ----------------------------------------------------------------------------- dense
 
 def dense_forward(params, x):
-    """Affine map ``a = x W + b``.
+    """Affine map on the last axis, ``a = x W (+ b)``, over any leading axes.
 
-    params: {"W": (n_in, n_out), "b": (n_out,)};  x: (N, n_in) -> a: (N, n_out).
+    params: {"W": (n_in, n_out), "b": (n_out,)} (or {"W"} alone, no bias);
+    x: (N, ..., n_in) -> a: (N, ..., n_out).
     """
-    W, b = params["W"], params["b"]
+    W = params["W"]
     _check_features(x, W.shape[0], "dense")
-    a = x @ W + b
-    return a, (x, W)
+    lead = x.shape[:-1]
+    x2 = jnp.reshape(x, (-1, W.shape[0]))                          # (M, n_in)
+    a2 = x2 @ W                                                     # (M, n_out)
+    if "b" in params:
+        a2 = a2 + params["b"][None, :]
+    return jnp.reshape(a2, lead + (W.shape[1],)), (x2, W, _Static("b" in params, lead))
 
 
 def dense_backward(cache, da):
-    """da: (N, n_out) -> ({"W": (n_in, n_out), "b": (n_out,)}, dx: (N, n_in))."""
-    x, W = cache
-    dW = x.T @ da
-    db = jnp.sum(da, axis=0)
-    dx = da @ W.T
-    return {"W": dW, "b": db}, dx
+    """da: (N, ..., n_out) -> ({"W": (n_in, n_out)[, "b": (n_out,)]}, dx: (N, ..., n_in)).
 
-
-def dense(n_out: int, activation: str = "identity", init="default", **init_kwargs) -> Layer:
-    """Fully-connected layer followed by an activation, fused so an MLP's params stay a plain
-    list of ``{"W", "b"}`` dicts.
-
-    in_shape (n_in,) -> out_shape (n_out,); params {"W": (n_in, n_out), "b": (n_out,)}.
-    ``init`` names a scheme of :mod:`jaxnets.nn.initializers` (or is a callable).
+    ``dW = xᵀ da``, ``db = Σ da`` over every leading axis, ``dx = da Wᵀ``.
     """
-    forward, backward = with_activation(dense_forward, dense_backward, activation)
+    x2, W, st = cache
+    da2 = jnp.reshape(da, (-1, W.shape[1]))                        # (M, n_out)
+    dparams = {"W": x2.T @ da2}
+    if st.has_bias:
+        dparams["b"] = jnp.sum(da2, axis=0)
+    return dparams, jnp.reshape(da2 @ W.T, st.lead + (W.shape[0],))
+
+
+def dense(n_out: int, activation: str = "identity", init="default", bias: bool = True,
+          **init_kwargs) -> Layer:
+    """Fully-connected layer on the last axis followed by an activation, fused so an MLP's params
+    stay a plain list of ``{"W", "b"}`` dicts.
+
+    in_shape (..., n_in) -> out_shape (..., n_out); params {"W": (n_in, n_out), "b": (n_out,)}
+    (no "b" when ``bias=False``); decay: "W". ``init`` names a scheme of
+    :mod:`jaxnets.nn.initializers` (or is a callable).
+    """
+    forward, backward = _fuse_activation(dense_forward, dense_backward, activation)
     init_fn = initializers.get(init, activation=activation, **init_kwargs)
 
     def init_(key, in_shape, dtype=jnp.float32):
-        if len(in_shape) != 1:
-            raise ValueError(f"dense: expected a flat input shape (n_in,), got {tuple(in_shape)}")
-        n_in = int(in_shape[0])
+        if len(in_shape) < 1:
+            raise ValueError(f"dense: expected an input shape (..., n_in), got {tuple(in_shape)}")
+        n_in = int(in_shape[-1])
         W, b = init_fn(key, (n_in, n_out), (n_out,), n_in, n_out, dtype)
-        return (n_out,), {"W": W, "b": b}
+        return tuple(in_shape[:-1]) + (n_out,), ({"W": W, "b": b} if bias else {"W": W})
 
-    return Layer(init_, forward, backward)
+    return Layer(init_, forward, backward, decay=decay_keys("W"))
 
 
-# ----------------------------------------------------------------------------- composition
+# ----------------------------------------------------------------------------- reshape
+
+def reshape(out_shape) -> Layer:
+    """Per-example reshape (params ``{}``): x (N, *in_shape) -> (N, *out_shape), row-major;
+    the backward reshapes dy back. (:func:`jaxnets.nn.conv.flatten` is the case (prod(in_shape),).)"""
+    out_shape = tuple(int(d) for d in out_shape)
+
+    def init(key, in_shape, dtype=jnp.float32):
+        if math.prod(in_shape) != math.prod(out_shape):
+            raise ValueError(f"reshape: cannot reshape {tuple(in_shape)} into {out_shape}")
+        return out_shape, {}
+
+    def forward(params, x, key=None):
+        return jnp.reshape(x, x.shape[:1] + out_shape), x.shape
+
+    def backward(cache, dy):
+        return {}, jnp.reshape(dy, cache)
+
+    return Layer(init, forward, backward)
+
+
+# ----------------------------------------------------------------------------- combinators
 
 def serial(*layers: Layer) -> Layer:
-    """Compose layers left to right; params and dparams are lists with one entry per layer.
-    A ``key`` is split among the layers (each stochastic layer gets its own stream)."""
+    """Compose layers left to right; params, dparams and the decay mask are lists with one entry
+    per layer. A ``key`` is split among the layers (each layer its own stream, stax's rule), and
+    the composition is stochastic when any layer is."""
+    stochastic = any(layer.stochastic for layer in layers)
 
     def init(key, in_shape, dtype=jnp.float32):
         keys = jax.random.split(key, len(layers))
@@ -247,4 +322,32 @@ def serial(*layers: Layer) -> Layer:
             dparams[i], dy = layers[i].backward(caches[i], dy)
         return dparams, dy
 
-    return Layer(init, forward, backward, stochastic=any(layer.stochastic for layer in layers))
+    def decay(params):
+        return [layer.decay(p) for layer, p in zip(layers, params)]
+
+    return Layer(init, forward, backward, stochastic, decay)
+
+
+def residual(layer: Layer) -> Layer:
+    """The residual connection ``y = x + f(x)`` around ``layer`` (its params, its decay mask).
+
+    x: (N, *shape) -> y: same shape (``layer`` must keep the shape). Backward: the gradient
+    reaches x both directly and through f, ``dx = dy + f'ᵀ dy``.
+    """
+
+    def init(key, in_shape, dtype=jnp.float32):
+        out_shape, params = layer.init(key, in_shape, dtype)
+        if tuple(out_shape) != tuple(in_shape):
+            raise ValueError(f"residual: the inner layer maps {tuple(in_shape)} to {tuple(out_shape)};"
+                             " a residual needs the same shape")
+        return tuple(out_shape), params
+
+    def forward(params, x, key=None):
+        fx, cache = layer.forward(params, x, key)
+        return x + fx, cache
+
+    def backward(cache, dy):
+        dparams, dx_f = layer.backward(cache, dy)
+        return dparams, dy + dx_f
+
+    return Layer(init, forward, backward, layer.stochastic, layer.decay)

@@ -211,29 +211,28 @@ def get(name) -> Loss:
 
 # ----------------------------------------------------------------------------- L2 penalty
 
-def _is_weight(path) -> bool:
-    """Weights are the leaves stored under a dict key starting with "W" ("W", and the attention
-    maps "Wq", "Wk", "Wv"); biases ("b"), gains and embeddings are never penalised."""
-    last = path[-1] if path else None
-    return (isinstance(last, jax.tree_util.DictKey) and isinstance(last.key, str)
-            and last.key.startswith("W"))
+def _decayed(params, decay):
+    """The leaves of ``params`` whose ``decay`` mask entry is True, in flatten order."""
+    leaves, tdef = jax.tree.flatten(params)
+    flags = tdef.flatten_up_to(decay)
+    return [(v, bool(f)) for v, f in zip(leaves, flags)]
 
 
-def l2_penalty(params):
-    """Σ ‖W‖² over every weight leaf (keys "W…") of a params pytree; biases excluded.
+def l2_penalty(params, decay):
+    """Σ ‖W‖² over the leaves of ``params`` marked True in ``decay`` (a pytree of bools with the
+    structure of params: ``model.decay(params)``, built from each layer's decay mask).
 
     Multiply by ``l2`` for doc 001's ``λ(‖α‖² + ‖β‖²)`` (l2 = λ) or by ``λ/2`` for doc 004's
     ``(λ/2)(‖W1‖² + ‖W2‖²)``.
     """
-    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
     # start=0.0 is weakly typed, so the sum keeps the params' dtype (float32 or float64).
-    return sum((jnp.sum(v * v) for p, v in leaves if _is_weight(p)), start=0.0)
+    return sum((jnp.sum(v * v) for v, f in _decayed(params, decay) if f), start=0.0)
 
 
-def l2_penalty_grad(params):
-    """d/dparams Σ‖W‖² = 2W on weight leaves, 0 on everything else (same structure as params)."""
-    return jax.tree_util.tree_map_with_path(
-        lambda p, v: 2 * v if _is_weight(p) else jnp.zeros_like(v), params)
+def l2_penalty_grad(params, decay):
+    """d/dparams Σ‖W‖² = 2W on the decayed leaves, 0 on everything else (params' structure)."""
+    leaves, tdef = jax.tree.flatten(params)
+    return jax.tree.unflatten(tdef, [2 * v if f else jnp.zeros_like(v) for v, f in _decayed(params, decay)])
 
 
 # ----------------------------------------------------------------------------- unfused softmax → NLL
