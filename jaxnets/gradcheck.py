@@ -616,7 +616,8 @@ def gradient_checker(model, params, x, y, eps: float = 1e-3):
     single, first) training example.
 
     The document's entry can be degenerate: W1(0, 0) multiplies the corner pixel, which is 0 in
-    every Fashion-MNIST image, so both sides are exactly 0 and the row would pass any rule. Each
+    the first Fashion-MNIST training image (and nearly every other), so both sides are exactly 0
+    and the row would pass any rule. Each
     row therefore also checks a second entry, the one with the largest |backprop| value
     (``alt_*``), where a wrong rule shows; ``degenerate`` says whether the document's entry
     compared 0 with 0, and ``why`` says it in words.
