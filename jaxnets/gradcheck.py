@@ -396,7 +396,7 @@ def _structure(hand, other, other_name: str, prefix: str = "params"):
 
 
 def compare(hand, other, other_name: str = "jax.grad", tol: float | None = None, *,
-            batch_size: int | None = None) -> Comparison:
+            batch_size: int | None = None, f: Callable | None = None, params=None) -> Comparison:
     """Per-leaf ``rel_error`` of two gradient pytrees.
 
     ``tol=None`` takes the autodiff default of the hand gradient's dtype
@@ -405,14 +405,16 @@ def compare(hand, other, other_name: str = "jax.grad", tol: float | None = None,
     fails. Returns a :class:`Comparison` (a dict ``{leaf path: rel_error}`` that also records the
     tolerance and its source). Raises :class:`GradientCheckError` when a leaf disagrees, naming
     the parameter, the worst index, both values, the tolerance and a diagnosis (``batch_size``
-    lets it name a factor of N as the batch size).
+    lets it name a factor of N as the batch size; the scalar ``f(params)`` whose gradient both
+    sides are, with ``params``, lets it find disagreements that sit only at kinks).
     """
     tol, source = _tolerance(hand, tol, "autodiff")
     _structure(hand, other, other_name)
     names, hs, _ = _paths(hand)
     _, os_, _ = _paths(other)
+    probe = None if f is None or params is None else _Probe(jax.jit(f), params)
     errors, _, failures = _compare_leaves([f"params{n}" for n in names], hs, os_, other_name, tol,
-                                          {"batch_size": batch_size, "rtol": max(1e-6, tol)})
+                                          {"batch_size": batch_size, "rtol": max(1e-6, tol)}, probe)
     _raise([(failures, other_name, tol, source)])
     return Comparison(dict(zip(names, errors.values())), tol, source)
 
@@ -632,7 +634,7 @@ def gradient_checker(model, params, x, y, eps: float = 1e-3):
     for i, (name, g) in enumerate(zip(names, jax.tree.leaves(hand))):
         g = np.asarray(g, np.float64)
         zero, alt = (0,) * g.ndim, np.unravel_index(int(np.argmax(np.abs(g))), g.shape)
-        bp, approx = float(g[zero]), probe.central(i, 0, eps)
+        bp, approx = float(g[zero]) + 0.0, probe.central(i, 0, eps)  # + 0.0: no −0.0
         abp, aapprox = float(g[alt]), probe.central(i, int(np.ravel_multi_index(alt, g.shape)), eps)
         degenerate = bp == 0.0 and abs(approx) < 1e-12
         why = ("the document's (0, …, 0) entry compares 0 with 0 (its input is 0 for this example), "

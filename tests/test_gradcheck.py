@@ -273,7 +273,7 @@ def test_cnn2_hand_equals_autodiff_on_real_fashion_mnist(x64):
     params = net.init(jax.random.key(0), F64)
     _, hand = net.backprop(params, x, y)
     _, auto = net.grad_autodiff(params, x, y)
-    errors = gradcheck.compare(hand, auto, batch_size=8)
+    errors = gradcheck.compare(hand, auto, batch_size=8, f=lambda p: net.loss(p, x, y), params=params)
     assert max(errors.values()) < 1e-10
 
 
@@ -316,6 +316,23 @@ def test_compare_names_the_batch_size(x64):
     g = {"W": _normal(0, (3, 4))}
     with pytest.raises(GradientCheckError, match="the batch size N = 16: a missing or extra 1/N"):
         gradcheck.compare({"W": g["W"] / 16}, g, batch_size=16)
+
+
+def test_compare_finds_a_convention_mismatch_at_kinks(x64):
+    """A forward written with jnp.maximum (autodiff: ½ at a tie) and the hand rule's ReLU′(0) = 0:
+    on inputs with zero rows they differ only at kinks, and compare says so given the loss."""
+    hidden = _layer(lambda p, x, key=None: (jnp.maximum(L.dense_forward(p, x)[0], 0.0), L.dense_forward(p, x)),
+                    lambda c, dy: L.dense_backward(c[1], L.relu_backward(c[0], dy)))
+    hidden = hidden._replace(init=lambda k, s, d: ((4,), {"W": jax.random.normal(k, (s[0], 4), d), "b": jnp.zeros(4, d)}))
+    net = models.sequential(L.serial(hidden, L.dense(2)), "softmax_cross_entropy", (3,))
+    params = net.init(jax.random.key(0), F64)
+    x, y = _normal(1, (5, 3)).at[0].set(0.0), jnp.arange(5) % 2
+    _, hand = net.backprop(params, x, y)
+    _, auto = net.grad_autodiff(params, x, y)
+    with pytest.raises(GradientCheckError, match=r"params\[0\]\['b'\] only at kinks"):
+        gradcheck.compare(hand, auto, f=lambda p: net.loss(p, x, y), params=params)
+    with pytest.raises(GradientCheckError, match="no known pattern"):   # without f it cannot tell
+        gradcheck.compare(hand, auto)
 
 
 def test_check_model_accepts_kinks_and_skips_unsampled_entries(x64):
