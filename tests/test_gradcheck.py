@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from jaxnets import data, gradcheck, models
 from jaxnets.errors import GradientCheckError
@@ -390,6 +390,10 @@ ACTS = ["identity", "sigmoid", "tanh", "relu"]
 @settings(max_examples=12, deadline=None)
 @given(kind=st.sampled_from(["dense", "conv2d", "layer norm"]), act=st.sampled_from(ACTS),
        n=st.integers(1, 4), width=st.integers(1, 5), seed=st.integers(0, 2**16))
+# layer norm over 2 features: x̂ = ±1, so dx ≈ 1e-7..1e-6 is the remainder of a cancellation and
+# both references carry round-off of that order; a relative measure without a floor failed these
+@example(kind="layer norm", act="identity", n=1, width=1, seed=82)
+@example(kind="layer norm", act="identity", n=1, width=1, seed=473)
 def test_random_correct_layers_pass(kind, act, n, width, seed):
     """Random correct layers on continuous inputs: never a failure, so never a diagnosis."""
     key = jax.random.key(seed)
