@@ -370,6 +370,17 @@ def test_check_layer_inits_params_and_traces_the_forward_a_bounded_number_of_tim
     assert set(report.autodiff) == {"params['W']", "params['b']", "dx"}
 
 
+def test_check_layer_holds_a_stochastic_layers_mask_fixed_with_fkey():
+    """Dropout: with ``fkey`` the forward draws one mask, reused by every reference; the layer's
+    rule scales by 1/(1 − p), which a dropped scale would miss by that constant factor."""
+    x = jax.random.normal(jax.random.key(0), (4, 6))
+    report = gradcheck.check_layer(L.dropout(0.25), x, fkey=jax.random.key(1))
+    assert report.autodiff["dx"] < 1e-10 and report.numeric["dx"] < 1e-6
+    unscaled = L.dropout(0.25)._replace(backward=lambda c, dy: ({}, jnp.where(c[0], dy, 0.0)))
+    with pytest.raises(GradientCheckError, match=r"dx constant factor\n.*\n.*0\.75"):
+        gradcheck.check_layer(unscaled, x, fkey=jax.random.key(1))
+
+
 def test_check_layer_token_ids_get_no_dx():
     layer = _layer(lambda p, idx, key=None: A.embedding_forward(p, idx), A.embedding_backward)
     params = {"tok": _normal(0, (5, 3)), "pos": _normal(1, (4, 3))}
