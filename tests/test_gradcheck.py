@@ -381,11 +381,10 @@ def test_check_layer_holds_a_stochastic_layers_mask_fixed_with_fkey():
         gradcheck.check_layer(unscaled, x, fkey=jax.random.key(1))
 
 
-def test_check_layer_token_ids_get_no_dx():
+def test_check_layer_token_ids_get_no_dx(x64):
     layer = _layer(lambda p, idx, key=None: A.embedding_forward(p, idx), A.embedding_backward)
     params = {"tok": _normal(0, (5, 3)), "pos": _normal(1, (4, 3))}
-    with jax.enable_x64(True):
-        report = gradcheck.check_layer(layer, jnp.asarray([[0, 4, 2], [1, 1, 3]]), params)
+    report = gradcheck.check_layer(layer, jnp.asarray([[0, 4, 2], [1, 1, 3]]), params)
     assert set(report.autodiff) == {"params['pos']", "params['tok']"}
 
 
