@@ -1,0 +1,460 @@
+"""The gradient checker: it never passes a non-finite, never fails a correct rule, and says what a
+wrong rule looks like (doc 001 appendix, doc 003 §3.1.5, doc 004 §1.5.3).
+
+Every check runs in float64 (``x64`` fixture / ``check_layer`` itself) with the checker's float64
+defaults (1e-10 against autodiff, 1e-6 against central differences with eps 1e-5).
+
+The planted-bug table (layer × bug class → the first line of the error) prints with
+``python tests/test_gradcheck.py``.
+"""
+from __future__ import annotations
+
+import types
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import example, given, settings, strategies as st
+
+from jaxnets import data, gradcheck, models
+from jaxnets.errors import GradientCheckError
+from jaxnets.models import cnn
+from jaxnets.nn import attention as A
+from jaxnets.nn import conv
+from jaxnets.nn import layers as L
+
+F64 = jnp.float64
+
+
+# ============================================================================ layers under test
+# The library's hand rules wrapped as Layers. ReLU-fused layers use jax.nn.relu in the forward
+# (derivative 0 at 0, the hand rule's convention) so the reference agrees at kinks.
+
+def _relu_fused(core_fwd, core_bwd, relu_bwd=L.relu_backward, skip_act=False):
+    def forward(params, x, key=None):
+        a, c = core_fwd(params, x)
+        return jax.nn.relu(a), (c, a)
+
+    def backward(cache, dy):
+        c, a = cache
+        return core_bwd(c, dy if skip_act else relu_bwd(a, dy))
+    return forward, backward
+
+
+def _layer(forward, backward):
+    return L.Layer(init=None, forward=forward, backward=backward)
+
+
+def _post(layer, fn):
+    """The layer with ``fn`` applied to its hand-written (dparams, dx): a planted bug."""
+    return layer._replace(backward=lambda c, dy: fn(*layer.backward(c, dy)))
+
+
+def _normal(seed, shape, scale=1.0):
+    return scale * jax.random.normal(jax.random.key(seed), shape, F64)
+
+
+def dense_case():
+    """x (4, 5) with a zero row and b = 0: a ReLU input sits exactly at its kink."""
+    x = _normal(0, (4, 5)).at[0].set(0.0)
+    params = {"W": _normal(1, (5, 4)), "b": jnp.zeros(4, F64)}
+    return _layer(*_relu_fused(L.dense_forward, L.dense_backward)), x, params
+
+
+def conv_case():
+    """x (3, 5, 5, 4), kernel (2, 2, 4, 4), b = 0, the first image 0: kinks in every channel."""
+    x = _normal(2, (3, 5, 5, 4)).at[0].set(0.0)
+    params = {"W": _normal(3, (2, 2, 4, 4), 0.5), "b": jnp.zeros(4, F64)}
+    fwd = lambda p, x: conv.conv2d_forward(p, x, 1, "valid")
+    return _layer(*_relu_fused(fwd, conv.conv2d_backward)), x, params
+
+
+def pool_case():
+    """x (3, 4, 4, 2) continuous (no ties) for every bug but the kinks one."""
+    layer = _layer(lambda p, x, key=None: conv.maxpool2d_forward(x, 2),
+                   lambda c, dy: ({}, conv.maxpool2d_backward(c, dy)))
+    return layer, _normal(4, (3, 4, 4, 2)), {}
+
+
+def layer_norm_case():
+    layer = _layer(lambda p, x, key=None: A.layer_norm_forward(p, x), A.layer_norm_backward)
+    params = {"g": 1 + _normal(5, (4,), 0.1), "b": _normal(6, (4,), 0.1)}
+    return layer, _normal(7, (3, 4, 4)), params
+
+
+def attention_case():
+    layer = _layer(lambda p, x, key=None: A.multi_head_attention_forward(p, x, 2),
+                   A.multi_head_attention_backward)
+    params = {"Wq": _normal(8, (4, 4), 0.5), "Wk": _normal(9, (4, 4), 0.5), "Wv": _normal(10, (4, 4), 0.5),
+              "proj": {"W": _normal(11, (4, 4), 0.5), "b": _normal(12, (4,), 0.1)}}
+    return layer, _normal(13, (3, 4, 4)), params
+
+
+CASES = {"dense": dense_case, "conv2d": conv_case, "max-pool": pool_case,
+         "layer norm": layer_norm_case, "attention": attention_case}
+
+
+# ============================================================================ planted bugs
+
+def _map(d, key, fn):
+    """d with d[key] (a path of keys) replaced by fn(d[key])."""
+    if isinstance(key, str):
+        key = (key,)
+    out = dict(d)
+    out[key[0]] = fn(d[key[0]]) if len(key) == 1 else _map(d[key[0]], key[1:], fn)
+    return out
+
+
+def _drop(d, key):
+    return {k: v for k, v in d.items() if k != key}
+
+
+def _last_max_pool(layer):
+    """Tie bug: the gradient goes to the *last* maximum of a window (flipping H and W reverses
+    the row-major window order, so the forward's first maximum of the flipped input is the last)."""
+    def forward(p, x, key=None):
+        return layer.forward(p, x)[0], jnp.flip(x, (1, 2))
+
+    def backward(xf, dy):
+        _, cache = conv.maxpool2d_forward(xf, 2)
+        return {}, jnp.flip(conv.maxpool2d_backward(cache, jnp.flip(dy, (1, 2))), (1, 2))
+    return _layer(forward, backward)
+
+
+def _pool_ties():
+    """x (3, 4, 4, 2) where every window's maximum is tied (two entries share it)."""
+    x = _normal(14, (3, 4, 4, 2))
+    return x.at[:, 1::2, 1::2, :].set(x[:, 0::2, 0::2, :] + 5.0).at[:, 0::2, 1::2, :].set(x[:, 0::2, 0::2, :] + 5.0)
+
+
+def _kink_relu(a, dy):
+    return jnp.where(a >= 0, dy, 0.0)   # ReLU′(0) = 1: disagrees with jax.nn.relu at the kink
+
+
+N = {"dense": 4, "conv2d": 3, "max-pool": 3, "layer norm": 3, "attention": 3}
+# layer -> (parameter key the factor/transposed/zeros/non-finite/axis bugs go to, or None for dx)
+TARGET = {"dense": "W", "conv2d": "W", "max-pool": None, "layer norm": "g", "attention": ("proj", "W")}
+BIAS = {"dense": "b", "conv2d": "b", "layer norm": "b", "attention": ("proj", "b")}
+AXES = {"dense": (1,), "conv2d": (0, 1, 3), "layer norm": (0, 2), "attention": (0, 2)}
+
+
+def _on(name, fn):
+    """Apply fn to the layer's target gradient (a parameter, or dx for max-pool)."""
+    key = TARGET[name]
+    return (lambda p, dx: (p, fn(dx))) if key is None else (lambda p, dx: (_map(p, key, fn), dx))
+
+
+def _transpose(g):
+    return jnp.swapaxes(g, 2, 3) if g.ndim == 4 else jnp.swapaxes(g, -1, -2) if g.ndim == 3 else g.T
+
+
+def _plants(name):
+    """bug class -> (bad layer, x or None for the case's x). Classes a layer cannot have
+    (no activation, no bias, no kink) are left out."""
+    layer, x, params = CASES[name]()
+    n = N[name]
+    out = {
+        "transposed": _post(layer, (lambda p, dx: (p, jnp.swapaxes(dx, 1, 2))) if name in ("max-pool", "layer norm")
+                            else _on(name, _transpose)),
+        "a missing or extra 1/N": _post(layer, _on(name, lambda g: g * n)),
+        "½ in the loss": _post(layer, _on(name, lambda g: g / 2)),
+        "sign flipped": _post(layer, _on(name, lambda g: -g)),
+        "non-finite": _post(layer, _on(name, lambda g: g.reshape(-1).at[3].set(jnp.nan).reshape(g.shape))),
+        "all zeros": _post(layer, _on(name, jnp.zeros_like)),
+        "shape mismatch": _post(layer, lambda p, dx: (p, dx.reshape(-1))),
+    }
+    out = {k: (v, None) for k, v in out.items()}
+    if params:
+        first = next(iter(params))
+        out["structure mismatch"] = (_post(layer, lambda p, dx: (_drop(p, first), dx)), None)
+    if name in BIAS:
+        out["wrong axis"] = (_wrong_axis_layer(name, layer), None)
+    if name in ("dense", "conv2d"):
+        core = {"dense": (L.dense_forward, L.dense_backward),
+                "conv2d": (lambda p, x: conv.conv2d_forward(p, x, 1, "valid"), conv.conv2d_backward)}[name]
+        out["only at kinks"] = (_layer(*_relu_fused(*core, relu_bwd=_kink_relu)), None)
+        out["missing activation derivative"] = (_layer(*_relu_fused(*core, skip_act=True)), None)
+    if name == "max-pool":
+        out["only at kinks"] = (_last_max_pool(layer), _pool_ties())
+    return layer, x, params, out
+
+
+def _wrong_axis_layer(name, layer):
+    """The bias gradient is Σ dy over the axes AXES[name] instead of every axis but the last
+    (the shapes are chosen so both give the bias's shape). dense and conv2d sum the ReLU's
+    output cotangent, as their rule does."""
+    def backward(cache, dy):
+        p, dx = layer.backward(cache, dy)
+        da = L.relu_backward(cache[1], dy) if name in ("dense", "conv2d") else dy
+        return _map(p, BIAS[name], lambda g: jnp.sum(da, axis=AXES[name])), dx
+    return layer._replace(backward=backward)
+
+
+with jax.enable_x64(True):
+    PLANTED = [(name, bug) for name in CASES for bug in _plants(name)[3]]
+
+
+def _first_line(name, bug):
+    layer, x, params, plants = _plants(name)
+    bad, x_bug = plants[bug]
+    try:
+        gradcheck.check_layer(bad, x if x_bug is None else x_bug, params)
+    except GradientCheckError as e:
+        return str(e).splitlines()[0]
+    return "PASSED (no error)"
+
+
+@pytest.mark.parametrize("name,bug", PLANTED)
+def test_planted_bug_is_named(x64, name, bug):
+    line = _first_line(name, bug)
+    assert bug in line, line
+    others = [d for d in gradcheck.DIAGNOSES if d != bug and d in line]
+    assert not others, f"{line!r} also names {others}"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_correct_rule_passes_and_gets_no_diagnosis(x64, name):
+    layer, x, params = CASES[name]()
+    report = gradcheck.check_layer(layer, x, params)
+    assert max(report.autodiff.values()) < 1e-10 and max(report.numeric.values()) < 1e-6, report
+    assert set(report.autodiff) == set(report.numeric) and "dx" in report.autodiff
+    assert "vs jax.vjp" in str(report)
+    if name in ("dense", "conv2d"):   # the zero rows put ReLU inputs at the kink: accepted there
+        assert report.kinks, report
+
+
+# ============================================================================ the three breakages
+
+# (which side, value): a NaN or ±Inf on either side fails, naming the parameter and the index
+NONFINITE = [("hand", np.nan), ("hand", np.inf), ("other", np.nan), ("other", -np.inf)]
+
+
+@pytest.mark.parametrize("side,value", NONFINITE)
+def test_compare_fails_on_nonfinite(x64, side, value):
+    g = [{"W": _normal(0, (3, 2)), "b": _normal(1, (2,))}]
+    bad = [{"W": g[0]["W"].at[2, 1].set(value), "b": g[0]["b"]}]
+    hand, other = (bad, g) if side == "hand" else (g, bad)
+    with pytest.raises(GradientCheckError, match=r"params\[0\]\['W'\] non-finite") as e:
+        gradcheck.compare(hand, other)
+    assert "[2, 1]" in str(e.value)
+
+
+def test_check_model_fails_when_the_loss_is_nan_everywhere(x64):
+    net = models.mlp([3, 4, 2], "relu", "softmax_cross_entropy")
+    params = jax.tree.map(lambda v: jnp.full_like(v, jnp.nan), net.init(jax.random.key(0), F64))
+    with pytest.raises(GradientCheckError, match="non-finite loss") as e:
+        gradcheck.check_model(net, params, _normal(1, (5, 3)), jnp.arange(5) % 2)
+    assert "params[0]['W'] non-finite" in str(e.value)
+
+
+def test_check_model_says_default_not_given(x64):
+    net = models.mlp([3, 2], "identity", "softmax_cross_entropy")
+    params = net.init(jax.random.key(0), F64)
+
+    def backprop(p, x, y, l2=0.0, mask=None, key=None):
+        loss, g = net.backprop(p, x, y, l2, mask, key)
+        return loss, [{"W": -g[0]["W"], "b": g[0]["b"]}]
+    with pytest.raises(GradientCheckError) as e:
+        gradcheck.check_model(net._replace(backprop=backprop), params, _normal(1, (4, 3)), jnp.arange(4) % 2)
+    msg = str(e.value)
+    assert "float64 default" in msg and "given" not in msg and "sign flipped" in msg.splitlines()[0]
+
+
+def test_cnn2_hand_equals_autodiff_on_real_fashion_mnist(x64):
+    """doc 003's 2-layer CNN at its default init, float64, 8 real Fashion-MNIST images: zero
+    biases and zero pixels put many ReLU inputs exactly at 0, where the hand rule's ReLU′(0) = 0
+    must be the forward's convention too."""
+    raw = data.load("fashion_mnist")
+    x = jnp.asarray(raw.x_train[:8, :, :, None], F64) / 255.0
+    y = jnp.asarray(raw.y_train[:8])
+    net = cnn.cnn2()
+    params = net.init(jax.random.key(0), F64)
+    _, hand = net.backprop(params, x, y)
+    _, auto = net.grad_autodiff(params, x, y)
+    errors = gradcheck.compare(hand, auto, batch_size=8, f=lambda p: net.loss(p, x, y), params=params)
+    assert max(errors.values()) < 1e-10
+
+
+# ============================================================================ compare / check_model
+
+def test_compare_failure_names_param_index_and_sides(x64):
+    net = models.mlp([3, 2], "identity", "mse")
+    params = net.init(jax.random.key(0), F64)
+    _, g = net.backprop(params, jnp.ones((2, 3), F64), jnp.zeros((2, 2), F64))
+    bad = [{"W": g[0]["W"].at[1, 0].add(1.0), "b": g[0]["b"]}]
+    with pytest.raises(GradientCheckError, match=r"\[0\]\['W'\]\[1, 0\].*hand=.*jax.grad="):
+        gradcheck.compare(bad, g)
+
+
+# dtype, default tolerance compare must pick (and name)
+DEFAULT_TOL_CASES = [("float64", 1e-10), ("float32", 1e-2)]
+
+
+@pytest.mark.parametrize("dtype,tol", DEFAULT_TOL_CASES)
+def test_compare_default_tolerance_follows_the_dtype(dtype, tol):
+    with jax.enable_x64(dtype == "float64"):
+        g = {"W": jnp.asarray([[1.0, 2e-3], [0.5, -1.0]], dtype)}
+        near = {"W": g["W"] * (1 + tol / 4)}        # rel. error tol/8: within the default
+        far = {"W": g["W"].at[0, 0].multiply(1 + 8 * tol)}   # rel. error ≈ 4·tol: beyond it
+        res = gradcheck.compare(g, near)
+        assert res.tol == tol and res.tol_source == f"{dtype} default"
+        assert 0 < res["['W']"] <= tol and f"{dtype} default" in repr(res)
+        with pytest.raises(GradientCheckError, match=f"tolerance {tol:g}, {dtype} default"):
+            gradcheck.compare(g, far)
+        assert gradcheck.compare(g, far, tol=1.0).tol_source == "given"
+
+
+def test_compare_structure_mismatch(x64):
+    g = {"W": _normal(0, (2, 2)), "b": _normal(1, (2,))}
+    with pytest.raises(GradientCheckError, match="structure mismatch.*"):
+        gradcheck.compare({"W": g["W"]}, g)
+
+
+def test_compare_names_the_batch_size(x64):
+    g = {"W": _normal(0, (3, 4))}
+    with pytest.raises(GradientCheckError, match="the batch size N = 16: a missing or extra 1/N"):
+        gradcheck.compare({"W": g["W"] / 16}, g, batch_size=16)
+
+
+def test_compare_finds_a_convention_mismatch_at_kinks(x64):
+    """A forward written with jnp.maximum (autodiff: ½ at a tie) and the hand rule's ReLU′(0) = 0:
+    on inputs with zero rows they differ only at kinks, and compare says so given the loss."""
+    hidden = _layer(lambda p, x, key=None: (jnp.maximum(L.dense_forward(p, x)[0], 0.0), L.dense_forward(p, x)),
+                    lambda c, dy: L.dense_backward(c[1], L.relu_backward(c[0], dy)))
+    hidden = hidden._replace(init=lambda k, s, d: ((4,), {"W": jax.random.normal(k, (s[0], 4), d), "b": jnp.zeros(4, d)}))
+    net = models.sequential(L.serial(hidden, L.dense(2)), "softmax_cross_entropy", (3,))
+    params = net.init(jax.random.key(0), F64)
+    x, y = _normal(1, (5, 3)).at[0].set(0.0), jnp.arange(5) % 2
+    _, hand = net.backprop(params, x, y)
+    _, auto = net.grad_autodiff(params, x, y)
+    with pytest.raises(GradientCheckError, match=r"params\[0\]\['b'\] only at kinks"):
+        gradcheck.compare(hand, auto, f=lambda p: net.loss(p, x, y), params=params)
+    with pytest.raises(GradientCheckError, match="no known pattern"):   # without f it cannot tell
+        gradcheck.compare(hand, auto)
+
+
+def test_check_model_accepts_kinks_and_skips_unsampled_entries(x64):
+    """A ReLU input exactly at 0 (zero row, zero bias): central differences average the two
+    sides there; the hand value (one side) is accepted and counted."""
+    hidden = _layer(*_relu_fused(L.dense_forward, L.dense_backward))._replace(
+        init=lambda k, s, d: ((4,), {"W": jax.random.normal(k, (s[0], 4), d), "b": jnp.zeros(4, d)}))
+    net = models.sequential(L.serial(hidden, L.dense(2)), "softmax_cross_entropy", (3,))
+    params = net.init(jax.random.key(0), F64)
+    x = _normal(1, (5, 3)).at[0].set(0.0)
+    y = jnp.arange(5) % 2
+    report = gradcheck.check_model(net, params, x, y)
+    assert report["kinks"], report
+    assert report["tolerance_source"] == {"autodiff": "float64 default", "numeric": "float64 default"}
+    sampled = gradcheck.check_model(net, params, x, y, n_samples=2, key=jax.random.key(3))
+    assert set(sampled["numeric"]) == set(report["numeric"])
+
+
+def test_numerical_grad_masks_unsampled_entries(x64):
+    g = gradcheck.numerical_grad(lambda p: jnp.sum(p["W"] ** 2), {"W": _normal(0, (3, 3))},
+                                 eps=1e-5, n_samples=4, key=jax.random.key(0))
+    w = g["W"]
+    assert isinstance(w, np.ma.MaskedArray) and int(w.count()) == 4
+    assert np.all(np.isnan(np.ma.getdata(w)[np.ma.getmaskarray(w)]))
+
+
+# ============================================================================ check_layer
+
+def test_check_layer_inits_params_and_traces_the_forward_a_bounded_number_of_times():
+    """The central differences reuse one compiled function: the forward's Python body runs a
+    fixed number of times whatever the number of entries (forward, jax.vjp, jit trace)."""
+    layer = L.dense(6, "tanh")
+    fwd = chex.assert_max_traces(layer.forward, n=3)
+    report = gradcheck.check_layer(layer._replace(forward=fwd), np.ones((4, 5), np.float32) * 0.3)
+    assert set(report.autodiff) == {"params['W']", "params['b']", "dx"}
+
+
+def test_check_layer_holds_a_stochastic_layers_mask_fixed_with_fkey():
+    """Dropout: with ``fkey`` the forward draws one mask, reused by every reference; the layer's
+    rule scales by 1/(1 − p), which a dropped scale would miss by that constant factor."""
+    x = jax.random.normal(jax.random.key(0), (4, 6))
+    report = gradcheck.check_layer(L.dropout(0.25), x, fkey=jax.random.key(1))
+    assert report.autodiff["dx"] < 1e-10 and report.numeric["dx"] < 1e-6
+    unscaled = L.dropout(0.25)._replace(backward=lambda c, dy: ({}, jnp.where(c[0], dy, 0.0)))
+    with pytest.raises(GradientCheckError, match=r"dx constant factor\n.*\n.*0\.75"):
+        gradcheck.check_layer(unscaled, x, fkey=jax.random.key(1))
+
+
+def test_check_layer_token_ids_get_no_dx(x64):
+    layer = _layer(lambda p, idx, key=None: A.embedding_forward(p, idx), A.embedding_backward)
+    params = {"tok": _normal(0, (5, 3)), "pos": _normal(1, (4, 3))}
+    report = gradcheck.check_layer(layer, jnp.asarray([[0, 4, 2], [1, 1, 3]]), params)
+    assert set(report.autodiff) == {"params['pos']", "params['tok']"}
+
+
+def test_check_layer_fails_on_a_nonfinite_forward():
+    layer = _layer(lambda p, x, key=None: (jnp.log(x), x), lambda c, dy: ({}, dy / c))
+    with pytest.raises(GradientCheckError, match=r"forward output non-finite: y\[0, 1\]"):
+        gradcheck.check_layer(layer, jnp.asarray([[1.0, -1.0]]), {})
+
+
+ACTS = ["identity", "sigmoid", "tanh", "relu"]
+
+
+@settings(max_examples=12, deadline=None)
+@given(kind=st.sampled_from(["dense", "conv2d", "layer norm"]), act=st.sampled_from(ACTS),
+       n=st.integers(1, 4), width=st.integers(1, 5), seed=st.integers(0, 2**16))
+# layer norm over 2 features: x̂ = ±1, so dx ≈ 1e-7..1e-6 is the remainder of a cancellation and
+# both references carry round-off of that order; a relative measure without a floor failed these
+@example(kind="layer norm", act="identity", n=1, width=1, seed=82)
+@example(kind="layer norm", act="identity", n=1, width=1, seed=473)
+def test_random_correct_layers_pass(kind, act, n, width, seed):
+    """Random correct layers on continuous inputs: never a failure, so never a diagnosis."""
+    key = jax.random.key(seed)
+    if kind == "dense":
+        layer, x = L.dense(width, act), jax.random.normal(key, (n, 3))
+    elif kind == "conv2d":
+        layer, x = conv.conv2d(width, 2, 1, "same", act), jax.random.normal(key, (n, 4, 3, 2))
+    else:
+        layer = _layer(lambda p, x, key=None: A.layer_norm_forward(p, x), A.layer_norm_backward)
+        x = jax.random.normal(key, (n, 2, width + 1))
+        layer = layer._replace(init=lambda k, s, d: (s, {"g": 1 + 0.1 * jax.random.normal(k, s[-1:], d),
+                                                          "b": jax.random.normal(k, s[-1:], d)}))
+    gradcheck.check_layer(layer, x, key=jax.random.key(seed + 1))
+
+
+# ============================================================================ doc 003 §3.1.5
+
+def test_gradient_checker_keeps_the_documents_entry_and_adds_a_live_one(x64):
+    """doc 003's W1(0, 0) multiplies the corner pixel; with that pixel 0 both sides are 0."""
+    net = models.mlp([6, 5, 3], "relu", "softmax_cross_entropy", init="normal", std=0.5)
+    params = net.init(jax.random.key(0), F64)
+    x = _normal(1, (1, 6)).at[0, 0].set(0.0)
+    rows = gradcheck.gradient_checker(net, params, x, jnp.asarray([2]))
+    w1 = rows[0]
+    assert w1["index"] == (0, 0) and w1["backprop"] == 0.0 and w1["degenerate"] and "0 with 0" in w1["why"]
+    assert abs(w1["alt_backprop"]) > 1e-3 and w1["alt_rel_error"] < 1e-6
+    assert [r["param"] for r in rows] == ["[0]['W']", "[0]['b']", "[1]['W']", "[1]['b']"]
+
+
+def test_magnitude_checker_compares_l1_norms_of_the_decayed_weight(x64):
+    net = models.mlp([4, 3, 2], "tanh", "softmax_cross_entropy")
+    params = net.init(jax.random.key(0), F64)
+    x, y = _normal(1, (60, 4)), jnp.arange(60) % 2
+    # a model whose decay marks only the second layer's weight: the checker follows decay
+    decay = lambda p: [{"W": False, "b": False}, {"W": True, "b": False}]
+    model = types.SimpleNamespace(backprop=net.backprop, decay=decay)
+    mag = gradcheck.magnitude_checker(model, params, x, y, small=10, large=50)
+    g10 = np.asarray(net.backprop(params, x[:10], y[:10])[1][1]["W"])
+    assert mag["param"] == "[1]['W']" and mag["batch_small"] == 10 and mag["batch_large"] == 50
+    assert mag["l1_small"] == pytest.approx(np.abs(g10).sum(), rel=1e-12)
+    assert mag["l1_small"] != pytest.approx(abs(mag["sum_small"]), rel=1e-3)   # signs cancel in a sum
+
+
+def planted_table() -> str:
+    """The planted-bug table as markdown: layer × bug class → the first line of the message."""
+    rows = ["| layer | planted bug | first line of the GradientCheckError |", "|---|---|---|"]
+    with jax.enable_x64(True):
+        for name, bug in PLANTED:
+            rows.append(f"| {name} | {bug} | `{_first_line(name, bug)}` |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(planted_table())
