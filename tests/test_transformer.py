@@ -568,7 +568,7 @@ def test_e7_record_from_measured_numbers(tmp_path):
     table = e7.sample_table(runs, (0, 1, 2))
     assert len(table) == 18 and table[0]["after"] == "ROMEO:\nGood morrow.\nJULIET:\nGood night."
     assert table[1]["label"] == "block 32, 4 heads, seed 1"
-    figs = e7.plot(runs, str(tmp_path / "f"), "test")
+    figs = e7.plot(runs, str(tmp_path / "f"), "tiny")   # a run mode: full, quick or tiny
     assert len(figs) == 3 and all(os.path.exists(f) for f in figs)
 
 
