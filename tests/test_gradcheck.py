@@ -29,21 +29,11 @@ F64 = jnp.float64
 
 
 # ============================================================================ layers under test
-# The library's hand rules wrapped as Layers. ReLU-fused layers use jax.nn.relu in the forward
-# (derivative 0 at 0, the hand rule's convention) so the reference agrees at kinks.
-
-def _relu_fused(core_fwd, core_bwd, relu_bwd=L.relu_backward, skip_act=False):
-    def forward(params, x, key=None):
-        a, c = core_fwd(params, x)
-        return jax.nn.relu(a), (c, a)
-
-    def backward(cache, dy):
-        c, a = cache
-        return core_bwd(c, dy if skip_act else relu_bwd(a, dy))
-    return forward, backward
-
+# The library's Layers at chosen params and inputs (ReLU inputs at the kink, tied maxima); the
+# planted bugs below wrap each Layer's backward and keep its init and forward.
 
 def _layer(forward, backward):
+    """A test-only Layer (no init: the tests give params)."""
     return L.Layer(init=None, forward=forward, backward=backward)
 
 
@@ -60,36 +50,30 @@ def dense_case():
     """x (4, 5) with a zero row and b = 0: a ReLU input sits exactly at its kink."""
     x = _normal(0, (4, 5)).at[0].set(0.0)
     params = {"W": _normal(1, (5, 4)), "b": jnp.zeros(4, F64)}
-    return _layer(*_relu_fused(L.dense_forward, L.dense_backward)), x, params
+    return L.dense(4, "relu"), x, params
 
 
 def conv_case():
     """x (3, 5, 5, 4), kernel (2, 2, 4, 4), b = 0, the first image 0: kinks in every channel."""
     x = _normal(2, (3, 5, 5, 4)).at[0].set(0.0)
     params = {"W": _normal(3, (2, 2, 4, 4), 0.5), "b": jnp.zeros(4, F64)}
-    fwd = lambda p, x: conv.conv2d_forward(p, x, 1, "valid")
-    return _layer(*_relu_fused(fwd, conv.conv2d_backward)), x, params
+    return conv.conv2d(4, 2, 1, "valid", "relu"), x, params
 
 
 def pool_case():
     """x (3, 4, 4, 2) continuous (no ties) for every bug but the kinks one."""
-    layer = _layer(lambda p, x, key=None: conv.maxpool2d_forward(x, 2),
-                   lambda c, dy: ({}, conv.maxpool2d_backward(c, dy)))
-    return layer, _normal(4, (3, 4, 4, 2)), {}
+    return conv.maxpool2d(2), _normal(4, (3, 4, 4, 2)), {}
 
 
 def layer_norm_case():
-    layer = _layer(lambda p, x, key=None: A.layer_norm_forward(p, x), A.layer_norm_backward)
     params = {"g": 1 + _normal(5, (4,), 0.1), "b": _normal(6, (4,), 0.1)}
-    return layer, _normal(7, (3, 4, 4)), params
+    return A.layer_norm(), _normal(7, (3, 4, 4)), params
 
 
 def attention_case():
-    layer = _layer(lambda p, x, key=None: A.multi_head_attention_forward(p, x, 2),
-                   A.multi_head_attention_backward)
     params = {"Wq": _normal(8, (4, 4), 0.5), "Wk": _normal(9, (4, 4), 0.5), "Wv": _normal(10, (4, 4), 0.5),
               "proj": {"W": _normal(11, (4, 4), 0.5), "b": _normal(12, (4,), 0.1)}}
-    return layer, _normal(13, (3, 4, 4)), params
+    return A.multi_head_attention(2), _normal(13, (3, 4, 4)), params
 
 
 CASES = {"dense": dense_case, "conv2d": conv_case, "max-pool": pool_case,
@@ -112,15 +96,17 @@ def _drop(d, key):
 
 
 def _last_max_pool(layer):
-    """Tie bug: the gradient goes to the *last* maximum of a window (flipping H and W reverses
-    the row-major window order, so the forward's first maximum of the flipped input is the last)."""
+    """Tie bug: the gradient goes to the *last* maximum of a window. The library's rule runs on the
+    input flipped in H and W (which reverses the row-major window order, so its first maximum is
+    the last one), and dx is flipped back; the bug needs x, so the forward's cache is x."""
     def forward(p, x, key=None):
-        return layer.forward(p, x)[0], jnp.flip(x, (1, 2))
+        return layer.forward(p, x)[0], x
 
-    def backward(xf, dy):
-        _, cache = conv.maxpool2d_forward(xf, 2)
-        return {}, jnp.flip(conv.maxpool2d_backward(cache, jnp.flip(dy, (1, 2))), (1, 2))
-    return _layer(forward, backward)
+    def backward(x, dy):
+        _, cache = layer.forward({}, jnp.flip(x, (1, 2)))
+        _, dx = layer.backward(cache, jnp.flip(dy, (1, 2)))
+        return {}, jnp.flip(dx, (1, 2))
+    return layer._replace(forward=forward, backward=backward)
 
 
 def _pool_ties():
@@ -129,8 +115,17 @@ def _pool_ties():
     return x.at[:, 1::2, 1::2, :].set(x[:, 0::2, 0::2, :] + 5.0).at[:, 0::2, 1::2, :].set(x[:, 0::2, 0::2, :] + 5.0)
 
 
-def _kink_relu(a, dy):
-    return jnp.where(a >= 0, dy, 0.0)   # ReLU′(0) = 1: disagrees with jax.nn.relu at the kink
+# A fused ReLU layer's cache is (the core's cache, the pre-activation a) (layers._fuse_activation),
+# and its rule passes dy where a > 0: a planted ReLU bug edits the a the library's rule sees.
+
+def _kink_relu(layer):
+    """ReLU′(0) = 1: a = 0 read as positive, disagreeing with jax.nn.relu at the kink only."""
+    return layer._replace(backward=lambda c, dy: layer.backward((c[0], jnp.where(c[1] == 0, 1.0, c[1])), dy))
+
+
+def _no_relu_derivative(layer):
+    """The activation's derivative left out: dy reaches the dense/conv rule unmasked."""
+    return layer._replace(backward=lambda c, dy: layer.backward((c[0], jnp.ones_like(c[1])), dy))
 
 
 N = {"dense": 4, "conv2d": 3, "max-pool": 3, "layer norm": 3, "attention": 3}
@@ -172,10 +167,8 @@ def _plants(name):
     if name in BIAS:
         out["wrong axis"] = (_wrong_axis_layer(name, layer), None)
     if name in ("dense", "conv2d"):
-        core = {"dense": (L.dense_forward, L.dense_backward),
-                "conv2d": (lambda p, x: conv.conv2d_forward(p, x, 1, "valid"), conv.conv2d_backward)}[name]
-        out["only at kinks"] = (_layer(*_relu_fused(*core, relu_bwd=_kink_relu)), None)
-        out["missing activation derivative"] = (_layer(*_relu_fused(*core, skip_act=True)), None)
+        out["only at kinks"] = (_kink_relu(layer), None)
+        out["missing activation derivative"] = (_no_relu_derivative(layer), None)
     if name == "max-pool":
         out["only at kinks"] = (_last_max_pool(layer), _pool_ties())
     return layer, x, params, out
@@ -241,12 +234,18 @@ def test_compare_fails_on_nonfinite(x64, side, value):
     assert "[2, 1]" in str(e.value)
 
 
-def test_check_model_fails_when_the_loss_is_nan_everywhere(x64):
-    net = models.mlp([3, 4, 2], "relu", "softmax_cross_entropy")
+# activation, the first gradient the message names non-finite: ReLU's rule passes dy where x > 0,
+# which is False at a NaN pre-activation, so the first layer's hand gradient is 0 there
+NAN_EVERYWHERE = [("tanh", "params[0]['W'] non-finite"), ("relu", "params[1]['W'] non-finite")]
+
+
+@pytest.mark.parametrize("act,named", NAN_EVERYWHERE)
+def test_check_model_fails_when_the_loss_is_nan_everywhere(x64, act, named):
+    net = models.mlp([3, 4, 2], act, "softmax_cross_entropy")
     params = jax.tree.map(lambda v: jnp.full_like(v, jnp.nan), net.init(jax.random.key(0), F64))
     with pytest.raises(GradientCheckError, match="non-finite loss") as e:
         gradcheck.check_model(net, params, _normal(1, (5, 3)), jnp.arange(5) % 2)
-    assert "params[0]['W'] non-finite" in str(e.value)
+    assert named in str(e.value)
 
 
 def test_check_model_says_default_not_given(x64):
@@ -318,12 +317,20 @@ def test_compare_names_the_batch_size(x64):
         gradcheck.compare({"W": g["W"] / 16}, g, batch_size=16)
 
 
+def _normal_init(k, s, d):
+    """A dense(4) init: W standard normal, b = 0 (so a zero input row sits at the ReLU kink)."""
+    return (4,), {"W": jax.random.normal(k, (s[0], 4), d), "b": jnp.zeros(4, d)}
+
+
 def test_compare_finds_a_convention_mismatch_at_kinks(x64):
     """A forward written with jnp.maximum (autodiff: ½ at a tie) and the hand rule's ReLU′(0) = 0:
     on inputs with zero rows they differ only at kinks, and compare says so given the loss."""
-    hidden = _layer(lambda p, x, key=None: (jnp.maximum(L.dense_forward(p, x)[0], 0.0), L.dense_forward(p, x)),
-                    lambda c, dy: L.dense_backward(c[1], L.relu_backward(c[0], dy)))
-    hidden = hidden._replace(init=lambda k, s, d: ((4,), {"W": jax.random.normal(k, (s[0], 4), d), "b": jnp.zeros(4, d)}))
+    relu_dense = L.dense(4, "relu")
+
+    def forward(p, x, key=None):    # the library's rule and cache, the output through jnp.maximum
+        _, cache = relu_dense.forward(p, x)
+        return jnp.maximum(cache[1], 0.0), cache
+    hidden = relu_dense._replace(forward=forward, init=_normal_init)
     net = models.sequential(L.serial(hidden, L.dense(2)), "softmax_cross_entropy", (3,))
     params = net.init(jax.random.key(0), F64)
     x, y = _normal(1, (5, 3)).at[0].set(0.0), jnp.arange(5) % 2
@@ -338,8 +345,7 @@ def test_compare_finds_a_convention_mismatch_at_kinks(x64):
 def test_check_model_accepts_kinks_and_skips_unsampled_entries(x64):
     """A ReLU input exactly at 0 (zero row, zero bias): central differences average the two
     sides there; the hand value (one side) is accepted and counted."""
-    hidden = _layer(*_relu_fused(L.dense_forward, L.dense_backward))._replace(
-        init=lambda k, s, d: ((4,), {"W": jax.random.normal(k, (s[0], 4), d), "b": jnp.zeros(4, d)}))
+    hidden = L.dense(4, "relu")._replace(init=_normal_init)
     net = models.sequential(L.serial(hidden, L.dense(2)), "softmax_cross_entropy", (3,))
     params = net.init(jax.random.key(0), F64)
     x = _normal(1, (5, 3)).at[0].set(0.0)
@@ -382,7 +388,7 @@ def test_check_layer_holds_a_stochastic_layers_mask_fixed_with_fkey():
 
 
 def test_check_layer_token_ids_get_no_dx(x64):
-    layer = _layer(lambda p, idx, key=None: A.embedding_forward(p, idx), A.embedding_backward)
+    layer = A.embedding(5, 4, 3)
     params = {"tok": _normal(0, (5, 3)), "pos": _normal(1, (4, 3))}
     report = gradcheck.check_layer(layer, jnp.asarray([[0, 4, 2], [1, 1, 3]]), params)
     assert set(report.autodiff) == {"params['pos']", "params['tok']"}
@@ -412,9 +418,8 @@ def test_random_correct_layers_pass(kind, act, n, width, seed):
     elif kind == "conv2d":
         layer, x = conv.conv2d(width, 2, 1, "same", act), jax.random.normal(key, (n, 4, 3, 2))
     else:
-        layer = _layer(lambda p, x, key=None: A.layer_norm_forward(p, x), A.layer_norm_backward)
         x = jax.random.normal(key, (n, 2, width + 1))
-        layer = layer._replace(init=lambda k, s, d: (s, {"g": 1 + 0.1 * jax.random.normal(k, s[-1:], d),
+        layer = A.layer_norm()._replace(init=lambda k, s, d: (s, {"g": 1 + 0.1 * jax.random.normal(k, s[-1:], d),
                                                           "b": jax.random.normal(k, s[-1:], d)}))
     gradcheck.check_layer(layer, x, key=jax.random.key(seed + 1))
 

@@ -358,8 +358,17 @@ GENERATE_ERRORS = [   # argument overrides, message fragment
     (dict(n=0), "max_new_tokens"),
     (dict(n=-3), "max_new_tokens"),
     (dict(n=2.0), "max_new_tokens"),
+    (dict(prompt=[]), "prompt is empty"),                   # a list: np.asarray([]) is float64
+    (dict(n=2**31), r"max_new_tokens must be an integer in \[1, 16777216\]"),
+    (dict(n=2**63), "max_new_tokens"),
     (dict(temperature=0.0), "temperature"),
     (dict(temperature=float("nan")), "temperature"),
+    # float32 params: 1e-50 would round to 0 (greedy by accident), 1e300 to inf (uniform)
+    (dict(temperature=1e-50), r"temperature must lie in \[1.18e-38, 3.4e\+38\].*float32"),
+    (dict(temperature=1e300), r"temperature must lie in \[1.18e-38"),
+    (dict(temperature=1e-39), r"temperature must lie in"),   # subnormal in float32
+    (dict(temperature=float("inf")), "temperature"),
+    (dict(temperature="hot"), "temperature must be a number"),
     (dict(top_k=0), "top_k"),
     (dict(top_k=V + 1), "top_k"),
 ]
@@ -372,6 +381,46 @@ def test_generate_refuses_bad_arguments(override, match):
     kw = {"prompt": np.array([1, 2], np.int32), "n": 3, "temperature": 1.0, "top_k": None} | override
     with pytest.raises(ValueError, match=match):
         tr.generate(cfg, params, jax.random.key(0), kw["prompt"], kw["n"], kw["temperature"], kw["top_k"])
+
+
+# params built for another config (which model, float32), message fragment
+PARAM_MISMATCHES = [
+    (dict(vocab=20), r"params\[0\]\['tok'\] has shape \(20, 8\), the config gives \(7, 8\)"),
+    (dict(d=16), r"params\[0\]\['pos'\] has shape \(8, 16\)"),
+    (dict(block=16), r"params\[0\]\['pos'\] has shape \(16, 8\)"),
+    (dict(n_layer=2), "their tree is not the one init_params"),
+]
+
+
+@pytest.mark.parametrize("other,match", PARAM_MISMATCHES)
+def test_generate_refuses_params_of_another_config(other, match):
+    """A vocab-20 model's params under a vocab-7 config would sample ids up to 19."""
+    params = tr.transformer(_cfg(**other)).init(jax.random.key(0))
+    with pytest.raises(ValueError, match="generate: params do not fit cfg .*" + match):
+        tr.generate(_cfg(), params, jax.random.key(0), np.array([1, 2], np.int32), 3)
+
+
+# dtype, temperature, head bias b (logits = b: W_head = 0), the ids softmax(b / T) can draw.
+# T so small that b / T overflows: the draw is the arg-max (uniform over tied maxima).
+TINY_TEMPERATURES = [
+    ("float32", 2e-38, [0.0, 8.0, 9.0, 20.0, 7.0, 1.0, 2.0], {3}),
+    ("float32", 2e-38, [0.0, 20.0, 9.0, 20.0, 7.0, 1.0, 2.0], {1, 3}),
+    ("float32", 2e-38, [-30.0, -20.0, -25.0, -21.0, -40.0, -22.0, -23.0], {1}),
+    ("float64", 1e-50, [0.0, 8.0, 9.0, 20.0, 7.0, 1.0, 2.0], {3}),
+    ("float64", 1e-300, [0.0, 20.0, 9.0, 20.0, 7.0, 1.0, 2.0], {1, 3}),
+]
+
+
+@pytest.mark.parametrize("dtype,temperature,bias,ids", TINY_TEMPERATURES)
+def test_generate_tiny_temperature_samples_the_softmax(dtype, temperature, bias, ids):
+    """Exact: every draw is a maximum, and over 64 draws both tied maxima appear (chance of
+    missing one 2**-63)."""
+    with jax.enable_x64(dtype == "float64"):
+        cfg = _cfg(V, 4, 8, 2, 1)
+        params = tr.transformer(cfg).init(jax.random.key(0), jnp.dtype(dtype))
+        params[-1] = {"W": jnp.zeros_like(params[-1]["W"]), "b": jnp.asarray(bias, dtype)}
+        out = tr.generate(cfg, params, jax.random.key(5), np.array([1, 2], np.int32), 64, temperature)
+        assert set(np.asarray(out[2:]).tolist()) == ids
 
 
 # ----------------------------------------------------------------------------- errors
@@ -519,7 +568,7 @@ def test_e7_record_from_measured_numbers(tmp_path):
     table = e7.sample_table(runs, (0, 1, 2))
     assert len(table) == 18 and table[0]["after"] == "ROMEO:\nGood morrow.\nJULIET:\nGood night."
     assert table[1]["label"] == "block 32, 4 heads, seed 1"
-    figs = e7.plot(runs, str(tmp_path / "f"), "test")
+    figs = e7.plot(runs, str(tmp_path / "f"), "tiny")   # a run mode: full, quick or tiny
     assert len(figs) == 3 and all(os.path.exists(f) for f in figs)
 
 

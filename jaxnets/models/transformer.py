@@ -23,6 +23,7 @@ ids (N, T) with T <= block_size, y the next ids (N, T)); :func:`generate` sample
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import NamedTuple
@@ -221,6 +222,28 @@ def transformer(cfg: TransformerConfig) -> Model:
 
 # ----------------------------------------------------------------------------- generation
 
+# The compiled sampler holds a (P + n,) int32 buffer and n PRNG keys (about 12 bytes per token):
+# 2**24 tokens is ~200 MB. Longer text: call generate again with the last block_size ids.
+MAX_NEW_TOKENS = 2 ** 24
+# |logits / temperature| above which the sampler shifts by the maximum first (:func:`_scaled`):
+# float32's spacing there is 2**-12, so noise of order 1 is still resolved to 2**-12 below it.
+SHIFT_ABOVE = 2.0 ** 11
+
+
+def _scaled(row, temperature):
+    """``row / temperature`` (V,) as the sampler uses it, ``argmax(row / T + Gumbel noise)``.
+
+    When ``|row / T|`` is large the noise (O(1)) is lost in the quotient's rounding: tied or
+    near-tied maxima go to the first of them, and past the dtype's range the quotient overflows to
+    ±inf (argmax then takes the first +inf, not a draw). Then the same distribution is sampled as
+    ``softmax((row - max row) / T)``: the competitive entries are near 0, where the noise is
+    resolved, and entries far below the maximum become -inf (probability exp(-huge) = 0).
+    Below :data:`SHIFT_ABOVE` the quotient is the plain ``row / T`` it always was."""
+    q = row / temperature
+    plain = jnp.all(jnp.isfinite(q)) & (jnp.max(jnp.abs(q)) <= SHIFT_ABOVE)
+    return jnp.where(plain, q, (row - jnp.max(row)) / temperature)
+
+
 def _generate(params, key, prompt, temperature, cfg: TransformerConfig, n: int, top_k):
     P = prompt.shape[0]
     forward = stack(cfg).forward
@@ -233,7 +256,7 @@ def _generate(params, key, prompt, temperature, cfg: TransformerConfig, n: int, 
         logits = forward(params, window[None, :])[0][0]                         # (block_size, V)
         # Causality: positions after length-1 (zeros) never influence this row.
         row = lax.dynamic_index_in_dim(logits, length - 1 - start, keepdims=False)  # (V,)
-        row = row / temperature.astype(row.dtype)
+        row = _scaled(row, temperature.astype(row.dtype))
         if top_k is not None:               # keep the k largest logits (ties at the k-th kept)
             kth = lax.top_k(row, top_k)[0][-1]
             row = jnp.where(row < kth, -jnp.inf, row)
@@ -248,9 +271,58 @@ def _generate(params, key, prompt, temperature, cfg: TransformerConfig, n: int, 
 _generate_jit = jax.jit(_generate, static_argnames=("cfg", "n", "top_k"))
 
 
-def _check_generate_args(cfg, prompt, max_new_tokens, temperature, top_k):
-    """ValueError naming the argument for anything :func:`generate` cannot use as given."""
+@functools.lru_cache(maxsize=32)
+def _param_shapes(cfg: TransformerConfig, dtype):
+    """The shapes and tree of ``stack(cfg)``'s params (no values computed)."""
+    return jax.eval_shape(lambda k: stack(cfg).init(k, (cfg.block_size,), dtype)[1], jax.random.key(0))
+
+
+def _check_params(cfg: TransformerConfig, params):
+    """The params' dtype; ValueError when their tree or a shape is not what ``cfg`` builds (a
+    vocab-20 model's params under a vocab-10 config would sample ids up to 19)."""
+    leaves = jax.tree.leaves(params)
+    dtype = jnp.result_type(leaves[0]) if leaves else None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"generate: params must be a tree of floating-point arrays, got leaf dtype {dtype}")
+    want = _param_shapes(cfg, jnp.dtype(dtype))
+    if jax.tree.structure(params) != jax.tree.structure(want):
+        raise ValueError(f"generate: params do not fit cfg ({cfg.name}): their tree is not the one "
+                         f"init_params(cfg) gives (n_layer={cfg.n_layer})")
+    for (path, got), w in zip(jax.tree_util.tree_flatten_with_path(params)[0], jax.tree.leaves(want)):
+        if tuple(np.shape(got)) != w.shape:
+            raise ValueError(f"generate: params do not fit cfg ({cfg.name}): params"
+                             f"{jax.tree_util.keystr(path)} has shape {tuple(np.shape(got))}, "
+                             f"the config gives {w.shape}")
+    return jnp.dtype(dtype)
+
+
+def _check_temperature(temperature, dtype):
+    """ValueError unless the temperature is a positive normal number of ``dtype``, the params'
+    dtype in which ``logits / temperature`` is computed: below that range it rounds to 0 (or loses
+    its precision), above it to inf, and the sampling would no longer be softmax(logits / T)
+    (float32: [1.18e-38, 3.40e38])."""
+    fi = jnp.finfo(dtype)
+    if isinstance(temperature, (bool, np.bool_)):
+        raise ValueError(f"generate: temperature must be a number, got {temperature!r}")
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(f"generate: temperature must be a number, got {temperature!r}") from None
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        cast = float(np.asarray(t, np.float64).astype(dtype))
+    if not (np.isfinite(t) and np.isfinite(cast) and cast >= float(fi.tiny)):
+        raise ValueError(f"generate: temperature must lie in [{float(fi.tiny):.3g}, {float(fi.max):.3g}],"
+                         f" the positive normal numbers of the params' dtype {dtype} in which logits /"
+                         f" temperature is computed, got {temperature!r}")
+
+
+def _check_prompt(cfg: TransformerConfig, prompt):
+    """The prompt as int32 (P,); ValueError naming it when it is empty, not integer ids, of a bad
+    shape or holds ids outside [0, vocab)."""
     arr = np.asarray(prompt)
+    if arr.size == 0:    # before the dtype: np.asarray([]) is float64
+        raise ValueError(f"generate: prompt is empty; it must hold 1 <= P <= block_size={cfg.block_size}"
+                         f" token ids (shape (P,)), got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"generate: prompt must hold integer token ids, got dtype {arr.dtype}")
     if arr.ndim != 1 or not 1 <= arr.shape[0] <= cfg.block_size:
@@ -259,15 +331,24 @@ def _check_generate_args(cfg, prompt, max_new_tokens, temperature, top_k):
     if arr.min() < 0 or arr.max() >= cfg.vocab:
         bad = arr[(arr < 0) | (arr >= cfg.vocab)]
         raise ValueError(f"generate: prompt ids must lie in [0, {cfg.vocab}), found {bad[:5].tolist()}")
+    return jnp.asarray(arr, jnp.int32)
+
+
+def _check_generate_args(cfg, params, prompt, max_new_tokens, temperature, top_k):
+    """(prompt as int32, the params' dtype); ValueError naming the argument for anything
+    :func:`generate` cannot use as given."""
+    dtype = _check_params(cfg, params)
+    prompt = _check_prompt(cfg, prompt)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
-            or max_new_tokens < 1:
-        raise ValueError(f"generate: max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-    if not (np.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"generate: temperature must be a finite number > 0, got {temperature!r}")
+            or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise ValueError(f"generate: max_new_tokens must be an integer in [1, {MAX_NEW_TOKENS}] (2**24:"
+                         f" the sampler holds ~12 bytes per token; for more, call generate again with"
+                         f" the last block_size ids as the prompt), got {max_new_tokens!r}")
+    _check_temperature(temperature, dtype)
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
                               or not 1 <= top_k <= cfg.vocab):
         raise ValueError(f"generate: top_k must be None or an integer in [1, {cfg.vocab}], got {top_k!r}")
-    return jnp.asarray(arr, jnp.int32)
+    return prompt, dtype
 
 
 def generate(cfg: TransformerConfig, params, key, prompt, max_new_tokens: int,
@@ -277,11 +358,16 @@ def generate(cfg: TransformerConfig, params, key, prompt, max_new_tokens: int,
     Each new id is drawn from ``softmax(logits / temperature)`` of the last position, restricted
     to the ``top_k`` largest logits when given; the model sees the last block_size ids. One
     compiled program per (config, P, n, top_k): the loop over characters is a ``lax.scan``.
-    A float prompt, ids outside [0, vocab), a bad length, n < 1, a temperature <= 0 or a top_k
-    outside [1, vocab] raise ValueError naming the argument.
+    A small temperature still samples that softmax (tied maxima uniformly; where ``logits /
+    temperature`` would exceed 2**11 or overflow, the logits are shifted by their maximum first,
+    see :func:`_scaled`). Refused with a ValueError naming the argument:
+    params whose tree or shapes are not the ones ``cfg`` builds; an empty or float prompt, ids
+    outside [0, vocab), a bad length; n outside [1, MAX_NEW_TOKENS = 2**24]; a temperature that is
+    not a positive normal number of the params' dtype (float32: [1.18e-38, 3.40e38], where
+    ``logits / temperature`` is computed: outside it the temperature rounds to 0 or inf); a top_k
+    outside [1, vocab].
     """
     cfg = cfg.validated()
-    prompt = _check_generate_args(cfg, prompt, max_new_tokens, temperature, top_k)
-    dtype = jax.tree.leaves(params)[0].dtype
+    prompt, dtype = _check_generate_args(cfg, params, prompt, max_new_tokens, temperature, top_k)
     return _generate_jit(params, key, prompt, jnp.asarray(temperature, dtype), cfg=cfg,
                          n=int(max_new_tokens), top_k=None if top_k is None else int(top_k))
