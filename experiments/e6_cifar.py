@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnets import data
+from jaxnets._io import progress_iter
 from jaxnets import models
 from jaxnets import train
 from experiments._lib import cli, figures

@@ -47,7 +47,9 @@ class _Probe:
         self._f0 = None
 
     def at(self, i: int, j: int, delta: float) -> float:
-        v = np.array(self.leaves[i])
+        # order="C": reshape(-1) of a Fortran-ordered leaf (a transposed NumPy view, doc 004's
+        # W = W1.T) would be a copy, and the shift would be lost.
+        v = np.array(self.leaves[i], order="C")
         v.reshape(-1)[j] += delta
         new = list(self.leaves)
         new[i] = jnp.asarray(v, dtype=self.leaves[i].dtype)

@@ -365,6 +365,22 @@ def test_numerical_grad_masks_unsampled_entries(x64):
     assert np.all(np.isnan(np.ma.getdata(w)[np.ma.getmaskarray(w)]))
 
 
+# leaf layouts a caller may hand over: C order, a transposed (Fortran-ordered) NumPy view, a jax array
+LEAF_LAYOUTS = [("c_order", lambda a: np.ascontiguousarray(a)), ("transposed_view", lambda a: np.asfortranarray(a)),
+                ("jax_array", lambda a: jnp.asarray(a))]
+
+
+@pytest.mark.parametrize("layout,make", LEAF_LAYOUTS, ids=[n for n, _ in LEAF_LAYOUTS])
+def test_numerical_grad_of_every_leaf_layout(x64, layout, make):
+    """Central differences shift the entry they name whatever the leaf's memory layout: a
+    Fortran-ordered leaf (doc 004's W = W1.T) once gave an all-zero numeric gradient (float64,
+    eps 1e-5, rtol 1e-8)."""
+    w = np.asarray(_normal(2, (3, 4)), np.float64)
+    g = gradcheck.numerical_grad(lambda p: jnp.sum(jnp.sin(p["W"]) * jnp.arange(12.0).reshape(3, 4)),
+                                 {"W": make(w)}, eps=1e-5)
+    np.testing.assert_allclose(g["W"], np.cos(w) * np.arange(12.0).reshape(3, 4), rtol=1e-8, atol=1e-9)
+
+
 # ============================================================================ check_layer
 
 def test_check_layer_inits_params_and_traces_the_forward_a_bounded_number_of_times():
