@@ -171,7 +171,9 @@ def _pytest_stage(name, files):
     def argv(ctx):
         paths = sorted({str(p.relative_to(ROOT)) for f in files for p in ROOT.glob(f)})
         ctx.setdefault("selected", {})[name] = paths
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml",
+        # -o addopts: the project's own "-n 2 --durations" assume pytest-xdist, which the GPU
+        # machine's Python may lack; this stage chooses its workers itself
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=-ra", "--junitxml",
                str(ctx["scratch"] / f"{name}.xml"), *paths]
         if ctx["dry_run"]:
             return cmd + ["-k", DRY_K[name]]

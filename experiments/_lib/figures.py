@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import math
 import os
+import warnings
 import re
 import textwrap
 from typing import Mapping, Sequence
@@ -332,6 +333,10 @@ def _write(fig, path, **savefig_kwargs) -> str:
     return path
 
 
+class FigureLayoutWarning(UserWarning):
+    """A saved figure has overlapping or clipped text, or legend entries sharing one style."""
+
+
 def save(fig, path, *, mode: str | None = None, **savefig_kwargs) -> str:
     """Title the figure (its experiment's name; ``[quick run]``/``[tiny run]`` unless ``mode`` —
     default: :func:`current_mode` — is ``"full"``), mark log axes, lay out (``tight_layout``, titles
@@ -342,6 +347,11 @@ def save(fig, path, *, mode: str | None = None, **savefig_kwargs) -> str:
         if ax.get_xscale() == "linear" and type(ax.xaxis.get_major_locator()) is matplotlib.ticker.AutoLocator:
             _epoch_axis(ax, ax.get_xlabel())
     _lay_out(fig)
+    # A figure that draws badly (overlapping or clipped text, two series in one style) is said,
+    # not silently written: the new-user test runs every figure of a tiny run and reads stderr.
+    for problem in layout_problems(fig, tight=savefig_kwargs.get("bbox_inches") == "tight"):
+        warnings.warn(f"figure {os.path.basename(os.fspath(path))}: layout problem: {problem}",
+                      FigureLayoutWarning, stacklevel=2)
     savefig_kwargs.setdefault("dpi", 110)
     out = _write(fig, path, **savefig_kwargs)
     plt.close(fig)

@@ -35,6 +35,8 @@ def test_main_job_runs_everything_on_the_embedded_samples_offline(tmp_path):
     p = subprocess.run([sys.executable, "-m", "experiments.reproduce", "--tiny", "--offline", "--out", str(out)],
                        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=_fresh_env(tmp_path))
     assert p.returncode == 0, p.stderr[-4000:]
+    # every figure of the run passed figures.save's layout check (figures.FigureLayoutWarning)
+    assert "layout problem" not in p.stderr, [ln for ln in p.stderr.splitlines() if "layout problem" in ln]
     summary = json.loads((out / "results" / "reproduce.json").read_text())
     st = {s["experiment"]: s for s in summary["summary"]}
     assert set(st) == set(reproduce.EXPERIMENTS) and {s["status"] for s in st.values()} == {"ran"}
