@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import os
 import sys
 import time
@@ -26,9 +25,10 @@ import traceback
 
 from experiments._lib import cli, report
 from experiments._lib.common import DATA_LABELS, mode_of, record_mode
+from experiments._lib.contract import RunConfig
 from jaxnets._io import atomic_write
 
-#: id: (module, doc, title, extra keywords of a tiny run that only the main job sets)
+#: id: (module, doc, title, options of a tiny run that only the main job sets)
 EXPERIMENTS = {
     "worked": ("experiments.worked", "001-004", "Worked examples", {}),
     "E1": ("experiments.e1_mnist", "001", "E1 — MNIST MLPs (doc 001 §5.6)", {}),
@@ -106,15 +106,9 @@ class RecordModeError(RuntimeError):
     """--from-results found a record made in another mode than the report claims."""
 
 
-def _call_run(module, mode, results_dir, figures_dir, tiny_kw, **extra):
-    """``module.run`` in ``mode`` (its own quick/tiny settings; ``tiny_kw`` adds what only the
-    main job sets), passing those of ``extra`` (data_dir, download, seed, progress) that its
-    signature takes and are not None."""
-    mod = importlib.import_module(module)
-    params = inspect.signature(mod.run).parameters
-    kw = {"tiny": True, **tiny_kw} if mode == "tiny" else {}
-    kw.update({k: v for k, v in extra.items() if k in params and v is not None})
-    return mod.run(quick=mode != "full", results_dir=results_dir, figures_dir=figures_dir, **kw)
+def _call_run(module, config: RunConfig):
+    """``module.run(config)``: every experiment's one entry point (:mod:`experiments._lib.contract`)."""
+    return importlib.import_module(module).run(config)
 
 
 def _failed_record(name, title, e):
@@ -144,8 +138,10 @@ def run_one(name, mode="quick", results_dir="results", figures_dir="figures", fr
         elif from_results:
             rec = _load_record(name, results_dir, mode)
         else:
-            rec = _call_run(module, mode, results_dir, figures_dir, tiny_kw, data_dir=data_dir,
-                            download=download, seed=seed, progress=progress)
+            config = RunConfig(mode=mode, results_dir=results_dir, figures_dir=figures_dir, seed=seed,
+                               data_dir=data_dir, download=download, progress=progress,
+                               options=tiny_kw if mode == "tiny" else {})
+            rec = _call_run(module, config)
             rec = report.check_record(rec, f"{module}.run()'s record")
         rec = dict(rec, status="ran")
     except Exception as e:  # noqa: BLE001 - one failure must not stop the others

@@ -195,11 +195,13 @@ def test_every_figure_of_a_tiny_run_is_laid_out_cleanly(tmp_path, monkeypatch):
     import importlib
     import json
     from experiments import bench, reproduce
+    from experiments._lib.contract import RunConfig
     found = _checked(monkeypatch)
     for name in ("E1", "E2", "E3", "E4", "E5", "E6", "E7"):
         mod = importlib.import_module(reproduce.EXPERIMENTS[name][0])
         kw = {"sequential": 0} if name == "E6" else {}
-        mod.run(quick=True, tiny=True, results_dir=str(tmp_path), figures_dir=str(tmp_path), download=False, **kw)
+        mod.run(RunConfig(mode="tiny", results_dir=str(tmp_path), figures_dir=str(tmp_path), download=False,
+                          options=kw))
     with open(os.path.join(reproduce.COMMITTED_RESULTS, "bench.json"), encoding="utf-8") as f:
         bench.plot(json.load(f), str(tmp_path))
     assert len(found) >= 30 and {"e5_accuracy.png", "e4_angle_curves.png", "bench_ladder.png"} <= set(found)
