@@ -24,8 +24,8 @@ import time
 import traceback
 
 from experiments._lib import cli, report
-from experiments._lib.common import DATA_LABELS, mode_of, record_mode
-from experiments._lib.contract import RunConfig
+from experiments._lib.common import DATA_LABELS, record_mode
+from experiments._lib.contract import MODES, RunConfig
 from jaxnets._io import atomic_write
 
 #: id: (module, doc, title, options of a tiny run that only the main job sets)
@@ -145,8 +145,8 @@ def run_one(name, mode="quick", results_dir="results", figures_dir="figures", fr
             rec = report.check_record(rec, f"{module}.run()'s record")
         rec = dict(rec, status="ran")
     except Exception as e:  # noqa: BLE001 - one failure must not stop the others
-        if cli.STATE.signal:  # Ctrl-C/SIGTERM that a library turned into another exception
-            raise KeyboardInterrupt(cli.STATE.signal) from e
+        if cli.current().signal:  # Ctrl-C/SIGTERM that a library turned into another exception
+            raise KeyboardInterrupt(cli.current().signal) from e
         rec = _failed_record(name, title, e)
     wall = rec.get("wall_time") if from_results and rec["status"] == "ran" and name != "worked" else None
     rec.update({"experiment": name, "doc": doc, "title": title, "mode": mode,
@@ -510,21 +510,22 @@ def _previous(mode, results_dir) -> dict:
     return {n: s for n, s in last["measured"].items() if isinstance(s, (int, float))} if ok else {}
 
 
-def run(only=None, quick=True, tiny=False, results_dir="results", figures_dir="figures",
-        report_path="RESULTS.md", progress=None, from_results=False, *, data_dir=None, download=False,
-        seed=None, command="python -m experiments.reproduce", mode=None):
-    """Run the selected experiments (all by default) and write the report. Returns (records, ok):
-    ``ok`` is True when every experiment ran (on full data or on samples). ``mode`` ("full",
-    "quick", "tiny"), when given, decides the mode; else ``quick``/``tiny`` do."""
-    mode = mode or mode_of(quick, tiny)
+def run(only=None, mode="quick", results_dir="results", figures_dir="figures", report_path="RESULTS.md",
+        progress=None, from_results=False, *, data_dir=None, download=False, seed=None,
+        command="python -m experiments.reproduce"):
+    """Run the selected experiments (all by default) in ``mode`` ("full", "quick" or "tiny"; each
+    experiment gets a :class:`RunConfig` of that mode) and write the report. Returns (records,
+    ok): ``ok`` is True when every experiment ran (on full data or on samples)."""
+    if mode not in MODES:
+        raise ValueError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
     unknown = set(only or ()) - set(EXPERIMENTS)
     if unknown:
         raise ValueError(f"--only: unknown experiment(s) {sorted(unknown)}; choose from {', '.join(EXPERIMENTS)}")
     names = list(EXPERIMENTS) if not only else [n for n in EXPERIMENTS if n in only]
     expected = measured_seconds(mode, results_dir)
     previous = _previous(mode, results_dir)
-    cli.STATE.reset()
-    cli.STATE.unwritten = (f"each experiment's record is written when it finishes; the report {report_path} "
+    cli.current().reset()
+    cli.current().unwritten = (f"each experiment's record is written when it finishes; the report {report_path} "
                            "at the end")
     t0 = time.perf_counter()
     records = []
@@ -545,7 +546,7 @@ def run(only=None, quick=True, tiny=False, results_dir="results", figures_dir="f
     with atomic_write(report_path, "w", encoding="utf-8") as f:
         f.write(md)
     cli.wrote(report_path)
-    cli.STATE.unwritten = ""
+    cli.current().unwritten = ""
     _write_summary(records, mode, wall, results_dir, previous, from_results)
     return records, all(r["status"] in RAN for r in records)
 
@@ -604,7 +605,7 @@ def _body(a):
     command = "python -m experiments.reproduce" + ("" if a.mode == "quick" else f" --{a.mode}") + \
         (" --from-results" if a.from_results else "")
     try:
-        records, _ = run(only, quick=a.mode != "full", tiny=a.mode == "tiny", results_dir=a.results_dir,
+        records, _ = run(only, a.mode, results_dir=a.results_dir,
                          figures_dir=a.figures_dir, report_path=report_path, from_results=a.from_results,
                          data_dir=a.data, download=a.download, seed=a.seed, command=command)
     except ValueError as e:

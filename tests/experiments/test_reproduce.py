@@ -24,7 +24,7 @@ def _fake(monkeypatch, name, run):
 
 def test_failure_in_one_experiment_is_reported_and_others_run(tmp_path, monkeypatch):
     monkeypatch.setitem(reproduce.EXPERIMENTS, "E1", ("jaxnets.no_such_module", "001", "E1 broken", {}))
-    records, ok = reproduce.run(["E1", "worked"], quick=True, tiny=True, results_dir=str(tmp_path),
+    records, ok = reproduce.run(["E1", "worked"], mode="tiny", results_dir=str(tmp_path),
                                 figures_dir=str(tmp_path), report_path=str(tmp_path / "R.md"))
     st = {r["experiment"]: r["status"] for r in records}
     assert st == {"worked": "ran", "E1": "failed"} and not ok
@@ -35,6 +35,8 @@ def test_failure_in_one_experiment_is_reported_and_others_run(tmp_path, monkeypa
 def test_unknown_experiment_is_rejected():
     with pytest.raises(ValueError, match="unknown experiment"):
         reproduce.run(["E9"])
+    with pytest.raises(ValueError, match="mode: 'fast' is not one of full, quick, tiny"):
+        reproduce.run(["E1"], mode="fast")
 
 
 def test_absent_data_is_a_row_saying_how_to_get_it_and_exit_3(tmp_path, monkeypatch):
@@ -58,7 +60,7 @@ def test_a_run_gets_the_main_jobs_settings_in_its_config(tmp_path, monkeypatch):
         return {"rows": [], "data": "sample", "data_source": "a sample"}
     seen2 = {}
     _fake(monkeypatch, "E2", run)
-    records, ok = reproduce.run(["E2"], quick=True, results_dir=str(tmp_path), figures_dir=str(tmp_path),
+    records, ok = reproduce.run(["E2"], mode="quick", results_dir=str(tmp_path), figures_dir=str(tmp_path),
                                 report_path=str(tmp_path / "R.md"), data_dir="D", download=True, seed=3,
                                 progress=False)
     assert ok and seen == {"quick": True, "data_dir": "D", "progress": False}
@@ -77,7 +79,7 @@ def _record(path, **kw):
                                            ({}, "refused"), ({"quick": False}, "ran"), ({"mode": "full"}, "ran")])
 def test_from_results_refuses_records_that_are_not_full_runs(tmp_path, stamp, status):
     _record(tmp_path / "e1.json", **stamp)
-    records, ok = reproduce.run(["E1"], quick=False, results_dir=str(tmp_path), figures_dir=str(tmp_path),
+    records, ok = reproduce.run(["E1"], mode="full", results_dir=str(tmp_path), figures_dir=str(tmp_path),
                                 report_path=str(tmp_path / "R.md"), from_results=True)
     assert records[0]["status"] == status and ok == (status == "ran")
     text = (tmp_path / "R.md").read_text()
@@ -140,7 +142,7 @@ def test_report_header_names_data_recipe_seeds_and_links_figures(tmp_path, monke
                 "data": "sample", "data_source": "CIFAR-10 sample (embedded)", "seeds": [0, 1, 2],
                 "recipe": "document", "figures": [str(fig)]}
     _fake(monkeypatch, "E6", run)
-    reproduce.run(["E6"], quick=True, results_dir=str(tmp_path), figures_dir=str(fig.parent),
+    reproduce.run(["E6"], mode="quick", results_dir=str(tmp_path), figures_dir=str(fig.parent),
                   report_path=str(tmp_path / "out" / "R.md"))
     text = (tmp_path / "out" / "R.md").read_text()
     assert "**This is a quick run**" in text
