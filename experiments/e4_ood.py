@@ -134,13 +134,13 @@ def make_curve_evaluator(model, n, chunk=500):
 
 # ============================================================================ stage 1: data
 
-def load_data(quick, n_train=None, n_val=None, n_test=None, sweep_n=None, raw=None, path=None, download=False):
-    """The notebook's split (NHWC) and the test arrays of the table and the curves."""
-    per_class = (n_train or (1000 if quick else 10 * notebook.TRAIN_PER_CLASS)) // 10
-    sp = notebook.load(per_class, (n_val or 10 * notebook.VAL_PER_CLASS) // 10, nhwc=True, raw=raw,
-                       path=path, download=download)
-    n_test = min(n_test or (500 if quick else len(sp.x_test)), len(sp.x_test))
-    sweep_n = min(sweep_n or (100 if quick else 2000), n_test)
+def load_data(n_train, n_val, n_test, sweep_n, raw=None, path=None, download=False):
+    """The notebook's split (NHWC) with ``n_train``/``n_val`` images (10 classes, balanced) and the
+    test arrays of the table (``n_test``, None: all) and the curves (``sweep_n``); the sizes of
+    each mode are :data:`DEFAULTS`'."""
+    sp = notebook.load(n_train // 10, n_val // 10, nhwc=True, raw=raw, path=path, download=download)
+    n_test = min(n_test or len(sp.x_test), len(sp.x_test))
+    sweep_n = min(sweep_n, n_test)
     # doc 003 §3.5: class-balanced subsets (the embedded test sample is sorted by class)
     i_test, i_sweep = (balanced_subset(sp.y_test, k) for k in (n_test, sweep_n))
     return {"split": sp, "train": (sp.x_train, sp.y_train), "val": (sp.x_val, sp.y_val),
@@ -611,7 +611,7 @@ def run(config: RunConfig) -> dict:
     copies, max_shift, figures_dir = s.copies, s.max_shift, config.figures_dir
     t_all, timings = time.perf_counter(), {}
     cli.phase("E4 data", "Fashion-MNIST, doc 003 notebook split")
-    d = load_data(mode != "full", s.n_train, s.n_val, s.n_test, s.sweep_n, s.raw,
+    d = load_data(s.n_train, s.n_val, s.n_test, s.sweep_n, s.raw,
                   cli.dataset_path(config.data_dir, "fashion_mnist"), config.download)
     n_te, n_sw = len(d["test"][0]), len(d["sweep"][0])
     evaluators = {m: (make_ood_evaluator(cnn.MODELS[m](), n_te), make_curve_evaluator(cnn.MODELS[m](), n_sw))
