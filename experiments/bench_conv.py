@@ -60,6 +60,33 @@ def main(argv=None) -> int:
     return cli.main(_parser(), _body, argv, prog="experiments.bench_conv")
 
 
+def _compile(fns, params, x, y) -> dict:
+    """Compile each of ``fns`` ahead of time (replacing it by the compiled one) and warm it up;
+    returns {name: compile seconds}."""
+    compile_s = {}
+    for name, f in fns.items():
+        t0 = time.perf_counter()
+        lowered = f.lower(params, x, y)
+        compiled = lowered.compile()
+        compile_s[name] = time.perf_counter() - t0
+        fns[name] = compiled
+        jax.block_until_ready(compiled(params, x, y))  # warm-up
+    return compile_s
+
+
+def _torch_variant(params, x, y):
+    """PyTorch's forward + backward of the same CNN on the same batch (NCHW)."""
+    import torch
+    module = torch_peers.cnn_module(jax.tree.map(np.asarray, params))
+    xt = torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 3, 1, 2)))
+    yt = torch.from_numpy(np.asarray(y, np.int64))
+
+    def torch_step():
+        module.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(module(xt), yt).backward()
+    return bench.Variant("torch", torch_step, kind="torch", compile_s=0.0)
+
+
 def _body(args):
 
     with jax.enable_x64(args.dtype == "float64"):
@@ -73,14 +100,7 @@ def _body(args):
         fns = {"hand": jax.jit(model.backprop),
                "autodiff": jax.jit(jax.value_and_grad(autodiff_loss))}
 
-        compile_s = {}
-        for name, f in fns.items():
-            t0 = time.perf_counter()
-            lowered = f.lower(params, x, y)
-            compiled = lowered.compile()
-            compile_s[name] = time.perf_counter() - t0
-            fns[name] = compiled
-            jax.block_until_ready(compiled(params, x, y))  # warm-up
+        compile_s = _compile(fns, params, x, y)
 
         # correctness of what is being timed
         (lh, gh), (la, ga) = fns["hand"](params, x, y), fns["autodiff"](params, x, y)
@@ -90,15 +110,7 @@ def _body(args):
         vs = [bench.Variant(name, lambda f=f: jax.block_until_ready(f(params, x, y)), compile_s=compile_s[name])
               for name, f in fns.items()]
         if torch_peers.available():
-            import torch
-            module = torch_peers.cnn_module(jax.tree.map(np.asarray, params))
-            xt = torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 3, 1, 2)))
-            yt = torch.from_numpy(np.asarray(y, np.int64))
-
-            def torch_step():
-                module.zero_grad(set_to_none=True)
-                torch.nn.functional.cross_entropy(module(xt), yt).backward()
-            vs.append(bench.Variant("torch", torch_step, kind="torch", compile_s=0.0))
+            vs.append(_torch_variant(params, x, y))
         bench.interleave(vs, args.repeats, seed=0)
 
     rows = {}

@@ -19,6 +19,7 @@ from jaxnets import data
 from jaxnets import models
 from jaxnets import train
 from experiments._lib import cli, figures
+from experiments._lib.contract import PerMode, RunConfig, from_args, same
 from experiments._lib.common import data_variant, finish, print_rows, row
 
 # (label, hidden sizes, activation, lr, batch, doc train acc, doc test acc)
@@ -30,19 +31,19 @@ CONFIGS = [
     ("e", [384, 256], "relu", 0.01, 50, 0.9067, 0.863),
 ]
 DOC_TOL = 0.03  # the document's numbers come from a different init/framework; ±3 points
+#: E1's own settings (``RunConfig.options``) and their default in each mode
+DEFAULTS = {"epochs": PerMode(full=50, quick=10, tiny=1), "seed": same(10701)}
 
 
-def run(quick=True, results_dir="results", figures_dir="figures", seed=10701, epochs=None, *,
-        tiny=False, data_dir=None, download=False, progress=None):
-    """Train (a)–(e); ``quick``: 10 epochs, ``tiny``: ``epochs`` (default 1). ``data_dir``: the
-    ``--data`` folder (see :func:`cli.dataset_path`); ``download`` goes to
-    :func:`jaxnets.data.get_split`; ``progress``: per-run bars (None: on a terminal)."""
+def run(config: RunConfig) -> dict:
+    """Train (a)–(e) for :data:`DEFAULTS` ``epochs``; returns the record (``e1.json``)."""
     t0 = time.perf_counter()
-    mode = "tiny" if tiny else "quick" if quick else "full"
-    epochs = epochs or (1 if tiny else 10 if quick else 50)
+    s = config.settings(DEFAULTS, "E1")
+    mode, epochs, seed, progress = config.mode, s.epochs, s.seed, config.progress
+    figures_dir = config.figures_dir
     cli.phase("E1 data", "MNIST, doc 001 subset (first 3,000 train / 1,000 test)")
     sp = data.get_split("mnist", protocol="doc001", flatten_images=True,
-                        path=cli.dataset_path(data_dir, "mnist"), download=download)
+                        path=cli.dataset_path(config.data_dir, "mnist"), download=config.download)
     variant = data_variant(sp)
     x_tr, y_tr, x_te, y_te = sp.x_train, sp.y_train, sp.x_test, sp.y_test
     full_mnist = variant == "full"
@@ -83,11 +84,11 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=10701, ep
                 figures.curves({names[k]: v["train_loss"] for k, v in runs.items()},
                                os.path.join(figures_dir, "e1_loss.png"), ylabel="training loss (mean cross-entropy)",
                                logy=True, title=f"E1 training loss ({sp.source})")]
-    record = {"experiment": "E1", "doc": "001", "quick": quick, "mode": mode, "epochs": epochs, "seed": seed,
+    record = {"experiment": "E1", "doc": "001", "mode": mode, "epochs": epochs, "seed": seed,
               "data": variant, "data_source": sp.source, "data_notes": sp.notes, "recipe": "document",
               "seeds": [seed], "order": "fixed", "runs": runs, "rows": rows, "figures": figs,
               "b_slower_than_a": bool(slower), "wall_time": time.perf_counter() - t0}
-    return finish("e1", record, results_dir)
+    return finish("e1", record, config.results_dir)
 
 
 # doc 001 §5.6's comparisons: (id, question, (run, other, metric, relation) that make the answer
@@ -132,8 +133,7 @@ def _parser():
 
 
 def _body(a):
-    rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, a.epochs, tiny=a.mode == "tiny",
-              data_dir=a.data, download=a.download)
+    rec = run(from_args(a, epochs=a.epochs))
     print(f"E1 on {rec['data_source']} ({cli.plural(rec['epochs'], 'epoch')}, seed {rec['seed']}):")
     print_rows(rec, 62)
     print(f"wall time {rec['wall_time']:.1f} s; wrote {rec['json']} and {len(rec['figures'])} figures "

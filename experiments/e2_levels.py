@@ -28,6 +28,7 @@ from jaxnets import data
 from jaxnets import models
 from jaxnets import train
 from experiments._lib import cli, figures, oracles
+from experiments._lib.contract import PerMode, RunConfig, from_args, same
 from experiments._lib.common import data_variant, finish, print_rows, row
 
 
@@ -180,13 +181,12 @@ def accumulate_train(net, params, x, y, *, lr, epochs, batch, as_written):
     return params, hist
 
 
-def doc_tensor_part(sp, seed=0, tiny=False, quick=False):
+def doc_tensor_part(sp, seed=0, e5=15, e6=50):
     """doc 002 Q5 (per-example accumulation, lr 0.01, 15 epochs) and Q6 (batched, lr 0.02, 50
     epochs, batch 64), each as written and with its slip removed. Weights N(0, 1), biases 0."""
     net = models.mlp([784, 300, 10], "sigmoid", "softmax_cross_entropy", init="scaled_normal", std=1.0)
     p0 = net.init(jax.random.key(seed))
     x, y = np.asarray(sp.x_train, np.float32), np.asarray(sp.y_train)
-    e5, e6 = (1, 1) if tiny else (3, 5) if quick else (15, 50)
     out = {"n": len(y), "q5_epochs": e5, "q6_epochs": e6}
     cli.phase("E2 Q5", f"per-example accumulation, lr 0.01, {cli.plural(e5, 'epoch')}, as written and fixed")
     for tag, aw in (("as_written", True), ("every_64", False)):
@@ -199,14 +199,16 @@ def doc_tensor_part(sp, seed=0, tiny=False, quick=False):
     return out
 
 
-def mnist_part(quick, seed=0, tiny=False, data_dir=None, download=False, progress=None):
+def mnist_part(s, config):
+    """doc 002 Q7's MNIST experiments (1)–(4) and Q5–Q6, with settings ``s`` (:data:`DEFAULTS`)."""
+    seed, progress = s.seed, config.progress
     cli.phase("E2 data", "MNIST, doc 002 split")
-    sp = data.get_split("mnist", protocol="doc002", flatten_images=True, n_train=500 if tiny else None,
-                        path=cli.dataset_path(data_dir, "mnist"), download=download)
+    sp = data.get_split("mnist", protocol="doc002", flatten_images=True, n_train=s.n_train,
+                        path=cli.dataset_path(config.data_dir, "mnist"), download=config.download)
     tr, va = (sp.x_train, sp.y_train), (sp.x_val, sp.y_val)
     # doc 002's networks: weights N(0, 1), biases zero (its Q4–Q6 code: np.zeros)
     net = models.mlp([784, 300, 10], "sigmoid", "softmax_cross_entropy", init="scaled_normal", std=1.0)
-    ep = 1 if tiny else 2 if quick else 5
+    ep = s.epochs
     out = {"data_source": sp.source, "data": data_variant(sp), "n_train": len(tr[0]), "n_val": len(va[0])}
     key = jax.random.key(seed)
     # (1) train vs validation loss
@@ -233,13 +235,13 @@ def mnist_part(quick, seed=0, tiny=False, data_dir=None, download=False, progres
                        "train_loss": np.stack(h["train_loss"], 1).tolist(),
                        "val_acc": np.stack(h["val_acc"], 1).tolist()}
     # (4) final run
-    ep4 = 1 if tiny else 3 if quick else 10
+    ep4 = s.final_epochs
     cli.phase("E2 (4) final run", f"lr 0.03, batch 64, {cli.plural(ep4, 'epoch')}")
     r = train.fit(net, net.init(key), tr, val=va, epochs=ep4, batch_size=64, optimizer=train.sgd(0.03),
                   key=key, progress=progress)
     out["final"] = {"val_acc": r.history["val_acc"], "train_acc": r.history["train_acc"],
                     "epoch_time": r.history["time"]}
-    out["doc_tensor"] = doc_tensor_part(sp, seed, tiny, quick)
+    out["doc_tensor"] = doc_tensor_part(sp, seed, s.q5_epochs, s.q6_epochs)
     return out
 
 
@@ -289,61 +291,73 @@ def doc_rows(sc, dt, tv, mode):
     return rows
 
 
-def run(quick=True, results_dir="results", figures_dir="figures", seed=0, tiny=False, *,
-        data_dir=None, download=False, progress=None):
-    """``tiny``: 1–2 epochs on 500 images (end-to-end tests only). ``data_dir``: the ``--data``
-    folder; ``download`` goes to :func:`jaxnets.data.get_split`; ``progress``: per-run bars
-    (None: on a terminal)."""
+def _figures(sc, dt, lv, mn, src, figures_dir) -> list:
+    """E2's figures: the scalar net, Q5, Q6, the three levels, and MNIST parts (1)–(3)."""
+    v = np.asarray(mn["inits_val_loss"])
+    fig = lambda name: os.path.join(figures_dir, name)  # noqa: E731
+    return [
+        figures.curves({"as printed (its Q3 gradient code)": sc["as_written"],
+                        "correct gradient": sc["correct_grad"]}, fig("e2_scalar_loss.png"),
+                       ylabel="average loss per epoch",
+                       title="E2, doc 002 Q4 (Figure 1): 2-3-2 scalar net, lr 0.01, draws with replacement"),
+        figures.curves({"as printed: first update sums 65 examples, tail never applied": dt["q5_as_written"],
+                        "every 64 examples, tail applied": dt["q5_every_64"]}, fig("e2_q5_loss.png"),
+                       ylabel="average loss per epoch",
+                       title=f"E2, doc 002 Q5 (Figure 2): per-example accumulation, lr 0.01 ({src})"),
+        figures.curves({"as printed: un-normalised pixels (xtrain)": dt["q6_raw_pixels"],
+                        "pixels /255 (xtrain_norm)": dt["q6_normalised"]}, fig("e2_q6_loss.png"),
+                       ylabel="average loss per epoch", logy=True,
+                       title=f"E2, doc 002 Q6 (Figure 3): batched, lr 0.02, batch 64 ({src})"),
+        figures.curves(lv["curves"], fig("e2_three_levels.png"), ylabel="mean minibatch loss",
+                       title="E2: four implementations, same init and order (the curves coincide)",
+                       styles=LEVEL_STYLES),
+        figures.curves({"training loss, doc 002's definition (epoch mean of minibatch losses)":
+                        mn["train_vs_val"]["train_loss_doc"],
+                        "training loss, ours (whole set after each epoch)": mn["train_vs_val"]["train_loss"],
+                        "validation loss (after each epoch)": mn["train_vs_val"]["val_loss"]},
+                       fig("e2_train_vs_val.png"), ylabel="mean cross-entropy",
+                       title=f"E2 (1) 784-300-10 sigmoid, lr 0.01, batch 64 ({src}); weights drawn from "
+                             "N(0, 1) as in doc 002, so the first losses are large"),
+        figures.curves({f"init {i}": c for i, c in enumerate(v)}, fig("e2_inits.png"),
+                       ylabel="validation loss", bands={"min–max": (v.min(0), v.max(0))},
+                       title=f"E2 (2) five random initialisations ({src})"),
+        figures.curves({f"lr {lr:g}": c for lr, c in zip(mn["lr_sweep"]["lrs"], mn["lr_sweep"]["val_loss"])},
+                       fig("e2_lr_sweep.png"), ylabel="validation loss", logy=True,
+                       title=f"E2 (3) learning-rate sweep ({src})"),
+    ]
+
+
+#: E2's own settings (``RunConfig.options``) and their default in each mode: epochs of the
+#: scalar net (Q4), of the three levels, of MNIST parts (1)–(3), of the final run (4), of Q5 and
+#: Q6; MNIST training images (None: doc 002's split).
+DEFAULTS = {"scalar_epochs": PerMode(25, 5, 2), "level_epochs": PerMode(3, 2, 1), "epochs": PerMode(5, 2, 1),
+            "final_epochs": PerMode(10, 3, 1), "q5_epochs": PerMode(15, 3, 1), "q6_epochs": PerMode(50, 5, 1),
+            "n_train": PerMode(None, None, 500), "seed": same(0)}
+
+
+def run(config: RunConfig) -> dict:
+    """E2 with :data:`DEFAULTS`; returns the record (``e2.json``)."""
     t0 = time.perf_counter()
-    mode = "tiny" if tiny else "quick" if quick else "full"
+    s = config.settings(DEFAULTS, "E2")
+    mode, seed, figures_dir = config.mode, s.seed, config.figures_dir
     cli.phase("E2 scalar net", "doc 002 Q4 as printed (2-3-2, pure Python, synthetic 2-D set), both gradients")
-    sc = doc_scalar_part(2 if tiny else 5 if quick else 25)
+    sc = doc_scalar_part(s.scalar_epochs)
     cli.phase("E2 three levels", "scalar, NumPy per example, NumPy batched, JAX")
-    lv = three_levels(1 if tiny else 2 if quick else 3, progress=progress)
-    mn = mnist_part(quick, seed, tiny, data_dir, download, progress)
+    lv = three_levels(s.level_epochs, progress=config.progress)
+    mn = mnist_part(s, config)
     full = mn["data"] == "full"
     src = mn["data_source"]
-    fig = lambda name: os.path.join(figures_dir, name)  # noqa: E731
     v = np.asarray(mn["inits_val_loss"])
     dt = mn["doc_tensor"]
     with figures.run_mode(mode):
-        figs = [
-            figures.curves({"as printed (its Q3 gradient code)": sc["as_written"],
-                            "correct gradient": sc["correct_grad"]}, fig("e2_scalar_loss.png"),
-                           ylabel="average loss per epoch",
-                           title="E2, doc 002 Q4 (Figure 1): 2-3-2 scalar net, lr 0.01, draws with replacement"),
-            figures.curves({"as printed: first update sums 65 examples, tail never applied": dt["q5_as_written"],
-                            "every 64 examples, tail applied": dt["q5_every_64"]}, fig("e2_q5_loss.png"),
-                           ylabel="average loss per epoch",
-                           title=f"E2, doc 002 Q5 (Figure 2): per-example accumulation, lr 0.01 ({src})"),
-            figures.curves({"as printed: un-normalised pixels (xtrain)": dt["q6_raw_pixels"],
-                            "pixels /255 (xtrain_norm)": dt["q6_normalised"]}, fig("e2_q6_loss.png"),
-                           ylabel="average loss per epoch", logy=True,
-                           title=f"E2, doc 002 Q6 (Figure 3): batched, lr 0.02, batch 64 ({src})"),
-            figures.curves(lv["curves"], fig("e2_three_levels.png"), ylabel="mean minibatch loss",
-                           title="E2: four implementations, same init and order (the curves coincide)",
-                           styles=LEVEL_STYLES),
-            figures.curves({"training loss, doc 002's definition (epoch mean of minibatch losses)":
-                            mn["train_vs_val"]["train_loss_doc"],
-                            "training loss, ours (whole set after each epoch)": mn["train_vs_val"]["train_loss"],
-                            "validation loss (after each epoch)": mn["train_vs_val"]["val_loss"]},
-                           fig("e2_train_vs_val.png"), ylabel="mean cross-entropy",
-                           title=f"E2 (1) 784-300-10 sigmoid, lr 0.01, batch 64 ({src}); weights drawn from "
-                                 "N(0, 1) as in doc 002, so the first losses are large"),
-            figures.curves({f"init {i}": c for i, c in enumerate(v)}, fig("e2_inits.png"),
-                           ylabel="validation loss", bands={"min–max": (v.min(0), v.max(0))},
-                           title=f"E2 (2) five random initialisations ({src})"),
-            figures.curves({f"lr {lr:g}": c for lr, c in zip(mn["lr_sweep"]["lrs"], mn["lr_sweep"]["val_loss"])},
-                           fig("e2_lr_sweep.png"), ylabel="validation loss", logy=True,
-                           title=f"E2 (3) learning-rate sweep ({src})"),
-        ]
+        figs = _figures(sc, dt, lv, mn, src, figures_dir)
     final_acc = mn["final"]["val_acc"][-1]
     why = ("our own random initial weights (N(0, 1)) and minibatch order, not the document's" if full else
            "trained on the embedded MNIST-5k sample (3,000 images, full MNIST was not available): "
            "with 18 times fewer images the network reaches a lower accuracy")
     rows = doc_rows(sc, dt, mn["train_vs_val"], mode) + [
         row("E2.scalar.final_loss", "doc 002 Q4 scalar net as printed: last-epoch average loss "
-            "(doc: plateau near 0.05)", round(sc["as_written"][-1], 4), 0.05, 0.05 if not quick else None,
+            "(doc: plateau near 0.05)", round(sc["as_written"][-1], 4), 0.05, 0.05 if mode == "full" else None,
             "our synthetic set, not the document's", comparable=False, data="synthetic", recipe="document"),
         row("E2.scalar.final_loss_correct_grad", "doc 002 Q4 scalar net with the correct gradient: last-epoch "
             "average loss", round(sc["correct_grad"][-1], 4), None, None, "our synthetic set",
@@ -358,15 +372,14 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=0, tiny=F
     ]
     best_lr = mn["lr_sweep"]["lrs"][int(np.argmin(np.asarray(mn["lr_sweep"]["val_loss"])[:, -1]))]
     rows.append(row("E2.lr.best", "learning rate with the lowest final val loss", best_lr))
-    record = {"experiment": "E2", "doc": "002", "quick": quick, "mode": mode, "seed": seed, "scalar": sc,
+    record = {"experiment": "E2", "doc": "002", "mode": mode, "seed": seed, "scalar": sc,
               "three_levels": lv, "mnist": mn, "data_source": src, "data": mn["data"], "recipe": "document",
               "seeds": [seed], "rows": rows, "figures": figs, "wall_time": time.perf_counter() - t0}
-    return finish("e2", record, results_dir)
+    return finish("e2", record, config.results_dir)
 
 
 def _body(a):
-    rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, tiny=a.mode == "tiny",
-              data_dir=a.data, download=a.download)
+    rec = run(from_args(a))
     lv = rec["three_levels"]
     print("three levels (same init/order, batch 1, float64): seconds per epoch")
     for k, v in lv["sec_per_epoch"].items():

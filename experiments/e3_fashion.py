@@ -47,6 +47,7 @@ from jaxnets import data, gradcheck, models, train
 from jaxnets.data.splits import balanced_subset
 from experiments._lib import figures, notebook
 from experiments._lib import cli
+from experiments._lib.contract import PerMode, RunConfig, from_args, same
 from experiments._lib.common import data_variant, finish, print_rows, row
 
 BATCH_SIZES = (1, 5, 50, 500, 5000)
@@ -300,38 +301,39 @@ def _figures(batch_results, r33, r34, variant, n_seeds, figures_dir):
     return figs
 
 
-#: ``--tiny`` (and ``run(tiny=True)``): a smoke test of every stage in seconds.
-TINY = {"n_train": 500, "max_epochs": 2, "epochs_33": 2, "batch_sizes": (50, 500), "momenta": (0.5, 0.9)}
+#: E3's own settings (``RunConfig.options``) and their default in each mode: training images
+#: (None: all 60,000 less validation), the epoch cap of §3.2, the epochs of §3.3–3.4, the batch
+#: sizes and momenta, the document recipe's seeds, Part I's variant on or off, and ``n_test``:
+#: test on the first ``n_test`` test images only (tests of the script; every mode uses all 10,000).
+DEFAULTS = {"n_train": PerMode(None, 2000, 500), "max_epochs": PerMode(MAX_EPOCHS, 5, 2),
+            "epochs_33": PerMode(30, 3, 2), "batch_sizes": PerMode(BATCH_SIZES, BATCH_SIZES, (50, 500)),
+            "momenta": PerMode(MOMENTA, MOMENTA, (0.5, 0.9)), "seeds": same(SEEDS), "part1_variant": same(True),
+            "n_test": same(None), "seed": same(42)}
 
 
-def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, tiny=False, n_train=None,
-        max_epochs=None, epochs_33=None, batch_sizes=None, momenta=None, seeds=SEEDS, part1_variant=True,
-        n_test=None, data_dir=None, download=False, progress=None, log=print):
-    """E3. ``quick``: 2,000 training images, at most 5 epochs per batch size, 3 epochs for 3.3/3.4
-    (validation 2,000 and test 10,000 as in full mode); ``tiny``: :data:`TINY` for every keyword
-    left None. ``seeds``: the document recipe's seeds; ``n_test``: test on the first ``n_test``
-    test images only. ``data_dir``/``download``: where to find
-    Fashion-MNIST (see :func:`cli.dataset_path`). Returns the record (also written as
-    ``results_dir/e3.json``); figures ``e3_*.png`` go to ``figures_dir``."""
-    if tiny:
-        given = dict(n_train=n_train, max_epochs=max_epochs, epochs_33=epochs_33, batch_sizes=batch_sizes,
-                     momenta=momenta)
-        n_train, max_epochs, epochs_33, batch_sizes, momenta = (TINY | {k: v for k, v in given.items() if v is not None}
-                                                                 ).values()
-    mode = "tiny" if tiny else "quick" if quick else "full"
-    log = log or (lambda *a, **k: None)
-    t_all, timings = time.perf_counter(), {}
-    n_train = n_train or (2000 if quick else None)
-    max_epochs = max_epochs or (5 if quick else MAX_EPOCHS)
-    epochs_33 = epochs_33 or (3 if quick else 30)
-    batch_sizes, momenta = tuple(batch_sizes or BATCH_SIZES), tuple(momenta or MOMENTA)
+def _load(s, config):
+    """Part I's stratified split and the notebook's split, both cut to ``s.n_test`` test images."""
     cli.phase("E3 data", "Fashion-MNIST: Part I's stratified split and the notebook's split")
-    path = cli.dataset_path(data_dir, "fashion_mnist")
-    sp = data.get_split("fashion_mnist", flatten_images=True, n_train=n_train, seed=0, path=path, download=download)
-    nb = notebook.load((n_train or 10 * notebook.TRAIN_PER_CLASS) // 10, nhwc=False, path=path, download=download)
-    if n_test:  # smaller test set (tests of the script only; every mode evaluates all 10,000)
+    path = cli.dataset_path(config.data_dir, "fashion_mnist")
+    sp = data.get_split("fashion_mnist", flatten_images=True, n_train=s.n_train, seed=0, path=path,
+                        download=config.download)
+    nb = notebook.load((s.n_train or 10 * notebook.TRAIN_PER_CLASS) // 10, nhwc=False, path=path,
+                       download=config.download)
+    if s.n_test:  # smaller test set (tests of the script only; every mode evaluates all 10,000)
         sp, nb = (p._replace(x_test=p.x_test[i], y_test=p.y_test[i])   # class-balanced (doc 003 §3.5)
-                  for p, i in ((q, balanced_subset(q.y_test, n_test)) for q in (sp, nb)))
+                  for p, i in ((q, balanced_subset(q.y_test, s.n_test)) for q in (sp, nb)))
+    return sp, nb
+
+
+def run(config: RunConfig) -> dict:
+    """E3 with :data:`DEFAULTS`. Returns the record (also written as ``results_dir/e3.json``);
+    figures ``e3_*.png`` go to ``figures_dir``."""
+    s = config.settings(DEFAULTS, "E3")
+    mode, seed, log, seeds = config.mode, s.seed, config.logger, tuple(s.seeds)
+    max_epochs, epochs_33 = s.max_epochs, s.epochs_33
+    t_all, timings = time.perf_counter(), {}
+    batch_sizes, momenta = tuple(s.batch_sizes), tuple(s.momenta)
+    sp, nb = _load(s, config)
     model = make_model()
     params0 = model.init(jax.random.key(seed))
 
@@ -351,7 +353,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, ti
                                                                "document", "", seed)
     rows += more
     variant = None
-    if part1_variant:
+    if s.part1_variant:
         cli.phase("E3 §3.3–3.4 variant", "Part I's recipe, one seed")
         more, v33, v34, timings["3.3_3.4_part1_variant"] = _study_33_34(model, sp, (seed,), alphas, epochs_33,
                                                                         PART1_LABEL, ".part1", seed)
@@ -361,10 +363,10 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, ti
         r.setdefault("recipe", "Part I's NumPy starter code")
         log(f"  {r['quantity']}: {r['value']}  ({r['note']})")
     with figures.run_mode(mode):
-        figs = _figures(batch_results, r33, r34, variant, len(seeds), figures_dir)
+        figs = _figures(batch_results, r33, r34, variant, len(seeds), config.figures_dir)
 
     timings["total"] = time.perf_counter() - t_all
-    record = {"experiment": "E3", "doc": "003 §3.1–3.4", "quick": mode != "full", "mode": mode, "seed": seed,
+    record = {"experiment": "E3", "doc": "003 §3.1–3.4", "mode": mode, "seed": seed,
               "recipe": "document (§3.3–3.4)", "recipe_detail": "§3.1–3.2: Part I's NumPy starter code; "
               "§3.3–3.4: " + notebook.LABEL, "variant_labels": [PART1_LABEL] if variant else [],
               "seeds": list(seeds), "data": data_variant(nb),
@@ -379,7 +381,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, ti
               "batch_sizes": batch_results, "b1_slower_than_b50": slower,
               "no_early_stopping": r33, "momentum": r34, "part1_variant": variant,
               "rows": rows, "figures": figs, "timings": timings, "wall_time": timings["total"]}
-    return finish("e3", record, results_dir)
+    return finish("e3", record, config.results_dir)
 
 
 def _parser():
@@ -395,9 +397,7 @@ def _parser():
 
 
 def _body(a):
-    rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, tiny=a.mode == "tiny",
-              max_epochs=a.max_epochs, epochs_33=a.epochs_33, seeds=tuple(a.seeds), data_dir=a.data,
-              download=a.download, log=None)
+    rec = run(from_args(a, log=None, max_epochs=a.max_epochs, epochs_33=a.epochs_33, seeds=tuple(a.seeds)))
     print(f"E3 — {rec['recipe_detail']}; seeds {rec['seeds']}; data: {rec['data']} ({rec['data_notes']}); "
           f"mode {rec['mode']}:")
     print_rows(rec, 78, notes=True)

@@ -57,6 +57,7 @@ from jaxnets.data import transforms as T
 from jaxnets.models import cnn
 from experiments._lib import figures, notebook
 from experiments._lib import cli
+from experiments._lib.contract import PerMode, RunConfig, from_args, same
 from experiments._lib.common import data_variant, finish, print_rows, row
 
 MODEL_NAMES = ("mlp2_ood", "cnn2", "cnn3")
@@ -133,13 +134,13 @@ def make_curve_evaluator(model, n, chunk=500):
 
 # ============================================================================ stage 1: data
 
-def load_data(quick, n_train=None, n_val=None, n_test=None, sweep_n=None, raw=None, path=None, download=False):
-    """The notebook's split (NHWC) and the test arrays of the table and the curves."""
-    per_class = (n_train or (1000 if quick else 10 * notebook.TRAIN_PER_CLASS)) // 10
-    sp = notebook.load(per_class, (n_val or 10 * notebook.VAL_PER_CLASS) // 10, nhwc=True, raw=raw,
-                       path=path, download=download)
-    n_test = min(n_test or (500 if quick else len(sp.x_test)), len(sp.x_test))
-    sweep_n = min(sweep_n or (100 if quick else 2000), n_test)
+def load_data(n_train, n_val, n_test, sweep_n, raw=None, path=None, download=False):
+    """The notebook's split (NHWC) with ``n_train``/``n_val`` images (10 classes, balanced) and the
+    test arrays of the table (``n_test``, None: all) and the curves (``sweep_n``); the sizes of
+    each mode are :data:`DEFAULTS`'."""
+    sp = notebook.load(n_train // 10, n_val // 10, nhwc=True, raw=raw, path=path, download=download)
+    n_test = min(n_test or len(sp.x_test), len(sp.x_test))
+    sweep_n = min(sweep_n, n_test)
     # doc 003 §3.5: class-balanced subsets (the embedded test sample is sorted by class)
     i_test, i_sweep = (balanced_subset(sp.y_test, k) for k in (n_test, sweep_n))
     return {"split": sp, "train": (sp.x_train, sp.y_train), "val": (sp.x_val, sp.y_val),
@@ -569,9 +570,19 @@ def make_figures(doc, through, var, n_seeds, d, seed, max_shift, figures_dir):
 
 # ============================================================================ run
 
-#: ``--tiny`` (and ``run(tiny=True)``): a smoke test of every stage in seconds.
-TINY = {"n_train": 300, "n_val": 300, "n_test": 300, "sweep_n": 100, "epochs": 1, "model_names": ("mlp2_ood",),
-        "remedies": ("shift",), "seeds": (42, 43, 44)}
+#: E4's own settings (``RunConfig.options``) and their default in each mode. ``seeds``: the
+#: document recipe's (``seed``: the variants'); ``remedies``: augmentation variants (the
+#: ``momentum`` variant runs whenever any does, ``()`` runs none); ``n_test``: the OOD table's
+#: test images (None: all), ``sweep_n``: the curves'; ``epochs``: the document recipe's epoch cap,
+#: ``variant_epochs``: the variants' (None: the variant recipe's); ``raw``: a ready
+#: :class:`jaxnets.data.RawData` instead of loading Fashion-MNIST (tests).
+DEFAULTS = {"model_names": PerMode(MODEL_NAMES, MODEL_NAMES, ("mlp2_ood",)),
+            "remedies": PerMode(("shift", "rot90"), ("shift", "rot90"), ("shift",)), "seeds": same(SEEDS),
+            "n_train": PerMode(10 * notebook.TRAIN_PER_CLASS, 1000, 300),
+            "n_val": PerMode(10 * notebook.VAL_PER_CLASS, 10 * notebook.VAL_PER_CLASS, 300),
+            "n_test": PerMode(None, 500, 300), "sweep_n": PerMode(2000, 100, 100),
+            "epochs": PerMode(notebook.RECIPE["max_epochs"], 2, 1), "variant_epochs": PerMode(None, 2, 1),
+            "copies": same(1), "max_shift": same(5), "raw": same(None), "seed": same(42)}
 
 
 def _rows(doc, through, var, seeds, params, copies, max_shift, mode, max_epochs=None):
@@ -591,32 +602,17 @@ def _rows(doc, through, var, seeds, params, copies, max_shift, mode, max_epochs=
     return rows, remedy_table
 
 
-def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, tiny=False, model_names=None,
-        remedies=None, seeds=None, n_train=None, n_val=None, n_test=None, sweep_n=None, epochs=None,
-        variant_epochs=None, copies=1, max_shift=5, raw=None, data_dir=None, download=False, progress=False,
-        log=print):
-    """E4. ``quick``: 1,000 training images, 2 epochs (document recipe and variants), OOD table on
-    500 test images, curves on 100; ``tiny``: :data:`TINY` for every keyword left None.
-    ``model_names``: default all three; ``seeds``: the document recipe's (default 42, 43, 44);
-    ``seed``: the variants'; ``remedies``: augmentation variants (default shift and rot90; the
-    ``momentum`` variant runs whenever any does, ``()`` runs none). ``data_dir``/``download``:
-    where to find Fashion-MNIST (see :func:`cli.dataset_path`); ``progress``: per-run bars.
-    Returns the record (``results_dir/e4.json``)."""
-    if tiny:
-        given = dict(model_names=model_names, remedies=remedies, seeds=seeds, n_train=n_train, n_val=n_val,
-                     n_test=n_test, sweep_n=sweep_n, epochs=epochs)
-        kw = TINY | {k: v for k, v in given.items() if v is not None}
-        model_names, remedies, seeds = kw["model_names"], kw["remedies"], kw["seeds"]
-        n_train, n_val, n_test, sweep_n, epochs = (kw[k] for k in ("n_train", "n_val", "n_test", "sweep_n", "epochs"))
-    model_names = tuple(model_names or MODEL_NAMES)
-    remedies = ("shift", "rot90") if remedies is None else tuple(remedies)
-    mode = "tiny" if tiny else "quick" if quick else "full"
-    log = log or (lambda *a, **k: None)
+def run(config: RunConfig) -> dict:
+    """E4 with :data:`DEFAULTS`; ``progress``: per-run bars (None: none). Returns the record
+    (``results_dir/e4.json``)."""
+    s = config.settings(DEFAULTS, "E4")
+    model_names, remedies, seeds = tuple(s.model_names), tuple(s.remedies), tuple(s.seeds)
+    mode, seed, log, progress = config.mode, s.seed, config.logger, bool(config.progress)
+    copies, max_shift, figures_dir = s.copies, s.max_shift, config.figures_dir
     t_all, timings = time.perf_counter(), {}
-    seeds = tuple(seeds or SEEDS)
     cli.phase("E4 data", "Fashion-MNIST, doc 003 notebook split")
-    d = load_data(mode != "full", n_train, n_val, n_test, sweep_n, raw, cli.dataset_path(data_dir, "fashion_mnist"),
-                  download)
+    d = load_data(s.n_train, s.n_val, s.n_test, s.sweep_n, s.raw,
+                  cli.dataset_path(config.data_dir, "fashion_mnist"), config.download)
     n_te, n_sw = len(d["test"][0]), len(d["sweep"][0])
     evaluators = {m: (make_ood_evaluator(cnn.MODELS[m](), n_te), make_curve_evaluator(cnn.MODELS[m](), n_sw))
                   for m in model_names}
@@ -624,21 +620,22 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, ti
 
     t = time.perf_counter()
     cli.phase("E4 document recipe", f"{len(model_names)} models × seeds {list(seeds)}, batch 5, patience 3")
-    max_epochs = epochs or (2 if quick else notebook.RECIPE["max_epochs"])  # what this run trains
+    max_epochs = s.epochs  # what this run trains
     per = train_document(d, model_names, seeds, max_epochs, evaluators, log, progress)
     timings["document_recipe"] = time.perf_counter() - t
     doc, through = ({m: aggregate(rs) | {"seeds": rs} for m, rs in per[p].items()} for p in ("document", "through"))
     t = time.perf_counter()
     variants = ("momentum", *remedies) if remedies else ()
     cli.phase("E4 variants", ", ".join(variants) or "none")
-    var = train_variants(d, model_names, variants, variant_epochs or epochs or (2 if quick else None), seed,
-                         copies, max_shift, evaluators, log, progress)
+    # the variants train as many epochs as the document recipe when only that is given
+    var_epochs = config.given("variant_epochs") or config.given("epochs") or s.variant_epochs
+    var = train_variants(d, model_names, variants, var_epochs, seed, copies, max_shift, evaluators, log, progress)
     timings["variants"] = time.perf_counter() - t
     rows, remedy_table = _rows(doc, through, var, seeds, params, copies, max_shift, mode, max_epochs)
     with figures.run_mode(mode):
         figs = make_figures(doc, through, var, len(seeds), d, seed, max_shift, figures_dir)
     timings["total"] = time.perf_counter() - t_all
-    record = {"experiment": "E4", "doc": "003 §3.5", "quick": mode != "full", "mode": mode,
+    record = {"experiment": "E4", "doc": "003 §3.5", "mode": mode,
               "recipe": "document", "recipe_detail": notebook.LABEL,
               "variant_labels": [VARIANT_LABELS[v] for v in variants], "seeds": list(seeds),
               "variant_seed": seed, "data": d["data"], "data_source": d["split"].source,
@@ -651,7 +648,7 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=42, *, ti
               "document": doc, "document_no_stop": through, "no_stop_label": VARIANT_LABELS["no_stop"],
               "variants": var, "remedy_table": remedy_table, "rows": rows,
               "figures": figs, "timings": timings, "wall_time": timings["total"]}
-    return finish("e4", record, results_dir)
+    return finish("e4", record, config.results_dir)
 
 
 def format_tables(rec) -> str:
@@ -715,9 +712,8 @@ def _parser():
 
 
 def _body(a):
-    rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, tiny=a.mode == "tiny",
-              model_names=a.models, seeds=a.seeds, remedies=a.remedies, epochs=a.epochs,
-              copies=a.copies, max_shift=a.max_shift, data_dir=a.data, download=a.download)
+    rec = run(from_args(a, model_names=a.models, seeds=a.seeds, remedies=a.remedies, epochs=a.epochs,
+                        copies=a.copies, max_shift=a.max_shift))
     print(format_tables(rec))
     print()
     print_rows(rec, 78, notes=True)

@@ -30,6 +30,7 @@ from jaxnets._io import progress_iter
 from jaxnets.models import cnn, minicnn
 from jaxnets.models import perceptron as P
 from experiments._lib import cli, figures
+from experiments._lib.contract import PerMode, RunConfig, from_args, same
 from experiments._lib.common import data_variant, finish, print_rows, row
 
 KERNELS = {  # name: kernel hyper-parameters (pixels in [0, 1], d = 784; ‖x − z‖² ≈ 100 on MNIST;
@@ -40,15 +41,12 @@ KERNELS = {  # name: kernel hyper-parameters (pixels in [0, 1], d = 784; ‖x �
 }
 
 
-def _sizes(quick, tiny):
-    if tiny:
-        return {"n_train": 200, "n_test": 200, "passes": 2, "mlp_batch": 20, "cnn_steps": 500,
-                "datasets": ("mnist_5k",)}
-    if quick:
-        return {"n_train": 1000, "n_test": 500, "passes": 4, "mlp_batch": 50, "cnn_steps": 3000,
-                "datasets": ("mnist_5k", "fashion_mnist")}
-    return {"n_train": 3000, "n_test": 2000, "passes": 15, "mlp_batch": 50, "cnn_steps": 30000,
-            "datasets": ("mnist_5k", "fashion_mnist")}
+#: E5's own settings (``RunConfig.options``) and their default in each mode: training and test
+#: images per data set, passes, the MLP's batch, the mini CNN's SGD steps and the data sets.
+DEFAULTS = {"n_train": PerMode(3000, 1000, 200), "n_test": PerMode(2000, 500, 200), "passes": PerMode(15, 4, 2),
+            "mlp_batch": PerMode(50, 50, 20), "cnn_steps": PerMode(30000, 3000, 500),
+            "datasets": PerMode(("mnist_5k", "fashion_mnist"), ("mnist_5k", "fashion_mnist"), ("mnist_5k",)),
+            "seed": same(0)}
 
 
 def _load(name, n_train, n_test, seed, data_dir=None, download=False):
@@ -182,21 +180,19 @@ def _plot_minicnn(mc, path):
     return figures.save(fig, path)
 
 
-def run(quick=True, results_dir="results", figures_dir="figures", tiny=False, seed=0, passes=None,
-        n_train=None, datasets=None, *, data_dir=None, download=False, progress=None):
-    """``data_dir``: the ``--data`` folder; ``download`` goes to :func:`jaxnets.data.get_split`;
-    ``progress``: bars over passes and epochs (None: on a terminal)."""
+def run(config: RunConfig) -> dict:
+    """E5 with :data:`DEFAULTS`; returns the record (``e5.json``)."""
     t_start = time.perf_counter()
-    mode = "tiny" if tiny else "quick" if quick else "full"
-    cfg = _sizes(quick, tiny)
-    passes = passes or cfg["passes"]
-    n_train = n_train or cfg["n_train"]
+    s = config.settings(DEFAULTS, "E5")
+    mode, seed, passes, n_train, progress = config.mode, s.seed, s.passes, s.n_train, config.progress
+    cfg = vars(s)
+    figures_dir = config.figures_dir
     key = jax.random.key(seed)
     runs, curves, rows, absent = {}, {}, [], {}
-    for ds in (datasets or cfg["datasets"]):
+    for ds in s.datasets:
         cli.phase(f"E5 {ds}", f"perceptron, 3 kernel perceptrons and the MLP, {cli.plural(passes, 'pass', 'passes')} on {n_train:,} images")
         try:
-            X, y, X_te, y_te, sp = _load(ds, n_train, cfg["n_test"], seed, data_dir, download)
+            X, y, X_te, y_te, sp = _load(ds, n_train, cfg["n_test"], seed, config.data_dir, config.download)
         except data.DataNotFoundError as e:
             absent[ds] = str(e).splitlines()[0]
             rows.append(row(f"E5.{ds}", f"{ds}: data set not found", "skipped", note=absent[ds]))
@@ -234,17 +230,16 @@ def run(quick=True, results_dir="results", figures_dir="figures", tiny=False, se
     stride = max(1, len(mc["train_loss"]) // 500)   # keep the JSON small
     mc_rec = dict(mc, train_loss=mc["train_loss"][::stride], example_loss=None, loss_stride=stride)
     variants = sorted({r["data"] for r in runs.values()})
-    record = {"experiment": "E5", "doc": "003", "quick": quick, "tiny": tiny, "mode": mode, "seed": seed,
+    record = {"experiment": "E5", "doc": "003", "mode": mode, "seed": seed,
               "seeds": [seed], "passes": passes, "data": "+".join(variants) if variants else None,
               "data_source": "; ".join(r["source"] for r in runs.values()),
               "kernels": KERNELS, "runs": runs, "data_absent": absent, "minicnn": mc_rec,
               "rows": rows, "figures": figs, "wall_time": time.perf_counter() - t_start}
-    return finish("e5", record, results_dir)
+    return finish("e5", record, config.results_dir)
 
 
 def _body(a):
-    rec = run(a.mode != "full", a.results_dir, a.figures_dir, tiny=a.mode == "tiny", seed=a.seed,
-              passes=a.passes, n_train=a.n_train, data_dir=a.data, download=a.download)
+    rec = run(from_args(a, passes=a.passes, n_train=a.n_train))
     print(f"E5 ({a.mode} mode):")
     print_rows(rec, width=90)
     print(f"wall time {rec['wall_time']:.1f} s; wrote {rec['json']} and {len(rec['figures'])} figures "

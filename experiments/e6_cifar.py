@@ -43,7 +43,9 @@ from jaxnets import data
 from jaxnets._io import progress_iter
 from jaxnets import models
 from jaxnets import train
+from jaxnets._io import progress_iter
 from experiments._lib import cli, figures
+from experiments._lib.contract import PerMode, RunConfig, from_args, same
 from experiments._lib.common import data_variant, finish, print_rows, row
 
 SIZES = [3072, 50, 10]
@@ -420,121 +422,150 @@ def _load_words(tm) -> str:
             if "load_before" in tm else "load not recorded")
 
 
-def run(quick=True, results_dir="results", figures_dir="figures", seed=0, split=None,
-        grid=None, iterations=None, baseline_iterations=None, n_train=None, sequential=None,
-        losses=("mse", "ce"), sequential_losses=None, *, tiny=False, data_dir=None, download=False,
-        progress=None, doc_grid=True, doc_iterations=None):
-    """Run E6. ``split``: a ready :class:`jaxnets.data.Split` (flattened, mean-subtracted) instead
-    of loading CIFAR-10 (tests). ``sequential``: how many grid configs to also train one at a time
-    for the timing comparison (default: all in quick mode, ``SEQUENTIAL_SUBSET`` in full mode),
-    for the losses in ``sequential_losses`` (default: MSE only in quick mode, both in full mode).
-    ``tiny``: the :data:`TINY` sizes (a smoke test). ``data_dir``: the ``--data`` folder;
-    ``download`` goes to :func:`jaxnets.data.get_split`; ``progress``: bars (None: on a terminal).
-    ``doc_grid``: also run doc 004 §1.6–1.7 with the document's own protocol (:func:`doc_protocol`),
-    ``doc_iterations`` per grid configuration (default 1,000 as the document; 100 quick, 5 tiny)."""
+#: the ``sequential`` setting that trains every grid configuration one at a time too
+ALL = "all"
+#: E6's own settings (``RunConfig.options``) and their default in each mode. ``split``: a ready
+#: :class:`jaxnets.data.Split` (flattened, mean-subtracted) instead of loading CIFAR-10 (tests);
+#: ``sequential``: how many grid configs to also train one at a time for the timing comparison
+#: (:data:`ALL` or a count), for the losses in ``sequential_losses``; ``doc_grid``: also run doc
+#: 004 §1.6–1.7 with the document's own protocol (:func:`doc_protocol`), ``doc_iterations`` per
+#: grid configuration.
+DEFAULTS = {"grid": PerMode(GRID, QUICK_GRID, TINY["grid"]),
+            "iterations": PerMode(GRID_ITERATIONS, QUICK_ITERATIONS, TINY["iterations"]),
+            "baseline_iterations": PerMode(BASELINE_ITERATIONS, QUICK_ITERATIONS, TINY["baseline_iterations"]),
+            "n_train": PerMode(None, QUICK_N_TRAIN, TINY["n_train"]),
+            "sequential": PerMode(SEQUENTIAL_SUBSET, ALL, ALL),
+            "losses": same(("mse", "ce")), "sequential_losses": PerMode(("mse", "ce"), ("mse",), ("mse",)),
+            "doc_grid": same(True), "doc_iterations": PerMode(DOC_GRID_ITERATIONS, QUICK_ITERATIONS // 2, 5),
+            "split": same(None), "seed": same(0)}
+
+
+def _timing(timing, seq, seq_idx, n_configs, table, load_before) -> dict:
+    """The vmapped grid's time next to the one-at-a-time runs' (``seq``: their val accuracies,
+    compile and wall time)."""
+    seq_val, seq_compile, seq_wall = seq
+    per_cfg_seq = seq_wall / len(seq_idx)
+    per_cfg_vmap = (timing["wall_time"] - timing["compile_time"]) / n_configs
+    return {"configs": n_configs, "sequential_configs": seq_idx,
+            "vmap_wall_time": timing["wall_time"], "vmap_compile_time": timing["compile_time"],
+            "sequential_wall_time": seq_wall, "sequential_compile_time": seq_compile,
+            "sequential_per_config": per_cfg_seq, "vmap_per_config": per_cfg_vmap,
+            "sequential_full_grid_estimate": seq_compile + per_cfg_seq * n_configs,
+            "measured_full_loop": len(seq_idx) == n_configs, "load_before": load_before,
+            "cpu_count": os.cpu_count(),
+            "max_abs_val_acc_diff_vs_vmap": float(max(abs(v - table[i]["val_acc"])
+                                                      for v, i in zip(seq_val, seq_idx)))}
+
+
+def _study(lname, s, sp, configs, seq_idx, keys, progress):
+    """One loss's baseline, vmapped grid and (where asked) one-at-a-time runs: (study, baseline
+    params, best params)."""
+    init_key, batch_key = keys
+    net = make_model(lname)
+    p0 = net.init(init_key)
+    cli.phase(f"E6 {lname} baseline", f"{LOSS_TITLES[lname]}, {s.baseline_iterations} iterations, lr 1e-5")
+    base_params, base = _baseline(net, p0, sp, s.baseline_iterations, batch_key, progress)
+    cli.phase(f"E6 {lname} grid", f"{cli.plural(len(configs), 'config')} × {s.iterations} iterations as one vmap")
+    load_before = os.getloadavg()[0]   # the timings' context: other jobs on the cores inflate them
+    best, best_params, table, timing = _grid(net, p0, sp, configs, s.iterations, batch_key)
+    st = {"loss": LOSSES[lname], "baseline": base, "grid": table, "best_index": best,
+          "best": table[best], "grid_timing": timing}
+    if seq_idx and lname in s.sequential_losses:
+        cli.phase(f"E6 {lname} one at a time", f"{cli.plural(len(seq_idx), 'config')}, the timing comparison")
+        seq = _one_at_a_time(net, p0, sp, [configs[i] for i in seq_idx], s.iterations, batch_key, progress)
+        st["timing"] = _timing(timing, seq, seq_idx, len(configs), table, load_before)
+    return st, base_params, best_params
+
+
+def _doc_protocol_part(s, sp, key, mode, variant, comparable, figures_dir):
+    """doc 004 §1.7 with the document's own protocol, and §1.5.4's toy loss history: (dp, rows, figures)."""
+    src = sp.source
+    cli.phase("E6 doc 004 §1.7 protocol", f"baseline + {len(grid_configs(DOC_GRID))} configs × "
+              f"{s.doc_iterations} iterations, batch {DOC_GRID_BATCH}: one net reused, then fresh nets")
+    dp = doc_protocol(sp, jax.random.fold_in(key, 4), baseline_iterations=s.baseline_iterations,
+                      iterations=s.doc_iterations)
+    why = ("our own random initial weights and minibatch draws, not the notebook's"
+           + ("; the JPEG copy's pixels differ slightly" if variant == "jpeg-copy" else ""))
+    note = f"{src}; {len(sp.y_train):,} training images" + (f"; {mode} run" if mode != "full" else "")
+    rows = _doc_protocol_rows(dp, note, comparable, why)
+    figs = _doc_protocol_figures(dp, figures_dir, src)
+    from experiments import worked
+    figs.append(figures.curves({"minibatch loss": worked.doc004_toy_loss_history()},
+                               os.path.join(figures_dir, "e6_toy_loss_history.png"), xlabel="iteration",
+                               ylabel="training loss", title="doc 004 §1.5.4: toy net, loss history "
+                               f"(final {worked.TOY_FINAL_LOSS:.6g} in the document)"))
+    return dp, rows, figs
+
+
+def _mse_vs_ce(studies, src, figures_dir):
+    """The cross-entropy vs MSE row and the two baselines' accuracy figure."""
+    ce_ok = studies["ce"]["best"]["val_acc"] >= studies["mse"]["best"]["val_acc"]
+    r = row("E6.ce_ge_mse", "cross-entropy best val accuracy ≥ MSE best val accuracy",
+            "yes" if ce_ok else "no", None, None, src)
+    b_m, b_c = studies["mse"]["baseline"], studies["ce"]["baseline"]
+    fig = figures.train_test_curves(
+        {"MSE on scores": {"training": b_m["train_acc"], "validation": b_m["val_acc"]},
+         "softmax cross-entropy": {"training": b_c["train_acc"], "validation": b_c["val_acc"]}},
+        os.path.join(figures_dir, "e6_baseline_acc_mse_vs_ce.png"), kinds=("training", "validation"),
+        ylabel="accuracy", title=f"E6 baseline, MSE vs cross-entropy ({src})")
+    return r, fig
+
+
+def _split(s, config):
+    """The split to train on: ``s.split`` if given, else CIFAR-10 (``s.n_train`` training images)."""
+    if s.split is not None:
+        return s.split
+    cli.phase("E6 data", "CIFAR-10: train / validation / test split, mean image subtracted")
+    return data.get_split("cifar10", flatten_images=True, n_train=s.n_train,
+                          path=cli.dataset_path(config.data_dir, "cifar10"), download=config.download)
+
+
+def run(config: RunConfig) -> dict:
+    """Run E6 with :data:`DEFAULTS`; returns the record (``e6.json``)."""
     t_start = time.perf_counter()
-    mode = "tiny" if tiny else "quick" if quick else "full"
-    if tiny:
-        grid, iterations = grid or TINY["grid"], iterations or TINY["iterations"]
-        baseline_iterations = baseline_iterations or TINY["baseline_iterations"]
-        n_train = n_train or TINY["n_train"]
-    grid = grid or (QUICK_GRID if quick else GRID)
-    iterations = iterations or (QUICK_ITERATIONS if quick else GRID_ITERATIONS)
-    baseline_iterations = baseline_iterations or (QUICK_ITERATIONS if quick else BASELINE_ITERATIONS)
+    s = config.settings(DEFAULTS, "E6")
+    mode, seed, grid, figures_dir = config.mode, s.seed, s.grid, config.figures_dir
     t0 = time.perf_counter()
-    if split is None:
-        cli.phase("E6 data", "CIFAR-10: train / validation / test split, mean image subtracted")
-        n_train = n_train or (QUICK_N_TRAIN if quick else None)
-        split = data.get_split("cifar10", flatten_images=True, n_train=n_train,
-                               path=cli.dataset_path(data_dir, "cifar10"), download=download)
+    sp = _split(s, config)
     load_time = time.perf_counter() - t0
-    sp, src = split, split.source
-    variant = data_variant(sp)
+    src, variant = sp.source, data_variant(sp)
     configs = grid_configs(grid)
-    n_seq = len(configs) if sequential is None and quick else (sequential if sequential is not None
-                                                               else SEQUENTIAL_SUBSET)
-    n_seq = min(n_seq, len(configs))
+    n_seq = min(len(configs) if s.sequential == ALL else s.sequential, len(configs))
     # Sequential subset: spread over the grid (first, ..., last) so divergent corners count too.
-    sequential_losses = sequential_losses if sequential_losses is not None else (("mse",) if quick else losses)
     seq_idx = sorted(set(np.linspace(0, len(configs) - 1, n_seq).round().astype(int).tolist())) if n_seq else []
     key = jax.random.key(seed)
-    init_key, batch_key = jax.random.split(key)
-    rows, studies, dp = [], {}, None
-    comparable = not quick
-    figs = []
+    keys = jax.random.split(key)
+    rows, studies, dp, figs = [], {}, None, []
+    comparable = mode == "full"
     with figures.run_mode(mode):
-        for lname in losses:
-            net = make_model(lname)
-            p0 = net.init(init_key)
-            cli.phase(f"E6 {lname} baseline", f"{LOSS_TITLES[lname]}, {baseline_iterations} iterations, lr 1e-5")
-            base_params, base = _baseline(net, p0, sp, baseline_iterations, batch_key, progress)
-            cli.phase(f"E6 {lname} grid", f"{cli.plural(len(configs), 'config')} × {iterations} iterations as one vmap")
-            load_before = os.getloadavg()[0]   # the timings' context: other jobs on the cores inflate them
-            best, best_params, table, timing = _grid(net, p0, sp, configs, iterations, batch_key)
-            st = {"loss": LOSSES[lname], "baseline": base, "grid": table, "best_index": best,
-                  "best": table[best], "grid_timing": timing}
-            if seq_idx and lname in sequential_losses:
-                cli.phase(f"E6 {lname} one at a time", f"{cli.plural(len(seq_idx), 'config')}, the timing comparison")
-                seq_val, seq_compile, seq_wall = _one_at_a_time(net, p0, sp, [configs[i] for i in seq_idx],
-                                                                iterations, batch_key, progress)
-                per_cfg_seq = seq_wall / len(seq_idx)
-                per_cfg_vmap = (timing["wall_time"] - timing["compile_time"]) / len(configs)
-                st["timing"] = {
-                    "configs": len(configs), "sequential_configs": seq_idx,
-                    "vmap_wall_time": timing["wall_time"], "vmap_compile_time": timing["compile_time"],
-                    "sequential_wall_time": seq_wall, "sequential_compile_time": seq_compile,
-                    "sequential_per_config": per_cfg_seq, "vmap_per_config": per_cfg_vmap,
-                    "sequential_full_grid_estimate": seq_compile + per_cfg_seq * len(configs),
-                    "measured_full_loop": len(seq_idx) == len(configs), "load_before": load_before,
-                    "cpu_count": os.cpu_count(),
-                    "max_abs_val_acc_diff_vs_vmap": float(max(abs(v - table[i]["val_acc"])
-                                                              for v, i in zip(seq_val, seq_idx)))}
-            figs += _loss_figures(lname, base, base_params, best_params, table[best], table, grid,
-                                  iterations, src, figures_dir)
+        for lname in s.losses:
+            st, base_params, best_params = _study(lname, s, sp, configs, seq_idx, keys, config.progress)
+            figs += _loss_figures(lname, st["baseline"], base_params, best_params, st["best"], st["grid"], grid,
+                                  s.iterations, src, figures_dir)
             studies[lname] = st
-            rows += _loss_rows(lname, st, sp, src, variant, mode, configs, iterations,
-                               baseline_iterations, seq_idx, comparable)
-        if doc_grid and "mse" in losses:
-            it_doc = doc_iterations or (5 if tiny else QUICK_ITERATIONS // 2 if quick else DOC_GRID_ITERATIONS)
-            cli.phase("E6 doc 004 §1.7 protocol", f"baseline + {len(grid_configs(DOC_GRID))} configs × "
-                      f"{it_doc} iterations, batch {DOC_GRID_BATCH}: one net reused, then fresh nets")
-            dp = doc_protocol(sp, jax.random.fold_in(key, 4), baseline_iterations=baseline_iterations,
-                              iterations=it_doc)
-            why = ("our own random initial weights and minibatch draws, not the notebook's"
-                   + ("; the JPEG copy's pixels differ slightly" if variant == "jpeg-copy" else ""))
-            note = f"{src}; {len(sp.y_train):,} training images" + (f"; {mode} run" if mode != "full" else "")
-            rows += _doc_protocol_rows(dp, note, comparable, why)
-            figs += _doc_protocol_figures(dp, figures_dir, src)
-            from experiments import worked
-            figs.append(figures.curves({"minibatch loss": worked.doc004_toy_loss_history()},
-                                       os.path.join(figures_dir, "e6_toy_loss_history.png"), xlabel="iteration",
-                                       ylabel="training loss", title="doc 004 §1.5.4: toy net, loss history "
-                                       f"(final {worked.TOY_FINAL_LOSS:.6g} in the document)"))
+            rows += _loss_rows(lname, st, sp, src, variant, mode, configs, s.iterations,
+                               s.baseline_iterations, seq_idx, comparable)
+        if s.doc_grid and "mse" in s.losses:
+            dp, more, more_figs = _doc_protocol_part(s, sp, key, mode, variant, comparable, figures_dir)
+            rows, figs = rows + more, figs + more_figs
         if "mse" in studies and "ce" in studies:
-            ce_ok = studies["ce"]["best"]["val_acc"] >= studies["mse"]["best"]["val_acc"]
-            rows.append(row("E6.ce_ge_mse", "cross-entropy best val accuracy ≥ MSE best val accuracy",
-                            "yes" if ce_ok else "no", None, None, src))
-            b_m, b_c = studies["mse"]["baseline"], studies["ce"]["baseline"]
-            figs.append(figures.train_test_curves(
-                {"MSE on scores": {"training": b_m["train_acc"], "validation": b_m["val_acc"]},
-                 "softmax cross-entropy": {"training": b_c["train_acc"], "validation": b_c["val_acc"]}},
-                os.path.join(figures_dir, "e6_baseline_acc_mse_vs_ce.png"), kinds=("training", "validation"),
-                ylabel="accuracy", title=f"E6 baseline, MSE vs cross-entropy ({src})"))
-    record = {"experiment": "E6", "doc": "004", "quick": quick, "mode": mode, "seed": seed, "seeds": [seed],
+            r, fig = _mse_vs_ce(studies, src, figures_dir)
+            rows.append(r)
+            figs.append(fig)
+    record = {"experiment": "E6", "doc": "004", "mode": mode, "seed": seed, "seeds": [seed],
               "recipe": "document", "data": variant, "data_source": src,
               "data_notes": sp.notes, "n_train": len(sp.y_train), "n_val": len(sp.y_val),
               "n_test": len(sp.y_test), "model": SIZES, "init_std": INIT_STD, "batch_size": BATCH,
-              "order": "replacement", "baseline_config": BASELINE | {"iterations": baseline_iterations},
-              "grid": {k: list(v) for k, v in grid.items()}, "grid_iterations": iterations,
+              "order": "replacement", "baseline_config": BASELINE | {"iterations": s.baseline_iterations},
+              "grid": {k: list(v) for k, v in grid.items()}, "grid_iterations": s.iterations,
               "reg_convention": "loss + (reg/2)(‖W1‖² + ‖W2‖²); library l2 = reg/2",
               "studies": studies, "doc_protocol": dp, "rows": rows, "figures": figs, "data_load_time": load_time,
               "wall_time": time.perf_counter() - t_start}
-    return finish("e6", record, results_dir)
+    return finish("e6", record, config.results_dir)
 
 
 def _body(a):
-    rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, iterations=a.iterations,
-              sequential=a.sequential, tiny=a.mode == "tiny", data_dir=a.data, download=a.download)
+    rec = run(from_args(a, iterations=a.iterations, sequential=a.sequential))
     print(f"E6 on {rec['data_source']} ({rec['n_train']}/{rec['n_val']}/{rec['n_test']}, "
           f"grid {rec['grid_iterations']} iterations, seed {rec['seed']}):")
     print_rows(rec, 78)

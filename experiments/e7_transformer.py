@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from experiments._lib import cli, figures
+from experiments._lib.contract import PerMode, RunConfig, from_args, same
 from experiments._lib.common import finish, print_rows, row
 from jaxnets import train
 from jaxnets.data import text
@@ -303,28 +304,32 @@ def plot(runs, figures_dir, mode: str) -> list:
 # ----------------------------------------------------------------------------- run
 
 N_SEEDS, TINY_N_SEEDS = 3, 2
+#: E7's own settings (``RunConfig.options``) and their default in each mode: the model and
+#: training recipe (``recipe``), the (block size, heads) runs (``runs``), the number of seeds; ``steps`` overrides the
+#: recipe's steps (a multiple of its evaluation interval); ``seeds``: default ``seed, seed + 1,
+#: ...``. All seeds of a setting train together (vmapped).
+DEFAULTS = {"recipe": PerMode(DOC, QUICK, TINY), "runs": PerMode(SETTINGS, SETTINGS, TINY_SETTINGS),
+            "n_seeds": PerMode(N_SEEDS, N_SEEDS, TINY_N_SEEDS), "steps": same(None), "seeds": same(None),
+            "seed": same(0)}
 
 
-def run(quick=True, results_dir="results", figures_dir="figures", seed=0, steps=None, *,
-        tiny=False, seeds=None, data_dir=None, download=False, progress=None) -> dict:
-    """Train the six settings, write ``<results_dir>/e7.json`` and the figures; returns the record.
-
-    ``quick``: a 32-wide 1-layer model, 200 steps per run; ``tiny``: 16 wide, 20 steps (smoke
-    test, the base and one point of each sweep); full: the document recipe. ``steps`` overrides the number of steps (a multiple of the
-    evaluation interval). ``seeds``: default ``seed, seed + 1, seed + 2`` (two for tiny); all
-    seeds of a setting train together (vmapped)."""
+def run(config: RunConfig) -> dict:
+    """Train the runs of :data:`DEFAULTS`, write ``<results_dir>/e7.json`` and the figures;
+    returns the record. Full: the document recipe; quick: a 32-wide 1-layer model, 200 steps per
+    run; tiny: 16 wide, 20 steps, the base and one point of each sweep (a smoke test)."""
     t0 = time.perf_counter()
-    mode = "tiny" if tiny else "quick" if quick else "full"
-    cfg = dict(TINY if tiny else QUICK if quick else DOC)
+    s = config.settings(DEFAULTS, "E7")
+    mode, seed, steps = config.mode, s.seed, s.steps
+    cfg = dict(s.recipe)
     if steps:
         cfg["steps"] = int(steps)
     if cfg["steps"] % cfg["eval_every"]:
         raise ValueError(f"e7: steps={cfg['steps']} must be a multiple of eval_every={cfg['eval_every']}")
     cli.phase("E7 data", "tiny Shakespeare")
-    data = text.shakespeare(cli.dataset_path(data_dir, "tiny_shakespeare"), download)
+    data = text.shakespeare(cli.dataset_path(config.data_dir, "tiny_shakespeare"), config.download)
     recipe = "document" if mode == "full" and not steps else f"document ({mode})"
-    seeds = tuple(seeds or (seed + i for i in range(TINY_N_SEEDS if tiny else N_SEEDS)))
-    runs = train_all(data, cfg, seeds, TINY_SETTINGS if tiny else SETTINGS, progress)
+    seeds = tuple(s.seeds or (seed + i for i in range(s.n_seeds)))
+    runs = train_all(data, cfg, seeds, s.runs, config.progress)
     cli.phase("E7 report", "rows, samples and figures")
     record = {"experiment": "E7", "doc": "003", "title": "tiny Shakespeare character transformer (doc 003 Problem 4)",
               "mode": mode, "recipe": recipe, "config": cfg, "seed": seeds[0], "seeds": list(seeds),
@@ -333,9 +338,9 @@ def run(quick=True, results_dir="results", figures_dir="figures", seed=0, steps=
                             f"{len(data.val):,} validation characters (first 90 % / last 10 %)",
               "gradients": "hand-written backward rules (jaxnets.models.transformer)",
               "rows": rows(runs, recipe, seeds), "samples": sample_table(runs, seeds),
-              "comparison": comparison(runs), "figures": plot(runs, figures_dir, mode), "runs": runs,
+              "comparison": comparison(runs), "figures": plot(runs, config.figures_dir, mode), "runs": runs,
               "wall_time": time.perf_counter() - t0}
-    return finish("e7", record, results_dir)
+    return finish("e7", record, config.results_dir)
 
 
 def _parser():
@@ -353,8 +358,7 @@ def _parser():
 
 
 def _body(a):
-    rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, a.steps, tiny=a.mode == "tiny",
-              seeds=a.seeds, data_dir=a.data, download=a.download)
+    rec = run(from_args(a, steps=a.steps, seeds=a.seeds))
     print(f"E7 ({rec['mode']} mode, recipe {rec['recipe']}):")
     print_rows(rec, width=70, notes=True)
     print("\n" + rec["comparison"])

@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import os
 import sys
 import time
 import traceback
 
 from experiments._lib import cli, report
-from experiments._lib.common import DATA_LABELS, mode_of, record_mode
+from experiments._lib.common import DATA_LABELS, record_mode
+from experiments._lib.contract import MODES, RunConfig
 from jaxnets._io import atomic_write
 
-#: id: (module, doc, title, extra keywords of a tiny run that only the main job sets)
+#: id: (module, doc, title, options of a tiny run that only the main job sets)
 EXPERIMENTS = {
     "worked": ("experiments.worked", "001-004", "Worked examples", {}),
     "E1": ("experiments.e1_mnist", "001", "E1 — MNIST MLPs (doc 001 §5.6)", {}),
@@ -106,15 +106,9 @@ class RecordModeError(RuntimeError):
     """--from-results found a record made in another mode than the report claims."""
 
 
-def _call_run(module, mode, results_dir, figures_dir, tiny_kw, **extra):
-    """``module.run`` in ``mode`` (its own quick/tiny settings; ``tiny_kw`` adds what only the
-    main job sets), passing those of ``extra`` (data_dir, download, seed, progress) that its
-    signature takes and are not None."""
-    mod = importlib.import_module(module)
-    params = inspect.signature(mod.run).parameters
-    kw = {"tiny": True, **tiny_kw} if mode == "tiny" else {}
-    kw.update({k: v for k, v in extra.items() if k in params and v is not None})
-    return mod.run(quick=mode != "full", results_dir=results_dir, figures_dir=figures_dir, **kw)
+def _call_run(module, config: RunConfig):
+    """``module.run(config)``: every experiment's one entry point (:mod:`experiments._lib.contract`)."""
+    return importlib.import_module(module).run(config)
 
 
 def _failed_record(name, title, e):
@@ -144,13 +138,15 @@ def run_one(name, mode="quick", results_dir="results", figures_dir="figures", fr
         elif from_results:
             rec = _load_record(name, results_dir, mode)
         else:
-            rec = _call_run(module, mode, results_dir, figures_dir, tiny_kw, data_dir=data_dir,
-                            download=download, seed=seed, progress=progress)
+            config = RunConfig(mode=mode, results_dir=results_dir, figures_dir=figures_dir, seed=seed,
+                               data_dir=data_dir, download=download, progress=progress,
+                               options=tiny_kw if mode == "tiny" else {})
+            rec = _call_run(module, config)
             rec = report.check_record(rec, f"{module}.run()'s record")
         rec = dict(rec, status="ran")
     except Exception as e:  # noqa: BLE001 - one failure must not stop the others
-        if cli.STATE.signal:  # Ctrl-C/SIGTERM that a library turned into another exception
-            raise KeyboardInterrupt(cli.STATE.signal) from e
+        if cli.current().signal:  # Ctrl-C/SIGTERM that a library turned into another exception
+            raise KeyboardInterrupt(cli.current().signal) from e
         rec = _failed_record(name, title, e)
     wall = rec.get("wall_time") if from_results and rec["status"] == "ran" and name != "worked" else None
     rec.update({"experiment": name, "doc": doc, "title": title, "mode": mode,
@@ -514,21 +510,22 @@ def _previous(mode, results_dir) -> dict:
     return {n: s for n, s in last["measured"].items() if isinstance(s, (int, float))} if ok else {}
 
 
-def run(only=None, quick=True, tiny=False, results_dir="results", figures_dir="figures",
-        report_path="RESULTS.md", progress=None, from_results=False, *, data_dir=None, download=False,
-        seed=None, command="python -m experiments.reproduce", mode=None):
-    """Run the selected experiments (all by default) and write the report. Returns (records, ok):
-    ``ok`` is True when every experiment ran (on full data or on samples). ``mode`` ("full",
-    "quick", "tiny"), when given, decides the mode; else ``quick``/``tiny`` do."""
-    mode = mode or mode_of(quick, tiny)
+def run(only=None, mode="quick", results_dir="results", figures_dir="figures", report_path="RESULTS.md",
+        progress=None, from_results=False, *, data_dir=None, download=False, seed=None,
+        command="python -m experiments.reproduce"):
+    """Run the selected experiments (all by default) in ``mode`` ("full", "quick" or "tiny"; each
+    experiment gets a :class:`RunConfig` of that mode) and write the report. Returns (records,
+    ok): ``ok`` is True when every experiment ran (on full data or on samples)."""
+    if mode not in MODES:
+        raise ValueError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
     unknown = set(only or ()) - set(EXPERIMENTS)
     if unknown:
         raise ValueError(f"--only: unknown experiment(s) {sorted(unknown)}; choose from {', '.join(EXPERIMENTS)}")
     names = list(EXPERIMENTS) if not only else [n for n in EXPERIMENTS if n in only]
     expected = measured_seconds(mode, results_dir)
     previous = _previous(mode, results_dir)
-    cli.STATE.reset()
-    cli.STATE.unwritten = (f"each experiment's record is written when it finishes; the report {report_path} "
+    cli.current().reset()
+    cli.current().unwritten = (f"each experiment's record is written when it finishes; the report {report_path} "
                            "at the end")
     t0 = time.perf_counter()
     records = []
@@ -549,7 +546,7 @@ def run(only=None, quick=True, tiny=False, results_dir="results", figures_dir="f
     with atomic_write(report_path, "w", encoding="utf-8") as f:
         f.write(md)
     cli.wrote(report_path)
-    cli.STATE.unwritten = ""
+    cli.current().unwritten = ""
     _write_summary(records, mode, wall, results_dir, previous, from_results)
     return records, all(r["status"] in RAN for r in records)
 
@@ -608,7 +605,7 @@ def _body(a):
     command = "python -m experiments.reproduce" + ("" if a.mode == "quick" else f" --{a.mode}") + \
         (" --from-results" if a.from_results else "")
     try:
-        records, _ = run(only, quick=a.mode != "full", tiny=a.mode == "tiny", results_dir=a.results_dir,
+        records, _ = run(only, a.mode, results_dir=a.results_dir,
                          figures_dir=a.figures_dir, report_path=report_path, from_results=a.from_results,
                          data_dir=a.data, download=a.download, seed=a.seed, command=command)
     except ValueError as e:

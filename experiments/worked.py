@@ -272,6 +272,45 @@ DOC001_X = [1, 0, 1, 0, 1, 1]
 DOC001_CLASS = 3          # 1-based, as the document numbers classes
 
 
+def _doc001_q3_q4_rows(s: Section, r: dict) -> None:
+    """doc 001 §1 Q3's forward values and Q4's gradients and SGD step, from ``compute``'s ``r``."""
+    fwd, loss, bwd, grads, yhat = r["fwd"], r["loss"], r["bwd"], r["grads"], r["yhat"]
+    (a1, z1), (b2, _) = fwd
+    s.step("forward (Q3)", "§1 Q3")
+    s.row("a = α·[1; x]  (hidden pre-act.)", a1[0], id="d001.q3.a")
+    s.row("a1 (entry 1 of a)", a1[0, 0], id="d001.q3.a1")
+    s.row("z = σ(a)", z1[0], id="d001.q3.z")
+    s.row("z1 (entry 1 of z)", z1[0, 0], id="d001.q3.z1")
+    s.row("b = β·[1; z]  (scores)", b2[0], id="d001.q3.b")
+    s.row("b2 (entry 2 of b)", b2[0, 1], id="d001.q3.b2")
+    s.row("ŷ = softmax(b)", yhat[0], id="d001.q3.yhat")
+    s.row("ŷ2 (entry 2 of ŷ)", yhat[0, 1], id="d001.q3.yhat2")
+    s.row("predicted class (1-based)", int(np.argmax(yhat[0])) + 1, id="d001.q3.predicted_class",
+          note="argmax ŷ; the true label is class 3")
+    s.row("loss ℓ = −log ŷ3", loss, id="d001.q3.loss")
+
+    s.step("gradients (Q4), doc layout", "§1 Q4")
+    g1, g2 = grads
+    dbeta = np.concatenate([np.asarray(g2["b"])[:, None], np.asarray(g2["W"]).T], axis=1)
+    dalpha = np.concatenate([np.asarray(g1["b"])[:, None], np.asarray(g1["W"]).T], axis=1)
+    s.row("dℓ/db = ŷ − onehot(3)", bwd[1][1][0], id="d001.q4.dl_db")
+    s.row("dℓ/dβ  (3×5, col 0 = bias)", dbeta, id="d001.q4.dl_dbeta")
+    s.row("dℓ/dz = β*ᵀ dℓ/db", bwd[0][0][0], id="d001.q4.dl_dz")
+    s.row("dℓ/da = dℓ/dz ⊙ z(1−z)", bwd[0][1][0], id="d001.q4.dl_da")
+    s.row("dℓ/dα  (4×7, col 0 = bias)", dalpha, id="d001.q4.dl_dalpha")
+
+    s.step("SGD update, η = 1 (Q4)", "§1 Q4")
+    new = r["new"]
+    beta_new = np.concatenate([np.asarray(new[1]["b"])[:, None], np.asarray(new[1]["W"]).T], axis=1)
+    alpha_new = np.concatenate([np.asarray(new[0]["b"])[:, None], np.asarray(new[0]["W"]).T], axis=1)
+    s.row("β' = β − η dℓ/dβ", beta_new, id="d001.q4.beta_new")
+    s.row("α' = α − η dℓ/dα", alpha_new, id="d001.q4.alpha_new")
+    s.row("β'_{2,1} = W2'[0,1]", new[1]["W"][0, 1], 1.9772, id="d001.q4.beta_2_1", decimals=4)
+    s.row("β'_{1,0} = b2'[0]", new[1]["b"][0], 0.5477, id="d001.q4.beta_1_0", decimals=4)
+    s.row("α'_{3,4} = W1'[3,2]", new[0]["W"][3, 2], 2, id="d001.q4.alpha_3_4", decimals=4,
+          note="x4 = 0, so dℓ/dα_{3,4} = 0 and the weight stays exactly 2")
+
+
 def doc001_network_q3_q5() -> Section:
     """doc 001 §1 Q3–Q5: the 6-4-3 sigmoid/softmax network, one SGD step (η = 1), λ = 0.01."""
     with jax.enable_x64(True):
@@ -305,39 +344,7 @@ def doc001_network_q3_q5() -> Section:
         _assert_close(r["scores"], b2, "scores")
         _assert_close(grads, [{"W": bwd[0][2], "b": bwd[0][3]}, {"W": bwd[1][2], "b": bwd[1][3]}], "grads")
 
-        s.step("forward (Q3)", "§1 Q3")
-        s.row("a = α·[1; x]  (hidden pre-act.)", a1[0], id="d001.q3.a")
-        s.row("a1 (entry 1 of a)", a1[0, 0], id="d001.q3.a1")
-        s.row("z = σ(a)", z1[0], id="d001.q3.z")
-        s.row("z1 (entry 1 of z)", z1[0, 0], id="d001.q3.z1")
-        s.row("b = β·[1; z]  (scores)", b2[0], id="d001.q3.b")
-        s.row("b2 (entry 2 of b)", b2[0, 1], id="d001.q3.b2")
-        s.row("ŷ = softmax(b)", yhat[0], id="d001.q3.yhat")
-        s.row("ŷ2 (entry 2 of ŷ)", yhat[0, 1], id="d001.q3.yhat2")
-        s.row("predicted class (1-based)", int(np.argmax(yhat[0])) + 1, id="d001.q3.predicted_class",
-              note="argmax ŷ; the true label is class 3")
-        s.row("loss ℓ = −log ŷ3", loss, id="d001.q3.loss")
-
-        s.step("gradients (Q4), doc layout", "§1 Q4")
-        g1, g2 = grads
-        dbeta = np.concatenate([np.asarray(g2["b"])[:, None], np.asarray(g2["W"]).T], axis=1)
-        dalpha = np.concatenate([np.asarray(g1["b"])[:, None], np.asarray(g1["W"]).T], axis=1)
-        s.row("dℓ/db = ŷ − onehot(3)", bwd[1][1][0], id="d001.q4.dl_db")
-        s.row("dℓ/dβ  (3×5, col 0 = bias)", dbeta, id="d001.q4.dl_dbeta")
-        s.row("dℓ/dz = β*ᵀ dℓ/db", bwd[0][0][0], id="d001.q4.dl_dz")
-        s.row("dℓ/da = dℓ/dz ⊙ z(1−z)", bwd[0][1][0], id="d001.q4.dl_da")
-        s.row("dℓ/dα  (4×7, col 0 = bias)", dalpha, id="d001.q4.dl_dalpha")
-
-        s.step("SGD update, η = 1 (Q4)", "§1 Q4")
-        new = r["new"]
-        beta_new = np.concatenate([np.asarray(new[1]["b"])[:, None], np.asarray(new[1]["W"]).T], axis=1)
-        alpha_new = np.concatenate([np.asarray(new[0]["b"])[:, None], np.asarray(new[0]["W"]).T], axis=1)
-        s.row("β' = β − η dℓ/dβ", beta_new, id="d001.q4.beta_new")
-        s.row("α' = α − η dℓ/dα", alpha_new, id="d001.q4.alpha_new")
-        s.row("β'_{2,1} = W2'[0,1]", new[1]["W"][0, 1], 1.9772, id="d001.q4.beta_2_1", decimals=4)
-        s.row("β'_{1,0} = b2'[0]", new[1]["b"][0], 0.5477, id="d001.q4.beta_1_0", decimals=4)
-        s.row("α'_{3,4} = W1'[3,2]", new[0]["W"][3, 2], 2, id="d001.q4.alpha_3_4", decimals=4,
-              note="x4 = 0, so dℓ/dα_{3,4} = 0 and the weight stays exactly 2")
+        _doc001_q3_q4_rows(s, r)
 
         s.step("regularised loss, λ = 0.01 (Q5)", "§1 Q5")
         s.row("‖α*‖² + ‖β*‖²  (no bias cols)", r["pen"], id="d001.q5.penalty")
@@ -862,6 +869,23 @@ def _toy_train(step, params, N, rs, lr=0.1, num_iters=100, batch_size=200, decay
     return params, [float(v) for v in history]
 
 
+def _toy_gradients(s: Section, net, params, X, y, reg, r):
+    """doc 004 §1.5.3: the hand-written gradients against central differences and jax.grad; returns
+    the hand-written ones."""
+    s.step("gradients, reg = 0.05: hand-written vs central differences (ε = 1e-5) and jax.grad", "§1.5.3")
+    hand, auto = r["hand"], r["auto"]
+    f = jax.jit(lambda p: net.loss(p, X, y, l2=reg / 2))
+    num = gradcheck.numerical_grad(f, params, eps=1e-5)
+    for li, name in ((0, "W1"), (0, "b1"), (1, "W2"), (1, "b2")):
+        key = name[0]
+        e_num = gradcheck.rel_error(hand[li][key], num[li][key])
+        e_auto = gradcheck.rel_error(hand[li][key], auto[li][key])
+        s.row(f"{name}: max rel error vs numeric", e_num, "< 1e-8", id=f"d004.toy.grad_rel_error_{name}",
+              agree_fn=lambda v, d: isinstance(v, float) and v < 1e-8,
+              note=f"vs jax.grad: {e_auto:.1e}")
+    return hand
+
+
 def doc004_toy_two_layer_net() -> Section:
     """doc 004 §1.5: the toy TwoLayerNet (4-10-3, ReLU, MSE on one-hot targets)."""
     with jax.enable_x64(True):
@@ -897,18 +921,7 @@ def doc004_toy_two_layer_net() -> Section:
               note=f"|ours − doc| = {abs(float(loss) - TOY_LOSS):.1e} (< 1e-12); convention (reg/2)Σ‖W‖²"
                    f" (reg·Σ‖W‖² would give {float(r['loss_full_reg']):.10f})")
 
-        s.step("gradients, reg = 0.05: hand-written vs central differences (ε = 1e-5) and jax.grad", "§1.5.3")
-        hand, auto = r["hand"], r["auto"]
-        f = jax.jit(lambda p: net.loss(p, X, y, l2=reg / 2))
-        num = gradcheck.numerical_grad(f, params, eps=1e-5)
-        for li, name in ((0, "W1"), (0, "b1"), (1, "W2"), (1, "b2")):
-            key = name[0]
-            e_num = gradcheck.rel_error(hand[li][key], num[li][key])
-            e_auto = gradcheck.rel_error(hand[li][key], auto[li][key])
-            s.row(f"{name}: max rel error vs numeric", e_num, "< 1e-8", id=f"d004.toy.grad_rel_error_{name}",
-                  agree_fn=lambda v, d: isinstance(v, float) and v < 1e-8,
-                  note=f"vs jax.grad: {e_auto:.1e}")
-
+        hand = _toy_gradients(s, net, params, X, y, reg, r)
         _toy_doc_gradcheck(s, params, X, y, hand, reg)
 
         s.step("training (§1.5.4): 100 iterations, lr 0.1 (×0.95 per iteration), reg 5e-6, batch 200 with replacement", "§1.5.4")

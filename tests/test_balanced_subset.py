@@ -55,7 +55,9 @@ def test_e4_quick_subsets_hold_every_class_equally():
                        rng.integers(0, 256, (1000, 28, 28), dtype=np.uint8),
                        np.repeat(np.arange(10), 100).astype(np.int32), [str(c) for c in range(10)], "sorted test",
                        "memory", "full", "fashion_mnist")
-    d = e4_ood.load_data(True, raw=raw)
+    from experiments._lib.contract import RunConfig
+    s = RunConfig(mode="quick").settings(e4_ood.DEFAULTS, "E4")      # the quick run's sizes
+    d = e4_ood.load_data(s.n_train, s.n_val, s.n_test, s.sweep_n, raw=raw)
     for part, n in (("test", 500), ("sweep", 100)):
         counts = np.bincount(np.asarray(d[part][1]), minlength=10)
         np.testing.assert_array_equal(counts, [n // 10] * 10)

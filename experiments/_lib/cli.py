@@ -18,16 +18,18 @@ Every ``python -m experiments.<name>`` is built from :func:`make_parser` and :fu
 
 How a script adopts it (``experiments/e1_mnist.py`` is the example)::
 
-    def run(quick=True, results_dir="results", figures_dir="figures", seed=0, *, tiny=False,
-            data_dir=None, download=False, progress=None):
-        ...                      # cli.phase(...) per phase; train.fit(..., progress=progress)
-        sp = data.get_split("mnist", path=cli.dataset_path(data_dir, "mnist"), download=download)
-        with figures.run_mode(mode): ...   # quick/tiny figures say so in their title
-        return finish("e1", record, results_dir)   # record: "mode", "data", "recipe", "seeds"
+    DEFAULTS = {"epochs": PerMode(full=50, quick=10, tiny=1), "seed": same(10701)}
+
+    def run(config: RunConfig) -> dict:     # the experiment contract (experiments/_lib/contract.py)
+        s = config.settings(DEFAULTS, "E1")  # s.epochs, s.seed: options over per-mode defaults
+        ...                      # cli.phase(...) per phase; train.fit(..., progress=config.progress)
+        sp = data.get_split("mnist", path=cli.dataset_path(config.data_dir, "mnist"),
+                            download=config.download)
+        with figures.run_mode(config.mode): ...   # quick/tiny figures say so in their title
+        return finish("e1", record, config.results_dir)   # record: "mode", "data", "recipe", "seeds"
 
     def _body(a):                # a.mode, a.results_dir, a.figures_dir, a.download, a.seed
-        rec = run(a.mode != "full", a.results_dir, a.figures_dir, a.seed, tiny=a.mode == "tiny",
-                  data_dir=a.data, download=a.download)   # data_dir: the --data root
+        rec = run(contract.from_args(a, epochs=a.epochs))   # the script's own flags as options
         ...                      # print the rows
 
     def main(argv=None):
@@ -37,8 +39,8 @@ How a script adopts it (``experiments/e1_mnist.py`` is the example)::
     if __name__ == "__main__":
         sys.exit(main())
 
-The main job (:mod:`experiments.reproduce`) calls ``run`` with ``data_dir``, ``download`` and
-``progress`` when its signature takes them.
+The main job (:mod:`experiments.reproduce`) calls every experiment's ``run`` with a
+:class:`~experiments._lib.contract.RunConfig` of its own mode, folders, seed and data options.
 """
 from __future__ import annotations
 

@@ -44,12 +44,6 @@ def data_variant(split) -> str:
     return split.variant
 
 
-def mode_of(quick: bool = True, tiny: bool = False) -> str:
-    """The run's mode, decided in one place: ``"tiny"`` wins over ``quick``; else ``"quick"`` or
-    ``"full"``."""
-    return "tiny" if tiny else "quick" if quick else "full"
-
-
 def finish(name, record, results_dir):
     """Check and write ``results_dir/<name>.json``; returns the record with its path.
 
@@ -62,8 +56,8 @@ def finish(name, record, results_dir):
     record["mode"] = record_mode(record)
     record.pop("quick", None)
     record.pop("tiny", None)
-    if cli.STATE.command:
-        record["command"] = cli.STATE.command
+    if cli.current().command:
+        record["command"] = cli.current().command
     for r in record.get("rows", []):
         if isinstance(r, dict) and "data" not in r and isinstance(record.get("data"), str):
             r["data"] = record["data"]

@@ -14,6 +14,7 @@ from jaxnets import data
 from jaxnets import train
 from jaxnets.data import transforms as T
 from experiments import e3_fashion, e4_ood
+from experiments._lib.contract import RunConfig
 from experiments._lib import notebook
 
 
@@ -222,9 +223,9 @@ def test_early_stop_point(val_acc, patience, want):
 
 
 def test_e3_quick_end_to_end(fashion, tmp_path):
-    rec = e3_fashion.run(quick=True, results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),
-                         n_train=200, max_epochs=2, epochs_33=4, batch_sizes=(1, 50),
-                         momenta=(0.9,), seeds=(42, 43), n_test=500, log=None)
+    rec = e3_fashion.run(RunConfig(mode="quick", results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),
+                                   log=None, options=dict(n_train=200, max_epochs=2, epochs_33=4, batch_sizes=(1, 50),
+                                                          momenta=(0.9,), seeds=(42, 43), n_test=500)))
     ids = {r["id"] for r in rec["rows"]}
     for want in ("E3.1.gradcheck.W1", "E3.1.gradcheck.b2", "E3.1.magnitude", "E3.2.b1.test_acc",
                  "E3.2.b50.updates", "E3.2.b1_slower_than_b50", "E3.3.es_test_acc", "E3.4.m0.9.test_acc",
@@ -256,9 +257,10 @@ def test_e3_quick_end_to_end(fashion, tmp_path):
 # --------------------------------------------------------------------------- E4 end to end
 
 def test_e4_quick_end_to_end_with_remedies(fashion, tmp_path):
-    rec = e4_ood.run(quick=True, results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),
-                     model_names=("mlp2_ood",), remedies=("shift", "rot90"), seeds=(1, 2, 3), n_train=200,
-                     n_val=200, epochs=1, n_test=100, sweep_n=50, log=None)
+    rec = e4_ood.run(RunConfig(mode="quick", results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),
+                               log=None, options=dict(model_names=("mlp2_ood",), remedies=("shift", "rot90"),
+                                                      seeds=(1, 2, 3), n_train=200, n_val=200, epochs=1,
+                                                      n_test=100, sweep_n=50)))
     ids = {r["id"] for r in rec["rows"]}
     for want in ("E4.mlp2_ood.params", "E4.mlp2_ood.up4", "E4.mlp2_ood.rot180", "E4.mlp2_ood.epochs",
                  "E4.rot_collapse", "E4.variant.momentum.mlp2_ood.up4", "E4.remedy.shift.mlp2_ood.gain",

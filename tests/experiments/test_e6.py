@@ -13,6 +13,7 @@ import pytest
 from jaxnets import data
 from experiments._lib import figures
 from experiments import e6_cifar
+from experiments._lib.contract import RunConfig
 
 
 def _cifar_like(n, seed=0, k=10):
@@ -100,8 +101,9 @@ def test_e6_end_to_end_tiny(tmp_path):
     sp = data.Split(x[:400], y[:400], x[400:500], y[400:500], x[500:], y[500:],
                     tuple(data.CIFAR10_CLASSES), "synthetic CIFAR-shaped data (test)", "test split")
     grid = {"lr": (1e-3,), "lr_decay": (0.6, 0.95), "reg": (1.0,)}
-    rec = e6_cifar.run(quick=True, results_dir=str(tmp_path / "res"), figures_dir=str(tmp_path / "fig"),
-                       split=sp, grid=grid, iterations=6, baseline_iterations=4, sequential=2, doc_grid=False)
+    rec = e6_cifar.run(RunConfig(mode="quick", results_dir=str(tmp_path / "res"), figures_dir=str(tmp_path / "fig"),
+                                 options=dict(split=sp, grid=grid, iterations=6, baseline_iterations=4,
+                                              sequential=2, doc_grid=False)))
     with open(rec["json"]) as f:
         saved = json.load(f)
     assert saved["data_source"] == "synthetic CIFAR-shaped data (test)"

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data_fixtures import local_http_server, serve_spec, write_idx_set  # noqa: E402
 
 from experiments import e1_mnist, e2_levels  # noqa: E402
+from experiments._lib.contract import RunConfig  # noqa: E402
 
 N_TRAIN, N_TEST = 6000, 1000
 
@@ -34,8 +35,8 @@ def served_mnist(tmp_path, monkeypatch):
 
 def test_e1_downloads_full_mnist_and_uses_its_first_3000_and_1000(served_mnist, tmp_path):
     srv, arrays = served_mnist
-    rec = e1_mnist.run(tiny=True, results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),
-                       download=True, progress=False)
+    rec = e1_mnist.run(RunConfig(mode="tiny", results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),
+                                 download=True, progress=False))
     assert rec["data"] == "full" and rec["mode"] == "tiny"
     assert "first 3000 training and first 1000 test images" in rec["data_notes"]
     assert sorted(srv.requests) == sorted(f"/m/{k}" for k in ("train-images-idx3-ubyte.gz",
@@ -52,8 +53,8 @@ def test_e1_downloads_full_mnist_and_uses_its_first_3000_and_1000(served_mnist, 
 
 def test_e2_downloads_full_mnist_with_the_doc002_split(served_mnist, tmp_path):
     _, _ = served_mnist
-    rec = e2_levels.run(tiny=True, results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),
-                        download=True, progress=False)
+    rec = e2_levels.run(RunConfig(mode="tiny", results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),
+                                  download=True, progress=False))
     mn = rec["mnist"]
     assert rec["data"] == "full" and mn["data"] == "full"
     assert mn["n_train"] == 500 and mn["n_val"] == 5000   # tiny: 500 of the 1,000 left after validation

@@ -81,7 +81,7 @@ def test_a_run_whose_record_is_malformed_is_a_failed_row(tmp_path, monkeypatch):
     import sys
     import types
     mod = types.ModuleType("fake_bad_e5")
-    mod.run = lambda **kw: {"rows": [{"id": "E5.x"}]}
+    mod.run = lambda config: {"rows": [{"id": "E5.x"}]}
     monkeypatch.setitem(sys.modules, mod.__name__, mod)
     _, doc, title, tiny = reproduce.EXPERIMENTS["E5"]
     monkeypatch.setitem(reproduce.EXPERIMENTS, "E5", (mod.__name__, doc, title, tiny))

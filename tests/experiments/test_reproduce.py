@@ -24,7 +24,7 @@ def _fake(monkeypatch, name, run):
 
 def test_failure_in_one_experiment_is_reported_and_others_run(tmp_path, monkeypatch):
     monkeypatch.setitem(reproduce.EXPERIMENTS, "E1", ("jaxnets.no_such_module", "001", "E1 broken", {}))
-    records, ok = reproduce.run(["E1", "worked"], quick=True, tiny=True, results_dir=str(tmp_path),
+    records, ok = reproduce.run(["E1", "worked"], mode="tiny", results_dir=str(tmp_path),
                                 figures_dir=str(tmp_path), report_path=str(tmp_path / "R.md"))
     st = {r["experiment"]: r["status"] for r in records}
     assert st == {"worked": "ran", "E1": "failed"} and not ok
@@ -35,10 +35,12 @@ def test_failure_in_one_experiment_is_reported_and_others_run(tmp_path, monkeypa
 def test_unknown_experiment_is_rejected():
     with pytest.raises(ValueError, match="unknown experiment"):
         reproduce.run(["E9"])
+    with pytest.raises(ValueError, match="mode: 'fast' is not one of full, quick, tiny"):
+        reproduce.run(["E1"], mode="fast")
 
 
 def test_absent_data_is_a_row_saying_how_to_get_it_and_exit_3(tmp_path, monkeypatch):
-    def run(**kw):
+    def run(config):
         raise data.DataNotFoundError("data set 'cifar10' (CIFAR-10) not found")
     _fake(monkeypatch, "E6", run)
     records, ok = reproduce.run(["E6"], results_dir=str(tmp_path), figures_dir=str(tmp_path),
@@ -48,17 +50,21 @@ def test_absent_data_is_a_row_saying_how_to_get_it_and_exit_3(tmp_path, monkeypa
     assert "data absent: run without --offline to download CIFAR-10" in (tmp_path / "R.md").read_text()
 
 
-def test_only_the_keywords_a_run_takes_are_passed(tmp_path, monkeypatch):
+def test_a_run_gets_the_main_jobs_settings_in_its_config(tmp_path, monkeypatch):
     seen = {}
 
-    def run(quick, results_dir, figures_dir, data_dir=None, progress=None):  # no download, no seed
-        seen.update(quick=quick, data_dir=data_dir, progress=progress)
+    def run(config):
+        seen.update(quick=config.mode != "full", data_dir=config.data_dir, progress=config.progress)
+        seen2.update(download=config.download, seed=config.seed, options=dict(config.options),
+                     dirs=(config.results_dir, config.figures_dir))
         return {"rows": [], "data": "sample", "data_source": "a sample"}
+    seen2 = {}
     _fake(monkeypatch, "E2", run)
-    records, ok = reproduce.run(["E2"], quick=True, results_dir=str(tmp_path), figures_dir=str(tmp_path),
+    records, ok = reproduce.run(["E2"], mode="quick", results_dir=str(tmp_path), figures_dir=str(tmp_path),
                                 report_path=str(tmp_path / "R.md"), data_dir="D", download=True, seed=3,
                                 progress=False)
     assert ok and seen == {"quick": True, "data_dir": "D", "progress": False}
+    assert seen2 == {"download": True, "seed": 3, "options": {}, "dirs": (str(tmp_path), str(tmp_path))}
 
 
 def _record(path, **kw):
@@ -73,7 +79,7 @@ def _record(path, **kw):
                                            ({}, "refused"), ({"quick": False}, "ran"), ({"mode": "full"}, "ran")])
 def test_from_results_refuses_records_that_are_not_full_runs(tmp_path, stamp, status):
     _record(tmp_path / "e1.json", **stamp)
-    records, ok = reproduce.run(["E1"], quick=False, results_dir=str(tmp_path), figures_dir=str(tmp_path),
+    records, ok = reproduce.run(["E1"], mode="full", results_dir=str(tmp_path), figures_dir=str(tmp_path),
                                 report_path=str(tmp_path / "R.md"), from_results=True)
     assert records[0]["status"] == status and ok == (status == "ran")
     text = (tmp_path / "R.md").read_text()
@@ -130,13 +136,13 @@ def test_report_header_names_data_recipe_seeds_and_links_figures(tmp_path, monke
     fig.parent.mkdir()
     fig.write_bytes(b"png")
 
-    def run(**kw):
+    def run(config):
         return {"rows": [{"id": "E6.a", "quantity": "val accuracy", "value": 0.3, "doc_value": 0.489,
                           "tolerance": 0.04, "status": "not comparable", "note": ""}],
                 "data": "sample", "data_source": "CIFAR-10 sample (embedded)", "seeds": [0, 1, 2],
                 "recipe": "document", "figures": [str(fig)]}
     _fake(monkeypatch, "E6", run)
-    reproduce.run(["E6"], quick=True, results_dir=str(tmp_path), figures_dir=str(fig.parent),
+    reproduce.run(["E6"], mode="quick", results_dir=str(tmp_path), figures_dir=str(fig.parent),
                   report_path=str(tmp_path / "out" / "R.md"))
     text = (tmp_path / "out" / "R.md").read_text()
     assert "**This is a quick run**" in text
@@ -168,7 +174,7 @@ def test_report_folds_samples_and_keeps_one_short_sample_per_run():
 
 
 def test_each_experiment_prints_its_headline_rows_as_it_finishes(tmp_path, monkeypatch, capsys):
-    def run(**kw):
+    def run(config):
         return {"rows": [{"id": "E2.a", "quantity": "info only", "value": 1, "doc_value": None, "tolerance": None,
                           "status": "info", "note": ""},
                          {"id": "E2.b", "quantity": "val\naccuracy", "value": 0.9, "doc_value": 0.91,
@@ -182,12 +188,13 @@ def test_each_experiment_prints_its_headline_rows_as_it_finishes(tmp_path, monke
 
 
 def test_a_tiny_main_job_runs_every_experiment_in_its_own_tiny_mode(tmp_path, monkeypatch):
-    """The mode is decided once: every run gets tiny=True (its own TINY settings), E6 also the
+    """The mode is decided once: every run gets mode "tiny" (its own tiny defaults), E6 also the
     main job's sequential=0."""
     seen = {}
     for name in ("E3", "E4", "E6"):
-        def run(quick, results_dir, figures_dir, tiny=False, sequential=None, _n=name):
-            seen[_n] = (quick, tiny, sequential)
+        def run(config, _n=name):
+            tiny = config.mode == "tiny"
+            seen[_n] = (config.mode != "full", tiny, config.given("sequential"))
             return {"rows": [], "mode": "tiny" if tiny else "quick"}
         _fake(monkeypatch, name, run)
     reproduce.run(["E3", "E4", "E6"], mode="tiny", results_dir=str(tmp_path), figures_dir=str(tmp_path),
