@@ -47,7 +47,7 @@ def test_main_job_runs_everything_on_the_embedded_samples_offline(tmp_path):
     # the summary links every experiment's section
     for name, (_, _, title, _) in reproduce.EXPERIMENTS.items():
         assert f"| [{title}](#{name.lower()}) | ran |" in text and f'<a id="{name.lower()}"></a>' in text
-    assert "| 004 | d004" in text and "1.89733" in text  # doc 004 toy loss row
+    assert "| 004 | doc 004 §" in text and "1.89733" in text  # doc 004 toy loss row, named as the document does
     # "how each ran" says, per experiment, which data it used
     for name in ON_SAMPLES + ["E7"]:
         line = next(ln for ln in text.splitlines() if ln.startswith(f"| {name} | "))
