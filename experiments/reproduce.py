@@ -201,8 +201,11 @@ def measured_on() -> str:
     if not envs:
         return "no machine recorded"
     cores = sorted({e.get("cpu_count") for e in envs}, key=str)
-    devs = sorted({str(e.get("device")) for e in envs})
-    return f"{'/'.join(map(str, cores))} CPU cores ({', '.join(devs)})"
+    backends = sorted({str(e.get("backend") or e.get("device")) for e in envs})
+    loads = [e["load_average"][2] for e in envs if isinstance(e.get("load_average"), list)]
+    load = (f", 15-minute load average {min(loads):.1f}–{max(loads):.1f} when {len(loads)} of "
+            f"{len(envs)} records were written" if loads else "")
+    return f"{'/'.join(map(str, cores))} CPU cores ({', '.join(backends)}{load})"
 
 
 def _minutes(sec: float) -> str:

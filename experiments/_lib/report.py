@@ -42,6 +42,9 @@ def environment() -> dict:
         "backend": jax.default_backend(), "device": f"{dev.platform}:{dev.device_kind}",
         "n_devices": jax.device_count(), "x64": bool(jax.config.jax_enable_x64),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # 1/5/15-minute load averages when the record is written: a wall time measured while
+        # other work shared the cores says so
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
 
 
