@@ -200,12 +200,11 @@ def measured_on() -> str:
     envs = [e for e in envs if isinstance(e, dict)]
     if not envs:
         return "no machine recorded"
-    cores = sorted({e.get("cpu_count") for e in envs}, key=str)
-    backends = sorted({str(e.get("backend") or e.get("device")) for e in envs})
+    devices = sorted({report.describe_device(e) for e in envs})
     loads = [e["load_average"][2] for e in envs if isinstance(e.get("load_average"), list)]
     load = (f", 15-minute load average {min(loads):.1f}–{max(loads):.1f} when {len(loads)} of "
             f"{len(envs)} records were written" if loads else "")
-    return f"{'/'.join(map(str, cores))} CPU cores ({', '.join(backends)}{load})"
+    return f"{' / '.join(devices)}{load}"
 
 
 def _minutes(sec: float) -> str:
@@ -390,7 +389,7 @@ def _header(records, mode, env, from_results, command):
         lines += [f"**This is a {mode} run**: fewer images and epochs than the documents, so its numbers "
                   "are not comparable to theirs. The full-run report is `RESULTS.md` at the top of the "
                   "repository.", ""]
-    lines += [f"{how} on {env['device']} ({env['cpu_count']} CPU cores), jax {env['jax']}, {env['time']}.", "",
+    lines += [f"{how} on {report.describe_device(env)}, jax {env['jax']}, {env['time']}.", "",
               "## Summary", "", *_summary(records), "", LEGEND, "", "## How each ran", "", *_how_each_ran(records)]
     return lines
 

@@ -31,6 +31,28 @@ class RecordError(ValueError):
     """A result record that does not follow the schema (the message names the file and the field)."""
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux /proc/cpuinfo, else ``platform.processor()``), or None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def describe_device(env: dict) -> str:
+    """A record's device in words: "CPU (Intel(R) Xeon(R) Processor), 2 cores" on a CPU,
+    "gpu:NVIDIA H100 80GB HBM3" elsewhere; records written before ``cpu_model`` existed give
+    "CPU, 2 cores"."""
+    if env.get("backend") != "cpu":
+        return str(env.get("device"))
+    model = f" ({env['cpu_model']})" if env.get("cpu_model") else ""
+    return f"CPU{model}, {env.get('cpu_count')} cores"
+
+
 def environment() -> dict:
     """Versions and the device the numbers were measured on."""
     import jax
@@ -39,6 +61,7 @@ def environment() -> dict:
     return {
         "python": platform.python_version(), "jax": jax.__version__, "optax": optax.__version__,
         "numpy": np.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
         "backend": jax.default_backend(), "device": f"{dev.platform}:{dev.device_kind}",
         "n_devices": jax.device_count(), "x64": bool(jax.config.jax_enable_x64),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

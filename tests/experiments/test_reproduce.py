@@ -120,7 +120,7 @@ def test_help_and_readme_quote_the_same_measured_time():
     names the machine; modes without a committed measurement say so."""
     import pathlib
     full = reproduce.time_summary("full")
-    assert f"measured on {reproduce.measured_on()}" in full and "CPU cores" in full
+    assert f"measured on {reproduce.measured_on()}" in full and "cores" in full
     total = sum(reproduce.measured_seconds("full").values())
     assert full.startswith(f"{total / 60:.0f} min")
     help_text = " ".join(reproduce._parser().format_help().split())
