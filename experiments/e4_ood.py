@@ -102,8 +102,9 @@ WHY = {
     "no_stop": "the same runs as the document recipe, trained on through every epoch",
 }
 #: Images per forward pass when scoring (per-epoch validation/test accuracy, the five test sets,
-#: the shift/angle curves). Small chunks keep the CNNs' im2col patches in cache: on the 2-core CPU
-#: a chunk of 100 scored the 3-layer CNN ~1.4x faster than 500 or 1,000 (interleaved minima).
+#: the shift/angle curves). Small chunks keep the CNNs' im2col patches in cache: on the 2-core CPU,
+#: at full size, chunks of 100 scored the 3-layer CNN 1.3x and the 2-layer CNN 1.06-1.28x faster
+#: than the 1,000 (per epoch) and 500 (test sets, curves) used before (interleaved minima).
 #: Accuracies count exact 0/1 hits, so the chunk size cannot move them unless a logit tie flips.
 EVAL_CHUNK = 100
 SLIP_NOTE = ("document slip: the notebook's \"rotation 180\" block evaluates the 3-layer CNN on the 270° set "
