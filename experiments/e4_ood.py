@@ -105,7 +105,8 @@ WHY = {
 #: the shift/angle curves). Small chunks keep the CNNs' im2col patches in cache: on the 2-core CPU,
 #: at full size, chunks of 100 scored the 3-layer CNN 1.3x and the 2-layer CNN 1.06-1.28x faster
 #: than the 1,000 (per epoch) and 500 (test sets, curves) used before (interleaved minima).
-#: Accuracies count exact 0/1 hits, so the chunk size cannot move them unless a logit tie flips.
+#: Accuracies count exact 0/1 hits: the chunk size moves them only where round-off flips an argmax
+#: (no image did in the full-size tables, curves and per-epoch accuracies of the three models).
 EVAL_CHUNK = 100
 SLIP_NOTE = ("document slip: the notebook's \"rotation 180\" block evaluates the 3-layer CNN on the 270° set "
              "(a copy-paste bug), so the key repeats its 270° value 5.6; our value is the true 180° accuracy; "
