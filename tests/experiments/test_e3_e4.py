@@ -82,6 +82,19 @@ def test_ood_and_curve_evaluators_agree_with_plain_evaluation(fashion):
     np.testing.assert_allclose(acc_a, [acc(X), acc(T.rot90(X, 1)), acc(T.rotate(X, 45.0))], atol=1e-6)
 
 
+def test_accuracy_does_not_depend_on_the_evaluation_chunk(fashion):
+    """E4 scores in chunks of EVAL_CHUNK images (for speed; every evaluator goes through
+    make_evaluate): the accuracy (float32) equals, bit for bit, that of one chunk holding every
+    image, with a ragged last chunk (the MLP here, to stay cheap; the CNNs' full-size tables were
+    compared when the chunk was chosen)."""
+    model = cnn.mlp2_ood()
+    params = model.init(jax.random.key(1))
+    n = e4_ood.EVAL_CHUNK // 4 + 3                   # chunks of n // 4: 4 full and one ragged
+    X, Y = jnp.asarray(fashion.x_test[:n]), jnp.asarray(fashion.y_test[:n])
+    chunked, whole = (np.asarray(jax.jit(train.make_evaluate(model, n, c))(params, X, Y)[1]) for c in (n // 4, n))
+    assert chunked.dtype == np.float32 and np.array_equal(chunked, whole), (chunked, whole)
+
+
 # --------------------------------------------------------------------------- the notebook's recipe
 
 def test_notebook_split_first_and_last_indices_per_class():
