@@ -236,6 +236,19 @@ def test_ladder_runs_end_to_end_and_reports_every_rung(small_probes):
                for r in rat)
 
 
+def test_ladder_times_fit_with_each_option_and_with_all_of_them(small_probes):
+    """At batch 5 the ladder times fit's epoch with every option and check on (momentum, traced
+    L2, fit's epoch-end check) and each option alone; the ratios name every one."""
+    X, Y = _data(20)
+    out = bench.mlp_ladder(X, Y, batch_sizes=(5,), rounds=1, per_example_steps=2, scalar_examples=1,
+                           torch_batches=(), sizes=(784, 8, 10))
+    names = [r["variant"] for r in out["table"][0]["rows"]]
+    assert all(name in names for name in bench.OPTIONS), names
+    rat = bench.ratios({"mlp": out})["mlp"][0]
+    assert np.isfinite(rat["general_over_fit"]["min"])
+    assert set(rat["options_over_fit"]) == set(bench.OPTIONS) - {bench.GENERAL}
+
+
 def test_sweep_width_study_reports_both_ratios():
     X, Y = _data(40)
     out = bench.sweep_widths(X, Y, widths=(4,), C=3, batch=5, rounds=1)
