@@ -498,6 +498,22 @@ def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=15, per_example_steps=4
 CNN_CASES = (("cnn2", 32), ("cnn2", 128), ("cnn3", 128))
 
 
+CONV_TILE = 16   # examples per im2col tile in the batch-tiled rows (conv2d's opt-in batch_tile)
+FIT_TILED = f"fit epoch (hand grads, conv batch tiles of {CONV_TILE})"
+
+
+def tiled_cnn(name, tile):
+    """doc 003's ``name`` CNN ("cnn2" or "cnn3", the layers of :mod:`jaxnets.models.cnn`) with every
+    conv2d's im2col run per ``tile`` examples (``conv.conv2d(batch_tile=tile)``); same params."""
+    from jaxnets.models import cnn
+    from jaxnets.models.base import sequential
+    from jaxnets.nn import conv, layers as L
+    c1 = [conv.conv2d(64, 7, 1, "valid", "relu", batch_tile=tile), conv.maxpool2d(2, 2)]
+    c2 = [conv.conv2d(128, 2, 1, "valid", "relu", batch_tile=tile), conv.maxpool2d(2, 2)] if name == "cnn3" else []
+    stack = L.serial(*c1, *c2, conv.flatten(), L.dense(10, "identity"))
+    return sequential(stack, "softmax_cross_entropy", cnn.IN_SHAPE, name=f"{name} (conv batch tiles of {tile})")
+
+
 def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
     """doc 003's CNNs: ``fit``'s epoch with hand and jax.grad gradients, the minimal scan and
     PyTorch eager, per (model, batch) case. X: (n, 28, 28, 1) NHWC float32, n a multiple of each batch."""
@@ -511,6 +527,8 @@ def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
         vs = [_fit_epoch(model, p0, Xd, Yd, B, "hand", FIT),
               _fit_epoch(model, p0, Xd, Yd, B, "autodiff", FIT_AD, with_cost=False),
               _minimal(model, p0, Xd, Yd, B)]
+        if CONV_TILE and B % CONV_TILE == 0 and B > CONV_TILE:
+            vs.append(_fit_epoch(tiled_cnn(name, CONV_TILE), p0, Xd, Yd, B, "hand", FIT_TILED))
         if torch_peers.available():
             vs.append(_torch_variant("cnn", p0, X, Y, B))
         orders, pk, lv = _measure(vs, rounds, seed + k)
@@ -585,6 +603,8 @@ def ratios(rec: dict) -> dict:
             fit = next(r for r in c["rows"] if r["variant"] == FIT)
             out["cnn"].append({"model": c["model"], "batch": c["batch"],
                                "torch_over_fit": _ratio(c["rows"], TORCH, FIT),
+                               "torch_over_fit_tiled": _ratio(c["rows"], TORCH, FIT_TILED),
+                               "tiled_over_fit": _ratio(c["rows"], FIT_TILED, FIT),
                                "hand_over_autodiff": _ratio(c["rows"], FIT, FIT_AD),
                                "fit_over_minimal": _ratio(c["rows"], FIT, MINIMAL),
                                "fit_fraction_of_peak": fit.get("fraction_of_peak"), "fit_bound": fit.get("bound"),
