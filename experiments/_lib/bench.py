@@ -6,9 +6,11 @@ scalar (a few examples, extrapolated per sample, labelled so) → NumPy per exam
 ``train.fit`` runs per epoch for plain SGD) with hand-written gradients → the same with
 ``jax.grad`` → the **minimal scan** (the plainest JAX code for the same SGD epoch: permute and
 gather the epoch's data once, ``lax.scan`` over contiguous batches, params donated — the floor
-under ``fit``) → PyTorch eager when ``torch`` imports; plus the epoch with every option and check
-compiled in and a 5-configuration vmapped sweep. :func:`cnn_ladder` does the same for doc 003's
-CNNs, :func:`transformer_rows` for the E7 training step.
+under ``fit``) → PyTorch eager when ``torch`` imports; plus ``fit``'s epoch with every option and
+check on (momentum, traced L2, the epoch-end check), each of them alone and the per-step-checked
+replay epoch (:data:`OPTIONS`), and a 5-configuration vmapped sweep. :func:`cnn_ladder` does the
+same for doc 003's CNNs (plus the epoch with conv2d's opt-in batch tiles, :func:`tiled_cnn`),
+:func:`transformer_rows` for the E7 training step.
 
 Protocol (:func:`interleave`): data on the device first; compile time measured separately (AOT
 ``lower().compile()``); every variant warmed up before the rounds; every round runs all variants
