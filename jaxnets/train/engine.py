@@ -202,7 +202,8 @@ def _step_fn(model, grad, update, l2, *, check_grads, limit, shard, optimizer=No
     Steps past ``limit`` updates, steps after a divergence, and a step whose loss (``check_grads``:
     also gradient and updated params) is not finite leave the state unchanged; the first such step
     is recorded in ``bad_step``. (The select that keeps the old state costs nothing measurable: XLA
-    fuses it into the update's pass over the weights.)
+    fuses it into the update's pass over the weights.) ``optimizer`` :func:`~jaxnets.train.sgd` with
+    momentum runs as :func:`optim.kept_momentum_step` (same bits, no per-step copies of the weights).
     """
     grad_fn = _grad_fn(model, grad)
 
@@ -308,11 +309,6 @@ def _sharder(mesh, inspect_sharding):
             jax.debug.inspect_array_sharding(x, callback=inspect_sharding)
         return x
     return shard
-
-
-@jax.jit
-def _state_finite(state: TrainState):
-    return _all_finite((state.params, state.opt_state))
 
 
 @jax.jit
