@@ -34,11 +34,11 @@ def _fmt(v, spec="8.4f"):
 
 def print_table(title, rows):
     print(f"\n{title}")
-    print(f"  {'variant':<36} {'min s':>8} {'median s':>9} {'max s':>8} {'compile s':>9} {'GFLOP':>7} "
+    print(f"  {'variant':<46} {'min s':>8} {'median s':>9} {'max s':>8} {'compile s':>9} {'GFLOP':>7} "
           f"{'GB':>6} {'step WS MiB':>11} {'peak frac':>9} {'roof frac':>9} {'limit':>15}  note")
     for r in rows:
         ws = r.get("working_set_bytes")
-        print(f"  {r['variant']:<36} {_fmt(r['min_s'])} {_fmt(r['median_s'], '9.4f')} {_fmt(r['max_s'])}"
+        print(f"  {r['variant']:<46} {_fmt(r['min_s'])} {_fmt(r['median_s'], '9.4f')} {_fmt(r['max_s'])}"
               f" {_fmt(r['compile_s'], '9.3f')} {_fmt(r.get('gflops'), '7.2f')} {_fmt(r.get('gbytes'), '6.2f')}"
               f" {_fmt(None if ws is None else ws / 2 ** 20, '11.2f')} {_fmt(r.get('fraction_of_peak'), '9.3f')}"
               f" {_fmt(r.get('fraction_of_roofline'), '9.3f')} {_limit(r):>15}  {r.get('note', '')}")
