@@ -354,6 +354,32 @@ def test_train_sgd_equals_optax_sgd_bit_for_bit(momentum):
     assert a.history["lr"] == [np.float32(0.2)] * 2 and b.history["lr"] == [None] * 2
 
 
+@pytest.mark.parametrize("dtype,l2,max_updates", [(jnp.float32, 0.05, None), (jnp.float32, 0.0, 15),
+                                                    (jnp.float64, 0.05, 15)])
+def test_kept_momentum_step_is_bit_identical_to_the_generic_update(dtype, l2, max_updates, request):
+    """The engine runs train.sgd's momentum update with the weights reading the kept velocity
+    (optim.kept_momentum_step); the same optimizer without that marker takes the generic path
+    (optax update, apply_updates, keep both). Same bits: L2 traced, decay at epochs 2–3, a
+    max_updates limit that freezes the state mid-epoch (float32 and float64, ragged batches)."""
+    if dtype == jnp.float64:
+        request.getfixturevalue("x64")
+    p0 = jax.tree.map(lambda v: v.astype(dtype), NET.init(jax.random.key(5)))
+    opt = train.sgd(0.3, momentum=0.9, lr_decay=0.7)
+    generic = optax.GradientTransformationExtraArgs(*opt)
+    assert train.optim.kept_momentum_step(generic, None, None, None, None, None) is None
+    outs = []
+    for o in (opt, generic):
+        ep = jax.jit(train.make_epoch(NET, len(X), 10, "shuffle", optimizer=o, use_l2=l2 != 0,
+                                      max_updates=max_updates))
+        st = train.init_state(p0, o)
+        for e in (2, 3):
+            st, losses = ep(st, jnp.asarray(l2, dtype), jnp.int32(e), jax.random.key(e), X.astype(dtype), Y)
+        outs.append((st, losses))
+    assert _leaves_equal(outs[0][0], outs[1][0])
+    assert np.array_equal(np.asarray(outs[0][1]), np.asarray(outs[1][1]), equal_nan=True)
+    assert int(outs[0][0].updates) == (22 if max_updates is None else 15)
+
+
 def test_sgd_decays_the_learning_rate_once_per_epoch():
     """doc 004: η_e = lr·decay^e. Written out with plain SGD per epoch, the same bits (float32)."""
     p0 = NET.init(jax.random.key(1))

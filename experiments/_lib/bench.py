@@ -6,9 +6,11 @@ scalar (a few examples, extrapolated per sample, labelled so) → NumPy per exam
 ``train.fit`` runs per epoch for plain SGD) with hand-written gradients → the same with
 ``jax.grad`` → the **minimal scan** (the plainest JAX code for the same SGD epoch: permute and
 gather the epoch's data once, ``lax.scan`` over contiguous batches, params donated — the floor
-under ``fit``) → PyTorch eager when ``torch`` imports; plus the epoch with every option and check
-compiled in and a 5-configuration vmapped sweep. :func:`cnn_ladder` does the same for doc 003's
-CNNs, :func:`transformer_rows` for the E7 training step.
+under ``fit``) → PyTorch eager when ``torch`` imports; plus ``fit``'s epoch with every option and
+check on (momentum, traced L2, the epoch-end check), each of them alone and the per-step-checked
+replay epoch (:data:`OPTIONS`), and a 5-configuration vmapped sweep. :func:`cnn_ladder` does the
+same for doc 003's CNNs (plus the epoch with conv2d's opt-in batch tiles, :func:`tiled_cnn`),
+:func:`transformer_rows` for the E7 training step.
 
 Protocol (:func:`interleave`): data on the device first; compile time measured separately (AOT
 ``lower().compile()``); every variant warmed up before the rounds; every round runs all variants
@@ -40,6 +42,7 @@ import optax
 
 from experiments._lib import oracles, torch_peers
 from jaxnets import train
+from jaxnets.train import engine
 
 def blas_info() -> dict:
     """NumPy's BLAS build and, when threadpoolctl is present, the kernel it picked at run time."""
@@ -266,7 +269,7 @@ def summary(v, peak_flops, bandwidth) -> dict:
 SGD_LR = 0.01
 FIT = "fit epoch (hand grads)"
 FIT_AD = "fit epoch (jax.grad)"
-GENERAL = "fit epoch, all checks+options on"
+GENERAL = "fit epoch, all options+checks on"
 MINIMAL = "minimal scan (plain JAX SGD)"
 TORCH = "PyTorch eager (2 threads)"
 JIT_LOOP = "JAX jit step, Python loop"
@@ -331,19 +334,33 @@ def _jax_step_loop(model, p0, Xd, Yd, B, max_steps=None):
                    note="" if steps == nb else f"timed on {steps} steps, scaled")
 
 
-def _fit_epoch(model, p0, Xd, Yd, B, grad, name, general=False, key=jax.random.key(0), with_cost=True):
-    """What :func:`train.fit` runs per epoch for plain SGD (``order="shuffle"``): the epoch that
-    ``fit`` compiles (``train.sgd`` without momentum, L2 compiled out, no per-step gradient
-    check; ``fit``'s epoch-end finiteness check is left out). ``general=True``: momentum (a
-    velocity, α = 0), L2 (traced, here 0) and the per-step gradient check compiled in. The state
-    carries over from call to call, as in ``fit``."""
+#: fit's options, one at a time and all together (batch ≤ 5 rows): name → _fit_epoch keywords.
+#: "checks" is what fit checks with: the epoch-end finiteness test of the output state (its
+#: replay runs only on a non-finite epoch); "per-step checks" is that replay epoch itself.
+OPTIONS = {
+    "fit epoch + epoch-end check": dict(epoch_check=True),
+    "fit epoch, momentum 0.9": dict(momentum=0.9),
+    "fit epoch, L2 traced (1e-4)": dict(l2=1e-4),
+    GENERAL: dict(momentum=0.9, l2=1e-4, epoch_check=True),
+    "all on, per-step checks (fit's replay epoch)": dict(momentum=0.9, l2=1e-4, check_grads=True),
+}
+
+
+def _fit_epoch(model, p0, Xd, Yd, B, grad, name, key=jax.random.key(0), with_cost=True, *, momentum=None,
+               l2=0.0, epoch_check=False, check_grads=False):
+    """What :func:`train.fit` runs per epoch (``order="shuffle"``, ``train.sgd``): by default plain
+    SGD, L2 compiled out, no per-step gradient check, and ``fit``'s epoch-end finiteness check left
+    out. ``momentum``: a velocity (``train.sgd(momentum=…)``); ``l2`` ≠ 0: the penalty compiled in
+    and traced, as ``fit`` compiles it; ``epoch_check``: ``fit``'s test of the output state after
+    every epoch (``engine._state_finite``); ``check_grads``: the per-step gradient check (the epoch
+    ``fit`` replays with when that test fails). The state carries over from call to call, as in
+    ``fit``."""
     n = len(Xd)
-    opt = train.sgd(SGD_LR, momentum=0.0 if general else None)
+    opt = train.sgd(SGD_LR, momentum=momentum)
     st = train.init_state(p0, opt)
-    hp = jnp.zeros((), Xd.dtype)   # l2
-    sw = dict(optimizer=opt, use_l2=general, check_grads=general)
+    hp = jnp.asarray(l2, Xd.dtype)
+    sw = dict(optimizer=opt, use_l2=l2 != 0, check_grads=check_grads)
     c, comp = _compile(jax.jit(train.make_epoch(model, n, B, "shuffle", grad, **sw)), st, hp, jnp.int32(0), key, Xd, Yd)
-    run_epoch = lambda s, h, e, k: c(s, h, jnp.int32(e), k, Xd, Yd)  # noqa: E731
     flops = nbytes = None
     if with_cost:  # FLOPs and bytes of one step: the same epoch function compiled for one batch
         sc, _ = _compile(jax.jit(train.make_epoch(model, B, B, "shuffle", grad, **sw)),
@@ -352,7 +369,10 @@ def _fit_epoch(model, p0, Xd, Yd, B, grad, name, general=False, key=jax.random.k
     holder, ws = [st], _working_set(sc) if with_cost else None
 
     def run():
-        holder[0] = jax.block_until_ready(run_epoch(holder[0], hp, 0, key)[0])
+        new = c(holder[0], hp, jnp.int32(0), key, Xd, Yd)[0]
+        if epoch_check and not bool(engine._state_finite(new)):
+            raise FloatingPointError(f"bench: {name} diverged (the timing would include fit's replay)")
+        holder[0] = jax.block_until_ready(new)
     return Variant(name, run, compile_s=comp, flops=flops, nbytes=nbytes, working_set=ws)
 
 
@@ -459,8 +479,9 @@ def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=15, per_example_steps=4
                _fit_epoch(model, p0, Xd, Yd, B, "hand", FIT),
                _fit_epoch(model, p0, Xd, Yd, B, "autodiff", FIT_AD, with_cost=False),
                _minimal(model, p0, Xd, Yd, B)]
-        if extras and B <= 5:  # where per-step costs show
-            vs.append(_fit_epoch(model, p0, Xd, Yd, B, "hand", GENERAL, general=True, with_cost=False))
+        if extras and B <= 5:  # where per-step costs show: all on, and at batch 5 each option alone
+            vs += [_fit_epoch(model, p0, Xd, Yd, B, "hand", name, with_cost=False, **kw)
+                   for name, kw in OPTIONS.items() if B == 5 or name == GENERAL]
         if extras and B == 5:
             vs.append(_sweep_variant(model, p0, Xd, Yd, B))
         if B in torch_batches and torch_peers.available():
@@ -479,6 +500,22 @@ def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=15, per_example_steps=4
 CNN_CASES = (("cnn2", 32), ("cnn2", 128), ("cnn3", 128))
 
 
+CONV_TILE = 16   # examples per im2col tile in the batch-tiled rows (conv2d's opt-in batch_tile)
+FIT_TILED = f"fit epoch (hand grads, conv batch tiles of {CONV_TILE})"
+
+
+def tiled_cnn(name, tile):
+    """doc 003's ``name`` CNN ("cnn2" or "cnn3", the layers of :mod:`jaxnets.models.cnn`) with every
+    conv2d's im2col run per ``tile`` examples (``conv.conv2d(batch_tile=tile)``); same params."""
+    from jaxnets.models import cnn
+    from jaxnets.models.base import sequential
+    from jaxnets.nn import conv, layers as L
+    c1 = [conv.conv2d(64, 7, 1, "valid", "relu", batch_tile=tile), conv.maxpool2d(2, 2)]
+    c2 = [conv.conv2d(128, 2, 1, "valid", "relu", batch_tile=tile), conv.maxpool2d(2, 2)] if name == "cnn3" else []
+    stack = L.serial(*c1, *c2, conv.flatten(), L.dense(10, "identity"))
+    return sequential(stack, "softmax_cross_entropy", cnn.IN_SHAPE, name=f"{name} (conv batch tiles of {tile})")
+
+
 def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
     """doc 003's CNNs: ``fit``'s epoch with hand and jax.grad gradients, the minimal scan and
     PyTorch eager, per (model, batch) case. X: (n, 28, 28, 1) NHWC float32, n a multiple of each batch."""
@@ -492,6 +529,10 @@ def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
         vs = [_fit_epoch(model, p0, Xd, Yd, B, "hand", FIT),
               _fit_epoch(model, p0, Xd, Yd, B, "autodiff", FIT_AD, with_cost=False),
               _minimal(model, p0, Xd, Yd, B)]
+        if CONV_TILE and B % CONV_TILE == 0 and B > CONV_TILE:
+            # no FLOPs/bytes: XLA's cost analysis counts the tile loop's body once (the FLOPs are the untiled row's)
+            vs.append(_fit_epoch(tiled_cnn(name, CONV_TILE), p0, Xd, Yd, B, "hand", FIT_TILED, with_cost=False))
+            vs[-1].note = "same FLOPs as the untiled fit row (XLA counts a loop body once: no roofline)"
         if torch_peers.available():
             vs.append(_torch_variant("cnn", p0, X, Y, B))
         orders, pk, lv = _measure(vs, rounds, seed + k)
@@ -554,6 +595,8 @@ def ratios(rec: dict) -> dict:
         mlp.append({"batch": e["batch"], "numpy_batched_over_fit": _ratio(rows, "NumPy batched", FIT),
                     "fit_over_minimal": _ratio(rows, FIT, MINIMAL), "hand_over_autodiff": _ratio(rows, FIT, FIT_AD),
                     "torch_over_fit": _ratio(rows, TORCH, FIT), "general_over_fit": _ratio(rows, GENERAL, FIT),
+                    "options_over_fit": {name: _ratio(rows, name, FIT) for name in OPTIONS
+                                         if name != GENERAL and _ratio(rows, name, FIT)},
                     "sweep5_over_fit": _ratio(rows, "JAX vmapped sweep (5 configs)", FIT),
                     "fit_fraction_of_peak": fit.get("fraction_of_peak"), "fit_bound": fit.get("bound"),
                     "fit_limit": fit.get("limit")})
@@ -564,6 +607,8 @@ def ratios(rec: dict) -> dict:
             fit = next(r for r in c["rows"] if r["variant"] == FIT)
             out["cnn"].append({"model": c["model"], "batch": c["batch"],
                                "torch_over_fit": _ratio(c["rows"], TORCH, FIT),
+                               "torch_over_fit_tiled": _ratio(c["rows"], TORCH, FIT_TILED),
+                               "tiled_over_fit": _ratio(c["rows"], FIT_TILED, FIT),
                                "hand_over_autodiff": _ratio(c["rows"], FIT, FIT_AD),
                                "fit_over_minimal": _ratio(c["rows"], FIT, MINIMAL),
                                "fit_fraction_of_peak": fit.get("fraction_of_peak"), "fit_bound": fit.get("bound"),

@@ -196,13 +196,14 @@ def batch_indices(order: str, key, n: int, batch_size: int):
     return idx, mask.reshape(nb, batch_size)
 
 
-def _step_fn(model, grad, update, l2, *, check_grads, limit, shard):
+def _step_fn(model, grad, update, l2, *, check_grads, limit, shard, optimizer=None):
     """``step(state, xb, yb, mask, key) -> (state, loss)``.
 
     Steps past ``limit`` updates, steps after a divergence, and a step whose loss (``check_grads``:
     also gradient and updated params) is not finite leave the state unchanged; the first such step
     is recorded in ``bad_step``. (The select that keeps the old state costs nothing measurable: XLA
-    fuses it into the update's pass over the weights.)
+    fuses it into the update's pass over the weights.) ``optimizer`` :func:`~jaxnets.train.sgd` with
+    momentum runs as :func:`optim.kept_momentum_step` (same bits, no per-step copies of the weights).
     """
     grad_fn = _grad_fn(model, grad)
 
@@ -216,9 +217,12 @@ def _step_fn(model, grad, update, l2, *, check_grads, limit, shard):
         do = active & finite & ~state.diverged
         newly_bad = active & ~finite & ~state.diverged
         keep = lambda new, old: jnp.where(do, new, old)  # noqa: E731
+        kept = None if optimizer is None else _with_standard_promotion(optim.kept_momentum_step)(
+            optimizer, update, g, state.opt_state, state.params, keep)
+        kept_params, kept_opt = kept or (jax.tree.map(keep, new_params, state.params),
+                                         jax.tree.map(keep, new_opt, state.opt_state))
         return TrainState(
-            jax.tree.map(keep, new_params, state.params),
-            jax.tree.map(keep, new_opt, state.opt_state),
+            kept_params, kept_opt,
             state.diverged | newly_bad,
             jnp.where(newly_bad, state.updates, state.bad_step),
             state.updates + do.astype(jnp.int32),
@@ -285,7 +289,7 @@ def make_epoch(model, n, batch_size: int, order: str = "shuffle", grad: str = "h
         state = state._replace(opt_state=optim.set_epoch(state.opt_state, epoch))
         l2 = l2 if use_l2 else 0.0   # a Python 0 lets the model skip the penalty statically
         step = _step_fn(model, grad, update, l2, check_grads=check_grads,
-                        limit=limit, shard=shard)
+                        limit=limit, shard=shard, optimizer=optimizer)
         if sampler is not None:
             return _scan_sampler(step, sampler, batch_size, key, stochastic, state, data)
         k_order, k_model = jax.random.split(key) if stochastic else (key, None)
@@ -305,11 +309,6 @@ def _sharder(mesh, inspect_sharding):
             jax.debug.inspect_array_sharding(x, callback=inspect_sharding)
         return x
     return shard
-
-
-@jax.jit
-def _state_finite(state: TrainState):
-    return _all_finite((state.params, state.opt_state))
 
 
 @jax.jit

@@ -25,10 +25,19 @@ def epoch_lr(lr, lr_decay, epoch):
     return lr * lr_decay ** epoch
 
 
+def _scale(lr, lr_decay, epoch):
+    return optax.scale_by_learning_rate(epoch_lr(lr, lr_decay, jnp.asarray(epoch, jnp.result_type(lr_decay))))
+
+
 def _sgd(lr, lr_decay, epoch, momentum=None):
-    rate = epoch_lr(lr, lr_decay, jnp.asarray(epoch, jnp.result_type(lr_decay)))
-    scale = optax.scale_by_learning_rate(rate)
+    scale = _scale(lr, lr_decay, epoch)
     return scale if momentum is None else optax.chain(optax.trace(decay=momentum), scale)
+
+
+class _DocSGD(optax.GradientTransformationExtraArgs):
+    """:func:`sgd`'s transformation (a plain optax one): marked so that the engine can run its
+    momentum update as :func:`kept_momentum_step`."""
+    __slots__ = ()
 
 
 def sgd(lr, momentum=None, lr_decay=1.0) -> optax.GradientTransformation:
@@ -46,7 +55,28 @@ def sgd(lr, momentum=None, lr_decay=1.0) -> optax.GradientTransformation:
         f = float(v)
         if not np.isfinite(f) or f < 0 or (f == 0 and name == "lr_decay"):
             raise ValueError(f"sgd: {name} must be finite and {'> 0' if name == 'lr_decay' else '>= 0'}, got {f!r}")
-    return optax.inject_hyperparams(_sgd)(**values, epoch=np.zeros((), np.int32))  # a strong int32: no retrace
+    # epoch: a strong int32, so setting it never retraces
+    return _DocSGD(*optax.inject_hyperparams(_sgd)(**values, epoch=np.zeros((), np.int32)))
+
+
+def kept_momentum_step(optimizer, update, grads, opt_state, params, keep):
+    """(new params, new opt_state) of one :func:`sgd`-with-momentum step whose result passes
+    through ``keep(new, old)`` (the engine's select of the old state on a skipped step), or None
+    for any other optimizer. The same values as ``update`` + ``optax.apply_updates`` + ``keep`` on
+    both, bit for bit; but the weights' update reads the kept velocity (one materialised array)
+    instead of recomputing ``αv + g`` from the old velocity. XLA:CPU emits the velocity and the
+    weights as two loops; when each read the other's old buffer, written in place, it copied both
+    (two extra passes over every weight per step at small batches)."""
+    if not isinstance(optimizer, _DocSGD) or "momentum" not in hyperparams(opt_state):
+        return None
+    _, new = update(grads, opt_state, params)
+    new = jax.tree.map(keep, new, opt_state)
+    trace_state, *rest = new.inner_state
+    velocity = jax.lax.optimization_barrier(trace_state.trace)   # computed once, then read
+    new = new._replace(inner_state=(trace_state._replace(trace=velocity), *rest))
+    hp = new.hyperparams
+    upd, _ = _scale(hp["lr"], hp["lr_decay"], hp["epoch"]).update(velocity, optax.EmptyState())
+    return jax.tree.map(keep, optax.apply_updates(params, upd), params), new
 
 
 def _is_injected(node) -> bool:
