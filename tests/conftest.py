@@ -33,3 +33,15 @@ def _free_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The ``slow`` tests first, the costliest first (``@pytest.mark.slow(cpu=SECONDS)``, CPU
+    seconds measured with JAXNETS_TEST_PROFILE): pytest-xdist hands out tests round-robin in this
+    order, so the long end-to-end runs start at once on different workers and the short tests fill
+    in behind them, instead of one long run starting last and setting the wall time alone."""
+    def cost(item):
+        m = item.get_closest_marker("slow")
+        return -1.0 if m is None else float(m.kwargs.get("cpu", 0))
+    items.sort(key=cost, reverse=True)   # stable: the order within equal costs is kept
