@@ -25,14 +25,30 @@ def x64():
         yield
 
 
+#: a worker's resident memory above which its compiled programs are dropped after a test module
+FREE_ABOVE_MIB = 1000
+
+
+def _rss_mib() -> float:
+    """This process's resident memory now (Linux /proc; elsewhere unknown: inf, so always free)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return float("inf")
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _free_compiled_programs():
-    """Drop JAX's compiled programs after each test module: a worker runs hundreds of modules'
-    compiles, and kept they grew one worker past 3 GB. A later module that needs a program
-    compiles it again (tests never rely on a cache hit across modules)."""
+    """Drop JAX's compiled programs after a test module once the worker holds more than
+    FREE_ABOVE_MIB: a worker runs hundreds of modules' compiles, and kept they grew one worker past
+    5 GB. Only past the threshold, because a later module then compiles again even the small
+    programs every module uses (measured: a few CPU seconds per module). Tests never rely on a
+    cache hit across modules."""
     yield
-    jax.clear_caches()
-    gc.collect()
+    if _rss_mib() > FREE_ABOVE_MIB:
+        jax.clear_caches()
+        gc.collect()
 
 
 @pytest.hookimpl(trylast=True)
