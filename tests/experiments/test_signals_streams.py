@@ -46,6 +46,21 @@ def test_interrupt_at_any_moment_is_exit_130_with_one_line(tmp_path, sig):
     package's first line ran: start-up, JAX's import, compilation, training, writing). Those the
     signal reaches before they finish end in exit 130 with one line; a run that finished first
     exits 0 with its record complete."""
+    # a shell that starts pytest in the background without job control (``pytest &`` in a script)
+    # hands it SIGINT ignored, and an ignored signal stays ignored across exec: every run would
+    # then finish and none would be interrupted. A caught signal is reset to the default at exec,
+    # so the runs start as a foreground Ctrl-C finds them.
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        done = _interrupt_in_waves(tmp_path, sig)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert len(done) == len(DELAYS)
+    assert sum(p.returncode == 130 for _, _, p, _ in done) >= len(DELAYS) // 2
+
+
+def _interrupt_in_waves(tmp_path, sig):
+    """Start the runs WAVE at a time, signal each after its delay, check each; the runs, done."""
     done = []
     for w in range(0, len(DELAYS), WAVE):
         procs = []
@@ -75,8 +90,7 @@ def test_interrupt_at_any_moment_is_exit_130_with_one_line(tmp_path, sig):
                 assert (out / "results" / "e1.json").is_file(), delay
             assert not [f for f in tmp_path.rglob("*") if f.name.endswith(".part")], delay
         done += started
-    assert len(done) == len(DELAYS)
-    assert sum(p.returncode == 130 for _, _, p, _ in done) >= len(DELAYS) // 2
+    return done
 
 
 @pytest.mark.slow(cpu=15)
