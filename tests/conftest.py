@@ -6,8 +6,20 @@ broadcast ``x @ W + b`` is the idiom every layer uses.)
 """
 import gc
 import os
+import shutil
+import tempfile
 
-import jax
+# One on-disk compilation cache for the whole run, set before jax is imported: both xdist workers
+# and every subprocess a test starts inherit it, so the many end-to-end runs of the same tiny
+# experiments (interrupts, streams, the README's commands, the main job) compile each program once.
+# A user's own JAX_COMPILATION_CACHE_DIR is used as it is and never removed.
+_OWN_JIT_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_JIT_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxnets-tests-jit-")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+
+import jax  # noqa: E402
 import pytest
 
 # JAXNETS_TEST_PROFILE=DIR records each test's CPU seconds and peak RSS (tests/_profile.py)
@@ -16,6 +28,12 @@ from _profile import pytest_runtest_protocol  # noqa: F401,E402
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_unconfigure(config):
+    """The run's compilation cache goes with the process that made it (the controller)."""
+    if _OWN_JIT_CACHE and not os.environ.get("PYTEST_XDIST_WORKER"):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture
