@@ -322,7 +322,8 @@ def _grid_figure(table, grid, path, title):
     for ax, d in zip(axes[0], decays):
         m = np.array([[next(t["val_acc"] for t in table if t["lr"] == lr and t["lr_decay"] == d
                             and t["reg"] == reg) for reg in grid["reg"]] for lr in grid["lr"]])
-        im = ax.imshow(m, vmin=0.0, vmax=max(0.55, float(m.max())), cmap="viridis")
+        # aspect "auto": a fixed-aspect panel moves its labels after the layout is placed
+        im = ax.imshow(m, vmin=0.0, vmax=max(0.55, float(m.max())), cmap="viridis", aspect="auto")
         for (i, j), v in np.ndenumerate(m):
             ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8,
                     color="w" if v < 0.35 else "k")

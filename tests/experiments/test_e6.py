@@ -96,6 +96,7 @@ def test_weight_grid_has_no_empty_cells_when_the_count_allows(n, cols):
 
 
 @pytest.mark.slow(cpu=17)
+@pytest.mark.filterwarnings("error::experiments._lib.figures.FigureLayoutWarning")  # every figure laid out
 def test_e6_end_to_end_tiny(tmp_path):
     x, y = _cifar_like(600, seed=2)
     x = x.astype(np.float32)
