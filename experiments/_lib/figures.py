@@ -67,9 +67,11 @@ DASHES = ("-", "--", ":", "-.")
 
 
 def series_style(i: int) -> dict:
-    """The ``i``-th series' style: colour ``C{i % 10}``, marker and dash chosen so that no two of
-    the first 440 series share all three."""
-    return {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)], "ls": DASHES[(i // 110) % len(DASHES)]}
+    """The ``i``-th series' style: colour ``C{i % 10}``, marker ``MARKERS[i % 11]`` and a new dash
+    each time the colours start over, so that two series of the same colour also differ in their
+    line (a marker alone, ``o`` beside ``h``, is not told apart at plot size): no two of the first 40
+    series share a colour and a dash."""
+    return {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)], "ls": DASHES[(i // 10) % len(DASHES)]}
 
 
 def curves(series: dict, path, *, xlabel="epoch", ylabel="", title="", logy=False, x=None,
@@ -148,7 +150,7 @@ def xy_curves(series: dict, path, *, xlabel="", ylabel="", title="", logx=False,
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), handlelength=3.5)  # dashes show
     ax.title.set_fontsize(9)
     return save(fig, path, bbox_inches="tight", mode=mode)  # the legend sits outside the axes
 

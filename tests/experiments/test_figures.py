@@ -212,3 +212,12 @@ def test_save_warns_about_a_figure_that_draws_badly(tmp_path):
     with pytest.warns(figures.FigureLayoutWarning, match=r"figure bad\.png: layout problem: .*style"):
         path = figures.save(fig, str(tmp_path / "bad.png"), mode="full")
     assert os.path.getsize(path) > 1000
+
+
+def test_series_of_the_same_colour_differ_in_their_line():
+    """bench_ladder has 15 series: the 11th (colour C0 again) once differed from the 1st only by a
+    hexagon instead of a circle."""
+    from experiments._lib.figures import series_style
+    styles = [series_style(i) for i in range(40)]
+    assert len({(s["color"], s["ls"]) for s in styles}) == 40
+    assert len({(s["color"], s["marker"], s["ls"]) for s in styles}) == 40
