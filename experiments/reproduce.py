@@ -200,7 +200,11 @@ def measured_on() -> str:
     envs = [e for e in envs if isinstance(e, dict)]
     if not envs:
         return "no machine recorded"
-    devices = sorted({report.describe_device(e) for e in envs})
+    devices = {report.describe_device(e) for e in envs}
+    # a record written before CPU models were stored ("CPU, 2 cores") names no other machine than
+    # one that does ("CPU (model), 2 cores")
+    devices = sorted(d for d in devices if not any(o != d and o.startswith("CPU (") and
+                                                   o.endswith(d.removeprefix("CPU")) for o in devices))
     loads = [e["load_average"][2] for e in envs if isinstance(e.get("load_average"), list)]
     load = (f", 15-minute load average {min(loads):.1f}–{max(loads):.1f} when {len(loads)} of "
             f"{len(envs)} records were written" if loads else "")

@@ -48,3 +48,10 @@ def test_describe_device(env, expected):
 def test_the_environment_names_the_cpu_model():
     env = report.environment()
     assert "cpu_model" in env and (env["cpu_model"] is None or env["cpu_model"].strip())
+
+
+def test_measured_on_names_one_cpu_when_older_records_lack_its_model(tmp_path, monkeypatch):
+    from experiments import reproduce
+    envs = iter([{"backend": "cpu", "cpu_count": 2, "cpu_model": "Xeon"}, {"backend": "cpu", "cpu_count": 2}])
+    monkeypatch.setattr(reproduce.report, "read_record", lambda path: {"environment": next(envs, None)})
+    assert reproduce.measured_on() == "CPU (Xeon), 2 cores"

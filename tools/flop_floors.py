@@ -1,0 +1,81 @@
+"""The least time E4 and E7 can take on this machine with their document recipes: FLOPs from XLA's
+cost analysis of one compiled step / one evaluation forward, times the recipe's counts, divided by
+a matmul peak (measured in this run, or ``--peak GFLOPS``).
+
+    python tools/flop_floors.py [--peak 355]
+
+E7's counts come from ``e7_transformer.DOC``/``SETTINGS`` (6 runs × 3 seeds × 5,000 steps;
+evaluation every 100 steps on ``eval_batches`` batches of each split). E4's are written out below
+from doc 003 §3.5's recipe (3 seeds × 50 epochs of 2,000 steps at batch 5, validation 2,000 +
+test 10,000 images per epoch, the five-set table and the shift/angle curves per seed and model;
+the variants at their 20-epoch cap, so an upper bound). A floor: no program reaches the peak.
+"""
+import argparse
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+
+from experiments import e7_transformer as e7  # noqa: E402
+from experiments._lib import bench  # noqa: E402
+from jaxnets.models import cnn, transformer  # noqa: E402
+
+
+def flops(fn, *args) -> float:
+    c = jax.jit(fn).lower(*args).compile().cost_analysis()
+    return float((c[0] if isinstance(c, list) else c)["flops"])
+
+
+def e7_floor(peak):
+    cfg, opt, total = e7.DOC, e7.adamw(e7.DOC), [0.0, 0.0]
+    for T, H in e7.SETTINGS:
+        m = transformer.transformer(e7.model_config(65, T, H, cfg))
+        p, x = m.init(jax.random.key(0)), jnp.zeros((cfg["batch_size"], T), jnp.int32)
+
+        def step(p, st, x, y):
+            with jax.numpy_dtype_promotion("standard"):
+                loss, g = m.backprop(p, x, y)
+                u, st = opt.update(g, st, p)
+                return optax.apply_updates(p, u), st, loss
+        train = 3 * cfg["steps"] * flops(step, p, opt.init(p), x, x)
+        evals = 3 * (cfg["steps"] // cfg["eval_every"] + 1) * 2 * cfg["eval_batches"]
+        ev = evals * flops(lambda p, x, y: m.loss(p, x, y), p, x, x)
+        total = [total[0] + train, total[1] + ev]
+        print(f"E7 T{T} H{H}: train {train / 1e12:.2f} + evaluation {ev / 1e12:.2f} TFLOP")
+    print(f"E7: train {total[0] / 1e12:.1f} + evaluation {total[1] / 1e12:.1f} TFLOP ≥ {sum(total) / peak:.0f} s")
+    return sum(total)
+
+
+def e4_floor(peak):
+    total = 0.0
+    for name in ("mlp2_ood", "cnn2", "cnn3"):
+        model = cnn.MODELS[name]()
+        p = model.init(jax.random.key(0))
+        xb = lambda n: (jnp.zeros((n, 28, 28, 1)), jnp.zeros((n,), jnp.int32))  # noqa: E731
+        step5 = flops(lambda p, x, y: model.backprop(p, x, y), p, *xb(5))
+        step128 = flops(lambda p, x, y: model.backprop(p, x, y), p, *xb(128))
+        fwd = flops(lambda p, x: model.apply(p, x), p, xb(128)[0]) / 128
+        curves = 5 * 10000 + 59 * 2000                          # five-set table + shift/angle curves
+        s = (3 * 50 * 2000 * step5 + 3 * 50 * 12000 * fwd + 6 * curves * fwd
+             + (20 * 79 + 2 * 20 * 157) * step128 + 3 * 20 * 2000 * fwd + 3 * curves * fwd)
+        total += s
+        print(f"E4 {name}: {s / 1e12:.2f} TFLOP")
+    print(f"E4: {total / 1e12:.1f} TFLOP ≥ {total / peak:.0f} s")
+    return total
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--peak", type=float, help="matmul peak in GFLOP/s (default: measured now)")
+    a = ap.parse_args(argv)
+    peak = a.peak * 1e9 if a.peak else bench.matmul_peak()["flops_per_s"]
+    print(f"matmul peak {peak / 1e9:.0f} GFLOP/s")
+    t = e7_floor(peak) + e4_floor(peak)
+    print(f"E4 + E7 ≥ {t / peak:.0f} s = {t / peak / 60:.1f} min at that peak")
+
+
+if __name__ == "__main__":
+    main()
