@@ -4,7 +4,7 @@
 #   tools/new_user_check.sh [WORKDIR]        (default: a new temporary directory)
 # The `pip install` half of each README line needs the package registry, so it runs with the
 # network; the `python -m ...` half runs in a network namespace with no interface up
-# (`unshare -n`) and with /usr/share/datasets hidden behind an empty directory (`unshare -m`),
+# (`unshare -n`, loopback only) and with /usr/share/datasets hidden behind an empty directory (`unshare -m`),
 # HOME and XDG_CACHE_HOME empty, JAXNETS_SHARED_DATA unset and no ../shared beside the clone.
 # Both need root; without it the run says so and uses JAXNETS_NO_SYSTEM_DATA=1 with the network on.
 set -uo pipefail
@@ -19,7 +19,8 @@ unset JAXNETS_SHARED_DATA JAXNETS_DATA
 export HOME="$work/home" XDG_CACHE_HOME="$work/home/.cache"
 isolated() {  # run "$@" with no network and no system data sets
   if [ "$(id -u)" = 0 ]; then
-    unshare -mn bash -c 'mount --bind "$0" /usr/share/datasets 2>/dev/null || true; exec "$@"' "$work/empty" "$@"
+    # loopback up (a machine without a network still has one; the tests' download servers use it)
+    unshare -mn bash -c 'ip link set lo up; mount --bind "$0" /usr/share/datasets 2>/dev/null || true; exec "$@"' "$work/empty" "$@"
   else
     echo "(not root: network left on, system data switched off with JAXNETS_NO_SYSTEM_DATA=1)"
     JAXNETS_NO_SYSTEM_DATA=1 "$@"
