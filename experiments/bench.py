@@ -60,6 +60,8 @@ def print_ratios(rat):
               f"PyTorch / fit {_r(r['torch_over_fit'])}; NumPy batched / fit {_r(r['numpy_batched_over_fit'])}; "
               f"hand / jax.grad {_r(r['hand_over_autodiff'])}; all options+checks / fit {_r(r['general_over_fit'])}"
               + "".join(f"; {k} / fit {_r(v)}" for k, v in r.get("options_over_fit", {}).items())
+              + (f"; the checks' cost (all on / the same options unchecked) {_r(r['checks_cost'])}; all on / minimal"
+                 f" scan with the same options {_r(r['general_over_minimal_options'])}" if r.get("checks_cost") else "")
               + (f"; 5-config sweep / fit {_r(r['sweep5_over_fit'])}" if r["sweep5_over_fit"] else "")
               + f"; fit at {r['fit_fraction_of_peak']:.3f} of peak (limit: {r.get('fit_limit', r['fit_bound'])})")
     for r in rat.get("cnn", []):

@@ -271,6 +271,8 @@ FIT = "fit epoch (hand grads)"
 FIT_AD = "fit epoch (jax.grad)"
 GENERAL = "fit epoch, all options+checks on"
 MINIMAL = "minimal scan (plain JAX SGD)"
+MINIMAL_OPTS = "minimal scan, momentum 0.9 + L2 traced (1e-4)"
+NO_CHECK = "fit epoch, momentum 0.9 + L2, no check"
 TORCH = "PyTorch eager (2 threads)"
 JIT_LOOP = "JAX jit step, Python loop"
 
@@ -341,6 +343,7 @@ OPTIONS = {
     "fit epoch + epoch-end check": dict(epoch_check=True),
     "fit epoch, momentum 0.9": dict(momentum=0.9),
     "fit epoch, L2 traced (1e-4)": dict(l2=1e-4),
+    NO_CHECK: dict(momentum=0.9, l2=1e-4),
     GENERAL: dict(momentum=0.9, l2=1e-4, epoch_check=True),
     "all on, per-step checks (fit's replay epoch)": dict(momentum=0.9, l2=1e-4, check_grads=True),
 }
@@ -394,6 +397,39 @@ def minimal_epoch(model, n, B, lr=SGD_LR):
             return jax.tree.map(lambda w, d: w - lr * d, p, g), None
         return jax.lax.scan(step, params, (Xe, Ye))[0]
     return epoch
+
+
+def minimal_options_epoch(model, n, B, lr=SGD_LR, momentum=0.9):
+    """The plainest JAX code for one epoch of SGD with momentum and a traced L2 penalty (the floor
+    of fit's "all options" rows): ``epoch((params, velocity), l2, key, X, Y) -> ((params, velocity),
+    losses (n/B,))``. Same draw and batches as :func:`minimal_epoch`; the velocity is optax.trace's
+    ``g + μ·v`` and the step ``w − lr·v``, with ``g`` the hand gradient of loss + l2·Σ‖W‖². It
+    returns each step's loss, as fit records it: with a penalty the loss is a pass over the
+    weights of its own (the plain minimal scan's data loss comes free with its gradient)."""
+    if n % B:
+        raise ValueError(f"minimal_options_epoch: n = {n} must be a multiple of the batch size {B}")
+
+    def epoch(state, l2, key, X, Y):
+        perm = jax.random.permutation(key, n)
+        Xe, Ye = X[perm].reshape(n // B, B, *X.shape[1:]), Y[perm].reshape(n // B, B, *Y.shape[1:])
+
+        def step(pv, b):
+            loss, g = model.backprop(pv[0], *b, l2)
+            v = jax.tree.map(lambda d, t: d + momentum * t, g, pv[1])
+            return (jax.tree.map(lambda w, u: w - lr * u, pv[0], v), v), loss
+        return jax.lax.scan(step, state, (Xe, Ye))
+    return epoch
+
+
+def _minimal_options(model, p0, Xd, Yd, B, key=jax.random.key(0)):
+    """:func:`minimal_options_epoch` as a rung (momentum 0.9, l2 1e-4 traced, state donated)."""
+    f = jax.jit(minimal_options_epoch(model, len(Xd), B), donate_argnums=0)
+    holder, l2 = [(jax.tree.map(jnp.copy, p0), jax.tree.map(jnp.zeros_like, p0))], jnp.asarray(1e-4, Xd.dtype)
+    c, comp = _compile(f, holder[0], l2, key, Xd, Yd)
+
+    def run():
+        holder[0] = jax.block_until_ready(c(holder[0], l2, key, Xd, Yd))[0]
+    return Variant(MINIMAL_OPTS, run, compile_s=comp, peak_bytes=_mem(c))
 
 
 def _minimal(model, p0, Xd, Yd, B, key=jax.random.key(0)):
@@ -483,7 +519,7 @@ def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=15, per_example_steps=4
             vs += [_fit_epoch(model, p0, Xd, Yd, B, "hand", name, with_cost=False, **kw)
                    for name, kw in OPTIONS.items() if B == 5 or name == GENERAL]
         if extras and B == 5:
-            vs.append(_sweep_variant(model, p0, Xd, Yd, B))
+            vs += [_minimal_options(model, p0, Xd, Yd, B), _sweep_variant(model, p0, Xd, Yd, B)]
         if B in torch_batches and torch_peers.available():
             vs.append(_torch_variant("mlp", p0, X, Y, B))
         orders, pk, lv = _measure(vs, rounds, seed + k)
@@ -597,6 +633,8 @@ def ratios(rec: dict) -> dict:
                     "torch_over_fit": _ratio(rows, TORCH, FIT), "general_over_fit": _ratio(rows, GENERAL, FIT),
                     "options_over_fit": {name: _ratio(rows, name, FIT) for name in OPTIONS
                                          if name != GENERAL and _ratio(rows, name, FIT)},
+                    "checks_cost": _ratio(rows, GENERAL, NO_CHECK),
+                    "general_over_minimal_options": _ratio(rows, GENERAL, MINIMAL_OPTS),
                     "sweep5_over_fit": _ratio(rows, "JAX vmapped sweep (5 configs)", FIT),
                     "fit_fraction_of_peak": fit.get("fraction_of_peak"), "fit_bound": fit.get("bound"),
                     "fit_limit": fit.get("limit")})

@@ -56,6 +56,27 @@ def test_minimal_scan_computes_fits_epoch(batch):
         _close(got, res.params, 1e-10, 1e-12)
 
 
+def test_minimal_options_scan_computes_fits_epochs():
+    """The floor of the "all options" rows does fit's work: two epochs of it (velocity carried)
+    from keys fold_in(k, e) give the params of ``train.fit`` with ``sgd(0.5, momentum=0.9)`` and a
+    traced L2 of 1e-3, batch 5, shuffled. float64, rtol 1e-10."""
+    with jax.enable_x64(True):
+        X, Y = _data(40)
+        X = X.astype(np.float64)
+        p0 = NET.init(jax.random.key(1), jnp.float64)
+        k = jax.random.key(3)
+        res = train.fit(NET, p0, (X, Y), epochs=2, batch_size=5, optimizer=train.sgd(0.5, momentum=0.9), l2=1e-3,
+                        key=k, evaluation=train.Evaluation(train=False), progress=False)
+        epoch = jax.jit(bench.minimal_options_epoch(NET, len(X), 5, lr=0.5, momentum=0.9))
+        state = (p0, jax.tree.map(jnp.zeros_like, p0))
+        for e in range(2):
+            state, losses = epoch(state, jnp.float64(1e-3), jax.random.fold_in(k, e), X, Y)
+        _close(state[0], res.params, 1e-10, 1e-12)
+        assert losses.shape == (8,) and np.isfinite(np.asarray(losses)).all()
+        with pytest.raises(ValueError, match="multiple of the batch size"):
+            bench.minimal_options_epoch(NET, 31, 5)
+
+
 def test_minimal_scan_rejects_a_ragged_epoch():
     with pytest.raises(ValueError, match="multiple of the batch size"):
         bench.minimal_epoch(NET, 31, 5)
@@ -247,6 +268,8 @@ def test_ladder_times_fit_with_each_option_and_with_all_of_them(small_probes):
     rat = bench.ratios({"mlp": out})["mlp"][0]
     assert np.isfinite(rat["general_over_fit"]["min"])
     assert set(rat["options_over_fit"]) == set(bench.OPTIONS) - {bench.GENERAL}
+    assert bench.MINIMAL_OPTS in names
+    assert np.isfinite(rat["checks_cost"]["min"]) and np.isfinite(rat["general_over_minimal_options"]["median"])
 
 
 @pytest.mark.parametrize("name", ["cnn2", "cnn3"])
