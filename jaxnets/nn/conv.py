@@ -99,8 +99,16 @@ def _gather_windows(x_pad, window, strides, out_hw):
     its consumers (the patches matmul, the pool's arg-max) read, where a gather with an index
     table runs as a much slower generic gather on XLA:CPU."""
     kh, kw = window
-    return jnp.stack([_window_slice(x_pad, i, j, strides, out_hw) for i in range(kh) for j in range(kw)],
-                     axis=3)
+    (sh, sw), (Ho, Wo) = strides, out_hw
+    N, Hp, _, C = x_pad.shape
+    # Two stacks of kh + kw slices, not one of kh·kw: XLA:CPU emits the kw column-offset slices
+    # and the kh row-offset slices as two fused loops, where one stack of kh·kw slices became
+    # kh·kw copies plus a concatenate (with C_in = 1 each copy writes every kh·kw-th float; the
+    # patches of doc 003's 7×7 conv were built 2.3× faster this way, bit for bit the same).
+    cols = jnp.stack([_window_slice(x_pad, 0, j, (1, sw), (Hp, Wo)) for j in range(kw)], axis=3)
+    rows = jnp.stack([lax.slice_in_dim(cols, i, i + (Ho - 1) * sh + 1, sh, axis=1) for i in range(kh)],
+                     axis=3)                                        # (N, Ho, Wo, kh, kw, C)
+    return rows.reshape(N, Ho, Wo, kh * kw, C)
 
 
 def _gather_windows_adjoint(d, padded_hw, window, strides):
