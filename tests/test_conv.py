@@ -122,15 +122,16 @@ GATHER_CASES = [(3, 28, 28, 1, (7, 7), (1, 1)),       # the OOD CNN's first conv
                 (2, 11, 11, 4, (2, 2), (1, 1)),       # its second conv (fewer channels)
                 (2, 9, 8, 2, (3, 3), (2, 2)),
                 (1, 10, 11, 3, (4, 2), (3, 2)),       # stride leaves rows/cols unread
-                (2, 6, 6, 2, (1, 1), (2, 1))]
+                (2, 6, 6, 2, (1, 1), (2, 1)),
+                (2, 6, 7, 8, (2, 3), (1, 2))]         # ≥ _FEW_CHANNELS: the one-stack branch
 
 
 @pytest.mark.parametrize("case", GATHER_CASES, ids=str)
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_gather_windows_is_the_one_stack_of_window_slices(x64, case, dtype):
-    """The two-stack im2col holds exactly (bit for bit, float32 and float64, with −0.0, ±∞ and
-    NaN entries) what one stack of the kh·kw strided window slices holds, entry
-    [n, p, q, i·kw + j, c] = x[n, p·sh + i, q·sw + j, c]."""
+    """im2col, both branches (few channels: stacks on major axes + a transpose; else one stack),
+    holds exactly (bit for bit, float32 and float64, with −0.0, ±∞ and NaN entries) what one
+    stack of the kh·kw strided window slices holds: [n, p, q, i·kw + j, c] = x[n, p·sh + i, q·sw + j, c]."""
     N, Hp, Wp, C, (kh, kw), (sh, sw) = case
     x = np.random.default_rng(0).standard_normal((N, Hp, Wp, C))
     x.flat[:4] = [-0.0, np.inf, -np.inf, np.nan]
