@@ -3,7 +3,9 @@
 Compares the hand-written path (``cnn2().backprop``: im2col conv2d, window max-pool, their
 hand-written backward rules) with ``jax.value_and_grad`` of the same network written with
 ``lax.conv_general_dilated`` and ``lax.reduce_window``, and (when ``torch`` imports) PyTorch eager's
-forward+backward of the same network. Compile time is measured separately; the timed repeats run
+forward+backward of the same network. ``--one-stack`` adds the hand path with every im2col built as
+one stack of kh·kw window slices (the construction before few-channel inputs got stacks on major
+axes + a transpose; the same numbers bit for bit, checked in the run). Compile time is measured separately; the timed repeats run
 the paths in a fresh random order per round (``experiments._lib.bench.interleave``); the report
 gives minimum, median and max per call, the ratios of minima, and XLA's FLOPs and bytes per call.
 
@@ -24,6 +26,7 @@ from jax import lax
 from experiments._lib import bench, cli, torch_peers
 from jaxnets._io import atomic_write
 from jaxnets.models import cnn
+from jaxnets.nn import conv
 
 
 def autodiff_loss(params, x, y):
@@ -50,6 +53,8 @@ def _parser():
     ap.add_argument("--repeats", type=cli.COUNT, default=15, help="Timed rounds per path (default 15).")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                     help="Precision of params and images (default float32).")
+    ap.add_argument("--one-stack", action="store_true",
+                    help="Also time the hand path with im2col as one stack of window slices for every channel count.")
     ap.add_argument("--json", metavar="PATH", type=cli.output_file, default=None,
                     help="Also write the numbers to the JSON file PATH (written atomically).")
     return ap
@@ -71,6 +76,27 @@ def _compile(fns, params, x, y) -> dict:
         compile_s[name] = time.perf_counter() - t0
         fns[name] = compiled
         jax.block_until_ready(compiled(params, x, y))  # warm-up
+    return compile_s
+
+
+def _one_stack_variant(fns, model, params, x, y) -> dict:
+    """Compile ``hand-1stack``: the hand path traced with ``conv._FEW_CHANNELS = 1`` (so every
+    im2col is one stack of window slices); asserts its loss and gradients equal the hand path's
+    bit for bit. A fresh function and cleared caches, so the trace is not the hand path's."""
+    saved = conv._FEW_CHANNELS
+    conv._FEW_CHANNELS = 1
+    jax.clear_caches()
+    try:
+        one = {"hand-1stack": jax.jit(lambda p, a, b: model.backprop(p, a, b))}
+        compile_s = _compile(one, params, x, y)    # replaces the jitted function by the compiled one
+    finally:
+        conv._FEW_CHANNELS = saved
+        jax.clear_caches()
+    fns.update(one)
+    same = all(bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(fns["hand"](params, x, y)),
+                                                           jax.tree.leaves(fns["hand-1stack"](params, x, y))))
+    if not same:
+        raise AssertionError("bench_conv: the one-stack im2col changed the loss or the gradients")
     return compile_s
 
 
@@ -101,6 +127,8 @@ def _body(args):
                "autodiff": jax.jit(jax.value_and_grad(autodiff_loss))}
 
         compile_s = _compile(fns, params, x, y)
+        if args.one_stack:
+            compile_s.update(_one_stack_variant(fns, model, params, x, y))
 
         # correctness of what is being timed
         (lh, gh), (la, ga) = fns["hand"](params, x, y), fns["autodiff"](params, x, y)
@@ -120,6 +148,7 @@ def _body(args):
     for name, c in fns.items():
         rows[name]["gflops"], rows[name]["mbytes"] = (v / s for v, s in zip(bench.cost(c), (1e9, 1e6)))
     ratio = rows["hand"]["min_ms"] / rows["autodiff"]["min_ms"]
+    one = rows.get("hand-1stack")
     print(f"{args.model} forward+backward, batch {args.batch}, {args.dtype}, {args.repeats} rounds in random order,"
           f" device {jax.devices()[0].platform}")
     print(f"max relative gradient difference hand vs autodiff: {err:.2e}")
@@ -129,6 +158,10 @@ def _body(args):
               f" {r['compile_s']:>10.2f} {r.get('gflops', float('nan')):>7.3f} {r.get('mbytes', float('nan')):>7.1f}")
     print(f"ratio hand/autodiff (minima): {ratio:.2f}"
           + (f"; torch/hand {rows['torch']['min_ms'] / rows['hand']['min_ms']:.2f}" if "torch" in rows else ""))
+    if one:
+        print(f"ratio hand-1stack/hand: minima {one['min_ms'] / rows['hand']['min_ms']:.2f}, medians "
+              f"{one['median_ms'] / rows['hand']['median_ms']:.2f}"
+              + (f"; torch/hand-1stack {rows['torch']['min_ms'] / one['min_ms']:.2f}" if "torch" in rows else ""))
     if args.json:
         with atomic_write(args.json, "w", encoding="utf-8") as fh:
             json.dump({"model": args.model, "batch": args.batch, "dtype": args.dtype, "repeats": args.repeats,

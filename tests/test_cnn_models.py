@@ -129,3 +129,20 @@ def test_float32_training_step_and_predict():
     assert pred.shape == (4,) and pred.dtype in (jnp.int32, jnp.int64)
     with pytest.raises(ValueError, match="expected x of shape"):
         model.apply(params, x.reshape(4, 784))
+
+
+@pytest.mark.parametrize("model", ["cnn2", "cnn3"])
+def test_bench_conv_one_stack_variant_gives_the_same_gradients(tmp_path, monkeypatch, model):
+    """experiments.bench_conv --one-stack traces the hand path with every im2col as one stack of
+    window slices and fails unless its loss and gradients equal the default path's bit for bit
+    (float32, batch 2); the run records both rows. PyTorch is left out (its import is slow)."""
+    import json
+    from experiments import bench_conv
+    from experiments._lib import torch_peers
+    monkeypatch.setenv(torch_peers.NO_PEERS_ENV, "1")
+    out = tmp_path / "bc.json"
+    assert bench_conv.main(["--model", model, "--batch", "2", "--repeats", "1", "--one-stack",
+                            "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {"hand", "hand-1stack", "autodiff"} <= set(rows) and "torch" not in rows
+    assert rows["hand"]["mbytes"] < rows["hand-1stack"]["mbytes"]   # XLA's bytes: fewer copies

@@ -117,6 +117,34 @@ TILE_CASES = [((4,) + CONV2D_CASES[1][1:], 2, True), ((6,) + CONV2D_CASES[3][1:]
               ((5,) + CONV2D_CASES[2][1:], 2, True)]
 
 
+# (N, Hp, Wp, C, window, strides): padded input geometry of _gather_windows
+GATHER_CASES = [(3, 28, 28, 1, (7, 7), (1, 1)),       # the OOD CNN's first conv
+                (2, 11, 11, 4, (2, 2), (1, 1)),       # its second conv (fewer channels)
+                (2, 9, 8, 2, (3, 3), (2, 2)),
+                (1, 10, 11, 3, (4, 2), (3, 2)),       # stride leaves rows/cols unread
+                (2, 6, 6, 2, (1, 1), (2, 1)),
+                (2, 6, 7, 8, (2, 3), (1, 2))]         # ≥ _FEW_CHANNELS: the one-stack branch
+
+
+@pytest.mark.parametrize("case", GATHER_CASES, ids=str)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_gather_windows_is_the_one_stack_of_window_slices(x64, case, dtype):
+    """im2col, both branches (few channels: stacks on major axes + a transpose; else one stack),
+    holds exactly (bit for bit, float32 and float64, with −0.0, ±∞ and NaN entries) what one
+    stack of the kh·kw strided window slices holds: [n, p, q, i·kw + j, c] = x[n, p·sh + i, q·sw + j, c]."""
+    N, Hp, Wp, C, (kh, kw), (sh, sw) = case
+    x = np.random.default_rng(0).standard_normal((N, Hp, Wp, C))
+    x.flat[:4] = [-0.0, np.inf, -np.inf, np.nan]
+    x = jnp.asarray(x, dtype)
+    out_hw = ((Hp - kh) // sh + 1, (Wp - kw) // sw + 1)
+    got = jax.jit(conv._gather_windows, static_argnums=(1, 2, 3))(x, (kh, kw), (sh, sw), out_hw)
+    want = jnp.stack([conv._window_slice(x, i, j, (sh, sw), out_hw) for i in range(kh) for j in range(kw)],
+                     axis=3)
+    assert got.dtype == dtype and got.shape == want.shape == (N, *out_hw, kh * kw, C)
+    assert jnp.array_equal(got, want, equal_nan=True)
+    assert jnp.array_equal(jnp.signbit(got), jnp.signbit(want))
+
+
 @pytest.mark.parametrize("case,tile,bias", TILE_CASES, ids=str)
 def test_batch_tiled_conv2d_equals_the_untiled_one(x64, case, tile, bias):
     """conv2d_forward(batch_tile=…) runs im2col and the matmul per tile of examples and its
