@@ -176,6 +176,42 @@ def _merge_heads(a):
     return jnp.reshape(jnp.transpose(a, (0, 2, 1, 3)), (B, T, H * hs))
 
 
+def _qkv_forward(params, x, n_head):
+    """q, k, v of every head from one GEMM: x [Wq | Wk | Wv].
+
+    params: {"Wq", "Wk", "Wv": (d, D)}; x: (B, T, d) -> ((q, k, v), each (B, H, T, D/H), cache).
+    Each output element is the same length-d dot product the three separate maps compute (the
+    GEMM's column blocking does not reorder a dot product's sum: bit-identical, tested), with one
+    kernel call and one head-split copy instead of three: at doc 003's sizes (d = 64, B·T = 512)
+    a step is bound by per-operation costs, not by FLOPs.
+    """
+    Ws = (params["Wq"], params["Wk"], params["Wv"])
+    qkv, (x2, _, st) = dense_forward({"W": jnp.concatenate(Ws, axis=1)}, x)    # (B, T, 3D)
+    B, T, D3 = qkv.shape
+    qkv = jnp.reshape(qkv, (B, T, 3, n_head, D3 // (3 * n_head)))
+    q, k, v = jnp.transpose(qkv, (2, 0, 3, 1, 4))                          # each (B, H, T, hs)
+    return (q, k, v), (x2, Ws, st.lead)
+
+
+def _qkv_backward(cache, dq, dk, dv):
+    """dq, dk, dv: (B, H, T, hs) -> ({"Wq", "Wk", "Wv": (d, D)}, dx: (B, T, d)).
+
+    ``[dWq | dWk | dWv] = xᵀ [dq | dk | dv]`` is one GEMM (bit-identical to three, as the
+    forward's); ``dx = dq Wqᵀ + dk Wkᵀ + dv Wvᵀ`` stays three products summed in that order: one
+    GEMM over the 3D-long rows would round its sum differently.
+    """
+    x2, (Wq, Wk, Wv), lead = cache
+    B, H, T, hs = dq.shape
+    dqkv = jnp.reshape(jnp.transpose(jnp.stack((dq, dk, dv)), (1, 3, 0, 2, 4)),
+                       (B * T, 3 * H * hs))                                 # (B*T, 3D)
+    gW = x2.T @ dqkv                                                        # (d, 3D)
+    D = H * hs
+    d2 = [dqkv[:, i * D:(i + 1) * D] for i in range(3)]
+    dx = d2[0] @ Wq.T + d2[1] @ Wk.T + d2[2] @ Wv.T                          # (B*T, d)
+    return ({"Wq": gW[:, :D], "Wk": gW[:, D:2 * D], "Wv": gW[:, 2 * D:]},
+            jnp.reshape(dx, lead + (Wq.shape[0],)))
+
+
 def multi_head_attention_forward(params, x, n_head: int, key=None, rate: float = 0.0,
                                  scale: float | None = None):
     """H causal heads run as one batched computation, concatenated, then projected.
@@ -186,27 +222,22 @@ def multi_head_attention_forward(params, x, n_head: int, key=None, rate: float =
     attention weights and on the projected output; ``scale`` as :func:`_causal_attention_forward`.
     """
     k_att, k_out = jax.random.split(key) if key is not None else (None, None)
-    q, cq = dense_forward({"W": params["Wq"]}, x)                           # (B, T, H*hs)
-    k, ck = dense_forward({"W": params["Wk"]}, x)
-    v, cv = dense_forward({"W": params["Wv"]}, x)
-    heads, ca = _causal_attention_forward(_split_heads(q, n_head), _split_heads(k, n_head),
-                                         _split_heads(v, n_head), k_att, rate, scale)  # (B, H, T, hs)
+    (q, k, v), cqkv = _qkv_forward(params, x, n_head)                      # (B, H, T, hs)
+    heads, ca = _causal_attention_forward(q, k, v, k_att, rate, scale)     # (B, H, T, hs)
     cat = _merge_heads(heads)                                                # (B, T, H*hs)
     y, cp = dense_forward(params["proj"], cat)                              # (B, T, d)
     y, cd = dropout_forward(y, k_out, rate)
-    return y, (cq, ck, cv, ca, cp, cd, n_head)
+    return y, (cqkv, ca, cp, cd, n_head)
 
 
 def multi_head_attention_backward(cache, dy):
     """dy: (B, T, d) -> ({"Wq", "Wk", "Wv": (d, H*hs), "proj": {...}}, dx: (B, T, d))."""
-    cq, ck, cv, ca, cp, cd, n_head = cache
+    cqkv, ca, cp, cd, n_head = cache
     dy = dropout_backward(cd, dy)
     gproj, dcat = dense_backward(cp, dy)
     dq, dk, dv = _causal_attention_backward(ca, _split_heads(dcat, n_head))
-    gq, dxq = dense_backward(cq, _merge_heads(dq))
-    gk, dxk = dense_backward(ck, _merge_heads(dk))
-    gv, dxv = dense_backward(cv, _merge_heads(dv))
-    return {"Wq": gq["W"], "Wk": gk["W"], "Wv": gv["W"], "proj": gproj}, dxq + dxk + dxv
+    gqkv, dx = _qkv_backward(cqkv, dq, dk, dv)
+    return {**gqkv, "proj": gproj}, dx
 
 
 # ----------------------------------------------------------------------------- feed-forward
