@@ -666,15 +666,22 @@ def test_e7_train_one_trains_the_seeds_together_and_keeps_each():
 
 
 def test_bench_paths_compute_the_same_steps():
-    """bench_transformer's two timed programs (hand-written vs jax.grad gradients) run the same
-    AdamW steps: equal step losses to float32 round-off."""
+    """bench_transformer's timed programs (hand-written vs jax.grad vs fast_grads gradients in the
+    engine's epoch, and the bare minimal scan) run the same AdamW steps: equal step losses to
+    float32 round-off, the minimal scan's hand losses bit-equal to the engine's."""
     from experiments import bench_transformer as bench
     tok, ids = _corpus()
     cfg = dict(e7.TINY, chunk=4, block_size=8, n_head=2)
-    model = tr.transformer(e7.model_config(tok.vocab_size, 8, 2, cfg))
+    mcfg = e7.model_config(tok.vocab_size, 8, 2, cfg)
+    model, fast = tr.transformer(mcfg), tr.transformer(mcfg._replace(fast_grads=True))
     params = model.init(jax.random.key(0))
-    compiled, compile_s, args = bench.compiled_chunks(model, params, e7.token_sampler(ids, 8, 4), cfg)
-    (_, hand), (_, auto) = (compiled[g](*args) for g in bench.GRADS)
+    sampler = e7.token_sampler(ids, 8, 4)
+    compiled, compile_s, args = bench.compiled_chunks(model, params, sampler, cfg, fast)
+    assert set(compiled) == {*bench.GRADS, bench.FAST} and min(compile_s.values()) > 0
+    hand, auto, quick = (compiled[g](*args)[1] for g in (*bench.GRADS, bench.FAST))
     np.testing.assert_allclose(hand, auto, rtol=1e-5)
-    assert hand.shape == (4,) and min(compile_s.values()) > 0
-    assert set(bench.interleaved(compiled, args, 2)) == set(bench.GRADS)
+    np.testing.assert_allclose(hand, quick, rtol=1e-5)
+    assert hand.shape == (4,)
+    opt_state = e7.adamw(cfg).init(params)
+    minimal = bench.minimal_chunk(model, sampler, cfg)(params, opt_state, args[3], *args[4:])[2]
+    assert np.array_equal(np.asarray(minimal), np.asarray(hand))
