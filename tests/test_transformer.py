@@ -151,6 +151,70 @@ def test_embedding_backward_matches_vjp(x64):
     assert np.all(np.asarray(hand["pos"][T:]) == 0)
 
 
+def _mha_three_maps(params, x, n_head, scale):
+    """The multi-head layer with q, k, v as three separate dense maps (its earlier formulation,
+    the bits E7's records were made with): (y, (dparams, dx)) for dy = cos(y)."""
+    cs = [layers.dense_forward({"W": params[nm]}, x) for nm in ("Wq", "Wk", "Wv")]
+    heads, ca = att._causal_attention_forward(*(att._split_heads(c[0], n_head) for c in cs), None, 0.0, scale)
+    y, cp = layers.dense_forward(params["proj"], att._merge_heads(heads))
+    gproj, dcat = layers.dense_backward(cp, jnp.cos(y))
+    dqkv = att._causal_attention_backward(ca, att._split_heads(dcat, n_head))
+    g = [layers.dense_backward(c[1], att._merge_heads(dd)) for c, dd in zip(cs, dqkv)]
+    return y, ({"Wq": g[0][0]["W"], "Wk": g[1][0]["W"], "Wv": g[2][0]["W"], "proj": gproj},
+               g[0][1] + g[1][1] + g[2][1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_qkv_is_bit_identical_to_three_maps(dtype):
+    """One GEMM for q, k, v (and one for their weight gradients) gives exactly the bits of three
+    separate maps: output, weight gradients and dx array_equal at E7's sizes (B 16, T 32, d 64,
+    4 heads), each compiled with the default options as training compiles it."""
+    with jax.enable_x64(dtype == "float64"):
+        d, n_head = 64, 4
+        params = jax.tree.map(lambda v: v.astype(dtype), _mha_params(21, d))
+        x = _normal(22, (16, 32, d)).astype(dtype)
+
+        def fused(p, x):
+            y, cache = att.multi_head_attention_forward(p, x, n_head, scale=d ** -0.5)
+            return y, att.multi_head_attention_backward(cache, jnp.cos(y))
+
+        got = jax.jit(fused)(params, x)
+        want = jax.jit(lambda p, x: _mha_three_maps(p, x, n_head, d ** -0.5))(params, x)
+        assert jax.tree.structure(got) == jax.tree.structure(want)
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            assert g.dtype == w.dtype == jnp.dtype(dtype)
+            assert np.array_equal(np.asarray(g), np.asarray(w))
+
+
+# vocab, block_size, n_embd, n_head, n_layer, dropout, T, key
+FAST_CASES = [(11, 8, 12, 4, 2, 0.0, 5, False), (9, 6, 8, 2, 1, 0.2, 6, True)]
+
+
+@pytest.mark.parametrize("vocab,block,d,h,n_layer,drop,t,use_key", FAST_CASES)
+def test_fast_grads_match_jax_grad(x64, vocab, block, d, h, n_layer, drop, t, use_key):
+    """``fast_grads=True`` (weight gradients from materialised transposes): float64 hand gradients
+    vs jax.grad of the same model within TOL (relative), the loss bit-equal to the default model's
+    (the option touches backward products only)."""
+    cfg = tr.TransformerConfig(vocab, block, d, h, n_layer, drop)
+    fast = tr.transformer(cfg._replace(fast_grads=True))
+    params = _perturbed(fast.init(jax.random.key(1), jnp.float64), 2)
+    idx, tgt = _ints(3, (3, t), vocab), _ints(4, (3, t), vocab)
+    key = jax.random.key(5) if use_key else None
+    both = _jit(lambda p, i, t, k: (fast.backprop(p, i, t, 0.0, None, k), fast.grad_autodiff(p, i, t, 0.0, None, k),
+                                    tr.transformer(cfg).loss(p, i, t, 0.0, None, k)))
+    (l_hand, g_hand), (l_auto, g_auto), l_default = both(params, idx, tgt, key)
+    assert float(l_hand) == float(l_default)
+    assert abs(float(l_hand) - float(l_auto)) < 1e-12
+    assert jax.tree.structure(g_hand) == jax.tree.structure(params)
+    errs = jax.tree.map(gradcheck.rel_error, g_hand, g_auto)
+    assert max(jax.tree.leaves(errs)) < TOL, errs
+
+
+def test_fast_grads_must_be_a_bool():
+    with pytest.raises(ValueError, match="fast_grads"):
+        tr.transformer(_cfg()._replace(fast_grads="yes"))
+
+
 def _perturbed(params, seed):
     """Perturb every leaf so layer-norm gains/biases and zero biases are generic too."""
     leaves, tdef = jax.tree.flatten(params)
@@ -602,15 +666,22 @@ def test_e7_train_one_trains_the_seeds_together_and_keeps_each():
 
 
 def test_bench_paths_compute_the_same_steps():
-    """bench_transformer's two timed programs (hand-written vs jax.grad gradients) run the same
-    AdamW steps: equal step losses to float32 round-off."""
+    """bench_transformer's timed programs (hand-written vs jax.grad vs fast_grads gradients in the
+    engine's epoch, and the bare minimal scan) run the same AdamW steps: equal step losses to
+    float32 round-off, the minimal scan's hand losses bit-equal to the engine's."""
     from experiments import bench_transformer as bench
     tok, ids = _corpus()
     cfg = dict(e7.TINY, chunk=4, block_size=8, n_head=2)
-    model = tr.transformer(e7.model_config(tok.vocab_size, 8, 2, cfg))
+    mcfg = e7.model_config(tok.vocab_size, 8, 2, cfg)
+    model, fast = tr.transformer(mcfg), tr.transformer(mcfg._replace(fast_grads=True))
     params = model.init(jax.random.key(0))
-    compiled, compile_s, args = bench.compiled_chunks(model, params, e7.token_sampler(ids, 8, 4), cfg)
-    (_, hand), (_, auto) = (compiled[g](*args) for g in bench.GRADS)
+    sampler = e7.token_sampler(ids, 8, 4)
+    compiled, compile_s, args = bench.compiled_chunks(model, params, sampler, cfg, fast)
+    assert set(compiled) == {*bench.GRADS, bench.FAST} and min(compile_s.values()) > 0
+    hand, auto, quick = (compiled[g](*args)[1] for g in (*bench.GRADS, bench.FAST))
     np.testing.assert_allclose(hand, auto, rtol=1e-5)
-    assert hand.shape == (4,) and min(compile_s.values()) > 0
-    assert set(bench.interleaved(compiled, args, 2)) == set(bench.GRADS)
+    np.testing.assert_allclose(hand, quick, rtol=1e-5)
+    assert hand.shape == (4,)
+    opt_state = e7.adamw(cfg).init(params)
+    minimal = bench.minimal_chunk(model, sampler, cfg)(params, opt_state, args[3], *args[4:])[2]
+    assert np.array_equal(np.asarray(minimal), np.asarray(hand))

@@ -30,9 +30,38 @@ from jaxnets.nn.layers import (Layer, decay_keys, dense_backward, dense_forward,
 LN_EPS = 1e-5   # PyTorch's nn.LayerNorm default
 
 
+# ----------------------------------------------------------------------------- fast weight grads
+# The weight gradients contract over the long leading axis: ``dW = xᵀ da`` with x (B·T, d). XLA:CPU
+# hands such a transposed-lhs product to Eigen, a row-major one to its faster YNNPACK kernels.
+# ``fast_grads=True`` materialises the transposed operand first (an optimization barrier keeps XLA
+# from folding the transpose back into the product): about 1.1× faster per E7 training step, but
+# the other kernel sums in another order, so gradients differ by round-off (f32: ~1e-8). Off by
+# default: E7's records are the default path's bits.
+
+def _tmatmul(a, b, fast: bool):
+    """``aᵀ b`` over the second-to-last axis: a (..., M, m), b (..., M, n) -> (..., m, n)."""
+    at = jnp.swapaxes(a, -1, -2)
+    return (lax.optimization_barrier(at) if fast else at) @ b
+
+
+def dense_backward_fast(cache, da):
+    """:func:`~jaxnets.nn.layers.dense_backward` with ``dW`` from a materialised ``xᵀ`` (equal up to
+    round-off, see ``fast_grads`` above). da: (N, ..., n_out) -> (dparams, dx: (N, ..., n_in))."""
+    x2, W, st = cache
+    da2 = jnp.reshape(da, (-1, W.shape[1]))                        # (M, n_out)
+    dparams = {"W": _tmatmul(x2, da2, True)}
+    if st.has_bias:
+        dparams["b"] = jnp.sum(da2, axis=0)
+    return dparams, jnp.reshape(da2 @ W.T, st.lead + (W.shape[0],))
+
+
+def _dense_backward(cache, da, fast: bool):
+    return dense_backward_fast(cache, da) if fast else dense_backward(cache, da)
+
+
 # ----------------------------------------------------------------------------- embeddings
 
-def embedding_forward(params, idx):
+def embedding_forward(params, idx, fast_grads: bool = False):
     """Token + position embedding.
 
     params: {"tok": (V, d), "pos": (block_size, d)}; idx: (B, T) int, T <= block_size
@@ -48,7 +77,7 @@ def embedding_forward(params, idx):
         raise ValueError(f"embedding: expected integer token ids, got dtype {idx.dtype}")
     losses_mod.check_labels(idx, tok.shape[0], "embedding token ids")
     x = tok[idx] + pos[None, :T, :]
-    return x, (idx, tok.shape[0], pos.shape[0])
+    return x, (idx, tok.shape[0], pos.shape[0], fast_grads)
 
 
 def embedding_backward(cache, dx):
@@ -57,10 +86,11 @@ def embedding_backward(cache, dx):
     The token-table gradient is the scatter-add of dx into the rows idx, written as a one-hot
     matmul ``onehot(idx)ᵀ dx`` (fast on CPU, exact: every other term is 0·x).
     """
-    idx, V, block_size = cache
+    idx, V, block_size, fast = cache
     B, T, d = dx.shape
     onehot = jax.nn.one_hot(jnp.reshape(idx, (-1,)), V, dtype=dx.dtype)      # (B*T, V)
-    dtok = onehot.T @ jnp.reshape(dx, (B * T, d))                            # (V, d)
+    dx2 = jnp.reshape(dx, (B * T, d))
+    dtok = _tmatmul(onehot, dx2, True) if fast else onehot.T @ dx2          # (V, d)
     dpos = jnp.zeros((block_size, d), dx.dtype).at[:T].set(jnp.sum(dx, axis=0))
     return {"tok": dtok, "pos": dpos}, None
 
@@ -102,13 +132,15 @@ def layer_norm_backward(cache, dy):
 
 # ----------------------------------------------------------------------------- attention core
 
-def _causal_attention_forward(q, k, v, key=None, rate: float = 0.0, scale: float | None = None):
+def _causal_attention_forward(q, k, v, key=None, rate: float = 0.0, scale: float | None = None,
+                              fast_grads: bool = False):
     """Scaled dot-product attention with a causal mask, batched over any leading axes.
 
     q, k, v: (..., T, hs) -> out: (..., T, hs). Position t attends to positions s <= t only:
     ``P = softmax(mask(c · q kᵀ))`` with −∞ above the diagonal (so P is exactly 0 there),
     then dropout on P with ``key``/``rate``, then ``out = P v``. ``scale`` c defaults to
     ``hs ** -0.5``; doc 003's notebook uses ``n_embd ** -0.5`` (see ``TransformerConfig``).
+    ``fast_grads``: the backward's dk, dv from materialised Pᵀ, dSᵀ (round-off, see above).
     """
     T, hs = q.shape[-2:]
     scale = float(hs) ** -0.5 if scale is None else float(scale)
@@ -119,7 +151,7 @@ def _causal_attention_forward(q, k, v, key=None, rate: float = 0.0, scale: float
     p = z / jnp.sum(z, axis=-1, keepdims=True)                               # (..., T, T)
     pd, drop_cache = dropout_forward(p, key, rate)
     out = jnp.einsum("...ts,...sd->...td", pd, v)                           # (..., T, hs)
-    return out, (q, k, v, p, pd, drop_cache, scale)
+    return out, (q, k, v, p, pd, drop_cache, scale, fast_grads)
 
 
 def _causal_attention_backward(cache, dout):
@@ -128,13 +160,13 @@ def _causal_attention_backward(cache, dout):
     dP = dout vᵀ (through dropout), dS = P ⊙ (dP − rowsum(dP ⊙ P)) · c; masked entries have
     P = 0, hence dS = 0: no gradient reaches a position from the positions after it.
     """
-    q, k, v, p, pd, drop_cache, scale = cache
-    dv = jnp.einsum("...ts,...td->...sd", pd, dout)
+    q, k, v, p, pd, drop_cache, scale, fast = cache
+    dv = _tmatmul(pd, dout, True) if fast else jnp.einsum("...ts,...td->...sd", pd, dout)
     dpd = jnp.einsum("...td,...sd->...ts", dout, v)
     dp = dropout_backward(drop_cache, dpd)
     ds = p * (dp - jnp.sum(dp * p, axis=-1, keepdims=True)) * scale
     dq = jnp.einsum("...ts,...sd->...td", ds, k)
-    dk = jnp.einsum("...ts,...td->...sd", ds, q)
+    dk = _tmatmul(ds, q, True) if fast else jnp.einsum("...ts,...td->...sd", ds, q)
     return dq, dk, dv
 
 
@@ -176,42 +208,74 @@ def _merge_heads(a):
     return jnp.reshape(jnp.transpose(a, (0, 2, 1, 3)), (B, T, H * hs))
 
 
+def _qkv_forward(params, x, n_head, fast_grads: bool = False):
+    """q, k, v of every head from one GEMM: x [Wq | Wk | Wv].
+
+    params: {"Wq", "Wk", "Wv": (d, D)}; x: (B, T, d) -> ((q, k, v), each (B, H, T, D/H), cache).
+    Each output element is the same length-d dot product the three separate maps compute (the
+    GEMM's column blocking does not reorder a dot product's sum: bit-identical, tested), with one
+    kernel call and one head-split copy instead of three: at doc 003's sizes (d = 64, B·T = 512)
+    a step is bound by per-operation costs, not by FLOPs.
+    """
+    Ws = (params["Wq"], params["Wk"], params["Wv"])
+    qkv, (x2, _, st) = dense_forward({"W": jnp.concatenate(Ws, axis=1)}, x)    # (B, T, 3D)
+    B, T, D3 = qkv.shape
+    qkv = jnp.reshape(qkv, (B, T, 3, n_head, D3 // (3 * n_head)))
+    q, k, v = jnp.transpose(qkv, (2, 0, 3, 1, 4))                          # each (B, H, T, hs)
+    return (q, k, v), (x2, Ws, st.lead, fast_grads)
+
+
+def _qkv_backward(cache, dq, dk, dv):
+    """dq, dk, dv: (B, H, T, hs) -> ({"Wq", "Wk", "Wv": (d, D)}, dx: (B, T, d)).
+
+    ``[dWq | dWk | dWv] = xᵀ [dq | dk | dv]`` is one GEMM (bit-identical to three, as the
+    forward's); ``dx = dq Wqᵀ + dk Wkᵀ + dv Wvᵀ`` stays three products summed in that order: one
+    GEMM over the 3D-long rows would round its sum differently.
+    """
+    x2, (Wq, Wk, Wv), lead, fast = cache
+    B, H, T, hs = dq.shape
+    dqkv = jnp.reshape(jnp.transpose(jnp.stack((dq, dk, dv)), (1, 3, 0, 2, 4)),
+                       (B * T, 3 * H * hs))                                 # (B*T, 3D)
+    gW = _tmatmul(x2, dqkv, True) if fast else x2.T @ dqkv                 # (d, 3D)
+    D = H * hs
+    d2 = [dqkv[:, i * D:(i + 1) * D] for i in range(3)]
+    dx = d2[0] @ Wq.T + d2[1] @ Wk.T + d2[2] @ Wv.T                          # (B*T, d)
+    return ({"Wq": gW[:, :D], "Wk": gW[:, D:2 * D], "Wv": gW[:, 2 * D:]},
+            jnp.reshape(dx, lead + (Wq.shape[0],)))
+
+
 def multi_head_attention_forward(params, x, n_head: int, key=None, rate: float = 0.0,
-                                 scale: float | None = None):
+                                 scale: float | None = None, fast_grads: bool = False):
     """H causal heads run as one batched computation, concatenated, then projected.
 
     params: {"Wq", "Wk", "Wv": (d, H*hs), "proj": {"W": (H*hs, d), "b": (d,)}}; head h owns
     columns ``h*hs:(h+1)*hs`` of Wq/Wk/Wv (so this equals ``concat_h attention_head_h(x)``
     followed by ``proj``). x: (B, T, d) -> y: (B, T, d). Dropout (``key``, ``rate``) on the
-    attention weights and on the projected output; ``scale`` as :func:`_causal_attention_forward`.
+    attention weights and on the projected output; ``scale`` as :func:`_causal_attention_forward`;
+    ``fast_grads``: the weight gradients of the faster kernels (round-off, see above).
     """
     k_att, k_out = jax.random.split(key) if key is not None else (None, None)
-    q, cq = dense_forward({"W": params["Wq"]}, x)                           # (B, T, H*hs)
-    k, ck = dense_forward({"W": params["Wk"]}, x)
-    v, cv = dense_forward({"W": params["Wv"]}, x)
-    heads, ca = _causal_attention_forward(_split_heads(q, n_head), _split_heads(k, n_head),
-                                         _split_heads(v, n_head), k_att, rate, scale)  # (B, H, T, hs)
+    (q, k, v), cqkv = _qkv_forward(params, x, n_head, fast_grads)          # (B, H, T, hs)
+    heads, ca = _causal_attention_forward(q, k, v, k_att, rate, scale, fast_grads)  # (B, H, T, hs)
     cat = _merge_heads(heads)                                                # (B, T, H*hs)
     y, cp = dense_forward(params["proj"], cat)                              # (B, T, d)
     y, cd = dropout_forward(y, k_out, rate)
-    return y, (cq, ck, cv, ca, cp, cd, n_head)
+    return y, (cqkv, ca, cp, cd, n_head, fast_grads)
 
 
 def multi_head_attention_backward(cache, dy):
     """dy: (B, T, d) -> ({"Wq", "Wk", "Wv": (d, H*hs), "proj": {...}}, dx: (B, T, d))."""
-    cq, ck, cv, ca, cp, cd, n_head = cache
+    cqkv, ca, cp, cd, n_head, fast = cache
     dy = dropout_backward(cd, dy)
-    gproj, dcat = dense_backward(cp, dy)
+    gproj, dcat = _dense_backward(cp, dy, fast)
     dq, dk, dv = _causal_attention_backward(ca, _split_heads(dcat, n_head))
-    gq, dxq = dense_backward(cq, _merge_heads(dq))
-    gk, dxk = dense_backward(ck, _merge_heads(dk))
-    gv, dxv = dense_backward(cv, _merge_heads(dv))
-    return {"Wq": gq["W"], "Wk": gk["W"], "Wv": gv["W"], "proj": gproj}, dxq + dxk + dxv
+    gqkv, dx = _qkv_backward(cqkv, dq, dk, dv)
+    return {**gqkv, "proj": gproj}, dx
 
 
 # ----------------------------------------------------------------------------- feed-forward
 
-def feed_forward_forward(params, x, key=None, rate: float = 0.0):
+def feed_forward_forward(params, x, key=None, rate: float = 0.0, fast_grads: bool = False):
     """d -> 4d -> d with ReLU, then dropout.
 
     params: {"fc1": {"W": (d, 4d), "b": (4d,)}, "fc2": {"W": (4d, d), "b": (d,)}};
@@ -221,16 +285,16 @@ def feed_forward_forward(params, x, key=None, rate: float = 0.0):
     h = jax.nn.relu(a)        # jnp.maximum's values; derivative 0 at 0, as the backward's
     y, c2 = dense_forward(params["fc2"], h)                                 # (B, T, d)
     y, cd = dropout_forward(y, key, rate)
-    return y, (c1, a, c2, cd)
+    return y, (c1, a, c2, cd, fast_grads)
 
 
 def feed_forward_backward(cache, dy):
     """dy: (B, T, d) -> ({"fc1": ..., "fc2": ...}, dx: (B, T, d))."""
-    c1, a, c2, cd = cache
+    c1, a, c2, cd, fast = cache
     dy = dropout_backward(cd, dy)
-    g2, dh = dense_backward(c2, dy)
+    g2, dh = _dense_backward(c2, dy, fast)
     da = jnp.where(a > 0, dh, jnp.zeros_like(dh))      # ReLU' (0 at the kink, doc 001)
-    g1, dx = dense_backward(c1, da)
+    g1, dx = _dense_backward(c1, da, fast)
     return {"fc1": g1, "fc2": g2}, dx
 
 
@@ -258,10 +322,10 @@ def _check_seq_shape(in_shape, where, n_head=1):
     return d
 
 
-def embedding(vocab: int, block_size: int, n_embd: int) -> Layer:
+def embedding(vocab: int, block_size: int, n_embd: int, fast_grads: bool = False) -> Layer:
     """Token + position embedding Layer: in_shape (T,) int ids, T <= block_size -> (T, n_embd).
     params {"tok": (vocab, n_embd), "pos": (block_size, n_embd)}, N(0, 1) (nn.Embedding); no decay;
-    dx is None (ids have no gradient)."""
+    dx is None (ids have no gradient). ``fast_grads``: see :func:`dense_backward_fast`."""
 
     def init(key, in_shape, dtype=jnp.float32):
         if len(in_shape) != 1 or not 1 <= int(in_shape[0]) <= block_size:
@@ -272,7 +336,7 @@ def embedding(vocab: int, block_size: int, n_embd: int) -> Layer:
                                             "pos": jax.random.normal(kp, (block_size, n_embd), dtype)}
 
     def forward(params, idx, key=None):
-        return embedding_forward(params, jnp.asarray(idx))
+        return embedding_forward(params, jnp.asarray(idx), fast_grads)
 
     return Layer(init, forward, embedding_backward)
 
@@ -313,12 +377,14 @@ def _mha_decay(params):
     return {"Wq": True, "Wk": True, "Wv": True, "proj": {"W": True, "b": False}}
 
 
-def multi_head_attention(n_head: int, dropout: float = 0.0, scale: float | None = None) -> Layer:
+def multi_head_attention(n_head: int, dropout: float = 0.0, scale: float | None = None,
+                         fast_grads: bool = False) -> Layer:
     """H causal heads, concatenated, then projected: in_shape (T, d) -> (T, d).
 
     params {"Wq", "Wk", "Wv": (d, d), "proj": {"W": (d, d), "b": (d,)}} (see
     :func:`multi_head_attention_forward`); decay: the four matrices. Dropout (``key``) on the
-    attention weights and on the output; ``scale`` defaults to head_size^-0.5.
+    attention weights and on the output; ``scale`` defaults to head_size^-0.5; ``fast_grads``: the
+    weight gradients of the faster kernels (equal up to round-off, :func:`dense_backward_fast`).
     """
     dropout = float(dropout)
 
@@ -329,7 +395,7 @@ def multi_head_attention(n_head: int, dropout: float = 0.0, scale: float | None 
         return tuple(in_shape), {**p, "proj": _linear_params(ks[3], d, d, dtype)}
 
     def forward(params, x, key=None):
-        return multi_head_attention_forward(params, x, n_head, key, dropout, scale)
+        return multi_head_attention_forward(params, x, n_head, key, dropout, scale, fast_grads)
 
     return Layer(init, forward, multi_head_attention_backward, dropout > 0, _mha_decay)
 
@@ -338,9 +404,10 @@ def _ffn_decay(params):
     return {"fc1": {"W": True, "b": False}, "fc2": {"W": True, "b": False}}
 
 
-def feed_forward(dropout: float = 0.0) -> Layer:
+def feed_forward(dropout: float = 0.0, fast_grads: bool = False) -> Layer:
     """The feed-forward net d -> 4d -> d with ReLU, then dropout: in_shape (..., d) -> same.
-    params {"fc1": {"W": (d, 4d), "b": (4d,)}, "fc2": {"W": (4d, d), "b": (d,)}}; decay: both "W"."""
+    params {"fc1": {"W": (d, 4d), "b": (4d,)}, "fc2": {"W": (4d, d), "b": (d,)}}; decay: both "W";
+    ``fast_grads``: see :func:`dense_backward_fast`."""
     dropout = float(dropout)
 
     def init(key, in_shape, dtype=jnp.float32):
@@ -350,6 +417,6 @@ def feed_forward(dropout: float = 0.0) -> Layer:
                                  "fc2": _linear_params(k2, 4 * d, d, dtype)}
 
     def forward(params, x, key=None):
-        return feed_forward_forward(params, x, key, dropout)
+        return feed_forward_forward(params, x, key, dropout, fast_grads)
 
     return Layer(init, forward, feed_forward_backward, dropout > 0, _ffn_decay)
