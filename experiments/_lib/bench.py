@@ -578,11 +578,16 @@ def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
     return {"n": len(X), **_machine(peak, levels), "rounds": rounds, "cases": out}
 
 
+TFM_FAST = "jaxnets (hand grads, fast_grads: equal to round-off)"
+
+
 def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
     """The E7 training step (doc 003's notebook recipe: AdamW 1e-3, PyTorch's defaults):
     ``steps`` steps per timed call, each one compiled engine epoch of a token ``Sampler``
-    (``train.make_epoch``, as ``fit`` runs it), hand rules vs jax.grad vs PyTorch eager (same
-    architecture and sizes). tokens: (n,) int32 training text."""
+    (``train.make_epoch``, as ``fit`` runs it), hand rules vs jax.grad vs the hand rules with the
+    opt-in ``TransformerConfig(fast_grads=True)`` (weight gradients from transposed copies: other
+    kernels, so equal only to round-off) vs PyTorch eager (same architecture and sizes).
+    tokens: (n,) int32 training text."""
     from experiments import e7_transformer as e7
     from jaxnets.models import transformer as tr
     mcfg = tr.TransformerConfig(vocab, cfg["block_size"], cfg["n_embd"], cfg["n_head"], cfg["n_layer"],
@@ -600,7 +605,8 @@ def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
         return jax.jit(train.make_epoch(model, smp, cfg["batch_size"], grad=g, optimizer=opt,
                                         use_l2=False, check_grads=False))
     vs = []
-    for g, name in (("hand", "jaxnets (hand grads)"), ("autodiff", "jaxnets (jax.grad)")):
+    for g, name in (("hand", "jaxnets (hand grads)"), ("autodiff", "jaxnets (jax.grad)"), ("hand", TFM_FAST)):
+        model = tr.transformer(mcfg._replace(fast_grads=name == TFM_FAST))
         c, comp = _compile(epoch(sampler, g), *args)
         step = _compile(epoch(one, g), *args)[0]
         flops, nbytes = (v * steps for v in cost(step))
@@ -655,6 +661,8 @@ def ratios(rec: dict) -> dict:
         rows = rec["transformer"]["rows"]
         hand = rows[0]
         out["transformer"] = {"torch_over_hand": _ratio(rows, TORCH, hand["variant"]),
+                              "torch_over_fast": _ratio(rows, TORCH, TFM_FAST),
+                              "hand_over_fast": _ratio(rows, hand["variant"], TFM_FAST),
                               "hand_over_autodiff": _ratio(rows, hand["variant"], rows[1]["variant"]),
                               "hand_fraction_of_peak": hand.get("fraction_of_peak"), "hand_bound": hand.get("bound"),
                               "hand_limit": hand.get("limit")}
