@@ -24,6 +24,9 @@ import pytest
 
 # JAXNETS_TEST_PROFILE=DIR records each test's CPU seconds and peak RSS (tests/_profile.py)
 from _profile import pytest_runtest_protocol  # noqa: F401,E402
+# the two test commands: default (-m "not e2e" in pyproject's addopts) and -m e2e (tests/_e2e.py)
+from _e2e import (pytest_deselected, pytest_sessionfinish, pytest_terminal_summary,  # noqa: F401,E402
+                  pytest_testnodedown)
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
@@ -71,11 +74,12 @@ def _free_compiled_programs():
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
-    """The ``slow`` tests first, the costliest first (``@pytest.mark.slow(cpu=SECONDS)``, CPU
+    """The ``e2e`` tests first, the costliest first (``@pytest.mark.e2e(cpu=SECONDS)``, CPU
     seconds measured with JAXNETS_TEST_PROFILE): pytest-xdist hands out tests round-robin in this
-    order, so the long end-to-end runs start at once on different workers and the short tests fill
-    in behind them, instead of one long run starting last and setting the wall time alone."""
+    order, so in ``python -m pytest -q -m e2e`` the long end-to-end runs start at once on different
+    workers and the shorter ones fill in behind them, instead of one long run starting last and
+    setting the wall time alone."""
     def cost(item):
-        m = item.get_closest_marker("slow")
+        m = item.get_closest_marker("e2e")
         return -1.0 if m is None else float(m.kwargs.get("cpu", 0))
     items.sort(key=cost, reverse=True)   # stable: the order within equal costs is kept

@@ -235,7 +235,7 @@ def test_early_stop_point(val_acc, patience, want):
     assert notebook.early_stop_point(val_acc, patience) == want
 
 
-@pytest.mark.slow(cpu=27)
+@pytest.mark.e2e(cpu=27)
 def test_e3_quick_end_to_end(fashion, tmp_path):
     rec = e3_fashion.run(RunConfig(mode="quick", results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),
                                    log=None, options=dict(n_train=200, max_epochs=2, epochs_33=4, batch_sizes=(1, 50),
