@@ -17,6 +17,14 @@ E2E_CMD = f"{DEFAULT_CMD} -m {MARK}"
 _deselected = {"e2e": 0, "other": 0}
 
 
+def pytest_configure(config):
+    """The e2e command hands out test by test (xdist's ``load``), in conftest's costliest-first
+    order: ``loadfile`` hands out files with the most tests first, which started the 2-test file
+    of the main job (the longest run) last."""
+    if config.option.markexpr == MARK and getattr(config.option, "dist", "no") == "loadfile":
+        config.option.dist = "load"
+
+
 def _is_e2e(item) -> bool:
     return item.get_closest_marker(MARK) is not None
 

@@ -26,8 +26,8 @@ import pytest
 # JAXNETS_TEST_PROFILE=DIR records each test's CPU seconds and peak RSS (tests/_profile.py)
 from _profile import pytest_runtest_protocol  # noqa: F401,E402
 # the two test commands: default (-m "not e2e" in pyproject's addopts) and -m e2e (tests/_e2e.py)
-from _e2e import (pytest_deselected, pytest_sessionfinish, pytest_terminal_summary,  # noqa: F401,E402
-                  pytest_testnodedown)
+from _e2e import (pytest_configure, pytest_deselected, pytest_sessionfinish,  # noqa: F401,E402
+                  pytest_terminal_summary, pytest_testnodedown)
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
