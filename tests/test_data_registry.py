@@ -365,7 +365,7 @@ def test_cifar_jpeg_counts_by_listing():
         assert list(np.bincount(labels)) == [n] * 10
 
 
-@pytest.mark.slow
+@pytest.mark.e2e(cpu=10)
 def test_cifar_jpeg_full_load(monkeypatch):
     """Decodes all 60,000 JPEGs once (a few seconds), then checks the npz cache round trip."""
     root = _cifar_jpeg_root()

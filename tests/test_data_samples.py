@@ -113,7 +113,7 @@ def test_full_data_too_small_is_an_error():
         data.split_fashion_mnist(raw)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e(cpu=6)
 def test_build_samples_is_reproducible():
     """Rebuilds every sample in memory from the canonical files and compares the checksums."""
     env = dict(os.environ, PYTHONPATH=str(REPO))

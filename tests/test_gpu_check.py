@@ -32,7 +32,7 @@ def _git_status():
     return r.stdout if r.returncode == 0 else None
 
 
-@pytest.mark.slow(cpu=63)
+@pytest.mark.e2e(cpu=55)
 def test_dry_run_writes_a_complete_record(tmp_path):
     """The schema a GPU run will be read with: every stage passed, with its own fields."""
     before = _git_status()

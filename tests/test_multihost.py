@@ -14,6 +14,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 WORKER = textwrap.dedent("""
     import json, sys
@@ -84,6 +85,7 @@ def _close(a, b):
                                    rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.e2e(cpu=15)
 def test_two_processes_equal_the_single_process_runs():
     port = str(_free_port())
     multi = _run([(("multi", port, str(i)), _env(2)) for i in range(2)])

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -25,6 +27,7 @@ def _run(code: str, tmp_path) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.e2e(cpu=10)
 def test_readme_library_example_runs_verbatim(tmp_path):
     proc = _run(_example(), tmp_path)
     acc = float(re.search(r"test accuracy ([0-9.]+)", proc.stdout).group(1))
@@ -35,6 +38,7 @@ def test_readme_library_example_runs_verbatim(tmp_path):
     assert list(tmp_path.iterdir()) == []     # the example writes nothing
 
 
+@pytest.mark.e2e(cpu=11)
 def test_readme_write_your_own_layer_runs_verbatim(tmp_path):
     """The learner's path: a softplus Layer with its hand backward, checked by check_layer (the
     correct rule passes, the planted slip is named), composed into a model, checked, trained."""

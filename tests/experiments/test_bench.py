@@ -235,6 +235,7 @@ def small_probes(monkeypatch, tmp_path):
     monkeypatch.setattr(bench, "CACHE_ROOT", str(tmp_path / "cache"))
 
 
+@pytest.mark.e2e(cpu=4)
 def test_ladder_runs_end_to_end_and_reports_every_rung(small_probes):
     X, Y = _data(100)
     out = bench.mlp_ladder(X, Y, batch_sizes=(5,), rounds=1, per_example_steps=2, scalar_examples=1,

@@ -165,6 +165,7 @@ def test_sigterm_swallowed_by_a_gc_callback_is_raised_again():
     assert sys.unraisablehook is hook                                 # and the hook restored
 
 
+@pytest.mark.e2e(cpu=3)
 def test_sigterm_stops_a_real_run_cleanly(tmp_path):
     """A training run gets SIGTERM after its first training phase starts: one line, exit 130,
     no temporary (half-written) file anywhere under the output folder."""

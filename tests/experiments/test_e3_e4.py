@@ -235,7 +235,7 @@ def test_early_stop_point(val_acc, patience, want):
     assert notebook.early_stop_point(val_acc, patience) == want
 
 
-@pytest.mark.slow(cpu=27)
+@pytest.mark.e2e(cpu=23)
 def test_e3_quick_end_to_end(fashion, tmp_path):
     rec = e3_fashion.run(RunConfig(mode="quick", results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),
                                    log=None, options=dict(n_train=200, max_epochs=2, epochs_33=4, batch_sizes=(1, 50),
@@ -270,6 +270,7 @@ def test_e3_quick_end_to_end(fashion, tmp_path):
 
 # --------------------------------------------------------------------------- E4 end to end
 
+@pytest.mark.e2e(cpu=12)
 def test_e4_quick_end_to_end_with_remedies(fashion, tmp_path):
     rec = e4_ood.run(RunConfig(mode="quick", results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),
                                log=None, options=dict(model_names=("mlp2_ood",), remedies=("shift", "rot90"),
@@ -307,6 +308,7 @@ def test_e4_quick_end_to_end_with_remedies(fashion, tmp_path):
     assert "2-layer MLP" in text and "mean ± sd of 3 seeds" in text
 
 
+@pytest.mark.e2e(cpu=6)
 def test_e4_command_line_tiny(fashion, tmp_path, capsys):
     """The shared CLI: --tiny writes under --out, prints the document-recipe table, exit 0."""
     rc = e4_ood.main(["--tiny", "--offline", "--out", str(tmp_path), "--remedies"])

@@ -95,7 +95,7 @@ def test_weight_grid_has_no_empty_cells_when_the_count_allows(n, cols):
     np.testing.assert_allclose(grid[:4, 5:9].min(), 0.0) and np.testing.assert_allclose(grid[:4, 5:9].max(), 255.0)
 
 
-@pytest.mark.slow(cpu=17)
+@pytest.mark.e2e(cpu=13)
 @pytest.mark.filterwarnings("error::experiments._lib.figures.FigureLayoutWarning")  # every figure laid out
 def test_e6_end_to_end_tiny(tmp_path):
     x, y = _cifar_like(600, seed=2)

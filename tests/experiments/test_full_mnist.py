@@ -33,6 +33,7 @@ def served_mnist(tmp_path, monkeypatch):
         yield srv, arrays
 
 
+@pytest.mark.e2e(cpu=5)
 def test_e1_downloads_full_mnist_and_uses_its_first_3000_and_1000(served_mnist, tmp_path):
     srv, arrays = served_mnist
     rec = e1_mnist.run(RunConfig(mode="tiny", results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),
@@ -51,7 +52,7 @@ def test_e1_downloads_full_mnist_and_uses_its_first_3000_and_1000(served_mnist, 
     assert np.bincount(arrays["y_train"][:3000]).tolist() == [300] * 10
 
 
-@pytest.mark.slow(cpu=18)
+@pytest.mark.e2e(cpu=10)
 def test_e2_downloads_full_mnist_with_the_doc002_split(served_mnist, tmp_path):
     _, _ = served_mnist
     rec = e2_levels.run(RunConfig(mode="tiny", results_dir=str(tmp_path / "r"), figures_dir=str(tmp_path / "f"),

@@ -32,7 +32,7 @@ def _fresh_env(tmp_path):
     return env
 
 
-@pytest.mark.slow(cpu=150)
+@pytest.mark.e2e(cpu=131)
 def test_main_job_runs_everything_on_the_embedded_samples_offline(tmp_path):
     out = tmp_path / "out"
     p = subprocess.run([sys.executable, "-m", "experiments.reproduce", "--tiny", "--offline", "--out", str(out)],
@@ -71,7 +71,7 @@ def _digest(folder):
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.slow(cpu=14)
+@pytest.mark.e2e(cpu=6)
 def test_quick_run_leaves_the_committed_results_and_figures_untouched(tmp_path):
     """Run from a folder holding copies of the committed E1 record and figures: the quick run
     writes only under results/quick/ and figures/quick/ (every script takes the same options

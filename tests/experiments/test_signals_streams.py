@@ -39,7 +39,7 @@ def _env(tmp_path, **extra):
 WAVE = 3
 
 
-@pytest.mark.slow(cpu=20)
+@pytest.mark.e2e(cpu=4)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_at_any_moment_is_exit_130_with_one_line(tmp_path, sig):
     """Twelve runs, WAVE at a time, each interrupted after its own delay (0 to 5 s after the
@@ -93,7 +93,7 @@ def _interrupt_in_waves(tmp_path, sig):
     return done
 
 
-@pytest.mark.slow(cpu=15)
+@pytest.mark.e2e(cpu=5)
 @pytest.mark.parametrize("case, redirect, extra_env", [
     ("closed stderr", " 2>&-", {}),
     ("reader gone", " | head -1", {}),
