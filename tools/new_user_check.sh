@@ -35,6 +35,7 @@ timed "pip install -e ." pip install -q -e . ; a=$?
 timed "python -m experiments.reproduce" isolated python -m experiments.reproduce ; b=$?
 timed 'pip install -e ".[test]"' pip install -q -e ".[test]" ; c=$?
 timed "python -m pytest -q" isolated /usr/bin/time -f "peak RSS of the largest process %M KB" python -m pytest -q ; d=$?
+timed "python -m pytest -q -m e2e" isolated /usr/bin/time -f "peak RSS of the largest process %M KB" python -m pytest -q -m e2e ; e=$?
 echo "== git status after both (should be empty):"; git status --short
 echo "== README's times:"; sed -n '/<!-- times:start -->/,/<!-- times:end -->/p' README.md | head -3
-exit $(( a || b || c || d ))
+exit $(( a || b || c || d || e ))
