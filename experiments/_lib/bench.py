@@ -389,14 +389,18 @@ def minimal_epoch(model, n, B, lr=SGD_LR):
         raise ValueError(f"minimal_epoch: n = {n} must be a multiple of the batch size {B}")
 
     def epoch(params, key, X, Y):
-        perm = jax.random.permutation(key, n)
-        Xe, Ye = X[perm].reshape(n // B, B, *X.shape[1:]), Y[perm].reshape(n // B, B, *Y.shape[1:])
-
         def step(p, b):
             _, g = model.backprop(p, *b)
             return jax.tree.map(lambda w, d: w - lr * d, p, g), None
-        return jax.lax.scan(step, params, (Xe, Ye))[0]
+        return jax.lax.scan(step, params, _epoch_batches(key, n, B, X, Y))[0]
     return epoch
+
+
+def _epoch_batches(key, n, B, X, Y):
+    """One permutation (``jax.random.permutation(key, n)``, fit's shuffle draw) and one gather:
+    (X, Y) as (n/B, B, ...) contiguous batches."""
+    perm = jax.random.permutation(key, n)
+    return X[perm].reshape(n // B, B, *X.shape[1:]), Y[perm].reshape(n // B, B, *Y.shape[1:])
 
 
 def minimal_options_epoch(model, n, B, lr=SGD_LR, momentum=0.9):
@@ -410,14 +414,11 @@ def minimal_options_epoch(model, n, B, lr=SGD_LR, momentum=0.9):
         raise ValueError(f"minimal_options_epoch: n = {n} must be a multiple of the batch size {B}")
 
     def epoch(state, l2, key, X, Y):
-        perm = jax.random.permutation(key, n)
-        Xe, Ye = X[perm].reshape(n // B, B, *X.shape[1:]), Y[perm].reshape(n // B, B, *Y.shape[1:])
-
         def step(pv, b):
             loss, g = model.backprop(pv[0], *b, l2)
             v = jax.tree.map(lambda d, t: d + momentum * t, g, pv[1])
             return (jax.tree.map(lambda w, u: w - lr * u, pv[0], v), v), loss
-        return jax.lax.scan(step, state, (Xe, Ye))
+        return jax.lax.scan(step, state, _epoch_batches(key, n, B, X, Y))
     return epoch
 
 
