@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnets.errors import GradientCheckError
+from jaxnets.nn import initializers
 
 #: The diagnosis tags a :class:`GradientCheckError` message uses (each names one bug class).
 DIAGNOSES = ("structure mismatch", "shape mismatch", "non-finite", "all zeros", "only at kinks",
@@ -573,7 +574,7 @@ def _layer_setup(layer, x, params, key, dy, fkey):
                                  "gradient of a NaN/Inf output means nothing")
         err.diagnoses = {("forward", "y"): Diagnosis("non-finite", str(err))}
         raise err
-    dy = jax.random.normal(k_dy, y.shape, jnp.float64) if dy is None else _to64(dy)
+    dy = initializers.normal_draw(k_dy, y.shape, jnp.float64) if dy is None else _to64(dy)
     return x, params, y, cache, dy
 
 

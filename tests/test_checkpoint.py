@@ -198,6 +198,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e(cpu=8)
 def test_killed_writers_leave_no_pile_of_temporary_files(tmp_path):
     """Five writers SIGKILLed mid-loop: each new write removes the dead writers' temporaries, so
     at most the last one's remains, and the next write leaves none."""

@@ -132,6 +132,7 @@ def test_float32_training_step_and_predict():
 
 
 @pytest.mark.parametrize("model", ["cnn2", "cnn3"])
+@pytest.mark.e2e(cpu=6)
 def test_bench_conv_one_stack_variant_gives_the_same_gradients(tmp_path, monkeypatch, model):
     """experiments.bench_conv --one-stack traces the hand path with every im2col as one stack of
     window slices and fails unless its loss and gradients equal the default path's bit for bit

@@ -281,6 +281,7 @@ SUBPROCESS = [
 
 
 @pytest.mark.parametrize("build, call, pattern, max_mb", [s[1:] for s in SUBPROCESS], ids=[s[0] for s in SUBPROCESS])
+@pytest.mark.e2e(cpu=2)
 def test_attack_in_subprocess(tmp_path, build, call, pattern, max_mb):
     p = build(tmp_path)
     r = _run_child(f"p = {str(p)!r}\n    {call}", tmp_path)

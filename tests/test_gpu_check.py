@@ -145,6 +145,7 @@ def test_bad_command_lines_exit_2_naming_the_option(tmp_path, args, msg):
 
 
 @pytest.mark.parametrize("how,rtol", [("loop", 0.0), ("vmap", 1e-6), ("flat", 1e-6)])
+@pytest.mark.e2e(cpu=3)
 def test_e7_estimate_loss_scores_the_engines_batches(how, rtol):
     """The three evaluation layouts the GPU check times score the batches the engine's sampled
     evaluation draws: the loop bit for bit, the batched forwards to float32 rounding (rtol 1e-6)."""

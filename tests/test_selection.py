@@ -63,6 +63,7 @@ def test_longer():
     (["-m", MARK], {"long", "longer"}, f"3 library tests deselected (not marked {MARK}); they run with: {DEFAULT_CMD}"),
     (["-m", ""], {"unit0", "unit1", "unit2", "long", "longer"}, None),
 ])
+@pytest.mark.e2e(cpu=4)
 def test_each_command_runs_its_tests_and_names_the_other(tmp_path, extra, ran, line):
     """A project with 3 plain and 2 e2e tests under this checkout's pytest settings (2 workers)."""
     settings = _pytest_settings()

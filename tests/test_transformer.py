@@ -648,6 +648,7 @@ def test_init_under_vmap_equals_one_init_per_key():
     assert not np.allclose(stacked[0]["pos"][0], stacked[0]["pos"][1])
 
 
+@pytest.mark.e2e(cpu=14)
 def test_e7_train_one_trains_the_seeds_together_and_keeps_each():
     """Two seeds in one vmapped program: each its own initial weights, batches, curve and samples."""
     corpus = "the quick brown fox\njumps over the lazy dog\n" * 60   # more characters than E7's top-k 10
@@ -665,6 +666,7 @@ def test_e7_train_one_trains_the_seeds_together_and_keeps_each():
     assert r["diverged"] == [False, False]
 
 
+@pytest.mark.e2e(cpu=16)
 def test_bench_paths_compute_the_same_steps():
     """bench_transformer's timed programs (hand-written vs jax.grad vs fast_grads gradients in the
     engine's epoch, and the bare minimal scan) run the same AdamW steps: equal step losses to

@@ -33,13 +33,14 @@ from jax import lax
 
 from jaxnets.models.base import Model, sequential
 from jaxnets.nn import conv
+from jaxnets.nn import initializers
 from jaxnets.nn import layers as L
 
 
 def init(key, dtype=jnp.float32, std: float = 0.1):
     """w, v ~ N(0, std²) (doc 003's N(0, 0.1²) initialisation)."""
     kw, kv = jax.random.split(key)
-    return {"w": std * jax.random.normal(kw, (2,), dtype), "v": std * jax.random.normal(kv, (2,), dtype)}
+    return {"w": std * initializers.normal_draw(kw, (2,), dtype), "v": std * initializers.normal_draw(kv, (2,), dtype)}
 
 
 def _batch(x):
@@ -182,6 +183,6 @@ def synthetic_pattern_data(key, n: int, dtype=jnp.float32, teacher=None):
     """
     if teacher is None:
         teacher = {"w": jnp.array([1.0, -1.0], dtype), "v": jnp.array([1.0, -1.0], dtype)}
-    X = jax.random.normal(key, (n, 3), dtype)
+    X = initializers.normal_draw(key, (n, 3), dtype)
     Y = jnp.where(apply(teacher, X) >= 0, 1.0, -1.0).astype(dtype)
     return X, Y, teacher

@@ -35,6 +35,7 @@ from jax import lax
 
 from jaxnets.models.base import Model, sequential
 from jaxnets.nn import attention as A
+from jaxnets.nn import initializers
 from jaxnets.nn import layers as L
 
 ATTN_SCALES = ("n_embd", "head")
@@ -162,8 +163,8 @@ def _draw(key, cfg: TransformerConfig, dtype):
     """The named layout of :func:`_draw_layout` filled: one draw per distribution, cut into pieces
     (a single random-bits kernel compiles much faster than one per matrix)."""
     leaves, tdef = jax.tree.flatten(_draw_layout(cfg), is_leaf=lambda v: isinstance(v, _Draw))
-    draws = {"normal": lambda k, n: jax.random.normal(k, (n,), dtype),
-             "uniform": lambda k, n: jax.random.uniform(k, (n,), dtype, -1.0, 1.0)}
+    draws = {"normal": lambda k, n: initializers.normal_draw(k, (n,), dtype),
+             "uniform": lambda k, n: initializers.uniform_draw(k, (n,), dtype, -1.0, 1.0)}
     flat = {}
     for k, (kind, draw) in zip(jax.random.split(key, len(draws)), draws.items()):
         sizes = [math.prod(v.shape) for v in leaves if v.kind == kind]

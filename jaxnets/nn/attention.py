@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxnets.nn import losses as losses_mod
+from jaxnets.nn import initializers, losses as losses_mod
 from jaxnets.nn.layers import (Layer, decay_keys, dense_backward, dense_forward, dropout_backward,
                                dropout_forward)
 
@@ -303,7 +303,7 @@ def feed_forward_backward(cache, dy):
 def _uniform(key, shape, fan_in, dtype):
     """PyTorch's nn.Linear default: U(±1/√fan_in)."""
     bound = fan_in ** -0.5
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return initializers.uniform_draw(key, shape, dtype, -bound, bound)
 
 
 def _linear_params(key, n_in, n_out, dtype, bias=True):
@@ -332,8 +332,8 @@ def embedding(vocab: int, block_size: int, n_embd: int, fast_grads: bool = False
             raise ValueError(f"embedding: expected an input shape (T,) with T <= block_size={block_size},"
                              f" got {tuple(in_shape)}")
         kt, kp = jax.random.split(key)
-        return (int(in_shape[0]), n_embd), {"tok": jax.random.normal(kt, (vocab, n_embd), dtype),
-                                            "pos": jax.random.normal(kp, (block_size, n_embd), dtype)}
+        return (int(in_shape[0]), n_embd), {"tok": initializers.normal_draw(kt, (vocab, n_embd), dtype),
+                                            "pos": initializers.normal_draw(kp, (block_size, n_embd), dtype)}
 
     def forward(params, idx, key=None):
         return embedding_forward(params, jnp.asarray(idx), fast_grads)

@@ -14,21 +14,61 @@ Names:
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
+
+# ----------------------------------------------------------------------------- draws
+# Each new shape of an eager jax.random draw compiles its own threefry program: 0.3–0.7 CPU-s each
+# on a 2-core Xeon, several per model init. With threefry's partitionable counters (JAX's default)
+# element i of a flat draw depends only on (key, i), so an eager draw takes the flat draw of the
+# next power of two (at least 64) and cuts it to size: the same numbers (tests/test_initializers.py),
+# one compiled sampler per size class. Under a trace (jit, vmap) the draw is made as asked.
+MIN_DRAW = 64
+
+
+def _prefix_stable(key) -> bool:
+    if not jax.config.jax_threefry_partitionable or isinstance(key, jax.core.Tracer):
+        return False
+    return str(jax.random.key_impl(key)) == "threefry2x32"
+
+
+def draw(sample, key, shape, dtype, *args):
+    """``sample(key, shape, dtype, *args)`` (``jax.random.normal``/``uniform``/...: element-wise
+    maps of the key's bits), the same numbers with one compile per size class when eager."""
+    shape = tuple(int(d) for d in shape)
+    size = math.prod(shape)
+    if size == 0 or not _prefix_stable(key):
+        return sample(key, shape, dtype, *args)
+    n = max(MIN_DRAW, 1 << (size - 1).bit_length())
+    return sample(key, (n,), dtype, *args)[:size].reshape(shape)
+
+
+def normal_draw(key, shape, dtype=jnp.float32):
+    """N(0, 1) of ``shape``: ``normal_draw(key, shape, dtype)``, see :func:`draw`."""
+    return draw(jax.random.normal, key, shape, dtype)
+
+
+def uniform_draw(key, shape, dtype=jnp.float32, minval=0.0, maxval=1.0):
+    """U[minval, maxval) of ``shape``: ``uniform_draw(key, shape, dtype, minval, maxval)``."""
+    return draw(jax.random.uniform, key, shape, dtype, minval, maxval)
+
+
+# ----------------------------------------------------------------------------- schemes
 
 
 def normal(std: float = 0.1):
     def init(key, W_shape, b_shape, fan_in, fan_out, dtype=jnp.float32):
         kW, kb = jax.random.split(key)
-        return (std * jax.random.normal(kW, W_shape, dtype),
-                std * jax.random.normal(kb, b_shape, dtype))
+        return (std * normal_draw(kW, W_shape, dtype),
+                std * normal_draw(kb, b_shape, dtype))
     return init
 
 
 def scaled_normal(std: float = 1e-4):
     def init(key, W_shape, b_shape, fan_in, fan_out, dtype=jnp.float32):
-        return std * jax.random.normal(key, W_shape, dtype), jnp.zeros(b_shape, dtype)
+        return std * normal_draw(key, W_shape, dtype), jnp.zeros(b_shape, dtype)
     return init
 
 
@@ -41,14 +81,14 @@ def zeros():
 def he():
     def init(key, W_shape, b_shape, fan_in, fan_out, dtype=jnp.float32):
         std = (2.0 / fan_in) ** 0.5
-        return std * jax.random.normal(key, W_shape, dtype), jnp.zeros(b_shape, dtype)
+        return std * normal_draw(key, W_shape, dtype), jnp.zeros(b_shape, dtype)
     return init
 
 
 def glorot():
     def init(key, W_shape, b_shape, fan_in, fan_out, dtype=jnp.float32):
         limit = (6.0 / (fan_in + fan_out)) ** 0.5
-        W = jax.random.uniform(key, W_shape, dtype, -limit, limit)
+        W = uniform_draw(key, W_shape, dtype, -limit, limit)
         return W, jnp.zeros(b_shape, dtype)
     return init
 

@@ -258,6 +258,7 @@ def test_ladder_runs_end_to_end_and_reports_every_rung(small_probes):
                for r in rat)
 
 
+@pytest.mark.e2e(cpu=13)
 def test_ladder_times_fit_with_each_option_and_with_all_of_them(small_probes):
     """At batch 5 the ladder times fit's epoch with every option and check on (momentum, traced
     L2, fit's epoch-end check) and each option alone; the ratios name every one."""
@@ -274,6 +275,7 @@ def test_ladder_times_fit_with_each_option_and_with_all_of_them(small_probes):
 
 
 @pytest.mark.parametrize("name", ["cnn2", "cnn3"])
+@pytest.mark.e2e(cpu=7)
 def test_tiled_cnn_rows_time_the_same_network(name):
     """The batch-tiled CNN rows run doc 003's network: the same params from the same key, and
     loss and hand gradients equal to the untiled model's to float32 round-off (rtol 1e-5) on a

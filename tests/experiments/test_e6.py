@@ -148,6 +148,7 @@ def test_doc_trainer_schedule_and_train_acc_history(x64):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-15)
 
 
+@pytest.mark.e2e(cpu=8)
 def test_doc_protocol_reuses_one_net_and_flags_the_slip(tmp_path):
     """The grid as doc 004 ran it (one net trained on, starting from the baseline's weights) and
     as it should be run (fresh nets), with the document's 18 values beside the reused run."""

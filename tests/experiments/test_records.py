@@ -162,6 +162,7 @@ def test_a_newline_or_bar_in_a_quantity_never_splits_a_table_row(tmp_path, quant
     assert all(len(re.findall(r"(?<!\\)\|", line)) == 8 for line in table), table
 
 
+@pytest.mark.e2e(cpu=7)
 def test_from_results_of_the_committed_records_gives_the_new_layout(tmp_path):
     """The lead's command (python -m experiments.reproduce --full --from-results) on copies of the
     committed records: every record validates, a summary table links each section."""
