@@ -3,7 +3,7 @@
 ``python -m pytest -q`` runs the library and unit tests: pyproject's addopts hold ``-m "not e2e"``.
 ``python -m pytest -q -m e2e`` runs the end-to-end tests (``@pytest.mark.e2e(cpu=SECONDS)``:
 experiment scripts, the main job, the GPU check's dry run, a benchmark's or an experiment's
-training path at tiny scale, tests that start Python processes): a ``-m`` on the
+training path at tiny scale, the costlier tests that start Python processes): a ``-m`` on the
 command line comes after addopts and replaces theirs. Together they run every test
 (tests/test_selection.py checks both on the real suite). Each run ends with one line naming what it
 left out and the command that runs it.
