@@ -41,6 +41,12 @@ class _ConvGeom(NamedTuple):
     nhwc_input: bool
 
 
+def _kept_t(w):
+    """wᵀ of a small weight matrix, materialised: XLA folds a bare transpose into the product's
+    dimension numbers (left operand contracted on axis 0), which XLA:CPU runs on Eigen, not YNNPACK."""
+    return lax.optimization_barrier(w.T)
+
+
 def _im2col_t(x_pad, g):
     """Transposed patches: x_pad (C, N, Hp, Wp) → Pᵀ (kh·kw·C, N·Ho·Wo), rows (i, j, c), columns (n, p, q).
 
@@ -85,7 +91,7 @@ def conv2d_cf_forward(params, x, stride=1, padding="valid", nhwc_input=False):
     g = _ConvGeom((H, Wd), pad, (kh, kw), strides, out_hw, nhwc_input)
     x_pad = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (0, 0, 0), (*pad[0], 0), (*pad[1], 0)))
     pt = _im2col_t(x_pad, g)                                          # (K, M)
-    y = W.reshape(kh * kw * cin, cout).T @ pt                         # (C_out, M)
+    y = _kept_t(W.reshape(kh * kw * cin, cout)) @ pt                 # (C_out, M)
     if "b" in params:
         y = y + params["b"][:, None]
     return y.reshape(cout, N, *out_hw), (pt, W, g, "b" in params)
@@ -169,7 +175,9 @@ def dense_fm(n_out: int) -> L.Layer:
 
     def forward(params, xt, key=None):
         W = params["W"]
-        return (W.T @ xt).T + params["b"], (xt, W)
+        # the barrier keeps sᵀ a product of its own: XLA would fold the transpose into it,
+        # contracting xᵀ on axis 0 (Eigen)
+        return lax.optimization_barrier(_kept_t(W) @ xt).T + params["b"], (xt, W)
 
     def backward(cache, ds):
         xt, W = cache
