@@ -53,13 +53,16 @@ def _kept_t(w):
 def _im2col_t(x_pad, g):
     """Transposed patches: x_pad (C, Hp, Wp, N) → Pᵀ (kh·kw·C, Ho·Wo·N), rows (i, j, c), columns (p, q, n).
 
-    One strided slice per window offset (i, j), stacked on a new major axis; each copies runs of
-    Wo·N floats (stride 1) or N floats."""
-    C, N = x_pad.shape[0], x_pad.shape[3]
+    kw column slices stacked on a new major axis, then kh row slices of that stack: each copies
+    runs of Wo·N floats (stride 1) or N floats, and XLA fuses each stack into one loop (one stack
+    of kh·kw slices became kh·kw copies plus a concatenate: 1.2 vs 0.43 ms for the 7×7 conv at
+    batch 128, one core)."""
+    C, Hp, _, N = x_pad.shape
     (kh, kw), (sh, sw), (Ho, Wo) = g.window, g.strides, g.out_hw
-    rows = [lax.slice(x_pad, (0, i, j, 0), (C, i + (Ho - 1) * sh + 1, j + (Wo - 1) * sw + 1, N), (1, sh, sw, 1))
-            for i in range(kh) for j in range(kw)]
-    return jnp.stack(rows).reshape(kh * kw * C, Ho * Wo * N)
+    cols = jnp.stack([lax.slice(x_pad, (0, 0, j, 0), (C, Hp, j + (Wo - 1) * sw + 1, N), (1, 1, sw, 1))
+                      for j in range(kw)])                                     # (kw, C, Hp, Wo, N)
+    rows = jnp.stack([lax.slice_in_dim(cols, i, i + (Ho - 1) * sh + 1, sh, axis=2) for i in range(kh)])
+    return rows.reshape(kh * kw * C, Ho * Wo * N)                             # rows (i, j, c)
 
 
 def _col2im_t(dpt, g, C, N):
