@@ -211,3 +211,58 @@ def cnn3_cf():
 
 
 MODELS = {"cnn2": cnn2_cf, "cnn3": cnn3_cf}
+
+
+def dot_backends(model, batch=128):
+    """[(backend, dot shape, lhs / rhs contracting axes)] of one compiled SGD step of ``model``:
+    "YNNPACK" for a dot inside a ``__ynn_fusion``, else "Eigen" (XLA:CPU's other dot runtime)."""
+    import re
+
+    import jax
+    x, y = jnp.zeros((batch, *cnn.IN_SHAPE), jnp.float32), jnp.zeros((batch,), jnp.int32)
+    p = model.init(jax.random.key(0))
+    step = jax.jit(lambda p, x, y: jax.tree.map(lambda w, g: w - 0.01 * g, p, model.backprop(p, x, y)[1]))
+    text = step.lower(p, x, y).compile().as_text()
+    ynn = set(re.findall(r'calls=%(\S+?), .*"kind":"__ynn_fusion"', text))
+    out, comp = [], None
+    for line in text.splitlines():
+        head = re.match(r'^(?:ENTRY )?%(\S+) .*\{$', line)
+        comp = head.group(1) if head else comp
+        dot = re.search(r'= (\S+) dot\(.*lhs_contracting_dims=\{(\d+)\}, rhs_contracting_dims=\{(\d+)\}', line)
+        if dot:
+            out.append(("YNNPACK" if comp in ynn else "Eigen", dot.group(1), f"{dot.group(2)} / {dot.group(3)}"))
+    return out
+
+
+def compare(rounds=15, n=1280, seed=0):
+    """Library vs prototype, fit's epoch as ``experiments.bench`` builds it (``_fit_epoch``, hand
+    gradients, ``interleave``: random order each round, a settling run before each timed one),
+    on n Fashion-MNIST training images; prints per-step minima and medians, their ratios and the
+    max |Δgrad| of one batch (float32) against the library."""
+    import jax
+    import numpy as np
+
+    from experiments._lib import bench
+    from jaxnets import data
+    sp = data.get_split("fashion_mnist", path="/usr/share/datasets/fashion-mnist", nhwc=True)
+    X, Y = jax.device_put(jnp.asarray(sp.x_train[:n])), jax.device_put(jnp.asarray(sp.y_train[:n]))
+    for k, (name, B) in enumerate(bench.CNN_CASES):
+        lib, cf = cnn.MODELS[name](), MODELS[name]()
+        p0 = lib.init(jax.random.key(seed))
+        g0, g1 = (jax.jit(m.backprop)(p0, X[:B], Y[:B])[1] for m in (lib, cf))
+        dg = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)))
+        vs = [bench._fit_epoch(m, p0, X, Y, B, "hand", t, with_cost=False)
+              for m, t in ((lib, "library"), (cf, "prototype"))]
+        bench.interleave(vs, rounds, seed=seed + k)
+        a, b = (np.asarray(v.times) * B / n * 1e3 for v in vs)
+        print(f"{name} b{B}: ms per step, library min {a.min():.2f} med {np.median(a):.2f} | prototype min "
+              f"{b.min():.2f} med {np.median(b):.2f} | library/prototype min {a.min() / b.min():.3f} med "
+              f"{np.median(a) / np.median(b):.3f} | max|dgrad| {dg:.1e}", flush=True)
+    for name in ("cnn2", "cnn3"):
+        for tag, m in (("library", cnn.MODELS[name]()), ("prototype", MODELS[name]())):
+            print(name, tag, "dots:", dot_backends(m))
+
+
+if __name__ == "__main__":
+    import sys
+    compare(int(sys.argv[1]) if len(sys.argv) > 1 else 15)
