@@ -15,6 +15,10 @@ from experiments._lib import conv_cf
 from jaxnets.models import cnn
 from jaxnets.nn import conv
 
+# A measurement prototype, not used by the library: its checks run with the end-to-end tests
+# (python -m pytest -q -m e2e), about 3 CPU-s each.
+pytestmark = pytest.mark.e2e(cpu=3)
+
 F64_TOL = 1e-12
 F32_RTOL = 1e-5
 
