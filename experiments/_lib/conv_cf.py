@@ -237,14 +237,14 @@ def dot_backends(model, batch=128):
 def compare(rounds=15, n=1280, seed=0):
     """Library vs prototype, fit's epoch as ``experiments.bench`` builds it (``_fit_epoch``, hand
     gradients, ``interleave``: random order each round, a settling run before each timed one),
-    on n Fashion-MNIST training images; prints per-step minima and medians, their ratios and the
-    max |Δgrad| of one batch (float32) against the library."""
+    on n Fashion-MNIST training images (found as the bench finds them); prints per-step minima and
+    medians, their ratios and the max |Δgrad| of one batch (float32) against the library."""
     import jax
     import numpy as np
 
+    from experiments import bench as cli_bench
     from experiments._lib import bench
-    from jaxnets import data
-    sp = data.get_split("fashion_mnist", path="/usr/share/datasets/fashion-mnist", nhwc=True)
+    sp = cli_bench._mnist(False)   # Fashion-MNIST where found, else the bundled MNIST sample (said)
     X, Y = jax.device_put(jnp.asarray(sp.x_train[:n])), jax.device_put(jnp.asarray(sp.y_train[:n]))
     for k, (name, B) in enumerate(bench.CNN_CASES):
         lib, cf = cnn.MODELS[name](), MODELS[name]()
