@@ -50,6 +50,8 @@ HOW_TO_GET = {
 RAN = ("ran",)
 #: The committed full-run records (the measured full-mode times come from them).
 COMMITTED_RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
+#: the committed main-job runs of the quick and tiny modes, for their time estimates
+COMMITTED_TIMES = os.path.join(COMMITTED_RESULTS, "times")
 #: Row statuses the summary counts, in its column order.
 COUNTED = ("agrees", "differs", "not comparable", "document slip")
 
@@ -163,21 +165,38 @@ def _cpu_seconds() -> float:
 
 # ----------------------------------------------------------------------------------- times
 
+def committed_times(mode) -> dict | None:
+    """The committed main-job run of a quick or tiny mode (``results/times/<mode>.json``, written
+    by ``python tools/record_times.py``), or None where none is committed or it is unreadable."""
+    try:
+        rec = report.load_json(os.path.join(COMMITTED_TIMES, f"{mode}.json"))
+    except report.RecordError:
+        return None
+    return rec if isinstance(rec, dict) and record_mode(rec) == mode else None
+
+
+def _seconds(measured) -> dict:
+    if not isinstance(measured, dict):
+        return {}
+    return {n: float(s) for n, s in measured.items()
+            if n in EXPERIMENTS and isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0}
+
+
 def measured_seconds(mode, results_dir=None) -> dict:
     """{experiment: seconds} as measured, never guessed. Full mode: the committed records' wall
-    times (``results/<name>.json``; the worked examples from ``results/reproduce.json``); every
-    mode: the last main-job run of that mode in ``results_dir/reproduce.json`` where it ran. An
-    experiment without a measurement is left out."""
-    out = {}
+    times (``results/<name>.json``; the worked examples from ``results/reproduce.json``); quick and
+    tiny: the committed main-job run of the mode (:func:`committed_times`); every mode: the last
+    main-job run of that mode in ``results_dir/reproduce.json`` where it ran, which comes last (a
+    user's own machine). An experiment without a measurement is left out."""
+    out = {} if mode == "full" else _seconds((committed_times(mode) or {}).get("measured"))
     dirs = ([COMMITTED_RESULTS] if mode == "full" else []) + ([results_dir] if results_dir else [])
     for d in dirs:
         try:
             last = report.load_json(os.path.join(d, "reproduce.json"))
         except report.RecordError:
             last = None
-        if isinstance(last, dict) and record_mode(last) == mode and isinstance(last.get("measured"), dict):
-            out.update({n: float(s) for n, s in last["measured"].items()
-                        if n in EXPERIMENTS and isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0})
+        if isinstance(last, dict) and record_mode(last) == mode:
+            out.update(_seconds(last.get("measured")))
         if mode == "full":
             for n in EXPERIMENTS:
                 try:
@@ -189,10 +208,15 @@ def measured_seconds(mode, results_dir=None) -> dict:
     return out
 
 
-def measured_on() -> str:
-    """The machine the committed full-run times were measured on, from the records' environment."""
-    envs = []
-    for n in EXPERIMENTS:
+def measured_on(mode: str = "full") -> str:
+    """The machine the committed times of ``mode`` were measured on, from the records' environment
+    (and, for a quick or tiny run, the data it ran on)."""
+    envs, data = [], ""
+    if mode != "full":
+        rec = committed_times(mode) or {}
+        envs.append(rec.get("environment"))
+        data = f", {rec['data']}" if isinstance(rec.get("data"), str) else ""
+    for n in EXPERIMENTS if mode == "full" else ():
         try:
             envs.append(report.read_record(record_path(n, COMMITTED_RESULTS)).get("environment"))
         except report.RecordError:
@@ -206,9 +230,11 @@ def measured_on() -> str:
     devices = sorted(d for d in devices if not any(o != d and o.startswith("CPU (") and
                                                    o.endswith(d.removeprefix("CPU")) for o in devices))
     loads = [e["load_average"][2] for e in envs if isinstance(e.get("load_average"), list)]
-    load = (f", 15-minute load average {min(loads):.1f}–{max(loads):.1f} when {len(loads)} of "
-            f"{len(envs)} records were written" if loads else "")
-    return f"{' / '.join(devices)}{load}"
+    load = "" if not loads else (f", 15-minute load average {loads[0]:.1f} when it was written"
+                                 if len(envs) == 1 else
+                                 f", 15-minute load average {min(loads):.1f}–{max(loads):.1f} when "
+                                 f"{len(loads)} of {len(envs)} records were written")
+    return f"{' / '.join(devices)}{load}{data}"
 
 
 def _minutes(sec: float) -> str:
@@ -223,8 +249,9 @@ def time_summary(mode: str) -> str:
         return f"no {mode}-mode time is committed yet: its first run measures it"
     missing = [n for n in EXPERIMENTS if n not in m]
     big = sorted(m, key=m.get, reverse=True)[:2]
-    return (f"{_minutes(sum(m.values()))} measured on {measured_on()}: the committed {mode}-run records' wall "
-            f"times, {' and '.join(f'{n} {_minutes(m[n])}' for n in big)} the most"
+    what = "full-run records' wall times" if mode == "full" else f"{mode} main-job run's times"
+    return (f"{_minutes(sum(m.values()))} measured on {measured_on(mode)}: the committed {what}, "
+            f"{' and '.join(f'{n} {_minutes(m[n])}' for n in big)} the most"
             + (f"; not measured: {', '.join(missing)}" if missing else ""))
 
 
@@ -236,7 +263,8 @@ def times_table() -> str:
     for n in EXPERIMENTS:
         cells = [f"{modes[md][n]:.0f}" if n in modes[md] else "not measured" for md in modes]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\nMeasured on {measured_on()}."
+    on = [f"{md}: {measured_on(md)}" for md in modes if modes[md]]
+    return "\n".join(lines) + f"\n\nMeasured on (by mode) {'; '.join(on)}."
 
 
 def _eta_line(i, names, expected):

@@ -1,7 +1,7 @@
 """Regenerate the README's measured times from the committed records.
 
 ``python tools/readme_times.py`` rewrites the text between ``<!-- times:start -->`` and
-``<!-- times:end -->`` in README.md with :func:`experiments.reproduce.time_summary` ("full") and
+``<!-- times:end -->`` in README.md with :func:`experiments.reproduce.time_summary` ("full" and "quick") and
 :func:`experiments.reproduce.times_table` (the test in tests/experiments/test_reproduce.py checks
 that the README quotes them); ``--check`` only reports whether the README is current (exit 1 if not).
 """
@@ -17,7 +17,8 @@ START, END = "<!-- times:start -->", "<!-- times:end -->"
 
 
 def block() -> str:
-    return (f"`--full` takes {reproduce.time_summary('full')}. Per experiment, in seconds:\n\n"
+    return (f"`--full` takes {reproduce.time_summary('full')}. The quick main job takes "
+            f"{reproduce.time_summary('quick')}. Per experiment, in seconds:\n\n"
             f"{reproduce.times_table()}\n")
 
 

@@ -90,9 +90,10 @@ def test_from_results_refuses_records_that_are_not_full_runs(tmp_path, stamp, st
         assert records[0]["wall_time"] == 12.5 and "| q | 1 | 1 | 0.1 | agrees | full data set |  |" in text
 
 
-def test_eta_comes_from_measured_runs_of_the_same_mode_only(tmp_path):
+def test_eta_comes_from_measured_runs_of_the_same_mode_only(tmp_path, monkeypatch):
     """No invented numbers: without a measured run of the mode there is no estimate; the ETA is
     the sum of the measured times of what is left; full mode reads the committed records."""
+    monkeypatch.setattr(reproduce, "COMMITTED_TIMES", str(tmp_path / "no-committed-times"))
     names = ["worked", "E1", "E6"]
     assert reproduce.measured_seconds("quick", tmp_path) == {}
     assert reproduce._eta_line(0, names, {}) == "no measured time for this mode yet"
@@ -110,7 +111,8 @@ def test_eta_comes_from_measured_runs_of_the_same_mode_only(tmp_path):
 
 @pytest.mark.parametrize("text", ["{", "", '{"mode": "quick", "measured": [1]}', "[]",
                                   '{"mode": "quick", "measured": {"E1": "x"}}'])
-def test_a_broken_summary_of_the_last_run_is_no_measurement(tmp_path, text):
+def test_a_broken_summary_of_the_last_run_is_no_measurement(tmp_path, monkeypatch, text):
+    monkeypatch.setattr(reproduce, "COMMITTED_TIMES", str(tmp_path / "no-committed-times"))
     (tmp_path / "reproduce.json").write_text(text)
     assert reproduce.measured_seconds("quick", tmp_path) == {}
 
@@ -127,6 +129,9 @@ def test_help_and_readme_quote_the_same_measured_time():
     assert " ".join(full.split()) in help_text
     readme = " ".join((pathlib.Path(reproduce.__file__).parents[1] / "README.md").read_text().split())
     assert " ".join(full.split()) in readme
+    quick = reproduce.time_summary("quick")     # results/times/quick.json (tools/record_times.py)
+    assert f"measured on {reproduce.measured_on('quick')}" in quick and "data: " in quick
+    assert " ".join(quick.split()) in help_text and " ".join(quick.split()) in readme
     assert reproduce.time_summary("tiny") == "no tiny-mode time is committed yet: its first run measures it"
     assert reproduce.times_table() in (pathlib.Path(reproduce.__file__).parents[1] / "README.md").read_text()
 

@@ -1,0 +1,83 @@
+"""tools/record_times.py: a finished quick/tiny main-job run's times committed for the estimates."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from experiments import reproduce
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("record_times", ROOT / "tools" / "record_times.py")
+tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tool)
+
+SECONDS = {n: 1.5 + i for i, n in enumerate(reproduce.EXPERIMENTS)}
+
+
+def _run(tmp_path, mode="quick", measured=SECONDS, failed=()):
+    d = tmp_path / "run"
+    d.mkdir(exist_ok=True)
+    summary = [{"experiment": n, "status": "failed" if n in failed else "ran",
+                "data": "document" if n == "worked" else "sample"} for n in reproduce.EXPERIMENTS]
+    (d / "reproduce.json").write_text(json.dumps({"mode": mode, "measured": measured, "summary": summary,
+                                                  "wall_time": 99.0, "environment": {"cpu_count": 2}}))
+    return d
+
+
+@pytest.fixture
+def times_dir(tmp_path, monkeypatch):
+    d = tmp_path / "times"
+    monkeypatch.setattr(reproduce, "COMMITTED_TIMES", str(d))
+    return d
+
+
+def test_a_recorded_run_is_the_modes_estimate_and_a_users_own_run_comes_first(tmp_path, times_dir):
+    assert tool.main([str(_run(tmp_path))]) == 0
+    rec = json.loads((times_dir / "quick.json").read_text())
+    assert rec["measured"] == SECONDS and rec["data"] == "data: embedded sample"
+    assert reproduce.measured_seconds("quick") == SECONDS
+    assert reproduce.measured_seconds("tiny") == {}
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "reproduce.json").write_text(json.dumps({"mode": "quick", "measured": {"E4": 500.0}}))
+    assert reproduce.measured_seconds("quick", own) == {**SECONDS, "E4": 500.0}
+    assert "data: embedded sample" in reproduce.time_summary("quick")
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("full", "a full-mode run"),
+    ("missing", "not timed: ['E7']"),
+    ("failed", "failed: ['E3']"),
+    ("broken", "reproduce.json"),
+    ("absent", "reproduce.json"),
+])
+def test_what_is_not_a_complete_quick_or_tiny_run_is_refused(tmp_path, times_dir, kind, message):
+    if kind == "absent":
+        d = tmp_path / "nothing"
+        d.mkdir()
+    elif kind == "broken":
+        d = _run(tmp_path)
+        (d / "reproduce.json").write_text("{")
+    else:
+        d = _run(tmp_path, mode="full" if kind == "full" else "quick", failed=("E3",) if kind == "failed" else (),
+                 measured={n: s for n, s in SECONDS.items() if not (kind == "missing" and n == "E7")})
+    with pytest.raises(SystemExit, match=__import__("re").escape(message)):
+        tool.main([str(d)])
+    assert not times_dir.exists()
+
+
+def test_an_existing_record_is_replaced_only_when_asked(tmp_path, times_dir):
+    assert tool.main([str(_run(tmp_path))]) == 0
+    before = (times_dir / "quick.json").read_text()
+    with pytest.raises(SystemExit, match="exists; pass --replace"):
+        tool.main([str(_run(tmp_path, measured={**SECONDS, "E1": 9.0}))])
+    assert (times_dir / "quick.json").read_text() == before
+    assert tool.main([str(_run(tmp_path, measured={**SECONDS, "E1": 9.0})), "--replace"]) == 0
+    assert reproduce.measured_seconds("quick")["E1"] == 9.0
+
+
+def test_the_committed_quick_record_is_a_complete_measured_run():
+    rec = reproduce.committed_times("quick")
+    assert rec is not None and set(rec["measured"]) == set(reproduce.EXPERIMENTS)
+    assert rec["environment"]["cpu_count"] >= 1 and rec["data"].startswith("data: ")
