@@ -185,3 +185,14 @@ def test_one_download_attempt_per_data_set_per_run_and_one_line(isolated_env, mo
     assert calls == ["fashion_mnist"]
     assert err.count("Fashion-MNIST: no network: using the embedded sample (use --offline to skip the attempt)") == 1
     assert registry.DOWNLOAD_TIMEOUT_S <= 10
+
+
+def test_the_fallback_line_names_an_embedded_copy_of_the_whole_data_set(isolated_env, capsys):
+    """tiny Shakespeare's embedded file is the whole corpus: the line says so, not "sample"."""
+    from jaxnets.data import registry
+    registry.forget_download_failures()
+    raw = data.load("tiny_shakespeare", download=True, base_url="http://127.0.0.1:1/", progress=False)
+    assert raw.variant == "full"
+    err = capsys.readouterr().err
+    assert err.count("tiny Shakespeare: no network: using the embedded copy (the whole data set) (use "
+                     "--offline to skip the attempt)") == 1 and "embedded sample" not in err

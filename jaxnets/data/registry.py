@@ -772,7 +772,9 @@ def load(name: str, path: os.PathLike | str | None = None, download: bool = Fals
             _FALLBACK_SAID.add(attempt)
             e = DOWNLOAD_FAILED[attempt]
             why = "no network" if "cannot connect" in e else f"download failed ({e})"
-            print(f"{spec.title}: {why}: using the embedded sample (use --offline to skip the attempt)",
+            what = ("the embedded copy (the whole data set)" if (spec.sample.train, spec.sample.test)
+                    == (spec.train_count, spec.test_count) else "the embedded sample")
+            print(f"{spec.title}: {why}: using {what} (use --offline to skip the attempt)",
                   file=sys.stderr, flush=True)
     if use_sample:
         return _load_sample(spec, verify)
