@@ -211,16 +211,17 @@ def measured_seconds(mode, results_dir=None) -> dict:
 def measured_on(mode: str = "full") -> str:
     """The machine the committed times of ``mode`` were measured on, from the records' environment
     (and, for a quick or tiny run, the data it ran on)."""
-    envs, data = [], ""
-    if mode != "full":
+    if mode == "full":
+        envs, data = [], ""
+        for n in EXPERIMENTS:
+            try:
+                envs.append(report.read_record(record_path(n, COMMITTED_RESULTS)).get("environment"))
+            except report.RecordError:
+                continue
+    else:
         rec = committed_times(mode) or {}
-        envs.append(rec.get("environment"))
+        envs = [rec.get("environment")]
         data = f", {rec['data']}" if isinstance(rec.get("data"), str) else ""
-    for n in EXPERIMENTS if mode == "full" else ():
-        try:
-            envs.append(report.read_record(record_path(n, COMMITTED_RESULTS)).get("environment"))
-        except report.RecordError:
-            continue
     envs = [e for e in envs if isinstance(e, dict)]
     if not envs:
         return "no machine recorded"
@@ -230,10 +231,13 @@ def measured_on(mode: str = "full") -> str:
     devices = sorted(d for d in devices if not any(o != d and o.startswith("CPU (") and
                                                    o.endswith(d.removeprefix("CPU")) for o in devices))
     loads = [e["load_average"][2] for e in envs if isinstance(e.get("load_average"), list)]
-    load = "" if not loads else (f", 15-minute load average {loads[0]:.1f} when it was written"
-                                 if len(envs) == 1 else
-                                 f", 15-minute load average {min(loads):.1f}–{max(loads):.1f} when "
-                                 f"{len(loads)} of {len(envs)} records were written")
+    if not loads:
+        load = ""
+    elif len(envs) == 1:
+        load = f", 15-minute load average {loads[0]:.1f} when it was written"
+    else:
+        load = (f", 15-minute load average {min(loads):.1f}–{max(loads):.1f} when {len(loads)} of "
+                f"{len(envs)} records were written")
     return f"{' / '.join(devices)}{load}{data}"
 
 

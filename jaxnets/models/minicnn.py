@@ -40,7 +40,8 @@ from jaxnets.nn import layers as L
 def init(key, dtype=jnp.float32, std: float = 0.1):
     """w, v ~ N(0, std²) (doc 003's N(0, 0.1²) initialisation)."""
     kw, kv = jax.random.split(key)
-    return {"w": std * initializers.normal_draw(kw, (2,), dtype), "v": std * initializers.normal_draw(kv, (2,), dtype)}
+    return {"w": std * initializers.normal_draw(kw, (2,), dtype),
+            "v": std * initializers.normal_draw(kv, (2,), dtype)}
 
 
 def _batch(x):

@@ -46,12 +46,13 @@ def draw(sample, key, shape, dtype, *args):
 
 
 def normal_draw(key, shape, dtype=jnp.float32):
-    """N(0, 1) of ``shape``: ``normal_draw(key, shape, dtype)``, see :func:`draw`."""
+    """N(0, 1) of ``shape``: ``jax.random.normal(key, shape, dtype)``, see :func:`draw`."""
     return draw(jax.random.normal, key, shape, dtype)
 
 
 def uniform_draw(key, shape, dtype=jnp.float32, minval=0.0, maxval=1.0):
-    """U[minval, maxval) of ``shape``: ``uniform_draw(key, shape, dtype, minval, maxval)``."""
+    """U[minval, maxval) of ``shape``: ``jax.random.uniform(key, shape, dtype, minval, maxval)``,
+    see :func:`draw`."""
     return draw(jax.random.uniform, key, shape, dtype, minval, maxval)
 
 

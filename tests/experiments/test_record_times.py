@@ -1,6 +1,7 @@
 """tools/record_times.py: a finished quick/tiny main-job run's times committed for the estimates."""
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def test_what_is_not_a_complete_quick_or_tiny_run_is_refused(tmp_path, times_dir
     else:
         d = _run(tmp_path, mode="full" if kind == "full" else "quick", failed=("E3",) if kind == "failed" else (),
                  measured={n: s for n, s in SECONDS.items() if not (kind == "missing" and n == "E7")})
-    with pytest.raises(SystemExit, match=__import__("re").escape(message)):
+    with pytest.raises(SystemExit, match=re.escape(message)):
         tool.main([str(d)])
     assert not times_dir.exists()
 
