@@ -78,6 +78,9 @@ def test_loss_backward(x64, loss, masked):
     assert gradcheck.rel_error(hand, auto) < AUTODIFF_TOL
     num = gradcheck.numerical_grad(lambda z: head.forward(z, y, mask)[0], s, eps=1e-6)
     assert gradcheck.rel_error(hand, num) < NUMERIC_TOL
+    # the cache crosses a jit boundary (forward and backward compiled apart): the same gradient
+    jcache = jax.jit(head.forward)(s, y, mask)[1]
+    assert gradcheck.rel_error(jax.jit(head.backward)(jcache), hand) < AUTODIFF_TOL
 
 
 # head name, scores, the classes its predict must return

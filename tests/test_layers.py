@@ -85,6 +85,14 @@ def test_layer_contract(x64, name, layer, in_shape, kind, stochastic, weights):
         assert dx is None
     else:
         assert dx.shape == x.shape and gradcheck.rel_error(dx, ax) < TOL
+    # A cache crosses a jit boundary: forward and backward compiled apart (a learner's natural
+    # split) give the same gradients, so a cache holds arrays and static facts, never Python ints
+    # that jit would turn into tracers.
+    _, jcache = jax.jit(layer.forward)(params, x, key)
+    jdp, jdx = jax.jit(layer.backward)(jcache, dy)
+    if jax.tree.leaves(params):
+        gradcheck.compare(jdp, dp, "backward of a jitted forward's cache", TOL)
+    assert (jdx is None) if kind == "int" else gradcheck.rel_error(jdx, dx) < TOL
 
 
 def test_a_layer_without_a_decay_mask_decays_nothing():

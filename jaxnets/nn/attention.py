@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxnets.nn import initializers, losses as losses_mod
-from jaxnets.nn.layers import (Layer, decay_keys, dense_backward, dense_forward, dropout_backward,
+from jaxnets.nn.layers import (Layer, Static, decay_keys, dense_backward, dense_forward, dropout_backward,
                                dropout_forward)
 
 LN_EPS = 1e-5   # PyTorch's nn.LayerNorm default
@@ -77,7 +77,7 @@ def embedding_forward(params, idx, fast_grads: bool = False):
         raise ValueError(f"embedding: expected integer token ids, got dtype {idx.dtype}")
     losses_mod.check_labels(idx, tok.shape[0], "embedding token ids")
     x = tok[idx] + pos[None, :T, :]
-    return x, (idx, tok.shape[0], pos.shape[0], fast_grads)
+    return x, (idx, Static((tok.shape[0], pos.shape[0], fast_grads)))
 
 
 def embedding_backward(cache, dx):
@@ -86,7 +86,7 @@ def embedding_backward(cache, dx):
     The token-table gradient is the scatter-add of dx into the rows idx, written as a one-hot
     matmul ``onehot(idx)ᵀ dx`` (fast on CPU, exact: every other term is 0·x).
     """
-    idx, V, block_size, fast = cache
+    idx, (V, block_size, fast) = cache
     B, T, d = dx.shape
     onehot = jax.nn.one_hot(jnp.reshape(idx, (-1,)), V, dtype=dx.dtype)      # (B*T, V)
     dx2 = jnp.reshape(dx, (B * T, d))
@@ -151,7 +151,7 @@ def _causal_attention_forward(q, k, v, key=None, rate: float = 0.0, scale: float
     p = z / jnp.sum(z, axis=-1, keepdims=True)                               # (..., T, T)
     pd, drop_cache = dropout_forward(p, key, rate)
     out = jnp.einsum("...ts,...sd->...td", pd, v)                           # (..., T, hs)
-    return out, (q, k, v, p, pd, drop_cache, scale, fast_grads)
+    return out, (q, k, v, p, pd, drop_cache, Static((scale, fast_grads)))
 
 
 def _causal_attention_backward(cache, dout):
@@ -160,7 +160,7 @@ def _causal_attention_backward(cache, dout):
     dP = dout vᵀ (through dropout), dS = P ⊙ (dP − rowsum(dP ⊙ P)) · c; masked entries have
     P = 0, hence dS = 0: no gradient reaches a position from the positions after it.
     """
-    q, k, v, p, pd, drop_cache, scale, fast = cache
+    q, k, v, p, pd, drop_cache, (scale, fast) = cache
     dv = _tmatmul(pd, dout, True) if fast else jnp.einsum("...ts,...td->...sd", pd, dout)
     dpd = jnp.einsum("...td,...sd->...ts", dout, v)
     dp = dropout_backward(drop_cache, dpd)
@@ -222,7 +222,7 @@ def _qkv_forward(params, x, n_head, fast_grads: bool = False):
     B, T, D3 = qkv.shape
     qkv = jnp.reshape(qkv, (B, T, 3, n_head, D3 // (3 * n_head)))
     q, k, v = jnp.transpose(qkv, (2, 0, 3, 1, 4))                          # each (B, H, T, hs)
-    return (q, k, v), (x2, Ws, st.lead, fast_grads)
+    return (q, k, v), (x2, Ws, Static((st.lead, fast_grads)))
 
 
 def _qkv_backward(cache, dq, dk, dv):
@@ -232,7 +232,7 @@ def _qkv_backward(cache, dq, dk, dv):
     forward's); ``dx = dq Wqᵀ + dk Wkᵀ + dv Wvᵀ`` stays three products summed in that order: one
     GEMM over the 3D-long rows would round its sum differently.
     """
-    x2, (Wq, Wk, Wv), lead, fast = cache
+    x2, (Wq, Wk, Wv), (lead, fast) = cache
     B, H, T, hs = dq.shape
     dqkv = jnp.reshape(jnp.transpose(jnp.stack((dq, dk, dv)), (1, 3, 0, 2, 4)),
                        (B * T, 3 * H * hs))                                 # (B*T, 3D)
@@ -260,12 +260,12 @@ def multi_head_attention_forward(params, x, n_head: int, key=None, rate: float =
     cat = _merge_heads(heads)                                                # (B, T, H*hs)
     y, cp = dense_forward(params["proj"], cat)                              # (B, T, d)
     y, cd = dropout_forward(y, k_out, rate)
-    return y, (cqkv, ca, cp, cd, n_head, fast_grads)
+    return y, (cqkv, ca, cp, cd, Static((n_head, fast_grads)))
 
 
 def multi_head_attention_backward(cache, dy):
     """dy: (B, T, d) -> ({"Wq", "Wk", "Wv": (d, H*hs), "proj": {...}}, dx: (B, T, d))."""
-    cqkv, ca, cp, cd, n_head, fast = cache
+    cqkv, ca, cp, cd, (n_head, fast) = cache
     dy = dropout_backward(cd, dy)
     gproj, dcat = _dense_backward(cp, dy, fast)
     dq, dk, dv = _causal_attention_backward(ca, _split_heads(dcat, n_head))
@@ -285,12 +285,12 @@ def feed_forward_forward(params, x, key=None, rate: float = 0.0, fast_grads: boo
     h = jax.nn.relu(a)        # jnp.maximum's values; derivative 0 at 0, as the backward's
     y, c2 = dense_forward(params["fc2"], h)                                 # (B, T, d)
     y, cd = dropout_forward(y, key, rate)
-    return y, (c1, a, c2, cd, fast_grads)
+    return y, (c1, a, c2, cd, Static((fast_grads,)))
 
 
 def feed_forward_backward(cache, dy):
     """dy: (B, T, d) -> ({"fc1": ..., "fc2": ...}, dx: (B, T, d))."""
-    c1, a, c2, cd, fast = cache
+    c1, a, c2, cd, (fast,) = cache
     dy = dropout_backward(cd, dy)
     g2, dh = _dense_backward(c2, dy, fast)
     da = jnp.where(a > 0, dh, jnp.zeros_like(dh))      # ReLU' (0 at the kink, doc 001)

@@ -43,7 +43,7 @@ import numpy as np
 from jax import lax
 
 from jaxnets.nn import initializers
-from jaxnets.nn.layers import Layer, _fuse_activation, decay_keys
+from jaxnets.nn.layers import Layer, Static, _fuse_activation, decay_keys
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -471,7 +471,7 @@ def maxpool2d(window=2, stride=None, padding="valid") -> Layer:
 
 def flatten_forward(x):
     """(N, *shape) → (N, prod(shape)), row-major (for NHWC: h, then w, then channel)."""
-    return x.reshape(x.shape[0], -1), x.shape
+    return x.reshape(x.shape[0], -1), Static(x.shape)
 
 
 def flatten_backward(cache, dy):

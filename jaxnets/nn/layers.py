@@ -62,6 +62,14 @@ def decay_keys(*names: str):
 
 
 @jax.tree_util.register_static
+class Static(tuple):
+    """Python facts a cache carries (shapes, flags, sizes, scale factors), as a tuple that is a
+    pytree without leaves: a cache holding them can be returned from one ``jax.jit`` and handed to
+    the backward rule inside another, where a bare int, bool or float would arrive as a traced
+    array (``reshape(dy, shape)`` or ``if fast:`` then fail). Unpack it like a tuple."""
+
+
+@jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
 class _Static:
     """Static facts kept in a cache (a pytree node without leaves, so a cache can be returned
@@ -190,14 +198,14 @@ def dropout_forward(x, key, rate: float):
         return x, None
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
     scale = 1.0 / (1.0 - rate)
-    return jnp.where(keep, x * scale, jnp.zeros_like(x)), (keep, scale)
+    return jnp.where(keep, x * scale, jnp.zeros_like(x)), (keep, Static((scale,)))
 
 
 def dropout_backward(cache, dy):
     """dy: shape of x -> dx: same shape (the same mask and scale as the forward pass)."""
     if cache is None:
         return dy
-    keep, scale = cache
+    keep, (scale,) = cache
     return jnp.where(keep, dy * scale, jnp.zeros_like(dy))
 
 
@@ -282,7 +290,7 @@ def reshape(out_shape) -> Layer:
         return out_shape, {}
 
     def forward(params, x, key=None):
-        return jnp.reshape(x, x.shape[:1] + out_shape), x.shape
+        return jnp.reshape(x, x.shape[:1] + out_shape), Static(x.shape)
 
     def backward(cache, dy):
         return {}, jnp.reshape(dy, cache)

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnets.nn.layers import Static
+
 
 class Loss(NamedTuple):
     forward: Callable[..., Any]
@@ -156,7 +158,7 @@ def logistic_forward(s, y, mask=None):
     n = jnp.sum(w)
     m = -y * s1
     value = jnp.sum(w * jnp.logaddexp(0.0, m)) / n
-    return value, (m, y, w, n, jnp.shape(s))
+    return value, (m, y, w, n, Static(jnp.shape(s)))
 
 
 def logistic_backward(cache, dvalue=1.0):
@@ -181,7 +183,7 @@ def token_cross_entropy_forward(s, y, mask=None):
         raise ValueError(f"token_cross_entropy: expected targets of shape ({N}, {T}), got {jnp.shape(y)}")
     w = None if mask is None else jnp.repeat(jnp.asarray(mask, s.dtype), T)    # (N·T,)
     value, cache = softmax_cross_entropy_forward(jnp.reshape(s, (N * T, V)), jnp.reshape(y, (N * T,)), w)
-    return value, (cache, s.shape)
+    return value, (cache, Static(s.shape))
 
 
 def token_cross_entropy_backward(cache, dvalue=1.0):
