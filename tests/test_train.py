@@ -380,6 +380,57 @@ def test_kept_momentum_step_is_bit_identical_to_the_generic_update(dtype, l2, ma
     assert int(outs[0][0].updates) == (22 if max_updates is None else 15)
 
 
+@pytest.mark.parametrize("dtype,l2,max_updates,check", [(jnp.float32, 0.05, None, False), (jnp.float32, 0.0, 15, True),
+                                                          (jnp.float64, 0.05, 15, False)])
+def test_train_adamw_is_optax_adamw_bit_for_bit(dtype, l2, max_updates, check, request):
+    """train.adamw runs through optim.kept_adamw_step (the weights read the kept moments); plain
+    optax.adamw with the same arguments takes the generic path. Same bits: L2 traced, a
+    max_updates limit that freezes the state mid-epoch, ragged batches, float32 and float64, with
+    and without per-step gradient checks, over two epochs (the bias correction's count)."""
+    if dtype == jnp.float64:
+        request.getfixturevalue("x64")
+    p0 = jax.tree.map(lambda v: v.astype(dtype), NET.init(jax.random.key(5)))
+    hp = dict(b1=0.8, b2=0.99, eps=1e-6, weight_decay=0.03)
+    opts = (train.adamw(0.05, **hp), optax.adamw(0.05, **hp))
+    assert train.optim.kept_adamw_step(opts[1], None, None, None, None, None) is None
+    outs = []
+    for o in opts:
+        ep = jax.jit(train.make_epoch(NET, len(X), 10, "shuffle", optimizer=o, use_l2=l2 != 0,
+                                      max_updates=max_updates, check_grads=check))
+        st = train.init_state(p0, o)
+        for e in (0, 1):
+            st, losses = ep(st, jnp.asarray(l2, dtype), jnp.int32(e), jax.random.key(e), X.astype(dtype), Y)
+        outs.append((st, losses))
+    assert _leaves_equal(outs[0][0], outs[1][0])
+    assert np.array_equal(np.asarray(outs[0][1]), np.asarray(outs[1][1]), equal_nan=True)
+    assert int(outs[0][0].updates) == (22 if max_updates is None else 15)
+
+
+def test_train_adamw_removes_the_moment_copies():
+    """What kept_adamw_step is for: in the epoch fit compiles (no per-step gradient checks, whose
+    test of every gradient orders the updates after all reads), XLA:CPU no longer copies both
+    moments of every parameter (fewer copy instructions than with optax.adamw)."""
+    def copies(o):
+        ep = jax.jit(train.make_epoch(NET, len(X), 10, "shuffle", optimizer=o, use_l2=False, check_grads=False))
+        args = (train.init_state(NET.init(jax.random.key(0)), o), jnp.zeros(()), jnp.int32(0),
+                jax.random.key(0), X, Y)
+        return ep.lower(*args).compile().as_text().count(" copy(")
+    assert copies(train.adamw(1e-2)) < copies(optax.adamw(1e-2))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(lr=-0.1), "adamw: lr must be finite and >= 0"),
+    (dict(lr=0.1, b1=1.0), "b1 must be finite and in"),
+    (dict(lr=0.1, b2=np.nan), "b2 must be finite"),
+    (dict(lr=0.1, eps=0.0), "eps must be finite and > 0"),
+    (dict(lr=0.1, weight_decay=-1e-3), "weight_decay must be finite and >= 0"),
+    (dict(lr=np.ones(2)), "lr must be a real scalar"),
+])
+def test_adamw_refuses_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train.adamw(**kwargs)
+
+
 def test_sgd_decays_the_learning_rate_once_per_epoch():
     """doc 004: η_e = lr·decay^e. Written out with plain SGD per epoch, the same bits (float32)."""
     p0 = NET.init(jax.random.key(1))

@@ -1,5 +1,6 @@
 """The training engine (``fit``, ``sweep``, ``evaluate``), doc 003's SGD as an optax
-transformation (``sgd``), and atomic, resumable checkpoints.
+transformation (``sgd``), ``optax.adamw`` marked for the engine (``adamw``), and atomic,
+resumable checkpoints.
 
 ``make_epoch``/``init_state`` expose the epoch that ``fit`` compiles (for benchmarks that time or
 cost-analyse exactly that program, and for custom loops) and ``make_evaluate`` the jittable
@@ -11,8 +12,8 @@ from jaxnets.train import checkpoint
 from jaxnets.train.engine import (Checkpointing, Divergence, EarlyStopping, Evaluation, FitResult,
                                   Sampler, TrainState, evaluate, fit, init_state, make_epoch,
                                   make_evaluate, sweep)
-from jaxnets.train.optim import sgd
+from jaxnets.train.optim import adamw, sgd
 
-__all__ = ["checkpoint", "CheckpointError", "Checkpointing", "Divergence", "EarlyStopping",
+__all__ = ["adamw", "checkpoint", "CheckpointError", "Checkpointing", "Divergence", "EarlyStopping",
            "Evaluation", "FitResult", "Sampler", "TrainState", "evaluate", "fit", "init_state",
            "make_epoch", "make_evaluate", "sgd", "sweep"]

@@ -203,7 +203,8 @@ def _step_fn(model, grad, update, l2, *, check_grads, limit, shard, optimizer=No
     also gradient and updated params) is not finite leave the state unchanged; the first such step
     is recorded in ``bad_step``. (The select that keeps the old state costs nothing measurable: XLA
     fuses it into the update's pass over the weights.) ``optimizer`` :func:`~jaxnets.train.sgd` with
-    momentum runs as :func:`optim.kept_momentum_step` (same bits, no per-step copies of the weights).
+    momentum and :func:`~jaxnets.train.adamw` run as :func:`optim.kept_step` (same bits, no per-step
+    copies of the weights or the moments).
     """
     grad_fn = _grad_fn(model, grad)
 
@@ -217,7 +218,7 @@ def _step_fn(model, grad, update, l2, *, check_grads, limit, shard, optimizer=No
         do = active & finite & ~state.diverged
         newly_bad = active & ~finite & ~state.diverged
         keep = lambda new, old: jnp.where(do, new, old)  # noqa: E731
-        kept = None if optimizer is None else _with_standard_promotion(optim.kept_momentum_step)(
+        kept = None if optimizer is None else _with_standard_promotion(optim.kept_step)(
             optimizer, update, g, state.opt_state, state.params, keep)
         kept_params, kept_opt = kept or (jax.tree.map(keep, new_params, state.params),
                                          jax.tree.map(keep, new_opt, state.opt_state))
