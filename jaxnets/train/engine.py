@@ -203,8 +203,8 @@ def _step_fn(model, grad, update, l2, *, check_grads, limit, shard, optimizer=No
     also gradient and updated params) is not finite leave the state unchanged; the first such step
     is recorded in ``bad_step``. (The select that keeps the old state costs nothing measurable: XLA
     fuses it into the update's pass over the weights.) ``optimizer`` :func:`~jaxnets.train.sgd` with
-    momentum and :func:`~jaxnets.train.adamw` run as :func:`optim.kept_step` (same bits, no per-step
-    copies of the weights or the moments).
+    momentum and :func:`~jaxnets.train.adamw` run as :func:`optim.kept_step` (fewer per-step copies
+    of the weights and the moments; the same bits where tested, which each function states).
     """
     grad_fn = _grad_fn(model, grad)
 
