@@ -580,6 +580,7 @@ def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
 
 
 TFM_FAST = "jaxnets (hand grads, fast_grads: equal to round-off)"
+TFM_OPTAX = "jaxnets (hand grads, optax.adamw: the generic update path)"
 
 
 def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
@@ -587,8 +588,10 @@ def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
     ``steps`` steps per timed call, each one compiled engine epoch of a token ``Sampler``
     (``train.make_epoch``, as ``fit`` runs it), hand rules vs jax.grad vs the hand rules with the
     opt-in ``TransformerConfig(fast_grads=True)`` (weight gradients from transposed copies: other
-    kernels, so equal only to round-off) vs PyTorch eager (same architecture and sizes).
-    tokens: (n,) int32 training text."""
+    kernels, so equal only to round-off) vs the hand rules with plain ``optax.adamw`` (the engine's
+    generic update, where E7's ``train.adamw`` runs ``optim.kept_adamw_step``: the same numbers
+    here, fewer copies; each jaxnets row notes the copy instructions of its timed program) vs
+    PyTorch eager (same architecture and sizes). tokens: (n,) int32 training text."""
     from experiments import e7_transformer as e7
     from jaxnets.models import transformer as tr
     mcfg = tr.TransformerConfig(vocab, cfg["block_size"], cfg["n_embd"], cfg["n_head"], cfg["n_layer"],
@@ -602,17 +605,23 @@ def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
             *(jax.device_put(jnp.asarray(d)) for d in sampler.data))
     one = e7.token_sampler(tokens, cfg["block_size"], 1)  # XLA's cost analysis counts a loop body once
 
-    def epoch(smp, g):
-        return jax.jit(train.make_epoch(model, smp, cfg["batch_size"], grad=g, optimizer=opt,
+    generic = optax.adamw(1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01)
+
+    def epoch(smp, g, o):
+        return jax.jit(train.make_epoch(model, smp, cfg["batch_size"], grad=g, optimizer=o,
                                         use_l2=False, check_grads=False))
     vs = []
-    for g, name in (("hand", "jaxnets (hand grads)"), ("autodiff", "jaxnets (jax.grad)"), ("hand", TFM_FAST)):
+    for g, name in (("hand", "jaxnets (hand grads)"), ("autodiff", "jaxnets (jax.grad)"), ("hand", TFM_FAST),
+                    ("hand", TFM_OPTAX)):
         model = tr.transformer(mcfg._replace(fast_grads=name == TFM_FAST))
-        c, comp = _compile(epoch(sampler, g), *args)
-        step = _compile(epoch(one, g), *args)[0]
+        o = generic if name == TFM_OPTAX else opt
+        a = (train.init_state(params, o), *args[1:])
+        c, comp = _compile(epoch(sampler, g, o), *a)
+        step = _compile(epoch(one, g, o), *a)[0]
         flops, nbytes = (v * steps for v in cost(step))
-        vs.append(Variant(name, lambda c=c: jax.block_until_ready(c(*args)),
-                          compile_s=comp, flops=flops, nbytes=nbytes, working_set=_working_set(step)))
+        vs.append(Variant(name, lambda c=c, a=a: jax.block_until_ready(c(*a)), compile_s=comp, flops=flops,
+                          nbytes=nbytes, working_set=_working_set(step),
+                          note=f"{c.as_text().count(' copy(')} copy instructions in the compiled program"))
     if torch_peers.available():
         vs.append(Variant(TORCH, torch_peers.transformer_chunk(vocab, cfg, np.asarray(tokens), steps),
                           kind="torch", note=torch_peers.version()))
@@ -664,6 +673,7 @@ def ratios(rec: dict) -> dict:
         out["transformer"] = {"torch_over_hand": _ratio(rows, TORCH, hand["variant"]),
                               "torch_over_fast": _ratio(rows, TORCH, TFM_FAST),
                               "hand_over_fast": _ratio(rows, hand["variant"], TFM_FAST),
+                              "optax_over_hand": _ratio(rows, TFM_OPTAX, hand["variant"]),
                               "hand_over_autodiff": _ratio(rows, hand["variant"], rows[1]["variant"]),
                               "hand_fraction_of_peak": hand.get("fraction_of_peak"), "hand_bound": hand.get("bound"),
                               "hand_limit": hand.get("limit")}
