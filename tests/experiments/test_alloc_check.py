@@ -1,19 +1,11 @@
 """tools/alloc_check.py (the page-fault measurement quoted in README's Performance)."""
-import os
+import functools
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from _tools import run_tool
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOL = [sys.executable, str(ROOT / "tools" / "alloc_check.py")]
-
-
-def _run(*args):
-    return subprocess.run(TOOL + list(args), capture_output=True, text=True, cwd=ROOT, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+_run = functools.partial(run_tool, "alloc_check.py")
 
 
 @pytest.mark.e2e(cpu=20)

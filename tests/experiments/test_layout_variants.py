@@ -1,20 +1,12 @@
 """tools/layout_variants.py (the gradient-layout measurement quoted in README's Performance)."""
+import functools
 import importlib.util
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from _tools import ROOT, run_tool
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOL = [sys.executable, str(ROOT / "tools" / "layout_variants.py")]
-
-
-def _run(*args):
-    return subprocess.run(TOOL + list(args), capture_output=True, text=True, cwd=ROOT, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+_run = functools.partial(run_tool, "layout_variants.py")
 
 
 @pytest.mark.e2e(cpu=14)
