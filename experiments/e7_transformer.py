@@ -80,8 +80,8 @@ def token_sampler(ids, block_size: int, steps: int) -> train.Sampler:
 
 def adamw(cfg) -> optax.GradientTransformation:
     """``torch.optim.AdamW`` with the notebook's arguments (decay on every parameter):
-    ``optax.adamw``'s update as :func:`jaxnets.train.adamw` runs it (fewer copies; the record's
-    numbers unchanged: seeds 0–2 trained together, 300 steps of every run, compared field by field)."""
+    ``optax.adamw``'s update as :func:`jaxnets.train.adamw` runs it (fewer copies; the same numbers
+    as ``optax.adamw`` over 300 steps of every run, seeds 0–2 together, compared field by field)."""
     return train.adamw(cfg["lr"], b1=cfg["b1"], b2=cfg["b2"], eps=cfg["eps"],
                        weight_decay=cfg["weight_decay"])
 
