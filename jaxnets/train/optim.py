@@ -118,8 +118,8 @@ def kept_adamw_step(optimizer, update, grads, opt_state, params, keep):
     float64, tests/test_train.py) and in E7's three seeds trained together (all six runs, 300 steps,
     compared field by field).
     Not in every program: in a one-configuration vmapped epoch the generic path's recomputed
-    moments rounded differently from the stored ones, and the two paths differed by round-off
-    (1e-5 in the weights after 30 transformer steps); this path uses the stored moments."""
+    moments rounded differently from the stored ones, and the two paths' weights differed by
+    round-off; this path uses the stored moments."""
     if not isinstance(optimizer, _AdamW):
         return None
     _, new = update(grads, opt_state, params)
