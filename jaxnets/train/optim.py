@@ -112,7 +112,8 @@ def kept_adamw_step(optimizer, update, grads, opt_state, params, keep):
     weights' update reads the kept moments instead of recomputing them from the old ones.
     XLA:CPU computes each moment and the weights in separate loops; when the weights' loop read
     the old moments, which the moments' own loops overwrite in place, it copied both moments of
-    every parameter each step (the E7 transformer: 163 copies per step, 46 left after).
+    every parameter each step (the bench's timed E7 transformer program: 436 copy instructions
+    with ``optax.adamw``, 319 with this; no speed difference measured).
 
     Bits: equal to ``update`` + ``optax.apply_updates`` + ``keep`` in fit's epoch (float32 and
     float64, tests/test_train.py) and in E7's three seeds trained together (all six runs, 300 steps,
