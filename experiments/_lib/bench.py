@@ -600,8 +600,7 @@ def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
     params = model.init(jax.random.key(seed))
     opt = e7.adamw(dict(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01))
     sampler = e7.token_sampler(tokens, cfg["block_size"], steps)
-    state = train.init_state(params, opt)
-    args = (state, jnp.zeros((), jnp.float32), jnp.int32(0), jax.random.key(1),
+    rest = (jnp.zeros((), jnp.float32), jnp.int32(0), jax.random.key(1),   # l2, epoch, key, data
             *(jax.device_put(jnp.asarray(d)) for d in sampler.data))
     one = e7.token_sampler(tokens, cfg["block_size"], 1)  # XLA's cost analysis counts a loop body once
 
@@ -615,7 +614,7 @@ def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
                     ("hand", TFM_OPTAX)):
         model = tr.transformer(mcfg._replace(fast_grads=name == TFM_FAST))
         o = generic if name == TFM_OPTAX else opt
-        a = (train.init_state(params, o), *args[1:])
+        a = (train.init_state(params, o), *rest)
         c, comp = _compile(epoch(sampler, g, o), *a)
         step = _compile(epoch(one, g, o), *a)[0]
         flops, nbytes = (v * steps for v in cost(step))
