@@ -16,8 +16,9 @@ stratified split of :func:`jaxnets.data.get_split`.
 §3.3–3.4 are run with the **document recipe**, the course notebook's Keras code
 (:mod:`experiments._lib.notebook`): the notebook's split, Glorot-uniform kernels and zero biases,
 SGD lr 0.01, batch 5, reshuffled every epoch, over seeds 42, 43, 44 (mean ± sd). The seeds are
-trained at once by :func:`jaxnets.train.sweep` (one vmapped fused epoch): they vary the initial
-weights; the batch order (the sweep's one key, seed 42) is shared.
+trained at once by :func:`jaxnets.train.sweep` (on a CPU each through fit's own fused epoch, one
+thread per core; elsewhere one vmapped program: :func:`experiments._lib.common.together`): they
+vary the initial weights; the batch order (the sweep's one key, seed 42) is shared.
 
 - 3.3: 30 epochs without early stopping; train/val/test accuracy per epoch, with the epoch of the
   best validation accuracy and the epoch where patience 3 would have stopped the base model marked
@@ -45,7 +46,7 @@ import numpy as np
 
 from jaxnets import data, gradcheck, models, train
 from jaxnets.data.splits import balanced_subset
-from experiments._lib import figures, notebook
+from experiments._lib import common, figures, notebook
 from experiments._lib import cli
 from experiments._lib.contract import PerMode, RunConfig, from_args, same
 from experiments._lib.common import data_variant, finish, print_rows, row
@@ -173,7 +174,7 @@ def batch_32(model, params0, sp, batch_sizes, max_epochs, seed, log):
 # ============================================================================ §3.3–3.4 (sweeps)
 
 def sweep_runs(model, sp, seeds, alphas, epochs, batch_size, key_seed):
-    """Train every (α, seed) pair at once (one vmapped fused epoch, shared batch order).
+    """Train every (α, seed) pair at once (:func:`common.together`, shared batch order).
 
     Returns per-epoch arrays of shape (len(alphas), len(seeds), epochs): train/val/test accuracy,
     ``loss`` (mean of the epoch's batch losses, Keras's ``loss``) and ``train_loss`` (after the epoch)."""
@@ -183,7 +184,7 @@ def sweep_runs(model, sp, seeds, alphas, epochs, batch_size, key_seed):
     res = train.sweep(model, p, (sp.x_train, sp.y_train), optimizer=train.sgd(LR, momentum=0.0),
                       configs=cfg, epochs=epochs, batch_size=min(batch_size, len(sp.x_train)),
                       key=jax.random.key(key_seed), val=(sp.x_val, sp.y_val),
-                      evaluation=train.Evaluation(test=(sp.x_test, sp.y_test)))
+                      evaluation=train.Evaluation(test=(sp.x_test, sp.y_test)), **common.together())
     h = res.history
     out = {k: np.stack(h[k], -1).reshape(A, S, epochs) for k in
            ("train_acc", "val_acc", "test_acc", "train_loss")}
@@ -376,7 +377,8 @@ def run(config: RunConfig) -> dict:
                          "patience": PATIENCE, "max_epochs": max_epochs, "order": "shuffle",
                          "epochs_3_3": epochs_33, "momentum_batch": 5,
                          "document_recipe": notebook.RECIPE | {"epochs": epochs_33, "early_stopping": None},
-                         "seeds_vary": "initial weights; batch order shared (one sweep key, seed %d)" % seed},
+                         "seeds_vary": "initial weights; batch order shared (one sweep key, seed %d)" % seed,
+                         "together": common.together_label(common.together())},
               "gradient_checker": grad_rows, "magnitude_checker": mag,
               "batch_sizes": batch_results, "b1_slower_than_b50": slower,
               "no_early_stopping": r33, "momentum": r34, "part1_variant": variant,

@@ -11,10 +11,12 @@ at lr 0.01, batch 5, at most 50 epochs, early stopping on validation accuracy wi
 keeping the **last** epoch's weights, reshuffled every epoch. Run over several seeds (init and
 batch order), reported as mean ± sample standard deviation, and compared with the answer key at
 ±1.5 points in-domain and ±max(5, 2 sd) points on the shifted/rotated sets. The seeds of a model
-train together in one vmapped program (:func:`fit_seeds`: ``train.sweep`` with seed s's key as its
-own ``fit`` would use it); on tiny runs (300 images, 5–8 epochs, the 2-layer MLP and CNN) every
-seed's params, stop epoch and accuracies were bit for bit those of its own ``fit``, only the
-per-epoch evaluation losses (not recorded) differing by ≤ 2.4e-7.
+train together (:func:`fit_seeds`: ``train.sweep`` with seed s's key as its own ``fit`` would
+use it; on a CPU each seed through fit's own compiled epoch, one thread per core, elsewhere one
+vmapped program: :func:`experiments._lib.common.together`). Threaded, every seed's params, stop
+epoch and accuracies are bit for bit those of its own ``fit``; the vmapped program gave the same
+on tiny runs (300 images, 5–8 epochs, the 2-layer MLP and CNN), only the per-epoch evaluation
+losses (not recorded) differing by ≤ 2.4e-7.
 
 Each seed is **one** run trained through all 50 epochs: the document recipe's result is its
 weights at the epoch where patience 3 stops it (:func:`experiments._lib.notebook.fit_through`;
@@ -55,7 +57,7 @@ from jaxnets.data import augment
 from jaxnets.data.splits import balanced_subset
 from jaxnets.data import transforms as T
 from jaxnets.models import cnn
-from experiments._lib import figures, notebook
+from experiments._lib import common, figures, notebook
 from experiments._lib import cli
 from experiments._lib.contract import PerMode, RunConfig, from_args, same
 from experiments._lib.common import data_variant, finish, print_rows, row
@@ -189,7 +191,7 @@ def _summary(res, wall, n_train, upto=None):
 
 
 class _SeedRun(NamedTuple):
-    """One seed's slice of a vmapped run, with the FitResult fields :func:`_summary` reads."""
+    """One seed's slice of a sweep, with the FitResult fields :func:`_summary` reads."""
     history: dict
     best_epoch: int
     compile_time: float
@@ -200,11 +202,11 @@ class _SeedRun(NamedTuple):
 def fit_seeds(model, seeds, train_data, val, *, epochs, test=None, patience=notebook.RECIPE["patience"],
               progress=False):
     """The notebook's recipe (:func:`experiments._lib.notebook.fit_through`) for every seed at
-    once: one vmapped program (``train.sweep`` with ``keys[c] = key(seeds[c])``, the key seed c's
+    once (``train.sweep`` with ``keys[c] = key(seeds[c])``, the key seed c's
     own ``fit`` draws its batch order from; initial params ``model.init(key(seed))``), trained
     through all ``epochs``. Per seed: ``(params at the epoch where patience stops it, that epoch,
-    params after the last epoch, _SeedRun)``. The per-epoch times are the vmapped program's
-    (all seeds together)."""
+    params after the last epoch, _SeedRun)``. The per-epoch times are the sweep's (all seeds
+    together)."""
     keys = jnp.stack([jax.random.key(s) for s in seeds])
     p0 = jax.tree.map(lambda *v: jnp.stack(v), *[model.init(jax.random.key(s)) for s in seeds])
     C, kept = len(seeds), {}
@@ -217,7 +219,8 @@ def fit_seeds(model, seeds, train_data, val, *, epochs, test=None, patience=note
     res = train.sweep(model, p0, train_data, optimizer=train.sgd(notebook.RECIPE["lr"]), epochs=epochs,
                       batch_size=min(notebook.RECIPE["batch_size"], len(train_data[0])), order="shuffle",
                       key=keys[0], keys=keys, val=val, progress=progress, callback=at_epoch,
-                      evaluation=train.Evaluation(test=test, train=False, batch_size=EVAL_CHUNK))
+                      evaluation=train.Evaluation(test=test, train=False, batch_size=EVAL_CHUNK),
+                      **common.together())
     final, h = res.params, res.history
     out = []
     for c in range(C):
@@ -246,7 +249,8 @@ def train_document(d, model_names, seeds, epochs, evaluators, log, progress=Fals
         for s, (kept, stop, last, res) in zip(seeds, runs):
             for part, params, upto in (("document", kept, stop), ("through", last, None)):
                 r = _summary(res, wall, n, upto) | _evaluate(evaluators[m], params, d)
-                out[part][m].append(r | {"seed": s, "seeds_vmapped": len(seeds)})
+                out[part][m].append(r | {"seed": s, "seeds_together": len(seeds),
+                                          "together": common.together_label(common.together())})
             r, z = out["document"][m][-1], out["through"][m][-1]
             log(f"E4 [document] {LABELS[m]:<12} seed {s}: stops at epoch {r['epochs_run']} (best {r['best_epoch']}, "
                 f"last kept), {r['epoch_time_mean']:.1f} s/epoch for {len(seeds)} seeds; acc % "

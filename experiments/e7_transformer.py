@@ -7,8 +7,10 @@ eps 1e-8, weight decay 0.01 on every parameter), no schedule and no clipping, Py
 initialisation, dropout 0, attention scores scaled by n_embd^-0.5; the loss is estimated as the
 mean over 200 random batches of each split every 100 steps. From that base the homework varies
 the block size (2, 16, 64) and the number of heads (2, 8): six settings, each over three seeds
-(0, 1, 2 by default) trained together in one vmapped program (jaxnets.train.sweep with one key
-per seed: its own initial weights, batches and evaluation batches); rows report mean ± sd. Every
+(0, 1, 2 by default) trained together (jaxnets.train.sweep with one key per seed: its own initial
+weights, batches and evaluation batches; on a CPU each seed through fit's own compiled program,
+one thread per core, elsewhere one vmapped program: experiments._lib.common.together); rows report
+mean ± sd. Every
 gradient comes from the hand-written backward rules of jaxnets.models.transformer; the optimizer
 is optax's AdamW on batches drawn inside the compiled program.
 
@@ -29,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._lib import cli, figures
+from experiments._lib import cli, common, figures
 from experiments._lib.contract import PerMode, RunConfig, from_args, same
 from experiments._lib.common import finish, print_rows, row
 from jaxnets import train
@@ -129,7 +131,7 @@ def _seed_slice(tree, c):
 
 
 def train_one(data, T: int, H: int, cfg, keys, progress=None) -> dict:
-    """One setting over ``len(keys)`` seeds, trained together: one vmapped program
+    """One setting over ``len(keys)`` seeds, trained together
     (:func:`jaxnets.train.sweep` with per-seed keys: seed c draws its initial weights, batches
     and samples from ``keys[c]``), ``cfg["steps"]`` AdamW steps each. Returns the setting's
     curves (mean over seeds; step 0 and every ``eval_every`` steps), final losses (mean, sd and
@@ -147,7 +149,7 @@ def train_one(data, T: int, H: int, cfg, keys, progress=None) -> dict:
     res = train.sweep(model, params, tr_s, epochs=cfg["steps"] // cfg["eval_every"],
                       batch_size=cfg["batch_size"], optimizer=adamw(cfg), key=k_fit[0], keys=k_fit, val=va_s,
                       evaluation=train.Evaluation(sampled_batches=cfg["eval_batches"], initial=True),
-                      progress=progress)
+                      progress=progress, **common.together())
     final, h = res.params, res.history
     wall = time.perf_counter() - t0
     after = [samples(mcfg, _seed_slice(final, c), k_after[c], data.tokenizer, cfg["sample_chars"], after=True)
@@ -168,7 +170,7 @@ def train_one(data, T: int, H: int, cfg, keys, progress=None) -> dict:
             "final_train_sd": sd(ft), "final_val_sd": sd(fv), "best_val": float(curves["val"].mean(1).min()),
             "per_seed": per_seed, "compile_s": res.compile_time, "train_s": train_s, "wall_s": wall,
             "tokens_per_s": C * cfg["steps"] * cfg["batch_size"] * T / max(train_s, 1e-9),
-            "diverged": [d is not None for d in res.divergence],
+            "diverged": [d is not None for d in res.divergence], "together": common.together_label(common.together()),
             "sample_before": before[0]["t1"], "sample_after": after[0]["t1"], "sample_after_topk": after[0]["topk"],
             "format_before": play_format(before[0]["t1"]), "format_after": play_format(after[0]["t1"])}
 
@@ -179,7 +181,7 @@ def train_all(data, cfg, seeds, settings=SETTINGS, progress=None) -> dict:
     runs = {}
     for i, (T, H) in enumerate(settings):
         cli.phase(f"E7 block {T}, {H} heads", f"{cfg['steps']} steps of {cfg['batch_size']}×{T} tokens × "
-                  f"{cli.plural(len(seeds), 'seed')} (vmapped)")
+                  f"{cli.plural(len(seeds), 'seed')} together")
         keys = jax.numpy.stack([jax.random.fold_in(jax.random.key(s), i) for s in seeds])
         runs[run_key(T, H)] = train_one(data, T, H, cfg, keys, progress)
     return runs
@@ -225,7 +227,7 @@ def rows(runs, recipe: str, seeds) -> list:
                    note=f"{base['format_after']['lines']} lines in {len(base['sample_after'])} characters",
                    **kw))
     out.append(row("E7.throughput", f"training tokens/s of the base run (hand-written backward; "
-                   f"{cli.plural(len(seeds), 'seed')} in one vmapped program)",
+                   f"{cli.plural(len(seeds), 'seed')} trained together)",
                    round(base["tokens_per_s"]), note=f"compile {base['compile_s']:.1f} s", **kw))
     return out
 
@@ -309,7 +311,7 @@ N_SEEDS, TINY_N_SEEDS = 3, 2
 #: E7's own settings (``RunConfig.options``) and their default in each mode: the model and
 #: training recipe (``recipe``), the (block size, heads) runs (``runs``), the number of seeds; ``steps`` overrides the
 #: recipe's steps (a multiple of its evaluation interval); ``seeds``: default ``seed, seed + 1,
-#: ...``. All seeds of a setting train together (vmapped).
+#: ...``. All seeds of a setting train together.
 DEFAULTS = {"recipe": PerMode(DOC, QUICK, TINY), "runs": PerMode(SETTINGS, SETTINGS, TINY_SETTINGS),
             "n_seeds": PerMode(N_SEEDS, N_SEEDS, TINY_N_SEEDS), "steps": same(None), "seeds": same(None),
             "seed": same(0)}
@@ -354,7 +356,7 @@ def _parser():
     ap.add_argument("--steps", type=cli.COUNT, default=None,
                     help="Training steps per run (default 5000; 200 with --quick, 20 with --tiny).")
     ap.add_argument("--seeds", type=cli.SEED, nargs="+", default=None,
-                    help="Seeds, trained together in one vmapped program (default: --seed and the two "
+                    help="Seeds, trained together (default: --seed and the two "
                          "after it; --seed and the one after it with --tiny).")
     return ap
 

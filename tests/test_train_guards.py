@@ -11,6 +11,7 @@ import pytest
 from jaxnets import models, train
 from jaxnets.errors import DataError
 from jaxnets.models import transformer as tr
+from jaxnets.train import engine
 
 NET = models.mlp([6, 8, 3], "tanh", "softmax_cross_entropy")
 rng = np.random.default_rng(0)
@@ -30,6 +31,8 @@ def _sweep(params=P0, data=(X, Y), **kw):
 @pytest.mark.parametrize("call,match", [
     (lambda: train.fit(NET, P0, (X, Y), key=42, **KW), r"key must be one PRNG key such as jax.random.key\(42\), got int 42"),
     (lambda: _sweep(key=42), r"sweep\(.*\): key must be one PRNG key"),
+    (lambda: _sweep(vmap=False, workers=0), r"sweep: workers must be an integer >= 1, got 0"),
+    (lambda: _sweep(workers=2.0), r"sweep: workers must be an integer >= 1, got 2.0"),
     (lambda: train.fit(NET, P0, (X, Y), key=jax.random.split(jax.random.key(0), 2), **KW),
      r"key must be one PRNG key .* got array of shape \(2,\)"),
     # 3 stacked seeds and 5 learning rates
@@ -69,14 +72,16 @@ def test_config_of_a_fit_result_is_refused():
 
 # ----------------------------------------------------------------------------- sweep shares fit's loop
 
-def test_sequential_sweep_equals_separate_fits_bit_for_bit_and_the_vmapped_one_closely():
-    """vmap=False runs each configuration through fit's own (un-vmapped) compiled epoch: the same
-    bits as separate fit runs. The vmapped sweep may round differently (float32, rtol 1e-5)."""
+@pytest.mark.parametrize("workers", [1, 2, 5])
+def test_sequential_sweep_equals_separate_fits_bit_for_bit_and_the_vmapped_one_closely(workers):
+    """vmap=False runs each configuration through fit's own (un-vmapped) compiled epoch, ``workers``
+    at a time on threads: the same bits as separate fit runs. The vmapped sweep may round
+    differently (float32, rtol 1e-5)."""
     lrs, l2s = [0.05, 0.2, 0.5], [0.0, 0.01, 0.001]
     kw = dict(epochs=3, batch_size=7, order="replacement", key=jax.random.key(4), val=(X, Y), progress=False,
               max_updates=17)
     seq = train.sweep(NET, P0, (X, Y), optimizer=train.sgd(0.1, lr_decay=0.9), configs={"lr": lrs, "l2": l2s},
-                      vmap=False, **kw)
+                      vmap=False, workers=workers, **kw)
     vec = train.sweep(NET, P0, (X, Y), optimizer=train.sgd(0.1, lr_decay=0.9), configs={"lr": lrs, "l2": l2s}, **kw)
     assert set(seq.history) == set(vec.history)
     for c, (lr, l2) in enumerate(zip(lrs, l2s)):
@@ -87,6 +92,24 @@ def test_sequential_sweep_equals_separate_fits_bit_for_bit_and_the_vmapped_one_c
         assert one.history["lr"] == r.history["lr"] and one.history["updates"] == r.history["updates"] == [8, 16, 17]
         for u, v in zip(jax.tree.leaves(one.params), jax.tree.leaves(vec.config(c).params)):
             np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+
+
+def test_threaded_sweep_keeps_the_callers_x64_and_falls_back_to_one_thread(monkeypatch):
+    """Worker threads run under the caller's ``jax.enable_x64()`` (a per-thread setting): float64
+    params out, the bits of workers=1. Where JAX keeps those settings out of reach the workers are
+    not used, and the result is the same."""
+    kw = dict(optimizer=train.sgd(0.1), configs={"lr": [0.05, 0.2, 0.5]}, epochs=2, batch_size=7,
+              key=jax.random.key(4), val=(X, Y), progress=False, vmap=False)
+    with jax.enable_x64():
+        p64 = jax.tree.map(lambda v: v.astype(np.float64), P0)
+        one = train.sweep(NET, p64, (X.astype(np.float64), Y), workers=1, **kw)
+        many = train.sweep(NET, p64, (X.astype(np.float64), Y), workers=3, **kw)
+        monkeypatch.setattr(engine, "_thread_settings", lambda: None)
+        fallback = train.sweep(NET, p64, (X.astype(np.float64), Y), workers=3, **kw)
+    for res in (many, fallback):
+        for u, v in zip(jax.tree.leaves(one.params), jax.tree.leaves(res.params)):
+            assert u.dtype == v.dtype == np.float64 and np.array_equal(u, v)
+        assert np.array_equal(np.stack(one.history["val_loss"]), np.stack(res.history["val_loss"]))
 
 
 # ----------------------------------------------------------------------------- low precision

@@ -650,7 +650,7 @@ def test_init_under_vmap_equals_one_init_per_key():
 
 @pytest.mark.e2e(cpu=14)
 def test_e7_train_one_trains_the_seeds_together_and_keeps_each():
-    """Two seeds in one vmapped program: each its own initial weights, batches, curve and samples."""
+    """Two seeds trained together: each its own initial weights, batches, curve and samples."""
     corpus = "the quick brown fox\njumps over the lazy dog\n" * 60   # more characters than E7's top-k 10
     tok = text.CharTokenizer.from_text(corpus)
     tr_ids, va_ids = text.train_val_split(tok.encode(corpus))

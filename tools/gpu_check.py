@@ -286,7 +286,7 @@ def _cpu_e7(seed: int):
     except (OSError, ValueError, KeyError):
         return None
     ps = run["per_seed"][c]
-    return {"file": "results/e7.json", "mode": rec.get("mode"), "n_seeds_vmapped": run["n_seeds"],
+    return {"file": "results/e7.json", "mode": rec.get("mode"), "n_seeds_together": run["n_seeds"],
             "final_train": ps["final_train"], "final_val": ps["final_val"], "train_s": run["train_s"],
             "wall_s": run["wall_s"], "compile_s": run["compile_s"],
             "machine": (rec.get("environment") or {}).get("platform")}

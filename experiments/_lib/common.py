@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+import jax
+
 from experiments._lib import report
 from experiments._lib.report import record_mode
 
@@ -36,6 +38,25 @@ def row(id, quantity, value, doc_value=None, tolerance=None, note="", comparable
         if v is not None:
             out[k] = v
     return out
+
+
+def together() -> dict:
+    """How a study trains the seeds (or configurations) of one setting at once: the keyword
+    arguments of :func:`jaxnets.train.sweep`. On a CPU, fit's own compiled epoch per configuration,
+    one thread per core (``vmap=False, workers=os.cpu_count()``: the bits of separate fit runs);
+    on the 2-core machine of the README the vmapped program was slower (E4's models 1.3–1.6×,
+    E7's transformer 1.2–1.4×, E3's MLPs 1.8×; ``python tools/sweep_ways.py``). Elsewhere (a GPU)
+    one vmapped program."""
+    if jax.default_backend() == "cpu":
+        return dict(vmap=False, workers=os.cpu_count() or 1)
+    return {}
+
+
+def together_label(way: dict) -> str:
+    """:func:`together`'s choice in words, for a record."""
+    if way.get("vmap", True):
+        return "one vmapped program"
+    return f"fit's own compiled epoch per configuration, {way['workers']} at a time on threads"
 
 
 def data_variant(split) -> str:

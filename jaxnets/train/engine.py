@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -856,9 +857,10 @@ def _sweep_setup(model, params, data, *, epochs, batch_size, optimizer, configs,
 def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax.GradientTransformation,
           configs: dict | None = None, keys=None, l2=0.0, order: str = "shuffle", key=None, val=None,
           evaluation: Evaluation = Evaluation(), max_updates: int | None = None, grad: str = "hand",
-          vmap: bool = True, progress: bool | None = None, callback=None) -> FitResult:
+          vmap: bool = True, workers: int = 1, progress: bool | None = None, callback=None) -> FitResult:
     """Train C configurations with :func:`fit`'s epoch: at once (one ``jax.vmap`` of it), or,
-    ``vmap=False``, one after another with the same one compiled (un-vmapped) epoch.
+    ``vmap=False``, through the same one compiled (un-vmapped) epoch, ``workers`` configurations
+    at a time, each in its own thread (1: one after another).
 
     ``configs``: {name: (C,) values} for hyperparameters of ``optimizer`` (one built with
     ``optax.inject_hyperparams``, e.g. ``train.sgd(0.1, momentum=0.0)``: "lr", "momentum",
@@ -869,62 +871,93 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
     configuration draws from ``key``. C comes from whichever of configs, stacked params and keys
     has more than one entry; they must agree. The other arguments are :func:`fit`'s (sweep has
     no early stopping and no checkpoints; a diverged configuration is frozen and the others go
-    on). ``callback(epoch, state, history)``: ``state`` with the config axis (vmap) or one
-    configuration's. Returns one :class:`FitResult` for all configurations (``.config(c)`` for
-    one): the params stay one stacked pytree, ready to index or vmap. Identical, to float
-    tolerance, to C separate :func:`fit` runs with the same key (``keys[c]``).
+    on). Both ways run the configurations in step: epoch e of every one, their evaluations, then
+    ``callback(epoch, state, history)`` with the config axis. Returns one :class:`FitResult` for
+    all configurations (``.config(c)`` for one): the params stay one stacked pytree, ready to
+    index or vmap. ``vmap=False`` gives the bits of C separate :func:`fit` runs with the same key
+    (``keys[c]``) whatever ``workers`` is; the vmapped program may round differently (batched
+    products). Which is faster depends on the machine and the model: on the 2-core CPU of the
+    README, small networks at small batches trained fastest with ``vmap=False, workers=2``.
     """
+    inputs.check_int("sweep", "workers", workers, 1, None)
     run, C = _sweep_setup(model, params, data, epochs=epochs, batch_size=batch_size,
                           optimizer=optimizer, configs=configs, keys=keys, l2=l2, order=order,
                           grad=grad, key=key, val=val, evaluation=evaluation, max_updates=max_updates)
     settings = dict(order=order, grad=grad, max_updates=max_updates, mesh=None, optimizer=optimizer,
                     use_l2=bool(np.any(np.asarray(run.l2) != 0)))
-    loop = dict(epochs=epochs, stop=_Stop(), progress=progress, callback=callback)
-    if vmap:
-        run_epoch, compile_time = _compile_epoch(run, run.state, run.l2, run.key, vmapped=True,
-                                                 key_per_config=keys is not None, **settings)
-        evaluators = _evaluators(model, run.evals, evaluation, batch_size, vmapped=True,
-                                 key_axis=keys is not None)
+    with ThreadPoolExecutor(min(workers, C)) as pool:
+        if vmap:
+            run_epoch, compile_time = _compile_epoch(run, run.state, run.l2, run.key, vmapped=True,
+                                                     key_per_config=keys is not None, **settings)
+            evaluators = _evaluators(model, run.evals, evaluation, batch_size, vmapped=True,
+                                     key_axis=keys is not None)
+        else:
+            run_epoch, evaluators, compile_time = _in_step(run, C, evaluation, settings, pool)
         history = _new_history(run.evals)
         if evaluation.initial:
             _initial(run, history, run.state, evaluators)
-        state, history, _, first_bad, _ = _loop(run, run_epoch, evaluators, run.state, history, None,
-                                                0, desc=f"{model.name} × {C} configs", **loop)
-    else:
-        state, history, first_bad, compile_time = _one_at_a_time(run, C, evaluation, settings, loop)
+        state, history, _, first_bad, _ = _loop(run, run_epoch, evaluators, run.state, history, None, 0,
+                                                epochs=epochs, stop=_Stop(), progress=progress,
+                                                callback=callback, desc=f"{model.name} × {C} configs")
     return FitResult(state.params, state.params, len(history["epoch"]), history, compile_time,
                      False, _divergences(run, state, history, first_bad), state.opt_state, C)
 
 
-def _one_at_a_time(run: _Run, C, evaluation, settings, loop):
-    """The configurations one after another, each with :func:`fit`'s loop, through one compiled
-    (un-vmapped) epoch; results stacked as the vmapped sweep stacks them."""
-    pick = lambda c: run._replace(state=jax.tree.map(lambda v: v[c], run.state), l2=run.l2[c],  # noqa: E731
-                                  key=run.key[c] if run.key.ndim else run.key)
-    first = pick(0)
-    run_epoch, compile_time = _compile_epoch(first, first.state, first.l2, first.key, **settings)
-    evaluators = _evaluators(run.model, run.evals, evaluation, run.batch_size)
-    outs = []
-    for c in range(C):
-        rc = pick(c)
-        history = _new_history(run.evals)
-        if evaluation.initial:
-            _initial(rc, history, rc.state, evaluators)
-        outs.append(_loop(rc, run_epoch, evaluators, rc.state, history, None, 0,
-                          desc=f"{run.model.name} config {c + 1}/{C}", **loop))
-    state = jax.tree.map(lambda *v: jnp.stack(v), *(o[0] for o in outs))
-    hs = [o[1] for o in outs]
+def _in_step(run: _Run, C, evaluation, settings, pool):
+    """The vmapped sweep's ``run_epoch`` and evaluators, computed per configuration by fit's own
+    compiled (un-vmapped) epoch and evaluators on ``pool``'s threads (XLA releases the GIL while a
+    program runs: one small configuration cannot keep the cores busy), results stacked. The
+    arguments are sliced and the results stacked in the calling thread; the workers run under
+    the caller's JAX settings (``with jax.enable_x64():`` and the like hold per thread)."""
+    per_key = run.key.ndim > 0
+    pick = lambda tree, c: jax.tree.map(lambda v: v[c], tree)  # noqa: E731
+    key_of = lambda k, c: k[c] if per_key else k  # noqa: E731
+    epoch, compile_time = _compile_epoch(run, pick(run.state, 0), run.l2[0], key_of(run.key, 0), **settings)
+    settings_now = _thread_settings()
 
-    def stacked(k):
-        v = hs[0][k]
-        if k == "time":
-            return [float(sum(h[k][e] for h in hs)) for e in range(len(v))]
-        if k == "epoch":
-            return v
-        if not isinstance(v, list):
-            return np.stack([h[k] for h in hs])
-        return [None if v[e] is None else np.stack([h[k][e] for h in hs]) for e in range(len(v))]
-    return state, {k: stacked(k) for k in hs[0]}, np.array([o[3] for o in outs]), compile_time
+    def each(fn, args):
+        work = lambda a: _with_settings(settings_now, lambda: jax.block_until_ready(fn(*a)))  # noqa: E731
+        outs = list(pool.map(work, args)) if settings_now is not None else [work(a) for a in args]
+        return jax.tree.map(lambda *v: jnp.stack(v), *outs)
+
+    def run_epoch(state, l2, e, k):
+        return each(epoch, [(pick(state, c), l2[c], e, key_of(k, c)) for c in range(C)])
+
+    def stepped(ev):
+        return lambda params, k: each(ev, [(pick(params, c), key_of(k, c)) for c in range(C)])
+    evaluators = _evaluators(run.model, run.evals, evaluation, run.batch_size)
+    return run_epoch, {name: stepped(ev) for name, ev in evaluators.items()}, compile_time
+
+
+def _thread_settings():
+    """The JAX settings the calling thread holds in place of the global ones (``jax.enable_x64()``,
+    ``jax.numpy_dtype_promotion(...)``, …), to set again in a worker thread; None where this JAX
+    version keeps them out of reach (the workers are then not used)."""
+    try:
+        from jax._src import config as jc
+        unset = jc.config_ext.unset
+        return [(h, v) for h in jc.config._value_holders.values()
+                if isinstance(h, jc.State) and (v := h.get_local()) is not unset]
+    except (ImportError, AttributeError):
+        return None
+
+
+def _with_settings(settings, fn):
+    """``fn()`` with the thread-local JAX ``settings`` of :func:`_thread_settings` in force (as
+    JAX's own context managers set them), then the thread's own back."""
+    done = []
+    try:
+        for state, value in settings or ():
+            done.append((state, state.swap_local(value)))
+            if state._update_thread_local_hook:
+                state._update_thread_local_hook(value)
+        return fn()
+    finally:
+        from jax._src import config as jc
+        for state, prev in reversed(done):
+            state.set_local(prev)
+            if state._update_thread_local_hook:
+                state._update_thread_local_hook(None if prev is jc.config_ext.unset else prev)
 
 
 def _divergences(run: _Run, state, history, first_bad) -> tuple:

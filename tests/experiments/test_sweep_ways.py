@@ -1,0 +1,46 @@
+"""tools/sweep_ways.py (the comparison behind experiments._lib.common.together) and together()."""
+import functools
+import os
+import re
+
+import jax
+import pytest
+from _tools import run_tool
+
+from experiments._lib import common
+
+_run = functools.partial(run_tool, "sweep_ways.py")
+
+
+@pytest.mark.e2e(cpu=40)
+def test_every_way_is_timed_and_the_threads_give_workers_1s_bits():
+    """Two workloads at smoke size, one round: each table has the three ways with positive times,
+    vmap/way = 1.00 for vmap, and the threaded way equal to workers 1 bit for bit."""
+    r = _run("--quick", "--rounds", "1", "--only", "e4_mlp2_ood,e7_T32")
+    assert r.returncode == 0, r.stderr[-3000:]
+    n = os.cpu_count()
+    for name in ("e4_mlp2_ood", "e7_T32"):
+        block = r.stdout.split(f"\n{name}\n")[1].split("\n\n")[0]
+        rows = re.findall(r"^\s+(vmap|workers \d+)\s+(\S+)\s+\S+\s+\S+\s+(\S+)\s+\S+\s+\S+\s+(\S+)\s+(yes|no)$",
+                          block, re.M)
+        assert [w for w, *_ in rows] == ["vmap", "workers 1", f"workers {n}"], block
+        assert all(float(t) > 0 and float(w) > 0 for _, t, w, _, _ in rows)
+        assert rows[0][3] == "1.00" and rows[1][4] == rows[2][4] == "yes", block
+
+
+@pytest.mark.parametrize("args,message", [(["--rounds", "0"], "--rounds: 0 is out of range"),
+                                          (["--only", "e5"], "--only: unknown workload")])
+def test_bad_arguments_are_named(args, message):
+    r = _run(*args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_together_is_threads_on_a_cpu_and_says_so():
+    """On the CPU backend the studies train their seeds through fit's epoch on one thread per core
+    (the bits of separate fits); the record's label says which way ran."""
+    assert jax.default_backend() == "cpu"
+    way = common.together()
+    assert way == dict(vmap=False, workers=os.cpu_count())
+    assert common.together_label(way) == (f"fit's own compiled epoch per configuration, {os.cpu_count()} "
+                                          "at a time on threads")
+    assert common.together_label({}) == "one vmapped program"

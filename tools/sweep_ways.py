@@ -1,0 +1,142 @@
+"""Time the ways ``jaxnets.train.sweep`` can train the seeds of one setting of E3, E4 and E7 at once.
+
+The ways: ``vmap`` (one vmapped program), ``workers 1`` (fit's own compiled epoch per
+configuration, one after another) and ``workers N`` (the same, N configurations at a time on
+threads; N = the CPU count). Every workload is its study's setting at its document batch size on
+random data of the study's shapes (the time does not depend on the values): E3 the 784-128-10 MLP,
+4 momenta × 3 seeds, batch 5; E4 each of doc 003's three models, 3 seeds, batch 5, a 2,000-image
+validation and a 10,000-image test set scored every epoch; E7 the transformer at block 32 and 64,
+3 seeds, batch 16, 100 AdamW steps per epoch and 200 sampled batches per split scored after each.
+Each round runs every way once in a fresh random order; a run is one whole sweep call: ``train`` is
+its epochs (as the record's ``time``), ``wall`` the call less the epoch's compile time (the
+evaluations and their compiles included). Prints minima, medians and maxima, vmap ÷ way, and
+whether each way's params equal ``workers 1``'s bit for bit.
+
+    PYTHONPATH=. python tools/sweep_ways.py [--rounds 3] [--epochs 1] [--only e4_cnn3,e7_T64] [--quick]
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments._lib import cli
+from experiments._lib.bench import blas_info
+from jaxnets import models, train
+from jaxnets.models import cnn
+from jaxnets.models import transformer as tr
+
+
+def _e3(n, quick):
+    model = models.mlp([784, 128, 10], "relu", "softmax_cross_entropy", init="glorot")
+    seeds, alphas = (0, 1, 2), (0.0, 0.5, 0.9, 0.99)
+    p0 = jax.vmap(model.init)(jnp.stack([jax.random.key(s) for s in seeds] * len(alphas)))
+    X, Y, V = _images(n, (784,))
+    cfg = {"momentum": [a for a in alphas for _ in seeds]}
+    return lambda way, epochs: train.sweep(
+        model, p0, (X, Y), optimizer=train.sgd(0.01, momentum=0.0), configs=cfg, epochs=epochs, batch_size=5,
+        key=jax.random.key(42), val=V, evaluation=train.Evaluation(test=V), progress=False, **way)
+
+
+def _e4(name):
+    def make(n, quick):
+        model = cnn.MODELS[name](init="glorot")
+        keys = jnp.stack([jax.random.key(s) for s in (42, 43, 44)])
+        p0 = jax.vmap(model.init)(keys)
+        X, Y, V = _images(n, (28, 28, 1))
+        T = V if quick else _images(n, (28, 28, 1))[:2]
+        return lambda way, epochs: train.sweep(
+            model, p0, (X, Y), optimizer=train.sgd(0.01), epochs=epochs, batch_size=5, key=keys[0], keys=keys,
+            val=V, evaluation=train.Evaluation(test=T, train=False, batch_size=500), progress=False, **way)
+    return make
+
+
+def _e7(T):
+    def make(n, quick):
+        cfg = tr.TransformerConfig(65, T, 16 if quick else 64, 4, 1 if quick else 4, 0.0, "n_embd", "pytorch")
+        model = tr.transformer(cfg)
+        keys = jnp.stack([jax.random.key(s) for s in range(3)])
+        params = jax.vmap(model.init)(keys)
+        ids = np.random.default_rng(0).integers(0, 65, 100_000).astype(np.int32)
+        steps, batches = (5, 2) if quick else (100, 200)
+        from jaxnets.data import text
+        sampler = lambda: train.Sampler(lambda k, b, corpus: text.get_batch(k, corpus, b, T), steps, (ids,))  # noqa: E731
+        return lambda way, epochs: train.sweep(
+            model, params, sampler(), epochs=epochs, batch_size=16,
+            optimizer=train.adamw(1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01), key=keys[0], keys=keys,
+            val=sampler(), evaluation=train.Evaluation(sampled_batches=batches, initial=True), progress=False, **way)
+    return make
+
+
+def _images(n, shape):
+    rng = np.random.default_rng(0)
+    X = rng.random((n, *shape), np.float32)
+    Y = rng.integers(0, 10, n).astype(np.int32)
+    return X, Y, (X[: n // 5], Y[: n // 5])
+
+
+WORKLOADS = {"e3_mlp": _e3, "e4_mlp2_ood": _e4("mlp2_ood"), "e4_cnn2": _e4("cnn2"), "e4_cnn3": _e4("cnn3"),
+             "e7_T32": _e7(32), "e7_T64": _e7(64)}
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)))
+
+
+def measure(name, n, rounds, epochs, quick, workers):
+    run = WORKLOADS[name](n, quick)
+    ways = {"vmap": {}, "workers 1": dict(vmap=False, workers=1),
+            f"workers {workers}": dict(vmap=False, workers=workers)}
+    times = {w: {"train": [], "wall": []} for w in ways}
+    last = {}
+    for _ in range(rounds):
+        order = list(ways)
+        random.shuffle(order)
+        for w in order:
+            t = time.perf_counter()
+            res = run(ways[w], epochs)
+            times[w]["wall"].append(time.perf_counter() - t - res.compile_time)
+            times[w]["train"].append(float(np.sum(res.history["time"])))
+            last[w] = res
+    return times, {w: _same(r, last["workers 1"]) for w, r in last.items()}
+
+
+def report(name, times, same):
+    print(f"\n{name}\n  {'way':<11} {'train min':>9} {'median':>7} {'max':>7} {'wall min':>9} {'median':>7} "
+          f"{'max':>7} {'vmap/way':>8} {'= workers 1':>11}")
+    ref = min(times["vmap"]["wall"])
+    for w, t in times.items():
+        tr_, wa = t["train"], t["wall"]
+        print(f"  {w:<11} {min(tr_):9.2f} {np.median(tr_):7.2f} {max(tr_):7.2f} {min(wa):9.2f} "
+              f"{np.median(wa):7.2f} {max(wa):7.2f} {ref / min(wa):8.2f} {'yes' if same[w] else 'no':>11}")
+
+
+def main(argv=None) -> int:
+    ap = cli.tool_parser(__doc__, prog="python tools/sweep_ways.py")
+    ap.add_argument("--rounds", type=cli.COUNT, default=3, help="interleaved rounds (default 3)")
+    ap.add_argument("--epochs", type=cli.COUNT, default=1, help="epochs per run (default 1)")
+    ap.add_argument("--only", default=",".join(WORKLOADS),
+                    help=f"comma-separated workloads (default all: {','.join(WORKLOADS)})")
+    ap.add_argument("--quick", action="store_true", help="smoke size: 200 images, tiny transformer")
+    a = ap.parse_args(argv)
+    names = [s for s in a.only.split(",") if s]
+    bad = [s for s in names if s not in WORKLOADS]
+    if bad or not names:
+        ap.error(f"--only: unknown workload(s) {bad or a.only!r}; choose from {', '.join(WORKLOADS)}")
+    workers = os.cpu_count() or 1
+    print(f"jax {jax.__version__}, backend {jax.default_backend()}, {workers} CPUs, "
+          f"load {os.getloadavg()[0]:.2f}; NumPy BLAS: {blas_info()}")
+    print(f"{a.rounds} rounds × {a.epochs} epoch(s); minima, medians, maxima in seconds; vmap/way by wall minima")
+    for name in names:
+        times, same = measure(name, 200 if a.quick else 10_000, a.rounds, a.epochs, a.quick, workers)
+        report(name, times, same)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
