@@ -32,7 +32,8 @@ def _sweep(params=P0, data=(X, Y), **kw):
     (lambda: train.fit(NET, P0, (X, Y), key=42, **KW), r"key must be one PRNG key such as jax.random.key\(42\), got int 42"),
     (lambda: _sweep(key=42), r"sweep\(.*\): key must be one PRNG key"),
     (lambda: _sweep(vmap=False, workers=0), r"sweep: workers must be an integer >= 1, got 0"),
-    (lambda: _sweep(workers=2.0), r"sweep: workers must be an integer >= 1, got 2.0"),
+    (lambda: _sweep(vmap=False, workers=2.0), r"sweep: workers must be an integer >= 1, got 2.0"),
+    (lambda: _sweep(workers=2), r"sweep: workers=2 needs vmap=False"),
     (lambda: train.fit(NET, P0, (X, Y), key=jax.random.split(jax.random.key(0), 2), **KW),
      r"key must be one PRNG key .* got array of shape \(2,\)"),
     # 3 stacked seeds and 5 learning rates

@@ -44,9 +44,9 @@ def together() -> dict:
     """How a study trains the seeds (or configurations) of one setting at once: the keyword
     arguments of :func:`jaxnets.train.sweep`. On a CPU, fit's own compiled epoch per configuration,
     one thread per core (``vmap=False, workers=os.cpu_count()``: the bits of separate fit runs);
-    on the 2-core machine of the README the vmapped program was slower (E4's models 1.3–1.6×,
-    E7's transformer 1.2–1.4×, E3's MLPs 1.8×; ``python tools/sweep_ways.py``). Elsewhere (a GPU)
-    one vmapped program."""
+    on the 2-core machine of the README the vmapped program took 1.2–1.6× as long for E4's
+    models, 1.3× for E7's transformer and 1.9× for E3's MLPs (``python tools/sweep_ways.py``, the
+    README's Performance section). Elsewhere (a GPU) one vmapped program."""
     if jax.default_backend() == "cpu":
         return dict(vmap=False, workers=os.cpu_count() or 1)
     return {}

@@ -880,12 +880,16 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
     README, small networks at small batches trained fastest with ``vmap=False, workers=2``.
     """
     inputs.check_int("sweep", "workers", workers, 1, None)
+    if vmap and workers != 1:
+        raise ValueError(f"sweep: workers={workers} needs vmap=False (the vmapped program is one "
+                         "call; workers run un-vmapped configurations on threads)")
     run, C = _sweep_setup(model, params, data, epochs=epochs, batch_size=batch_size,
                           optimizer=optimizer, configs=configs, keys=keys, l2=l2, order=order,
                           grad=grad, key=key, val=val, evaluation=evaluation, max_updates=max_updates)
     settings = dict(order=order, grad=grad, max_updates=max_updates, mesh=None, optimizer=optimizer,
                     use_l2=bool(np.any(np.asarray(run.l2) != 0)))
-    with ThreadPoolExecutor(min(workers, C)) as pool:
+    pool = None if vmap else ThreadPoolExecutor(min(workers, C))
+    try:
         if vmap:
             run_epoch, compile_time = _compile_epoch(run, run.state, run.l2, run.key, vmapped=True,
                                                      key_per_config=keys is not None, **settings)
@@ -899,6 +903,9 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
         state, history, _, first_bad, _ = _loop(run, run_epoch, evaluators, run.state, history, None, 0,
                                                 epochs=epochs, stop=_Stop(), progress=progress,
                                                 callback=callback, desc=f"{model.name} × {C} configs")
+    finally:
+        if pool is not None:    # on Ctrl-C: the epochs in flight end, the queued ones never start
+            pool.shutdown(wait=True, cancel_futures=True)
     return FitResult(state.params, state.params, len(history["epoch"]), history, compile_time,
                      False, _divergences(run, state, history, first_bad), state.opt_state, C)
 
