@@ -113,9 +113,10 @@ def _sgd_configs(configs):
 
 
 def _one_at_a_time(net, p0, sp, configs, iterations, key, progress=None):
-    """Train ``configs`` one after another with ONE compiled (un-vmapped) epoch and evaluator —
-    the fair sequential counterpart of :func:`train.sweep` (``vmap=False``: same draws, same
-    evaluations). Returns (per-config final val accuracies, compile time, wall time of the loop)."""
+    """Train ``configs`` one at a time (epoch by epoch, in the calling thread) with ONE compiled
+    (un-vmapped) epoch and evaluator — the fair sequential counterpart of :func:`train.sweep`
+    (``vmap=False`` with one worker: same draws, same evaluations). Returns (per-config final val
+    accuracies, compile time, wall time of the loop)."""
     n = len(sp.y_train)
     t0 = time.perf_counter()
     res = train.sweep(net, p0, (sp.x_train, sp.y_train), optimizer=train.sgd(0.0), configs=_sgd_configs(configs),

@@ -291,17 +291,18 @@ def test_finite_loss_with_infinite_gradient_is_caught_by_the_replay(capsys):
     assert "update 3" in capsys.readouterr().err
 
 
-def test_sweep_replays_a_poisoned_epoch_to_the_last_finite_weights():
+@pytest.mark.parametrize("way,rtol", [(dict(), 1e-6), (dict(vmap=False, workers=2), 0.0)], ids=["vmap", "threads"])
+def test_sweep_replays_a_poisoned_epoch_to_the_last_finite_weights(way, rtol):
     """Both configurations meet the poisoned batch (update 3) and must keep the weights of the update
     before it, as separate fit runs do (float32; vmapped and single runs may round differently, so
-    rtol 1e-6 instead of bitwise)."""
+    rtol 1e-6 there; on threads, each configuration replaying in its own worker, bit for bit)."""
     net = _poisoned(NET)
     Xp = X[:50].copy()
     Xp[37, 0] = 1000.0
     p0 = NET.init(jax.random.key(5))
     sw = train.sweep(net, p0, (Xp, Y[:50]), optimizer=train.sgd(0.1),
                      configs={"lr": np.array([0.1, 0.2], np.float32)}, epochs=2, batch_size=10,
-                     order="fixed", key=jax.random.key(0))
+                     order="fixed", key=jax.random.key(0), **way)
     params = sw.params
     assert [(d.epoch, d.step) for d in sw.divergence] == [(1, 3), (1, 3)]
     for c, lr in enumerate((0.1, 0.2)):
@@ -309,7 +310,7 @@ def test_sweep_replays_a_poisoned_epoch_to_the_last_finite_weights():
                         order="fixed", key=jax.random.key(0), progress=False)
         assert res.divergence.step == 3
         chex.assert_trees_all_close(jax.tree.map(lambda v: v[c], params), res.final_params,
-                                    rtol=1e-6, atol=0)
+                                    rtol=rtol, atol=0)
 
 
 # ----------------------------------------------------------------------------- optax optimizers

@@ -97,17 +97,22 @@ def test_sequential_sweep_equals_separate_fits_bit_for_bit_and_the_vmapped_one_c
 
 def test_threaded_sweep_keeps_the_callers_x64_and_falls_back_to_one_thread(monkeypatch):
     """Worker threads run under the caller's ``jax.enable_x64()`` (a per-thread setting): float64
-    params out, the bits of workers=1. Where JAX keeps those settings out of reach the workers are
-    not used, and the result is the same."""
+    params out, the bits of workers=1. Under a thread guard (which forbids other threads), and
+    where JAX keeps its per-thread settings out of reach (here: its registry removed), the workers
+    are not used, and the result is the same."""
+    from jax._src import config as jc
     kw = dict(optimizer=train.sgd(0.1), configs={"lr": [0.05, 0.2, 0.5]}, epochs=2, batch_size=7,
               key=jax.random.key(4), val=(X, Y), progress=False, vmap=False)
     with jax.enable_x64():
-        p64 = jax.tree.map(lambda v: v.astype(np.float64), P0)
-        one = train.sweep(NET, p64, (X.astype(np.float64), Y), workers=1, **kw)
-        many = train.sweep(NET, p64, (X.astype(np.float64), Y), workers=3, **kw)
-        monkeypatch.setattr(engine, "_thread_settings", lambda: None)
-        fallback = train.sweep(NET, p64, (X.astype(np.float64), Y), workers=3, **kw)
-    for res in (many, fallback):
+        data, p64 = (X.astype(np.float64), Y), jax.tree.map(lambda v: v.astype(np.float64), P0)
+        one = train.sweep(NET, p64, data, workers=1, **kw)
+        runs = [train.sweep(NET, p64, data, workers=3, **kw)]
+        with jax.thread_guard(True):
+            runs.append(train.sweep(NET, p64, data, workers=3, **kw))
+        monkeypatch.delattr(jc.config, "_value_holders")
+        assert engine._thread_settings() is None
+        runs.append(train.sweep(NET, p64, data, workers=3, **kw))
+    for res in runs:
         for u, v in zip(jax.tree.leaves(one.params), jax.tree.leaves(res.params)):
             assert u.dtype == v.dtype == np.float64 and np.array_equal(u, v)
         assert np.array_equal(np.stack(one.history["val_loss"]), np.stack(res.history["val_loss"]))

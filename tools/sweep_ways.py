@@ -2,15 +2,15 @@
 
 The ways: ``vmap`` (one vmapped program), ``workers 1`` (fit's own compiled epoch per
 configuration, one after another) and ``workers N`` (the same, N configurations at a time on
-threads; N = the CPU count). Every workload is its study's setting at its document batch size on
-random data of the study's shapes (the time does not depend on the values): E3 the 784-128-10 MLP,
-4 momenta × 3 seeds, batch 5; E4 each of doc 003's three models, 3 seeds, batch 5, a 2,000-image
+threads; N = the CPUs this process may use, at least 2). Every workload is its study's setting at its document
+batch size on random data of the study's shapes (the time hardly depends on the values): E3 the
+784-128-10 MLP, 6 momenta (0 and §3.4's five) × 3 seeds, batch 5; E4 each of doc 003's three models, 3 seeds, batch 5, a 2,000-image
 validation and a 10,000-image test set scored every epoch; E7 the transformer at block 32 and 64,
 3 seeds, batch 16, 100 AdamW steps per epoch and 200 sampled batches per split scored after each.
 Each round runs every way once in a fresh random order; a run is one whole sweep call: ``train`` is
 its epochs (as the record's ``time``), ``wall`` the call less the epoch's compile time (the
 evaluations and their compiles included). Prints minima, medians and maxima, vmap ÷ way, and
-whether each way's params equal ``workers 1``'s bit for bit.
+whether each way's params and recorded losses equal ``workers 1``'s bit for bit.
 
     PYTHONPATH=. python tools/sweep_ways.py [--rounds 3] [--epochs 1] [--only e4_cnn3,e7_T64] [--quick]
 """
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._lib import cli
+from experiments._lib import cli, common
 from experiments._lib.bench import blas_info
 from jaxnets import models, train
 from jaxnets.models import cnn
@@ -34,7 +34,7 @@ from jaxnets.models import transformer as tr
 
 def _e3(n, quick):
     model = models.mlp([784, 128, 10], "relu", "softmax_cross_entropy", init="glorot")
-    seeds, alphas = (0, 1, 2), (0.0, 0.5, 0.9, 0.99)
+    seeds, alphas = (0, 1, 2), (0.0, 0.1, 0.3, 0.5, 0.7, 0.9)     # plain SGD and doc 003 §3.4's momenta
     p0 = jax.vmap(model.init)(jnp.stack([jax.random.key(s) for s in seeds] * len(alphas)))
     X, Y, V = _images(n, (784,))
     cfg = {"momentum": [a for a in alphas for _ in seeds]}
@@ -85,7 +85,10 @@ WORKLOADS = {"e3_mlp": _e3, "e4_mlp2_ood": _e4("mlp2_ood"), "e4_cnn2": _e4("cnn2
 
 
 def _same(a, b) -> bool:
-    return all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)))
+    """The same params and the same recorded losses, bit for bit."""
+    pairs = [*zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params))]
+    pairs += [(np.stack(a.history[k]), np.stack(b.history[k])) for k in a.history if k.endswith("_loss")]
+    return all(np.array_equal(u, v, equal_nan=True) for u, v in pairs)
 
 
 def measure(name, n, rounds, epochs, quick, workers):
@@ -128,7 +131,7 @@ def main(argv=None) -> int:
     bad = [s for s in names if s not in WORKLOADS]
     if bad or not names:
         ap.error(f"--only: unknown workload(s) {bad or a.only!r}; choose from {', '.join(WORKLOADS)}")
-    workers = os.cpu_count() or 1
+    workers = max(2, common.usable_cpus())
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, {workers} CPUs, "
           f"load {os.getloadavg()[0]:.2f}; NumPy BLAS: {blas_info()}")
     print(f"{a.rounds} rounds × {a.epochs} epoch(s); minima, medians, maxima in seconds; vmap/way by wall minima")

@@ -43,13 +43,21 @@ def row(id, quantity, value, doc_value=None, tolerance=None, note="", comparable
 def together() -> dict:
     """How a study trains the seeds (or configurations) of one setting at once: the keyword
     arguments of :func:`jaxnets.train.sweep`. On a CPU, fit's own compiled epoch per configuration,
-    one thread per core (``vmap=False, workers=os.cpu_count()``: the bits of separate fit runs);
-    on the 2-core machine of the README the vmapped program took 1.2–1.6× as long for E4's
-    models, 1.3× for E7's transformer and 1.9× for E3's MLPs (``python tools/sweep_ways.py``, the
+    one thread per usable core (``vmap=False, workers=usable_cpus()``: the bits of separate fit
+    runs); on the 2-core machine of the README the vmapped program took 1.2–1.6× as long for E4's
+    models, 1.3× for E7's transformer and 1.7× for E3's MLPs (``python tools/sweep_ways.py``, the
     README's Performance section). Elsewhere (a GPU) one vmapped program."""
     if jax.default_backend() == "cpu":
-        return dict(vmap=False, workers=os.cpu_count() or 1)
+        return dict(vmap=False, workers=usable_cpus())
     return {}
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, where the OS has one), else the count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def together_label(way: dict) -> str:

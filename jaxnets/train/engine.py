@@ -888,7 +888,7 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
                           grad=grad, key=key, val=val, evaluation=evaluation, max_updates=max_updates)
     settings = dict(order=order, grad=grad, max_updates=max_updates, mesh=None, optimizer=optimizer,
                     use_l2=bool(np.any(np.asarray(run.l2) != 0)))
-    pool = None if vmap else ThreadPoolExecutor(min(workers, C))
+    pool = None if vmap or min(workers, C) == 1 else ThreadPoolExecutor(min(workers, C))
     try:
         if vmap:
             run_epoch, compile_time = _compile_epoch(run, run.state, run.l2, run.key, vmapped=True,
@@ -912,19 +912,22 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
 
 def _in_step(run: _Run, C, evaluation, settings, pool):
     """The vmapped sweep's ``run_epoch`` and evaluators, computed per configuration by fit's own
-    compiled (un-vmapped) epoch and evaluators on ``pool``'s threads (XLA releases the GIL while a
-    program runs: one small configuration cannot keep the cores busy), results stacked. The
-    arguments are sliced and the results stacked in the calling thread; the workers run under
-    the caller's JAX settings (``with jax.enable_x64():`` and the like hold per thread)."""
+    compiled (un-vmapped) epoch and evaluators, on ``pool``'s threads (XLA releases the GIL while a
+    program runs: one small configuration cannot keep the cores busy) or, without a pool, in the
+    calling thread; results stacked. Arguments are sliced and results stacked in the calling
+    thread; the workers run under the caller's JAX config options (``with jax.enable_x64():`` and
+    the like hold per thread; other contexts, such as a mesh, are not carried)."""
     per_key = run.key.ndim > 0
     pick = lambda tree, c: jax.tree.map(lambda v: v[c], tree)  # noqa: E731
     key_of = lambda k, c: k[c] if per_key else k  # noqa: E731
     epoch, compile_time = _compile_epoch(run, pick(run.state, 0), run.l2[0], key_of(run.key, 0), **settings)
-    settings_now = _thread_settings()
+    carried = None if pool is None else _thread_settings()
 
     def each(fn, args):
-        work = lambda a: _with_settings(settings_now, lambda: jax.block_until_ready(fn(*a)))  # noqa: E731
-        outs = list(pool.map(work, args)) if settings_now is not None else [work(a) for a in args]
+        if carried is None:
+            outs = [fn(*a) for a in args]
+        else:
+            outs = list(pool.map(lambda a: _with_settings(carried, lambda: jax.block_until_ready(fn(*a))), args))
         return jax.tree.map(lambda *v: jnp.stack(v), *outs)
 
     def run_epoch(state, l2, e, k):
@@ -937,16 +940,22 @@ def _in_step(run: _Run, C, evaluation, settings, pool):
 
 
 def _thread_settings():
-    """The JAX settings the calling thread holds in place of the global ones (``jax.enable_x64()``,
-    ``jax.numpy_dtype_promotion(...)``, …), to set again in a worker thread; None where this JAX
-    version keeps them out of reach (the workers are then not used)."""
+    """The JAX config options the calling thread holds in place of the global ones
+    (``jax.enable_x64()``, ``jax.numpy_dtype_promotion(...)``, …), to set again in a worker thread;
+    None (the workers are then not used) where this JAX version keeps them out of reach, or where
+    the caller holds a thread guard (it forbids other threads)."""
     try:
         from jax._src import config as jc
         unset = jc.config_ext.unset
-        return [(h, v) for h in jc.config._value_holders.values()
+        held = [(h, v) for h in jc.config._value_holders.values()
                 if isinstance(h, jc.State) and (v := h.get_local()) is not unset]
+        if not all(hasattr(h, a) for h, _ in held for a in ("swap_local", "set_local", "_update_thread_local_hook")):
+            return None
     except (ImportError, AttributeError):
         return None
+    if any(h.name == "jax_thread_guard" and v for h, v in held):
+        return None
+    return [(h, v, unset) for h, v in held]
 
 
 def _with_settings(settings, fn):
@@ -954,17 +963,16 @@ def _with_settings(settings, fn):
     JAX's own context managers set them), then the thread's own back."""
     done = []
     try:
-        for state, value in settings or ():
-            done.append((state, state.swap_local(value)))
+        for state, value, unset in settings:
+            done.append((state, state.swap_local(value), unset))
             if state._update_thread_local_hook:
                 state._update_thread_local_hook(value)
         return fn()
     finally:
-        from jax._src import config as jc
-        for state, prev in reversed(done):
+        for state, prev, unset in reversed(done):
             state.set_local(prev)
             if state._update_thread_local_hook:
-                state._update_thread_local_hook(None if prev is jc.config_ext.unset else prev)
+                state._update_thread_local_hook(None if prev is unset else prev)
 
 
 def _divergences(run: _Run, state, history, first_bad) -> tuple:
