@@ -28,6 +28,7 @@ import numpy as np
 from experiments._lib import cli, common
 from experiments._lib.bench import blas_info
 from jaxnets import models, train
+from jaxnets.data import text
 from jaxnets.models import cnn
 from jaxnets.models import transformer as tr
 
@@ -64,7 +65,6 @@ def _e7(T):
         params = jax.vmap(model.init)(keys)
         ids = np.random.default_rng(0).integers(0, 65, 100_000).astype(np.int32)
         steps, batches = (5, 2) if quick else (100, 200)
-        from jaxnets.data import text
         sampler = lambda: train.Sampler(lambda k, b, corpus: text.get_batch(k, corpus, b, T), steps, (ids,))  # noqa: E731
         return lambda way, epochs: train.sweep(
             model, params, sampler(), epochs=epochs, batch_size=16,

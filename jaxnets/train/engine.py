@@ -888,7 +888,8 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
                           grad=grad, key=key, val=val, evaluation=evaluation, max_updates=max_updates)
     settings = dict(order=order, grad=grad, max_updates=max_updates, mesh=None, optimizer=optimizer,
                     use_l2=bool(np.any(np.asarray(run.l2) != 0)))
-    pool = None if vmap or min(workers, C) == 1 else ThreadPoolExecutor(min(workers, C))
+    at_once = min(workers, C)
+    pool = None if vmap or at_once == 1 else ThreadPoolExecutor(at_once)
     try:
         if vmap:
             run_epoch, compile_time = _compile_epoch(run, run.state, run.l2, run.key, vmapped=True,
@@ -955,24 +956,25 @@ def _thread_settings():
         return None
     if any(h.name == "jax_thread_guard" and v for h, v in held):
         return None
-    return [(h, v, unset) for h, v in held]
+    return held
 
 
 def _with_settings(settings, fn):
     """``fn()`` with the thread-local JAX ``settings`` of :func:`_thread_settings` in force (as
     JAX's own context managers set them), then the thread's own back."""
+    from jax._src import config as jc    # reachable: _thread_settings returned these settings
     done = []
     try:
-        for state, value, unset in settings:
-            done.append((state, state.swap_local(value), unset))
+        for state, value in settings:
+            done.append((state, state.swap_local(value)))
             if state._update_thread_local_hook:
                 state._update_thread_local_hook(value)
         return fn()
     finally:
-        for state, prev, unset in reversed(done):
+        for state, prev in reversed(done):
             state.set_local(prev)
             if state._update_thread_local_hook:
-                state._update_thread_local_hook(None if prev is unset else prev)
+                state._update_thread_local_hook(None if prev is jc.config_ext.unset else prev)
 
 
 def _divergences(run: _Run, state, history, first_bad) -> tuple:
