@@ -73,8 +73,8 @@ def print_ratios(rat):
     if "transformer" in rat:
         t = rat["transformer"]
         print(f"  transformer: PyTorch / hand {_r(t['torch_over_hand'])}; hand / jax.grad {_r(t['hand_over_autodiff'])};"
-              + (f" PyTorch / hand with fast_grads {_r(t['torch_over_fast'])} (hand / fast_grads "
-                 f"{_r(t['hand_over_fast'])});" if t.get("torch_over_fast") else "")
+              + (f" PyTorch / hand with fast_grads=False {_r(t['torch_over_plain'])} (hand / plain "
+                 f"{_r(t['hand_over_plain'])});" if t.get("torch_over_plain") else "")
               + (f" hand with optax.adamw / hand (train.adamw) {_r(t['optax_over_hand'])};" if t.get("optax_over_hand") else "")
               + f" hand at {t['hand_fraction_of_peak']:.3f} of peak (limit: {t.get('hand_limit', t['hand_bound'])})")
     print(TARGETS)

@@ -5,10 +5,11 @@ The JAX paths run the identical compiled training program, the engine's epoch
 (jaxnets.train.make_epoch: a lax.scan over 10 AdamW steps on batches drawn inside it, as ``fit``
 runs it), and differ only in where the gradients come from:
 
-* ``hand``: the library's hand-written rules (the default, the bits of E7's records);
+* ``hand``: the library's hand-written rules as E7 runs them (on a CPU with
+  ``TransformerConfig.fast_grads`` on: weight gradients from materialised transposes);
 * ``autodiff``: jax.grad of the same forward pass;
-* ``hand, fast_grads``: the hand rules with ``TransformerConfig(fast_grads=True)``, weight
-  gradients from the faster GEMM kernels (equal up to round-off, so off by default);
+* ``hand, plain dW``: the hand rules with ``fast_grads=False``, the weight gradients as plain
+  transposed-operand products (equal to ``hand`` up to round-off);
 * ``minimal scan``: the hand gradients and the optax update in a bare lax.scan, without the
   engine's divergence and update-limit bookkeeping (what the engine costs per step);
 * ``pytorch``: the same model and AdamW steps in PyTorch eager, when torch is importable
@@ -47,7 +48,7 @@ from jaxnets.models import transformer as tr
 FULL = dict(e7.DOC, chunk=10, repeats=15)     # the bench's transformer row: 10 steps per call
 QUICK = dict(e7.QUICK, chunk=10, repeats=3)
 GRADS = ("hand", "autodiff")
-FAST, MINIMAL, TORCH = "hand, fast_grads", "minimal scan", "pytorch"
+PLAIN, MINIMAL, TORCH = "hand, plain dW", "minimal scan", "pytorch"
 
 
 def _args(params, opt, sampler):
@@ -61,14 +62,14 @@ def _epoch(model, sampler, cfg, grad, opt):
                                     use_l2=False, check_grads=False))
 
 
-def compiled_chunks(model, params, sampler, cfg, fast_model=None) -> tuple[dict, dict, tuple]:
+def compiled_chunks(model, params, sampler, cfg, plain_model=None) -> tuple[dict, dict, tuple]:
     """{path: compiled epoch of cfg["chunk"] steps}, {path: compile seconds}, and its arguments.
-    Paths: GRADS, and FAST (``fast_model``'s hand rules) when it is given."""
+    Paths: GRADS, and PLAIN (``plain_model``'s hand rules) when it is given."""
     opt = e7.adamw(cfg)
     args = _args(params, opt, sampler)
     jobs = {g: _epoch(model, sampler, cfg, g, opt) for g in GRADS}
-    if fast_model is not None:
-        jobs[FAST] = _epoch(fast_model, sampler, cfg, "hand", opt)
+    if plain_model is not None:
+        jobs[PLAIN] = _epoch(plain_model, sampler, cfg, "hand", opt)
     compiled, compile_s = {}, {}
     for g, fn in jobs.items():
         t0 = time.perf_counter()
@@ -110,8 +111,8 @@ def _variants(compiled, args, minimal, params, sampler, cfg, vocab, tokens):
 
 def _ratios(rows) -> dict:
     """a ÷ b of minima and of medians for every pair the report claims (None when a path is absent)."""
-    pairs = {"pytorch_over_hand": (TORCH, "hand"), "pytorch_over_fast": (TORCH, FAST),
-             "hand_over_fast": ("hand", FAST), "autodiff_over_hand": ("autodiff", "hand"),
+    pairs = {"pytorch_over_hand": (TORCH, "hand"), "pytorch_over_plain": (TORCH, PLAIN),
+             "hand_over_plain": ("hand", PLAIN), "autodiff_over_hand": ("autodiff", "hand"),
              "hand_over_minimal": ("hand", MINIMAL)}
     out = {}
     for name, (a, b) in pairs.items():
@@ -127,13 +128,13 @@ def run(quick=False, results_dir="results", repeats=None, data_dir=None, downloa
     data = text.shakespeare(data_dir, download)
     vocab, tokens = data.tokenizer.vocab_size, np.asarray(data.train, np.int32)
     mcfg = e7.model_config(vocab, cfg["block_size"], cfg["n_head"], cfg)
-    model, fast = tr.transformer(mcfg), tr.transformer(mcfg._replace(fast_grads=True))
+    model, plain = tr.transformer(mcfg), tr.transformer(mcfg._replace(fast_grads=False))
     params = model.init(jax.random.key(seed))
     sampler = e7.token_sampler(tokens, cfg["block_size"], cfg["chunk"])
     n_tok = cfg["chunk"] * cfg["batch_size"] * cfg["block_size"]
     print(f"{model.name}, batch {cfg['batch_size']}, {cfg['chunk']} steps per timed call "
           f"({n_tok:,} tokens), {cfg['repeats']} rounds in random order, {jax.devices()[0]}")
-    compiled, compile_s, args = compiled_chunks(model, params, sampler, cfg, fast)
+    compiled, compile_s, args = compiled_chunks(model, params, sampler, cfg, plain)
     vs = _variants(compiled, args, minimal_chunk(model, sampler, cfg), params, sampler, cfg, vocab, tokens)
     orders = B.interleave(vs, cfg["repeats"], seed)
     res = {"model": model.name, "config": cfg, "device": str(jax.devices()[0]), "cpu_count": os.cpu_count(),

@@ -89,8 +89,10 @@ def adamw(cfg) -> optax.GradientTransformation:
 
 
 def model_config(vocab: int, T: int, H: int, cfg) -> tr.TransformerConfig:
+    """The run's TransformerConfig, validated (``fast_grads`` resolved for this backend, so the
+    record says which weight-gradient products ran)."""
     return tr.TransformerConfig(vocab, T, cfg["n_embd"], H, cfg["n_layer"], cfg["dropout"],
-                                cfg["attn_scale"], cfg["init"])
+                                cfg["attn_scale"], cfg["init"]).validated()
 
 
 def samples(mcfg, params, key, tok, n_chars: int, after: bool) -> dict:

@@ -190,13 +190,15 @@ def test_fused_qkv_is_bit_identical_to_three_maps(dtype):
 FAST_CASES = [(11, 8, 12, 4, 2, 0.0, 5, False), (9, 6, 8, 2, 1, 0.2, 6, True)]
 
 
+@pytest.mark.parametrize("fast_grads", [True, False])
 @pytest.mark.parametrize("vocab,block,d,h,n_layer,drop,t,use_key", FAST_CASES)
-def test_fast_grads_match_jax_grad(x64, vocab, block, d, h, n_layer, drop, t, use_key):
-    """``fast_grads=True`` (weight gradients from materialised transposes): float64 hand gradients
-    vs jax.grad of the same model within TOL (relative), the loss bit-equal to the default model's
-    (the option touches backward products only)."""
+def test_fast_grads_match_jax_grad(x64, vocab, block, d, h, n_layer, drop, t, use_key, fast_grads):
+    """Both weight-gradient paths (``fast_grads=True``: from materialised transposes; ``False``:
+    the plain products), whichever is the default here: float64 hand gradients vs jax.grad of the
+    same model within TOL (relative), the loss bit-equal to the default model's (the option touches
+    backward products only)."""
     cfg = tr.TransformerConfig(vocab, block, d, h, n_layer, drop)
-    fast = tr.transformer(cfg._replace(fast_grads=True))
+    fast = tr.transformer(cfg._replace(fast_grads=fast_grads))
     params = _perturbed(fast.init(jax.random.key(1), jnp.float64), 2)
     idx, tgt = _ints(3, (3, t), vocab), _ints(4, (3, t), vocab)
     key = jax.random.key(5) if use_key else None
@@ -211,8 +213,26 @@ def test_fast_grads_match_jax_grad(x64, vocab, block, d, h, n_layer, drop, t, us
 
 
 def test_fast_grads_must_be_a_bool():
-    with pytest.raises(ValueError, match="fast_grads"):
+    with pytest.raises(ValueError, match="fast_grads must be a bool or None"):
         tr.transformer(_cfg()._replace(fast_grads="yes"))
+
+
+def test_fast_grads_default_follows_the_backend():
+    """``fast_grads=None`` (the default) resolves to on for a CPU backend, off elsewhere; the
+    default model's gradients are then the resolved path's bit for bit (float32), and the two
+    paths differ (other kernels) by round-off only."""
+    cfg = _cfg()
+    assert cfg.fast_grads is None
+    on = jax.default_backend() == "cpu"
+    assert cfg.validated().fast_grads is on and isinstance(cfg.validated().fast_grads, bool)
+    models = {k: tr.transformer(cfg._replace(fast_grads=k)) for k in (None, True, False)}
+    params = models[None].init(jax.random.key(0))
+    idx, tgt = _ints(3, (2, cfg.block_size), cfg.vocab), _ints(4, (2, cfg.block_size), cfg.vocab)
+    g = {k: jax.jit(m.backprop)(params, idx, tgt)[1] for k, m in models.items()}
+    leaves = {k: [np.asarray(v) for v in jax.tree.leaves(t)] for k, t in g.items()}
+    assert all(np.array_equal(a, b) for a, b in zip(leaves[None], leaves[on]))
+    for a, b in zip(leaves[True], leaves[False]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 def _perturbed(params, seed):
@@ -668,19 +688,19 @@ def test_e7_train_one_trains_the_seeds_together_and_keeps_each():
 
 @pytest.mark.e2e(cpu=16)
 def test_bench_paths_compute_the_same_steps():
-    """bench_transformer's timed programs (hand-written vs jax.grad vs fast_grads gradients in the
+    """bench_transformer's timed programs (hand-written vs jax.grad vs fast_grads=False gradients in the
     engine's epoch, and the bare minimal scan) run the same AdamW steps: equal step losses to
     float32 round-off, the minimal scan's hand losses bit-equal to the engine's."""
     from experiments import bench_transformer as bench
     tok, ids = _corpus()
     cfg = dict(e7.TINY, chunk=4, block_size=8, n_head=2)
     mcfg = e7.model_config(tok.vocab_size, 8, 2, cfg)
-    model, fast = tr.transformer(mcfg), tr.transformer(mcfg._replace(fast_grads=True))
+    model, plain = tr.transformer(mcfg), tr.transformer(mcfg._replace(fast_grads=False))
     params = model.init(jax.random.key(0))
     sampler = e7.token_sampler(ids, 8, 4)
-    compiled, compile_s, args = bench.compiled_chunks(model, params, sampler, cfg, fast)
-    assert set(compiled) == {*bench.GRADS, bench.FAST} and min(compile_s.values()) > 0
-    hand, auto, quick = (compiled[g](*args)[1] for g in (*bench.GRADS, bench.FAST))
+    compiled, compile_s, args = bench.compiled_chunks(model, params, sampler, cfg, plain)
+    assert set(compiled) == {*bench.GRADS, bench.PLAIN} and min(compile_s.values()) > 0
+    hand, auto, quick = (compiled[g](*args)[1] for g in (*bench.GRADS, bench.PLAIN))
     np.testing.assert_allclose(hand, auto, rtol=1e-5)
     np.testing.assert_allclose(hand, quick, rtol=1e-5)
     assert hand.shape == (4,)

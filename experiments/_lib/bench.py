@@ -579,23 +579,24 @@ def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
     return {"n": len(X), **_machine(peak, levels), "rounds": rounds, "cases": out}
 
 
-TFM_FAST = "jaxnets (hand grads, fast_grads: equal to round-off)"
+TFM_PLAIN = "jaxnets (hand grads, fast_grads=False: plain weight-gradient products)"
 TFM_OPTAX = "jaxnets (hand grads, optax.adamw: the generic update path)"
 
 
 def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
     """The E7 training step (doc 003's notebook recipe: AdamW 1e-3, PyTorch's defaults):
     ``steps`` steps per timed call, each one compiled engine epoch of a token ``Sampler``
-    (``train.make_epoch``, as ``fit`` runs it), hand rules vs jax.grad vs the hand rules with the
-    opt-in ``TransformerConfig(fast_grads=True)`` (weight gradients from transposed copies: other
-    kernels, so equal only to round-off) vs the hand rules with plain ``optax.adamw`` (the engine's
+    (``train.make_epoch``, as ``fit`` runs it), hand rules (as E7 runs them: on a CPU
+    ``TransformerConfig.fast_grads`` is on, weight gradients from transposed copies) vs jax.grad vs
+    the hand rules with ``fast_grads=False`` (the plain products: other kernels, so equal only to
+    round-off) vs the hand rules with plain ``optax.adamw`` (the engine's
     generic update, where E7's ``train.adamw`` runs ``optim.kept_adamw_step``: the same numbers
     here, fewer copies; each jaxnets row notes the copy instructions of its timed program) vs
     PyTorch eager (same architecture and sizes). tokens: (n,) int32 training text."""
     from experiments import e7_transformer as e7
     from jaxnets.models import transformer as tr
     mcfg = tr.TransformerConfig(vocab, cfg["block_size"], cfg["n_embd"], cfg["n_head"], cfg["n_layer"],
-                                cfg["dropout"])
+                                cfg["dropout"]).validated()
     model = tr.transformer(mcfg)
     params = model.init(jax.random.key(seed))
     opt = e7.adamw(dict(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01))
@@ -610,9 +611,9 @@ def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
         return jax.jit(train.make_epoch(model, smp, cfg["batch_size"], grad=g, optimizer=o,
                                         use_l2=False, check_grads=False))
     vs = []
-    for g, name in (("hand", "jaxnets (hand grads)"), ("autodiff", "jaxnets (jax.grad)"), ("hand", TFM_FAST),
+    for g, name in (("hand", "jaxnets (hand grads)"), ("autodiff", "jaxnets (jax.grad)"), ("hand", TFM_PLAIN),
                     ("hand", TFM_OPTAX)):
-        model = tr.transformer(mcfg._replace(fast_grads=name == TFM_FAST))
+        model = tr.transformer(mcfg._replace(fast_grads=False) if name == TFM_PLAIN else mcfg)
         o = generic if name == TFM_OPTAX else opt
         a = (train.init_state(params, o), *rest)
         c, comp = _compile(epoch(sampler, g, o), *a)
@@ -625,7 +626,7 @@ def transformer_rows(tokens, vocab, cfg, steps, rounds=15, seed=0):
         vs.append(Variant(TORCH, torch_peers.transformer_chunk(vocab, cfg, np.asarray(tokens), steps),
                           kind="torch", note=torch_peers.version()))
     orders, peak, levels = _measure(vs, rounds, seed)
-    return {"model": model.name, "config": cfg, "steps_per_call": steps, "rounds": rounds, "orders": orders,
+    return {"model": model.name, "config": cfg, "fast_grads": mcfg.fast_grads, "steps_per_call": steps, "rounds": rounds, "orders": orders,
             **_machine(peak, levels), "rows": [summary(v, peak["flops_per_s"], levels) for v in vs]}
 
 
@@ -670,8 +671,8 @@ def ratios(rec: dict) -> dict:
         rows = rec["transformer"]["rows"]
         hand = rows[0]
         out["transformer"] = {"torch_over_hand": _ratio(rows, TORCH, hand["variant"]),
-                              "torch_over_fast": _ratio(rows, TORCH, TFM_FAST),
-                              "hand_over_fast": _ratio(rows, hand["variant"], TFM_FAST),
+                              "torch_over_plain": _ratio(rows, TORCH, TFM_PLAIN),
+                              "hand_over_plain": _ratio(rows, hand["variant"], TFM_PLAIN),
                               "optax_over_hand": _ratio(rows, TFM_OPTAX, hand["variant"]),
                               "hand_over_autodiff": _ratio(rows, hand["variant"], rows[1]["variant"]),
                               "hand_fraction_of_peak": hand.get("fraction_of_peak"), "hand_bound": hand.get("bound"),

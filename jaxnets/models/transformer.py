@@ -47,9 +47,12 @@ class TransformerConfig(NamedTuple):
 
     ``attn_scale``: "n_embd" (scores · n_embd^-0.5, doc 003's notebook) or "head" (head_size^-0.5).
     ``init``: "pytorch" (PyTorch's defaults, the notebook's) or "gpt" (N(0, 0.02²), zero biases).
-    ``fast_grads``: weight gradients from the faster GEMM kernels (about 1.1× per training step at
-    the notebook's sizes on CPU; equal to the default's up to round-off, never bit for bit: see
-    :func:`jaxnets.nn.attention.dense_backward_fast`). Off by default: E7's records are its bits.
+    ``fast_grads``: the weight gradients from materialised transposes, which XLA:CPU sends to its
+    faster GEMM kernels (:func:`jaxnets.nn.attention.dense_backward_fast`; equal to the plain
+    products up to round-off, not bit for bit). ``None`` (the default): on where the default
+    backend is a CPU, where it was measured faster (the README's Performance section), off
+    elsewhere (a GPU's GEMMs read a transposed operand directly; not measured there).
+    :meth:`validated` resolves it to a bool.
     """
     vocab: int
     block_size: int
@@ -59,7 +62,7 @@ class TransformerConfig(NamedTuple):
     dropout: float = 0.0
     attn_scale: str = "n_embd"
     init: str = "pytorch"
-    fast_grads: bool = False
+    fast_grads: bool | None = None
 
     @property
     def head_size(self) -> int:
@@ -88,11 +91,12 @@ class TransformerConfig(NamedTuple):
             raise ValueError(f"transformer: attn_scale must be one of {ATTN_SCALES}, got {self.attn_scale!r}")
         if self.init not in INITS:
             raise ValueError(f"transformer: init must be one of {INITS}, got {self.init!r}")
-        if not isinstance(self.fast_grads, (bool, np.bool_)):
-            raise ValueError(f"transformer: fast_grads must be a bool, got {self.fast_grads!r}")
+        if self.fast_grads is not None and not isinstance(self.fast_grads, (bool, np.bool_)):
+            raise ValueError(f"transformer: fast_grads must be a bool or None, got {self.fast_grads!r}")
+        fast = jax.default_backend() == "cpu" if self.fast_grads is None else bool(self.fast_grads)
         return self._replace(**{nm: int(getattr(self, nm)) for nm in
                                 ("vocab", "block_size", "n_embd", "n_head", "n_layer")},
-                             dropout=float(self.dropout), fast_grads=bool(self.fast_grads))
+                             dropout=float(self.dropout), fast_grads=fast)
 
 
 # ----------------------------------------------------------------------------- composition
@@ -103,7 +107,7 @@ def block(cfg: TransformerConfig) -> L.Layer:
         x1 = x + mha(ln1(x));  y = x1 + ffn(ln2(x1))
 
     params ``[[ln1, attn], [ln2, ffn]]`` (see :func:`init_params`)."""
-    fast = bool(cfg.fast_grads)
+    fast = cfg.validated().fast_grads
     return L.serial(L.residual(L.serial(A.layer_norm(), A.multi_head_attention(
                         cfg.n_head, cfg.dropout, cfg.scale, fast))),
                     L.residual(L.serial(A.layer_norm(), A.feed_forward(cfg.dropout, fast))))

@@ -34,9 +34,9 @@ LN_EPS = 1e-5   # PyTorch's nn.LayerNorm default
 # The weight gradients contract over the long leading axis: ``dW = xᵀ da`` with x (B·T, d). XLA:CPU
 # hands such a transposed-lhs product to Eigen, a row-major one to its faster YNNPACK kernels.
 # ``fast_grads=True`` materialises the transposed operand first (an optimization barrier keeps XLA
-# from folding the transpose back into the product): about 1.1× faster per E7 training step, but
-# the other kernel sums in another order, so gradients differ by round-off (f32: ~1e-8). Off by
-# default: E7's records are the default path's bits.
+# from folding the transpose back into the product): a few per cent faster per E7 training step
+# on this CPU, but the other kernel sums in another order, so gradients differ by round-off
+# (f32: ~1e-8). The layers take it as an argument; TransformerConfig turns it on for a CPU backend.
 
 def _tmatmul(a, b, fast: bool):
     """``aᵀ b`` over the second-to-last axis: a (..., M, m), b (..., M, n) -> (..., m, n)."""
