@@ -137,7 +137,8 @@ def run(quick=False, results_dir="results", repeats=None, data_dir=None, downloa
     compiled, compile_s, args = compiled_chunks(model, params, sampler, cfg, plain)
     vs = _variants(compiled, args, minimal_chunk(model, sampler, cfg), params, sampler, cfg, vocab, tokens)
     orders = B.interleave(vs, cfg["repeats"], seed)
-    res = {"model": model.name, "config": cfg, "device": str(jax.devices()[0]), "cpu_count": os.cpu_count(),
+    res = {"model": model.name, "config": cfg, "fast_grads": mcfg.fast_grads, "device": str(jax.devices()[0]),
+           "cpu_count": os.cpu_count(),
            "tokens_per_call": n_tok, "orders": orders, "paths": {}}
     for v in vs:
         med = statistics.median(v.times)

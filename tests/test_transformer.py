@@ -152,8 +152,8 @@ def test_embedding_backward_matches_vjp(x64):
 
 
 def _mha_three_maps(params, x, n_head, scale):
-    """The multi-head layer with q, k, v as three separate dense maps (its earlier formulation,
-    the bits E7's records were made with): (y, (dparams, dx)) for dy = cos(y)."""
+    """The multi-head layer with q, k, v as three separate dense maps (its earlier formulation):
+    (y, (dparams, dx)) for dy = cos(y)."""
     cs = [layers.dense_forward({"W": params[nm]}, x) for nm in ("Wq", "Wk", "Wv")]
     heads, ca = att._causal_attention_forward(*(att._split_heads(c[0], n_head) for c in cs), None, 0.0, scale)
     y, cp = layers.dense_forward(params["proj"], att._merge_heads(heads))
@@ -233,6 +233,10 @@ def test_fast_grads_default_follows_the_backend():
     assert all(np.array_equal(a, b) for a, b in zip(leaves[None], leaves[on]))
     for a, b in zip(leaves[True], leaves[False]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # the option is no no-op: the two paths' programs differ (materialised transposes before the
+    # weight-gradient products), whatever their bits at this size
+    texts = {k: jax.jit(models[k].backprop).lower(params, idx, tgt).as_text() for k in (True, False)}
+    assert texts[True].count("optimization_barrier") > texts[False].count("optimization_barrier") == 0
 
 
 def _perturbed(params, seed):
@@ -684,6 +688,7 @@ def test_e7_train_one_trains_the_seeds_together_and_keeps_each():
     assert r["final_val"] == pytest.approx((a["final_val"] + b["final_val"]) / 2)
     assert a["val_loss"][-1] < a["val_loss"][0] and len(a["sample_after"]) == 21   # prompt + 20 characters
     assert r["diverged"] == [False, False]
+    assert r["config"]["fast_grads"] is (jax.default_backend() == "cpu")   # the record names the path that ran
 
 
 @pytest.mark.e2e(cpu=16)

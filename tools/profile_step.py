@@ -6,11 +6,13 @@ times ``--rounds`` calls (minimum), then records ``--traced`` more calls with ``
 and reads the trace's kernel events back against the compiled program's instructions. Every
 kernel falls in one group:
 
-* ``GEMM (YNNPACK)`` / ``GEMM (Eigen)``: a product XLA:CPU hands to YNNPACK (a ``__ynn_fusion``) or
-  to Eigen (a ``dot``), with its FLOPs from the instruction's shapes;
-* ``transposes and copies``: a copy or transpose, fused or not;
+* ``GEMM (YNNPACK)`` / ``GEMM (Eigen)`` / ``GEMM (XLA fused)``: a product XLA:CPU hands to YNNPACK
+  (a ``__ynn_fusion``), to Eigen (a ``dot``) or emits itself inside a fusion, with its FLOPs from
+  the instruction's shapes, however short;
+* ``transposes and copies``: a copy or transpose, or a fusion whose result is one;
 * ``elementwise and reductions``: every other fusion or op of 10 µs or more;
-* ``small kernels (< 10 µs)``: the rest, where dispatch costs about what the work does.
+* ``small kernels (< 10 µs)``: the other kernels under 10 µs, where dispatch costs about what the
+  work does.
 
 Prints, per workload: the wall time per step (from the timed calls), the summed kernel time
 per step (over both of XLA's threads, so it can exceed the wall), each group's kernels per step,
@@ -47,9 +49,10 @@ from jaxnets.models import cnn
 from jaxnets.models import transformer as tr
 
 SMALL_US = 10.0
-GROUPS = ("GEMM (YNNPACK)", "GEMM (Eigen)", "transposes and copies", "elementwise and reductions",
-          f"small kernels (< {SMALL_US:.0f} µs)")
-_INSTR = re.compile(r"^\s*(?:ROOT )?%([\w.-]+) = (\S+) ([\w-]+)\((.*)$")
+GROUPS = ("GEMM (YNNPACK)", "GEMM (Eigen)", "GEMM (XLA fused)", "transposes and copies",
+          "elementwise and reductions", f"small kernels (< {SMALL_US:.0f} µs)")
+# an instruction: its name, shape (a tuple shape holds spaces but no '='), opcode and operands
+_INSTR = re.compile(r"^\s*(?:ROOT )?%([\w.-]+) = (\([^=]*?\)|\S+) ([\w-]+)\((.*)$")
 _COMP = re.compile(r"^(?:ENTRY )?%([\w.-]+) \(")
 
 
@@ -95,13 +98,15 @@ def classify(name: str, instr: dict, comps: dict) -> tuple[str | None, float | N
         return None, None
     if op == "dot":
         return "GEMM (Eigen)", _dot_flops(f"  %{name} = {shape} {op}({rest}", instr)
-    if op == "fusion" and "__ynn_fusion" in rest:
-        called = re.search(r"calls=%([\w.-]+)", rest)
-        dots = [ln for ln in comps.get(called.group(1) if called else "", []) if " dot(" in ln]
-        if dots:
-            return "GEMM (YNNPACK)", sum(_dot_flops(d, instr) or 0.0 for d in dots) or None
-    base = name.split(".")[0]
-    if op in ("copy", "transpose") or base.startswith(("copy", "transpose")):
+    called = re.search(r"calls=%([\w.-]+)", rest) if op == "fusion" else None
+    body = comps.get(called.group(1), []) if called else []
+    dots = [ln for ln in body if " dot(" in ln]
+    if dots:
+        lib = "GEMM (YNNPACK)" if "__ynn_fusion" in rest else "GEMM (XLA fused)"
+        return lib, sum(_dot_flops(d, instr) or 0.0 for d in dots) or None
+    roots = [_INSTR.match(ln) for ln in body if ln.lstrip().startswith("ROOT ")]
+    root = roots[0].group(3) if roots and roots[0] else None
+    if op in ("copy", "transpose") or root in ("copy", "transpose") or name.startswith(("copy", "transpose")):
         return "transposes and copies", None
     return "elementwise and reductions", None
 

@@ -78,7 +78,8 @@ class TransformerConfig(NamedTuple):
                 f"-L{self.n_layer}")
 
     def validated(self) -> "TransformerConfig":
-        """The same config with ints and floats normalised; ValueError naming a bad field."""
+        """The same config with ints and floats normalised and ``fast_grads`` resolved to a bool
+        (None: on for a CPU backend); ValueError naming a bad field."""
         for nm in ("vocab", "block_size", "n_embd", "n_head", "n_layer"):
             v = getattr(self, nm)
             if isinstance(v, bool) or int(v) != v or v < 1:
