@@ -76,16 +76,16 @@ def _dims(shape: str) -> list[int]:
     return [int(d) for d in m.group(1).split(",") if d] if m else []
 
 
-def _dot_flops(line: str, instr: dict) -> float | None:
-    """2 · |output| · |contracted| of a dot instruction's text (None when it cannot be read)."""
-    m = _INSTR.match(line)
-    args = re.findall(r"%([\w.-]+)", m.group(4).split(")")[0]) if m else []
-    cd = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", line)
-    if not (m and args and cd and args[0] in instr):
+def _dot_flops(shape: str, rest: str, instr: dict) -> float | None:
+    """2 · |output| · |contracted| of a dot of result ``shape`` whose text after ``dot(`` is
+    ``rest`` (None when it cannot be read)."""
+    args = re.findall(r"%([\w.-]+)", rest.split(")")[0])
+    cd = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", rest)
+    if not (args and cd and args[0] in instr):
         return None
     lhs = _dims(instr[args[0]][1])
     k = math.prod(lhs[int(d)] for d in cd.group(1).split(",") if d)
-    return 2.0 * math.prod(_dims(m.group(2))) * k
+    return 2.0 * math.prod(_dims(shape)) * k
 
 
 def classify(name: str, instr: dict, comps: dict) -> tuple[str | None, float | None]:
@@ -97,13 +97,13 @@ def classify(name: str, instr: dict, comps: dict) -> tuple[str | None, float | N
     if op in ("while", "call", "conditional", "parameter", "tuple", "get-tuple-element", "constant"):
         return None, None
     if op == "dot":
-        return "GEMM (Eigen)", _dot_flops(f"  %{name} = {shape} {op}({rest}", instr)
+        return "GEMM (Eigen)", _dot_flops(shape, rest, instr)
     called = re.search(r"calls=%([\w.-]+)", rest) if op == "fusion" else None
     body = comps.get(called.group(1), []) if called else []
-    dots = [ln for ln in body if " dot(" in ln]
+    dots = [m for m in map(_INSTR.match, body) if m and m.group(3) == "dot"]
     if dots:
         lib = "GEMM (YNNPACK)" if "__ynn_fusion" in rest else "GEMM (XLA fused)"
-        return lib, sum(_dot_flops(d, instr) or 0.0 for d in dots) or None
+        return lib, sum(_dot_flops(m.group(2), m.group(4), instr) or 0.0 for m in dots) or None
     roots = [_INSTR.match(ln) for ln in body if ln.lstrip().startswith("ROOT ")]
     root = roots[0].group(3) if roots and roots[0] else None
     if op in ("copy", "transpose") or root in ("copy", "transpose") or name.startswith(("copy", "transpose")):
