@@ -500,6 +500,81 @@ def test_sweep_with_per_config_keys_equals_separate_fits_with_those_keys(x64, so
     assert not np.allclose(np.asarray(jax.tree.leaves(other.final_params)[0]), finals[0])
 
 
+def _instrumented_sweep(monkeypatch, on_epoch, on_eval, epochs=2, callback=None):
+    """A threaded sweep of 3 seeds on 2 workers whose every compiled epoch call runs
+    ``on_epoch(n)`` first (n: the call's index) and every evaluation ``on_eval()``."""
+    compile_epoch, evaluators, calls = engine._compile_epoch, engine._evaluators, []
+
+    def compile_(*a, **k):
+        fn, t = compile_epoch(*a, **k)
+
+        def epoch(*args):
+            calls.append(None)
+            on_epoch(len(calls))
+            return fn(*args)
+        return epoch, t
+
+    def evaluators_(*a, **k):
+        return {name: (lambda ev: lambda *args: (on_eval(), ev(*args))[1])(ev)
+                for name, ev in evaluators(*a, **k).items()}
+    monkeypatch.setattr(engine, "_compile_epoch", compile_)
+    monkeypatch.setattr(engine, "_evaluators", evaluators_)
+    keys = jax.random.split(jax.random.key(3), 3)
+    return train.sweep(NET, NET.init(jax.random.key(0)), (X, Y), optimizer=train.sgd(0.1), epochs=epochs,
+                       batch_size=10, keys=keys, val=(X, Y), evaluation=train.Evaluation(train=False),
+                       vmap=False, workers=2, callback=callback)
+
+
+def test_threaded_sweep_scores_a_config_while_the_others_still_train(monkeypatch):
+    """3 seeds on 2 workers: the third seed's epoch (queued behind the first two) waits up to 20 s
+    for an evaluation to start. The first seed's evaluation is queued when its epoch ends, so a
+    worker is free to start it while the third seed trains; were the evaluations queued only once
+    every epoch had ended, the wait would time out."""
+    import threading
+    evaluating, waited = threading.Event(), []
+
+    def on_epoch(n):
+        if n == 3:
+            waited.append(evaluating.wait(timeout=20))
+    res = _instrumented_sweep(monkeypatch, on_epoch, evaluating.set, epochs=1)
+    assert waited == [True]
+    assert np.shape(res.history["val_acc"][0]) == (3,)
+
+
+def test_threaded_sweep_scores_each_epoch_once_per_config(monkeypatch):
+    """The evaluations queued as the epochs end are the ones recorded: one evaluation per config,
+    set and epoch (none computed twice), and the scores equal separate fits' (bit for bit)."""
+    import threading
+    lock, count = threading.Lock(), []
+
+    def on_eval():
+        with lock:
+            count.append(None)
+    res = _instrumented_sweep(monkeypatch, lambda n: None, on_eval, epochs=2)
+    assert len(count) == 2 * 3    # 2 epochs × 3 configs × 1 set (val)
+    monkeypatch.undo()
+    keys = jax.random.split(jax.random.key(3), 3)
+    for c in range(3):
+        r = train.fit(NET, NET.init(jax.random.key(0)), (X, Y), optimizer=train.sgd(0.1), epochs=2,
+                      batch_size=10, key=keys[c], val=(X, Y), evaluation=train.Evaluation(train=False),
+                      progress=False)
+        assert r.history["val_loss"] == [float(v[c]) for v in res.history["val_loss"]]
+        assert r.history["val_acc"] == [float(v[c]) for v in res.history["val_acc"]]
+
+
+def test_an_interrupted_threaded_sweep_stops_its_workers(monkeypatch):
+    """Ctrl-C in the callback after epoch 1: the KeyboardInterrupt reaches the caller, the
+    queued work is cancelled and no worker thread outlives the call."""
+    import threading
+    before = set(threading.enumerate())
+
+    def interrupt(e, state, history):
+        raise KeyboardInterrupt("Ctrl-C")
+    with pytest.raises(KeyboardInterrupt):
+        _instrumented_sweep(monkeypatch, lambda n: None, lambda: None, epochs=3, callback=interrupt)
+    assert set(threading.enumerate()) <= before
+
+
 def test_sweep_takes_the_number_of_configurations_from_keys():
     """Shared start, one optimizer, C keys: C runs (not a refusal for want of configs)."""
     keys = jax.random.split(jax.random.key(2), 3)

@@ -872,7 +872,9 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
     has more than one entry; they must agree. The other arguments are :func:`fit`'s (sweep has
     no early stopping and no checkpoints; a diverged configuration is frozen and the others go
     on). Both ways run the configurations in step: epoch e of every one, their evaluations, then
-    ``callback(epoch, state, history)`` with the config axis. Returns one :class:`FitResult` for
+    ``callback(epoch, state, history)`` with the config axis (on threads a configuration's
+    evaluations start as soon as its own epoch ends, beside the others' training, so the history's
+    per-epoch ``time``, until the last configuration's epoch ends, includes that overlap). Returns one :class:`FitResult` for
     all configurations (``.config(c)`` for one): the params stay one stacked pytree, ready to
     index or vmap. ``vmap=False`` gives the bits of C separate :func:`fit` runs with the same key
     (``keys[c]``) whatever ``workers`` is; the vmapped program may round differently (batched
@@ -917,27 +919,54 @@ def _in_step(run: _Run, C, evaluation, settings, pool):
     program runs: one small configuration cannot keep the cores busy) or, without a pool, in the
     calling thread; results stacked. Arguments are sliced and results stacked in the calling
     thread; the workers run under the caller's JAX config options (``with jax.enable_x64():`` and
-    the like hold per thread; other contexts, such as a mesh, are not carried)."""
+    the like hold per thread; other contexts, such as a mesh, are not carried).
+
+    With a pool, a configuration's evaluations are queued as soon as its epoch ends, so they run
+    while the other configurations still train (C = 3 seeds on 2 cores would otherwise leave a
+    core idle for the third seed's epoch and for every third evaluation); an evaluation is a pure
+    function of the params and the run's key, so its numbers do not depend on when it runs."""
     per_key = run.key.ndim > 0
     pick = lambda tree, c: jax.tree.map(lambda v: v[c], tree)  # noqa: E731
     key_of = lambda k, c: k[c] if per_key else k  # noqa: E731
+    stack = lambda outs: jax.tree.map(lambda *v: jnp.stack(v), *outs)  # noqa: E731
     epoch, compile_time = _compile_epoch(run, pick(run.state, 0), run.l2[0], key_of(run.key, 0), **settings)
+    evaluators = _evaluators(run.model, run.evals, evaluation, run.batch_size)
     carried = None if pool is None else _thread_settings()
+    if carried is None:
+        return (lambda state, l2, e, k: stack([epoch(pick(state, c), l2[c], e, key_of(k, c)) for c in range(C)]),
+                {name: (lambda ev: lambda params, k: stack([ev(pick(params, c), key_of(k, c)) for c in range(C)]))(ev)
+                 for name, ev in evaluators.items()}, compile_time)
+    submit = lambda fn, *a: pool.submit(_with_settings, carried, lambda: jax.block_until_ready(fn(*a)))  # noqa: E731
+    ahead = {}     # the last epoch's stacked params and, per evaluation set, one future per config
 
-    def each(fn, args):
-        if carried is None:
-            outs = [fn(*a) for a in args]
-        else:
-            outs = list(pool.map(lambda a: _with_settings(carried, lambda: jax.block_until_ready(fn(*a))), args))
-        return jax.tree.map(lambda *v: jnp.stack(v), *outs)
+    def train_then_queue(c, *args):
+        out = jax.block_until_ready(epoch(*args))
+        return out, {name: submit(ev, out[0].params, key_of(run.key, c)) for name, ev in evaluators.items()}
 
     def run_epoch(state, l2, e, k):
-        return each(epoch, [(pick(state, c), l2[c], e, key_of(k, c)) for c in range(C)])
+        ahead.clear()
+        args = [(pick(state, c), l2[c], e, key_of(k, c)) for c in range(C)]
+        futs = [pool.submit(_with_settings, carried, lambda c=c: train_then_queue(c, *args[c])) for c in range(C)]
+        done = [f.result() for f in futs]
+        new = stack([out for out, _ in done])
+        ahead.update(params=new[0].params, evs=[evs for _, evs in done])
+        return new
 
-    def stepped(ev):
-        return lambda params, k: each(ev, [(pick(params, c), key_of(k, c)) for c in range(C)])
-    evaluators = _evaluators(run.model, run.evals, evaluation, run.batch_size)
-    return run_epoch, {name: stepped(ev) for name, ev in evaluators.items()}, compile_time
+    def queue_all(params, k):
+        """Every evaluation set's jobs at once (the initial scores: 2 sets × 3 seeds fill 2 cores)."""
+        ahead.update(params=params, evs=[{name: submit(ev, p, key_of(k, c)) for name, ev in evaluators.items()}
+                                         for c, p in enumerate(pick(params, c) for c in range(C))])
+
+    def stepped(name):
+        def call(params, k):
+            if k is not run.key:
+                return stack([f.result() for f in [submit(evaluators[name], pick(params, c), key_of(k, c))
+                                                   for c in range(C)]])
+            if ahead.get("params") is not params:    # else queued when each epoch ended
+                queue_all(params, k)
+            return stack([evs[name].result() for evs in ahead["evs"]])
+        return call
+    return run_epoch, {name: stepped(name) for name in evaluators}, compile_time
 
 
 def _thread_settings():
