@@ -500,17 +500,23 @@ def test_sweep_with_per_config_keys_equals_separate_fits_with_those_keys(x64, so
     assert not np.allclose(np.asarray(jax.tree.leaves(other.final_params)[0]), finals[0])
 
 
-def _instrumented_sweep(monkeypatch, on_epoch, on_eval, epochs=2, callback=None):
+def _instrumented_sweep(monkeypatch, on_epoch, on_eval, epochs=2, callback=None,
+                        evaluation=train.Evaluation(train=False), **kw):
     """A threaded sweep of 3 seeds on 2 workers whose every compiled epoch call runs
-    ``on_epoch(n)`` first (n: the call's index) and every evaluation ``on_eval()``."""
-    compile_epoch, evaluators, calls = engine._compile_epoch, engine._evaluators, []
+    ``on_epoch(n)`` first (n: the call's index, 1-based) and every evaluation ``on_eval()``."""
+    import threading
+    if engine._thread_settings() is None:
+        pytest.skip("this JAX keeps its thread-local config options out of reach: sweep runs no threads")
+    compile_epoch, evaluators, calls, lock = engine._compile_epoch, engine._evaluators, [], threading.Lock()
 
     def compile_(*a, **k):
         fn, t = compile_epoch(*a, **k)
 
         def epoch(*args):
-            calls.append(None)
-            on_epoch(len(calls))
+            with lock:
+                calls.append(None)
+                n = len(calls)
+            on_epoch(n)
             return fn(*args)
         return epoch, t
 
@@ -521,58 +527,77 @@ def _instrumented_sweep(monkeypatch, on_epoch, on_eval, epochs=2, callback=None)
     monkeypatch.setattr(engine, "_evaluators", evaluators_)
     keys = jax.random.split(jax.random.key(3), 3)
     return train.sweep(NET, NET.init(jax.random.key(0)), (X, Y), optimizer=train.sgd(0.1), epochs=epochs,
-                       batch_size=10, keys=keys, val=(X, Y), evaluation=train.Evaluation(train=False),
-                       vmap=False, workers=2, callback=callback)
+                       batch_size=10, keys=keys, val=(X, Y), evaluation=evaluation,
+                       vmap=False, workers=2, callback=callback, **kw)
 
 
-def test_threaded_sweep_scores_a_config_while_the_others_still_train(monkeypatch):
-    """3 seeds on 2 workers: the third seed's epoch (queued behind the first two) waits up to 20 s
-    for an evaluation to start. The first seed's evaluation is queued when its epoch ends, so a
-    worker is free to start it while the third seed trains; were the evaluations queued only once
-    every epoch had ended, the wait would time out."""
+@pytest.mark.parametrize("overlap", [True, False])
+def test_threaded_sweep_scores_a_config_while_the_others_still_train(monkeypatch, overlap):
+    """3 seeds on 2 workers: the third seed's epoch (queued behind the first two) waits for an
+    evaluation to start (up to 20 s; 2 s where none may). With ``overlap`` the first seed's
+    evaluation is queued when its epoch ends, so a worker is free to start it while the third seed
+    trains; with ``overlap=False`` (as before it existed) every evaluation waits for every epoch,
+    so the wait times out; the scores are the same bits either way."""
     import threading
     evaluating, waited = threading.Event(), []
 
     def on_epoch(n):
         if n == 3:
-            waited.append(evaluating.wait(timeout=20))
-    res = _instrumented_sweep(monkeypatch, on_epoch, evaluating.set, epochs=1)
-    assert waited == [True]
-    assert np.shape(res.history["val_acc"][0]) == (3,)
+            waited.append(evaluating.wait(timeout=20 if overlap else 2))
+    res = _instrumented_sweep(monkeypatch, on_epoch, evaluating.set, epochs=1, overlap=overlap)
+    assert waited == [overlap]
+    monkeypatch.undo()
+    other = _instrumented_sweep(monkeypatch, lambda n: None, lambda: None, epochs=1, overlap=not overlap)
+    for k in ("val_loss", "val_acc"):
+        assert np.array_equal(res.history[k][0], other.history[k][0]) and np.shape(res.history[k][0]) == (3,)
+
+
+def test_sweep_refuses_a_non_bool_overlap():
+    with pytest.raises(TypeError, match="sweep: overlap must be True or False, got 'no'"):
+        train.sweep(NET, NET.init(jax.random.key(0)), (X, Y), optimizer=train.sgd(0.1), epochs=1,
+                    batch_size=10, keys=jax.random.split(jax.random.key(0), 2), vmap=False, workers=2,
+                    overlap="no")
 
 
 def test_threaded_sweep_scores_each_epoch_once_per_config(monkeypatch):
-    """The evaluations queued as the epochs end are the ones recorded: one evaluation per config,
-    set and epoch (none computed twice), and the scores equal separate fits' (bit for bit)."""
+    """The evaluations queued as the epochs end (and the initial ones, all sets queued at once) are
+    the ones recorded: one evaluation per config, set and epoch (none computed twice), and the
+    scores equal separate fits' (bit for bit)."""
     import threading
     lock, count = threading.Lock(), []
 
     def on_eval():
         with lock:
             count.append(None)
-    res = _instrumented_sweep(monkeypatch, lambda n: None, on_eval, epochs=2)
-    assert len(count) == 2 * 3    # 2 epochs × 3 configs × 1 set (val)
+    ev = train.Evaluation(train=True, initial=True)
+    res = _instrumented_sweep(monkeypatch, lambda n: None, on_eval, epochs=2, evaluation=ev)
+    assert len(count) == (2 + 1) * 3 * 2    # (initial + 2 epochs) × 3 configs × 2 sets (train, val)
     monkeypatch.undo()
     keys = jax.random.split(jax.random.key(3), 3)
     for c in range(3):
         r = train.fit(NET, NET.init(jax.random.key(0)), (X, Y), optimizer=train.sgd(0.1), epochs=2,
-                      batch_size=10, key=keys[c], val=(X, Y), evaluation=train.Evaluation(train=False),
-                      progress=False)
-        assert r.history["val_loss"] == [float(v[c]) for v in res.history["val_loss"]]
-        assert r.history["val_acc"] == [float(v[c]) for v in res.history["val_acc"]]
+                      batch_size=10, key=keys[c], val=(X, Y), evaluation=ev, progress=False)
+        for k in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            assert r.history[k] == [float(v[c]) for v in res.history[k]], k
+        for k in ("initial_train_loss", "initial_val_acc"):
+            assert r.history[k] == float(res.history[k][c]), k
 
 
 def test_an_interrupted_threaded_sweep_stops_its_workers(monkeypatch):
-    """Ctrl-C in the callback after epoch 1: the KeyboardInterrupt reaches the caller, the
-    queued work is cancelled and no worker thread outlives the call."""
+    """Ctrl-C inside a worker as epoch 2 starts (the other configurations' epochs queued or
+    running): the KeyboardInterrupt reaches the caller, the queued work is cancelled and no
+    worker thread outlives the call."""
     import threading
-    before = set(threading.enumerate())
+    before, started = set(threading.enumerate()), []
 
-    def interrupt(e, state, history):
-        raise KeyboardInterrupt("Ctrl-C")
+    def on_epoch(n):
+        started.append(n)
+        if n == 4:
+            raise KeyboardInterrupt("Ctrl-C")
     with pytest.raises(KeyboardInterrupt):
-        _instrumented_sweep(monkeypatch, lambda n: None, lambda: None, epochs=3, callback=interrupt)
+        _instrumented_sweep(monkeypatch, on_epoch, lambda: None, epochs=3)
     assert set(threading.enumerate()) <= before
+    assert max(started) <= 6      # epoch 3 (calls 7-9) never started
 
 
 def test_sweep_takes_the_number_of_configurations_from_keys():

@@ -1,15 +1,18 @@
 """Time the ways ``jaxnets.train.sweep`` can train the seeds of one setting of E3, E4 and E7 at once.
 
 The ways: ``vmap`` (one vmapped program), ``workers 1`` (fit's own compiled epoch per
-configuration, one after another) and ``workers N`` (the same, N configurations at a time on
-threads; N = the CPUs this process may use, at least 2). Every workload is its study's setting at its document
+configuration, one after another), ``workers N`` (the same, N configurations at a time on
+threads; N = the CPUs this process may use, at least 2; each configuration's evaluations queued
+as soon as its epoch ends) and ``workers N wait`` (the same with ``overlap=False``: every
+evaluation waits for every configuration's epoch, the engine's way before the overlap). Every workload is its study's setting at its document
 batch size on random data of the study's shapes (the time hardly depends on the values): E3 the
 784-128-10 MLP, 6 momenta (0 and §3.4's five) × 3 seeds, batch 5; E4 each of doc 003's three models, 3 seeds, batch 5, a 2,000-image
 validation and a 10,000-image test set scored every epoch; E7 the transformer at block 32 and 64,
 3 seeds, batch 16, 100 AdamW steps per epoch and 200 sampled batches per split scored after each.
 Each round runs every way once in a fresh random order; a run is one whole sweep call: ``train`` is
-its epochs (as the record's ``time``), ``wall`` the call less the epoch's compile time (the
-evaluations and their compiles included). Prints minima, medians and maxima, vmap ÷ way, and
+its epochs (as the record's ``time``; on threads with the evaluations that overlap the other
+configurations' epochs), ``wall`` the call less the epoch's compile time (the evaluations and
+their compiles included). Prints minima, medians and maxima, vmap ÷ way, and
 whether each way's params and recorded losses equal ``workers 1``'s bit for bit.
 
     PYTHONPATH=. python tools/sweep_ways.py [--rounds 3] [--epochs 1] [--only e4_cnn3,e7_T64] [--quick]
@@ -94,6 +97,7 @@ def _same(a, b) -> bool:
 def measure(name, n, rounds, epochs, quick, workers):
     run = WORKLOADS[name](n, quick)
     ways = {"vmap": {}, "workers 1": dict(vmap=False, workers=1),
+            f"workers {workers} wait": dict(vmap=False, workers=workers, overlap=False),
             f"workers {workers}": dict(vmap=False, workers=workers)}
     times = {w: {"train": [], "wall": []} for w in ways}
     last = {}
@@ -110,12 +114,12 @@ def measure(name, n, rounds, epochs, quick, workers):
 
 
 def report(name, times, same):
-    print(f"\n{name}\n  {'way':<11} {'train min':>9} {'median':>7} {'max':>7} {'wall min':>9} {'median':>7} "
+    print(f"\n{name}\n  {'way':<16} {'train min':>9} {'median':>7} {'max':>7} {'wall min':>9} {'median':>7} "
           f"{'max':>7} {'vmap/way':>8} {'= workers 1':>11}")
     ref = min(times["vmap"]["wall"])
     for w, t in times.items():
         tr_, wa = t["train"], t["wall"]
-        print(f"  {w:<11} {min(tr_):9.2f} {np.median(tr_):7.2f} {max(tr_):7.2f} {min(wa):9.2f} "
+        print(f"  {w:<16} {min(tr_):9.2f} {np.median(tr_):7.2f} {max(tr_):7.2f} {min(wa):9.2f} "
               f"{np.median(wa):7.2f} {max(wa):7.2f} {ref / min(wa):8.2f} {'yes' if same[w] else 'no':>11}")
 
 

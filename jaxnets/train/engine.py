@@ -857,7 +857,8 @@ def _sweep_setup(model, params, data, *, epochs, batch_size, optimizer, configs,
 def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax.GradientTransformation,
           configs: dict | None = None, keys=None, l2=0.0, order: str = "shuffle", key=None, val=None,
           evaluation: Evaluation = Evaluation(), max_updates: int | None = None, grad: str = "hand",
-          vmap: bool = True, workers: int = 1, progress: bool | None = None, callback=None) -> FitResult:
+          vmap: bool = True, workers: int = 1, overlap: bool = True, progress: bool | None = None,
+          callback=None) -> FitResult:
     """Train C configurations with :func:`fit`'s epoch: at once (one ``jax.vmap`` of it), or,
     ``vmap=False``, through the same one compiled (un-vmapped) epoch, ``workers`` configurations
     at a time, each in its own thread (1: one after another).
@@ -872,9 +873,11 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
     has more than one entry; they must agree. The other arguments are :func:`fit`'s (sweep has
     no early stopping and no checkpoints; a diverged configuration is frozen and the others go
     on). Both ways run the configurations in step: epoch e of every one, their evaluations, then
-    ``callback(epoch, state, history)`` with the config axis (on threads a configuration's
-    evaluations start as soon as its own epoch ends, beside the others' training, so the history's
-    per-epoch ``time``, until the last configuration's epoch ends, includes that overlap). Returns one :class:`FitResult` for
+    ``callback(epoch, state, history)`` with the config axis. On threads, ``overlap`` (default)
+    queues a configuration's evaluations as soon as its own epoch ends, to run beside the others'
+    training (the history's per-epoch ``time``, until the last configuration's epoch ends, then
+    includes that overlap; ``overlap=False``: every evaluation waits for every epoch, and
+    ``time`` is the epochs' alone; the numbers are the same either way). Returns one :class:`FitResult` for
     all configurations (``.config(c)`` for one): the params stay one stacked pytree, ready to
     index or vmap. ``vmap=False`` gives the bits of C separate :func:`fit` runs with the same key
     (``keys[c]``) whatever ``workers`` is; the vmapped program may round differently (batched
@@ -882,6 +885,8 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
     README, small networks at small batches trained fastest with ``vmap=False, workers=2``.
     """
     inputs.check_int("sweep", "workers", workers, 1, None)
+    if not isinstance(overlap, (bool, np.bool_)):
+        raise TypeError(f"sweep: overlap must be True or False, got {overlap!r}")
     if vmap and workers != 1:
         raise ValueError(f"sweep: workers={workers} needs vmap=False (the vmapped program is one "
                          "call; workers run un-vmapped configurations on threads)")
@@ -899,7 +904,7 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
             evaluators = _evaluators(model, run.evals, evaluation, batch_size, vmapped=True,
                                      key_axis=keys is not None)
         else:
-            run_epoch, evaluators, compile_time = _in_step(run, C, evaluation, settings, pool)
+            run_epoch, evaluators, compile_time = _in_step(run, C, evaluation, settings, pool, overlap)
         history = _new_history(run.evals)
         if evaluation.initial:
             _initial(run, history, run.state, evaluators)
@@ -913,18 +918,20 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
                      False, _divergences(run, state, history, first_bad), state.opt_state, C)
 
 
-def _in_step(run: _Run, C, evaluation, settings, pool):
+def _in_step(run: _Run, C, evaluation, settings, pool, overlap=True):
     """The vmapped sweep's ``run_epoch`` and evaluators, computed per configuration by fit's own
     compiled (un-vmapped) epoch and evaluators, on ``pool``'s threads (XLA releases the GIL while a
     program runs: one small configuration cannot keep the cores busy) or, without a pool, in the
-    calling thread; results stacked. Arguments are sliced and results stacked in the calling
-    thread; the workers run under the caller's JAX config options (``with jax.enable_x64():`` and
-    the like hold per thread; other contexts, such as a mesh, are not carried).
+    calling thread; results stacked. The epochs' arguments are sliced and all results stacked in
+    the calling thread; the workers run under the caller's JAX config options (``with
+    jax.enable_x64():`` and the like hold per thread; other contexts, such as a mesh, are not
+    carried).
 
-    With a pool, a configuration's evaluations are queued as soon as its epoch ends, so they run
-    while the other configurations still train (C = 3 seeds on 2 cores would otherwise leave a
-    core idle for the third seed's epoch and for every third evaluation); an evaluation is a pure
-    function of the params and the run's key, so its numbers do not depend on when it runs."""
+    With a pool and ``overlap``, a configuration's evaluations are queued as soon as its epoch
+    ends, so they run while the other configurations still train (C = 3 seeds on 2 cores would
+    otherwise leave a core idle for the third seed's epoch and for every third evaluation); an
+    evaluation is a pure function of the params and the run's key, so its numbers do not depend
+    on when it runs. Either way every set's jobs for the same params are queued at once."""
     per_key = run.key.ndim > 0
     pick = lambda tree, c: jax.tree.map(lambda v: v[c], tree)  # noqa: E731
     key_of = lambda k, c: k[c] if per_key else k  # noqa: E731
@@ -941,6 +948,8 @@ def _in_step(run: _Run, C, evaluation, settings, pool):
 
     def train_then_queue(c, *args):
         out = jax.block_until_ready(epoch(*args))
+        if not overlap:
+            return out, None
         return out, {name: submit(ev, out[0].params, key_of(run.key, c)) for name, ev in evaluators.items()}
 
     def run_epoch(state, l2, e, k):
@@ -949,7 +958,8 @@ def _in_step(run: _Run, C, evaluation, settings, pool):
         futs = [pool.submit(_with_settings, carried, lambda c=c: train_then_queue(c, *args[c])) for c in range(C)]
         done = [f.result() for f in futs]
         new = stack([out for out, _ in done])
-        ahead.update(params=new[0].params, evs=[evs for _, evs in done])
+        if overlap:
+            ahead.update(params=new[0].params, evs=[evs for _, evs in done])
         return new
 
     def queue_all(params, k):

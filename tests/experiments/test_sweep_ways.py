@@ -14,19 +14,19 @@ _run = functools.partial(run_tool, "sweep_ways.py")
 
 @pytest.mark.e2e(cpu=40)
 def test_every_way_is_timed_and_the_threads_give_workers_1s_bits():
-    """Two workloads at smoke size, one round: each table has the three ways with positive times,
-    vmap/way = 1.00 for vmap, and the threaded way equal to workers 1 bit for bit (params and
-    recorded losses)."""
+    """Two workloads at smoke size, one round: each table has the four ways with positive times,
+    vmap/way = 1.00 for vmap, and both threaded ways (evaluations overlapping the epochs or
+    waiting for them) equal to workers 1 bit for bit (params and recorded losses)."""
     r = _run("--quick", "--rounds", "1", "--only", "e4_mlp2_ood,e7_T32")
     assert r.returncode == 0, r.stderr[-3000:]
     n = max(2, common.usable_cpus())
     for name in ("e4_mlp2_ood", "e7_T32"):
         block = r.stdout.split(f"\n{name}\n")[1].split("\n\n")[0]
-        rows = re.findall(r"^\s+(vmap|workers \d+)\s+(\S+)\s+\S+\s+\S+\s+(\S+)\s+\S+\s+\S+\s+(\S+)\s+(yes|no)$",
+        rows = re.findall(r"^\s+(vmap|workers \d+(?: wait)?)\s+(\S+)\s+\S+\s+\S+\s+(\S+)\s+\S+\s+\S+\s+(\S+)\s+(yes|no)$",
                           block, re.M)
-        assert [w for w, *_ in rows] == ["vmap", "workers 1", f"workers {n}"], block
+        assert [w for w, *_ in rows] == ["vmap", "workers 1", f"workers {n} wait", f"workers {n}"], block
         assert all(float(t) > 0 and float(w) > 0 for _, t, w, _, _ in rows)
-        assert rows[0][3] == "1.00" and rows[2][4] == "yes", block
+        assert rows[0][3] == "1.00" and rows[2][4] == rows[3][4] == "yes", block
 
 
 @pytest.mark.parametrize("args,message", [(["--rounds", "0"], "--rounds: 0 is out of range"),
