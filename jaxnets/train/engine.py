@@ -877,12 +877,13 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
     queues a configuration's evaluations as soon as its own epoch ends, to run beside the others'
     training (the history's per-epoch ``time``, until the last configuration's epoch ends, then
     includes that overlap; ``overlap=False``: every evaluation waits for every epoch, and
-    ``time`` is the epochs' alone; the numbers are the same either way). Returns one :class:`FitResult` for
-    all configurations (``.config(c)`` for one): the params stay one stacked pytree, ready to
-    index or vmap. ``vmap=False`` gives the bits of C separate :func:`fit` runs with the same key
-    (``keys[c]``) whatever ``workers`` is; the vmapped program may round differently (batched
-    products). Which is faster depends on the machine and the model: on the 2-core CPU of the
-    README, small networks at small batches trained fastest with ``vmap=False, workers=2``.
+    ``time`` is the epochs' alone; the numbers are the same either way). Returns one
+    :class:`FitResult` for all configurations (``.config(c)`` for one): the params stay one stacked
+    pytree, ready to index or vmap. ``vmap=False`` gives the bits of C separate :func:`fit` runs
+    with the same key (``keys[c]``) whatever ``workers`` is; the vmapped program may round
+    differently (batched products). Which is faster depends on the machine and the model: on the
+    2-core CPU of the README, small networks at small batches trained fastest with ``vmap=False,
+    workers=2``.
     """
     inputs.check_int("sweep", "workers", workers, 1, None)
     if not isinstance(overlap, (bool, np.bool_)):
