@@ -947,11 +947,13 @@ def _in_step(run: _Run, C, evaluation, settings, pool, overlap=True):
     submit = lambda fn, *a: pool.submit(_with_settings, carried, lambda: jax.block_until_ready(fn(*a)))  # noqa: E731
     ahead = {}     # the last epoch's stacked params and, per evaluation set, one future per config
 
+    def queue(params_c, c):
+        """Every evaluation set's job for config c's params (so all sets share the workers)."""
+        return {name: submit(ev, params_c, key_of(run.key, c)) for name, ev in evaluators.items()}
+
     def train_then_queue(c, *args):
         out = jax.block_until_ready(epoch(*args))
-        if not overlap:
-            return out, None
-        return out, {name: submit(ev, out[0].params, key_of(run.key, c)) for name, ev in evaluators.items()}
+        return out, (queue(out[0].params, c) if overlap else None)
 
     def run_epoch(state, l2, e, k):
         ahead.clear()
@@ -963,18 +965,13 @@ def _in_step(run: _Run, C, evaluation, settings, pool, overlap=True):
             ahead.update(params=new[0].params, evs=[evs for _, evs in done])
         return new
 
-    def queue_all(params, k):
-        """Every evaluation set's jobs at once (the initial scores: 2 sets × 3 seeds fill 2 cores)."""
-        ahead.update(params=params, evs=[{name: submit(ev, p, key_of(k, c)) for name, ev in evaluators.items()}
-                                         for c, p in enumerate(pick(params, c) for c in range(C))])
-
     def stepped(name):
         def call(params, k):
             if k is not run.key:
                 return stack([f.result() for f in [submit(evaluators[name], pick(params, c), key_of(k, c))
                                                    for c in range(C)]])
             if ahead.get("params") is not params:    # else queued when each epoch ended
-                queue_all(params, k)
+                ahead.update(params=params, evs=[queue(pick(params, c), c) for c in range(C)])
             return stack([evs[name].result() for evs in ahead["evs"]])
         return call
     return run_epoch, {name: stepped(name) for name in evaluators}, compile_time
