@@ -327,6 +327,46 @@ def test_maxpool2d_tie_rule_first_maximum_in_row_major_order(x64):
     np.testing.assert_array_equal(auto, dx)
 
 
+# values a window can hold: ties, ±inf, signed zeros, NaN
+PICK_VALUES = [-np.inf, -1.0, -0.0, 0.0, 2.0, np.inf, np.nan]
+
+
+def test_window_reducer_is_order_free_and_picks_the_first_maximum():
+    """XLA may combine a reduction's pairs in any order, so the pool's (value, index) reducer must
+    be commutative and associative, every triple of pairs tried exhaustively (distinct indices),
+    and keep what jnp.argmax keeps: the largest value, a NaN before any number, of equals the
+    smaller index. float64 inputs, exact comparisons."""
+    pick = jax.jit(jax.vmap(conv._first_max_pick))
+    vals = np.array(PICK_VALUES, np.float64)
+    trip = np.array([(a, b, c) for a in range(len(vals)) for b in range(len(vals)) for c in range(len(vals))])
+    with jax.enable_x64(True):
+        for ia, ib, ic in [(0, 1, 2), (2, 0, 1), (1, 2, 0)]:
+            A = (jnp.asarray(vals[trip[:, 0]]), jnp.full(len(trip), ia, jnp.int32))
+            B = (jnp.asarray(vals[trip[:, 1]]), jnp.full(len(trip), ib, jnp.int32))
+            C = (jnp.asarray(vals[trip[:, 2]]), jnp.full(len(trip), ic, jnp.int32))
+            for u, v in [(pick(A, B), pick(B, A)), (pick(pick(A, B), C), pick(A, pick(B, C)))]:
+                np.testing.assert_array_equal(u[0], v[0])       # NaN == NaN for this assert
+                np.testing.assert_array_equal(u[1], v[1])
+            stacked = jnp.stack([A[0], B[0], C[0]])[jnp.argsort(jnp.array([ia, ib, ic]))]
+            y, arg = pick(pick(A, B), C)
+            np.testing.assert_array_equal(arg, jnp.argmax(stacked, axis=0))
+            np.testing.assert_array_equal(y, jnp.max(stacked, axis=0))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_window_max_arg_equals_max_and_argmax_with_ties_and_nan(dtype):
+    """_window_max_arg (one reduction) against jnp.max / jnp.argmax on stacked views drawn from
+    PICK_VALUES (ties, ±inf, NaN in most windows), jitted and under vmap."""
+    with jax.enable_x64(dtype == jnp.float64):
+        s = jnp.asarray(np.random.default_rng(5).choice(np.array(PICK_VALUES), (4, 3, 5, 6, 2)), dtype)
+        y, arg = jax.jit(conv._window_max_arg)(s)
+        np.testing.assert_array_equal(y, jnp.max(s, axis=0))
+        np.testing.assert_array_equal(arg, jnp.argmax(s, axis=0))
+        yv, argv = jax.vmap(conv._window_max_arg, in_axes=1, out_axes=0)(s)
+        np.testing.assert_array_equal(yv, y)
+        np.testing.assert_array_equal(argv, arg)
+
+
 # (window, stride, padding): non-overlapping, overlapping, 'same' (−∞ padding)
 TIE_CASES = [(2, None, "valid"), ((2, 3), (2, 3), "valid"), (2, 1, "valid"), (3, 2, "valid"), (2, 2, "same")]
 

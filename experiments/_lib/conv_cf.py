@@ -137,14 +137,13 @@ def _pool_views(x, win):
 
 def maxpool_cf(window=2) -> L.Layer:
     """2-D max-pool, stride = window, 'valid', on (C, H, W, N); the library's tie rule (the whole
-    gradient to the first maximum, row-major) via its ``_window_max`` / ``_first_argmax``."""
+    gradient to the first maximum, row-major) via its ``_window_max_arg``."""
     win = conv._pair(window, "window")
     lib = conv.maxpool2d(win, win)
 
     def forward(params, x, key=None):
-        ts = _pool_views(x, win)
-        y = conv._window_max(*ts)
-        return y, (conv._first_argmax(ts, y), x.shape)
+        y, arg = conv._window_max_arg(jnp.stack(_pool_views(x, win)))
+        return y, (arg, x.shape)
 
     def backward(cache, dy):
         arg, (C, H, Wd, N) = cache
