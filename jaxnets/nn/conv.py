@@ -400,9 +400,9 @@ def _window_max_arg(s):
     s (P, N, Ho, Wo, C) -> y (N, Ho, Wo, C), arg int32 (N, Ho, Wo, C); NaN counts as the maximum.
 
     One reduction, so XLA:CPU keeps y and arg in memory: written as elementwise maxima and
-    compares (as before), the pool fused into each consumer that reads a pooled entry several
-    times (the backward's 2×2 upsampling, the next conv's im2col) and was recomputed there per
-    read (measured 23.6 → 18.7 ms per step of the 3-layer CNN at batch 128, same bits).
+    compares, the pool fused into each consumer that reads a pooled entry several times (the
+    backward's 2×2 upsampling, the next conv's im2col) and was recomputed there per read (the
+    README's Performance section has the step times before and after; the same bits).
     Its derivative follows the pool's tie rule: the tangent of the *first* maximum passes, where
     ``jnp.max``'s own derivative would share it among the tied entries. So ``jax.grad`` of
     :func:`maxpool2d_forward` equals :func:`maxpool2d_backward` at ties too (ReLU outputs of real
