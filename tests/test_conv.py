@@ -1,5 +1,7 @@
 """conv1d / conv2d / maxpool2d / flatten: forward vs lax, hand backward vs jax.grad and central
 differences (float64), over tables of shapes, paddings, strides and channels."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -345,26 +347,67 @@ def test_window_reducer_is_order_free_and_picks_the_first_maximum():
             B = (jnp.asarray(vals[trip[:, 1]]), jnp.full(len(trip), ib, jnp.int32))
             C = (jnp.asarray(vals[trip[:, 2]]), jnp.full(len(trip), ic, jnp.int32))
             for u, v in [(pick(A, B), pick(B, A)), (pick(pick(A, B), C), pick(A, pick(B, C)))]:
-                np.testing.assert_array_equal(u[0], v[0])       # NaN == NaN for this assert
+                _same_bits(u[0], v[0])
                 np.testing.assert_array_equal(u[1], v[1])
             stacked = jnp.stack([A[0], B[0], C[0]])[jnp.argsort(jnp.array([ia, ib, ic]))]
             y, arg = pick(pick(A, B), C)
             np.testing.assert_array_equal(arg, jnp.argmax(stacked, axis=0))
-            np.testing.assert_array_equal(y, jnp.max(stacked, axis=0))
+            _same_bits(y, jnp.maximum(jnp.maximum(stacked[0], stacked[1]), stacked[2]))
+
+
+def _same_bits(a, b):
+    """Equal entries, NaN where NaN, and the same sign of every zero."""
+    a, b = np.asarray(a), np.asarray(b)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.signbit(a) | np.isnan(a), np.signbit(b) | np.isnan(b))
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_window_max_arg_equals_max_and_argmax_with_ties_and_nan(dtype):
-    """_window_max_arg (one reduction) against jnp.max / jnp.argmax on stacked views drawn from
-    PICK_VALUES (ties, ±inf, NaN in most windows), jitted and under vmap."""
+    """_window_max_arg (one reduction) against the elementwise maxima of the views (the old
+    forward: same values, a −0/+0 tie giving +0) and jnp.argmax on stacked views drawn from
+    PICK_VALUES (ties, ±0, ±inf, NaN in most windows), jitted and under vmap."""
     with jax.enable_x64(dtype == jnp.float64):
         s = jnp.asarray(np.random.default_rng(5).choice(np.array(PICK_VALUES), (4, 3, 5, 6, 2)), dtype)
         y, arg = jax.jit(conv._window_max_arg)(s)
-        np.testing.assert_array_equal(y, jnp.max(s, axis=0))
+        _same_bits(y, jax.jit(lambda s: functools.reduce(jnp.maximum, list(s)))(s))
         np.testing.assert_array_equal(arg, jnp.argmax(s, axis=0))
         yv, argv = jax.vmap(conv._window_max_arg, in_axes=1, out_axes=0)(s)
-        np.testing.assert_array_equal(yv, y)
+        _same_bits(yv, y)
         np.testing.assert_array_equal(argv, arg)
+        z = jnp.asarray([[-0.0], [0.0], [-1.0], [-1.0]], dtype)      # a window of signed zeros
+        assert not np.signbit(np.asarray(conv._window_max_arg(z)[0]))[0]
+
+
+def test_pool_second_derivative_matches_reduce_window(x64):
+    """The custom JVP is itself differentiable: a Hessian-vector product of a loss through the
+    pool equals the one through lax.reduce_window (tie-free float64 input, 1e-10)."""
+    x = randn(11, (2, 6, 6, 3))
+    R, v = randn(12, (2, 3, 3, 3)), randn(13, x.shape)
+    f_pool = lambda x: jnp.sum(jnp.sin(conv.maxpool2d_forward(x, 2)[0]) * R)   # noqa: E731
+    f_ref = lambda x: jnp.sum(jnp.sin(_pool_ref(x, 2, None, "valid")) * R)    # noqa: E731
+    hvp = lambda f: jax.jvp(jax.grad(f), (x,), (v,))[1]                        # noqa: E731
+    gradcheck.compare(jax.jit(lambda: hvp(f_pool))(), jax.jit(lambda: hvp(f_ref))(), "reduce_window HVP",
+                      AUTODIFF_TOL)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32])
+def test_col2im_adds_in_the_input_dtype_in_window_order(dtype):
+    """col2im's reduction equals the left-to-right chain of the kh·kw pads added in d's dtype,
+    bit for bit (on XLA:CPU), for overlapping 3×3 windows (up to 9 terms per entry)."""
+    d = jnp.asarray(np.random.default_rng(8).standard_normal((2, 4, 4, 9, 3)), dtype)
+
+    def chain(d):
+        zero, out = jnp.zeros((), d.dtype), None
+        for i in range(3):
+            for j in range(3):
+                t = lax.pad(d[:, :, :, i * 3 + j, :], zero, ((0, 0, 0), (i, 2 - i, 0), (j, 2 - j, 0), (0, 0, 0)))
+                out = t if out is None else out + t
+        return out
+
+    got = jax.jit(lambda d: conv._gather_windows_adjoint(d, (6, 6), (3, 3), (1, 1)))(d)
+    assert got.dtype == dtype
+    _same_bits(got.astype(jnp.float32), jax.jit(chain)(d).astype(jnp.float32))
 
 
 # (window, stride, padding): non-overlapping, overlapping, 'same' (−∞ padding)

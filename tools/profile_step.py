@@ -16,8 +16,8 @@ kernel falls in one group:
 
 Prints, per workload: the wall time per step (from the timed calls), the summed kernel time
 per step (over both of XLA's threads, so it can exceed the wall), each group's kernels per step,
-microseconds per step and share, and the ten longest GEMM shapes with their GFLOP/s beside the
-in-run matmul peak. A rate above the peak marks an event that ends before its work does (an
+microseconds per step and share, the ten longest GEMM shapes with their GFLOP/s beside the
+in-run matmul peak, and the five longest other kernels (XLA's instruction name and result shape). A rate above the peak marks an event that ends before its work does (an
 Eigen product runs on its own thread pool, so its event can close early): the time of such a
 product is partly counted in the kernels that overlap it. Data are
 random of each workload's shapes (the time hardly depends on the values); ``--quick`` shrinks
@@ -139,10 +139,15 @@ def profile(name: str, compiled, args, steps: int, rounds: int, traced: int) -> 
     per = traced * steps
     groups = {g: [0.0, 0.0] for g in GROUPS}
     gemms = collections.defaultdict(lambda: [0, 0.0, 0.0])
+    others = collections.defaultdict(lambda: [0, 0.0])
     for e in events:
         group, flops = classify(e["name"], instr, comps)
         if group is None:
             continue
+        if not group.startswith("GEMM"):
+            o = others[(group, e["name"], instr[e["name"]][1].split("{")[0])]
+            o[0] += 1
+            o[1] += e["dur"]
         if group.startswith("GEMM"):
             g = gemms[(group[6:-1], instr[e["name"]][1].split("{")[0])]
             g[0] += 1
@@ -156,7 +161,9 @@ def profile(name: str, compiled, args, steps: int, rounds: int, traced: int) -> 
             "kernel_us": sum(v[1] for v in groups.values()) / per,
             "groups": {g: (v[0] / per, v[1] / per) for g, v in groups.items()},
             "gemms": sorted(((f"{lib} {shape}", n / per, us / per, fl / us / 1e3 if us and fl else None)
-                             for (lib, shape), (n, us, fl) in gemms.items()), key=lambda r: -r[2])}
+                             for (lib, shape), (n, us, fl) in gemms.items()), key=lambda r: -r[2]),
+            "others": sorted(((group, f"{name} {shape}", n / per, us / per)
+                              for (group, name, shape), (n, us) in others.items()), key=lambda r: -r[3])}
 
 
 def _epoch(model, n, batch, opt, params, data):
@@ -214,6 +221,9 @@ def print_profile(p: dict, peak: float, top: int = 10) -> None:
         mark = "  above the peak: the event ends before the work" if rate and rate > 1.05 * peak / 1e9 else ""
         rate_s = f"{rate:8.1f}" if rate else "       -"
         print(f"    {shape:34s} {n:6.1f} {us:9.0f} {rate_s}{mark}")
+    print(f"  longest other kernels (instruction, result shape): {'n/step':>6s} {'µs/step':>9s}  group")
+    for group, what, n, us in p["others"][:5]:
+        print(f"    {what:50s} {n:6.1f} {us:9.0f}  {group}")
 
 
 def main(argv=None) -> int:

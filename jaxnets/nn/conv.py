@@ -126,7 +126,8 @@ def _gather_windows_adjoint(d, padded_hw, window, strides):
     padded grid; overlapping windows add up, in window order. The kh·kw pads are summed by one
     reduction, which fuses into one loop (a scatter-add runs serially on XLA:CPU) and keeps the
     result in memory: as a chain of adds it fused into a following 2×2 pool's backward, which
-    reads each entry four times, and was recomputed per read (same bits either way)."""
+    reads each entry four times, and was recomputed per read (same bits either way on XLA:CPU,
+    which adds a reduction's terms in order; other backends may order them otherwise)."""
     N, Ho, Wo, P, C = d.shape
     (Hp, Wp), (kh, kw), (sh, sw) = padded_hw, window, strides
     zero = jnp.zeros((), d.dtype)
@@ -134,7 +135,8 @@ def _gather_windows_adjoint(d, padded_hw, window, strides):
                     ((0, 0, 0), (i, Hp - i - (Ho - 1) * sh - 1, sh - 1), (j, Wp - j - (Wo - 1) * sw - 1, sw - 1),
                      (0, 0, 0)))
             for i in range(kh) for j in range(kw)]
-    return pads[0] if P == 1 else jnp.sum(jnp.stack(pads), axis=0)
+    # lax.reduce, not jnp.sum: it adds in d's dtype (jnp.sum adds float16/bfloat16 in float32)
+    return pads[0] if P == 1 else lax.reduce(jnp.stack(pads), zero, lax.add, (0,))
 
 
 @jax.tree_util.register_static
@@ -381,11 +383,13 @@ def maxpool2d_forward(x, window=2, stride=None, padding="valid"):
 def _first_max_pick(a, b):
     """Reducer of :func:`_window_max_arg`: of two (value, window index) pairs keep the maximum, a
     NaN before any number, and of equals (or of two NaNs) the smaller index: ``jnp.argmax``
-    semantics, commutative and associative, so XLA may combine the pairs in any order."""
+    semantics, commutative and associative, so XLA may combine the pairs in any order. The value
+    is ``jnp.maximum``'s (NaN if either is; +0 of a −0/+0 tie, in either order), as the
+    elementwise maxima of the views give it."""
     (av, ai), (bv, bi) = a, b
     a_nan, b_nan = jnp.isnan(av), jnp.isnan(bv)
     take_a = jnp.where(a_nan | b_nan, a_nan & ~(b_nan & (bi < ai)), (av > bv) | ((av == bv) & (ai < bi)))
-    return jnp.where(take_a, av, bv), jnp.where(take_a, ai, bi)
+    return jnp.maximum(av, bv), jnp.where(take_a, ai, bi)
 
 
 def _max_arg_reduce(s):
@@ -402,7 +406,7 @@ def _window_max_arg(s):
     One reduction, so XLA:CPU keeps y and arg in memory: written as elementwise maxima and
     compares, the pool fused into each consumer that reads a pooled entry several times (the
     backward's 2×2 upsampling, the next conv's im2col) and was recomputed there per read (the
-    README's Performance section has the step times before and after; the same bits).
+    README's Performance section has the step times before and after; the same bits on XLA:CPU).
     Its derivative follows the pool's tie rule: the tangent of the *first* maximum passes, where
     ``jnp.max``'s own derivative would share it among the tied entries. So ``jax.grad`` of
     :func:`maxpool2d_forward` equals :func:`maxpool2d_backward` at ties too (ReLU outputs of real
@@ -413,7 +417,7 @@ def _window_max_arg(s):
 @_window_max_arg.defjvp
 def _window_max_arg_jvp(primals, tangents):
     (s,), (ds,) = primals, tangents
-    y, arg = _max_arg_reduce(s)
+    y, arg = _window_max_arg(s)    # (not the bare reduce, which has no derivative: keeps higher orders)
     dy = jnp.zeros_like(y)
     for k in reversed(range(s.shape[0])):
         dy = jnp.where(arg == k, ds[k], dy)

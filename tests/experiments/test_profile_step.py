@@ -77,7 +77,8 @@ def test_every_kernel_lands_in_its_group_with_its_flops(name, group, flops):
 @pytest.mark.e2e(cpu=60)
 def test_each_workload_prints_its_groups_and_gemms():
     """Every workload at smoke size, one timed and one traced call: a positive wall time, every
-    group's row, shares summing to 100 %, GEMM kernels found and a GEMM rate printed."""
+    group's row, shares summing to 100 %, GEMM kernels found and a GEMM rate printed, the
+    longest other kernels listed with their groups."""
     mod = _module()
     r = _run("--quick", "--rounds", "1", "--traced", "1")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -96,6 +97,10 @@ def test_each_workload_prints_its_groups_and_gemms():
                          re.match(r"wall ([\d,.]+) µs per step; kernels ([\d,.]+) µs", block).groups())
         assert 0.2 * wall < kernels < 1.5 * os.cpu_count() * wall, block   # no event lost or counted twice
         assert re.search(r"^    (YNNPACK|Eigen) f32\[[\d,]+\]\s+[\d.]+\s+\d+\s+[\d.]+", block, re.M), block
+        # the longest non-GEMM kernels, each with its instruction, shape, time and group
+        others = block.split("longest other kernels")[1].splitlines()[1:]
+        assert others and all(re.match(r"^    \S+ \S+.*\s[\d.]+\s+\d+  (transposes|elementwise|small)", ln)
+                              for ln in others), block
     assert re.search(r"^in-run float32 matmul peak \d+ GFLOP/s$", r.stdout, re.M), r.stdout[:2000]
 
 
