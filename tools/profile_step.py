@@ -17,9 +17,10 @@ kernel falls in one group:
 Prints, per workload: the wall time per step (from the timed calls), the summed kernel time
 per step (over both of XLA's threads, so it can exceed the wall), each group's kernels per step,
 microseconds per step and share, the ten longest GEMM shapes with their GFLOP/s beside the
-in-run matmul peak, and the five longest other kernels (XLA's instruction name and result shape). A rate above the peak marks an event that ends before its work does (an
-Eigen product runs on its own thread pool, so its event can close early): the time of such a
-product is partly counted in the kernels that overlap it. Data are
+in-run matmul peak, and the five longest other kernels (XLA's instruction name and result
+shape). A rate above the peak marks an event that ends before its work does (an Eigen product
+runs on its own thread pool, so its event can close early): the time of such a product is
+partly counted in the kernels that overlap it. Data are
 random of each workload's shapes (the time hardly depends on the values); ``--quick`` shrinks
 every workload to seconds (for the tests).
 
@@ -144,17 +145,18 @@ def profile(name: str, compiled, args, steps: int, rounds: int, traced: int) -> 
         group, flops = classify(e["name"], instr, comps)
         if group is None:
             continue
-        if not group.startswith("GEMM"):
-            o = others[(group, e["name"], instr[e["name"]][1].split("{")[0])]
-            o[0] += 1
-            o[1] += e["dur"]
+        shape = instr[e["name"]][1].split("{")[0]
         if group.startswith("GEMM"):
-            g = gemms[(group[6:-1], instr[e["name"]][1].split("{")[0])]
+            g = gemms[(group[6:-1], shape)]
             g[0] += 1
             g[1] += e["dur"]
             g[2] += flops or 0.0
-        elif e["dur"] < SMALL_US:
-            group = GROUPS[-1]
+        else:
+            o = others[(group, e["name"], shape)]
+            o[0] += 1
+            o[1] += e["dur"]
+            if e["dur"] < SMALL_US:
+                group = GROUPS[-1]
         groups[group][0] += 1
         groups[group][1] += e["dur"]
     return {"workload": name, "wall_us": 1e6 * min(times) / steps,
