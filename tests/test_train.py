@@ -458,7 +458,8 @@ def test_fit_needs_an_optimizer():
         train.fit(NET, NET.init(jax.random.key(0)), (X, Y), epochs=1, batch_size=10, progress=False)
 
 
-@pytest.mark.parametrize("way,tol", [(dict(), 1e-10), (dict(vmap=False, workers=3), 0.0)], ids=["vmap", "threads"])
+@pytest.mark.parametrize("way,tol", [(dict(), 1e-10), (dict(vmap=False, workers=3), 0.0),
+                                     (dict(vmap=False, workers=2), 0.0)], ids=["vmap", "threads", "2-threads"])
 @pytest.mark.parametrize("source", ["arrays", "sampler"])
 def test_sweep_with_per_config_keys_equals_separate_fits_with_those_keys(x64, source, way, tol):
     """``keys``: every configuration its own batch order (arrays) or sampled batches (Sampler) —
@@ -503,7 +504,8 @@ def test_sweep_with_per_config_keys_equals_separate_fits_with_those_keys(x64, so
 def _instrumented_sweep(monkeypatch, on_epoch, on_eval, epochs=2, callback=None,
                         evaluation=train.Evaluation(train=False), **kw):
     """A threaded sweep of 3 seeds on 2 workers whose every compiled epoch call runs
-    ``on_epoch(n)`` first (n: the call's index, 1-based) and every evaluation ``on_eval()``."""
+    ``on_epoch(n, e)`` first (n: the call's index, 1-based; e: the epoch it trains, 0-based) and
+    every evaluation ``on_eval()``."""
     import threading
     if engine._thread_settings() is None:
         pytest.skip("this JAX keeps its thread-local config options out of reach: sweep runs no threads")
@@ -516,7 +518,7 @@ def _instrumented_sweep(monkeypatch, on_epoch, on_eval, epochs=2, callback=None,
             with lock:
                 calls.append(None)
                 n = len(calls)
-            on_epoch(n)
+            on_epoch(n, int(args[2]))
             return fn(*args)
         return epoch, t
 
@@ -541,13 +543,13 @@ def test_threaded_sweep_scores_a_config_while_the_others_still_train(monkeypatch
     import threading
     evaluating, waited = threading.Event(), []
 
-    def on_epoch(n):
+    def on_epoch(n, e):
         if n == 3:
             waited.append(evaluating.wait(timeout=20 if overlap else 2))
     res = _instrumented_sweep(monkeypatch, on_epoch, evaluating.set, epochs=1, overlap=overlap)
     assert waited == [overlap]
     monkeypatch.undo()
-    other = _instrumented_sweep(monkeypatch, lambda n: None, lambda: None, epochs=1, overlap=not overlap)
+    other = _instrumented_sweep(monkeypatch, lambda n, e: None, lambda: None, epochs=1, overlap=not overlap)
     for k in ("val_loss", "val_acc"):
         assert np.array_equal(res.history[k][0], other.history[k][0]) and np.shape(res.history[k][0]) == (3,)
 
@@ -570,7 +572,7 @@ def test_threaded_sweep_scores_each_epoch_once_per_config(monkeypatch):
         with lock:
             count.append(None)
     ev = train.Evaluation(train=True, initial=True)
-    res = _instrumented_sweep(monkeypatch, lambda n: None, on_eval, epochs=2, evaluation=ev)
+    res = _instrumented_sweep(monkeypatch, lambda n, e: None, on_eval, epochs=2, evaluation=ev)
     assert len(count) == (2 + 1) * 3 * 2    # (initial + 2 epochs) × 3 configs × 2 sets (train, val)
     monkeypatch.undo()
     keys = jax.random.split(jax.random.key(3), 3)
@@ -590,14 +592,69 @@ def test_an_interrupted_threaded_sweep_stops_its_workers(monkeypatch):
     import threading
     before, started = set(threading.enumerate()), []
 
-    def on_epoch(n):
-        started.append(n)
+    def on_epoch(n, e):
+        started.append((n, e))
         if n == 4:
             raise KeyboardInterrupt("Ctrl-C")
     with pytest.raises(KeyboardInterrupt):
         _instrumented_sweep(monkeypatch, on_epoch, lambda: None, epochs=3)
     assert set(threading.enumerate()) <= before
-    assert max(started) <= 6      # epoch 3 (calls 7-9) never started
+    assert started[3] == (4, 1)   # the first call of epoch 2 raised
+    assert max(n for n, _ in started) <= 6 and max(e for _, e in started) == 1   # epoch 3 never started
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_threaded_sweep_starts_a_configs_next_epoch_when_its_own_ends(monkeypatch, overlap):
+    """3 seeds on 2 workers: the third seed's first epoch (queued behind the first two) waits (up
+    to 20 s; 2 s where none may) for an epoch 2 to start. With ``overlap`` a seed's next epoch is
+    queued as soon as its own epoch ends (a worker starts it beside the third seed's epoch 1);
+    with ``overlap=False`` epoch 2 waits for every epoch 1, so the wait times out. The params and
+    scores are the same bits either way (and those of separate fits, tested above)."""
+    import threading
+    second, waited = threading.Event(), []
+
+    def on_epoch(n, e):
+        if e == 1:
+            second.set()
+        if n == 3:
+            waited.append(second.wait(timeout=20 if overlap else 2))
+    res = _instrumented_sweep(monkeypatch, on_epoch, lambda: None, epochs=2, overlap=overlap)
+    assert waited == [overlap]
+    monkeypatch.undo()
+    other = _instrumented_sweep(monkeypatch, lambda n, e: None, lambda: None, epochs=2, overlap=not overlap)
+    assert _leaves_equal(res.params, other.params)
+    for k in ("val_loss", "val_acc"):
+        assert all(np.array_equal(a, b) for a, b in zip(res.history[k], other.history[k]))
+
+
+def test_a_threaded_sweep_drops_the_epochs_it_ran_ahead_for_a_state_it_did_not_return():
+    """The engine's threaded run_epoch, given a state other than the one it last returned (the
+    epoch it queued ahead was computed from that one), trains the state given: the same bits as
+    a fresh run_epoch from that state."""
+    from concurrent.futures import ThreadPoolExecutor
+    if engine._thread_settings() is None:
+        pytest.skip("this JAX keeps its thread-local config options out of reach: sweep runs no threads")
+    keys = jax.random.split(jax.random.key(3), 3)
+
+    def setup(pool):
+        run, C = engine._sweep_setup(NET, NET.init(jax.random.key(0)), (X, Y), epochs=3, batch_size=10,
+                                     optimizer=train.sgd(0.1), configs=None, keys=keys, l2=0.0,
+                                     order="shuffle", grad="hand", key=None, val=None,
+                                     evaluation=train.Evaluation(train=False), max_updates=None)
+        settings = dict(order="shuffle", grad="hand", max_updates=None, mesh=None,
+                        optimizer=train.sgd(0.1), use_l2=False)
+        return run, engine._in_step(run, C, train.Evaluation(train=False), settings, pool, True, 3)
+    with ThreadPoolExecutor(2) as pool:
+        run, (run_epoch, _, _, stop) = setup(pool)
+        first, _ = run_epoch(run.state, run.l2, 0, run.epoch_key(0))        # queues epoch 1 from `first`
+        again, _ = run_epoch(run.state, run.l2, 1, run.epoch_key(1))        # epoch 1 from the start instead
+        stop()
+    with ThreadPoolExecutor(2) as pool:
+        run2, (fresh_epoch, _, _, stop2) = setup(pool)
+        want, _ = fresh_epoch(run2.state, run2.l2, 1, run2.epoch_key(1))
+        stop2()
+    assert _leaves_equal(again.params, want.params)
+    assert not _leaves_equal(again.params, first.params)
 
 
 def test_sweep_takes_the_number_of_configurations_from_keys():

@@ -2,9 +2,10 @@
 
 The ways: ``vmap`` (one vmapped program), ``workers 1`` (fit's own compiled epoch per
 configuration, one after another), ``workers N`` (the same, N configurations at a time on
-threads; N = the CPUs this process may use, at least 2; each configuration's evaluations queued
-as soon as its epoch ends) and ``workers N wait`` (the same with ``overlap=False``: every
-evaluation waits for every configuration's epoch, the engine's way before the overlap). Every workload is its study's setting at its document
+threads; N = the CPUs this process may use, at least 2; each configuration's evaluations and
+its next epoch queued as soon as its epoch ends) and ``workers N wait`` (the same with
+``overlap=False``: every evaluation and every next epoch wait for every configuration's epoch, the
+engine's way before the overlap). Every workload is its study's setting at its document
 batch size on random data of the study's shapes (the time hardly depends on the values): E3 the
 784-128-10 MLP, 6 momenta (0 and §3.4's five) × 3 seeds, batch 5; E4 each of doc 003's three models, 3 seeds, batch 5, a 2,000-image
 validation and a 10,000-image test set scored every epoch; E7 the transformer at block 32 and 64,
@@ -15,7 +16,7 @@ configurations' epochs), ``wall`` the call less the epoch's compile time (the ev
 their compiles included). Prints minima, medians and maxima, vmap ÷ way, and
 whether each way's params and recorded losses equal ``workers 1``'s bit for bit.
 
-    PYTHONPATH=. python tools/sweep_ways.py [--rounds 3] [--epochs 1] [--only e4_cnn3,e7_T64] [--quick]
+    PYTHONPATH=. python tools/sweep_ways.py [--rounds 3] [--epochs 1] [--only e4_cnn3,e7_T64] [--ways vmap,2] [--quick]
 """
 from __future__ import annotations
 
@@ -94,11 +95,16 @@ def _same(a, b) -> bool:
     return all(np.array_equal(u, v, equal_nan=True) for u, v in pairs)
 
 
-def measure(name, n, rounds, epochs, quick, workers):
-    run = WORKLOADS[name](n, quick)
-    ways = {"vmap": {}, "workers 1": dict(vmap=False, workers=1),
+def ways_of(workers: int) -> dict:
+    """{way: sweep's keyword arguments}, ``workers`` threads for the threaded ways."""
+    return {"vmap": {}, "workers 1": dict(vmap=False, workers=1),
             f"workers {workers} wait": dict(vmap=False, workers=workers, overlap=False),
             f"workers {workers}": dict(vmap=False, workers=workers)}
+
+
+def measure(name, n, rounds, epochs, quick, workers, only=None):
+    ways = {w: kw for w, kw in ways_of(workers).items() if only is None or w in only}
+    run = WORKLOADS[name](n, quick)
     times = {w: {"train": [], "wall": []} for w in ways}
     last = {}
     for _ in range(rounds):
@@ -110,17 +116,20 @@ def measure(name, n, rounds, epochs, quick, workers):
             times[w]["wall"].append(time.perf_counter() - t - res.compile_time)
             times[w]["train"].append(float(np.sum(res.history["time"])))
             last[w] = res
-    return times, {w: _same(r, last["workers 1"]) for w, r in last.items()}
+    ref = last.get("workers 1")
+    return times, {w: None if ref is None else _same(r, ref) for w, r in last.items()}
 
 
 def report(name, times, same):
     print(f"\n{name}\n  {'way':<16} {'train min':>9} {'median':>7} {'max':>7} {'wall min':>9} {'median':>7} "
           f"{'max':>7} {'vmap/way':>8} {'= workers 1':>11}")
-    ref = min(times["vmap"]["wall"])
+    ref = min(times["vmap"]["wall"]) if "vmap" in times else None
     for w, t in times.items():
         tr_, wa = t["train"], t["wall"]
+        ratio = "—" if ref is None else f"{ref / min(wa):.2f}"
+        eq = {None: "—", True: "yes", False: "no"}[same[w]]
         print(f"  {w:<16} {min(tr_):9.2f} {np.median(tr_):7.2f} {max(tr_):7.2f} {min(wa):9.2f} "
-              f"{np.median(wa):7.2f} {max(wa):7.2f} {ref / min(wa):8.2f} {'yes' if same[w] else 'no':>11}")
+              f"{np.median(wa):7.2f} {max(wa):7.2f} {ratio:>8} {eq:>11}")
 
 
 def main(argv=None) -> int:
@@ -129,6 +138,9 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=cli.COUNT, default=1, help="epochs per run (default 1)")
     ap.add_argument("--only", default=",".join(WORKLOADS),
                     help=f"comma-separated workloads (default all: {','.join(WORKLOADS)})")
+    ap.add_argument("--ways", default=None,
+                    help="comma-separated ways to run (default all: vmap, workers 1, workers N wait, workers N; "
+                         "'1', 'N wait', 'N' name the threaded ones by their workers)")
     ap.add_argument("--quick", action="store_true", help="smoke size: 200 images, tiny transformer")
     a = ap.parse_args(argv)
     names = [s for s in a.only.split(",") if s]
@@ -136,11 +148,18 @@ def main(argv=None) -> int:
     if bad or not names:
         ap.error(f"--only: unknown workload(s) {bad or a.only!r}; choose from {', '.join(WORKLOADS)}")
     workers = max(2, common.usable_cpus())
+    only = None
+    if a.ways is not None:
+        known = ways_of(workers)
+        only = [w if w == "vmap" else f"workers {w}" for w in (s.strip() for s in a.ways.split(",")) if w]
+        unknown = [w for w in only if w not in known]
+        if unknown or not only:
+            ap.error(f"--ways: unknown way(s) {unknown or a.ways!r}; choose from vmap, 1, {workers} wait, {workers}")
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, {workers} CPUs, "
           f"load {os.getloadavg()[0]:.2f}; NumPy BLAS: {blas_info()}")
     print(f"{a.rounds} rounds × {a.epochs} epoch(s); minima, medians, maxima in seconds; vmap/way by wall minima")
     for name in names:
-        times, same = measure(name, 200 if a.quick else 10_000, a.rounds, a.epochs, a.quick, workers)
+        times, same = measure(name, 200 if a.quick else 10_000, a.rounds, a.epochs, a.quick, workers, only)
         report(name, times, same)
     return 0
 

@@ -872,12 +872,13 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
     configuration draws from ``key``. C comes from whichever of configs, stacked params and keys
     has more than one entry; they must agree. The other arguments are :func:`fit`'s (sweep has
     no early stopping and no checkpoints; a diverged configuration is frozen and the others go
-    on). Both ways run the configurations in step: epoch e of every one, their evaluations, then
-    ``callback(epoch, state, history)`` with the config axis. On threads, ``overlap`` (default)
-    queues a configuration's evaluations as soon as its own epoch ends, to run beside the others'
-    training (the history's per-epoch ``time``, until the last configuration's epoch ends, then
-    includes that overlap; ``overlap=False``: every evaluation waits for every epoch, and
-    ``time`` is the epochs' alone; the numbers are the same either way). Returns one
+    on). Both ways record the configurations in step: epoch e of every one, their evaluations,
+    then ``callback(epoch, state, history)`` with the config axis. On threads, ``overlap``
+    (default) queues a configuration's evaluations and its next epoch as soon as its own epoch
+    ends, to run beside the others' training (so the history's per-epoch ``time``, the wall time
+    until the last configuration's epoch e ends, may hold work of other epochs and evaluations;
+    ``overlap=False``: every evaluation and every next epoch wait for every epoch, and ``time`` is
+    the epochs' alone; the numbers are the same either way). Returns one
     :class:`FitResult` for all configurations (``.config(c)`` for one): the params stay one stacked
     pytree, ready to index or vmap. ``vmap=False`` gives the bits of C separate :func:`fit` runs
     with the same key (``keys[c]``) whatever ``workers`` is; the vmapped program may round
@@ -898,6 +899,7 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
                     use_l2=bool(np.any(np.asarray(run.l2) != 0)))
     at_once = min(workers, C)
     pool = None if vmap or at_once == 1 else ThreadPoolExecutor(at_once)
+    stop = None
     try:
         if vmap:
             run_epoch, compile_time = _compile_epoch(run, run.state, run.l2, run.key, vmapped=True,
@@ -905,7 +907,8 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
             evaluators = _evaluators(model, run.evals, evaluation, batch_size, vmapped=True,
                                      key_axis=keys is not None)
         else:
-            run_epoch, evaluators, compile_time = _in_step(run, C, evaluation, settings, pool, overlap)
+            run_epoch, evaluators, compile_time, stop = _in_step(run, C, evaluation, settings, pool, overlap,
+                                                                 epochs)
         history = _new_history(run.evals)
         if evaluation.initial:
             _initial(run, history, run.state, evaluators)
@@ -914,12 +917,14 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
                                                 callback=callback, desc=f"{model.name} × {C} configs")
     finally:
         if pool is not None:    # on Ctrl-C: the epochs in flight end, the queued ones never start
+            if stop is not None:
+                stop()
             pool.shutdown(wait=True, cancel_futures=True)
     return FitResult(state.params, state.params, len(history["epoch"]), history, compile_time,
                      False, _divergences(run, state, history, first_bad), state.opt_state, C)
 
 
-def _in_step(run: _Run, C, evaluation, settings, pool, overlap=True):
+def _in_step(run: _Run, C, evaluation, settings, pool, overlap=True, epochs=None):
     """The vmapped sweep's ``run_epoch`` and evaluators, computed per configuration by fit's own
     compiled (un-vmapped) epoch and evaluators, on ``pool``'s threads (XLA releases the GIL while a
     program runs: one small configuration cannot keep the cores busy) or, without a pool, in the
@@ -928,53 +933,113 @@ def _in_step(run: _Run, C, evaluation, settings, pool, overlap=True):
     jax.enable_x64():`` and the like hold per thread; other contexts, such as a mesh, are not
     carried).
 
-    With a pool and ``overlap``, a configuration's evaluations are queued as soon as its epoch
-    ends, so they run while the other configurations still train (C = 3 seeds on 2 cores would
-    otherwise leave a core idle for the third seed's epoch and for every third evaluation); an
-    evaluation is a pure function of the params and the run's key, so its numbers do not depend
-    on when it runs. Either way every set's jobs for the same params are queued at once."""
+    With a pool and ``overlap``, each configuration runs on by itself: as soon as its epoch e
+    ends, its evaluations of epoch e and its epoch e + 1 (up to ``epochs``) are queued, behind the
+    work already queued (first in, first out), so no core waits for the slowest configuration of
+    an epoch (C = 3 seeds on 2 cores would otherwise leave a core idle for the third seed's epoch
+    and for every third evaluation). The loop still takes the epochs in step (``run_epoch(state,
+    l2, e, k)`` returns when every configuration's epoch e has ended) and gets the bits it would
+    compute itself: an epoch is a pure function of the configuration's state, its l2 and the epoch
+    key ``run.epoch_key(e)``, and an evaluation of the params and the run's key. An epoch started
+    ahead is used only when the loop passes back the very state the last call returned (else it is
+    dropped and the epoch recomputed from the state given). A job that raises (a Ctrl-C in a
+    worker) and the sweep's end stop the queueing; the sweep then cancels what is queued. Either
+    way every set's jobs for the same params are queued at once."""
     per_key = run.key.ndim > 0
-    pick = lambda tree, c: jax.tree.map(lambda v: v[c], tree)  # noqa: E731
+    pick, stack = _pick, _stack
     key_of = lambda k, c: k[c] if per_key else k  # noqa: E731
-    stack = lambda outs: jax.tree.map(lambda *v: jnp.stack(v), *outs)  # noqa: E731
     epoch, compile_time = _compile_epoch(run, pick(run.state, 0), run.l2[0], key_of(run.key, 0), **settings)
     evaluators = _evaluators(run.model, run.evals, evaluation, run.batch_size)
     carried = None if pool is None else _thread_settings()
     if carried is None:
         return (lambda state, l2, e, k: stack([epoch(pick(state, c), l2[c], e, key_of(k, c)) for c in range(C)]),
                 {name: (lambda ev: lambda params, k: stack([ev(pick(params, c), key_of(k, c)) for c in range(C)]))(ev)
-                 for name, ev in evaluators.items()}, compile_time)
-    submit = lambda fn, *a: pool.submit(_with_settings, carried, lambda: jax.block_until_ready(fn(*a)))  # noqa: E731
-    ahead = {}     # the last epoch's stacked params and, per evaluation set, one future per config
+                 for name, ev in evaluators.items()}, compile_time, None)
+    t = _Threaded(run, C, epoch, evaluators, pool, carried, overlap, epochs)
+    return t.run_epoch, {name: t.evaluator(name) for name in evaluators}, compile_time, t.stop
 
-    def queue(params_c, c):
+
+def _pick(tree, c):
+    return jax.tree.map(lambda v: v[c], tree)
+
+
+def _stack(outs):
+    return jax.tree.map(lambda *v: jnp.stack(v), *outs)
+
+
+class _Threaded:
+    """The threaded sweep's scheduler (see :func:`_in_step`): fit's compiled ``epoch`` and
+    ``evaluators`` of each of C configurations as jobs on ``pool``, under the ``carried`` JAX
+    settings; ``overlap``: each configuration's evaluations and next epoch (up to ``epochs``)
+    queued when its epoch ends."""
+
+    def __init__(self, run: _Run, C, epoch, evaluators, pool, carried, overlap, epochs):
+        import threading
+        self.run, self.C, self.epoch, self.evaluators = run, C, epoch, evaluators
+        self.pool, self.carried = pool, carried
+        self.overlap, self.epochs = overlap, epochs if overlap else None
+        self.ahead = {}     # the last epoch's stacked state and params, per evaluation set one future per config
+        self.started = {}   # (config, epoch) -> future of an epoch queued when the config's previous one ended
+        self.lock, self.gen, self.stopping = threading.Lock(), 0, False   # gen: the current chain of epochs
+
+    def key_of(self, k, c):
+        return k[c] if self.run.key.ndim > 0 else k
+
+    def submit(self, fn, *args):
+        return self.pool.submit(_with_settings, self.carried, lambda: jax.block_until_ready(fn(*args)))
+
+    def queue(self, params_c, c):
         """Every evaluation set's job for config c's params (so all sets share the workers)."""
-        return {name: submit(ev, params_c, key_of(run.key, c)) for name, ev in evaluators.items()}
+        return {name: self.submit(ev, params_c, self.key_of(self.run.key, c)) for name, ev in self.evaluators.items()}
 
-    def train_then_queue(c, *args):
-        out = jax.block_until_ready(epoch(*args))
-        return out, (queue(out[0].params, c) if overlap else None)
+    def start(self, c, args, g):
+        return self.pool.submit(_with_settings, self.carried, lambda: self.train_then_queue(c, g, *args))
 
-    def run_epoch(state, l2, e, k):
-        ahead.clear()
-        args = [(pick(state, c), l2[c], e, key_of(k, c)) for c in range(C)]
-        futs = [pool.submit(_with_settings, carried, lambda c=c: train_then_queue(c, *args[c])) for c in range(C)]
+    def train_then_queue(self, c, g, state_c, l2_c, e, k_c):
+        try:
+            out = jax.block_until_ready(self.epoch(state_c, l2_c, e, k_c))
+            evs = self.queue(out[0].params, c) if self.overlap else None
+            with self.lock:
+                if self.epochs is not None and not self.stopping and g == self.gen and e + 1 < self.epochs:
+                    k_next = self.key_of(self.run.epoch_key(e + 1), c)
+                    self.started[c, e + 1] = self.start(c, (out[0], l2_c, e + 1, k_next), g)
+            return out, evs
+        except BaseException:
+            self.stopping = True
+            raise
+
+    def run_epoch(self, state, l2, e, k):
+        with self.lock:
+            if self.ahead.get("state") is state and l2 is self.run.l2:
+                queued = {c: self.started.pop((c, e), None) for c in range(self.C)}
+            else:               # not the state we returned: what ran ahead is of no use
+                queued, self.gen = {}, self.gen + 1
+                for f in self.started.values():
+                    f.cancel()
+                self.started.clear()
+        futs = [queued.get(c) or self.start(c, (_pick(state, c), l2[c], e, self.key_of(k, c)), self.gen)
+                for c in range(self.C)]
         done = [f.result() for f in futs]
-        new = stack([out for out, _ in done])
-        if overlap:
-            ahead.update(params=new[0].params, evs=[evs for _, evs in done])
+        new = _stack([out for out, _ in done])
+        self.ahead.update(state=new[0])
+        if self.overlap:
+            self.ahead.update(params=new[0].params, evs=[evs for _, evs in done])
         return new
 
-    def stepped(name):
+    def evaluator(self, name):
         def call(params, k):
-            if k is not run.key:
-                return stack([f.result() for f in [submit(evaluators[name], pick(params, c), key_of(k, c))
-                                                   for c in range(C)]])
-            if ahead.get("params") is not params:    # else queued when each epoch ended
-                ahead.update(params=params, evs=[queue(pick(params, c), c) for c in range(C)])
-            return stack([evs[name].result() for evs in ahead["evs"]])
+            if k is not self.run.key:
+                ev = self.evaluators[name]
+                return _stack([f.result() for f in [self.submit(ev, _pick(params, c), self.key_of(k, c))
+                                                    for c in range(self.C)]])
+            if self.ahead.get("params") is not params:    # else queued when each epoch ended
+                self.ahead.update(params=params, evs=[self.queue(_pick(params, c), c) for c in range(self.C)])
+            return _stack([evs[name].result() for evs in self.ahead["evs"]])
         return call
-    return run_epoch, {name: stepped(name) for name in evaluators}, compile_time
+
+    def stop(self):
+        with self.lock:
+            self.stopping = True
 
 
 def _thread_settings():

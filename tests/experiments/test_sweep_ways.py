@@ -14,10 +14,11 @@ _run = functools.partial(run_tool, "sweep_ways.py")
 
 @pytest.mark.e2e(cpu=40)
 def test_every_way_is_timed_and_the_threads_give_workers_1s_bits():
-    """Two workloads at smoke size, one round: each table has the four ways with positive times,
-    vmap/way = 1.00 for vmap, and both threaded ways (evaluations overlapping the epochs or
-    waiting for them) equal to workers 1 bit for bit (params and recorded losses)."""
-    r = _run("--quick", "--rounds", "1", "--only", "e4_mlp2_ood,e7_T32")
+    """Two workloads at smoke size, one round of 2 epochs: each table has the four ways with
+    positive times, vmap/way = 1.00 for vmap, and both threaded ways (each configuration's next
+    epoch and evaluations queued as its epoch ends, or waiting for every epoch) equal to workers 1
+    bit for bit (params and recorded losses)."""
+    r = _run("--quick", "--rounds", "1", "--epochs", "2", "--only", "e4_mlp2_ood,e7_T32")
     assert r.returncode == 0, r.stderr[-3000:]
     n = max(2, common.usable_cpus())
     for name in ("e4_mlp2_ood", "e7_T32"):
@@ -29,8 +30,20 @@ def test_every_way_is_timed_and_the_threads_give_workers_1s_bits():
         assert rows[0][3] == "1.00" and rows[2][4] == rows[3][4] == "yes", block
 
 
+@pytest.mark.e2e(cpu=10)
+def test_ways_runs_only_the_ways_named():
+    """``--ways`` (workers named by count): only those rows; without vmap and workers 1 the ratio
+    and bit-equality columns say "—"."""
+    n = max(2, common.usable_cpus())
+    r = _run("--quick", "--rounds", "1", "--only", "e4_mlp2_ood", "--ways", f"{n} wait,{n}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = re.findall(r"^\s+(vmap|workers \d+(?: wait)?)\s+.*\s(\S+)\s+(\S+)$", r.stdout, re.M)
+    assert rows == [(f"workers {n} wait", "—", "—"), (f"workers {n}", "—", "—")], r.stdout
+
+
 @pytest.mark.parametrize("args,message", [(["--rounds", "0"], "--rounds: 0 is out of range"),
-                                          (["--only", "e5"], "--only: unknown workload")])
+                                          (["--only", "e5"], "--only: unknown workload"),
+                                          (["--ways", "3 workers"], "--ways: unknown way(s) ['workers 3 workers']")])
 def test_bad_arguments_are_named(args, message):
     r = _run(*args)
     assert r.returncode == 2 and message in r.stderr, r.stderr
