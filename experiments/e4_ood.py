@@ -206,7 +206,7 @@ def fit_seeds(model, seeds, train_data, val, *, epochs, test=None, patience=note
     own ``fit`` draws its batch order from; initial params ``model.init(key(seed))``), trained
     through all ``epochs``. Per seed: ``(params at the epoch where patience stops it, that epoch,
     params after the last epoch, _SeedRun)``. The per-epoch times are the sweep's (all seeds
-    together)."""
+    together; on threads with the epoch's validation and test scoring, which shares the cores)."""
     keys = jnp.stack([jax.random.key(s) for s in seeds])
     p0 = jax.tree.map(lambda *v: jnp.stack(v), *[model.init(jax.random.key(s)) for s in seeds])
     C, kept = len(seeds), {}

@@ -231,7 +231,7 @@ def rows(runs, recipe: str, seeds) -> list:
     out.append(row("E7.throughput", f"training tokens/s of the base run (hand-written backward; "
                    f"{cli.plural(len(seeds), 'seed')} trained together"
                    + ("" if common.together().get("vmap", True) else
-                      "; on threads the time also holds the evaluations and epochs run beside the other seeds' training")
+                      "; on threads the time holds the evaluations too, which share the cores with the training")
                    + ")",
                    round(base["tokens_per_s"]), note=f"compile {base['compile_s']:.1f} s", **kw))
     return out

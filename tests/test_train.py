@@ -599,7 +599,7 @@ def test_an_interrupted_threaded_sweep_stops_its_workers(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _instrumented_sweep(monkeypatch, on_epoch, lambda: None, epochs=3)
     assert set(threading.enumerate()) <= before
-    assert started[3] == (4, 1)   # the first call of epoch 2 raised
+    assert dict(started)[4] == 1   # call 4 (the first of epoch 2: each epoch 1 was queued first) raised
     assert max(n for n, _ in started) <= 6 and max(e for _, e in started) == 1   # epoch 3 never started
 
 
@@ -625,6 +625,19 @@ def test_a_threaded_sweep_starts_a_configs_next_epoch_when_its_own_ends(monkeypa
     assert _leaves_equal(res.params, other.params)
     for k in ("val_loss", "val_acc"):
         assert all(np.array_equal(a, b) for a, b in zip(res.history[k], other.history[k]))
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_threaded_sweeps_epoch_time_holds_its_evaluations_when_they_share_the_workers(monkeypatch, overlap):
+    """Every evaluation sleeps 0.5 s (3 configs × 2 epochs, one set, on 2 workers: ≥ 1.5 s of wall
+    time in all). With ``overlap`` the recorded epoch times hold the evaluations (and the epochs
+    run beside them), so they add up to at least that; with ``overlap=False`` they are the epochs'
+    alone (a few ms here; the bound, half the evaluations' wall time, leaves room for a loaded
+    machine)."""
+    import time as _time
+    res = _instrumented_sweep(monkeypatch, lambda n, e: None, lambda: _time.sleep(0.5), epochs=2, overlap=overlap)
+    total = sum(res.history["time"])
+    assert (total >= 1.5) if overlap else (total < 0.75), res.history["time"]
 
 
 def test_a_threaded_sweep_drops_the_epochs_it_ran_ahead_for_a_state_it_did_not_return():

@@ -11,8 +11,8 @@ batch size on random data of the study's shapes (the time hardly depends on the 
 validation and a 10,000-image test set scored every epoch; E7 the transformer at block 32 and 64,
 3 seeds, batch 16, 100 AdamW steps per epoch and 200 sampled batches per split scored after each.
 Each round runs every way once in a fresh random order; a run is one whole sweep call: ``train`` is
-its epochs (as the record's ``time``; on threads with the evaluations that overlap the other
-configurations' epochs), ``wall`` the call less the epoch's compile time (the evaluations and
+its epochs (as the record's ``time``: with ``workers N``, the evaluations too, which share the
+workers with the epochs), ``wall`` the call less the epoch's compile time (the evaluations and
 their compiles included). Prints minima, medians and maxima, vmap ÷ way, and
 whether each way's params and recorded losses equal ``workers 1``'s bit for bit.
 

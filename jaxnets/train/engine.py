@@ -672,10 +672,12 @@ class _Stop(NamedTuple):
 
 
 def _loop(run: _Run, run_epoch, evaluators, state, history, best, start, *, epochs, stop: _Stop,
-          progress, callback, desc):
+          progress, callback, desc, time_evaluations: bool = False):
     """The epoch loop of :func:`fit` and :func:`sweep`; returns ``(state, history, best,
     divergence, stopped_early)``. A fit run stops at a divergence; a sweep freezes the diverged
-    configurations and goes on (``divergence`` then holds each one's first diverged epoch)."""
+    configurations and goes on (``divergence`` then holds each one's first diverged epoch).
+    ``history["time"]``: the epoch's wall time, with its evaluations when ``time_evaluations``
+    (a threaded sweep, whose evaluations and next epochs share the workers)."""
     bar = _progress(progress)
     it = range(start, epochs)
     it = bar(it, desc=desc, unit="epoch", initial=start, total=epochs) if bar else it
@@ -685,6 +687,8 @@ def _loop(run: _Run, run_epoch, evaluators, state, history, best, start, *, epoc
         state, step_losses = run_epoch(state, run.l2, e, run.epoch_key(e))
         jax.block_until_ready(state)
         _record(run, history, e, state, step_losses, time.perf_counter() - t, evaluators)
+        if time_evaluations:
+            history["time"][-1] = time.perf_counter() - t
         if bar and not run.sweep:
             it.set_postfix({k: f"{history[k][-1]:.4f}" for k in ("train_loss", "val_acc")
                             if history.get(k) and history[k][-1] is not None})
@@ -875,10 +879,11 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
     on). Both ways record the configurations in step: epoch e of every one, their evaluations,
     then ``callback(epoch, state, history)`` with the config axis. On threads, ``overlap``
     (default) queues a configuration's evaluations and its next epoch as soon as its own epoch
-    ends, to run beside the others' training (so the history's per-epoch ``time``, the wall time
-    until the last configuration's epoch e ends, may hold work of other epochs and evaluations;
-    ``overlap=False``: every evaluation and every next epoch wait for every epoch, and ``time`` is
-    the epochs' alone; the numbers are the same either way). Returns one
+    ends, to run beside the others' training, and the history's per-epoch ``time`` is the wall
+    time from the loop's start of epoch e until every configuration's epoch e and its evaluations
+    have ended (the work of the epochs run beside them included: the times add up to the loop's
+    wall time); ``overlap=False``: every evaluation and every next epoch wait for every epoch, and
+    ``time`` is the epochs' alone, as :func:`fit` records it; the numbers are the same either way. Returns one
     :class:`FitResult` for all configurations (``.config(c)`` for one): the params stay one stacked
     pytree, ready to index or vmap. ``vmap=False`` gives the bits of C separate :func:`fit` runs
     with the same key (``keys[c]``) whatever ``workers`` is; the vmapped program may round
@@ -914,7 +919,8 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
             _initial(run, history, run.state, evaluators)
         state, history, _, first_bad, _ = _loop(run, run_epoch, evaluators, run.state, history, None, 0,
                                                 epochs=epochs, stop=_Stop(), progress=progress,
-                                                callback=callback, desc=f"{model.name} × {C} configs")
+                                                callback=callback, desc=f"{model.name} × {C} configs",
+                                                time_evaluations=stop is not None and overlap)
     finally:
         if pool is not None:    # on Ctrl-C: the epochs in flight end, the queued ones never start
             if stop is not None:
