@@ -43,7 +43,6 @@ from jaxnets import data
 from jaxnets._io import progress_iter
 from jaxnets import models
 from jaxnets import train
-from jaxnets._io import progress_iter
 from experiments._lib import cli, figures
 from experiments._lib.contract import PerMode, RunConfig, from_args, same
 from experiments._lib.common import data_variant, finish, print_rows, row

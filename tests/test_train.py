@@ -594,13 +594,35 @@ def test_an_interrupted_threaded_sweep_stops_its_workers(monkeypatch):
 
     def on_epoch(n, e):
         started.append((n, e))
-        if n == 4:
+        if e == 1:
             raise KeyboardInterrupt("Ctrl-C")
     with pytest.raises(KeyboardInterrupt):
         _instrumented_sweep(monkeypatch, on_epoch, lambda: None, epochs=3)
     assert set(threading.enumerate()) <= before
-    assert dict(started)[4] == 1   # call 4 (the first of epoch 2: each epoch 1 was queued first) raised
     assert max(n for n, _ in started) <= 6 and max(e for _, e in started) == 1   # epoch 3 never started
+
+
+def test_a_threaded_sweep_runs_a_configuration_at_most_one_epoch_ahead_of_the_loop(monkeypatch):
+    """A slow callback (0.3 s per epoch) and fast epochs: a configuration's epoch e + 1 starts
+    while the loop still works on epoch e (it ran ahead), but never before the loop has finished
+    epoch e - 1 (its callback called): no more than one epoch ahead, whatever the loop's pace."""
+    import threading
+    import time as _time
+    lock, events = threading.Lock(), []
+
+    def log(*ev):
+        with lock:
+            events.append(ev)
+
+    def callback(epoch, state, history):
+        log("done", epoch)          # epoch: 1-based, the loop's epoch epoch - 1 ended
+        _time.sleep(0.3)
+    _instrumented_sweep(monkeypatch, lambda n, e: log("start", e), lambda: None, epochs=4, callback=callback)
+    seen = [ev for ev in events if ev[0] == "done" or ev[1] >= 1]
+    for i, (what, e) in enumerate(seen):
+        if what == "start" and e >= 2:
+            assert ("done", e - 1) in seen[:i], seen      # the loop had ended epoch e - 2 (0-based)
+    assert any(what == "start" and ("done", e) not in seen[:i] for i, (what, e) in enumerate(seen)), seen
 
 
 @pytest.mark.parametrize("overlap", [True, False])

@@ -878,12 +878,13 @@ def sweep(model, params, data, *, epochs: int, batch_size: int, optimizer: optax
     no early stopping and no checkpoints; a diverged configuration is frozen and the others go
     on). Both ways record the configurations in step: epoch e of every one, their evaluations,
     then ``callback(epoch, state, history)`` with the config axis. On threads, ``overlap``
-    (default) queues a configuration's evaluations and its next epoch as soon as its own epoch
-    ends, to run beside the others' training, and the history's per-epoch ``time`` is the wall
-    time from the loop's start of epoch e until every configuration's epoch e and its evaluations
-    have ended (the work of the epochs run beside them included: the times add up to the loop's
-    wall time); ``overlap=False``: every evaluation and every next epoch wait for every epoch, and
-    ``time`` is the epochs' alone, as :func:`fit` records it; the numbers are the same either way. Returns one
+    (default) queues a configuration's evaluations and its next epoch (at most one ahead of the
+    loop) as soon as its own epoch ends, to run beside the others' training, and the history's
+    per-epoch ``time`` is the wall time from the loop's start of epoch e until every
+    configuration's epoch e and its evaluations have ended (the work run beside them included: the
+    times add up to the loop's wall time less the callbacks'); ``overlap=False``: every evaluation
+    and every next epoch wait for every epoch, and ``time`` is the epochs' alone, as :func:`fit`
+    records it; the numbers are the same either way. Returns one
     :class:`FitResult` for all configurations (``.config(c)`` for one): the params stay one stacked
     pytree, ready to index or vmap. ``vmap=False`` gives the bits of C separate :func:`fit` runs
     with the same key (``keys[c]``) whatever ``workers`` is; the vmapped program may round
@@ -939,18 +940,20 @@ def _in_step(run: _Run, C, evaluation, settings, pool, overlap=True, epochs=None
     jax.enable_x64():`` and the like hold per thread; other contexts, such as a mesh, are not
     carried).
 
-    With a pool and ``overlap``, each configuration runs on by itself: as soon as its epoch e
-    ends, its evaluations of epoch e and its epoch e + 1 (up to ``epochs``) are queued, behind the
-    work already queued (first in, first out), so no core waits for the slowest configuration of
-    an epoch (C = 3 seeds on 2 cores would otherwise leave a core idle for the third seed's epoch
-    and for every third evaluation). The loop still takes the epochs in step (``run_epoch(state,
-    l2, e, k)`` returns when every configuration's epoch e has ended) and gets the bits it would
-    compute itself: an epoch is a pure function of the configuration's state, its l2 and the epoch
-    key ``run.epoch_key(e)``, and an evaluation of the params and the run's key. An epoch started
-    ahead is used only when the loop passes back the very state the last call returned (else it is
-    dropped and the epoch recomputed from the state given). A job that raises (a Ctrl-C in a
-    worker) and the sweep's end stop the queueing; the sweep then cancels what is queued. Either
-    way every set's jobs for the same params are queued at once."""
+    With a pool and ``overlap``, each configuration runs on by itself, at most one epoch ahead of
+    the loop: as soon as its epoch e ends, its evaluations of epoch e and its epoch e + 1 (up to
+    ``epochs``) are queued, behind the work already queued (first in, first out), so no core waits
+    for the slowest configuration of an epoch (C = 3 seeds on 2 cores would otherwise leave a core
+    idle for the third seed's epoch and for every third evaluation); an epoch e + 2 waits until the
+    loop asks for epoch e + 1. The loop still takes the epochs in step (``run_epoch(state, l2, e,
+    k)``, k being ``run.epoch_key(e)`` as the loop passes it, returns when every configuration's
+    epoch e has ended) and gets the bits it would compute itself: an epoch is a pure function of
+    the configuration's state, its l2 and the epoch key, and an evaluation of the params and the
+    run's key. An epoch started ahead is used only when the loop passes back the very state and l2
+    the last call returned and took (else it is dropped and the epoch recomputed from the state
+    given). An exception in a worker (a KeyboardInterrupt raised there, in the tests) and the
+    sweep's end (a Ctrl-C in the calling thread included) stop the queueing; the sweep then cancels
+    what is queued. Either way every set's jobs for the same params are queued at once."""
     per_key = run.key.ndim > 0
     pick, stack = _pick, _stack
     key_of = lambda k, c: k[c] if per_key else k  # noqa: E731
@@ -976,17 +979,18 @@ def _stack(outs):
 class _Threaded:
     """The threaded sweep's scheduler (see :func:`_in_step`): fit's compiled ``epoch`` and
     ``evaluators`` of each of C configurations as jobs on ``pool``, under the ``carried`` JAX
-    settings; ``overlap``: each configuration's evaluations and next epoch (up to ``epochs``)
-    queued when its epoch ends."""
+    settings; ``overlap``: each configuration's evaluations and next epoch (up to ``epochs``, at
+    most one ahead of the loop) queued when its epoch ends."""
 
     def __init__(self, run: _Run, C, epoch, evaluators, pool, carried, overlap, epochs):
         import threading
         self.run, self.C, self.epoch, self.evaluators = run, C, epoch, evaluators
         self.pool, self.carried = pool, carried
         self.overlap, self.epochs = overlap, epochs if overlap else None
-        self.ahead = {}     # the last epoch's stacked state and params, per evaluation set one future per config
+        self.ahead = {}     # the last epoch's stacked state and params, its l2, per set one future per config
         self.started = {}   # (config, epoch) -> future of an epoch queued when the config's previous one ended
-        self.lock, self.gen, self.stopping = threading.Lock(), 0, False   # gen: the current chain of epochs
+        self.parked = {}    # (config, epoch) -> its arguments, ended two ahead of the loop: started when asked
+        self.lock, self.gen, self.stopping, self.at = threading.Lock(), 0, False, -1   # at: the loop's epoch
 
     def key_of(self, k, c):
         return k[c] if self.run.key.ndim > 0 else k
@@ -1005,29 +1009,39 @@ class _Threaded:
         try:
             out = jax.block_until_ready(self.epoch(state_c, l2_c, e, k_c))
             evs = self.queue(out[0].params, c) if self.overlap else None
-            with self.lock:
-                if self.epochs is not None and not self.stopping and g == self.gen and e + 1 < self.epochs:
-                    k_next = self.key_of(self.run.epoch_key(e + 1), c)
-                    self.started[c, e + 1] = self.start(c, (out[0], l2_c, e + 1, k_next), g)
+            if self.epochs is not None and e + 1 < self.epochs:
+                args = (out[0], l2_c, e + 1, self.key_of(self.run.epoch_key(e + 1), c))
+                with self.lock:
+                    if not self.stopping and g == self.gen:
+                        if e + 1 <= self.at + 1:
+                            self.started[c, e + 1] = self.start(c, args, g)
+                        else:
+                            self.parked[c, e + 1] = args
             return out, evs
         except BaseException:
-            self.stopping = True
+            if g == self.gen:
+                self.stopping = True
             raise
 
     def run_epoch(self, state, l2, e, k):
         with self.lock:
-            if self.ahead.get("state") is state and l2 is self.run.l2:
+            if self.ahead.get("state") is state and self.ahead.get("l2") is l2:
                 queued = {c: self.started.pop((c, e), None) for c in range(self.C)}
-            else:               # not the state we returned: what ran ahead is of no use
+            else:               # not the state (or l2) we returned: what ran ahead is of no use
                 queued, self.gen = {}, self.gen + 1
                 for f in self.started.values():
                     f.cancel()
                 self.started.clear()
-        futs = [queued.get(c) or self.start(c, (_pick(state, c), l2[c], e, self.key_of(k, c)), self.gen)
-                for c in range(self.C)]
+                self.parked.clear()
+            self.at = e
+            for (c, e2), args in list(self.parked.items()):   # now at most one ahead
+                self.started[c, e2] = self.start(c, args, self.gen)
+                del self.parked[c, e2]
+            args = {c: (_pick(state, c), l2[c], e, self.key_of(k, c)) for c in range(self.C) if queued.get(c) is None}
+            futs = [queued.get(c) or self.start(c, args[c], self.gen) for c in range(self.C)]
         done = [f.result() for f in futs]
         new = _stack([out for out, _ in done])
-        self.ahead.update(state=new[0])
+        self.ahead.update(state=new[0], l2=l2)
         if self.overlap:
             self.ahead.update(params=new[0].params, evs=[evs for _, evs in done])
         return new
@@ -1046,6 +1060,7 @@ class _Threaded:
     def stop(self):
         with self.lock:
             self.stopping = True
+            self.parked.clear()
 
 
 def _thread_settings():
