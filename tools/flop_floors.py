@@ -2,15 +2,20 @@
 cost analysis of one compiled step / one evaluation forward, times the recipe's counts, divided by
 a matmul peak (measured in this run, or ``--peak GFLOPS``).
 
-    python tools/flop_floors.py [--peak 355]
+    python tools/flop_floors.py [--peak 355] [--record results/e4.json]
 
 E7's counts come from ``e7_transformer.DOC``/``SETTINGS`` (6 runs × 3 seeds × 5,000 steps;
 evaluation every 100 steps on ``eval_batches`` batches of each split). E4's are written out below
 from doc 003 §3.5's recipe (3 seeds × 50 epochs of 2,000 steps at batch 5, validation 2,000 +
-test 10,000 images per epoch, the five-set table and the shift/angle curves per seed and model;
-the variants at their 20-epoch cap, so an upper bound). A floor: no program reaches the peak.
+test 10,000 images per epoch, the five-set table and the shift/angle curves per seed and model);
+the variants' epochs are those of the full E4 record (``--record``, default results/e4.json: each
+variant's ``epochs_run`` and training-set size), or, without a full record, their 20-epoch cap
+(then E4's figure is an upper bound of its floor). A floor: no program reaches the peak.
 """
 import argparse
+import json
+import math
+import os
 import pathlib
 import sys
 
@@ -49,8 +54,25 @@ def e7_floor(peak):
     return sum(total)
 
 
-def e4_floor(peak):
-    total = 0.0
+VARIANTS = ("momentum", "shift", "rot90")
+CAP = {"momentum": (20, 10000), "shift": (20, 20000), "rot90": (20, 20000)}   # (epochs, train images)
+
+
+def variant_epochs(record: str | None):
+    """({model: {variant: (epochs run, train images)}}, where from): from a full E4 record, else
+    the 20-epoch cap of every variant."""
+    if record and os.path.exists(record):
+        with open(record) as f:
+            r = json.load(f)
+        if r.get("mode") == "full" and all(v in r.get("variants", {}) for v in VARIANTS):
+            return ({m: {v: (int(r["variants"][v][m]["epochs_run"]), int(r["variants"][v][m]["n_train"]))
+                         for v in VARIANTS} for m in r["variants"]["momentum"]}, f"the epochs run in {record}")
+    return ({m: dict(CAP) for m in ("mlp2_ood", "cnn2", "cnn3")}, "their 20-epoch cap (an upper bound)")
+
+
+def e4_floor(peak, record=None):
+    total, (runs, where) = 0.0, variant_epochs(record)
+    print(f"E4 variants: {where}")
     for name in ("mlp2_ood", "cnn2", "cnn3"):
         model = cnn.MODELS[name]()
         p = model.init(jax.random.key(0))
@@ -59,8 +81,10 @@ def e4_floor(peak):
         step128 = flops(lambda p, x, y: model.backprop(p, x, y), p, *xb(128))
         fwd = flops(lambda p, x: model.apply(p, x), p, xb(128)[0]) / 128
         curves = 5 * 10000 + 59 * 2000                          # five-set table + shift/angle curves
+        var = runs[name].values()
         s = (3 * 50 * 2000 * step5 + 3 * 50 * 12000 * fwd + 6 * curves * fwd
-             + (20 * 79 + 2 * 20 * 157) * step128 + 3 * 20 * 2000 * fwd + 3 * curves * fwd)
+             + sum(e * math.ceil(n / 128) for e, n in var) * step128
+             + sum(e for e, _ in var) * 2000 * fwd + 3 * curves * fwd)
         total += s
         print(f"E4 {name}: {s / 1e12:.2f} TFLOP")
     print(f"E4: {total / 1e12:.1f} TFLOP ≥ {total / peak:.0f} s")
@@ -70,10 +94,15 @@ def e4_floor(peak):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--peak", type=float, help="matmul peak in GFLOP/s (default: measured now)")
+    ap.add_argument("--record", default=os.path.join("results", "e4.json"),
+                    help="the full E4 record whose variants' epochs to count (default results/e4.json; "
+                         "without one: the 20-epoch cap)")
     a = ap.parse_args(argv)
+    if a.peak is not None and not (math.isfinite(a.peak) and a.peak > 0):
+        ap.error(f"--peak must be a positive number of GFLOP/s, got {a.peak}")
     peak = a.peak * 1e9 if a.peak else bench.matmul_peak()["flops_per_s"]
     print(f"matmul peak {peak / 1e9:.0f} GFLOP/s")
-    t = e7_floor(peak) + e4_floor(peak)
+    t = e7_floor(peak) + e4_floor(peak, a.record)
     print(f"E4 + E7 ≥ {t / peak:.0f} s = {t / peak / 60:.1f} min at that peak")
 
 
