@@ -1,7 +1,6 @@
 """tools/gpu_check.py: the dry run (every stage at smoke size on the CPU) writes a complete record,
 a machine without a GPU gets a clear message and exit status 4, and a stage that fails, times out,
 lacks a package or finds the budget spent is recorded while the rest still runs."""
-import importlib.util
 import json
 import math
 import os
@@ -11,12 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from _tools import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tools" / "gpu_check.py"
-_spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-gc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gc)
+gc = load_tool("gpu_check")
 
 STAGES = ["devices", "gradient_tests", "engine_tests", "e7", "bench"]
 ENTRY_KEYS = {"status", "returncode", "seconds", "timeout_s", "command", "result"}

@@ -1,20 +1,12 @@
 """tools/flop_floors.py: the least time E4 and E7 can take at a matmul peak (FLOPs ÷ peak)."""
 import functools
-import importlib.util
 import json
 import re
 
 import pytest
-from _tools import ROOT, run_tool
+from _tools import load_tool, run_tool
 
 _run = functools.partial(run_tool, "flop_floors.py")
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("flop_floors", ROOT / "tools" / "flop_floors.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _record(tmp_path, mode="full", epochs=(5, 7, 9)):
@@ -29,7 +21,7 @@ def _record(tmp_path, mode="full", epochs=(5, 7, 9)):
 def test_variant_epochs_come_from_a_full_record_else_the_cap(tmp_path):
     """A full record's epochs run and training-set sizes; a quick record or none: the 20-epoch cap,
     said to be an upper bound."""
-    mod = _module()
+    mod = load_tool("flop_floors")
     runs, where = mod.variant_epochs(_record(tmp_path))
     assert runs["cnn3"] == {"momentum": (5, 10000), "shift": (7, 20000), "rot90": (9, 20000)}
     assert "epochs run in" in where

@@ -1,10 +1,9 @@
 """tools/layout_variants.py (the gradient-layout measurement quoted in README's Performance)."""
 import functools
-import importlib.util
 import re
 
 import pytest
-from _tools import ROOT, run_tool
+from _tools import load_tool, run_tool
 
 _run = functools.partial(run_tool, "layout_variants.py")
 
@@ -28,8 +27,6 @@ def test_each_variant_computes_the_same_gradients_and_is_timed():
     (["--rows", "resnet:5"], "--rows: 'resnet:5'"),
 ])
 def test_bad_arguments_are_named(args, message):
-    spec = importlib.util.spec_from_file_location("layout_variants", ROOT / "tools" / "layout_variants.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("layout_variants")
     with pytest.raises(SystemExit, match=re.escape(message)):
         tool.main(args)

@@ -1,20 +1,16 @@
 """tools/profile_step.py: the kernel-by-kernel breakdown of the bench's training steps."""
 import functools
-import importlib.util
 import os
 import re
 
 import pytest
-from _tools import ROOT, run_tool
+from _tools import load_tool, run_tool
 
 _run = functools.partial(run_tool, "profile_step.py")
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("profile_step", ROOT / "tools" / "profile_step.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("profile_step")
 
 
 # A hand-written program text in XLA's format: an Eigen dot, a YNNPACK fusion around a dot, a

@@ -1,20 +1,14 @@
 """tools/readme_times.py keeps the README's measured times generated; report.describe_device names
 the machine a record was measured on."""
-import importlib.util
-import pathlib
 
 import pytest
+from _tools import load_tool
 
 from experiments._lib import report
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("readme_times", ROOT / "tools" / "readme_times.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("readme_times")
 
 
 def test_the_committed_readme_is_current():

@@ -1,17 +1,13 @@
 """tools/record_times.py: a finished quick/tiny main-job run's times committed for the estimates."""
-import importlib.util
 import json
 import re
-from pathlib import Path
 
 import pytest
+from _tools import load_tool
 
 from experiments import reproduce
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("record_times", ROOT / "tools" / "record_times.py")
-tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tool)
+tool = load_tool("record_times")
 
 SECONDS = {n: 1.5 + i for i, n in enumerate(reproduce.EXPERIMENTS)}
 
