@@ -954,15 +954,13 @@ def _in_step(run: _Run, C, evaluation, settings, pool, overlap=True, epochs=None
     given). An exception in a worker (a KeyboardInterrupt raised there, in the tests) and the
     sweep's end (a Ctrl-C in the calling thread included) stop the queueing; the sweep then cancels
     what is queued. Either way every set's jobs for the same params are queued at once."""
-    per_key = run.key.ndim > 0
-    pick, stack = _pick, _stack
-    key_of = lambda k, c: k[c] if per_key else k  # noqa: E731
-    epoch, compile_time = _compile_epoch(run, pick(run.state, 0), run.l2[0], key_of(run.key, 0), **settings)
+    key_of = lambda k, c: _config_key(run, k, c)  # noqa: E731
+    epoch, compile_time = _compile_epoch(run, _pick(run.state, 0), run.l2[0], key_of(run.key, 0), **settings)
     evaluators = _evaluators(run.model, run.evals, evaluation, run.batch_size)
     carried = None if pool is None else _thread_settings()
     if carried is None:
-        return (lambda state, l2, e, k: stack([epoch(pick(state, c), l2[c], e, key_of(k, c)) for c in range(C)]),
-                {name: (lambda ev: lambda params, k: stack([ev(pick(params, c), key_of(k, c)) for c in range(C)]))(ev)
+        return (lambda state, l2, e, k: _stack([epoch(_pick(state, c), l2[c], e, key_of(k, c)) for c in range(C)]),
+                {name: (lambda ev: lambda params, k: _stack([ev(_pick(params, c), key_of(k, c)) for c in range(C)]))(ev)
                  for name, ev in evaluators.items()}, compile_time, None)
     t = _Threaded(run, C, epoch, evaluators, pool, carried, overlap, epochs)
     return t.run_epoch, {name: t.evaluator(name) for name in evaluators}, compile_time, t.stop
@@ -974,6 +972,11 @@ def _pick(tree, c):
 
 def _stack(outs):
     return jax.tree.map(lambda *v: jnp.stack(v), *outs)
+
+
+def _config_key(run: _Run, k, c):
+    """Configuration c's key of ``k`` (one key per configuration, or one shared by all)."""
+    return k[c] if run.key.ndim > 0 else k
 
 
 class _Threaded:
@@ -993,7 +996,7 @@ class _Threaded:
         self.lock, self.gen, self.stopping, self.at = threading.Lock(), 0, False, -1   # at: the loop's epoch
 
     def key_of(self, k, c):
-        return k[c] if self.run.key.ndim > 0 else k
+        return _config_key(self.run, k, c)
 
     def submit(self, fn, *args):
         return self.pool.submit(_with_settings, self.carried, lambda: jax.block_until_ready(fn(*args)))
