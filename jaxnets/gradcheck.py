@@ -93,6 +93,11 @@ def numerical_grad(f: Callable, params, eps: float = 1e-3, n_samples: int | None
     fails. Returns a pytree with the structure of ``params``.
     """
     probe = _Probe(f, params)
+    names = _paths(params)[0]
+    for name, v in zip(names, probe.leaves):
+        if _float_dtype(v) is None:
+            raise ValueError(f"numerical_grad: leaf params{name} has dtype {np.asarray(v).dtype}: central "
+                             "differences need float leaves (a shift of eps would be truncated)")
     keys = jax.random.split(key if key is not None else jax.random.key(0), len(probe.leaves))
     out = []
     for i, v in enumerate(probe.leaves):
@@ -121,31 +126,48 @@ class Diagnosis(NamedTuple):
     text: str
 
 
-#: Default tolerances per dtype of the hand-written gradient. float64: doc 004's "< 1e-8" with
+#: Default tolerances per dtype of the comparison (the lower precision of the two sides).
+#: "autodiff": the element-wise relative error against autodiff, each entry's denominator
+#: floored at the leaf's round-off level (:func:`_autodiff_floor`); "norm": the leaf's norm-wise
+#: relative error ‖h − r‖ / (‖h‖ + ‖r‖) against autodiff, which a scale error of the whole leaf
+#: cannot hide from; "numeric" and "eps": central differences. float64: doc 004's "< 1e-8" with
 #: margin (hand vs autodiff agree to ~1e-13; central differences with eps 1e-5 to ~1e-9).
-#: float32: round-off alone gives element-wise relative errors of ~1e-3 on entries near zero
-#: (the measure divides by |x| + |y|), so only a gross mistake can be told apart; 1e-2 is
-#: cs231n's "probably wrong" line; central differences need a larger step (eps 1e-2) and tolerance.
+#: float32: correct rules of the library's models on image-like data gave element-wise errors up
+#: to 4.7e-2 without the floor and 9e-5 with it, and norm-wise errors up to 1.3e-7, so the
+#: element-wise 1e-2 (cs231n's "probably wrong" line) tells a wrong entry apart and the norm-wise
+#: 1e-5 a whole leaf off by 1e-5 or more; central differences need a larger step (eps 1e-2) and
+#: tolerance.
 DEFAULT_TOLERANCES = {
-    "float64": {"autodiff": 1e-10, "numeric": 1e-6, "eps": 1e-5},
-    "float32": {"autodiff": 1e-2, "numeric": 1e-1, "eps": 1e-2},
-    "float16": {"autodiff": 1e-1, "numeric": 3e-1, "eps": 1e-1},
-    "bfloat16": {"autodiff": 1e-1, "numeric": 3e-1, "eps": 1e-1},
+    "float64": {"autodiff": 1e-10, "norm": 1e-10, "numeric": 1e-6, "eps": 1e-5},
+    "float32": {"autodiff": 1e-2, "norm": 1e-5, "numeric": 1e-1, "eps": 1e-2},
+    "float16": {"autodiff": 1e-1, "norm": 1e-2, "numeric": 3e-1, "eps": 1e-1},
+    "bfloat16": {"autodiff": 1e-1, "norm": 5e-2, "numeric": 3e-1, "eps": 1e-1},
 }
 
 
-def default_tolerances(tree) -> tuple[str, dict]:
-    """(dtype name, {"autodiff", "numeric", "eps"}) for the widest float dtype among the leaves."""
-    dtypes = [jnp.dtype(v.dtype) for v in jax.tree.leaves(tree) if jnp.issubdtype(v.dtype, jnp.floating)]
-    name = max(dtypes, key=lambda d: d.itemsize).name if dtypes else "float64"
+def _float_dtype(v):
+    d = jnp.dtype(getattr(v, "dtype", None) or np.asarray(v).dtype)
+    return d if jnp.issubdtype(d, jnp.floating) else None
+
+
+def default_tolerances(tree, *others) -> tuple[str, dict]:
+    """(dtype name, {"autodiff", "norm", "numeric", "eps"}) for the widest float dtype among a
+    tree's leaves; given several trees (the two sides of a comparison), for the lowest precision
+    among those: a comparison is only as precise as its less precise side."""
+    names = []
+    for t in (tree, *others):
+        dtypes = [d for d in map(_float_dtype, jax.tree.leaves(t)) if d is not None]
+        if dtypes:
+            names.append(max(dtypes, key=lambda d: d.itemsize))
+    name = min(names, key=lambda d: (jnp.finfo(d).bits, jnp.finfo(d).nmant)).name if names else "float64"
     return name, DEFAULT_TOLERANCES.get(name, DEFAULT_TOLERANCES["float32"])
 
 
-def _tolerance(tree, tol, kind: str) -> tuple[float, str]:
+def _tolerance(tree, tol, kind: str, *others) -> tuple[float, str]:
     """(tolerance, where it came from): "given" only when the caller passed one."""
     if tol is not None:
         return float(tol), "given"
-    dtype, defaults = default_tolerances(tree)
+    dtype, defaults = default_tolerances(tree, *others)
     return defaults[kind], f"{dtype} default"
 
 
@@ -221,6 +243,8 @@ def _factor(h, r, rtol: float, batch_size):
     if batch_size and batch_size > 1 and (near(float(batch_size)) or near(1.0 / batch_size)):
         return Diagnosis("a missing or extra 1/N", f"off by a factor of {c:.6g}, the batch size "
                          f"N = {batch_size}: a missing or extra 1/N (a mean loss divides by N once)")
+    if r.size == 1:
+        return None   # any single number is some multiple of another: only the factors above say something
     return Diagnosis("constant factor", f"off by a constant factor {c:.6g}: a scale (a step size, "
                      "a 1/(1−p), a regularisation strength) is applied on one side only")
 
@@ -250,9 +274,12 @@ def _basic(h, r, ref_name: str, ctx: dict):
         return (_transposed(h, r, rtol) or _wrong_axis(h, r, ctx.get("cotangents", ()), rtol)
                 or Diagnosis("shape mismatch", f"shape {h.shape}, the reference's is {r.shape}: "
                              "the gradient of a parameter has the parameter's shape"))
-    bad = _nonfinite(h, r, ref_name)
-    if bad:
-        return bad
+    return _nonfinite(h, r, ref_name)
+
+
+def _all_zeros(h, r):
+    """Asked only of a leaf that disagrees: a hand gradient that is exactly 0 where the reference
+    is 0 up to round-off agrees (a parameter the output does not depend on)."""
     if not np.any(h) and np.any(r):
         return Diagnosis("all zeros", "every entry is 0 where the reference is not: the rule "
                          "never writes this gradient (or writes it to a copy)")
@@ -261,6 +288,8 @@ def _basic(h, r, ref_name: str, ctx: dict):
 
 def _pattern(h, r, ctx: dict):
     rtol = ctx.get("rtol", 1e-6)
+    if float(np.max(np.abs(r), initial=0.0)) <= ctx.get("floor", 1e-8) * ctx.get("tol", 0.0):
+        return None   # the reference is 0 up to round-off: no factor or permutation of it means anything
     return (_transposed(h, r, rtol) or _factor(h, r, rtol, ctx.get("batch_size"))
             or _wrong_axis(h, r, ctx.get("cotangents", ()), rtol))
 
@@ -273,8 +302,10 @@ def _kinks(i: int, idx, probe: _Probe | None, limit: int = 64):
     if all(probe.kink(i, int(j)) is not None for j in pick):
         return Diagnosis("only at kinks", f"the {len(idx)} entries that differ are all at kinks (a "
                          "ReLU input exactly 0, a max-pool tie), where the forward is not "
-                         "differentiable: the hand rule and the forward use different conventions "
-                         "there (ReLU′(0) = 0 with jax.nn.relu; the first maximum wins a tie)")
+                         "differentiable and the hand rule gives another value than the forward's "
+                         "convention (ReLU′(0) = 0 with jax.nn.relu; the first maximum wins a tie); "
+                         "if the rule follows that convention, look for a mistake that shows only "
+                         "at these entries (a bias whose inputs all sit at a kink)")
     return None
 
 
@@ -291,6 +322,7 @@ class _Failure(NamedTuple):
     label: str
     worst: Mismatch | None
     diagnosis: Diagnosis
+    norm: tuple | None = None    # (norm-wise relative error, its tolerance) when that failed
 
 
 def _numeric_floor(probe: _Probe, eps: float, tol: float, dtype) -> float:
@@ -303,28 +335,75 @@ def _numeric_floor(probe: _Probe, eps: float, tol: float, dtype) -> float:
     return max(1e-8, noise / tol)
 
 
-def _autodiff_floor(ref_leaves, tol: float, dtype) -> float:
-    """The relative error's floor against autodiff: two exact-in-theory computations still
-    differ by ~ε_mach × the gradient's scale S (the largest |reference| entry), so an entry that
-    is the small remainder of a cancellation (layer norm over 2 features: dx ≈ 1e-7 from O(1)
-    terms) is judged on that absolute scale, 100·ε_mach·S; doc 004's floor 1e-8 otherwise."""
-    scale = max([float(np.max(np.abs(np.asarray(r, np.float64)), initial=0.0)) for r in ref_leaves] + [1e-300])
-    return max(1e-8, 100 * float(jnp.finfo(dtype).eps) * scale / tol)
+def _autodiff_floor(ref, tol: float, dtype, noise=None) -> float:
+    """One leaf's relative-error floor against autodiff: two exact-in-theory computations differ
+    by ~ε_mach × the leaf's scale S (its largest |reference| entry), so an entry that is the small
+    remainder of a cancellation is judged on the absolute scale 100·ε_mach·S. ``noise``: the
+    reference's round-off measured on this leaf (its largest change when the same gradient is
+    computed from a cotangent scaled by 3, which rounds differently), for a leaf that is all
+    remainder (layer norm over 2 features: dx ≈ 0 from O(1) terms) and whose own scale says
+    nothing; the floor is 30× that. doc 004's floor 1e-8 otherwise. Per leaf: a leaf of large
+    gradients does not loosen the check of a small one."""
+    scale = float(np.max(np.abs(np.asarray(ref, np.float64)), initial=0.0))
+    measured = 0.0 if noise is None else 30 * float(noise)
+    return max(1e-8, (100 * float(jnp.finfo(dtype).eps) * scale + measured) / tol)
 
 
-def _accept_kinks(i, bad, probe):
-    """Drop the differing entries that sit at a kink of f: a central difference there mixes the
-    one-sided derivatives (several ReLU inputs at 0 at once give neither side) and is no
-    reference; the autodiff comparison checks those entries. Returns (entries still
-    differing, number accepted)."""
-    if probe is None or len(bad) > 256:
+#: the cotangent scalings whose recomputed references measure a reference's round-off
+_NOISE_SCALES = (3.0, 5.0)
+
+
+def _noise(refs, scaled):
+    """Per leaf, max over k of max |r − r_k / k|: a reference and its recomputations from the
+    cotangent scaled by each k of :data:`_NOISE_SCALES` (``scaled``: one list of leaves per k)."""
+    return [max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64) / k), initial=0.0))
+                for k, b in zip(_NOISE_SCALES, bs)) for a, *bs in zip(refs, *scaled)]
+
+
+def _floors(refs, tol, dtype, noise=None) -> list[float]:
+    """:func:`_autodiff_floor` of each reference leaf."""
+    return [_autodiff_floor(r, tol, dtype, None if noise is None else n)
+            for r, n in zip(refs, noise if noise is not None else [None] * len(refs))]
+
+
+#: above this many entries that differ from central differences, a sample of them is classified
+#: first, and a leaf with a real disagreement in the sample fails without probing the rest
+_KINK_SAMPLE = 256
+
+
+def _accept_kinks(i, bad, probe, h, ctx):
+    """Drop the differing entries where central differences are no reference: f has a kink at
+    the entry (a ReLU input exactly 0, a max-pool tie; the difference mixes the one-sided
+    derivatives, and several ReLU inputs at 0 at once give neither side) or within the step (an
+    input within eps of 0). The second needs evidence: a central difference of a 10×, 100× or
+    1000× smaller step that disagrees with the eps-step one (on a smooth f the two agree within
+    the tolerance, whatever the rule) and agrees with the hand value, each judged with the floor
+    scaled up as the smaller step's round-off grows. Those entries are checked against autodiff
+    alone. Returns (entries still differing, number accepted)."""
+    if probe is None or not len(bad):
         return bad, 0
-    keep = [j for j in bad if probe.kink(i, int(j)) is None]
+    tol, floor, eps = ctx["tol"], ctx.get("floor", 1e-8), ctx.get("eps")
+    flat = np.asarray(h).reshape(-1)
+    near = lambda a, b, fl: abs(a - b) <= tol * max(fl, abs(a) + abs(b))   # noqa: E731
+
+    def real(j):
+        if probe.kink(i, int(j)) is not None:
+            return False
+        c_eps = probe.central(i, int(j), eps) if eps else None
+        for s in ((eps / 10, eps / 100, eps / 1000) if eps else ()):
+            c, fl = probe.central(i, int(j), s), floor * eps / s
+            if near(flat[j], c, fl) and not near(c_eps, c, fl):
+                return False
+        return True
+    if len(bad) > _KINK_SAMPLE and any(real(j) for j in bad[np.linspace(0, len(bad) - 1, 64).astype(int)]):
+        return bad, 0
+    keep = [j for j in bad if real(j)]
     return np.asarray(keep, dtype=int), len(bad) - len(keep)
 
 
 def _leaf(i, label, h, r, ref_name, tol, ctx, probe, accept_kinks, layer_diag):
     """(max rel error, kinks accepted, _Failure or None) for one leaf."""
+    dtypes = (_float_dtype(h), _float_dtype(r))
     h = np.asarray(h, np.float64)
     if np.ma.isMaskedArray(r):  # sampled central differences: unchecked entries agree by fiat
         r = np.where(np.ma.getmaskarray(r), h if h.shape == r.shape else np.nan, np.ma.getdata(r))
@@ -334,23 +413,35 @@ def _leaf(i, label, h, r, ref_name, tol, ctx, probe, accept_kinks, layer_diag):
         i_bad = _first_bad(h) if h.shape == r.shape and not np.all(np.isfinite(h)) else None
         worst = None if i_bad is None else Mismatch(label, i_bad, float(h[i_bad]), float(r[i_bad]), float("nan"))
         return float("nan"), 0, _Failure(label, worst, diag)
-    floor = ctx.get("floor", 1e-8)
+    floors = ctx.get("floors")
+    floor = floors[i] if floors is not None else ctx.get("floor", 1e-8)
+    ctx = dict(ctx, floor=floor, tol=tol)
     err = np.abs(h - r) / np.maximum(floor, np.abs(h) + np.abs(r))
     bad = np.flatnonzero(err > tol)
     n_kinks = 0
     if len(bad) and accept_kinks:
-        bad, n_kinks = _accept_kinks(i, bad, probe)
+        bad, n_kinks = _accept_kinks(i, bad, probe, h, ctx)
         err.reshape(-1)[np.setdiff1d(np.flatnonzero(err > tol), bad)] = 0.0
     max_err = float(err.max()) if err.size else 0.0
-    if not len(bad):
+    norm_tol, norm = ctx.get("norm_tol"), None
+    if norm_tol is not None and h.size:
+        nw = float(np.linalg.norm(h - r) / max(np.linalg.norm(h) + np.linalg.norm(r), floor * np.sqrt(h.size)))
+        if nw > norm_tol:
+            norm = (nw, norm_tol)
+    if not len(bad) and norm is None:
         return max_err, n_kinks, None
-    w = np.unravel_index(int(bad[np.argmax(err.reshape(-1)[bad])]), err.shape)
+    pick = bad if len(bad) else np.arange(h.size)
+    key = err if len(bad) else np.abs(h - r)
+    w = np.unravel_index(int(pick[np.argmax(key.reshape(-1)[pick])]), err.shape)
     worst = Mismatch(label, tuple(int(k) for k in w), float(h[w]), float(r[w]), float(err[w]))
     # patterns first: a bias whose every entry sits at a kink may still be summed over the wrong
     # axis; kinks before the activation test, which a wrong ReLU′(0) also passes
-    diag = (_pattern(h, r, ctx) or (None if accept_kinks else _kinks(i, bad, probe))
+    diag = (_all_zeros(h, r) or _pattern(h, r, ctx) or (None if accept_kinks or not len(bad) else _kinks(i, bad, probe))
             or (layer_diag() if layer_diag else None) or _unknown(h, r, tol, floor))
-    return max_err, n_kinks, _Failure(label, worst, diag)
+    if diag.kind == "no known pattern" and None not in dtypes and dtypes[0] != dtypes[1]:
+        diag = diag._replace(text=diag.text + f" (or the precision: the hand gradient is {dtypes[0].name}, "
+                             f"the reference {dtypes[1].name}; a cast on the way loses digits)")
+    return max_err, n_kinks, _Failure(label, worst, diag, norm)
 
 
 def _compare_leaves(labels, hs, rs, ref_name, tol, ctx=None, probe=None, accept_kinks=False,
@@ -381,8 +472,12 @@ def _section(failures, ref_name, tol, source) -> tuple[str, list[str]]:
     for f in failures:
         m = f.worst
         if m is not None:
+            bound = f" > {tol:g}" if m.rel_error > tol else ""
             lines.append(f"  {f.label}{list(m.index)}: hand={m.hand:.12g} {ref_name}={m.other:.12g}"
-                         f" rel_error={m.rel_error:.3g} > {tol:g}")
+                         f" rel_error={m.rel_error:.3g}{bound}")
+        if f.norm is not None:
+            lines.append(f"  {f.label}: norm-wise relative error ‖hand − {ref_name}‖ / (‖hand‖ + "
+                         f"‖{ref_name}‖) = {f.norm[0]:.3g} > {f.norm[1]:g}")
         lines.append(f"  {f.label}: {f.diagnosis.kind}: {f.diagnosis.text}")
     return head, lines
 
@@ -422,8 +517,11 @@ def compare(hand, other, other_name: str = "jax.grad", tol: float | None = None,
             batch_size: int | None = None, f: Callable | None = None, params=None) -> Comparison:
     """Per-leaf ``rel_error`` of two gradient pytrees.
 
-    ``tol=None`` takes the autodiff default of the hand gradient's dtype
-    (:data:`DEFAULT_TOLERANCES`: 1e-10 in float64, 1e-2 in float32). Masked entries of ``other``
+    ``tol=None`` takes the autodiff defaults of the lower precision of the two sides
+    (:data:`DEFAULT_TOLERANCES`: element-wise 1e-10 and norm-wise 1e-10 in float64, 1e-2 and 1e-5
+    in float32; a given ``tol`` is both); each entry's denominator is floored at its leaf's
+    round-off level, 100·ε·max|other| / tol (compare sees two arrays and cannot measure more: a
+    reference that is round-off around an exact 0 needs :func:`check_model`). Masked entries of ``other``
     (a sampled :func:`numerical_grad`) are skipped; a NaN or ±Inf anywhere else, on either side,
     fails. Returns a :class:`Comparison` (a dict ``{leaf path: rel_error}`` that also records the
     tolerance and its source). Raises :class:`GradientCheckError` when a leaf disagrees, naming
@@ -431,13 +529,17 @@ def compare(hand, other, other_name: str = "jax.grad", tol: float | None = None,
     lets it name a factor of N as the batch size; the scalar ``f(params)`` whose gradient both
     sides are, with ``params``, lets it find disagreements that sit only at kinks).
     """
-    tol, source = _tolerance(hand, tol, "autodiff")
+    given = tol is not None
+    tol, source = _tolerance(hand, tol, "autodiff", other)
+    dtype, defaults = default_tolerances(hand, other)
     _structure(hand, other, other_name)
     names, hs, _ = _paths(hand)
     _, os_, _ = _paths(other)
     probe = None if f is None or params is None else _Probe(jax.jit(f), params)
-    errors, _, failures = _compare_leaves([f"params{n}" for n in names], hs, os_, other_name, tol,
-                                          {"batch_size": batch_size, "rtol": max(1e-6, tol)}, probe)
+    ctx = {"batch_size": batch_size, "rtol": max(1e-6, tol), "norm_tol": tol if given else defaults["norm"],
+           "floors": _floors([np.asarray(o, np.float64) if not np.ma.isMaskedArray(o) else np.ma.filled(o, 0.0)
+                              for o in os_], tol, dtype)}
+    errors, _, failures = _compare_leaves([f"params{n}" for n in names], hs, os_, other_name, tol, ctx, probe)
     _raise([(failures, other_name, tol, source)])
     return Comparison(dict(zip(names, errors.values())), tol, source)
 
@@ -466,18 +568,28 @@ def check_model(model, params, x, y, l2=0.0, mask=None, autodiff_tol=None, numer
     """Hand-written ``model.backprop`` vs ``jax.grad`` and vs central differences.
 
     Tolerances and the difference step default by the params' dtype (:data:`DEFAULT_TOLERANCES`;
-    a meaningful check runs in float64). Central differences at a kink (a ReLU input exactly 0,
-    a max-pool tie) average the two one-sided derivatives, so there the hand value is accepted
-    when it is one of them (counted in ``"kinks"``). The relative errors have a floor at the
-    round-off level of each reference (:func:`_autodiff_floor`, :func:`_numeric_floor`), so an
-    entry that is ~0 up to round-off is judged on an absolute scale. Returns ``{"autodiff": {leaf: rel_error},
+    a meaningful check runs in float64); against ``jax.grad`` every leaf must pass both the
+    element-wise and the norm-wise tolerance. Where f has a kink at an entry (a ReLU input exactly
+    0, a max-pool tie) central differences mix the one-sided derivatives and are no reference, and
+    where a kink lies within the step the hand value is compared with central differences of a
+    10× and a 100× smaller step: entries at or near a kink that disagree with the eps-step
+    difference are counted in ``"kinks"`` and checked against ``jax.grad`` alone (whose value
+    there is the forward's convention; it is no independent check when the forward's own
+    derivative is the hand rule, a ``custom_vjp``). The relative errors have a floor at the
+    round-off level of each reference leaf (:func:`_autodiff_floor`, with the round-off measured by
+    recomputing ``jax.grad`` of the loss × 3 and × 5; :func:`_numeric_floor`), so an entry that is
+    ~0 up to round-off is judged on an absolute scale. Returns ``{"autodiff": {leaf: rel_error},
     "numeric": {leaf: rel_error}, "kinks": {leaf: count}, "tolerance": {"autodiff", "numeric"},
     "tolerance_source": {...}, "dtype", "eps"}``; raises :class:`GradientCheckError` on failure
     (a non-finite loss included).
     """
+    if np.shape(x)[0] == 0:
+        raise ValueError(f"check_model: x has no examples (shape {np.shape(x)}): every gradient would be 0 "
+                         "whatever the rule, so nothing would be checked")
     dtype, defaults = default_tolerances(params)
     a_tol, a_src = _tolerance(params, autodiff_tol, "autodiff")
     n_tol, n_src = _tolerance(params, numeric_tol, "numeric")
+    norm_tol = a_tol if autodiff_tol is not None else defaults["norm"]
     eps = defaults["eps"] if eps is None else eps
     # jitted closures: the data are constants, so each function compiles once (eager op-by-op
     # dispatch of a deep model costs far more than the check itself)
@@ -491,10 +603,14 @@ def check_model(model, params, x, y, l2=0.0, mask=None, autodiff_tol=None, numer
     labels = [f"params{n}" for n in names]
     ctx = {"batch_size": int(np.shape(x)[0]), "rtol": max(1e-6, a_tol)}
     probe = _Probe(f, params)
-    ctx_a = dict(ctx, floor=_autodiff_floor(jax.tree.leaves(auto), a_tol, dtype))
-    ad, _, fail_a = _compare_leaves(labels, hs, jax.tree.leaves(auto), "jax.grad", a_tol, ctx_a, probe)
+    refs = jax.tree.leaves(auto)
+    scaled = [jax.tree.leaves(jax.jit(jax.grad(lambda p, k=k: k * model.loss(p, x, y, l2, mask)))(params))
+              for k in _NOISE_SCALES]
+    noise = _noise(refs, scaled) if all(len(sc) == len(refs) for sc in scaled) else None
+    ctx_a = dict(ctx, floors=_floors(refs, a_tol, dtype, noise), norm_tol=norm_tol)
+    ad, _, fail_a = _compare_leaves(labels, hs, refs, "jax.grad", a_tol, ctx_a, probe)
     num = numerical_grad(f, params, eps=eps, n_samples=n_samples, key=key)
-    ctx_n = dict(ctx, floor=_numeric_floor(probe, eps, n_tol, dtype))
+    ctx_n = dict(ctx, floor=_numeric_floor(probe, eps, n_tol, dtype), eps=eps)
     nu, kinks, fail_n = _compare_leaves(labels, hs, jax.tree.leaves(num), "central differences",
                                         n_tol, ctx_n, probe, accept_kinks=True)
     _raise([(fail_a, "jax.grad", a_tol, a_src), (fail_n, "central differences", n_tol, n_src)])
@@ -564,6 +680,9 @@ def _layer_setup(layer, x, params, key, dy, fkey):
     """float64 x, params, forward output y, cache, cotangent dy."""
     k_init, k_dy = jax.random.split(jax.random.key(0) if key is None else key)
     x = _to64(x)
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"check_layer: x has no examples (shape {tuple(x.shape)}): every gradient would be "
+                         "0 whatever the rule, so nothing would be checked")
     if params is None:
         params = layer.init(k_init, tuple(x.shape[1:]), jnp.float64)[1]
     params = jax.tree.map(_to64, params)
@@ -575,6 +694,9 @@ def _layer_setup(layer, x, params, key, dy, fkey):
         err.diagnoses = {("forward", "y"): Diagnosis("non-finite", str(err))}
         raise err
     dy = initializers.normal_draw(k_dy, y.shape, jnp.float64) if dy is None else _to64(dy)
+    if not np.any(np.asarray(dy)):
+        raise ValueError("check_layer: dy is all zeros: every gradient would be 0 whatever the rule, so "
+                         "nothing would be checked (leave dy out for a random cotangent)")
     return x, params, y, cache, dy
 
 
@@ -591,8 +713,10 @@ def check_layer(layer, x, params=None, *, key=None, dy=None, fkey=None, autodiff
     output (default: standard normal from ``key``); the checked scalar is ``Σ dy ⊙ forward(x)``.
     fkey: the key passed to ``forward`` (a stochastic layer's mask stays fixed). Tolerances and
     eps default to :data:`DEFAULT_TOLERANCES`' float64 row; ``n_samples`` limits the central
-    differences to that many entries per gradient. Entries at a kink and entries below the
-    references' round-off level are judged as in :func:`check_model`.
+    differences to that many entries per gradient. Entries at or near a kink and entries below the
+    references' round-off level are judged as in :func:`check_model` (the ``jax.vjp`` round-off
+    measured from the cotangent × 3 and × 5). An empty batch or an all-zero ``dy`` is refused
+    (``ValueError``): every gradient would be 0 whatever the rule.
 
     Returns a :class:`LayerReport` (``print`` it for a table); raises :class:`GradientCheckError`
     naming each disagreeing gradient (``params['W']``, ``dx``), its worst index and a diagnosis.
@@ -601,22 +725,31 @@ def check_layer(layer, x, params=None, *, key=None, dy=None, fkey=None, autodiff
         x, params, y, cache, dy = _layer_setup(layer, x, params, key, dy, fkey)
         dparams, dx = layer.backward(cache, dy)
         has_dx = bool(jnp.issubdtype(x.dtype, jnp.floating))
+        if has_dx and dx is None:
+            err = GradientCheckError("hand-written gradient disagrees with jax.vjp: dx structure mismatch\n"
+                                     "  backward returned dx = None for a float input: a layer returns dx of x's "
+                                     f"shape {tuple(x.shape)} (under jit an unused dx costs nothing)")
+            err.diagnoses = {("jax.vjp", "dx"): Diagnosis("structure mismatch", str(err))}
+            raise err
         primal = (params, x) if has_dx else (params,)
         f = jax.jit(lambda t: jnp.sum(layer.forward(t[0], t[1] if has_dx else x, fkey)[0] * dy))
         _, vjp = jax.vjp(lambda *t: layer.forward(t[0], t[1] if has_dx else x, fkey)[0], *primal)
         ref = vjp(dy)
+        scaled = [jax.tree.leaves(vjp(k * dy)) for k in _NOISE_SCALES]
         _structure(dparams, ref[0], "jax.vjp")
         names = _paths(params)[0]
         labels = [f"params{n}" for n in names] + (["dx"] if has_dx else [])
         hs = jax.tree.leaves(dparams) + ([dx] if has_dx else [])
         rs = jax.tree.leaves(ref[0]) + ([ref[1]] if has_dx else [])
+        noise = _noise(jax.tree.leaves(ref), scaled)
         return _check_layer_leaves(layer, cache, y, dy, f, primal, labels, hs, rs, x.shape[0],
-                                   autodiff_tol, numeric_tol, eps, n_samples, key)
+                                   autodiff_tol, numeric_tol, eps, n_samples, key, noise)
 
 
 def _check_layer_leaves(layer, cache, y, dy, f, primal, labels, hs, rs, batch, autodiff_tol,
-                        numeric_tol, eps, n_samples, key):
+                        numeric_tol, eps, n_samples, key, noise):
     a_tol, a_src = _tolerance({"x": jnp.zeros((), jnp.float64)}, autodiff_tol, "autodiff")
+    norm_tol = a_tol if autodiff_tol is not None else DEFAULT_TOLERANCES["float64"]["norm"]
     n_tol, n_src = _tolerance({"x": jnp.zeros((), jnp.float64)}, numeric_tol, "numeric")
     eps = DEFAULT_TOLERANCES["float64"]["eps"] if eps is None else eps
     probe = _Probe(f, primal)
@@ -630,10 +763,10 @@ def _check_layer_leaves(layer, cache, y, dy, f, primal, labels, hs, rs, batch, a
             memo.append(_activation_diag(layer, cache, y, dy, rs, 1e-6))
         return memo[0]
 
-    ctx_a = dict(ctx, floor=_autodiff_floor(rs, a_tol, jnp.float64))
+    ctx_a = dict(ctx, floors=_floors(rs, a_tol, jnp.float64, noise), norm_tol=norm_tol)
     ad, _, fail_a = _compare_leaves(labels, hs, rs, "jax.vjp", a_tol, ctx_a, probe, False, layer_diag)
     num = jax.tree.leaves(numerical_grad(f, primal, eps=eps, n_samples=n_samples, key=key))
-    ctx_n = dict(ctx, floor=_numeric_floor(probe, eps, n_tol, jnp.float64))
+    ctx_n = dict(ctx, floor=_numeric_floor(probe, eps, n_tol, jnp.float64), eps=eps)
     nu, kinks, fail_n = _compare_leaves(labels, hs, num, "central differences", n_tol, ctx_n, probe,
                                         True, layer_diag)
     _raise([(fail_a, "jax.vjp", a_tol, a_src), (fail_n, "central differences", n_tol, n_src)])

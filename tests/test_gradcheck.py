@@ -287,21 +287,24 @@ def test_compare_failure_names_param_index_and_sides(x64):
         gradcheck.compare(bad, g)
 
 
-# dtype, default tolerance compare must pick (and name)
-DEFAULT_TOL_CASES = [("float64", 1e-10), ("float32", 1e-2)]
+# dtype, default element-wise and norm-wise tolerances compare must pick (and name)
+DEFAULT_TOL_CASES = [("float64", 1e-10, 1e-10), ("float32", 1e-2, 1e-5)]
 
 
-@pytest.mark.parametrize("dtype,tol", DEFAULT_TOL_CASES)
-def test_compare_default_tolerance_follows_the_dtype(dtype, tol):
+@pytest.mark.parametrize("dtype,tol,norm", DEFAULT_TOL_CASES)
+def test_compare_default_tolerance_follows_the_dtype(dtype, tol, norm):
     with jax.enable_x64(dtype == "float64"):
         g = {"W": jnp.asarray([[1.0, 2e-3], [0.5, -1.0]], dtype)}
-        near = {"W": g["W"] * (1 + tol / 4)}        # rel. error tol/8: within the default
+        near = {"W": g["W"] * (1 + norm / 4)}        # rel. error norm/8: within both defaults
         far = {"W": g["W"].at[0, 0].multiply(1 + 8 * tol)}   # rel. error ≈ 4·tol: beyond it
+        scaled = {"W": g["W"] * (1 + 8 * norm)}     # the whole leaf: norm-wise ≈ 4·norm
         res = gradcheck.compare(g, near)
         assert res.tol == tol and res.tol_source == f"{dtype} default"
         assert 0 < res["['W']"] <= tol and f"{dtype} default" in repr(res)
         with pytest.raises(GradientCheckError, match=f"tolerance {tol:g}, {dtype} default"):
             gradcheck.compare(g, far)
+        with pytest.raises(GradientCheckError, match=f"norm-wise relative error .* > {norm:g}"):
+            gradcheck.compare(g, scaled)
         assert gradcheck.compare(g, far, tol=1.0).tol_source == "given"
 
 
@@ -438,6 +441,163 @@ def test_random_correct_layers_pass(kind, act, n, width, seed):
         layer = A.layer_norm()._replace(init=lambda k, s, d: (s, {"g": 1 + 0.1 * jax.random.normal(k, s[-1:], d),
                                                           "b": jax.random.normal(k, s[-1:], d)}))
     gradcheck.check_layer(layer, x, key=jax.random.key(seed + 1))
+
+
+# ============================================================================ hard cases
+# Each found by an adversarial audit (2026-12-07) on the checker before these fixes: a correct
+# rule that failed, or a wrong one that passed.
+
+def _centering():
+    """y = z − mean(z), z = x + c: y does not depend on the scalar c, so dc is exactly 0, while
+    jax.vjp's dc is a sum of round-off (~1e-17)."""
+    def forward(p, x, key=None):
+        z = x + p["c"]
+        return z - z.mean(-1, keepdims=True), None
+    return _layer(forward, lambda _, dy: ({"c": jnp.zeros(1, F64)}, dy - dy.mean(-1, keepdims=True)))
+
+
+def _near_kink_dense(gap):
+    """dense ReLU with one pre-activation ``gap`` above 0 (inside the eps = 1e-5 step)."""
+    x, W = _normal(0, (4, 5)), _normal(1, (5, 3))
+    return L.dense(3, "relu"), x, {"W": W, "b": jnp.zeros(3, F64).at[0].set(-(x @ W)[0, 0] + gap)}
+
+
+def _near_tie_pool():
+    x = _normal(4, (3, 4, 4, 2))
+    return conv.maxpool2d(2), x.at[0, 0, 1, 0].set(x[0, 0, 0, 0] + 3e-6), {}
+
+
+# name → (layer, x, params): correct rules the checker must pass
+CORRECT_HARD = {
+    # 14 zero rows: 280 dx entries at the kink (more than the checker used to classify, 256)
+    "ReLU, 280 kink entries": lambda: (L.dense(4, "relu"), _normal(0, (24, 20)).at[:14].set(0.0),
+                                       {"W": _normal(1, (20, 4)), "b": jnp.zeros(4, F64)}),
+    "ReLU input 3e-6 from 0": lambda: _near_kink_dense(3e-6),
+    "ReLU input 5e-7 from 0": lambda: _near_kink_dense(5e-7),
+    "ReLU input 5e-8 from 0": lambda: _near_kink_dense(5e-8),
+    "max-pool near-tie 3e-6": _near_tie_pool,
+    "exactly zero gradient": lambda: (_centering(), _normal(0, (4, 5)), {"c": jnp.asarray([0.3], F64)}),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRECT_HARD))
+def test_correct_rule_passes_on_hard_inputs(x64, name):
+    layer, x, params = CORRECT_HARD[name]()
+    report = gradcheck.check_layer(layer, x, params)
+    if name.startswith("ReLU, 280"):
+        assert report.kinks["dx"] >= 280, report
+
+
+def test_correct_conv_passes_on_real_digits_with_many_zero_pixels(x64):
+    """Real MNIST digits (about 80 % exact zeros) through conv2d + ReLU at its default init
+    (b = 0): hundreds of kink entries, all accepted, none failing."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JAXNETS_NO_SYSTEM_DATA", "1")
+        mp.delenv("JAXNETS_DATA", raising=False)
+        x = np.asarray(data.load("mnist").x_train[:2], np.float64).reshape(2, 28, 28, 1) / 255.0
+    assert np.mean(x == 0) > 0.7
+    report = gradcheck.check_layer(conv.conv2d(4, 3, 1, "same", "relu"), jnp.asarray(x), key=jax.random.key(0))
+    assert sum(report.kinks.values()) > 256, report
+
+
+def test_check_model_passes_an_exactly_zero_gradient(x64):
+    """A scalar added to every logit: softmax cross-entropy does not depend on it (dc = 0 exactly
+    by hand; jax.grad gives round-off)."""
+    shift = _layer(lambda p, x, key=None: (x + p["c"], None), lambda _, dy: ({"c": jnp.zeros((), F64)}, dy))
+    shift = shift._replace(init=lambda k, s, d: (s, {"c": jnp.asarray(0.3, d)}))
+    net = models.sequential(L.serial(L.dense(5, "tanh"), shift), "softmax_cross_entropy", (4,))
+    params = net.init(jax.random.key(0), F64)
+    gradcheck.check_model(net, params, _normal(1, (8, 4)), jnp.arange(8) % 5)
+
+
+def _scaled_backward(layer, **factors):
+    """layer with some of its hand gradients multiplied by a factor (a planted scale bug)."""
+    def backward(cache, dy):
+        g, dx = layer.backward(cache, dy)
+        g = {k: factors.get(k, 1.0) * v for k, v in g.items()}
+        return g, factors.get("dx", 1.0) * dx
+    return layer._replace(backward=backward)
+
+
+def test_a_small_leaf_is_checked_on_its_own_scale(x64):
+    """A leaf of gradients ~1e-12 next to O(1) ones, 2 % wrong; and a dense layer on inputs ~1e12
+    (dW ~1e12) whose db and dx are 1 % wrong: each used to pass (the round-off floor took its
+    scale from the largest leaf)."""
+    def forward(p, x, key=None):
+        return x @ p["W"] + 1e-12 * p["c"], (x, p["W"])
+    params = {"W": _normal(1, (4, 3)), "c": _normal(2, (3,))}
+    wrong = _layer(forward, lambda c, dy: ({"W": c[0].T @ dy, "c": 1.02e-12 * dy.sum(0)}, dy @ c[1].T))
+    with pytest.raises(GradientCheckError, match=r"params\['c'\] constant factor"):
+        gradcheck.check_layer(wrong, _normal(0, (5, 4)), params)
+    with pytest.raises(GradientCheckError, match=r"params\['b'\] constant factor; dx constant factor"):
+        gradcheck.check_layer(_scaled_backward(L.dense(3), b=1.01, dx=1.01), _normal(0, (5, 4), 1e12),
+                              {"W": _normal(1, (4, 3)), "b": _normal(2, (3,))})
+
+
+def test_float32_check_model_fails_a_whole_leaf_two_percent_off():
+    """float32: the element-wise 1e-2 alone passed dW × 1.02 (each entry's error ≈ 1 %); the
+    norm-wise 1e-5 fails it. The correct rule's norm-wise error on the same data is ~1e-7."""
+    net = models.mlp([20, 16, 5], "tanh", "softmax_cross_entropy")
+    params = net.init(jax.random.key(0))
+    x, y = jax.random.normal(jax.random.key(1), (32, 20)), jnp.arange(32) % 5
+    assert x.dtype == jnp.float32
+    gradcheck.check_model(net, params, x, y)
+
+    def backprop(p, xx, yy, l2=0.0, mask=None, key=None):
+        loss, g = net.backprop(p, xx, yy, l2, mask, key)
+        return loss, [dict(g[0], W=1.02 * g[0]["W"]), g[1]]
+    with pytest.raises(GradientCheckError, match=r"(?s)params\[0\]\['W'\] constant factor.*norm-wise"):
+        gradcheck.check_model(net._replace(backprop=backprop), params, x, y)
+
+
+def test_compare_takes_the_tolerance_of_the_less_precise_side(x64):
+    """float64 hand vs a correct float32 jax.grad passes at float32's tolerances (it failed at
+    float64's); a 1.5 % error cast to float32 against float64 fails (it passed)."""
+    net = models.mlp([20, 16, 5], "tanh", "softmax_cross_entropy")
+    params = net.init(jax.random.key(0), F64)
+    x, y = _normal(1, (32, 20)), jnp.arange(32) % 5
+    to32 = lambda t: jax.tree.map(lambda v: v.astype(jnp.float32), t)   # noqa: E731
+    _, hand = net.backprop(params, x, y)
+    _, auto = net.grad_autodiff(params, x, y)
+    _, auto32 = net.grad_autodiff(to32(params), x.astype(jnp.float32), y)
+    assert gradcheck.compare(hand, auto32).tol_source == "float32 default"
+    with pytest.raises(GradientCheckError, match="float32 default"):
+        gradcheck.compare(to32(jax.tree.map(lambda v: 1.015 * v, hand)), auto)
+
+
+# what a check that would check nothing is told (input → error)
+VACUOUS = {
+    "empty batch": (lambda: (jnp.zeros((0, 5), F64), None), "x has no examples"),
+    "all-zero dy": (lambda: (_normal(0, (4, 5)), jnp.zeros((4, 5), F64)), "dy is all zeros"),
+}
+
+
+@pytest.mark.parametrize("name", list(VACUOUS))
+def test_check_layer_refuses_a_check_of_nothing(x64, name):
+    make, msg = VACUOUS[name]
+    x, dy = make()
+    wrong = _scaled_backward(L.dense(5, "tanh"), W=5.0, b=5.0, dx=5.0)
+    with pytest.raises(ValueError, match=msg):
+        gradcheck.check_layer(wrong, x, {"W": _normal(1, (5, 5)), "b": _normal(2, (5,))}, dy=dy)
+
+
+def test_check_model_refuses_an_empty_batch(x64):
+    net = models.mlp([3, 2], "tanh", "mse")
+    with pytest.raises(ValueError, match="x has no examples"):
+        gradcheck.check_model(net, net.init(jax.random.key(0), F64), jnp.zeros((0, 3), F64), jnp.zeros((0, 2), F64))
+
+
+def test_check_layer_names_a_missing_dx(x64):
+    layer = L.dense(3)
+    none_dx = layer._replace(backward=lambda c, dy: (layer.backward(c, dy)[0], None))
+    with pytest.raises(GradientCheckError, match="dx structure mismatch(?s:.*)dx = None"):
+        gradcheck.check_layer(none_dx, _normal(0, (4, 5)), {"W": _normal(1, (5, 3)), "b": _normal(2, (3,))})
+
+
+def test_compare_of_python_floats_and_numerical_grad_of_an_integer_leaf():
+    assert gradcheck.compare({"a": 1.0}, {"a": 1.0}) == {"['a']": 0.0}
+    with pytest.raises(ValueError, match=r"leaf params\['a'\] has dtype int"):
+        gradcheck.numerical_grad(lambda q: jnp.sum(q["a"] * 1.0), {"a": jnp.ones(3, int)})
 
 
 # ============================================================================ doc 003 §3.1.5
