@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from jaxnets import models, train
-from jaxnets.errors import DataError
+from jaxnets.errors import CheckpointError, DataError
 
 NET = models.mlp([6, 8, 3], "tanh", "softmax_cross_entropy")
 rng = np.random.default_rng(0)
@@ -112,3 +112,59 @@ def test_the_guard_checks_the_updated_params():
     for got, want in zip(jax.tree.leaves(res.final_params), jax.tree.leaves(p)):
         assert np.all(np.isfinite(got))
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+# optimizer → the hyperparameter fit must refuse (read from the optimizer's injected state, so an
+# optax optimizer built with inject_hyperparams is checked too; a plain optax.sgd(-0.1) keeps its
+# rate in a closure fit cannot see, as the README says)
+INJECTED = [
+    (lambda: optax.inject_hyperparams(optax.sgd)(learning_rate=-0.1), r"learning_rate must be >= 0"),
+    (lambda: optax.inject_hyperparams(optax.sgd)(learning_rate=np.nan), r"learning_rate must be finite"),
+    (lambda: optax.inject_hyperparams(optax.sgd)(learning_rate=0.1, momentum=1.5), r"momentum must be < 1"),
+]
+
+
+@pytest.mark.parametrize("make,msg", INJECTED)
+def test_fit_checks_an_injected_optimizers_hyperparameters(make, msg):
+    with pytest.raises(ValueError, match=msg):
+        _fit(optimizer=make())
+
+
+@pytest.mark.parametrize("kw,msg", [(dict(momentum=1.0), "momentum must be < 1"),
+                                    (dict(momentum=1.5), "momentum must be < 1"),
+                                    (dict(lr_decay=0.0), r"lr_decay must be finite and > 0")])
+def test_sgd_refuses_a_momentum_that_never_decays_and_a_zero_decay(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        train.sgd(0.1, **kw)
+
+
+@pytest.mark.parametrize("configs,msg", [
+    ({"lr_decay": [0.9, 0.0]}, r"configs\['lr_decay'\]\[1\] must be > 0"),
+    ({"momentum": [0.5, 1.0]}, r"configs\['momentum'\]\[1\] must be < 1"),
+])
+def test_sweep_refuses_what_train_sgd_refuses(configs, msg):
+    """sweep's configs of train.sgd's hyperparameters obey train.sgd's bounds (a decay of 0 used
+    to run, and stop training after the first epoch)."""
+    with pytest.raises(ValueError, match=msg):
+        train.sweep(NET, NET.init(jax.random.key(0)), (X, Y), optimizer=train.sgd(0.1, momentum=0.0),
+                    configs=configs, epochs=1, batch_size=10)
+
+
+@pytest.mark.parametrize("where,msg", [
+    ("folder", "is a folder"), ("empty", "must name a file"), ("under a file", "is a file"),
+])
+def test_a_checkpoint_path_that_cannot_be_written_is_refused_before_training(where, msg, tmp_path):
+    (tmp_path / "f").write_text("x")
+    path = {"folder": tmp_path, "empty": "", "under a file": tmp_path / "f" / "c.npz"}[where]
+    epochs_run = []
+    with pytest.raises(ValueError, match=msg):
+        _fit(checkpoint=train.Checkpointing(path), callback=lambda e, s, h: epochs_run.append(e))
+    assert epochs_run == []
+
+
+def test_resuming_a_checkpoint_of_more_epochs_than_asked_is_refused(tmp_path):
+    path = tmp_path / "c.npz"
+    _fit(checkpoint=train.Checkpointing(path), epochs=4)
+    with pytest.raises(CheckpointError, match=r"holds 4 epochs, more than epochs=3"):
+        _fit(checkpoint=train.Checkpointing(path, resume=True), epochs=3)
+    assert len(_fit(checkpoint=train.Checkpointing(path, resume=True), epochs=4).history["epoch"]) == 4

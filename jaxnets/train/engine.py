@@ -75,9 +75,10 @@ class EarlyStopping(NamedTuple):
 
 
 class Checkpointing(NamedTuple):
-    """Atomic checkpoints at ``path`` every ``every`` epochs (and after the last). ``resume``:
-    False (start fresh, overwrite), True (continue from the file, which must exist) or
-    "if_exists" (continue when it exists, else start fresh)."""
+    """Atomic checkpoints at ``path`` (a file whose folder exists or can be made; checked before
+    training) every ``every`` epochs (and after the last). ``resume``: False (start fresh and
+    overwrite a file already there), True (continue from the file, which must exist and hold at
+    most ``epochs`` epochs) or "if_exists" (continue when it exists, else start fresh)."""
     path: Any
     every: int = 1
     resume: bool | str = False
@@ -540,6 +541,7 @@ def _setup(model, params, train, *, epochs, batch_size, optimizer, l2, order, gr
                              f"got {type(checkpoint).__name__}")
         inputs.check_int(where, "checkpoint.every", checkpoint.every)
         inputs.check_choice("checkpoint.resume", checkpoint.resume, (False, True, "if_exists"))
+        _check_checkpoint_path(where, checkpoint.path)
     inputs.check_hyper(where, l2=l2)
     dtype = jax.tree.leaves(params)[0].dtype
     key = inputs.check_key(where, "key", key)
@@ -547,6 +549,7 @@ def _setup(model, params, train, *, epochs, batch_size, optimizer, l2, order, gr
     if mesh is not None and batch_size % mesh.size:
         raise ValueError(f"{where}: batch_size {batch_size} must be a multiple of the {mesh.size} devices")
     state = init_state(params, optimizer)
+    inputs.check_injected(where, optim.hyperparams(state.opt_state))
     if mesh is not None:
         state, tr, evals = _place(mesh, state, tr, evals)
     fp = None if checkpoint is None else _run_fingerprint(
@@ -623,7 +626,22 @@ _FP_NAMES = {"model": "model (name, architecture, activations or loss head)",
              "max_updates": "max_updates", "l2": "l2"}
 
 
-def _resume(run: _Run, cp: Checkpointing, history, best):
+def _check_checkpoint_path(where: str, path) -> None:
+    """Before anything trains: a path that names a file whose folder exists or can be made (the
+    atomic writer makes it, then renames a temporary file onto the path after the first epoch)."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise ValueError(f"{where}: checkpoint.path must name a file, got {path!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"{where}: checkpoint.path {str(path)!r} is a folder; name a file in it")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        what = "is a file" if not os.path.isdir(parent) else "is not writable"
+        raise ValueError(f"{where}: checkpoint.path {str(path)!r}: {parent!r} {what}")
+
+
+def _resume(run: _Run, cp: Checkpointing, history, best, epochs: int):
     """``(state, key, history, start epoch, best)`` from the checkpoint at ``cp.path`` (the
     stored key continues the stored run's draws).
 
@@ -642,6 +660,9 @@ def _resume(run: _Run, cp: Checkpointing, history, best):
             raise CheckpointError(f"checkpoint {cp.path}: written by a run with a different {label}; "
                                   f"refusing to resume (delete it or use another checkpoint path)")
     tree, meta = ckpt.load(cp.path, {"state": run.state, "best": run.state.params, "key": run.key})
+    if meta["epoch"] > epochs:
+        raise CheckpointError(f"checkpoint {cp.path}: holds {meta['epoch']} epochs, more than epochs={epochs}; "
+                              f"resume with epochs >= {meta['epoch']} (or use another checkpoint path)")
     best = {"params": tree["best"], "epoch": meta["best_epoch"], "score": meta["best_score"],
             "wait": meta["wait"]}
     return tree["state"], tree["key"], meta["history"], meta["epoch"], best
@@ -758,7 +779,7 @@ def fit(model, params, data, *, epochs: int, batch_size: int, optimizer: optax.G
     best = {"params": params, "epoch": -1, "score": -np.inf, "wait": 0}
     state, start = run.state, 0
     if checkpoint is not None and checkpoint.resume:
-        state, key, history, start, best = _resume(run, checkpoint, history, best)
+        state, key, history, start, best = _resume(run, checkpoint, history, best, epochs)
         run = run._replace(key=key)
     if evaluation.initial and start == 0:
         _initial(run, history, state, evaluators)
@@ -854,6 +875,7 @@ def _sweep_setup(model, params, data, *, epochs, batch_size, optimizer, configs,
         params = jax.tree.map(lambda v: jnp.broadcast_to(v, (C,) + v.shape), params)
     state = jax.vmap(lambda p: init_state(p, optimizer))(params)
     state = state._replace(opt_state=optim.set_hyperparams(state.opt_state, **values))
+    inputs.check_injected(where, optim.hyperparams(state.opt_state), lambda n: f"configs[{n!r}]" if n in values else n)
     run_key = key if keys is None else jnp.asarray(keys)
     return _Run(model, where, tr, evals, run_key, state, l2, batch_size, None, sweep=True), C
 

@@ -66,6 +66,28 @@ def check_hyper(where: str, **values) -> None:
             raise ValueError(f"{where}: {name}{at} must be {what}, got {first!r}")
 
 
+#: optimizer hyperparameters with a bound beyond ``>= 0``: (test, the words of the bound)
+_BOUNDS = {"lr_decay": (lambda a: a > 0, "> 0 (a decay of 0 stops training after the first epoch)"),
+           "momentum": (lambda a: a < 1, "< 1 (the velocity would never decay)"),
+           "b1": (lambda a: a < 1, "< 1"), "b2": (lambda a: a < 1, "< 1")}
+
+
+def check_injected(where: str, values: dict, label=lambda name: name) -> None:
+    """The optimizer's injected hyperparameters (``optax.inject_hyperparams``: ``train.sgd``,
+    ``train.adamw``, or a sweep's configs of them), each a scalar or one value per configuration:
+    finite and >= 0, with the bounds of :data:`_BOUNDS` (``label``: the name to print)."""
+    for name, v in values.items():
+        if name == "epoch":
+            continue
+        a = np.asarray(v, dtype=np.float64)
+        check_hyper(where, **{label(name): a})
+        test, words = _BOUNDS.get(name, (None, None))
+        bad = np.flatnonzero(~test(a.reshape(-1))) if test else ()
+        if len(bad):
+            at = f"[{int(bad[0])}]" if a.ndim else ""
+            raise ValueError(f"{where}: {label(name)}{at} must be {words}, got {float(a.reshape(-1)[bad[0]])!r}")
+
+
 def _check_finite(where: str, a: np.ndarray) -> None:
     if np.issubdtype(a.dtype, np.inexact):
         bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)

@@ -43,7 +43,7 @@ class _DocSGD(optax.GradientTransformationExtraArgs):
 def sgd(lr, momentum=None, lr_decay=1.0) -> optax.GradientTransformation:
     """doc 003's SGD: ``optax.inject_hyperparams`` of trace(momentum) ∘ scale(−lr·lr_decay^epoch).
 
-    ``lr`` > 0, ``lr_decay`` > 0 and ``momentum`` >= 0 are scalars. ``momentum=None`` keeps no
+    ``lr`` >= 0, ``lr_decay`` > 0 and 0 <= ``momentum`` < 1 are scalars. ``momentum=None`` keeps no
     velocity at all (plain SGD: one pass less over the weights per step); ``momentum=0.0`` keeps
     one, so a :func:`~jaxnets.train.sweep` can vary it. Hyperparameters (``lr``, ``lr_decay``,
     ``momentum`` when given) are stored in the params' dtype.
@@ -55,6 +55,8 @@ def sgd(lr, momentum=None, lr_decay=1.0) -> optax.GradientTransformation:
         f = float(v)
         if not np.isfinite(f) or f < 0 or (f == 0 and name == "lr_decay"):
             raise ValueError(f"sgd: {name} must be finite and {'> 0' if name == 'lr_decay' else '>= 0'}, got {f!r}")
+        if name == "momentum" and f >= 1:
+            raise ValueError(f"sgd: momentum must be < 1 (the velocity would never decay), got {f!r}")
     # epoch: a strong int32, so setting it never retraces
     return _DocSGD(*optax.inject_hyperparams(_sgd)(**values, epoch=np.zeros((), np.int32)))
 
