@@ -111,7 +111,48 @@ def test_failed_download_leaves_nothing(tmp_path, monkeypatch, capsys, isolated_
         assert raw.source == "tiny Shakespeare (embedded copy)"
         assert "download failed" in capsys.readouterr().err
         assert srv.sent.get("/input.txt", 0) < 8 << 20  # an endless body was not read on
-    assert _left(isolated_env / "tiny_shakespeare") == []
+    assert not isolated_env.exists()   # not even the empty <cache>/jaxnets/tiny_shakespeare/ folder
+
+
+@pytest.mark.parametrize("failing", [0, 2, 3])
+def test_a_failed_download_of_several_files_leaves_nothing(tmp_path, monkeypatch, isolated_env, failing):
+    """MNIST's four files, the one at ``failing`` broken: the files fetched before it and the
+    folders made for them (``<cache>/jaxnets/mnist/``, ``<cache>/jaxnets/``) are removed."""
+    files = _idx_files(tmp_path)
+    serve_spec(monkeypatch, "mnist", files, train_count=60, test_count=20)
+    name = [f.name for f in registry.DATASETS["mnist"].files][failing]
+    (tmp_path / "xdg").mkdir()   # $XDG_CACHE_HOME exists, <cache>/jaxnets/ does not
+    with local_http_server() as srv:
+        srv.files.update({f"/{k}": v for k, v in files.items()})
+        srv.behaviour[f"/{name}"] = "truncate"
+        with pytest.raises(DataError, match=rf"{name}: truncated download"):
+            data.load("mnist", download=True, base_url=srv.url, progress=False, fallback=False)
+        assert len(srv.requests) == failing + 1
+    assert not isolated_env.exists() and (tmp_path / "xdg").is_dir()   # the user's own folder stays
+
+
+def test_a_failed_download_into_a_given_folder_removes_only_what_it_made(tmp_path, monkeypatch):
+    """``path=DIR/new/sub`` with DIR existing: ``new/sub`` is removed, DIR and its files stay."""
+    files = _idx_files(tmp_path)
+    serve_spec(monkeypatch, "mnist", files, train_count=60, test_count=20)
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    with local_http_server() as srv:
+        srv.files.update({f"/{k}": v for k, v in files.items()})
+        srv.behaviour["/t10k-labels-idx1-ubyte.gz"] = "500"
+        with pytest.raises(DataError, match="HTTP 500"):
+            data.load("mnist", keep / "new" / "sub", download=True, base_url=srv.url, progress=False)
+    assert _left(keep) == ["notes.txt"]
+    # a folder that held files before keeps them, and loses only the downloads
+    (keep / "mnist").mkdir()
+    (keep / "mnist" / "README").write_text("mine")
+    with local_http_server() as srv:
+        srv.files.update({f"/{k}": v for k, v in files.items()})
+        srv.behaviour["/t10k-labels-idx1-ubyte.gz"] = "500"
+        with pytest.raises(DataError, match="HTTP 500"):
+            data.load("mnist", keep / "mnist", download=True, base_url=srv.url, progress=False)
+    assert _left(keep / "mnist") == ["README"]
 
 
 def test_endless_body_stops_at_the_expected_size(tmp_path):
@@ -168,6 +209,41 @@ def test_sigterm_leaves_no_part_file(tmp_path):
             child.wait()
     assert child.returncode != 0
     assert _left(dest.parent) == [], "a killed download left its temporary file"
+
+
+_KILLED_LOAD = """
+from jaxnets import data
+data.load("tiny_shakespeare", download=True, base_url={url!r}, progress=False, fallback=False)
+"""
+
+
+def test_sigterm_during_load_leaves_no_folder(tmp_path, monkeypatch):
+    """SIGTERM while ``load(download=True)`` streams into a new cache folder: the process ends by
+    the signal, and neither the temporary file nor the folders made for it are left."""
+    payload = bytes(registry.DATASETS["tiny_shakespeare"].files[0].size)   # the size the child expects
+    xdg = tmp_path / "xdg"
+    with local_http_server(lifetime=30) as srv:
+        srv.files["/input.txt"] = payload
+        srv.behaviour["/input.txt"] = "slow"  # 1 KiB, then nothing until the server stops
+        code = textwrap.dedent(_KILLED_LOAD).format(url=srv.url)
+        # the child's registry has the real size and checksums: the transfer never finishes anyway
+        child = subprocess.Popen([sys.executable, "-c", code],
+                                 env=dict(os.environ, PYTHONPATH=str(REPO), XDG_CACHE_HOME=str(xdg),
+                                          JAXNETS_NO_SYSTEM_DATA="1", JAX_PLATFORMS="cpu"),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 30
+            while srv.sent.get("/input.txt", 0) == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            assert _left(xdg / "jaxnets" / "tiny_shakespeare")[0].endswith(".part")
+            child.send_signal(signal.SIGTERM)
+            child.wait(timeout=20)
+        finally:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGTERM, child.stderr.read().decode()[-2000:]
+    assert not (xdg / "jaxnets").exists(), _left(xdg / "jaxnets")
 
 
 def test_one_download_attempt_per_data_set_per_run_and_one_line(isolated_env, monkeypatch, capsys):

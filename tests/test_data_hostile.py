@@ -145,7 +145,7 @@ IN_PROCESS = [
         _file(t, "i.idx", bytes([0, 0, 8, 3]) + struct.pack(">3I", 2 ** 31, 2 ** 31, 4))),
      r"declares dims \(2147483648, 2147483648, 4\) = 18,446,744,073,709,551,616 bytes, over the limit"),
     ("csv-label-1e20", lambda t, m: (lambda p: (lambda: read_csv_digits(p), "d.csv"))(_csv_label_1e20(t)),
-     r"label out of range: item 0 has label 1e\+20"),
+     r"line 1: label out of range: the label \(column 785\) is 1e\+20"),
     ("png-16-bit", lambda t, m: (lambda r: (lambda: read_image_folder(r, progress=False), "0002.png"))(
         _folder(t, _png16)), r"image mode I;16 has more than 8 bits per sample; refusing to clamp"),
     ("tiff-float", lambda t, m: (lambda r: (lambda: read_image_folder(r, progress=False), "0002.tiff"))(
@@ -213,6 +213,83 @@ def test_jpeg_npz_cache_validated_and_rebuilt(tmp_path, small_cifar, isolated_en
         np.testing.assert_array_equal(getattr(again, k), getattr(first, k))
         assert getattr(again, k).dtype == getattr(first, k).dtype
     assert data.load("cifar10", path=root).y_test.dtype == np.int32  # the cache was rewritten valid
+
+
+# ------------------------------------------------------------------------------ empty files
+
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+_IDX = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz")
+
+
+def _idx_dir(tmp, empty: str, *, real=False, payload=b"") -> Path:
+    """An IDX folder whose file ``empty`` holds nothing (``payload`` = b"": 0 bytes; else a gzip
+    of nothing); the other files are Debian's Fashion-MNIST (``real``) or synthetic."""
+    import gzip as _gzip
+
+    from data_fixtures import write_idx_set
+    d = tmp / "idx"
+    if real:
+        d.mkdir()
+        for n in _IDX:
+            (d / n).symlink_to(DEBIAN_FASHION / n)
+    else:
+        write_idx_set(d, 60, 20)
+    (d / empty).unlink()
+    (d / empty).write_bytes(payload and _gzip.compress(b""))
+    return d / empty
+
+
+def _text(tmp, payload=b"") -> Path:
+    import gzip as _gzip
+    return _file(tmp, "tinyshakespeare.txt", payload and _gzip.compress(b""))
+
+
+def _shrunk(m, name):
+    shrink(m, name, train_count=60, test_count=20)
+
+
+def _jpeg_folder_with_empty(tmp) -> Path:
+    root = _folder(tmp)
+    return _file(root / "a", "0009.jpg", b"")
+
+
+# (id, build(tmp, monkeypatch) -> (the empty file, call)); every message: "<file>: the file is empty"
+EMPTY = [
+    ("fashion-labels-verified", lambda t, m: (lambda f: (f, lambda: data.load("fashion_mnist", path=f.parent)))(
+        _idx_dir(t, _IDX[1], real=True))),
+    ("mnist-images-verified", lambda t, m: (lambda f: (f, lambda: data.load("mnist", path=f.parent)))(
+        _idx_dir(t, _IDX[0]))),
+    ("mnist-images-gzip-of-nothing-verified", lambda t, m: (lambda f: (f, lambda: data.load("mnist", path=f.parent)))(
+        _idx_dir(t, _IDX[0], payload=b"gz"))),
+    ("fashion-labels-unverified", lambda t, m: (_shrunk(m, "fashion_mnist"), (lambda f: (
+        f, lambda: data.load("fashion_mnist", path=f.parent, verify=False)))(_idx_dir(t, _IDX[1])))[1]),
+    ("idx-labels-reader", lambda t, m: (lambda f: (f, lambda: data.read_idx_labels(f)))(_file(t, "l.idx", b""))),
+    ("text-verified", lambda t, m: (lambda f: (f, lambda: data.load("tiny_shakespeare", path=f)))(_text(t))),
+    ("text-unverified", lambda t, m: (lambda f: (f, lambda: data.load("tiny_shakespeare", path=f, verify=False)))(_text(t))),
+    ("text-gzip-of-nothing", lambda t, m: (lambda f: (f, lambda: data.load("tiny_shakespeare", path=f)))(_text(t, b"gz"))),
+    ("csv-reader", lambda t, m: (lambda f: (f, lambda: read_csv_digits(f)))(_file(t, "d.csv", b""))),
+    ("mnist-5k-csv", lambda t, m: (lambda f: (f, lambda: data.load("mnist_5k", path=f)))(_file(t, "mnist_5k.csv.gz", b""))),
+    ("cifar-batch", lambda t, m: (lambda f: (f, lambda: read_cifar_batch(f)))(_file(t, "data_batch_1", b""))),
+    ("cifar-tar-verified", lambda t, m: (lambda f: (f, lambda: data.load("cifar10", path=t)))(
+        _file(t, "cifar-10-python.tar.gz", b""))),
+    ("cifar-tar-unverified", lambda t, m: (lambda f: (f, lambda: data.load("cifar10", path=t, verify=False)))(
+        _file(t, "cifar-10-python.tar.gz", b""))),
+    ("jpeg-in-folder", lambda t, m: (lambda f: (f, lambda: read_image_folder(f.parent.parent, progress=False)))(
+        _jpeg_folder_with_empty(t))),
+]
+
+
+@pytest.mark.parametrize("build", [b for _, b in EMPTY], ids=[i for i, _ in EMPTY])
+def test_empty_files_are_called_empty(tmp_path, monkeypatch, request, build):
+    """An empty file (or a gzip file of nothing) is said to be empty, naming it -- not reported as
+    a checksum mismatch, a bad magic number or a malformed pickle."""
+    if "fashion-labels-verified" in request.node.name and not DEBIAN_FASHION.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed here")
+    f, call = build(tmp_path, monkeypatch)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(f))}: the file is empty") as ei:
+        call()
+    assert not re.search(r"MD5|SHA-256|magic|malformed|not a recognised", str(ei.value)), str(ei.value)
 
 
 # ------------------------------------------------------------------ attacks run in a subprocess

@@ -62,6 +62,46 @@ def test_copies_that_are_not_the_published_files_are_refused(isolated, monkeypat
         data.load(name, path=d)
 
 
+def _text_not_the_corpus(d: Path):
+    d.mkdir(parents=True)
+    (d / "tinyshakespeare.txt").write_text("To be, or not to be\n")
+    return lambda: data.load("tiny_shakespeare", path=d / "tinyshakespeare.txt")
+
+
+def _idx_payload_mismatch(d: Path):
+    write_idx_set(d, 60, 20, gz=False)
+    return lambda: data.read_idx(d / "train-images-idx3-ubyte", sha256="0" * 64)
+
+
+def _idx(case):
+    def build(d: Path):
+        write_idx_set(d, 60, 20, gz=case != "decompressed")
+        return lambda: data.load("mnist", path=d)
+    return build
+
+
+#: every refusal that verify=False would get past: (case, build(folder) -> load, what it says first)
+SKIPPABLE = {
+    "not the published gz": (_idx("gz"), r"not MNIST's published train-images-idx3-ubyte\.gz"),
+    "decompressed MNIST": (_idx("decompressed"), r"cannot be verified as MNIST's"),
+    "text not the corpus": (_text_not_the_corpus, r"is not that of the tiny Shakespeare corpus"),
+    "IDX payload checksum": (_idx_payload_mismatch, r"decompressed payload SHA-256 is"),
+}
+
+
+@pytest.mark.parametrize("case", list(SKIPPABLE))
+def test_the_verify_remedy_says_how_and_that_the_scripts_cannot(isolated, case):
+    """"use verify=False" cannot be followed on a command line: the message says it is the Python
+    argument (jaxnets.data.load(..., verify=False)) and that the experiment scripts have no such
+    option (there is no environment variable either)."""
+    build, says = SKIPPABLE[case]
+    with pytest.raises(DataError, match=says) as ei:
+        build(isolated / "d")()
+    msg = str(ei.value)
+    assert "verify=False" in msg and "from Python" in msg and "load(" in msg, msg
+    assert "the experiment scripts have no option" in msg, msg
+
+
 def test_published_files_load_and_the_verdict_is_cached(isolated, monkeypatch):
     """Files whose MD5 is the registered one load; a second load (new process: memory cache
     cleared) does not hash again; a changed file is hashed again."""

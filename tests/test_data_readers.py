@@ -142,19 +142,43 @@ def test_csv_wrong_row_width(tmp_path):
         read_csv_digits(tmp_path / "w.csv")
 
 
-def test_csv_bad_values(tmp_path):
-    (tmp_path / "v.csv").write_text(_csv([[0] * 783 + [300, 1]]))
-    with pytest.raises(DataError, match="outside 0-255"):
-        read_csv_digits(tmp_path / "v.csv")
-    (tmp_path / "l.csv").write_text(_csv([[0] * 784 + [10]]))
-    with pytest.raises(DataError, match=r"l\.csv.*label 10"):
-        read_csv_digits(tmp_path / "l.csv")
-    (tmp_path / "t.csv").write_text(_csv([[0] * 783 + ["abc", 1]]))
-    with pytest.raises(DataError, match=r"t\.csv.*non-numeric"):
-        read_csv_digits(tmp_path / "t.csv")
+def test_csv_no_data_rows(tmp_path):
     (tmp_path / "e.csv").write_text("\n\n")
-    with pytest.raises(DataError, match="no data rows"):
+    with pytest.raises(DataError, match=r"e\.csv: CSV file contains no data rows \(only blank lines\)"):
         read_csv_digits(tmp_path / "e.csv")
+
+
+_OK = [0] * 784 + [1]
+#: (what the 4th data row is, the message after "line 6: "): the row is on line 6 of the file
+#: (header, 2 rows, a blank line, 1 row, then it), the 4th data row, item 3 counted from 0
+CSV_ROW_ERRORS = {
+    "label 10": ([0] * 784 + [10], r"label out of range: the label \(column 785\) is 10, labels must lie in \[0, 10\)"),
+    "label -1": ([0] * 784 + [-1], r"label out of range: the label \(column 785\) is -1"),
+    "label 1e20": ([0] * 784 + ["1e20"], r"label out of range: the label \(column 785\) is 1e\+20"),
+    "pixel 300": ([0] * 783 + [300, 1], r"pixel 784 \(column 784\) is 300, outside 0-255"),
+    "pixel -1": ([0, -1] + [0] * 782 + [1], r"pixel 2 \(column 2\) is -1, outside 0-255"),
+    "pixel 2.5": ([0] * 2 + [2.5] + [0] * 781 + [1], r"pixel 3 \(column 3\) is 2\.5; values must be integers"),
+    "label nan": ([0] * 784 + ["nan"], r"the label \(column 785\) is nan; values must be integers"),
+    "non-numeric": ([0] * 783 + ["abc", 1], r"non-numeric value 'abc' in column 784"),
+    "short row": ([0] * 783 + [1], r"row has 784 values, expected 785"),
+}
+
+
+@pytest.mark.parametrize("case", list(CSV_ROW_ERRORS))
+def test_csv_errors_name_the_line_of_the_file(tmp_path, case):
+    """Every row error names the row by one numbering, the file's line (the header and blank
+    lines counted), never as a data-row or item index (which were 4 and 3 here)."""
+    row, says = CSV_ROW_ERRORS[case]
+    header = ",".join([f"pixel{i}" for i in range(784)] + ["label"])
+    text = "\n".join([header, _csv([_OK]).strip(), _csv([_OK]).strip(), "", _csv([_OK]).strip(), _csv([row]).strip()])
+    (tmp_path / "d.csv").write_text(text + "\n")
+    with pytest.raises(DataError, match=r"d\.csv: line 6: " + says) as ei:
+        read_csv_digits(tmp_path / "d.csv")
+    assert "item" not in str(ei.value) and "row 4" not in str(ei.value)
+    if case.startswith("pixel 300"):   # label first: the pixel and column numbers shift apart
+        (tmp_path / "k.csv").write_text(_csv([[1] + [0] * 783 + [300]]))
+        with pytest.raises(DataError, match=r"k\.csv: line 1: pixel 784 \(column 785\) is 300, outside 0-255"):
+            read_csv_digits(tmp_path / "k.csv", label_first=True)
 
 
 # ------------------------------------------------------------------------------------- CIFAR

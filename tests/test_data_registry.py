@@ -9,7 +9,9 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +133,80 @@ def test_not_found_lists_files_and_ways(isolated_env, monkeypatch, tmp_path):
     assert isinstance(ei.value, FileNotFoundError) and isinstance(ei.value, ValueError)
 
 
+#: (data set, the misspelled entry under the root, the name it should have): folders end in "/"
+MISSPELLED = [
+    ("mnist", "mnst/", "mnist/"),
+    ("mnist", "minst/", "mnist/"),
+    ("mnist", "MNIST/", "mnist/"),
+    ("mnist_5k", "mnist-5k/", "mnist_5k/"),
+    ("fashion_mnist", "Fashion_MNIST/", "fashion_mnist/"),
+    ("fashion_mnist", "fashon_mnist/", "fashion_mnist/"),
+    ("fashion_mnist", "FashionMNIST/", "fashion_mnist/"),
+    ("cifar10", "cifar-10/", "cifar10/"),
+    ("cifar10", "cifar10_jpeg/", "cifar10-jpeg/"),
+    ("tiny_shakespeare", "tiny_shakspeare/", "tiny_shakespeare/"),
+    ("tiny_shakespeare", "tinyshakespear.txt", "tinyshakespeare.txt"),
+]
+
+
+def _misspell(root: Path, entry: str) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    if entry.endswith("/"):
+        (root / entry).mkdir()
+        (root / entry / "something.gz").write_bytes(b"x")
+    else:
+        (root / entry).write_text("First Citizen:\n")
+
+
+@pytest.mark.parametrize("how", ["JAXNETS_DATA", "path"])
+@pytest.mark.parametrize("name, entry, expected", MISSPELLED, ids=[f"{n}-{e}" for n, e, _ in MISSPELLED])
+def test_misspelled_folder_is_named_not_replaced_by_the_sample(tmp_path, monkeypatch, isolated_env, how, name,
+                                                               entry, expected):
+    """A data set found nowhere, with a near-miss of its folder (case, separators, or one or two
+    letters off) in the root the user named: a DataError naming the folder found and the one
+    expected -- before any fall-back to the embedded sample or a download."""
+    monkeypatch.setenv("JAXNETS_NO_SYSTEM_DATA", "1")
+    root = tmp_path / "data"
+    _misspell(root, entry)
+    kw = {"path": root} if how == "path" else {}
+    if how == "JAXNETS_DATA":
+        monkeypatch.setenv("JAXNETS_DATA", str(root))
+    where = "the path given" if how == "path" else r"\$JAXNETS_DATA"
+    with pytest.raises(DataError, match=rf"^{re.escape(str(root / entry.rstrip('/')))}/?: looks like a misspelling "
+                                        rf"of {re.escape(expected)}, the (folder|file) where .* is looked for under "
+                                        rf"{where}; .* Rename it to {re.escape(expected)}") as ei:
+        load(name, download=True, base_url="http://127.0.0.1:1/", **kw)
+    assert not isinstance(ei.value, DataNotFoundError)   # callers that fall back on not-found must not
+    assert not isolated_env.exists()                       # nothing downloaded, nothing tried
+
+
+@pytest.mark.parametrize("entry", ["kmnist/", "emnist/", "qmnist/", "mnist_5k/", "fashion_mnist/", "data/", "mnist.bak"])
+def test_other_folders_are_not_misspellings_of_mnist(tmp_path, monkeypatch, entry):
+    """Other data sets (KMNIST, EMNIST, QMNIST are one letter from MNIST) and unrelated names: the
+    look-up chain goes on to the embedded sample as before."""
+    monkeypatch.setenv("JAXNETS_NO_SYSTEM_DATA", "1")
+    monkeypatch.setenv("JAXNETS_DATA", str(tmp_path / "data"))
+    _misspell(tmp_path / "data", entry)
+    assert load("mnist").variant == "sample"
+    assert registry.near_misses("mnist", tmp_path / "data") == []
+
+
+def test_misspelled_folder_beside_the_real_one_is_no_error(tmp_path, monkeypatch, small_mnist):
+    monkeypatch.setenv("JAXNETS_DATA", str(tmp_path / "data"))
+    write_idx_set(tmp_path / "data" / "mnist", 60, 20)
+    _misspell(tmp_path / "data", "mnst/")
+    assert load("mnist").variant == "full"
+    assert registry.near_misses("mnist", tmp_path / "data") == [("mnst/", "mnist/")]
+
+
+def test_near_miss_distances():
+    nm = registry.near_miss
+    assert [nm(e, ["mnist"]) for e in ("mnst", "minst", "mnsit", "Mnist", "m-n-i-s-t", "mnistt")] == ["mnist"] * 6
+    assert [nm(e, ["mnist"]) for e in ("mst", "mnist", "kmnist", "nmsit", "mnist5k", "data")] == [None] * 6
+    assert nm("fashon_mnst", ["fashion_mnist", "fashion-mnist"]) == "fashion_mnist"      # 2 letters: long name
+    assert nm("cifar1", ["cifar10"]) == "cifar10" and nm("cifar100", ["cifar10"]) is None
+
+
 def test_unknown_name():
     with pytest.raises(ValueError, match="unknown data set 'svhn'.*cifar10, fashion_mnist, mnist, mnist_5k, tiny_shakespeare"):
         load("svhn")
@@ -202,7 +278,8 @@ def test_download_failure_leaves_no_file(tmp_path, failure):
         with pytest.raises(DataError, match=expected) as ei:
             download_file(url, dest, md5=md5(payload), size=size, progress=False)
         assert url in str(ei.value)
-    assert list(dest.parent.iterdir()) == []  # neither the file nor a temporary .part
+    assert not dest.parent.exists()  # neither the file, nor a temporary .part, nor the folder made for it
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_download_good_file(tmp_path):
@@ -222,13 +299,12 @@ def test_download_checksum_failure_through_load(monkeypatch, small_mnist, isolat
         srv.files["/t10k-images-idx3-ubyte.gz"] = files["t10k-labels-idx1-ubyte.gz"]
         with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz: server announces|MD5 mismatch"):
             load("mnist", download=True, base_url=srv.url, progress=False, fallback=False)
-        left = {p.name for p in (isolated_env / "mnist").iterdir()}
-        assert "t10k-images-idx3-ubyte.gz" not in left and not any(n.endswith(".part") for n in left)
+        # the two files fetched before the failure and the folders made for them are gone too
+        assert not isolated_env.exists()
         # With the fallback (the experiments' default), a failed download gives the sample.
         raw = load("mnist", download=True, base_url=srv.url, progress=False)
         assert raw.variant == "sample" and raw.dataset == "mnist_5k"
-    left = {p.name for p in (isolated_env / "mnist").iterdir()}
-    assert "t10k-images-idx3-ubyte.gz" not in left and not any(n.endswith(".part") for n in left)
+    assert not isolated_env.exists()
 
 
 def test_download_unreachable_server(tmp_path):
@@ -316,6 +392,88 @@ def test_cifar_jpeg_damaged_cache_rebuilt(tmp_path, small_cifar, isolated_env):
     with pytest.warns(UserWarning, match="ignoring cache"):
         again = load("cifar10", path=root)
     np.testing.assert_array_equal(again.x_train, first.x_train)
+
+
+def _rewrite_other_image(f: Path, root: Path) -> None:
+    """``cat other.jpg > f``: another image in place (same inode; its size differs)."""
+    other = (root / "train" / "dog" / "0000.jpg").read_bytes()
+    assert len(other) != f.stat().st_size
+    with open(f, "r+b") as fh:
+        fh.write(other)
+        fh.truncate()
+
+
+def _same_size_other_pixels(f: Path) -> bytes:
+    """The JPEG ``f`` with 3 bytes of scan data changed: same size, other pixels, still decodable."""
+    raw = bytearray(f.read_bytes())
+    at = len(raw) - 40
+    raw[at:at + 3] = bytes(b ^ 0x21 for b in raw[at:at + 3])
+    return bytes(raw)
+
+
+def _keep_times(f: Path, edit) -> None:
+    st = f.stat()
+    edit(f)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))   # like cp -p, rsync -t, tar x: old mtime
+
+
+EDITS = {   # how a file of the tree changes after the cache was written
+    "rewritten in place (cat other.jpg > f)": lambda f, root: _rewrite_other_image(f, root),
+    "same size, other pixels": lambda f, root: f.write_bytes(_same_size_other_pixels(f)),
+    "same size, other pixels, mtime kept": lambda f, root: _keep_times(f, lambda g: g.write_bytes(_same_size_other_pixels(g))),
+    "replaced by rename, mtime kept": lambda f, root: (
+        (root / "new.tmp").write_bytes(_same_size_other_pixels(f)),
+        os.utime(root / "new.tmp", ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns)),
+        os.replace(root / "new.tmp", f)),
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_cifar_jpeg_cache_sees_files_changed_in_place(tmp_path, small_cifar, isolated_env, edit):
+    """The decoded-JPEG cache is keyed by every file's size, mtime, ctime and inode: a file
+    rewritten in place (what the old key, file names and folder mtimes, missed) is decoded again,
+    and the tree's one cache file is replaced, not joined by another."""
+    root = tmp_path / "jpeg"
+    write_jpeg_tree(root)
+    f = root / "train" / "cat" / "0001.jpg"
+    first = load("cifar10", path=root, progress=False)
+    time.sleep(0.02)   # let the file system clock tick past the cache's fingerprint
+    EDITS[edit](f, root)
+    fresh = load("cifar10", path=root, cache=False, progress=False)
+    i = int(np.flatnonzero(fresh.y_train == 3)[1])        # train/cat/0001.jpg
+    assert not np.array_equal(fresh.x_train[i], first.x_train[i]), "the edit must change the pixels"
+    again = load("cifar10", path=root, progress=False)
+    np.testing.assert_array_equal(again.x_train, fresh.x_train)
+    assert len(list((isolated_env / "cifar10").iterdir())) == 1
+    assert np.array_equal(load("cifar10", path=root, progress=False).x_train, fresh.x_train)
+
+
+def test_cifar_jpeg_cache_one_file_per_tree(tmp_path, small_cifar, isolated_env, monkeypatch):
+    """Each tree has one cache file, written atomically; changing a tree three times leaves one;
+    another tree has its own; a cache of the earlier layout (one file per state of a tree) is
+    removed when a cache is written."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_jpeg_tree(a)
+    write_jpeg_tree(b)
+    cache = isolated_env / "cifar10"
+    cache.mkdir(parents=True)
+    legacy = cache / "jpeg-0123456789abcdef0123.npz"
+    legacy.write_bytes(b"a 184 MB cache of a tree as it was")
+    load("cifar10", path=a, progress=False)
+    assert not legacy.exists()
+    (only_a,) = cache.iterdir()
+    for k in range(3):
+        _rewrite_other_image(a / "train" / "cat" / f"000{k}.jpg", a)
+        load("cifar10", path=a, progress=False)
+        assert list(cache.iterdir()) == [only_a]
+    load("cifar10", path=b, progress=False)
+    assert len(list(cache.iterdir())) == 2
+    written = []
+    real = registry.atomic_write
+    monkeypatch.setattr(registry, "atomic_write", lambda p, *a, **k: written.append(p) or real(p, *a, **k))
+    _rewrite_other_image(b / "test" / "cat" / "0000.jpg", b)
+    load("cifar10", path=b, progress=False)
+    assert len(written) == 1 and len(list(cache.iterdir())) == 2
 
 
 def test_cifar_jpeg_wrong_count(tmp_path, small_cifar):

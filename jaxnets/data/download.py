@@ -6,6 +6,7 @@ Only ``http://`` and ``https://`` URLs are fetched; a local copy is given as a p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -15,10 +16,31 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from jaxnets._io import atomic_write, progress_bar
+from jaxnets._io import _sigterm_raises, atomic_write, progress_bar
 from jaxnets.data.readers import DataError
 
 __all__ = ["download_file", "human_size", "MAX_DOWNLOAD_BYTES"]
+
+
+def new_folders(path: os.PathLike | str) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first: what writing
+    into ``path`` creates, and what a failed attempt removes again (:func:`remove_new`)."""
+    out, p = [], Path(os.path.abspath(path))
+    while not os.path.lexists(p) and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def remove_new(files, folders) -> None:
+    """Remove ``files`` (missing ones ignored), then ``folders`` deepest first where empty (a
+    folder something else has put files in meanwhile stays)."""
+    for f in files:
+        with contextlib.suppress(OSError):
+            os.unlink(f)
+    for d in folders:
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
 
 #: Bound on a download whose size is not known in advance (the largest data set file, CIFAR-10's
 #: tarball, is 170 MB).
@@ -91,8 +113,8 @@ def download_file(url: str, dest: os.PathLike | str, *, md5: str | None = None, 
     temporary file in ``dest``'s directory and read at most up to ``size`` (or Content-Length)
     bytes plus one; only a file whose byte count and checksums match is renamed to ``dest``. On
     any failure (bad URL scheme, HTTP error, connection drop, truncation, an endless body, a
-    checksum mismatch, an unwritable directory, Ctrl-C) the temporary file is removed and
-    ``dest`` is untouched.
+    checksum mismatch, an unwritable directory, Ctrl-C, SIGTERM) the temporary file and the
+    folders made for ``dest`` are removed and ``dest`` is untouched.
 
     Returns:
         ``dest`` as a ``Path``.
@@ -107,18 +129,22 @@ def download_file(url: str, dest: os.PathLike | str, *, md5: str | None = None, 
                         "(for a local copy pass path=DIR / --data DIR or set JAXNETS_DATA)")
     if announce:
         print(f"  downloading {url} ({human_size(size)}) -> {dest}", file=sys.stderr, flush=True)
-    try:
-        with atomic_write(dest) as out:
-            got_md5, got_sha = _stream(url, out, size=size, progress=progress, timeout=timeout,
-                                       desc=f"downloading {dest.name}")
-            if md5 is not None and got_md5 != md5.lower():
-                raise DataError(f"{url}: MD5 mismatch, got {got_md5}, expected {md5} "
-                                "(corrupt transfer or a different file)")
-            if sha256 is not None and got_sha != sha256.lower():
-                raise DataError(f"{url}: SHA-256 mismatch, got {got_sha}, expected {sha256}")
-    except (DataError, InterruptedError):  # InterruptedError: SIGTERM during the write
-        raise
-    except OSError as e:
-        raise DataError(f"{dest.parent}: cannot write the download there ({e.strerror or e}); make it "
-                        "writable, or point XDG_CACHE_HOME or --data DIR at a writable directory") from None
+    made = new_folders(dest.parent)
+    # SIGTERM raises here too, so the folders are removed before its default action ends the process
+    with _sigterm_raises(dest):
+        try:
+            with atomic_write(dest) as out:
+                got_md5, got_sha = _stream(url, out, size=size, progress=progress, timeout=timeout,
+                                           desc=f"downloading {dest.name}")
+                if md5 is not None and got_md5 != md5.lower():
+                    raise DataError(f"{url}: MD5 mismatch, got {got_md5}, expected {md5} "
+                                    "(corrupt transfer or a different file)")
+                if sha256 is not None and got_sha != sha256.lower():
+                    raise DataError(f"{url}: SHA-256 mismatch, got {got_sha}, expected {sha256}")
+        except BaseException as e:
+            remove_new((), made)
+            if isinstance(e, OSError) and not isinstance(e, (DataError, InterruptedError)):   # Interrupted: SIGTERM
+                raise DataError(f"{dest.parent}: cannot write the download there ({e.strerror or e}); make it "
+                                "writable, or point XDG_CACHE_HOME or --data DIR at a writable directory") from None
+            raise
     return dest

@@ -61,6 +61,9 @@ def _store_disk(key: str, value: tuple[str, str]) -> None:
         warnings.warn(f"could not write {p} ({e})", stacklevel=4)
 
 
+#: the SHA-256 of nothing: a gzip file whose payload is empty
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
 #: payloads longer than this are no registered file's (the largest, CIFAR-10's tar, is 185 MB):
 #: their SHA-256 is not computed, so a gzip bomb costs at most this much decompression
 MAX_PAYLOAD_HASHED = 256 << 20
@@ -121,7 +124,15 @@ def check_file(spec, f, path: os.PathLike | str) -> None:
     if not f.md5 and not f.payload_sha256:
         return
     path = Path(path)
+    from jaxnets.data.readers import SKIP_VERIFY_HINT, _empty, open_regular
+    open_regular(path).close()   # a missing, unreadable or special file: said as such
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: {_empty(path)}; expected {spec.title}'s {f.filename} ({f.size:,} bytes "
+                        "as published); re-download or re-copy it")
     md5, sha = digests(path)
+    if sha == _EMPTY_SHA256:
+        raise DataError(f"{path}: {_empty(path)}; expected {spec.title}'s {f.filename}; re-download or "
+                        "re-copy it")
     if md5 == f.md5 or (f.payload_sha256 and sha == f.payload_sha256):
         return
     other = _known_elsewhere(spec.name, md5, sha)
@@ -131,8 +142,8 @@ def check_file(spec, f, path: os.PathLike | str) -> None:
                         f"put it under {o_spec.subdirs[0] or o_spec.name}/ instead")
     if not f.payload_sha256 and not path.name.endswith(".gz"):
         raise DataError(f"{path}: cannot be verified as {spec.title}'s {f.filename} (only the published "
-                        f"gzip file has a registered checksum, MD5 {f.md5}); use the .gz file as published, "
-                        "or load with verify=False")
+                        f"gzip file has a registered checksum, MD5 {f.md5}); use the .gz file as published "
+                        f"(the only way for the experiment scripts), or {SKIP_VERIFY_HINT}")
     want = f"MD5 {f.md5}" + (f" or payload SHA-256 {f.payload_sha256}" if f.payload_sha256 else "")
     raise DataError(f"{path}: not {spec.title}'s published {f.filename} (MD5 {md5}, payload SHA-256 {sha}; "
-                    f"expected {want}); re-download it or use verify=False for your own copy")
+                    f"expected {want}); re-download it, or, for your own copy, {SKIP_VERIFY_HINT}")

@@ -22,11 +22,17 @@ Registered names (see :data:`DATASETS`): ``mnist``, ``mnist_5k``, ``fashion_mnis
    ``base_url=`` or ``$JAXNETS_<NAME>_URL``, e.g. ``JAXNETS_FASHION_MNIST_URL``): each file and its
    size is printed first, the body streamed with a progress bar into a temporary file beside the
    destination, stopped at the published size, size and MD5 checked, then renamed into place;
-   on any failure nothing is left behind.
+   on any failure (SIGTERM and Ctrl-C included) nothing is left behind: not the temporary file,
+   not the files this attempt fetched before, not the folders it made.
 6. the **embedded sample** inside the package (``fallback=True``, the default): MNIST-5k for
    ``mnist``, a Fashion-MNIST sample, a CIFAR-10 sample taken from the JPEG copy, and the whole
    tiny Shakespeare corpus; each is SHA-256 verified on load (see ``jaxnets/data/README.md``).
    A failed download also falls back to it, saying so on stderr.
+
+Before 5 and 6, a folder in the root the user named (``path``, else ``$JAXNETS_DATA``) whose name
+is a near-miss of the expected one (``MNIST/``, ``mnst/``, ``fashon_mnist/``: see
+:func:`near_miss`) is a :class:`DataError` naming it: a typo must not silently train on the
+sample.
 
 Every result says what it is: ``source`` (a human-readable label) and ``variant`` —
 ``"full"`` (the published data set), ``"sample"`` (an embedded sample) or ``"jpeg-copy"`` (the
@@ -38,8 +44,10 @@ lists every location looked in and every way to provide the data.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import sys
 import tarfile
 import warnings
@@ -50,10 +58,10 @@ from typing import Callable, NamedTuple, Union
 
 import numpy as np
 
-from jaxnets._io import atomic_write, progress_iter
+from jaxnets._io import _sigterm_raises, atomic_write, progress_iter
 from jaxnets.data import identity
-from jaxnets.data.download import download_file, human_size
-from jaxnets.data.readers import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, MAX_CIFAR_BATCH_BYTES, DataError, DataNotFoundError, decode_image_bytes, open_regular, parse_cifar_batch, read_bytes, read_cifar_batches, read_csv_digits, read_idx_pair, read_image_folder
+from jaxnets.data.download import download_file, human_size, new_folders, remove_new
+from jaxnets.data.readers import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, MAX_CIFAR_BATCH_BYTES, DataError, DataNotFoundError, _empty, decode_image_bytes, image_folder_fingerprint, open_regular, parse_cifar_batch, read_bytes, read_cifar_batches, read_csv_digits, read_idx_pair, read_image_folder
 
 __all__ = [
     "RemoteFile",
@@ -274,6 +282,110 @@ def search_locations(name: str, path: os.PathLike | str | None = None) -> list[t
 
 
 # ---------------------------------------------------------------------------------------------
+# Misspelled folders
+# ---------------------------------------------------------------------------------------------
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_ .]", "", name.casefold())
+
+
+def _edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal-string-alignment distance (insertions, deletions, substitutions and swaps of two
+    neighbours count 1 each); any value over ``limit`` is returned as ``limit + 1``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    before, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], before[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        before, prev = prev, cur
+    return min(prev[-1], limit + 1)
+
+
+#: other data sets' usual folder names within one edit of ours (KMNIST, EMNIST, QMNIST next to
+#: MNIST; CIFAR-100 next to CIFAR-10): never taken for misspellings
+_OTHER_DATA_SETS = frozenset(_norm(n) for n in ("kmnist", "emnist", "qmnist", "cifar100", "cifar-100-python",
+                                                  "cifar100-jpeg", "svhn"))
+
+
+def near_miss(entry: str, expected) -> str | None:
+    """The name in ``expected`` that folder or file name ``entry`` is most likely a misspelling
+    of: the same but for case and the separators ``-``, ``_``, space and ``.`` (``MNIST``,
+    ``Fashion_MNIST``), or within a small edit distance of it -- one letter inserted, dropped,
+    changed or two swapped for names of up to 7 letters (``mnst``, ``minst``, ``cifar1``), two
+    for longer ones (``fashon_mnst``, ``tiny_shakspeare``). None for an exact name, another known
+    data set's name (``kmnist``, ``cifar100``) or nothing close."""
+    if entry in expected:
+        return None
+    e = _norm(entry)
+    if not e or e in _OTHER_DATA_SETS:
+        return None
+    best = None
+    for x in expected:
+        n = _norm(x)
+        limit = 1 if len(n) <= 7 else 2
+        d = _edit_distance(e, n, limit)
+        if d <= limit and (best is None or d < best[0]):
+            best = (d, x)
+    return None if best is None else best[1]
+
+
+def near_misses(name: str, root: os.PathLike | str) -> list[tuple[str, str]]:
+    """``(found, expected)`` for each entry of folder ``root`` that looks like a misspelling
+    (:func:`near_miss`) of a folder where data set ``name`` is looked for under a root
+    (``mnst/`` for ``mnist/``), or, for tiny Shakespeare, of its file name. A folder that is the
+    exact name of any registered data set's folder is never one. Folder names end in ``/``.
+    An unreadable ``root`` has none."""
+    spec = _spec(name)
+    folders = [d for d in dict.fromkeys((spec.name, *spec.subdirs)) if d]
+    files = [spec.files[0].filename] if "" in spec.subdirs and spec.files else []
+    known = {d for sp in DATASETS.values() for d in (sp.name, *sp.subdirs) if d}
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return []
+    out = []
+    for e in entries:
+        if e.name.startswith(".") or e.name in known:
+            continue
+        try:
+            is_dir = e.is_dir()
+        except OSError:
+            continue
+        x = near_miss(e.name, folders if is_dir else files)
+        if x is not None:
+            out.append((e.name + "/", x + "/") if is_dir else (e.name, x))
+    return out
+
+
+def _misspelled(spec: DatasetSpec, path: os.PathLike | str | None) -> DataError | None:
+    """When ``spec`` was found nowhere: a DataError naming a misspelled folder in the root the
+    user named (``path``, else ``$JAXNETS_DATA``), rather than a silent fall-back to the embedded
+    sample, a download elsewhere or a bare not-found."""
+    if path is not None:
+        root, where = Path(path), "the path given"
+    elif os.environ.get("JAXNETS_DATA"):
+        root, where = Path(os.environ["JAXNETS_DATA"]), "$JAXNETS_DATA"
+    else:
+        return None
+    misses = near_misses(spec.name, root) if root.is_dir() else []
+    if not misses:
+        return None
+    found, expected = misses[0]
+    more = "".join(f"; {f} (for {x})" for f, x in misses[1:])
+    what = "folder" if expected.endswith("/") else "file"
+    return DataError(f"{os.path.join(root, found)}: looks like a misspelling of {expected}, the {what} where "
+                     f"{spec.title} is looked for under {where}{more}; {spec.title} was found nowhere else. "
+                     f"Rename it to {expected} (names are case- and spelling-sensitive)")
+
+
+# ---------------------------------------------------------------------------------------------
 # Finders and readers per format
 # ---------------------------------------------------------------------------------------------
 
@@ -344,6 +456,8 @@ def _read_cifar_tar(tar_path: Path, spec: DatasetSpec, progress: bool | None, ve
     wanted = CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,)
     if verify:
         identity.check_file(spec, spec.files[0], tar_path)
+    elif tar_path.is_file() and tar_path.stat().st_size == 0:
+        raise DataError(f"{tar_path}: {_empty(tar_path)}; expected {spec.files[0].filename}")
     members = {}
     try:
         with open_regular(tar_path) as fh, tarfile.open(fileobj=fh, mode="r:gz") as tf:
@@ -376,29 +490,37 @@ def _find_cifar_jpeg(spec: DatasetSpec, d: Path, o: _Options):
     return f"{_where(d)}; no JPEG tree train/<class>/, test/<class>/"
 
 
-def _jpeg_fingerprint(root: Path) -> str:
-    """Cheap identity of an image-folder tree: its resolved path, file names and directory
-    mtimes (adding, removing or replacing a file changes a directory's mtime). Stat-ing all
-    60,000 files would cost more than half a second per load, so file contents rewritten in
-    place under the same name are not detected: pass ``cache=False`` after such an edit."""
-    h = hashlib.sha256(str(root.resolve()).encode())
+def _jpeg_cache_file(spec: DatasetSpec, root: Path) -> Path:
+    """The one cache file of the JPEG copy at ``root`` (by its resolved path): a changed copy
+    replaces it, so stale caches never pile up."""
+    src = hashlib.sha256(os.fsencode(os.path.realpath(root))).hexdigest()[:16]
+    return cache_root() / spec.name / f"jpeg-src-{src}.npz"
+
+
+def _jpeg_fingerprint(spec: DatasetSpec, root: Path) -> str:
+    """State of the JPEG tree at ``root``: its resolved path and, for every image of
+    ``train/<class>/`` and ``test/<class>/``, name, size, mtime, ctime (ns) and inode (see
+    :func:`jaxnets.data.readers.image_folder_fingerprint`; one ``stat`` per file, 0.26-0.47 s for
+    60,000). A file added, removed, renamed, replaced or rewritten in place changes it."""
+    h = hashlib.sha256(os.fsencode(os.path.realpath(root)))
     for split in ("train", "test"):
-        for cls in CIFAR10_CLASSES:
-            d = root / split / cls
-            if d.is_dir():
-                h.update(f"{split}/{cls}:{d.stat().st_mtime_ns}:".encode())
-                h.update("\n".join(sorted(os.listdir(d))).encode())
-    return h.hexdigest()[:20]
+        h.update(f"\0{split}:".encode() + image_folder_fingerprint(root / split, classes=spec.classes).encode())
+    return h.hexdigest()
 
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+#: caches of the earlier layout (``jpeg-<fingerprint>.npz``, one per state of a tree, never read now)
+_LEGACY_JPEG_CACHE = re.compile(r"jpeg-[0-9a-f]{20}\.npz")
 
 
-def _read_jpeg_cache(spec: DatasetSpec, npz: Path, root: Path) -> RawData | None:
-    """The cached decoded JPEG copy, validated like any input; None (and a warning) when it is
-    unreadable or wrong in any way, so that it is rebuilt."""
+def _read_jpeg_cache(spec: DatasetSpec, npz: Path, root: Path, fingerprint: str) -> RawData | None:
+    """The cached decoded JPEG copy when it was made from the tree as it is now (``fingerprint``),
+    validated like any input; None when it is stale (silently) or unreadable or wrong in any way
+    (with a warning), so that it is rebuilt."""
     try:
         with np.load(npz, allow_pickle=False) as z:
+            if "fingerprint" not in z.files or str(z["fingerprint"]) != fingerprint:
+                return None   # made from an earlier state of the tree
             arrs = [z[k] for k in _NPZ_KEYS]
         raw = RawData(*arrs, spec.classes, "CIFAR-10 (JPEG copy)", str(root), "jpeg-copy", spec.name)
         return _check_raw(spec, raw, spec.train_count, spec.test_count, str(npz))
@@ -407,12 +529,25 @@ def _read_jpeg_cache(spec: DatasetSpec, npz: Path, root: Path) -> RawData | None
         return None
 
 
+def _remove_legacy_caches(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            if _LEGACY_JPEG_CACHE.fullmatch(name):
+                with contextlib.suppress(OSError):
+                    (folder / name).unlink()
+
+
 def _load_cifar_jpeg(spec: DatasetSpec, root: Path, *, cache: bool, progress: bool | None) -> RawData:
-    npz = cache_root() / spec.name / f"jpeg-{_jpeg_fingerprint(root)}.npz" if cache else None
-    if npz is not None and npz.is_file():
-        raw = _read_jpeg_cache(spec, npz, root)
-        if raw is not None:
-            return raw
+    """Decode the JPEG copy, or read it from the cache of decoded pixels. The cache holds the
+    tree's fingerprint, taken *before* decoding: a file changed while it is decoded makes the next
+    load decode again rather than trust the cache."""
+    npz = fingerprint = None
+    if cache:
+        npz, fingerprint = _jpeg_cache_file(spec, root), _jpeg_fingerprint(spec, root)
+        if npz.is_file():
+            raw = _read_jpeg_cache(spec, npz, root, fingerprint)
+            if raw is not None:
+                return raw
     parts = []
     for split in ("train", "test"):
         x, y, _ = read_image_folder(root / split, classes=spec.classes, mode="RGB",
@@ -422,10 +557,13 @@ def _load_cifar_jpeg(spec: DatasetSpec, root: Path, *, cache: bool, progress: bo
                     spec.train_count, spec.test_count, str(root))
     if npz is not None:
         try:
-            with atomic_write(npz) as fh:
-                np.savez(fh, **dict(zip(_NPZ_KEYS, parts)))  # uncompressed: 184 MB, loads in ~0.1 s
+            with atomic_write(npz) as fh:   # replaces this tree's earlier cache, if any
+                # uncompressed: 184 MB, loads in ~0.1 s
+                np.savez(fh, fingerprint=np.array(fingerprint), **dict(zip(_NPZ_KEYS, parts)))
         except OSError as e:  # a read-only cache must not stop the experiment
             warnings.warn(f"could not write cache {npz} ({e})", stacklevel=3)
+        else:
+            _remove_legacy_caches(npz.parent)
     return raw
 
 
@@ -453,16 +591,19 @@ def _find_text(spec: DatasetSpec, d: Path, o: _Options):
 
 def _read_text(spec: DatasetSpec, f: Path, source: str, verify: bool, payload: bytes | None = None) -> RawText:
     raw = read_bytes(f, max_bytes=64 << 20) if payload is None else payload
+    if not raw:
+        raise DataError(f"{f}: {_empty(f)}; expected the tiny Shakespeare corpus ({spec.train_count:,} bytes)")
     want = spec.files[0].payload_sha256
     if verify and hashlib.sha256(raw).hexdigest() != want:
         raise DataError(f"{f}: SHA-256 {hashlib.sha256(raw).hexdigest()} is not that of the tiny "
-                        f"Shakespeare corpus ({want}); pass verify=False to use another text")
+                        f"Shakespeare corpus ({want}); to train on another text, load it from Python "
+                        "with verify=False (jaxnets.data.load('tiny_shakespeare', path, verify=False) or "
+                        "jaxnets.data.text.shakespeare(path, verify=False)); the experiment scripts have no "
+                        "option to skip this check")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{f}: not UTF-8 text ({e})") from None
-    if not text:
-        raise DataError(f"{f}: the file is empty")
     return RawText(text, source, str(f), "full", spec.name)
 
 
@@ -543,6 +684,8 @@ def _load_sample(spec: DatasetSpec, verify: bool) -> Data:
     if verify:
         with open_regular(path) as fh:
             got = hashlib.sha256(fh.read()).hexdigest()
+        if got == hashlib.sha256(b"").hexdigest():
+            raise DataError(f"{path}: the embedded {spec.title} sample is empty (0 bytes); reinstall jaxnets")
         if got != s.sha256:
             raise DataError(f"{path}: SHA-256 {got}, expected {s.sha256}: the embedded sample is "
                             "damaged; reinstall jaxnets")
@@ -661,22 +804,37 @@ def forget_download_failures() -> None:
 
 
 def _download(spec: DatasetSpec, target: Path, o: _Options, base_url: str | None) -> Data:
-    """Fetch the files missing in ``target`` (announcing each and its size), then read them."""
+    """Fetch the files missing in ``target`` (announcing each and its size), then read them.
+
+    A failure of any kind (a DataError, Ctrl-C, SIGTERM) removes what this attempt created: the
+    files it downloaded (a data set with some of its files is no data set) and the folders it made
+    (``<cache>/jaxnets/<name>/`` and ``<cache>/jaxnets/`` themselves when they were new and are
+    empty), so a failed download leaves nothing in the cache."""
     missing = [f for f in spec.files if _find_file(target, f) is None]
     base = _base(spec, base_url)
     total = sum(f.size for f in missing)
     print(f"{spec.title}: downloading {len(missing)} file(s), {human_size(total)}, from {base} into {target}/",
           file=sys.stderr, flush=True)
-    for f in missing:
-        download_file(base + f.name, target / f.filename, md5=f.md5, size=f.size, progress=o.progress,
-                      timeout=DOWNLOAD_TIMEOUT_S)
-    reasons = []
-    for finder in spec.finders:
-        found = finder(spec, target, o)
-        if callable(found):
-            return found()
-        reasons.append(found)
-    raise DataError(f"{target}: downloaded {spec.title} files are not readable ({'; '.join(reasons)})")
+    made, fetched = new_folders(target), []
+    # SIGTERM raises here too (an exception), so the clean-up below runs before the signal's
+    # default action ends the process; a handler installed by the caller is called after it.
+    with _sigterm_raises(target):
+        try:
+            for f in missing:
+                if not os.path.lexists(target / f.filename):   # never remove what was there before
+                    fetched.append(target / f.filename)
+                download_file(base + f.name, target / f.filename, md5=f.md5, size=f.size, progress=o.progress,
+                              timeout=DOWNLOAD_TIMEOUT_S)
+            reasons = []
+            for finder in spec.finders:
+                found = finder(spec, target, o)
+                if callable(found):
+                    return found()
+                reasons.append(found)
+            raise DataError(f"{target}: downloaded {spec.title} files are not readable ({'; '.join(reasons)})")
+        except BaseException:
+            remove_new(fetched, made)   # a folder something else has put files in stays
+            raise
 
 
 def _not_found(spec: DatasetSpec, report: list[str], target: Path, base_url: str | None,
@@ -727,9 +885,11 @@ def load(name: str, path: os.PathLike | str | None = None, download: bool = Fals
         fallback: when nothing is found (or a download fails), return the embedded sample.
         progress: progress bars (``None``: only on a terminal).
         base_url: override the download base URL (also ``$JAXNETS_<NAME>_URL``).
-        verify: check SHA-256 checksums where known (Fashion-MNIST payloads, tiny Shakespeare,
-            the embedded samples).
-        cache: use/write the ``.npz`` cache of decoded CIFAR-10 JPEGs.
+        verify: check the registered checksums (each local IDX file and CIFAR-10 tarball is the
+            published one, tiny Shakespeare, the embedded samples). ``verify=False`` exists only
+            here: the experiment scripts have no option for it.
+        cache: use/write the ``.npz`` cache of decoded CIFAR-10 JPEGs (one per JPEG tree, used
+            only while every image's name, size, mtime, ctime and inode are unchanged).
 
     Returns:
         :class:`RawData` (images: MNIST/Fashion-MNIST ``uint8 (60000, 28, 28)`` and ``(10000,
@@ -740,8 +900,9 @@ def load(name: str, path: os.PathLike | str | None = None, download: bool = Fals
 
     Raises:
         DataNotFoundError: no copy found (and no fallback), listing what is missing where.
-        DataError: a copy was found but is malformed or fails verification, or a download failed
-            with no fallback.
+        DataError: a copy was found but is malformed, empty or fails verification; a download
+            failed with no fallback; or the data set was found nowhere but a folder under
+            ``path``/``$JAXNETS_DATA`` looks like a misspelling of its name.
     """
     spec = _spec(name)
     o = _Options(verify, cache, progress)
@@ -752,6 +913,9 @@ def load(name: str, path: os.PathLike | str | None = None, download: bool = Fals
     unreadable = [r for r in report if "cannot be read" in r]
     if path is not None and unreadable:
         raise DataError(f"{spec.title}: the folder given cannot be read: {unreadable[0]}")
+    misspelled = _misspelled(spec, path)
+    if misspelled is not None:   # before any fall-back: a typo must not train on something else
+        raise misspelled
     use_sample = spec.sample is not None and path is None and (fallback or spec.bundled)
     if spec.bundled and use_sample:
         return _load_sample(spec, verify)
