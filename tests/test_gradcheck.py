@@ -565,6 +565,57 @@ def test_compare_takes_the_tolerance_of_the_less_precise_side(x64):
         gradcheck.compare(to32(jax.tree.map(lambda v: 1.015 * v, hand)), auto)
 
 
+def _mlp_case(dims, seed, x_seed, zero_row=False):
+    net = models.mlp(dims, "relu", "softmax_cross_entropy")
+    x = jax.random.normal(jax.random.key(x_seed), (16, dims[0]))
+    return net, x.at[0].set(0.0) if zero_row else x, jnp.arange(16) % dims[-1], seed
+
+
+# float32 correct models the checker used to fail (a second audit): central differences with a
+# float32 step of 1e-2 crossed ReLU kinks (seeds 1–5: 37 of 40 seeds failed), exact kinks went
+# undetected in float32, and a leaf whose true gradient is 0 failed the norm-wise check
+F32_CORRECT = {f"ReLU MLP seed {s}": (lambda s=s: _mlp_case([10, 32, 5], s, 1000 + s)) for s in range(1, 6)}
+F32_CORRECT["ReLU MLP, a zero input row (exact kinks)"] = lambda: _mlp_case([4, 8, 3], 0, 1, zero_row=True)
+
+
+@pytest.mark.parametrize("name", list(F32_CORRECT))
+def test_float32_check_model_passes_correct_relu_models(name):
+    net, x, y, seed = F32_CORRECT[name]()
+    report = gradcheck.check_model(net, net.init(jax.random.key(seed)), x, y)
+    assert "central differences in float64" in report["tolerance_source"]["numeric"], report
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_float32_round_off_leaf_of_a_zero_gradient_passes(seed):
+    """dc = Σ dy is 0 in theory (softmax cross-entropy ignores a shift of every logit); in float32
+    both sides are round-off of ~1e-8."""
+    shift = _layer(lambda p, x, key=None: (x + p["c"], None), lambda _, dy: ({"c": jnp.sum(dy)}, dy))
+    shift = shift._replace(init=lambda k, s, d=jnp.float32: (s, {"c": jnp.asarray(0.3, d)}))
+    net = models.sequential(L.serial(L.dense(10, "tanh"), shift), "softmax_cross_entropy", (4,))
+    gradcheck.check_model(net, net.init(jax.random.key(seed)), jax.random.normal(jax.random.key(100 + seed), (64, 4)),
+                          jnp.arange(64) % 10)
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.2, 1.5])
+def test_bfloat16_check_model_fails_a_gradient_twenty_percent_off(factor):
+    """bfloat16 (ε = 7.8e-3, tolerance 0.1): the round-off floors used to allow 0.78 of a leaf's
+    largest entry everywhere, so × 1.5 passed; the correct rule's norm-wise error is ~6e-3."""
+    net = models.mlp([8, 16, 4], "relu", "softmax_cross_entropy")
+    params = net.init(jax.random.key(0), jnp.bfloat16)
+    x = jax.random.normal(jax.random.key(1), (16, 8)).astype(jnp.bfloat16)
+    y = jax.random.randint(jax.random.key(2), (16,), 0, 4)
+
+    def backprop(*a):
+        loss, g = net.backprop(*a)
+        return loss, jax.tree.map(lambda t: t * jnp.asarray(factor, t.dtype), g)
+    wrong = net._replace(backprop=backprop)
+    if factor == 1.0:
+        gradcheck.check_model(wrong, params, x, y)
+    else:
+        with pytest.raises(GradientCheckError, match="constant factor"):
+            gradcheck.check_model(wrong, params, x, y)
+
+
 # what a check that would check nothing is told (input → error)
 VACUOUS = {
     "empty batch": (lambda: (jnp.zeros((0, 5), F64), None), "x has no examples"),
