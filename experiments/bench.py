@@ -8,7 +8,6 @@ every target ratio, NumPy's BLAS configuration and the machine's load. ``--full`
 results/bench.json, figures/bench_ladder.png and figures/bench_sweep_widths.png; the default quick
 run writes under results/quick/ and figures/quick/ (never the committed record).
 """
-import json
 import os
 import sys
 import time
@@ -108,7 +107,8 @@ def _mnist(flat, a=None):
 def _parser():
     ap = cli.make_parser(__doc__, prog="python -m experiments.bench", seed=0, datasets=("fashion_mnist", "mnist_5k"),
                          quick="Time 1,000 images, 3 rounds, batch sizes 5 and 50 and a 1-layer transformer.",
-                         full="Time 10,000 images, 15 rounds, batch sizes 1 to 500 and the E7 transformer.")
+                         full="Time 10,000 images, 15 rounds, batch sizes 1 to 500 and the E7 transformer.",
+                         records=lambda a: () if a.replot else ("bench.json",))
     ap.add_argument("--rounds", type=cli.COUNT, default=None,
                     help="Timed rounds per variant (default 15; 3 with --quick).")
     ap.add_argument("--no-cnn", action="store_true", help="Leave out the CNN rows.")
@@ -126,8 +126,7 @@ def main(argv=None) -> int:
 def _body(a):
     results, figs = a.results_dir, a.figures_dir
     if a.replot:
-        with open(os.path.join(results, "bench.json")) as f:
-            print("wrote", plot(json.load(f), figs))
+        print("wrote", plot(replot_record(os.path.join(results, "bench.json"), a.mode), figs))
         return None
     cfg = dict(QUICK if a.mode != "full" else FULL)
     rounds = a.rounds or cfg["rounds"]
@@ -181,6 +180,35 @@ def _body(a):
     print(f"\nload average before {load_before}, after {rec['load_average']['after']}; "
           f"wall time {rec['wall_time']:.0f} s; wrote {path}")
     return rec
+
+
+def replot_record(path, mode="full"):
+    """The bench record in ``path`` with every field :func:`plot` reads; a
+    :class:`~experiments._lib.report.RecordError` naming the file and what is wrong otherwise."""
+    if not os.path.isfile(path):
+        flag = "" if mode == "quick" else f" --{mode}"
+        raise report.RecordError(f"{path}: no bench record there to replot (run `python -m experiments.bench"
+                                 f"{flag}` first, or give the --out of a run that wrote one)")
+    rec = report.load_json(path)       # a RecordError when empty or not JSON
+    try:
+        what = "" if _read_plot_fields(rec) else "no MLP rows"
+    except (KeyError, TypeError, ValueError) as e:
+        what = f"no {e} field" if isinstance(e, KeyError) else f"a field of the wrong type: {e}"
+    if what:
+        raise report.RecordError(f"{path}: not a bench record ({what})")
+    return rec
+
+
+def _read_plot_fields(rec) -> int:
+    """Read every field :func:`plot` reads (a KeyError, TypeError or ValueError at the first one
+    missing or of the wrong type); returns the number of MLP rows."""
+    rows = [(int(e["batch"]), str(r["variant"]), float(r["min_s"])) for e in rec["mlp"]["table"] for r in e["rows"]]
+    int(rec["n"]), str(rec["blas"]["build"])
+    if "sweep_widths" in rec:
+        sw = rec["sweep_widths"]
+        int(sw["configs"]), int(sw["batch"]), int(sw["n"])
+        [(float(r["width"]), float(r["vmapped_over_single"]), float(r["vmapped_over_sequential"])) for r in sw["rows"]]
+    return len(rows)
 
 
 def plot(rec, figures_dir):

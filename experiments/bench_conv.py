@@ -163,7 +163,7 @@ def _body(args):
               f"{one['median_ms'] / rows['hand']['median_ms']:.2f}"
               + (f"; torch/hand-1stack {rows['torch']['min_ms'] / one['min_ms']:.2f}" if "torch" in rows else ""))
     if args.json:
-        with atomic_write(args.json, "w", encoding="utf-8") as fh:
+        with cli.writing(args.json), atomic_write(args.json, "w", encoding="utf-8") as fh:
             json.dump({"model": args.model, "batch": args.batch, "dtype": args.dtype, "repeats": args.repeats,
                        "device": jax.devices()[0].platform, "rows": rows, "ratio": ratio,
                        "grad_rel_diff": err}, fh, indent=2)

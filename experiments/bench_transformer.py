@@ -137,7 +137,8 @@ def run(quick=False, results_dir="results", repeats=None, data_dir=None, downloa
     compiled, compile_s, args = compiled_chunks(model, params, sampler, cfg, plain)
     vs = _variants(compiled, args, minimal_chunk(model, sampler, cfg), params, sampler, cfg, vocab, tokens)
     orders = B.interleave(vs, cfg["repeats"], seed)
-    res = {"model": model.name, "config": cfg, "fast_grads": mcfg.fast_grads, "device": str(jax.devices()[0]),
+    res = {"model": model.name, "mode": "quick" if quick else "full", "seed": seed, "config": cfg,
+           "fast_grads": mcfg.fast_grads, "device": str(jax.devices()[0]),
            "cpu_count": os.cpu_count(),
            "tokens_per_call": n_tok, "orders": orders, "paths": {}}
     for v in vs:
@@ -159,7 +160,7 @@ def run(quick=False, results_dir="results", repeats=None, data_dir=None, downloa
 
 
 def _body(a):
-    run(a.mode != "full", a.results_dir, a.repeats, cli.data_path(a, "tiny_shakespeare"), a.download)
+    run(a.mode != "full", a.results_dir, a.repeats, cli.data_path(a, "tiny_shakespeare"), a.download, a.seed)
     return 0
 
 
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
     ap = cli.make_parser(__doc__, prog="python -m experiments.bench_transformer",
                          quick="Time a 1-layer 32-wide model, 3 rounds of 10 steps.",
                          full="Time the E7 notebook configuration, 15 rounds of 10 steps.",
-                         datasets=("tiny_shakespeare",))
+                         datasets=("tiny_shakespeare",), records=("bench_transformer.json",))
     ap.add_argument("--repeats", type=cli.COUNT, default=None,
                     help="Timed rounds (default 15; 3 with --quick).")
     return cli.main(ap, _body, argv, prog="experiments.bench_transformer")

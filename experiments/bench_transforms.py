@@ -125,7 +125,7 @@ def _body(a):
             print(f"JPEG decode (Pillow, serial): {d['images']} images in {d['seconds']:.2f} s = "
                   f"{d['images_per_s']:,.0f} images/s → about {d['estimated_60k_s']:.0f} s for all 60,000")
     if a.json:
-        with atomic_write(a.json, "w", encoding="utf-8") as fh:
+        with cli.writing(a.json), atomic_write(a.json, "w", encoding="utf-8") as fh:
             json.dump(out, fh, indent=2)
         print(f"wrote {a.json}")
     return 0

@@ -126,7 +126,7 @@ def comparison_rows(runs, comparable, source):
 def _parser():
     ap = cli.make_parser(__doc__, prog="python -m experiments.e1_mnist", seed=10701,
                          quick="Train 10 epochs instead of 50.", tiny="Train 1 epoch (a smoke test).",
-                         full="Train 50 epochs (doc 001 §5.6).", datasets=("mnist",))
+                         full="Train 50 epochs (doc 001 §5.6).", datasets=("mnist",), records=("e1.json",))
     ap.add_argument("--epochs", type=cli.COUNT, default=None,
                     help="Number of epochs (default 50; 10 with --quick, 1 with --tiny).")
     return ap

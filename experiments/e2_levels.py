@@ -333,6 +333,8 @@ def _figures(sc, dt, lv, mn, src, figures_dir) -> list:
 DEFAULTS = {"scalar_epochs": PerMode(25, 5, 2), "level_epochs": PerMode(3, 2, 1), "epochs": PerMode(5, 2, 1),
             "final_epochs": PerMode(10, 3, 1), "q5_epochs": PerMode(15, 3, 1), "q6_epochs": PerMode(50, 5, 1),
             "n_train": PerMode(None, None, 500), "seed": same(0)}
+#: how many seeds a run keys from its seed N: N and N + 1 (part (2)'s five initialisations)
+SEED_SPAN = same(2)
 
 
 def run(config: RunConfig) -> dict:
@@ -395,7 +397,8 @@ def main(argv=None) -> int:
     ap = cli.make_parser(__doc__, prog="python -m experiments.e2_levels", seed=0,
                          quick="Train 2 epochs (3 for the final run) instead of 5 and 10.",
                          tiny="Train 1 epoch on 500 images (a smoke test).",
-                         full="Train 5 and 10 epochs (doc 002).", datasets=("mnist",))
+                         full="Train 5 and 10 epochs (doc 002).", datasets=("mnist",), records=("e2.json",),
+                         checks=(cli.seeds_in_range(lambda a: SEED_SPAN(a.mode)),))
     return cli.main(ap, _body, argv, prog="experiments.e2_levels")
 
 

@@ -390,8 +390,9 @@ def _parser():
     ap = cli.make_parser(__doc__, prog="python -m experiments.e3_fashion", seed=42,
                          quick="Train on 2,000 images, at most 5 epochs per batch size, 3 epochs for §3.3–3.4.",
                          tiny="Train on 500 images, 2 epochs, batch sizes 50 and 500 (a smoke test).",
-                         full="Train the whole study (doc 003 §3.1–3.4).", datasets=("fashion_mnist",))
-    ap.add_argument("--seeds", type=cli.SEED, nargs="+", default=list(SEEDS),
+                         full="Train the whole study (doc 003 §3.1–3.4).", datasets=("fashion_mnist",),
+                         records=("e3.json",))
+    ap.add_argument("--seeds", type=cli.SEED, nargs="+", default=list(SEEDS), action=cli.Once,
                     help="Seeds of the document recipe of §3.3–3.4 (default 42 43 44).")
     ap.add_argument("--max-epochs", type=cli.COUNT, default=None, help="Epoch cap of §3.2 (default 200).")
     ap.add_argument("--epochs-33", type=cli.COUNT, default=None, help="Epochs of §3.3–3.4 (default 30).")

@@ -708,8 +708,8 @@ def _parser():
                          quick="Train on 1,000 images for 2 epochs; the table on 500 test images, the curves on 100.",
                          tiny="Train one model on 300 images for 1 epoch (a smoke test).",
                          full="Train the document recipe over 3 seeds and the variants (doc 003 §3.5).",
-                         datasets=("fashion_mnist",))
-    ap.add_argument("--seeds", type=cli.SEED, nargs="+", default=None,
+                         datasets=("fashion_mnist",), records=("e4.json",))
+    ap.add_argument("--seeds", type=cli.SEED, nargs="+", default=None, action=cli.Once,
                     help="Seeds of the document recipe (default 42 43 44); --seed is the variants' seed.")
     ap.add_argument("--epochs", type=cli.COUNT, default=None, help="Epoch cap of the document recipe (default 50).")
     ap.add_argument("--models", nargs="+", default=None, choices=list(MODEL_NAMES),

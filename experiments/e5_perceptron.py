@@ -251,7 +251,8 @@ def main(argv=None) -> int:
     ap = cli.make_parser(__doc__, prog="python -m experiments.e5_perceptron", seed=0,
                          quick="Use 1,000 training images and 4 passes instead of 3,000 and 15.",
                          tiny="Use 200 images, 2 passes and MNIST-5k only (a smoke test).",
-                         full="Use 3,000 training images and 15 passes.", datasets=("mnist_5k", "fashion_mnist"))
+                         full="Use 3,000 training images and 15 passes.", datasets=("mnist_5k", "fashion_mnist"),
+                         records=("e5.json",))
     ap.add_argument("--passes", type=cli.COUNT, default=None, help="Passes over the training data (default 15).")
     ap.add_argument("--n-train", type=cli.COUNT, default=None,
                     help="Training images per data set (default 3,000).")

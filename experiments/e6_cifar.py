@@ -586,12 +586,13 @@ def main(argv=None) -> int:
     ap = cli.make_parser(__doc__, prog="python -m experiments.e6_cifar", seed=0,
                          quick="Use 5,000 training images, a 2 × 2 × 2 grid and 200 iterations.",
                          tiny="Use 500 training images, one configuration and 20 iterations (a smoke test).",
-                         full="Use the whole grid and 3,000 iterations (doc 004).", datasets=("cifar10",))
+                         full="Use the whole grid and 3,000 iterations (doc 004).", datasets=("cifar10",),
+                         records=("e6.json",))
     ap.add_argument("--iterations", type=cli.COUNT, default=None,
-                    help="Iterations of every grid configuration (default 3,000; 200 with --quick).")
+                    help="Iterations of every grid configuration (default 3,000; 200 with --quick, 20 with --tiny).")
     ap.add_argument("--sequential", type=cli.NONNEGATIVE, default=None,
                     help="How many grid configurations to also train one at a time for the timing "
-                         "comparison (default: all with --quick, 3 otherwise).")
+                         "comparison (default: all with --quick or --tiny, 3 with --full).")
     return cli.main(ap, _body, argv, prog="experiments.e6_cifar")
 
 

@@ -320,6 +320,8 @@ N_SEEDS, TINY_N_SEEDS = 3, 2
 DEFAULTS = {"recipe": PerMode(DOC, QUICK, TINY), "runs": PerMode(SETTINGS, SETTINGS, TINY_SETTINGS),
             "n_seeds": PerMode(N_SEEDS, N_SEEDS, TINY_N_SEEDS), "steps": same(None), "seeds": same(None),
             "seed": same(0)}
+#: how many seeds a run keys from its seed N without --seeds: N, N + 1, ... (one per seed trained)
+SEED_SPAN = DEFAULTS["n_seeds"]
 
 
 def run(config: RunConfig) -> dict:
@@ -352,17 +354,27 @@ def run(config: RunConfig) -> dict:
     return finish("e7", record, config.results_dir)
 
 
+def _steps_problem(a) -> str | None:
+    """``--steps`` must be a whole number of evaluation intervals of the mode's recipe."""
+    every = DEFAULTS["recipe"](a.mode)["eval_every"]
+    if a.steps is not None and a.steps % every:
+        return f"--steps {a.steps}: must be a multiple of {every}, the evaluation interval of a {a.mode} run"
+    return None
+
+
 def _parser():
+    seeds = cli.seeds_in_range(lambda a: 1 if a.seeds else SEED_SPAN(a.mode))
     ap = cli.make_parser(__doc__, prog="python -m experiments.e7_transformer",
                          quick="Train a 32-wide 1-layer model for 200 steps per setting.",
                          tiny="Train a 16-wide 1-layer model for 20 steps per setting (a smoke test).",
                          full="Train the notebook configuration for 5,000 steps per setting.",
-                         datasets=("tiny_shakespeare",))
+                         datasets=("tiny_shakespeare",), records=("e7.json",), checks=(_steps_problem, seeds))
     ap.add_argument("--steps", type=cli.COUNT, default=None,
-                    help="Training steps per run (default 5000; 200 with --quick, 20 with --tiny).")
-    ap.add_argument("--seeds", type=cli.SEED, nargs="+", default=None,
-                    help="Seeds, trained together (default: --seed and the two "
-                         "after it; --seed and the one after it with --tiny).")
+                    help="Training steps per run, a multiple of the evaluation interval (every 100 steps; "
+                         "every 10 with --tiny) (default 5000; 200 with --quick, 20 with --tiny).")
+    ap.add_argument("--seeds", type=cli.SEED, nargs="+", default=None, action=cli.Once,
+                    help="Seeds, trained together (default: --seed and the two after it, so --seed is at "
+                         "most 4,294,967,293; --seed and the one after it with --tiny).")
     return ap
 
 

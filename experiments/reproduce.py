@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import sys
 import time
 import traceback
@@ -56,11 +57,24 @@ COMMITTED_TIMES = os.path.join(COMMITTED_RESULTS, "times")
 COUNTED = ("agrees", "differs", "not comparable", "document slip")
 
 
-def _worked_rows(results_dir):
+def _worked_rows(results_dir, write=True):
+    """The worked examples recomputed (seconds) as a report record; ``write``: also write
+    ``results_dir/worked.json`` and ``worked.txt`` (a rebuild from the records writes nothing)."""
     from experiments import worked
     rep = worked.run()
+    if write:
+        report.write_json(os.path.join(results_dir, "worked.json"), {"records": rep.records})
+        path = os.path.join(results_dir, "worked.txt")
+        with cli.writing(path), atomic_write(path, "w", encoding="utf-8") as f:
+            f.write(rep.text())
+        cli.wrote(path)
+    return _worked_record(rep.records)
+
+
+def _worked_record(records) -> dict:
+    """The report record of the worked examples' ``records`` (``worked.run().records``)."""
     rows = []
-    for r in rep.records:
+    for r in records:
         if r["doc_value"] is None:  # the step-by-step values live in results/worked.txt
             continue
         status = "info" if r["agrees"] is None else ("agrees" if r["agrees"] else "differs")
@@ -69,11 +83,6 @@ def _worked_rows(results_dir):
         rows.append({"id": r["id"], "doc": r["doc"], "quantity": r.get("quantity") or r["id"], "value": r["value"],
                      "doc_value": r["doc_value"], "tolerance": "doc rounding" if r["agrees"] is not None else None,
                      "status": status, "note": r.get("note") or "", "data": "document"})
-    report.write_json(os.path.join(results_dir, "worked.json"), {"records": rep.records})
-    path = os.path.join(results_dir, "worked.txt")
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        f.write(rep.text())
-    cli.wrote(path)
     return {"experiment": "worked", "rows": rows, "data": "document", "recipe": "document",
             "data_source": "the documents' own numbers"}
 
@@ -99,9 +108,17 @@ def _load_record(name, results_dir, want_mode):
     got = record_mode(rec)
     if got != want_mode:
         raise RecordModeError(f"{path} is a {got} run's record, not a {want_mode} run's: refused "
-                              f"(rerun it with `python -m {EXPERIMENTS[name][0]}"
-                              f"{'' if want_mode == 'full' else ' --' + want_mode}`)")
+                              f"(rerun it with `{_rerun_command(name, results_dir, want_mode)}`)")
     return rec
+
+
+def _rerun_command(name, results_dir, mode) -> str:
+    """The command that writes experiment ``name``'s record of ``mode`` into ``results_dir``."""
+    cmd = f"python -m {EXPERIMENTS[name][0]} --{mode}"
+    default = cli.output_dirs(mode)[0]
+    if os.path.normpath(results_dir) != default and os.path.basename(os.path.normpath(results_dir)) == "results":
+        cmd += f" --out {shlex.quote(os.path.dirname(os.path.normpath(results_dir)) or '.')}"
+    return cmd
 
 
 class RecordModeError(RuntimeError):
@@ -128,15 +145,16 @@ def _failed_record(name, title, e):
 
 def run_one(name, mode="quick", results_dir="results", figures_dir="figures", from_results=False, *,
             data_dir=None, download=False, seed=None, progress=None):
-    """Run one experiment; never raises (but Ctrl-C). Returns its record with "experiment",
-    "status", "rows", "wall_time". ``from_results``: read the record an earlier run of the same
-    mode wrote instead of training (the worked examples are always recomputed: seconds). A record
+    """Run one experiment; never raises (but Ctrl-C, and :class:`cli.OutputError`: a file it
+    cannot write). Returns its record with "experiment", "status", "rows", "wall_time".
+    ``from_results``: read the record an earlier run of the same mode wrote instead of training
+    (the worked examples are always recomputed, in seconds, and then not written). A record
     that does not follow the schema becomes a "failed" row naming the file and the problem."""
     module, doc, title, tiny_kw = EXPERIMENTS[name]
     t0, c0 = time.perf_counter(), _cpu_seconds()
     try:
         if name == "worked":
-            rec = _worked_rows(results_dir)
+            rec = _worked_rows(results_dir, write=not from_results)
         elif from_results:
             rec = _load_record(name, results_dir, mode)
         else:
@@ -146,6 +164,8 @@ def run_one(name, mode="quick", results_dir="results", figures_dir="figures", fr
             rec = _call_run(module, config)
             rec = report.check_record(rec, f"{module}.run()'s record")
         rec = dict(rec, status="ran")
+    except cli.OutputError:  # a read-only or full disk stops the whole run (one line)
+        raise
     except Exception as e:  # noqa: BLE001 - one failure must not stop the others
         if cli.current().signal:  # Ctrl-C/SIGTERM that a library turned into another exception
             raise KeyboardInterrupt(cli.current().signal) from e
@@ -409,14 +429,17 @@ def _how_each_ran(records):
         recipe = (recipe.get("name") or "own variant") if isinstance(recipe, dict) else recipe
         cmd = f"`{md_cell(r['command'])}`" if r.get("command") else "not recorded"
         if r["experiment"] == "worked":
-            cmd = "recomputed by this report"
-        lines.append(f"| {r['experiment']} | {cmd} | {r['wall_time']:.1f} | {md_cell(recipe or '—')} | "
+            cmd = "read back from worked.json" if r.get("earlier") else "recomputed by this report"
+        if r.get("earlier"):
+            cmd += " (an earlier run)"
+        wall = "—" if r["wall_time"] is None else f"{r['wall_time']:.1f}"
+        lines.append(f"| {r['experiment']} | {cmd} | {wall} | {md_cell(recipe or '—')} | "
                      f"{_cell(seeds)} | {md_cell(data)} |")
     return lines
 
 
-def _header(records, mode, env, from_results, command):
-    total = sum(r["wall_time"] for r in records)
+def _header(records, mode, env, from_results, command, results_dir="results", left=None):
+    total = sum(r["wall_time"] or 0.0 for r in records if from_results or not r.get("earlier"))
     how = (f"Rebuilt by `{command}` from the {mode}-run records (each experiment ran through its own "
            f"command; their wall times add up to {total / 60:.1f} min)" if from_results else
            f"Generated by `{command}` ({mode} run, {total / 60:.1f} min in all)")
@@ -426,7 +449,25 @@ def _header(records, mode, env, from_results, command):
                   "are not comparable to theirs. The full-run report is `RESULTS.md` at the top of the "
                   "repository.", ""]
     lines += [f"{how} on {report.describe_device(env)}, jax {env['jax']}, {env['time']}.", "",
+              *_coverage(records, left or {}, mode, results_dir, from_results),
               "## Summary", "", *_summary(records), "", LEGEND, "", "## How each ran", "", *_how_each_ran(records)]
+    return lines
+
+
+def _coverage(records, left, mode, results_dir, from_results) -> list:
+    """The header's lines on what the report covers, when it is not one whole run: which
+    experiments this run ran (or read), which records were already in the folder, and which
+    experiments are left out and why."""
+    earlier = [r["experiment"] for r in records if r.get("earlier")]
+    lines = []
+    if earlier:
+        mine = ", ".join(r["experiment"] for r in records if not r.get("earlier")) or "nothing"
+        lines += [f"This run {'read' if from_results else 'ran'} {mine} only; {', '.join(earlier)}: the "
+                  f"{mode}-run records already in `{results_dir}/`, from earlier runs (their commands and "
+                  "times under How each ran).", ""]
+    if left:
+        lines += [f"Not in this report (`{results_dir}/` holds no {mode}-run record of them): "
+                  + "; ".join(f"{', '.join(ns)}: {why}" for why, ns in left.items()) + ".", ""]
     return lines
 
 
@@ -487,11 +528,12 @@ def _sample_lines(r, record_link="the record") -> list:
 
 
 def report_markdown(records, mode, env, from_results=False, command="python -m experiments.reproduce",
-                    report_path="RESULTS.md", figures_dir="figures", results_dir="results") -> str:
+                    report_path="RESULTS.md", figures_dir="figures", results_dir="results", left=None) -> str:
     """RESULTS.md: the summary (per experiment its rows per status, linked to its section), how
     each ran (command, time, recipe, seeds, data), one section per experiment, and the list of
-    figures, each linked with a readable name."""
-    lines = _header(records, mode, env, from_results, command)
+    figures, each linked with a readable name. Records marked ``"earlier"`` were already in
+    ``results_dir`` (the header says so); ``left``: {reason: [experiments]} the report leaves out."""
+    lines = _header(records, mode, env, from_results, command, results_dir, left or {})
     base = os.path.dirname(os.path.abspath(report_path))
     for r in records:
         lines += _section(r, mode, results_dir, base)
@@ -522,15 +564,16 @@ def headline(rec) -> list:
         doc = "" if r.get("doc_value") is None else f" (doc {_cell(r['doc_value'])})"
         q = " ".join(str(r["quantity"]).split())
         out.append(f"          {q[:70]}: {_cell(r['value'])}{doc} [{r['status']}]")
+        if rec["status"] not in RAN and r.get("note"):     # why it did not run, and the remedy
+            out.append(f"          {' '.join(str(r['note']).split())}")
     return out
 
 
-def _write_summary(records, mode, wall, results_dir, previous, from_results=False):
+def _write_summary(records, mode, wall, results_dir, previous):
     """``results_dir/reproduce.json``: the run's summary and the measured times the next run's ETA
-    uses (a rebuild from the records measures nothing: it keeps the previous times)."""
+    uses (``previous``, the last run's, updated with this run's)."""
     measured = dict(previous)
-    if not from_results:
-        measured.update({r["experiment"]: r["wall_time"] for r in records if r["status"] == "ran"})
+    measured.update({r["experiment"]: r["wall_time"] for r in records if r["status"] == "ran"})
     report.write_json(os.path.join(results_dir, "reproduce.json"), {
         "mode": mode, "wall_time": wall, "measured": measured,
         "summary": [{k: r.get(k) for k in ("experiment", "status", "wall_time", "cpu_time")}
@@ -552,41 +595,100 @@ def run(only=None, mode="quick", results_dir="results", figures_dir="figures", r
         progress=None, from_results=False, *, data_dir=None, download=False, seed=None,
         command="python -m experiments.reproduce"):
     """Run the selected experiments (all by default) in ``mode`` ("full", "quick" or "tiny"; each
-    experiment gets a :class:`RunConfig` of that mode) and write the report. Returns (records,
-    ok): ``ok`` is True when every experiment ran (on full data or on samples)."""
+    experiment gets a :class:`RunConfig` of that mode) and write the report: this run's records
+    and, for the experiments it did not run (``only``), the records of ``mode`` already in
+    ``results_dir`` (:func:`with_earlier`). Returns (this run's records, ok): ``ok`` is True when
+    every experiment ran (on full data or on samples). ``from_results`` writes only the report,
+    and nothing at all when it accepts none of the records it was asked for."""
     if mode not in MODES:
         raise ValueError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
     unknown = set(only or ()) - set(EXPERIMENTS)
     if unknown:
         raise ValueError(f"--only: unknown experiment(s) {sorted(unknown)}; choose from {', '.join(EXPERIMENTS)}")
     names = list(EXPERIMENTS) if not only else [n for n in EXPERIMENTS if n in only]
-    expected = measured_seconds(mode, results_dir)
     previous = _previous(mode, results_dir)
     cli.current().reset()
     cli.current().unwritten = (f"each experiment's record is written when it finishes; the report {report_path} "
-                           "at the end")
+                               "at the end")
     t0 = time.perf_counter()
+    records = _run_each(names, mode, results_dir, figures_dir, from_results,
+                        dict(data_dir=data_dir, download=download, seed=seed, progress=progress))
+    wall = time.perf_counter() - t0
+    asked = [r for r in records if r["experiment"] != "worked"]
+    if from_results and asked and not any(r["status"] in RAN for r in asked):
+        print(f"no record accepted: nothing written ({report_path} and {results_dir}/ are as they were)",
+              file=sys.stderr, flush=True)
+        return records, False
+    shown, left = with_earlier(records, mode, results_dir)
+    md = report_markdown(shown, mode, report.environment(), from_results, command, report_path, figures_dir,
+                         results_dir, left)
+    with cli.writing(report_path), atomic_write(report_path, "w", encoding="utf-8") as f:
+        f.write(md)
+    cli.wrote(report_path)
+    cli.current().unwritten = ""
+    if not from_results:       # a rebuild measured nothing: the last run's summary and times stay
+        _write_summary(records, mode, wall, results_dir, previous)
+    return records, all(r["status"] in RAN for r in records)
+
+
+def _run_each(names, mode, results_dir, figures_dir, from_results, kw) -> list:
+    """Run (or read back) each of ``names`` in turn, a phase line and headline rows each."""
+    expected = measured_seconds(mode, results_dir)
     records = []
     for i, n in enumerate(names):
         title = EXPERIMENTS[n][2].split(" — ", 1)[-1]
         cli.phase(n, f"{title} ({i + 1} of {len(names)}; {_eta_line(i, names, expected)})", level=0)
-        rec = run_one(n, mode, results_dir, figures_dir, from_results, data_dir=data_dir,
-                      download=download, seed=seed, progress=progress)
+        rec = run_one(n, mode, results_dir, figures_dir, from_results, **kw)
         print("\n".join(headline(rec)), file=sys.stderr, flush=True)
         if rec["status"] == "failed" and rec.get("traceback"):
             print(rec["traceback"], file=sys.stderr)
         records.append(rec)
         expected[n] = rec["wall_time"]
     cli.end_phase(0)
-    wall = time.perf_counter() - t0
-    md = report_markdown(records, mode, report.environment(), from_results, command, report_path, figures_dir,
-                         results_dir)
-    with atomic_write(report_path, "w", encoding="utf-8") as f:
-        f.write(md)
-    cli.wrote(report_path)
-    cli.current().unwritten = ""
-    _write_summary(records, mode, wall, results_dir, previous, from_results)
-    return records, all(r["status"] in RAN for r in records)
+    return records
+
+
+def with_earlier(records, mode, results_dir):
+    """The records a report shows: this run's, and for every experiment it did not run the record
+    of ``mode`` already in ``results_dir`` (marked ``"earlier"``), in :data:`EXPERIMENTS` order;
+    and {reason: [experiments]} of those it leaves out (no record, another mode's, unreadable)."""
+    ran = {r["experiment"]: r for r in records}
+    shown, left = [], {}
+    for n in EXPERIMENTS:
+        got = ran.get(n) or _earlier_record(n, mode, results_dir)
+        if isinstance(got, str):
+            left.setdefault(got, []).append(n)
+        else:
+            shown.append(got)
+    return shown, left
+
+
+def _earlier_record(name, mode, results_dir):
+    """Experiment ``name``'s record of ``mode`` already in ``results_dir`` as the report shows it
+    (marked ``"earlier"``), or a few words saying why there is none."""
+    path = record_path(name, results_dir)
+    if not os.path.isfile(path):
+        return "no record"
+    try:
+        rec = _worked_record(_worked_file(path)) if name == "worked" else report.read_record(path)
+    except report.RecordError:
+        return "a record that cannot be read (not JSON, or off the schema)"
+    if name != "worked" and record_mode(rec) != mode:
+        return f"a {record_mode(rec)} run's record"
+    _, doc, title, _ = EXPERIMENTS[name]
+    wall = rec.get("wall_time")      # None: not recorded (worked.json)
+    return dict(rec, experiment=name, doc=doc, title=title, mode=mode, status="ran", earlier=True, cpu_time=None,
+                wall_time=wall if isinstance(wall, (int, float)) and not isinstance(wall, bool) else None)
+
+
+def _worked_file(path) -> list:
+    """The worked examples' records in ``path`` (``worked.json``); RecordError when malformed."""
+    rec = report.load_json(path)
+    recs = rec.get("records") if isinstance(rec, dict) else None
+    keys = {"id", "doc", "value", "doc_value", "agrees"}
+    if not isinstance(recs, list) or not all(isinstance(r, dict) and keys <= set(r) for r in recs):
+        raise report.RecordError(f"{path}: not the worked examples' record")
+    return recs
 
 
 def exit_status(records) -> int:
@@ -601,7 +703,8 @@ def exit_status(records) -> int:
 
 EXIT_HELP = """exit status:
   0    every experiment ran (on the full data sets or on the embedded samples; the report says which)
-  1    an experiment failed, or --from-results refused a record of another mode (the report says which)
+  1    an experiment failed, or --from-results refused a record of another mode (the console and the
+       report say which; with no record accepted nothing is written), or a file could not be written
   2    the command line was wrong
   3    an experiment could not run: a data set it needs was absent (the report says how to get it)
   130  interrupted by Ctrl-C or SIGTERM (records already written are complete; the report is not written)"""
@@ -617,18 +720,41 @@ def _only(text: str) -> str:
     return ",".join(dict.fromkeys(canon[n.casefold()] for n in names))
 
 
+def _selected(a) -> list:
+    """The experiments a parsed command line selects (``--only``, else all)."""
+    return a.only.split(",") if a.only else list(EXPERIMENTS)
+
+
+def _records_written(a) -> tuple:
+    """The records a run of ``a`` writes in its results folder (``--from-results``: none)."""
+    if a.from_results:
+        return ()
+    return tuple(f"{n.lower()}.json" for n in _selected(a) if n != "worked") + ("reproduce.json",)
+
+
+def _seed_span(a) -> int:
+    """The most seeds one selected experiment keys from ``--seed N``: N, N + 1, ... (its
+    ``SEED_SPAN``: E2 2, E7 3, or 2 in a tiny run; the others 1)."""
+    mods = [importlib.import_module(EXPERIMENTS[n][0]) for n in _selected(a)]
+    return max(m.SEED_SPAN(a.mode) if hasattr(m, "SEED_SPAN") else 1 for m in mods)
+
+
 def _parser():
     ap = cli.make_parser(__doc__, prog="python -m experiments.reproduce", seed=None, default_mode="quick",
                          quick=f"Quick run: fewer epochs and images ({time_summary('quick')}).",
                          full=f"Run at the documents' scale ({time_summary('full')}).",
-                         tiny=f"Tiny run: a few steps of everything, a smoke test ({time_summary('tiny')}).")
+                         tiny=f"Tiny run: a few steps of everything, a smoke test ({time_summary('tiny')}).",
+                         records=_records_written, checks=(cli.seeds_in_range(_seed_span),))
     ap.epilog = EXIT_HELP
     ap.add_argument("--only", default="", metavar="LIST", type=_only,
-                    help="Run only these, comma-separated, in any case, from: " + ", ".join(EXPERIMENTS) + ".")
+                    help="Run only these, comma-separated, in any case, from: " + ", ".join(EXPERIMENTS) + ". "
+                         "The report still shows the other experiments' records of the same mode already "
+                         "in the results folder, and says which ones this run ran and which it left out.")
     ap.add_argument("--from-results", action="store_true",
                     help="Do not train: rebuild the report from the records an earlier run wrote, "
                          "the full-run records in results/ unless --quick or --tiny is given (a record "
-                         "of another mode is refused).")
+                         "of another mode is refused). It writes only the report, and nothing when it "
+                         "accepts none of the records.")
     return ap
 
 
@@ -640,12 +766,10 @@ def _body(a):
     report_path = os.path.join(out, "RESULTS.md") if out else (
         "RESULTS.md" if a.mode == "full" else os.path.join(a.results_dir, "RESULTS.md"))
     only = [s.strip() for s in a.only.split(",") if s.strip()] or None
-    command = "python -m experiments.reproduce" + ("" if a.mode == "quick" else f" --{a.mode}") + \
-        (" --from-results" if a.from_results else "")
     try:
         records, _ = run(only, a.mode, results_dir=a.results_dir,
                          figures_dir=a.figures_dir, report_path=report_path, from_results=a.from_results,
-                         data_dir=a.data, download=a.download, seed=a.seed, command=command)
+                         data_dir=a.data, download=a.download, seed=a.seed, command=a.run.command)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.EXIT_USAGE
@@ -656,7 +780,8 @@ def _body(a):
         cpu = f"{r['cpu_time']:7.1f}" if isinstance(r.get("cpu_time"), float) else f"{'—':>7}"
         print(f"{r['experiment']:<8} {r['status']:<12} {r['wall_time']:8.1f} {cpu}  {data_of(r)[0] or '—':<16} "
               f"{st.count('agrees')}/{st.count('differs')}/{st.count('not comparable')}")
-    print(f"report: {report_path}; results: {a.results_dir}/; figures: {a.figures_dir}/")
+    said = "" if report_path in a.run.written else " (not written: it was left as it was)"
+    print(f"report: {report_path}{said}; results: {a.results_dir}/; figures: {a.figures_dir}/")
     return exit_status(records)
 
 

@@ -20,7 +20,8 @@ def main(argv=None) -> int:
     """The command line (``python -m experiments.scaling --help``); returns the exit code."""
     ap = cli.make_parser(__doc__, prog="python -m experiments.scaling", with_seed=False,
                          quick="Measure widths 64, 256, 1024 and 1,000 and 4,000 examples, 2 rounds.",
-                         full="Measure every width and training-set size.", datasets=("fashion_mnist",))
+                         full="Measure every width and training-set size.", datasets=("fashion_mnist",),
+                         records=("scaling.json",))
     return cli.main(ap, _body, argv, prog="experiments.scaling")
 
 

@@ -1040,7 +1040,7 @@ def _body(args) -> int:
     report = run()
     print(report.text())
     if args.json:
-        with atomic_write(args.json, "w", encoding="utf-8") as f:
+        with _cli.writing(args.json), atomic_write(args.json, "w", encoding="utf-8") as f:
             json.dump(report.records, f, indent=2, ensure_ascii=False, allow_nan=False)
             f.write("\n")
         print(f"\nwrote {len(report.records)} records to {args.json}")

@@ -2,8 +2,9 @@
 
     python tools/record_times.py RUN_DIR [--replace]
 
-RUN_DIR is the output folder of a finished ``python -m experiments.reproduce [--tiny]`` run (its
-``reproduce.json``; by default ``results/quick`` or ``results/tiny``). Writes
+RUN_DIR is where a finished ``python -m experiments.reproduce [--tiny]`` run wrote its
+``reproduce.json``: ``results/quick`` without ``--out`` (quick and tiny runs both write there), or
+the ``DIR`` of ``--out DIR`` (its ``DIR/results/reproduce.json``); either folder is accepted. Writes
 ``results/times/<mode>.json`` (atomically): the mode, each experiment's wall seconds, the run's total,
 its environment (machine, load) and the data it ran on, which the main job's progress lines,
 ``--help`` and ``tools/readme_times.py`` then quote. Refuses a full run (its records are the
@@ -29,13 +30,24 @@ def _data(summary) -> str:
     return "data: " + (" + ".join(DATA_LABELS.get(p, p) for p in labels) or "none")
 
 
+def summary_path(run_dir: str) -> str:
+    """``run_dir/reproduce.json`` (a results folder), else ``run_dir/results/reproduce.json`` (the
+    ``--out`` folder of a run); SystemExit naming both when neither exists."""
+    paths = [os.path.join(run_dir, "reproduce.json"), os.path.join(run_dir, "results", "reproduce.json")]
+    for path in paths:
+        if os.path.isfile(path):
+            return path
+    raise SystemExit(f"{run_dir}: no main-job run there (neither {paths[0]} nor {paths[1]} exists); give "
+                     "the folder a finished `python -m experiments.reproduce` run wrote")
+
+
 def build(run_dir: str) -> dict:
     """The record of the main-job run in ``run_dir``; SystemExit naming the file and what is wrong."""
-    path = os.path.join(run_dir, "reproduce.json")
+    path = summary_path(run_dir)
     try:
         run = report.load_json(path)
     except report.RecordError as e:
-        raise SystemExit(f"{path}: {e}")
+        raise SystemExit(str(e))      # it names the file
     mode = reproduce.record_mode(run) if isinstance(run, dict) else None
     if mode not in ("quick", "tiny"):
         raise SystemExit(f"{path}: a {mode or 'unknown'}-mode run; only quick and tiny runs are recorded "
@@ -54,7 +66,9 @@ def build(run_dir: str) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python tools/record_times.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("run_dir", metavar="RUN_DIR", help="the output folder of a finished quick or tiny main-job run")
+    ap.add_argument("run_dir", metavar="RUN_DIR",
+                    help="where a finished quick or tiny main-job run wrote reproduce.json: results/quick, or "
+                         "the --out DIR of the run (DIR/results/reproduce.json)")
     ap.add_argument("--replace", action="store_true", help="overwrite an existing results/times/<mode>.json")
     a = ap.parse_args(argv)
     rec = build(a.run_dir)

@@ -7,10 +7,13 @@ Every ``python -m experiments.<name>`` is built from :func:`make_parser` and :fu
   reST markup removed (:func:`plain`);
 * output folders (:func:`output_dirs`): a full run (no ``--quick``/``--tiny``) writes the committed
   ``results/`` and ``figures/``; quick and tiny runs write ``results/quick/`` and ``figures/quick/``;
-  ``--out DIR`` puts both under ``DIR`` (``DIR/results/``, ``DIR/figures/``) in any mode;
+  ``--out DIR`` puts both under ``DIR`` (``DIR/results/``, ``DIR/figures/``) in any mode, never
+  in or under the committed folders in a quick or tiny run, and never over a record of another
+  mode (the script's ``records``);
 * the runner (:func:`main`): a data set that cannot be found becomes a short message naming the
   remedies (``--data``, ``JAXNETS_DATA``, downloading) and exit code 3 instead of a traceback;
-  Ctrl-C or SIGTERM becomes one line saying what finished and where its files are, exit code 130.
+  Ctrl-C or SIGTERM becomes one line saying what finished and where its files are, exit code 130;
+  a file that cannot be written (:func:`writing`: a read-only or full disk) one line, exit code 1.
   Every file is written through :func:`jaxnets._io.atomic_write`, so an interrupted run leaves
   complete files or none;
 * feedback (:func:`phase`): one line per phase on standard error; on a terminal each training run
@@ -47,6 +50,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import contextvars
+import errno
 import os
 import re
 import shlex
@@ -54,6 +58,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 #: Exit codes of every experiment script and of the main job.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DATA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -107,8 +112,36 @@ def int_in(lo: int, hi: int | None = None, what: str = "a whole number"):
 COUNT = int_in(1, what="a count (a whole number, 1 or more)")
 #: ``--sequential``, ``--decode``: 0 or more
 NONNEGATIVE = int_in(0, what="a whole number, 0 or more")
-#: ``--seed``/``--seeds``: what ``numpy.random.default_rng`` and ``jax.random.key`` both take
-SEED = int_in(0, 2 ** 32 - 1, what="a seed (a whole number from 0 to 4,294,967,295)")
+#: the largest seed: what ``numpy.random.default_rng`` and ``jax.random.key`` both take
+#: (``jax.random.key(2 ** 32)`` is ``key(0)``)
+MAX_SEED = 2 ** 32 - 1
+#: ``--seed``/``--seeds``: 0 to :data:`MAX_SEED`
+SEED = int_in(0, MAX_SEED, what="a seed (a whole number from 0 to 4,294,967,295)")
+
+
+class Once(argparse.Action):
+    """Store the option's value; the option given a second time is a usage error (``--seed 1
+    --seed 2`` would otherwise silently use 2)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = namespace.__dict__.setdefault("_given", {})
+        if self.dest in seen:
+            show = lambda v: " ".join(map(str, v)) if isinstance(v, list) else str(v)  # noqa: E731
+            parser.error(f"{option_string} given twice ({show(seen[self.dest])} and {show(values)}): give it once")
+        seen[self.dest] = values
+        setattr(namespace, self.dest, values)
+
+
+def seeds_in_range(span):
+    """A parser check (:attr:`Parser.checks`) for a script whose run with ``--seed N`` also keys
+    seeds N + 1, …, N + span(args) − 1: refused when the last passes :data:`MAX_SEED`."""
+    def check(a) -> str | None:
+        n = span(a) if getattr(a, "seed", None) is not None else 1
+        if n > 1 and a.seed + n - 1 > MAX_SEED:
+            return (f"--seed {a.seed}: this run also uses seeds up to {a.seed + n - 1} (--seed plus {n - 1}), "
+                    f"but seeds must lie in 0 to {MAX_SEED:,}: give --seed {MAX_SEED - n + 1} or less")
+        return None
+    return check
 
 
 # ----------------------------------------------------------------------------------- parser
@@ -144,6 +177,19 @@ def _writable_folder_problem(path: str) -> str | None:
     return None
 
 
+def record_mode_of(path) -> str | None:
+    """The mode ("full", "quick", "tiny") of the record in ``path``; None when there is no
+    readable record there or it names no mode."""
+    from experiments._lib import report
+    if not os.path.isfile(path):
+        return None
+    try:
+        mode = report.record_mode(report.load_json(path))
+    except (report.RecordError, AttributeError):
+        return None
+    return mode if mode in MODES else None
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[-_ ./]", "", name.casefold())
 
@@ -151,11 +197,18 @@ def _norm(name: str) -> str:
 class Parser(argparse.ArgumentParser):
     """``argparse`` parser whose ``parse_args`` also sets ``mode``, ``results_dir``,
     ``figures_dir`` and ``download`` (see :func:`output_dirs`) and refuses, before any work, an
-    output folder that cannot be written or that is a committed record folder in a quick or tiny
-    run, a ``--data`` that holds none of the data sets the script reads, and repeated seeds."""
+    output folder that cannot be written or that is (or lies inside) a committed record folder in
+    a quick or tiny run, an ``--out`` whose record of another mode the run would replace, a
+    ``--data`` that holds none of the data sets the script reads, repeated seeds, and whatever
+    the script's own :attr:`checks` refuse."""
 
     default_mode = "full"
     datasets: tuple[str, ...] = ()
+    #: the record files the run writes in its results folder (names, or a function of the parsed
+    #: args giving them): under ``--out`` one of another mode is not replaced
+    records: tuple[str, ...] | Callable = ()
+    #: functions of the parsed args returning a usage error (one line) or None
+    checks: tuple[Callable, ...] = ()
 
     def error(self, message):
         """One line on standard error and exit status 2 (argparse prints the usage too)."""
@@ -163,6 +216,7 @@ class Parser(argparse.ArgumentParser):
 
     def parse_args(self, args=None, namespace=None):
         a = super().parse_args(args, namespace)
+        vars(a).pop("_given", None)     # Once's bookkeeping
         a.mode = "tiny" if getattr(a, "tiny", False) else "quick" if getattr(a, "quick", False) else \
             "full" if getattr(a, "full", False) else self.default_mode
         self._check_out(a)
@@ -175,10 +229,15 @@ class Parser(argparse.ArgumentParser):
                 self.error(f"--{name}: {', '.join(map(str, dup))} given more than once")
         if a.data is not None:
             self._check_data(a.data)
+        for check in self.checks:
+            why = check(a)
+            if why:
+                self.error(why)
         for d in (a.results_dir, a.figures_dir):
             why = _writable_folder_problem(d)
             if why:
                 self.error(f"cannot write the output folder {d}/: {why}")
+        self._check_records(a)
         return a
 
     def _check_out(self, a) -> None:
@@ -189,11 +248,24 @@ class Parser(argparse.ArgumentParser):
         if os.path.exists(a.out) and not os.path.isdir(a.out):
             self.error(f"--out {a.out}: a file, not a folder")
         if a.mode != "full":
-            mine = {os.path.realpath(p) for p in (*output_dirs(a.mode, a.out), os.path.join(a.out, "RESULTS.md"))}
-            hit = sorted(mine & committed_paths())
+            mine = [os.path.realpath(p) for p in (*output_dirs(a.mode, a.out), os.path.join(a.out, "RESULTS.md"))]
+            hit = sorted(c for c in committed_paths() if any(m == c or m.startswith(c + os.sep) for m in mine))
             if hit:
-                self.error(f"--out {a.out}: a {a.mode} run would overwrite the committed records in "
-                           f"{hit[0]}; choose another folder (or run --full)")
+                self.error(f"--out {a.out}: a {a.mode} run would write into the committed records in "
+                           f"{hit[0]}; choose a folder outside results/ and figures/ (or run --full)")
+
+    def _check_records(self, a) -> None:
+        """Under ``--out``, a record the run would replace must be of the run's own mode (a
+        same-mode rerun replaces it)."""
+        if a.out is None:
+            return
+        names = self.records(a) if callable(self.records) else self.records
+        for name in names:
+            path = os.path.join(a.results_dir, name)
+            got = record_mode_of(path)
+            if got not in (None, a.mode):
+                self.error(f"{path} is a {got} run's record and this is a {a.mode} run: refused, nothing "
+                           f"written (choose another --out, or remove that record)")
 
     def _check_data(self, root: str) -> None:
         """``--data``: an existing folder holding at least one expected data-set folder and no
@@ -269,7 +341,8 @@ ALL_DATASETS = ("mnist", "mnist_5k", "fashion_mnist", "cifar10", "tiny_shakespea
 
 def make_parser(doc: str, *, prog: str | None = None, seed: int | None = 0, quick: str, tiny: str | None = None,
                 full: str | None = None, default_mode: str = "quick", with_seed: bool = True,
-                datasets: tuple[str, ...] = ALL_DATASETS) -> Parser:
+                datasets: tuple[str, ...] = ALL_DATASETS, records: tuple[str, ...] | Callable = (),
+                checks: tuple[Callable, ...] = ()) -> Parser:
     """The parser of an experiment script.
 
     doc: the module docstring (shown without reST markup); quick/tiny/full: whole sentences saying
@@ -278,11 +351,12 @@ def make_parser(doc: str, *, prog: str | None = None, seed: int | None = 0, quic
     the only mode that writes the committed records; ``default_mode="full"`` keeps the old
     behaviour (``--quick`` instead of ``--full``). ``with_seed=False``: no ``--seed`` (a
     measurement without randomness). ``datasets``: the registered data sets the script reads
-    (what ``--data`` must hold).
+    (what ``--data`` must hold). ``records``: the record files the run writes (see
+    :attr:`Parser.records`); ``checks``: the script's own usage checks (:attr:`Parser.checks`).
     """
     ap = Parser(prog=prog, description=plain(doc), epilog=EXIT_CODES_HELP,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.default_mode, ap.datasets = default_mode, tuple(datasets)
+    ap.default_mode, ap.datasets, ap.records, ap.checks = default_mode, tuple(datasets), records, tuple(checks)
     full = full or "Run at the documents' scale."
     size = ap.add_mutually_exclusive_group()
     if default_mode == "full":
@@ -308,9 +382,11 @@ def make_parser(doc: str, *, prog: str | None = None, seed: int | None = 0, quic
                          "say which data they used).")
     ap.add_argument("--out", metavar="DIR", default=None,
                     help="Write results to DIR/results/ and figures to DIR/figures/ instead of the "
-                         "default folders (a quick or tiny run refuses the committed record folders).")
+                         "default folders (a quick or tiny run refuses a DIR in or under the committed "
+                         "record folders). A rerun of the same mode replaces DIR's record; a record of "
+                         "another mode there is refused, never replaced.")
     if with_seed:
-        ap.add_argument("--seed", type=SEED, default=seed,
+        ap.add_argument("--seed", type=SEED, default=seed, action=Once,
                         help=f"Random seed of the run, 0 to 4,294,967,295 (default {seed})." if seed is not None else
                         "Random seed of every experiment, 0 to 4,294,967,295 (default: each experiment's own seed).")
     return ap
@@ -376,6 +452,7 @@ class Run:
         self.written: list[str] = []
         self.unwritten = ""                       # what an interrupted run did not write (said on Ctrl-C)
         self.signal: str | None = None            # the signal that interrupted the run
+        self.finished = False                     # the body returned: every file is written
 
 
 _RUN: contextvars.ContextVar[Run] = contextvars.ContextVar("experiments_cli_run")
@@ -440,10 +517,32 @@ def wrote(path) -> None:
     current().written.append(os.fspath(path))
 
 
-def interrupted_line(signame: str = "Ctrl-C") -> str:
-    """One line: when it stopped, what finished, which complete files it left and where."""
-    run = current()
+class OutputError(Exception):
+    """A file of the run could not be written (a read-only or full disk, no permission): one
+    line naming the file and the problem, exit status 1 (:func:`main`)."""
+
+
+@contextlib.contextmanager
+def writing(path):
+    """Around the atomic write of ``path``: an ``OSError`` becomes an :class:`OutputError`
+    naming ``path`` (not the writer's temporary) and the problem; an interrupt stays one."""
+    try:
+        yield
+    except InterruptedError:
+        raise
+    except OSError as e:
+        code = f" [{errno.errorcode.get(e.errno, e.errno)}]" if e.errno else ""
+        raise OutputError(f"cannot write {os.fspath(path)}: {e.strerror or e}{code}; files written "
+                          "before it are complete, nothing is half-written") from None
+
+
+def interrupted_line(signame: str = "Ctrl-C", run: Run | None = None) -> str:
+    """One line: when it stopped, what finished, which complete files it left and where
+    (``run``: default :func:`current`; one that had finished says so)."""
+    run = run or current()
     elapsed = time.perf_counter() - run.t0
+    if run.finished:
+        signame += ", after the run had finished"
     levels = sorted(set(run.current) | {lv for lv, _ in run.done})
     top = levels[0] if levels else 1
     running = " / ".join(run.current[lv] for lv in sorted(run.current))
@@ -528,13 +627,23 @@ class _PipeSafe:
         return getattr(self._stream, name)
 
 
+_LAST_RUN: Run | None = None     # the run :func:`main` last made (named by a later interrupt)
+
+
+def _early_line(signame: str) -> str:
+    """The line of an interrupt outside the body: at start-up, or after :func:`main` returned
+    (then it names what that run finished and wrote)."""
+    if _LAST_RUN is not None:
+        return interrupted_line(signame, _LAST_RUN)
+    line = interrupted_line(signame)
+    return line if _MAIN_STARTED else line.replace(" after", " during start-up after", 1)
+
+
 def _early_interrupt(signum, frame):
     """Before (and after) :func:`main` nothing is being written: one line, exit 130 at once."""
     name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     with contextlib.suppress(Exception):
-        line = interrupted_line(name)
-        print("\n" + (line if _MAIN_STARTED else line.replace(" after", " during start-up after", 1)),
-              file=sys.stderr, flush=True)
+        print("\n" + _early_line(name), file=sys.stderr, flush=True)
     os._exit(EXIT_INTERRUPTED)
 
 
@@ -632,19 +741,22 @@ def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
     """Parse ``argv``, call ``body(args)`` and turn the expected ways of stopping into exit codes.
 
     Returns :data:`EXIT_OK`, :data:`EXIT_NO_DATA` (a data set not found: a short message with the
-    remedies, no traceback), :data:`EXIT_FAILED` for a malformed data file, or
+    remedies, no traceback), :data:`EXIT_FAILED` for a malformed data file, a malformed record
+    read back or a file that cannot be written (:class:`OutputError`; one line each), or
     :data:`EXIT_INTERRUPTED` (Ctrl-C/SIGTERM: one line, see :func:`interrupted_line`; in a
     script the process ends there with that status). ``body`` may return an int exit code of
     its own (the main job does). A command-line error exits with status 2 before ``body`` runs.
     Other exceptions propagate.
     """
-    global _MAIN_STARTED
-    _MAIN_STARTED = True
+    global _MAIN_STARTED, _LAST_RUN
+    _MAIN_STARTED, _LAST_RUN = True, None
     argv = sys.argv[1:] if argv is None else list(argv)
-    token = _RUN.set(Run(shlex.join([*parser.prog.split(), *argv])))
+    run = Run(shlex.join([*parser.prog.split(), *argv]))
+    token = _RUN.set(run)
     try:
         return _run_body(parser, body, argv, prog)
     finally:
+        _LAST_RUN = run
         _RUN.reset(token)
 
 
@@ -655,20 +767,31 @@ def _run_body(parser: Parser, body, argv: list[str], prog: str) -> int:
     data.registry.forget_download_failures()     # one download attempt per data set per run
     run.unwritten = (f"its record and figures are written to {args.results_dir}/ and {args.figures_dir}/ "
                      "when it finishes") if hasattr(args, "results_dir") else ""
-    with _signals_as_interrupt():
-        try:
-            rc = body(args)
-            end_phase(0)
-        except KeyboardInterrupt:
+    try:       # outside the handlers too: an interrupt while they are put back is one as well
+        with _signals_as_interrupt():
+            return _call_body(body, args, run, prog)
+    except KeyboardInterrupt:
+        return _finish(_interrupted())
+
+
+def _call_body(body, args, run: Run, prog: str) -> int:
+    """``body(args)``, the expected ways of stopping turned into exit codes (see :func:`main`)."""
+    from experiments._lib import report
+    from jaxnets import data
+    try:
+        rc = body(args)
+        end_phase(0)
+        run.finished, run.unwritten = True, ""
+    except KeyboardInterrupt:
+        return _finish(_interrupted())
+    except data.DataNotFoundError as e:
+        print(no_data_message(e, args, prog), file=sys.stderr)
+        return EXIT_NO_DATA
+    except (data.DataError, OutputError, report.RecordError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception:
+        if run.signal:  # an interrupt that surfaced as another exception
             return _finish(_interrupted())
-        except data.DataNotFoundError as e:
-            print(no_data_message(e, args, prog), file=sys.stderr)
-            return EXIT_NO_DATA
-        except data.DataError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return EXIT_FAILED
-        except Exception:
-            if run.signal:  # an interrupt that surfaced as another exception
-                return _finish(_interrupted())
-            raise
+        raise
     return rc if isinstance(rc, int) else EXIT_OK

@@ -329,7 +329,7 @@ def _write(fig, path, **savefig_kwargs) -> str:
     """Save ``fig`` to ``path`` atomically (format from the suffix); records it for the run."""
     path = os.fspath(path)
     fmt = os.path.splitext(path)[1].lstrip(".") or "png"
-    with atomic_write(path, "wb") as f:
+    with cli.writing(path), atomic_write(path, "wb") as f:
         fig.savefig(f, format=fmt, **savefig_kwargs)
     cli.wrote(path)
     return path

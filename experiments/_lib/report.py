@@ -135,7 +135,7 @@ def write_json(path, record: dict) -> str:
     clean = finite_json(record, where)
     if where:
         clean["non_finite"] = where
-    with atomic_write(path, "w", encoding="utf-8") as f:
+    with cli.writing(path), atomic_write(path, "w", encoding="utf-8") as f:
         json.dump(clean, f, indent=1, allow_nan=False)
     cli.wrote(path)
     return path

@@ -320,6 +320,31 @@ def test_replot_redraws_both_figures_from_a_record(tmp_path):
     assert (tmp_path / "figures" / "bench_sweep_widths.png").stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("text, says", [
+    (None, "no bench record there to replot (run `python -m experiments.bench` first"),
+    ("{", "not valid JSON"),
+    ("", "empty file"),
+    ("{}", "not a bench record (no 'mlp' field)"),
+    ("[]", "not a bench record (a field of the wrong type"),
+    ('{"mlp": {"table": [{"batch": 5, "rows": [{"variant": "fit"}]}]}}', "not a bench record (no 'min_s' field)"),
+    ('{"mlp": {"table": []}, "n": 1, "blas": {"build": "x"}}', "not a bench record (no MLP rows)"),
+])
+def test_replot_of_a_missing_or_broken_record_is_one_line(text, says, tmp_path, capsys):
+    """``bench --replot`` without bench.json, with truncated JSON or with ``{}`` gave a traceback
+    (FileNotFoundError, JSONDecodeError, KeyError): one line naming the file and what is wrong,
+    exit 1, no figure written."""
+    from experiments import bench as bench_script
+    path = tmp_path / "results" / "bench.json"
+    path.parent.mkdir()
+    if text is not None:
+        path.write_text(text)
+    assert bench_script.main(["--replot", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    assert err.startswith(f"error: {path}: ") and says in err, err
+    assert not (tmp_path / "figures").exists()
+
+
 @pytest.mark.parametrize("value,want", [("", None), ("0", None), ("1", False), ("yes", False)])
 def test_the_torch_peers_can_be_left_out(monkeypatch, value, want):
     """JAXNETS_NO_TORCH_PEERS (set by the GPU check) leaves the CPU-only PyTorch rungs out; unset,

@@ -1,7 +1,9 @@
 """The shared command line of the experiment scripts: help texts, output folders, exit codes,
 the missing-data message, Ctrl-C/SIGTERM (one line, exit 130, nothing half-written)."""
 import argparse
+import errno
 import io
+import json
 import os
 import re
 import signal
@@ -134,6 +136,59 @@ def test_interrupt_is_one_line_saying_what_finished_and_exit_130(tmp_path):
     assert f"1 complete file(s) in {tmp_path / 'r'}/" in lines[0] and "Traceback" not in err
 
 
+def test_an_interrupt_after_the_run_finished_names_what_it_wrote(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C that lands after main() returned (the interpreter shutting down, the script's
+    start-up handler back in place) said "nothing had finished; no result file written" with every
+    file written (``timeout -s INT 9.1 python -m experiments.e1_mnist --tiny``, one try in six):
+    its line now names what the run finished and wrote."""
+    def body(a):
+        cli.phase("E9 (a)")
+        cli.wrote(tmp_path / "r" / "e9.json")
+        return 0
+    assert _run_main(body)[0] == 0
+    exits = []
+    monkeypatch.setattr(cli.os, "_exit", exits.append)
+    cli._early_interrupt(signal.SIGINT, None)           # the handler a script has outside main()
+    line = capsys.readouterr().err.strip()
+    assert exits == [cli.EXIT_INTERRUPTED] and line.startswith("Interrupted (Ctrl-C, after the run had finished)")
+    assert "finished: E9 (a);" in line and f"1 complete file(s) in {tmp_path / 'r'}/;" in line
+    assert "nothing had finished" not in line and "no result file" not in line and "when it finishes" not in line
+
+
+@pytest.mark.parametrize("where, code, at", [("record", errno.EROFS, "open"), ("figure", errno.ENOSPC, "fsync"),
+                                              ("record", errno.EACCES, "open"), ("record", errno.EDQUOT, "fsync"),
+                                              ("figure", errno.EROFS, "open")])
+def test_an_output_folder_that_cannot_be_written_mid_run_is_one_line_and_exit_1(where, code, at, tmp_path,
+                                                                                  monkeypatch):
+    """A read-only or full disk after the start-up checks (the temporary cannot be created, or
+    its bytes cannot be flushed): one line naming the file (not the writer's temporary) and the
+    problem, exit 1, no traceback, no temporary left."""
+    from experiments._lib import figures, report
+    import matplotlib.pyplot as plt
+
+    def refuse(path, *a, **kw):
+        raise OSError(code, os.strerror(code), str(Path(path).parent / f".{Path(path).name}.1.abc.part"))
+
+    def fsync(fd):
+        raise OSError(code, os.strerror(code))
+    if at == "open":
+        monkeypatch.setattr({"record": report, "figure": figures}[where], "atomic_write", refuse)
+    path = tmp_path / "out" / where / ("e9.json" if where == "record" else "e9.png")
+
+    def body(a):
+        if at == "fsync":
+            monkeypatch.setattr(os, "fsync", fsync)
+        if where == "record":
+            report.write_json(path, {"rows": []})
+        else:
+            figures.save(plt.figure(), path)
+    rc, err = _run_main(body, ["--out", str(tmp_path / "out")])
+    lines = err.strip().splitlines()
+    assert rc == cli.EXIT_FAILED and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"error: cannot write {path}: {os.strerror(code)} [{errno.errorcode[code]}]")
+    assert ".part" not in err and not [f for f in tmp_path.rglob("*") if f.is_file()]
+
+
 def test_sigterm_swallowed_by_a_gc_callback_is_raised_again():
     """A SIGTERM that lands while Python runs a finaliser (JAX's GC callback is one) raises a
     KeyboardInterrupt there, which Python drops; the run must still stop (exit 130, one line,
@@ -255,30 +310,139 @@ def test_every_number_is_validated_by_the_parser(module, argv, says, capsys, tmp
 
 
 @pytest.mark.parametrize("module", ["e1_mnist", "e5_perceptron", "reproduce", "scaling", "bench"])
-@pytest.mark.parametrize("case", ["empty", "repo", "repo via ..", "cwd", "file", "under a file", "dir file"])
+@pytest.mark.parametrize("case", ["empty", "repo", "repo via ..", "cwd", "file", "under a file", "dir file",
+                                  "results", "figures", "results/quick/..", "results/quick", "link to results",
+                                  "repo's results"])
 def test_out_that_cannot_be_used_is_refused_before_any_work(module, case, capsys, tmp_path, monkeypatch):
-    """``--out ""`` (an unset variable) and, in a quick or tiny run, an --out that resolves to the
-    committed record folders are refused: a quick run never overwrites results/*.json,
-    figures/*.png or RESULTS.md. So are an --out that is a file or lies under one."""
+    """``--out ""`` (an unset variable) and, in a quick or tiny run, an --out that resolves to, or
+    into, the committed record folders are refused: a quick run never overwrites results/*.json,
+    figures/*.png or RESULTS.md, nor writes results/results/ or figures/results/ into them. So are
+    an --out that is a file or lies under one."""
     (tmp_path / "f").write_text("x")
     cwd = tmp_path / "work"
     (cwd / "results").mkdir(parents=True)
     (cwd / "experiments").mkdir()
     (cwd / "experiments" / "reproduce.py").write_text("")   # the working directory is a checkout
+    (tmp_path / "link").symlink_to(cwd / "results")
     monkeypatch.chdir(cwd)
     out, says = {"empty": ("", "--out is empty"), "repo": (str(ROOT), "committed records"),
                  "repo via ..": (str(ROOT / "experiments" / ".."), "committed records"),
                  "cwd": (".", "committed records"), "file": (str(tmp_path / "f"), "a file, not a folder"),
                  "under a file": (str(tmp_path / "f" / "out"), "is a file, not a folder"),
-                 "dir file": (str(tmp_path / "f" / ""), "")}[case]
+                 "dir file": (str(tmp_path / "f" / ""), ""),
+                 "results": ("results", f"committed records in {cwd / 'results'}"),
+                 "figures": ("figures", f"committed records in {cwd / 'figures'}"),
+                 "results/quick/..": ("results/quick/..", f"committed records in {cwd / 'results'}"),
+                 "results/quick": ("results/quick", f"committed records in {cwd / 'results'}"),
+                 "link to results": (str(tmp_path / "link"), f"committed records in {cwd / 'results'}"),
+                 "repo's results": (str(ROOT / "results"), f"committed records in {ROOT / 'results'}")}[case]
     argv = ["--tiny" if module != "bench" and module != "scaling" else "--quick", "--out", out]
     assert says in _usage_error(module, argv, capsys)
+    assert sorted(p.name for p in cwd.rglob("*")) == ["experiments", "reproduce.py", "results"]  # nothing written
 
 
 def test_full_run_may_write_the_committed_folders_explicitly(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     a = cli.make_parser("Doc.", quick="Quick.").parse_args(["--full", "--out", "."])
     assert a.results_dir == os.path.join(".", "results")
+
+
+@pytest.mark.parametrize("module, record, argv, mode", [
+    ("e1_mnist", "e1.json", ["--tiny"], "tiny"),
+    ("e7_transformer", "e7.json", ["--quick"], "quick"),
+    ("e3_fashion", "e3.json", [], "quick"),
+    ("bench", "bench.json", ["--quick"], "quick"),
+    ("scaling", "scaling.json", [], "quick"),
+    ("reproduce", "reproduce.json", ["--tiny"], "tiny"),
+    ("reproduce", "e4.json", ["--tiny", "--only", "e4"], "tiny"),
+])
+def test_a_record_of_another_mode_in_out_is_never_replaced(module, record, argv, mode, capsys, tmp_path, monkeypatch):
+    """``e1_mnist --full --out X`` then ``e1_mnist --tiny --out X`` used to turn X's full record
+    into a tiny one: a run refuses, before any work and writing nothing, to replace a record of
+    another mode (one line naming the file and both modes, exit 2)."""
+    monkeypatch.chdir(tmp_path)
+    rec = tmp_path / "out" / "results" / record
+    rec.parent.mkdir(parents=True)
+    rec.write_text(json.dumps({"mode": "full", "rows": []}))
+    line = _usage_error(module, [*argv, "--out", str(tmp_path / "out")], capsys)
+    assert f"{rec} is a full run's record and this is a {mode} run: refused, nothing written" in line
+    assert json.loads(rec.read_text()) == {"mode": "full", "rows": []}
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == sorted(["results", record])
+
+
+@pytest.mark.parametrize("stored", ["full", "broken", "no mode"])
+def test_a_rerun_of_the_same_mode_may_replace_its_record(stored, tmp_path, monkeypatch):
+    """Same mode (or a file that is no record of another mode): the run goes ahead, as --help says."""
+    from experiments import e1_mnist
+    monkeypatch.chdir(tmp_path)
+    rec = tmp_path / "out" / "results" / "e1.json"
+    rec.parent.mkdir(parents=True)
+    rec.write_text({"full": '{"mode": "full", "rows": []}', "broken": "{", "no mode": '{"rows": []}'}[stored])
+    a = e1_mnist._parser().parse_args(["--full", "--out", str(tmp_path / "out")])
+    assert a.results_dir == str(rec.parent)
+    assert "a record of another mode there is refused, never replaced" in " ".join(_help("e1_mnist").split())
+
+
+@pytest.mark.parametrize("module, argv, says", [
+    ("e7_transformer", ["--tiny", "--steps", "2"], "--steps 2: must be a multiple of 10, the evaluation interval of a tiny run"),
+    ("e7_transformer", ["--steps", "150"], "--steps 150: must be a multiple of 100, the evaluation interval of a quick run"),
+    ("e7_transformer", ["--tiny", "--seed", "4294967295"],
+     "--seed 4294967295: this run also uses seeds up to 4294967296 (--seed plus 1), but seeds must lie in "
+     "0 to 4,294,967,295: give --seed 4294967294 or less"),
+    ("e7_transformer", ["--full", "--seed", "4294967294"], "give --seed 4294967293 or less"),
+    ("e2_levels", ["--seed", "4294967295"], "uses seeds up to 4294967296"),
+    ("reproduce", ["--seed", "4294967294"], "give --seed 4294967293 or less"),
+    ("reproduce", ["--tiny", "--only", "e2", "--seed", "4294967295"], "give --seed 4294967294 or less"),
+    ("e1_mnist", ["--seed", "1", "--seed", "2"], "--seed given twice (1 and 2): give it once"),
+    ("reproduce", ["--seed", "1", "--seed", "1"], "--seed given twice (1 and 1): give it once"),
+    ("e3_fashion", ["--seeds", "1", "2", "--seeds", "3"], "--seeds given twice (1 2 and 3): give it once"),
+    ("e7_transformer", ["--seeds", "1", "--seeds", "2"], "--seeds given twice (1 and 2)"),
+    ("e4_ood", ["--seeds", "1", "--seeds", "2"], "--seeds given twice (1 and 2)"),
+])
+def test_steps_and_seeds_that_break_a_rule_are_usage_errors(module, argv, says, capsys, tmp_path, monkeypatch):
+    """E7's steps must be whole evaluation intervals (a traceback before); the seeds a run derives
+    from --seed (E7: N, N+1, N+2; E2: N+1) must stay in 0..2**32-1, where jax.random.key(2**32)
+    would be key(0); a seed given twice is refused, never the last one silently used."""
+    monkeypatch.chdir(tmp_path)
+    assert says in _usage_error(module, argv, capsys)
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("e7_transformer", ["--tiny", "--seed", "4294967294", "--steps", "30"]),
+    ("e7_transformer", ["--seed", "4294967293"]),
+    ("e7_transformer", ["--seed", "4294967295", "--seeds", "4294967295"]),   # --seeds: no derived seeds
+    ("e1_mnist", ["--seed", "4294967295"]),
+    ("reproduce", ["--only", "e1,e3", "--seed", "4294967295"]),
+])
+def test_seeds_at_the_edge_of_the_range_are_accepted(module, argv, tmp_path, monkeypatch):
+    import importlib
+    monkeypatch.chdir(tmp_path)
+    importlib.import_module(f"experiments.{module}")._parser().parse_args(argv)
+
+
+def test_e7_help_states_the_steps_rule():
+    text = " ".join(_help("e7_transformer").split())
+    assert "a multiple of the evaluation interval (every 100 steps; every 10 with --tiny)" in text
+
+
+@pytest.mark.parametrize("module", [m for m in SCRIPTS if m not in ("scaling", "bench", "bench_transformer")])
+def test_a_help_that_gives_quick_defaults_gives_tiny_ones_too(module):
+    """``e6_cifar --help`` said "default 3,000; 200 with --quick" without --tiny's 20."""
+    for entry in re.split(r"\n  (?=-)", _help(module).split("\noptions:\n", 1)[1]):
+        words = " ".join(entry.split())
+        assert "with --quick" not in words or "--tiny" in words, f"{module}: {words}"
+
+
+def test_readme_says_which_scripts_lack_tiny_and_seed():
+    """README: every experiment script takes the conventions' options, and names the exceptions
+    (it said they all took the same options, but --tiny is refused by three and --seed by one)."""
+    no_tiny = [m for m in SCRIPTS if "--tiny" not in _help(m)]
+    no_seed = [m for m in SCRIPTS if not re.search(r"--seed(?!s)", _help(m))]
+    assert no_tiny == ["scaling", "bench", "bench_transformer"] and no_seed == ["scaling"]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert ("except that `scaling`, `bench` and `bench_transformer` have no `--tiny` and `scaling` has no "
+            "`--seed`") in readme
+    assert "takes the same options" not in readme
 
 
 @pytest.mark.parametrize("out", ["/proc/self/jaxnets-out", "/proc/1/a/b"])

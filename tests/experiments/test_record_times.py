@@ -64,6 +64,39 @@ def test_what_is_not_a_complete_quick_or_tiny_run_is_refused(tmp_path, times_dir
     assert not times_dir.exists()
 
 
+@pytest.mark.parametrize("layout", ["results folder", "--out folder"])
+def test_the_run_folder_is_its_results_folder_or_its_out_folder(tmp_path, times_dir, layout):
+    """``reproduce --out DIR`` writes DIR/results/reproduce.json: the tool takes DIR as well as the
+    results folder itself (it looked for DIR/reproduce.json only)."""
+    d = _run(tmp_path)
+    if layout == "--out folder":
+        (tmp_path / "out" / "results").mkdir(parents=True)
+        (d / "reproduce.json").rename(tmp_path / "out" / "results" / "reproduce.json")
+        d = tmp_path / "out"
+    assert tool.main([str(d)]) == 0
+    assert json.loads((times_dir / "quick.json").read_text())["measured"] == SECONDS
+
+
+@pytest.mark.parametrize("kind", ["broken", "absent"])
+def test_a_missing_or_broken_summary_is_named_once(tmp_path, times_dir, kind):
+    d = _run(tmp_path)
+    if kind == "broken":
+        (d / "reproduce.json").write_text("{")
+    else:
+        (d / "reproduce.json").unlink()
+    with pytest.raises(SystemExit) as e:
+        tool.main([str(d)])
+    msg = str(e.value)
+    assert msg.count(str(d / "reproduce.json")) == 1, msg
+    assert ("not valid JSON" if kind == "broken" else str(d / "results" / "reproduce.json")) in msg
+
+
+def test_the_help_names_the_folders_runs_really_write():
+    """Tiny runs write results/quick/ (there is no results/tiny/), or DIR/results/ with --out."""
+    assert "results/tiny" not in tool.__doc__ and "results/quick" in tool.__doc__
+    assert "DIR/results/reproduce.json" in tool.__doc__
+
+
 def test_an_existing_record_is_replaced_only_when_asked(tmp_path, times_dir):
     assert tool.main([str(_run(tmp_path))]) == 0
     before = (times_dir / "quick.json").read_text()

@@ -32,6 +32,23 @@ def test_failure_in_one_experiment_is_reported_and_others_run(tmp_path, monkeypa
     assert "failed" in (tmp_path / "R.md").read_text()
 
 
+def test_a_file_that_cannot_be_written_stops_the_main_job_with_one_line(tmp_path, monkeypatch, capsys):
+    """A full or read-only disk is no failed row with a traceback per experiment: the main job
+    stops at the first file it cannot write, with one line naming it, exit 1."""
+    ran = []
+
+    def full_disk(config):
+        ran.append("E1")
+        raise cli.OutputError(f"cannot write {config.results_dir}/e1.json: No space left on device [ENOSPC]")
+    _fake(monkeypatch, "E1", full_disk)
+    _fake(monkeypatch, "E2", lambda config: ran.append("E2"))
+    assert reproduce.main(["--tiny", "--only", "e1,e2", "--out", str(tmp_path / "out")]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
+        f"error: cannot write {tmp_path / 'out' / 'results'}/e1.json: No space left on device [ENOSPC]"]
+    assert "Traceback" not in err and ran == ["E1"] and not (tmp_path / "out" / "RESULTS.md").exists()
+
+
 def test_unknown_experiment_is_rejected():
     with pytest.raises(ValueError, match="unknown experiment"):
         reproduce.run(["E9"])
@@ -77,17 +94,101 @@ def _record(path, **kw):
 
 @pytest.mark.parametrize("stamp, status", [({"quick": True}, "refused"), ({"mode": "tiny"}, "refused"),
                                            ({}, "refused"), ({"quick": False}, "ran"), ({"mode": "full"}, "ran")])
-def test_from_results_refuses_records_that_are_not_full_runs(tmp_path, stamp, status):
+def test_from_results_refuses_records_that_are_not_full_runs(tmp_path, stamp, status, capsys):
+    """A refused record is said on the console with the --full command that remakes it; a rebuild
+    that accepts no record writes nothing, and no rebuild rewrites the run's reproduce.json (its
+    measured times)."""
     _record(tmp_path / "e1.json", **stamp)
+    (tmp_path / "R.md").write_text("the run's own report\n")
+    summary = json.dumps({"mode": "full", "measured": {"E1": 3.0}, "summary": []})
+    (tmp_path / "reproduce.json").write_text(summary)
     records, ok = reproduce.run(["E1"], mode="full", results_dir=str(tmp_path), figures_dir=str(tmp_path),
                                 report_path=str(tmp_path / "R.md"), from_results=True)
     assert records[0]["status"] == status and ok == (status == "ran")
-    text = (tmp_path / "R.md").read_text()
+    assert (tmp_path / "reproduce.json").read_text() == summary
+    text, err = (tmp_path / "R.md").read_text(), capsys.readouterr().err
     if status == "refused":
         assert reproduce.exit_status(records) == cli.EXIT_FAILED
-        assert "not a full run's: refused" in text
+        assert "not a full run's: refused (rerun it with `python -m experiments.e1_mnist --full`)" in err
+        assert "no record accepted: nothing written" in err and text == "the run's own report\n"
     else:
         assert records[0]["wall_time"] == 12.5 and "| q | 1 | 1 | 0.1 | agrees | full data set |  |" in text
+
+
+@pytest.mark.parametrize("results_dir, command", [
+    ("results", "python -m experiments.e1_mnist --full"),
+    (os.path.join("runs", "a b", "results"), "python -m experiments.e1_mnist --full --out 'runs/a b'"),
+    ("results/", "python -m experiments.e1_mnist --full"),
+])
+def test_a_refused_record_names_the_full_command_that_remakes_it(results_dir, command):
+    assert reproduce._rerun_command("E1", results_dir, "full") == command
+
+
+def _digest(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_from_results_on_a_folder_of_tiny_records_writes_nothing(tmp_path, capsys):
+    """``reproduce --from-results --out DIR`` on a tiny run's folder refused every record (right)
+    but replaced DIR/RESULTS.md by a report of refusals and DIR/results/reproduce.json by
+    ``{"mode": "full", "measured": {}}``, so ``tools/record_times.py`` could no longer read the
+    run's times: a command that trains nothing and accepts nothing leaves the folder as it was."""
+    out = tmp_path / "out"
+    (out / "results").mkdir(parents=True)
+    for n in ("E1", "E7"):
+        _record(out / "results" / f"{n.lower()}.json", experiment=n, mode="tiny")
+    (out / "results" / "reproduce.json").write_text(json.dumps({"mode": "tiny", "measured": {"E1": 3.0}}))
+    (out / "RESULTS.md").write_text("the tiny run's report\n")
+    before = _digest(out)
+    assert reproduce.main(["--from-results", "--only", "e1,e7", "--out", str(out)]) == cli.EXIT_FAILED
+    assert _digest(out) == before
+    std = capsys.readouterr()
+    assert f"rerun it with `python -m experiments.e7_transformer --full --out {out}`" in std.err
+    assert f"report: {out / 'RESULTS.md'} (not written: it was left as it was)" in std.out
+
+
+def test_only_reports_the_folders_other_records_and_names_its_real_command(tmp_path, monkeypatch):
+    """``reproduce --only E1 --out DIR`` on a folder holding a run rewrote RESULTS.md with E1 alone
+    under "Generated by `python -m experiments.reproduce --tiny`": the report names the command as
+    given, shows the other same-mode records already in the folder (marked as earlier runs) and
+    says which it leaves out and why; reproduce.json lists this run's experiments only."""
+    out = tmp_path / "out"
+    res = out / "results"
+    res.mkdir(parents=True)
+    _record(res / "e2.json", experiment="E2", mode="tiny", command="python -m experiments.e2_levels --tiny")
+    _record(res / "e3.json", experiment="E3", mode="quick")
+    (res / "e4.json").write_text("{")
+    (res / "worked.json").write_text(json.dumps({"records": [{"id": "w.1", "doc": "004", "quantity": "toy loss",
+                                                              "value": 1.9, "doc_value": 1.9, "agrees": True}]}))
+
+    def run(config):
+        return {"rows": [{"id": "E1.y", "quantity": "fresh", "value": 2.0, "doc_value": None, "tolerance": None,
+                          "status": "info", "note": ""}], "data": "sample", "mode": "tiny"}
+    _fake(monkeypatch, "E1", run)
+    assert reproduce.main(["--tiny", "--only", "e1", "--out", str(out)]) == cli.EXIT_OK
+    text = (out / "RESULTS.md").read_text()
+    assert f"Generated by `python -m experiments.reproduce --tiny --only e1 --out {out}` (tiny run" in text
+    assert f"This run ran E1 only; worked, E2: the tiny-run records already in `{res}/`, from earlier runs" in text
+    assert (f"Not in this report (`{res}/` holds no tiny-run record of them): E3: a quick run's record; "
+            "E4: a record that cannot be read (not JSON, or off the schema); E5, E6, E7: no record.") in text
+    assert "](#e1) | ran |" in text and "](#e2) | ran |" in text and "](#e3)" not in text
+    assert "| E2 | `python -m experiments.e2_levels --tiny` (an earlier run) | 12.5 |" in text
+    assert "| worked | read back from worked.json (an earlier run) | — |" in text and "| 004 | toy loss |" in text
+    assert "| fresh | 2 |" in text and "| q | 1 | 1 | 0.1 | agrees |" in text
+    summary = json.loads((res / "reproduce.json").read_text())
+    assert [s["experiment"] for s in summary["summary"]] == ["E1"] and summary["mode"] == "tiny"
+
+
+def test_a_whole_run_says_nothing_about_earlier_records(tmp_path, monkeypatch):
+    for n in reproduce.EXPERIMENTS:
+        if n != "worked":
+            _fake(monkeypatch, n, lambda config: {"rows": [], "mode": "tiny"})
+    monkeypatch.setattr(reproduce, "_worked_rows", lambda d, write=True: {"experiment": "worked", "rows": []})
+    reproduce.run(None, mode="tiny", results_dir=str(tmp_path), figures_dir=str(tmp_path),
+                  report_path=str(tmp_path / "R.md"), command="python -m experiments.reproduce --tiny")
+    text = (tmp_path / "R.md").read_text()
+    assert "Generated by `python -m experiments.reproduce --tiny` (tiny run" in text
+    assert "This run ran" not in text and "Not in this report" not in text and "earlier run" not in text
 
 
 def test_eta_comes_from_measured_runs_of_the_same_mode_only(tmp_path, monkeypatch):
