@@ -190,10 +190,6 @@ def record_mode_of(path) -> str | None:
     return mode if mode in MODES else None
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[-_ ./]", "", name.casefold())
-
-
 class Parser(argparse.ArgumentParser):
     """``argparse`` parser whose ``parse_args`` also sets ``mode``, ``results_dir``,
     ``figures_dir`` and ``download`` (see :func:`output_dirs`) and refuses, before any work, an
@@ -269,7 +265,8 @@ class Parser(argparse.ArgumentParser):
 
     def _check_data(self, root: str) -> None:
         """``--data``: an existing folder holding at least one expected data-set folder and no
-        near-miss (``Fashion_MNIST/``); a file only where tiny Shakespeare is read."""
+        near-miss (``Fashion_MNIST/``, ``mnst/``: :func:`jaxnets.data.registry.near_miss`); a file
+        only where tiny Shakespeare is read."""
         p = Path(root)
         if p.is_file():
             if "tiny_shakespeare" not in self.datasets:
@@ -282,12 +279,13 @@ class Parser(argparse.ArgumentParser):
             entries = sorted(os.listdir(p))
         except OSError as e:
             self.error(f"--data {root}: cannot be read ({e.strerror or e})")
+        from jaxnets.data.registry import DATASETS, near_miss   # the library's one near-miss rule
         expected = _expected(self.datasets)
-        exact = [e for e in entries if e.rstrip("/") in {x.rstrip("/") for x in expected}]
-        wanted = {}
-        for x in expected:
-            wanted.setdefault(_norm(x), x)
-        near = [(e, wanted[_norm(e)]) for e in entries if _norm(e) in wanted and e not in exact]
+        names = [x.rstrip("/") for x in expected]
+        exact = [e for e in entries if e in names]
+        known = {d for sp in DATASETS.values() for d in (sp.name, *sp.subdirs) if d}
+        near = [(e, m + "/") for e in entries if e not in known and not e.startswith(".")
+                and (m := near_miss(e, names)) is not None]
         if near:
             e, x = near[0]
             self.error(f"--data {root}: found {e}/ but expected {x.rstrip('/')}/ (names are case- and "

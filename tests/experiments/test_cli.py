@@ -460,6 +460,9 @@ def test_unwritable_out_is_refused_before_any_work(tmp_path, out):
     ("e3_fashion", ["Fashion_MNIST/"], "found Fashion_MNIST/ but expected fashion_mnist/"),
     ("e1_mnist", ["MNIST/"], "found MNIST/ but expected mnist/"),
     ("e6_cifar", ["cifar-10/"], "found cifar-10/ but expected cifar10/"),
+    ("e1_mnist", ["mnst/"], "found mnst/ but expected mnist/"),            # a misspelling, not only case
+    ("reproduce", ["fashion_mnist/", "mnst/"], "found mnst/ but expected mnist/"),  # beside a right one
+    ("e1_mnist", ["kmnist/"], "holds none of mnist/ (found: kmnist/)"),    # another data set: no near-miss
     ("e1_mnist", ["fashion_mnist/", "notes.txt"], "holds none of mnist/ (found: fashion_mnist/, notes.txt)"),
     ("reproduce", [], "holds none of mnist/"),
     ("e1_mnist", ["FILE"], "a file; this command reads folders"),
