@@ -134,7 +134,7 @@ def _failed_record(name, title, e):
     """The record of an experiment that could not run: one row saying why."""
     absent = _is_data_absent(e)
     status = ("data absent" if absent else "refused" if isinstance(e, RecordModeError) else "failed")
-    msg = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+    msg = " ".join(f"{type(e).__name__}: {e}".split())[:1000]   # room for two long paths (a refusal names both)
     note = f"data absent: {HOW_TO_GET[name]} ({msg})" if absent and name in HOW_TO_GET else msg
     rec = {"rows": [{"id": f"{name}.status", "quantity": title, "value": None, "doc_value": None,
                      "tolerance": None, "status": status, "note": note}], "status": status}
