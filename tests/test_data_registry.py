@@ -201,8 +201,12 @@ def test_misspelled_folder_beside_the_real_one_is_no_error(tmp_path, monkeypatch
 
 def test_near_miss_distances():
     nm = registry.near_miss
-    assert [nm(e, ["mnist"]) for e in ("mnst", "minst", "mnsit", "Mnist", "m-n-i-s-t", "mnistt")] == ["mnist"] * 6
+    assert [nm(e, ["mnist"]) for e in ("mnst", "minst", "mnsit", "Mnist", "m-n-i-s-t", "mnlst")] == ["mnist"] * 6
     assert [nm(e, ["mnist"]) for e in ("mst", "mnist", "kmnist", "nmsit", "mnist5k", "data")] == [None] * 6
+    # the name plus more is a variant or another data set, not a typo (a second review's cases)
+    assert [nm(e, ["mnist"]) for e in ("mnistt", "mnist_m", "MNIST-C", "fmnist", "nmnist")] == [None] * 5
+    assert [nm(e, ["cifar10"]) for e in ("CIFAR-10-C", "cifar10.1", "cifar10h", "cifar10_1")] == [None] * 4
+    assert [nm(e, ["input.txt"]) for e in ("input.txt~", "inputs.txt")] == [None, "input.txt"]   # the second: a typo
     assert nm("fashon_mnst", ["fashion_mnist", "fashion-mnist"]) == "fashion_mnist"      # 2 letters: long name
     assert nm("cifar1", ["cifar10"]) == "cifar10" and nm("cifar100", ["cifar10"]) is None
 

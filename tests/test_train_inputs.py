@@ -168,3 +168,13 @@ def test_resuming_a_checkpoint_of_more_epochs_than_asked_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"holds 4 epochs, more than epochs=3"):
         _fit(checkpoint=train.Checkpointing(path, resume=True), epochs=3)
     assert len(_fit(checkpoint=train.Checkpointing(path, resume=True), epochs=4).history["epoch"]) == 4
+
+
+def test_a_negative_injected_step_size_is_allowed_where_it_is_the_rule():
+    """optax.scale's step_size is negative for descent: only finiteness is asked of a
+    hyperparameter whose sign the library does not know."""
+    opt = optax.chain(optax.scale_by_adam(), optax.inject_hyperparams(optax.scale)(step_size=-1e-2))
+    assert len(_fit(optimizer=opt).history["epoch"]) == 1
+    bad = optax.chain(optax.scale_by_adam(), optax.inject_hyperparams(optax.scale)(step_size=np.nan))
+    with pytest.raises(ValueError, match="step_size must be finite"):
+        _fit(optimizer=bad)

@@ -284,8 +284,9 @@ class Parser(argparse.ArgumentParser):
         names = [x.rstrip("/") for x in expected]
         exact = [e for e in entries if e in names]
         known = {d for sp in DATASETS.values() for d in (sp.name, *sp.subdirs) if d}
+        # only where the expected entry itself is missing: CIFAR-10-C/ beside cifar10/ is no typo
         near = [(e, m + "/") for e in entries if e not in known and not e.startswith(".")
-                and (m := near_miss(e, names)) is not None]
+                and (m := near_miss(e, names)) is not None and m not in entries]
         if near:
             e, x = near[0]
             self.error(f"--data {root}: found {e}/ but expected {x.rstrip('/')}/ (names are case- and "

@@ -311,7 +311,8 @@ def _edit_distance(a: str, b: str, limit: int) -> int:
 #: other data sets' usual folder names within one edit of ours (KMNIST, EMNIST, QMNIST next to
 #: MNIST; CIFAR-100 next to CIFAR-10): never taken for misspellings
 _OTHER_DATA_SETS = frozenset(_norm(n) for n in ("kmnist", "emnist", "qmnist", "cifar100", "cifar-100-python",
-                                                  "cifar100-jpeg", "svhn"))
+                                                  "cifar100-jpeg", "svhn", "fmnist", "nmnist", "mnist-c",
+                                                  "mnist-m", "cifar-10-c", "cifar-10.1", "cifar-10h"))
 
 
 def near_miss(entry: str, expected) -> str | None:
@@ -320,7 +321,8 @@ def near_miss(entry: str, expected) -> str | None:
     ``Fashion_MNIST``), or within a small edit distance of it -- one letter inserted, dropped,
     changed or two swapped for names of up to 7 letters (``mnst``, ``minst``, ``cifar1``), two
     for longer ones (``fashon_mnst``, ``tiny_shakspeare``). None for an exact name, another known
-    data set's name (``kmnist``, ``cifar100``) or nothing close."""
+    data set's name (``kmnist``, ``cifar100``), the name with more added (``cifar-10-c``,
+    ``mnist_m``, ``input.txt~``: a variant, so ``mnistt`` is not caught either) or nothing close."""
     if entry in expected:
         return None
     e = _norm(entry)
@@ -329,6 +331,8 @@ def near_miss(entry: str, expected) -> str | None:
     best = None
     for x in expected:
         n = _norm(x)
+        if n != e and n in e:
+            continue   # the name plus more (cifar10c, mnist_m, input.txt~): a variant, not a typo
         limit = 1 if len(n) <= 7 else 2
         d = _edit_distance(e, n, limit)
         if d <= limit and (best is None or d < best[0]):

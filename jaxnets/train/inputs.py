@@ -72,15 +72,25 @@ _BOUNDS = {"lr_decay": (lambda a: a > 0, "> 0 (a decay of 0 stops training after
            "b1": (lambda a: a < 1, "< 1"), "b2": (lambda a: a < 1, "< 1")}
 
 
+#: injected hyperparameters that are never negative (others, such as ``optax.scale``'s negative
+#: ``step_size`` or ``polyak_sgd``'s ``f_min``, need only be finite)
+_NONNEGATIVE = frozenset({"learning_rate", "lr", "lr_decay", "momentum", "b1", "b2", "eps", "eps_root",
+                          "weight_decay", "decay", "l2"})
+
+
 def check_injected(where: str, values: dict, label=lambda name: name) -> None:
-    """The optimizer's injected hyperparameters (``optax.inject_hyperparams``: ``train.sgd``,
-    ``train.adamw``, or a sweep's configs of them), each a scalar or one value per configuration:
-    finite and >= 0, with the bounds of :data:`_BOUNDS` (``label``: the name to print)."""
+    """The optimizer's injected hyperparameters (``optax.inject_hyperparams``: ``train.sgd``, or a
+    sweep's configs), each a scalar or one value per configuration: finite; >= 0 for the names of
+    :data:`_NONNEGATIVE`, with the bounds of :data:`_BOUNDS` (``label``: the name to print)."""
     for name, v in values.items():
         if name == "epoch":
             continue
         a = np.asarray(v, dtype=np.float64)
-        check_hyper(where, **{label(name): a})
+        if name in _NONNEGATIVE:
+            check_hyper(where, **{label(name): a})
+        elif not np.all(np.isfinite(a)):
+            at = f"[{int(np.flatnonzero(~np.isfinite(a.reshape(-1)))[0])}]" if a.ndim else ""
+            raise ValueError(f"{where}: {label(name)}{at} must be finite, got {float(a.reshape(-1)[~np.isfinite(a.reshape(-1))][0])!r}")
         test, words = _BOUNDS.get(name, (None, None))
         bad = np.flatnonzero(~test(a.reshape(-1))) if test else ()
         if len(bad):

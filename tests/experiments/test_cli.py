@@ -463,6 +463,7 @@ def test_unwritable_out_is_refused_before_any_work(tmp_path, out):
     ("e1_mnist", ["mnst/"], "found mnst/ but expected mnist/"),            # a misspelling, not only case
     ("reproduce", ["fashion_mnist/", "mnst/"], "found mnst/ but expected mnist/"),  # beside a right one
     ("e1_mnist", ["kmnist/"], "holds none of mnist/ (found: kmnist/)"),    # another data set: no near-miss
+    ("e6_cifar", ["cifar-10/", "CIFAR-10-C/"], "found cifar-10/ but expected cifar10/"),   # a variant is none
     ("e1_mnist", ["fashion_mnist/", "notes.txt"], "holds none of mnist/ (found: fashion_mnist/, notes.txt)"),
     ("reproduce", [], "holds none of mnist/"),
     ("e1_mnist", ["FILE"], "a file; this command reads folders"),
@@ -531,3 +532,19 @@ def test_each_main_call_has_its_own_run_state(tmp_path):
     assert r1.written == [str(tmp_path / "first.json")] and r2.written == []
     assert "nothing had finished; no result file written" in err
     assert cli.current() is not r2 and cli.current().command is None
+
+
+@pytest.mark.parametrize("entries", [
+    ["mnist/", "fashion_mnist/", "CIFAR-10-C/", "mnist_m/"],   # variants beside the real folders
+    ["mnist/", "MNIST-old/", "input.txt~"],                    # a near name beside the exact one
+])
+def test_data_folder_with_the_expected_folders_and_near_names_is_accepted(entries, tmp_path, monkeypatch):
+    """A near-miss is refused only where the folder it resembles is missing (a second review found
+    CIFAR-10-C/ beside cifar10/ refused, which the check before this version accepted)."""
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "d"
+    root.mkdir()
+    for e in entries:
+        (root / e.rstrip("/")).mkdir() if e.endswith("/") else (root / e).write_text("x")
+    args = cli.make_parser("x", quick="q.", tiny="t.").parse_args(["--data", str(root), "--tiny", "--out", str(tmp_path / "o")])
+    assert args.data == str(root)
