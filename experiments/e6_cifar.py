@@ -55,7 +55,7 @@ LOSS_TITLES = {"mse": "MSE on scores", "ce": "softmax cross-entropy"}
 
 BASELINE = {"lr": 1e-5, "lr_decay": 0.95, "reg": 0.1}
 BASELINE_ITERATIONS = 1000
-DOC = {"baseline_val": 0.17, "baseline_test": 0.186, "best_val": 0.489, "best_test": 0.465,
+DOC = {"baseline_val": 0.173, "baseline_test": 0.186, "best_val": 0.489, "best_test": 0.465,
        "best": {"lr": 1e-3, "lr_decay": 0.6, "reg": 1.0}, "threshold": 0.45}
 TOL = 0.03  # different init draws, minibatch sampler and JPEG pixels: ±3 points
 
@@ -263,7 +263,12 @@ def _doc_protocol_rows(dp, note, comparable, why):
                     TOL, f"ours {tah}, doc {list(DOC_TRAIN_ACC_HISTORY)} (200-image batches: ±0.03 is sampling "
                     f"noise); {note}", comparable and len(tah) == len(DOC_TRAIN_ACC_HISTORY), why=why))
     rows.append(row("E6.doc.baseline.val_acc", "doc 004 §1.6.1 baseline, document's train loop: val accuracy",
-                    round(base["val_acc"], 4), DOC_BASELINE_VAL, TOL, note, comparable, why=why))
+                    round(base["val_acc"], 4), DOC_BASELINE_VAL, TOL, note, comparable, why=why,
+                    exact=base["val_acc"]))
+    if "test_acc" in base:
+        rows.append(row("E6.doc.baseline.test_acc", "doc 004 §1.6.1 baseline, document's train loop: test "
+                        "accuracy", round(base["test_acc"], 4), DOC["baseline_test"], TOL, note, comparable,
+                        why=why, exact=base["test_acc"]))
     first = dp["reused"][0]["first_loss"]
     rows.append(row("E6.doc.reused.first_loss", "doc 004 §1.7 configuration 1, iteration 0 loss (net reused "
                     "from the baseline)", round(first, 4), round(DOC_GRID_FIRST_LOSS, 4), 0.01,
@@ -275,7 +280,7 @@ def _doc_protocol_rows(dp, note, comparable, why):
                         f"({_cfg_words(r)}), one net trained on (as the document ran it): val accuracy",
                         round(r["val_acc"], 4), doc, TOL if doc is not None else None,
                         f"{1000 * (i + 2):,} cumulative iterations; {note}" if dp["iterations"] == 1000 else note,
-                        comparable, why=why))
+                        comparable, why=why, exact=r["val_acc"]))
         rows.append(row(f"E6.doc.fresh.{i + 1:02d}.val_acc", f"doc 004 §1.7 configuration {i + 1} "
                         f"({_cfg_words(f)}), fresh net (as it should be run): val accuracy",
                         round(f["val_acc"], 4), None, None, note, recipe="fresh net per configuration"))
@@ -377,20 +382,20 @@ def _loss_rows(lname, st, sp, src, variant, mode, configs, iterations, baseline_
     rows.append(row(f"E6.{L}.baseline.val_acc", f"{LOSS_TITLES[L]} baseline ({baseline_iterations} it, lr 1e-5, "
                     "decay 0.95, reg 0.1): val accuracy", round(base["val_acc"][-1], 4),
                     DOC["baseline_val"] if is_doc_loss else None, TOL if is_doc_loss else None, note, comparable,
-                    why=why_base))
+                    why=why_base, exact=base["val_acc"][-1]))
     rows.append(row(f"E6.{L}.baseline.test_acc", f"{LOSS_TITLES[L]} baseline: test accuracy",
                     round(base["test_acc"][-1], 4), DOC["baseline_test"] if is_doc_loss else None,
-                    TOL if is_doc_loss else None, note, comparable, why=why_base))
+                    TOL if is_doc_loss else None, note, comparable, why=why_base, exact=base["test_acc"][-1]))
     rows.append(row(f"E6.{L}.best.config", f"{LOSS_TITLES[L]} best of {len(configs)} configs "
                     f"({iterations} it): lr / decay / reg",
                     f"{b['lr']:g} / {b['lr_decay']:g} / {b['reg']:g}", None, None,
                     "doc's best (MSE): 1e-3 / 0.6 / 1" + f"; {src}"))
     rows.append(row(f"E6.{L}.best.val_acc", f"{LOSS_TITLES[L]} best net: val accuracy", round(b["val_acc"], 4),
                     DOC["best_val"] if is_doc_loss else None, 0.04 if is_doc_loss else None, note, comparable,
-                    why=why_best))
+                    why=why_best, exact=b["val_acc"]))
     rows.append(row(f"E6.{L}.best.test_acc", f"{LOSS_TITLES[L]} best net: test accuracy", round(b["test_acc"], 4),
                     DOC["best_test"] if is_doc_loss else None, 0.04 if is_doc_loss else None, note, comparable,
-                    why=why_best))
+                    why=why_best, exact=b["test_acc"]))
     if is_doc_loss:
         rows.append(row("E6.mse.best.val_ge_0.45", "MSE best val accuracy ≥ 0.45 (doc's threshold)",
                         "yes" if b["val_acc"] >= DOC["threshold"] else "no", None, None, note))

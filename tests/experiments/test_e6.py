@@ -172,5 +172,12 @@ def test_doc_protocol_reuses_one_net_and_flags_the_slip(tmp_path):
     assert by_id["E6.doc.reused.best_net_test_acc"]["status"] == "document slip"
     assert "same object" in by_id["E6.doc.reused.best_net_test_acc"]["note"]
     assert by_id["E6.doc.fresh.05.val_acc"]["recipe"] == "fresh net per configuration"
+    assert by_id["E6.doc.baseline.val_acc"]["doc_value"] == 0.173          # doc 004 §1.6.1's value
+    assert by_id["E6.doc.baseline.test_acc"]["doc_value"] == 0.186
+    # the status follows the unrounded accuracy: 0.42800003 is within 0.03 of 0.458, though its
+    # rounded display 0.428 is not in floating point (the full record's configuration 12)
+    dp["reused"][11]["val_acc"] = 0.42800003
+    row12 = {r["id"]: r for r in e6_cifar._doc_protocol_rows(dp, "test", True, "why")}["E6.doc.reused.12.val_acc"]
+    assert row12["value"] == 0.428 and row12["doc_value"] == 0.458 and row12["status"] == "agrees"
     figs = e6_cifar._doc_protocol_figures(dp, str(tmp_path), "test")
     assert all(os.path.getsize(f) > 0 for f in figs)
