@@ -54,11 +54,12 @@ def check_int(where: str, name: str, value, lo: int = 1, hi: int | None = None) 
     return int(value)
 
 
-def check_hyper(where: str, **values) -> None:
-    """Each hyperparameter (a scalar, or one value per sweep configuration) finite and >= 0."""
+def check_hyper(where: str, nonnegative: bool = True, **values) -> None:
+    """Each hyperparameter (a scalar, or one value per sweep configuration) finite, and >= 0
+    unless ``nonnegative`` is False."""
     for name, v in values.items():
         a = np.asarray(v, dtype=np.float64)
-        bad = np.flatnonzero(~np.isfinite(a) | (a < 0))
+        bad = np.flatnonzero(~np.isfinite(a) | ((a < 0) & nonnegative))
         if bad.size:
             first = float(a.reshape(-1)[bad[0]])
             what = "finite" if not np.isfinite(first) else ">= 0"
@@ -86,11 +87,7 @@ def check_injected(where: str, values: dict, label=lambda name: name) -> None:
         if name == "epoch":
             continue
         a = np.asarray(v, dtype=np.float64)
-        if name in _NONNEGATIVE:
-            check_hyper(where, **{label(name): a})
-        elif not np.all(np.isfinite(a)):
-            at = f"[{int(np.flatnonzero(~np.isfinite(a.reshape(-1)))[0])}]" if a.ndim else ""
-            raise ValueError(f"{where}: {label(name)}{at} must be finite, got {float(a.reshape(-1)[~np.isfinite(a.reshape(-1))][0])!r}")
+        check_hyper(where, name in _NONNEGATIVE, **{label(name): a})
         test, words = _BOUNDS.get(name, (None, None))
         bad = np.flatnonzero(~test(a.reshape(-1))) if test else ()
         if len(bad):
