@@ -820,3 +820,50 @@ def test_early_stopping_on_a_sampled_validation_set_uses_its_loss():
     losses = res.history["val_loss"]
     assert res.stopped_early and len(losses) < 60
     assert res.best_epoch == int(np.argmin(losses)) + 1 and len(losses) == res.best_epoch + 2
+
+
+@pytest.mark.parametrize("every", [1, 2])
+def test_resume_of_a_run_that_stopped_early_trains_no_more(tmp_path, every):
+    """A checkpoint written at the epoch whose patience ran out (saved before the check) resumes
+    to the same stopped run: the same history, params, best epoch and stopped_early, no epoch
+    more (every=2: the stopping epoch may not be a checkpoint epoch; then the resumed run trains
+    the missing epochs and stops where the uninterrupted one did)."""
+    p0 = NET.init(jax.random.key(1))
+    kw = dict(batch_size=7, optimizer=train.sgd(0.3, momentum=0.9), order="shuffle",
+              key=jax.random.key(5), val=(X, Y), early_stopping=train.EarlyStopping(1), progress=False)
+    full = train.fit(NET, p0, (X, Y), epochs=40, **kw)
+    assert full.stopped_early and len(full.history["epoch"]) < 40   # the case under test
+    path = tmp_path / "run.ckpt.npz"
+    train.fit(NET, p0, (X, Y), epochs=40, checkpoint=train.Checkpointing(path, every=every), **kw)
+    resumed = train.fit(NET, p0, (X, Y), epochs=40, checkpoint=train.Checkpointing(path, every=every, resume=True),
+                        **kw)
+    assert resumed.stopped_early
+    assert resumed.history["epoch"] == full.history["epoch"]
+    assert resumed.history["val_acc"] == full.history["val_acc"]
+    assert resumed.best_epoch == full.best_epoch
+    assert _leaves_equal(full.final_params, resumed.final_params)
+    assert _leaves_equal(full.params, resumed.params)
+
+
+def test_an_optimizer_that_reads_the_loss_gets_the_minibatch_loss():
+    """optax.polyak_sgd's step is (loss − f_min)/‖g‖²: fit passes each minibatch's loss as value=,
+    so it trains like the plain loop that passes it by hand (order "fixed", one batch per epoch)."""
+    with jax.enable_x64(True):
+        p0 = NET.init(jax.random.key(1), jnp.float64)
+        X64 = X.astype(np.float64)
+        opt = optax.polyak_sgd(max_learning_rate=0.5)
+        res = train.fit(NET, p0, (X64, Y), epochs=3, batch_size=len(X), optimizer=opt, order="fixed",
+                        grad="autodiff", progress=False)
+        p, s = p0, opt.init(p0)
+        for _ in range(3):
+            loss, g = jax.value_and_grad(lambda q: NET.loss(q, jnp.asarray(X64), jnp.asarray(Y)))(p)
+            u, s = opt.update(g, s, p, value=loss)
+            p = optax.apply_updates(p, u)
+        chex.assert_trees_all_close(res.final_params, p, rtol=1e-12, atol=1e-12)   # float64
+        assert not _leaves_equal(res.final_params, p0)
+
+
+def test_an_optimizer_needing_more_than_the_step_has_is_refused_before_training():
+    with pytest.raises(ValueError, match=r"fit\(mlp6-8-3\): the optimizer's update cannot run on .*value_fn"):
+        train.fit(NET, NET.init(jax.random.key(1)), (X, Y), epochs=1, batch_size=7,
+                  optimizer=optax.lbfgs(), progress=False)

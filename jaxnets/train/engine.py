@@ -10,8 +10,10 @@ Data sources:
 - a :class:`Sampler`, whose batches are drawn inside the compiled epoch from explicit keys (token
   windows of a corpus, doc 003's transformer notebook).
 
-Optimizer: any optax ``GradientTransformation`` — :func:`~jaxnets.train.optim.sgd` for doc 003's
+Optimizer: an optax ``GradientTransformation`` — :func:`~jaxnets.train.optim.sgd` for doc 003's
 SGD with momentum and doc 004's per-epoch decay, ``optax.adamw(1e-3)``, … — the one update path.
+One that takes extra arguments gets the minibatch loss as ``value=`` (``optax.polyak_sgd``);
+one that needs more (``optax.lbfgs``: a loss function to re-evaluate) is refused before training.
 An optimizer built with ``optax.inject_hyperparams`` keeps its hyperparameters in its state, so
 :func:`sweep` sets one value per configuration there and ``jax.vmap`` s the very same epoch.
 """
@@ -147,6 +149,28 @@ def _with_standard_promotion(fn):
     return wrapped
 
 
+def _loss_update(optimizer):
+    """``update(grads, opt_state, params, loss)``: an optax transformation that takes extra
+    arguments (``GradientTransformationExtraArgs``, e.g. ``optax.polyak_sgd``, which reads the
+    loss) gets the minibatch loss as ``value=``; the others ignore it (optax's chain drops the
+    extra arguments of the transformations that take none)."""
+    extra = isinstance(optimizer, optax.GradientTransformationExtraArgs)
+    update = _with_standard_promotion(lambda g, s, p, v: optimizer.update(g, s, p, value=v) if extra
+                                      else optimizer.update(g, s, p))
+    return update
+
+
+def _check_update(where, optimizer, state: "TrainState"):
+    """Refuse, before anything compiles, an optimizer whose update needs more than the step has
+    (optax.lbfgs and the line searches also want ``value_fn``: a loss function to re-evaluate)."""
+    loss = jnp.zeros((), jax.tree.leaves(state.params)[0].dtype)
+    try:
+        jax.eval_shape(_loss_update(optimizer), state.params, state.opt_state, state.params, loss)
+    except TypeError as e:
+        raise ValueError(f"{where}: the optimizer's update cannot run on (gradients, state, params, "
+                         f"value=the minibatch loss), all a training step passes: {e}") from None
+
+
 def init_state(params, optimizer: optax.GradientTransformation) -> TrainState:
     """Fresh state: ``optimizer.init(params)``, no divergence, no updates yet."""
     opt_state = _with_standard_promotion(optimizer.init)(params)
@@ -213,7 +237,7 @@ def _step_fn(model, grad, update, l2, *, check_grads, limit, shard, optimizer=No
     def step(state, xb, yb, mask, key):
         xb, yb = shard(xb), shard(yb)
         loss, g = grad_fn(state.params, xb, yb, l2, mask, key)
-        upd, new_opt = update(g, state.opt_state, state.params)
+        upd, new_opt = update(g, state.opt_state, state.params, loss)
         new_params = optax.apply_updates(state.params, upd)
         active = state.updates < limit
         finite = (_finite(loss, g) & _all_finite(new_params)) if check_grads else jnp.isfinite(loss)
@@ -221,7 +245,7 @@ def _step_fn(model, grad, update, l2, *, check_grads, limit, shard, optimizer=No
         newly_bad = active & ~finite & ~state.diverged
         keep = lambda new, old: jnp.where(do, new, old)  # noqa: E731
         kept = None if optimizer is None else _with_standard_promotion(optim.kept_step)(
-            optimizer, update, g, state.opt_state, state.params, keep)
+            optimizer, lambda *a: update(*a, loss), g, state.opt_state, state.params, keep)
         kept_params, kept_opt = kept or (jax.tree.map(keep, new_params, state.params),
                                          jax.tree.map(keep, new_opt, state.opt_state))
         return TrainState(
@@ -286,7 +310,7 @@ def make_epoch(model, n, batch_size: int, order: str = "shuffle", grad: str = "h
     limit = jnp.iinfo(jnp.int32).max if max_updates is None else int(max_updates)
     stochastic = inputs.stochastic(model)
     shard = _sharder(mesh, inspect_sharding)
-    update = _with_standard_promotion(optimizer.update)
+    update = _loss_update(optimizer)
 
     def epoch_fn(state: TrainState, l2, epoch, key, *data):
         state = state._replace(opt_state=optim.set_epoch(state.opt_state, epoch))
@@ -549,6 +573,7 @@ def _setup(model, params, train, *, epochs, batch_size, optimizer, l2, order, gr
     if mesh is not None and batch_size % mesh.size:
         raise ValueError(f"{where}: batch_size {batch_size} must be a multiple of the {mesh.size} devices")
     state = init_state(params, optimizer)
+    _check_update(where, optimizer, state)
     inputs.check_injected(where, optim.hyperparams(state.opt_state))
     if mesh is not None:
         state, tr, evals = _place(mesh, state, tr, evals)
@@ -699,6 +724,10 @@ def _loop(run: _Run, run_epoch, evaluators, state, history, best, start, *, epoc
     configurations and goes on (``divergence`` then holds each one's first diverged epoch).
     ``history["time"]``: the epoch's wall time, with its evaluations when ``time_evaluations``
     (a threaded sweep, whose evaluations and next epochs share the workers)."""
+    if stop.patience is not None and best["wait"] >= stop.patience:
+        # a checkpoint written at the epoch that ran out of patience (it is saved before the
+        # check): the uninterrupted run ended there, so the resumed one trains nothing more
+        return state, history, best, None, True
     bar = _progress(progress)
     it = range(start, epochs)
     it = bar(it, desc=desc, unit="epoch", initial=start, total=epochs) if bar else it
@@ -749,7 +778,7 @@ def fit(model, params, data, *, epochs: int, batch_size: int, optimizer: optax.G
     which must lie in the model's vocabulary); Y: (N,) int labels in [0, K) (±1 for a logistic
     head) or (N, K) float targets — or a :class:`Sampler` (``steps_per_epoch`` updates on batches
     drawn inside the compiled epoch). ``params``: the model's tree (as ``model.init`` makes it),
-    float32 or float64. ``optimizer``: any optax ``GradientTransformation``;
+    float32 or float64. ``optimizer``: an optax ``GradientTransformation`` (see the module docstring);
     ``train.sgd(lr, momentum, lr_decay)`` is doc 003's SGD. ``l2``: the model's penalty
     l2·Σ‖W‖². ``order``: "shuffle", "fixed" or "replacement" (see the module docstring).
     ``val``: (X, Y) or a Sampler scored after every epoch (a Sampler: the mean loss of
