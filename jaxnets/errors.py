@@ -1,6 +1,7 @@
 """The library's exceptions, in one place.
 
-Every one is a ``ValueError`` (a caller that catches bad input catches them all); each message
+Every one but :class:`GradientCheckError` (an ``AssertionError``: a check that fails, not bad
+input) is a ``ValueError``, so a caller that catches bad input catches them all; each message
 names the argument or file at fault and what is wrong with it.
 """
 

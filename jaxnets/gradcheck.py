@@ -116,9 +116,13 @@ def numerical_grad(f: Callable, params, eps: float = 1e-3, n_samples: int | None
         sampled = n_samples is not None and n_samples < g.size
         idx = (np.asarray(jax.random.choice(keys[i], g.size, (n_samples,), replace=False))
                if sampled else range(g.size))
+        checked = np.zeros(g.size, bool)
         for j in idx:
             g.reshape(-1)[j] = probe.central(i, int(j), eps)
-        out.append(np.ma.masked_invalid(g) if sampled else g)
+            checked[j] = True
+        # the mask is the unchecked entries, not the NaN ones: a checked entry whose difference is
+        # NaN or ±Inf (the loss is not finite a step away) must stay visible to fail compare
+        out.append(np.ma.masked_array(g, mask=~checked.reshape(g.shape)) if sampled else g)
     return jax.tree.unflatten(probe.treedef, out)
 
 

@@ -123,6 +123,29 @@ def test_published_files_load_and_the_verdict_is_cached(isolated, monkeypatch):
     assert calls[4:] == ["t10k-labels-idx1-ubyte.gz"]
 
 
+def test_an_in_place_rewrite_with_its_mtime_put_back_is_hashed_again(isolated, monkeypatch):
+    """``cp -p`` / ``rsync -t --inplace`` over a verified file: other bytes, the same size, the same
+    inode and the old mtime restored. Only the ctime tells; the cached verdict must not hold."""
+    import os
+    d = isolated / "d"
+    write_idx_set(d, 60, 20)
+    spec = shrink(monkeypatch, "mnist", train_count=60, test_count=20)
+    files = tuple(dataclasses.replace(f, md5=md5((d / f.filename).read_bytes())) for f in registry.DATASETS["mnist"].files)
+    monkeypatch.setitem(registry.DATASETS, "mnist", dataclasses.replace(spec, files=files))
+    data.load("mnist", path=d)
+    identity._SEEN.clear()                 # a new process: only verified.json remembers
+    f = d / "t10k-labels-idx1-ubyte.gz"
+    st = f.stat()
+    other = bytearray(f.read_bytes())
+    other[4] ^= 0xFF                       # the gzip header's MTIME: another file (MD5), the same payload
+    with open(f, "r+b") as fh:             # in place: the same inode
+        fh.write(other)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert f.stat().st_size == st.st_size and f.stat().st_ino == st.st_ino and f.stat().st_mtime_ns == st.st_mtime_ns
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz"):
+        data.load("mnist", path=d)
+
+
 # ------------------------------------------------------------------------------- environment
 
 

@@ -690,3 +690,15 @@ def planted_table() -> str:
 
 if __name__ == "__main__":
     print(planted_table())
+
+
+def test_a_sampled_entry_whose_difference_is_not_finite_fails(x64):
+    """log w at w = 1e-7 with eps 1e-5: w − eps < 0, so every sampled central difference is NaN.
+    A sampled leaf masks the unchecked entries only; the NaN of a checked one must fail compare
+    (it once was masked too, and the hand gradient 1/w passed unchecked)."""
+    w = jnp.asarray([1e-7, 2e-7, 3e-7, 4e-7, 5e-7], F64)
+    num = gradcheck.numerical_grad(lambda p: jnp.sum(jnp.log(p["w"])), {"w": w}, eps=1e-5, n_samples=2,
+                                   key=jax.random.key(0))
+    assert int(np.ma.count(num["w"])) == 2                       # the two checked entries stay visible
+    with pytest.raises(GradientCheckError, match="non-finite"):
+        gradcheck.compare({"w": 1.0 / w}, num, "central differences")

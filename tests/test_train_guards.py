@@ -184,6 +184,11 @@ def _sample(key, batch_size, xs, ys):
      r"Sampler.sample is called as sample\(key, batch_size, \*data\) with 1 data array\(s\), i.e. 3 positional arguments"),
     (train.Sampler("not a function", 3, ()), r"Sampler.sample must be a function sample\(key, batch_size, \*data\)"),
     (train.Sampler(_sample, 0, (jnp.asarray(X), jnp.asarray(Y))), r"steps_per_epoch must be an integer"),
+    # a NaN in a float corpus is refused like one in (X, Y) data (it once trained, then "diverged")
+    (train.Sampler(_sample, 3, (jnp.asarray(X).at[7, 2].set(jnp.nan), jnp.asarray(Y))),
+     r"Sampler.data\[0\] \(shape \(50, 6\)\) holds NaN/Inf in 1 entry, the first at flat index 44"),
+    (train.Sampler(_sample, 3, (np.where(np.arange(300).reshape(50, 6) % 100 == 1, np.inf, X), jnp.asarray(Y))),
+     r"Sampler.data\[0\] .* holds NaN/Inf in 3 entries, the first at flat index 1"),
 ])
 def test_a_malformed_sampler_is_refused_naming_what_is_wrong(sampler, match):
     for call in (lambda: train.fit(NET, P0, sampler, **KW), lambda: train.fit(NET, P0, (X, Y), val=sampler, **KW)):

@@ -28,7 +28,9 @@ _CACHE_FILE = "verified.json"
 
 def _key(path: Path) -> str:
     st = path.stat()
-    return f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+    # ctime too: an in-place rewrite of the same size with its mtime put back (cp -p, rsync -t
+    # --inplace) changes it, and only the kernel can set it
+    return f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
 
 
 def fingerprint_cache() -> Path | None:

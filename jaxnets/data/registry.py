@@ -156,8 +156,9 @@ class RemoteFile:
         name: file name at the source (URL = base URL + name).
         md5: MD5 of the published (compressed) file, checked after download.
         size: size in bytes of the published file; a download stops and fails beyond it.
-        payload_sha256: SHA-256 of the *decompressed* payload, checked on every load when known
-            (gzip wrappers differ between mirrors, e.g. Debian's; the payload does not).
+        payload_sha256: SHA-256 of the *decompressed* payload, when known: checked the first time
+            a file is loaded, then trusted while the file's identity (path, size, times, inode)
+            stays the same (gzip wrappers differ between mirrors, e.g. Debian's; the payload does not).
         local: name of local copies (default ``name``); ``aliases``: other accepted local names.
             A decompressed copy without ``.gz`` is accepted too.
     """

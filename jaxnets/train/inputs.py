@@ -172,6 +172,13 @@ def sampler(model, where: str, s, batch_size: int, key):
                          f"its signature {_signature(s.sample)} does not accept them ({e})") from None
     except ValueError:  # a builtin without a signature: checked by the trace below
         pass
+    for i, a in enumerate(s.data):   # the arrays' own NaN/Inf, as (X, Y) data are checked
+        if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.inexact):
+            bad = ~np.isfinite(np.asarray(a)).reshape(-1)
+            if bad.any():
+                raise DataError(f"{where}: Sampler.data[{i}] (shape {tuple(np.shape(a))}) holds NaN/Inf in "
+                                f"{int(bad.sum())} entr{'y' if bad.sum() == 1 else 'ies'}, the first at flat "
+                                f"index {int(np.flatnonzero(bad)[0])}")
     xb, yb = jax.eval_shape(lambda k, *d: s.sample(k, batch_size, *d), key, *s.data)
     if tuple(xb.shape) != (batch_size, *model.in_shape):
         raise ValueError(f"{where}: sample(key, {batch_size}) gave x of shape {tuple(xb.shape)}, "
