@@ -291,3 +291,31 @@ def test_a_checkpoint_resumes_in_another_process(tmp_path):
     assert resumed.history["val_loss"] == full.history["val_loss"]
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(resumed.final_params),
                                                     jax.tree.leaves(full.final_params)))
+
+
+def _rows_sample(key, batch_size, xs, ys):
+    i = jax.random.randint(key, (batch_size,), 0, len(xs))
+    return xs[i], ys[i]
+
+
+def _rows_sample_shifted(key, batch_size, xs, ys):   # another sampling rule over the same arrays
+    i = jax.random.randint(key, (batch_size,), 0, len(xs) - 1) + 1
+    return xs[i], ys[i]
+
+
+@pytest.mark.parametrize("other,why", [
+    (train.Sampler(_rows_sample, 4, (jnp.asarray(X).at[17, 2].add(1.0), jnp.asarray(Y))), "one value of the corpus"),
+    (train.Sampler(_rows_sample, 4, (jnp.asarray(X), jnp.asarray(Y).at[5].set((Y[5] + 1) % 3))), "one target"),
+    (train.Sampler(_rows_sample_shifted, 4, (jnp.asarray(X), jnp.asarray(Y))), "another sample function"),
+    (train.Sampler(_rows_sample, 5, (jnp.asarray(X), jnp.asarray(Y))), "steps_per_epoch"),
+])
+def test_resume_of_a_sampler_run_on_other_data_is_refused(tmp_path, other, why):
+    """A Sampler's corpus, sampling rule and steps are part of the run: a resume that differs in
+    any of them (``why``) is refused; the same Sampler resumes."""
+    path = tmp_path / "run.npz"
+    same = train.Sampler(_rows_sample, 4, (jnp.asarray(X), jnp.asarray(Y)))
+    train.fit(NET, NET.init(jax.random.key(0)), same, checkpoint=_cp(path), **KW)
+    with pytest.raises(CheckpointError, match="different training data"):
+        train.fit(NET, NET.init(jax.random.key(0)), other, checkpoint=_cp(path, True), **dict(KW, epochs=3))
+    r = train.fit(NET, NET.init(jax.random.key(0)), same, checkpoint=_cp(path, True), **dict(KW, epochs=3))
+    assert r.history["epoch"] == [1, 2, 3]

@@ -867,3 +867,16 @@ def test_an_optimizer_needing_more_than_the_step_has_is_refused_before_training(
     with pytest.raises(ValueError, match=r"fit\(mlp6-8-3\): the optimizer's update cannot run on .*value_fn"):
         train.fit(NET, NET.init(jax.random.key(1)), (X, Y), epochs=1, batch_size=7,
                   optimizer=optax.lbfgs(), progress=False)
+
+
+@pytest.mark.parametrize("grads,finite", [
+    ({"w": jnp.ones(100, jnp.float32)}, True),
+    ({"w": jnp.ones(100, jnp.float32).at[3].set(jnp.nan)}, False),
+    ({"w": jnp.ones(100, jnp.float32).at[3].set(-jnp.inf)}, False),
+    # every entry finite, their float32 sum past 3.4e38: flagged, as the message says
+    ({"w": jnp.full(100, 1e37, jnp.float32)}, False),
+])
+def test_the_step_check_is_one_sum_per_leaf(grads, finite):
+    assert bool(engine._finite(jnp.float32(1.0), grads)) is finite
+    assert "add up past the float range" in engine._divergence(
+        engine._Run(NET, "fit", None, {}, None, None, None, 1, None), {"lr": [0.1]}, 0, 3, 0.1).message

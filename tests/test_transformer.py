@@ -712,3 +712,23 @@ def test_bench_paths_compute_the_same_steps():
     opt_state = e7.adamw(cfg).init(params)
     minimal = bench.minimal_chunk(model, sampler, cfg)(params, opt_state, args[3], *args[4:])[2]
     assert np.array_equal(np.asarray(minimal), np.asarray(hand))
+
+
+@pytest.mark.parametrize("name", ["multi_head+dropout", "feed_forward+dropout", "block+dropout"])
+def test_dropout_blocks_agree_with_central_differences(x64, name):
+    """The blocks with dropout against central differences too (not only jax.vjp): ``fkey`` fixes
+    the one dropout mask every reference reuses. float64; the checker's float64 tolerances."""
+    kp = 11
+    if name == "multi_head+dropout":
+        layer, params = att.multi_head_attention(H, 0.2), _mha_params((kp, 1))
+    elif name == "feed_forward+dropout":
+        layer, params = att.feed_forward(0.25), _ffn_params((kp, 3))
+    else:
+        cfg = tr.TransformerConfig(V, T, D, H, 1, 0.2, "head")
+        layer = tr.block(cfg)
+        params = [[_ln_params((kp, 0)), _mha_params((kp, 1))], [_ln_params((kp, 2)), _ffn_params((kp, 3))]]
+    x = _normal(kp, (B, T, D))
+    y1, y2 = (layer.forward(params, x, jax.random.key(k))[0] for k in (DROP_KEY, DROP_KEY + 1))
+    assert not np.allclose(y1, y2)                 # the key draws a mask: dropout is on
+    report = gradcheck.check_layer(layer, x, params, fkey=jax.random.key(DROP_KEY))
+    assert report.numeric and max(report.numeric.values()) < 1e-6, report.numeric

@@ -625,7 +625,8 @@ def _record(run: _Run, history, e, state, step_losses, seconds, evaluators):
 def _divergence(run: _Run, history, e, step, lr) -> Divergence:
     rate = "optax optimizer" if lr is None else f"lr {lr:g}, this epoch's lr {history['lr'][-1]:g}"
     msg = (f"{run.model.name}: training diverged in epoch {e + 1} at update {step} ({rate}): "
-           f"non-finite loss, gradient or update; kept the last finite params")
+           f"non-finite loss, gradient or update (or gradient entries that add up past the float "
+           f"range); kept the last finite params")
     return Divergence(e + 1, step, math.nan if lr is None else lr, msg)
 
 
