@@ -11,7 +11,10 @@ is shortened and given a hash, so the temporary stays under the 255-byte name li
 writer holds an ``fcntl`` lock on them while it writes. A writer killed outright (SIGKILL, power
 loss) leaves one; the next write to the same destination removes it only when nobody holds its
 lock and either its pid is gone here or it is older than :data:`STALE_AFTER_S` -- so a live writer
-in another PID namespace, whose pid means nothing here, keeps its temporary. New files get the
+in another PID namespace, whose pid means nothing here, keeps its temporary. A writer killed while
+it created its temporary leaves a ``.init`` file instead, removed by the next write once its lock
+is free and it is older than :data:`INIT_STALE_AFTER_S`; a Ctrl-C or SIGTERM during that creation
+is handled once the temporary is known, so the cleanup finds it. New files get the
 permissions the umask allows (0644 under umask 022, 0600 under 077); a replaced file keeps its
 mode.
 """
@@ -62,7 +65,12 @@ def _stem(name: str) -> str:
 
 
 def _temp_pattern(path: Path) -> re.Pattern:
-    return re.compile(rf"^\.{re.escape(_stem(path.name))}\.(\d+)\.([0-9a-f]{{16}})\.part$")
+    return re.compile(rf"^\.{re.escape(_stem(path.name))}\.(\d+)\.([0-9a-f]{{16}})\.(part|init)$")
+
+
+#: an ``.init`` file lives for microseconds in a live writer (created, locked, renamed); one this
+#: old whose lock is free was left by a writer killed in between
+INIT_STALE_AFTER_S = 10.0
 
 
 def _lock_free(p: Path) -> bool:
@@ -94,9 +102,36 @@ def _remove_stale_temps(path: Path) -> None:
             continue
         p = path.parent / name
         with contextlib.suppress(OSError):
-            old = now - p.lstat().st_mtime > STALE_AFTER_S
-            if (old or not _pid_alive(int(m.group(1)))) and _lock_free(p):
+            age = now - p.lstat().st_mtime
+            if m.group(3) == "init":
+                stale = age > INIT_STALE_AFTER_S
+            else:
+                stale = age > STALE_AFTER_S or not _pid_alive(int(m.group(1)))
+            if stale and _lock_free(p):
                 p.unlink()
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM that arrive inside are handled on the way out, so the statements inside
+    (a temporary's creation and the assignment that lets the cleanup find it) are not split by a
+    KeyboardInterrupt. Main thread only: Python runs signal handlers nowhere else."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got = []
+    prev = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s, h in prev.items():
+        if h not in (signal.SIG_IGN, None):
+            signal.signal(s, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        for s, h in prev.items():
+            if h not in (signal.SIG_IGN, None):
+                signal.signal(s, h)
+        for s in got:
+            signal.raise_signal(s)   # the restored handler runs now
 
 
 @contextlib.contextmanager
@@ -137,13 +172,14 @@ def _create_locked_temp(path: Path) -> tuple[int, Path]:
             fd = os.open(init, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         except FileExistsError:
             continue
+        tmp = path.parent / f".{stem}.{pid}.{token}.part"
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            tmp = path.parent / f".{stem}.{pid}.{token}.part"
             os.rename(init, tmp)
         except BaseException:
             os.close(fd)
             init.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)   # the rename may have happened
             raise
         return fd, tmp
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
@@ -175,7 +211,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, encoding: str | N
     with _sigterm_raises(path):
         tmp = None
         try:
-            fd, tmp = _create_locked_temp(path)
+            with _signals_deferred():
+                fd, tmp = _create_locked_temp(path)
             with os.fdopen(fd, mode, encoding=encoding if mode == "w" else None) as f:
                 yield f
                 f.flush()

@@ -111,6 +111,53 @@ def test_failed_write_leaves_old_file_and_no_temporary(tmp_path):
     assert path.read_text() == "old" and _temps(tmp_path) == []
 
 
+def _rename_then(action):
+    real = os.rename
+
+    def rename(a, b):
+        real(a, b)
+        action()
+    return rename
+
+
+def _sigint():
+    import signal
+    signal.raise_signal(signal.SIGINT)
+
+
+def _raise_keyboard_interrupt():
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("action", [_raise_keyboard_interrupt, _sigint], ids=["raised after the rename", "SIGINT after the rename"])
+def test_an_interrupt_while_the_temporary_is_made_leaves_no_file(tmp_path, monkeypatch, action):
+    """Ctrl-C right after the temporary's ``.init`` name became ``.part`` (the rename done, its name
+    not yet returned to the cleanup): the temporary once stayed behind, unlocked, for good. Now the
+    rename's own failure path removes it, and a SIGINT there is handled after the name is known."""
+    path = tmp_path / "r.json"
+    path.write_text("old")
+    monkeypatch.setattr(_io.os, "rename", _rename_then(action))
+    with pytest.raises(KeyboardInterrupt):
+        with _io.atomic_write(path, "w") as f:
+            f.write("new")
+    assert path.read_text() == "old" and _temps(tmp_path) == []
+
+
+@pytest.mark.parametrize("age,removed", [(60.0, True), (0.0, False)])
+def test_an_init_file_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path, age, removed):
+    """SIGKILL between the temporary's creation and its rename leaves ``.NAME.PID.TOKEN.init``:
+    removed when its lock is free and it is older than INIT_STALE_AFTER_S (a live writer holds
+    one for microseconds), kept when it is new."""
+    assert 60.0 > _io.INIT_STALE_AFTER_S
+    path = tmp_path / "f.bin"
+    left = tmp_path / f".f.bin.{os.getppid()}.0123456789abcdef.init"
+    left.write_bytes(b"")
+    os.utime(left, (time.time() - age,) * 2)
+    with _io.atomic_write(path) as f:
+        f.write(b"new")
+    assert left.exists() is not removed and path.read_bytes() == b"new"
+
+
 def test_no_file_is_written_outside_the_atomic_writer():
     """Every write in the library, the experiments and the tools goes through atomic_write: no
     open(..., "w"/"a"/"x"), Path.write_text/write_bytes or savefig to a path (os.devnull aside)."""

@@ -168,13 +168,28 @@ def _writable_folder_problem(path: str) -> str | None:
         p = p.parent
     if not p.is_dir():
         return f"{p} is a file, not a folder"
-    probe = p / f".jaxnets-probe-{os.getpid()}-{time.monotonic_ns()}"
     try:      # a real write: permission bits, read-only file systems and quotas all show here
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        os.unlink(probe)
+        _probe_write(p)
     except OSError as e:
         return f"{p} is not writable ({e.strerror or e})"
     return None
+
+
+def _probe_write(folder: Path) -> None:
+    """Create a file in ``folder`` (OSError when it cannot). An unnamed one (O_TMPFILE) where the
+    file system has them, so a Ctrl-C at any moment leaves nothing behind; else a named probe,
+    removed at once."""
+    tmpfile = getattr(os, "O_TMPFILE", 0)
+    if tmpfile:
+        try:
+            os.close(os.open(folder, tmpfile | os.O_WRONLY, 0o600))
+            return
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+    probe = folder / f".jaxnets-probe-{os.getpid()}-{time.monotonic_ns()}"
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    os.unlink(probe)
 
 
 def record_mode_of(path) -> str | None:

@@ -59,6 +59,19 @@ def test_interrupt_at_any_moment_is_exit_130_with_one_line(tmp_path, sig):
     assert sum(p.returncode == 130 for _, _, p, _ in done) >= len(DELAYS) // 2
 
 
+def _whole(out, delay):
+    """Every record and figure a run left (finished or interrupted) reads back whole."""
+    import json
+    from PIL import Image
+    for f in out.rglob("*.json"):
+        json.loads(f.read_text(encoding="utf-8"))
+    for f in out.rglob("*.png"):
+        with Image.open(f) as im:
+            im.load()
+    for f in out.rglob("*.md"):
+        assert f.read_text(encoding="utf-8").strip(), (delay, f)
+
+
 def _interrupt_in_waves(tmp_path, sig):
     """Start the runs WAVE at a time, signal each after its delay, check each; the runs, done."""
     done = []
@@ -88,7 +101,9 @@ def _interrupt_in_waves(tmp_path, sig):
                 assert len(lines) == 1 and "nothing half-written" in lines[0], (delay, err[-1500:])
             else:
                 assert (out / "results" / "e1.json").is_file(), delay
-            assert not [f for f in tmp_path.rglob("*") if f.name.endswith(".part")], delay
+            # no temporary of any kind (.part, .init, a write probe), and what is there is whole
+            assert not list(out.rglob(".*")) and not list(tmp_path.glob(".jaxnets-probe-*")), delay
+            _whole(out, delay)
         done += started
     return done
 
