@@ -212,14 +212,17 @@ def test_sigterm_leaves_no_part_file(tmp_path):
 
 
 _KILLED_LOAD = """
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)   # as a foreground Ctrl-C finds it
 from jaxnets import data
 data.load("tiny_shakespeare", download=True, base_url={url!r}, progress=False, fallback=False)
 """
 
 
-def test_sigterm_during_load_leaves_no_folder(tmp_path, monkeypatch):
-    """SIGTERM while ``load(download=True)`` streams into a new cache folder: the process ends by
-    the signal, and neither the temporary file nor the folders made for it are left."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_sigterm_during_load_leaves_no_folder(tmp_path, monkeypatch, sig):
+    """SIGTERM or Ctrl-C while ``load(download=True)`` streams into a new cache folder: the process
+    ends by the signal, and neither the temporary file nor the folders made for it are left."""
     payload = bytes(registry.DATASETS["tiny_shakespeare"].files[0].size)   # the size the child expects
     xdg = tmp_path / "xdg"
     with local_http_server(lifetime=30) as srv:
@@ -237,12 +240,13 @@ def test_sigterm_during_load_leaves_no_folder(tmp_path, monkeypatch):
                 time.sleep(0.05)
             time.sleep(0.3)
             assert _left(xdg / "jaxnets" / "tiny_shakespeare")[0].endswith(".part")
-            child.send_signal(signal.SIGTERM)
+            child.send_signal(sig)
             child.wait(timeout=20)
         finally:
             child.kill()
             child.wait()
-    assert child.returncode == -signal.SIGTERM, child.stderr.read().decode()[-2000:]
+    # an uncaught KeyboardInterrupt ends Python by SIGINT too
+    assert child.returncode == -sig, child.stderr.read().decode()[-2000:]
     assert not (xdg / "jaxnets").exists(), _left(xdg / "jaxnets")
 
 

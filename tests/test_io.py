@@ -160,11 +160,17 @@ def test_an_init_file_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_p
 
 def test_no_file_is_written_outside_the_atomic_writer():
     """Every write in the library, the experiments and the tools goes through atomic_write: no
-    open(..., "w"/"a"/"x"), Path.write_text/write_bytes or savefig to a path (os.devnull aside)."""
+    open(..., "w"/"a"/"x") or open(..., mode), Path.write_text/write_bytes, savefig / np.save /
+    np.savez / np.savetxt to anything but the writer's file object (``f``/``fh``), tofile,
+    shutil.copy*/move or a tar extraction (os.devnull aside)."""
     import re
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
-    bad = re.compile(r"""\bopen\([^)]*["'][wax]b?\+?["']|\.write_(text|bytes)\(|savefig\(\s*(path|os\.path|str\()""")
+    bad = re.compile(r"""\bopen\([^)]*["'][wax]b?\+?["']|\bopen\([^)]*,\s*mode\s*[,)]|\.write_(text|bytes)\("""
+                     r"""|savefig\(\s*(?!f\b|fh\b)|np\.(save|savez|savez_compressed|savetxt)\(\s*(?!f\b|fh\b)"""
+                     r"""|\.tofile\(|shutil\.(copy\w*|move)\(|\.extract(all)?\(""")
+    assert bad.search("fig.savefig(out_path)") and bad.search("np.save(p, a)") and bad.search("open(p, mode)")
+    assert not bad.search("np.savez(f, **a)") and not bad.search('tarfile.open(fileobj=fh, mode="r:gz")')
     hits = []
     for folder in ("jaxnets", "experiments", "tools"):
         for f in (root / folder).rglob("*.py"):
