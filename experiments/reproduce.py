@@ -81,8 +81,9 @@ def _worked_record(records) -> dict:
         if status == "differs" and str(r.get("note") or "").startswith("document slip"):
             status = "document slip"
         rows.append({"id": r["id"], "doc": r["doc"], "quantity": r.get("quantity") or r["id"], "value": r["value"],
-                     "doc_value": r["doc_value"], "tolerance": "doc rounding" if r["agrees"] is not None else None,
-                     "status": status, "note": r.get("note") or "", "data": "document"})
+                     "doc_value": r["doc_value"], "tolerance": (r.get("criterion") or "doc rounding") if r["agrees"] is not None else None,
+                     "status": status, "note": r.get("note") or "", "data": "document",
+                     "decimals": r.get("decimals"), "precise": bool(r.get("precise"))})
     return {"experiment": "worked", "rows": rows, "data": "document", "recipe": "document",
             "data_source": "the documents' own numbers"}
 
@@ -309,18 +310,32 @@ def md_cell(text) -> str:
     return " ".join(str(text).split()).replace("\\|", "|").replace("|", "\\|")
 
 
-def _cell(v):
+def _cell(v, decimals=None, precise=False):
+    """A table cell; numbers with 6 significant digits, or, where a row carries the document's
+    stated digits (the worked examples), never fewer than those: its ``decimals`` (doc 001 §3's loss
+    209.4557, not 209.456), or every digit of a ``precise`` row (doc 004 §1.5's 1.8973332763705641)."""
     if v is None:
         return "—"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return repr(v) if precise else _number(v, decimals)
     if isinstance(v, (list, tuple)):
-        s = "[" + ", ".join(_cell(x) for x in v) + "]"
+        s = "[" + ", ".join(_cell(x, decimals, precise) for x in v) + "]"
         return md_cell(s if len(s) <= 60 else s[:57] + "…")
     s = " ".join(str(v).split())
     return md_cell(s if len(s) <= 60 else s[:57] + "…")
+
+
+def _number(v: float, decimals=None) -> str:
+    """``v`` with 6 significant digits, or with ``decimals`` decimals (trailing zeros dropped)
+    where 6 significant digits show fewer."""
+    g = f"{v:.6g}"
+    if decimals is None or "e" in g or "n" in g:    # exponent, inf or nan: as is
+        return g
+    if (len(g.split(".")[1]) if "." in g else 0) >= decimals:
+        return g
+    return f"{v:.{decimals}f}".rstrip("0").rstrip(".")
 
 
 def data_of(rec) -> tuple[str | None, str | None]:
@@ -474,8 +489,9 @@ def _coverage(records, left, mode, results_dir, from_results) -> list:
 def _row_line(r, row, mode, worked):
     d = row.get("data") if isinstance(row.get("data"), str) else data_of(r)[0]
     cells = [row.get("doc", r["doc"])] if worked else []
-    cells += [md_cell(row["quantity"]), _cell(row["value"]), _cell(row["doc_value"]), _cell(row["tolerance"]),
-              row["status"], _data_words(d) if d else "—", md_cell(_why(row, mode, d))]
+    dig = (row.get("decimals"), bool(row.get("precise")))      # the document's stated digits (worked examples)
+    cells += [md_cell(row["quantity"]), _cell(row["value"], *dig), _cell(row["doc_value"], *dig),
+              _cell(row["tolerance"]), row["status"], _data_words(d) if d else "—", md_cell(_why(row, mode, d))]
     return "| " + " | ".join(cells) + " |"
 
 

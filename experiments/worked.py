@@ -106,8 +106,21 @@ def agrees_to_rounding(value, doc_value, decimals: int | None = None, tol: float
     return bool(np.all(np.abs(v - d) <= tol + slack))
 
 
-def _fmt(v, precise: bool = False) -> str:
-    """Readable text of a value: 6 decimals (all 17 significant digits when ``precise``)."""
+def _criterion(doc_value, decimals, tol, agree_fn) -> str:
+    """How :func:`agrees_to_rounding` judged a row, in words (the report's tolerance cell)."""
+    if agree_fn is not None:
+        raise ValueError("worked: a row judged by agree_fn needs criterion= (its rule in words)")
+    if isinstance(doc_value, str):
+        return "exact"
+    if tol is not None:
+        return "exact (float64)" if tol == 0 else f"±{tol:g}"
+    return f"doc rounding ({decimals or 0} decimal{'' if decimals == 1 else 's'})"
+
+
+def _fmt(v, precise: bool = False, decimals: int | None = None) -> str:
+    """Readable text of a value: 6 decimals, or the document's ``decimals`` where it states more
+    (doc 004 §1.5.1's 8-decimal scores), so no stated digit is rounded away; all 17 significant
+    digits when ``precise``."""
     if v is None:
         return "—"
     if isinstance(v, (str, bool)):
@@ -116,15 +129,16 @@ def _fmt(v, precise: bool = False) -> str:
     if a.dtype.kind in "iu":
         return np.array2string(a, separator=", ") if a.ndim else str(int(a))
     a = a.astype(np.float64) + 0.0                       # + 0.0 turns −0.0 into 0.0
+    d = max(6, decimals or 0)
     if a.ndim == 0:
         f = float(a)
         if precise or not math.isfinite(f):
             return repr(f)
         if f != 0 and (abs(f) >= 1e6 or abs(f) < 1e-4):
             return f"{f:.6e}"
-        return f"{f:.6f}".rstrip("0").rstrip(".") if f == round(f, 6) else f"{f:.6f}"
+        return f"{f:.{d}f}".rstrip("0").rstrip(".") if f == round(f, d) else f"{f:.{d}f}"
     big = np.any(np.abs(a[np.isfinite(a)]) >= 1e6) if a.size else False
-    with np.printoptions(precision=17 if precise else 6, suppress=not big, floatmode="maxprec",
+    with np.printoptions(precision=17 if precise else d, suppress=not big, floatmode="maxprec",
                          linewidth=110):
         return np.array2string(a, separator=", ")
 
@@ -145,11 +159,14 @@ class Section:
 
     def row(self, label: str, value, doc_value=None, *, id: str | None = None, decimals: int | None = None,
             tol: float | None = None, agree_fn: Callable[[Any, Any], bool] | None = None, note: str = "",
-            agrees: bool | None = None, precise: bool | None = None, ref: str | None = None):
+            agrees: bool | None = None, precise: bool | None = None, ref: str | None = None,
+            criterion: str | None = None):
         """Add a table row; with ``id`` also a record. ``agrees`` is computed from ``doc_value``
         (to ``decimals`` / ``tol``, or by ``agree_fn``) unless given explicitly. The record's
         ``quantity`` names it as the document does: "doc 004 §1.3.2 δ⁽¹⁾ = dl/db⁽¹⁾" (``ref``: the
-        document's section, default the title's part before its colon)."""
+        document's section, default the title's part before its colon). ``criterion``: how agreement
+        is judged, in words (needed with ``agree_fn`` or ``agrees``; else derived: "exact", "±tol",
+        "doc rounding (d decimals)")."""
         value = _plain(value)
         doc_value = _plain(doc_value)
         if doc_value is None:
@@ -161,12 +178,17 @@ class Section:
             self.step("values")
         if precise is None:
             precise = tol is not None and 0 < tol < 1e-6
-        self.steps[-1][1].append({"label": label, "value": value, "doc_value": doc_value,
-                                  "agrees": agrees, "note": note, "id": id, "precise": precise})
+        # the document's stated digits travel with the row (its ``decimals``, or all of them when
+        # ``precise``): the text and the report show at least those (doc 001 §3's 209.4557, not 209.456)
+        decimals = decimals if doc_value is not None else None
+        criterion = None if agrees is None else (criterion or _criterion(doc_value, decimals, tol, agree_fn))
+        self.steps[-1][1].append({"label": label, "value": value, "doc_value": doc_value, "agrees": agrees,
+                                  "note": note, "id": id, "precise": precise, "decimals": decimals})
         if id is not None:
             ref = ref or getattr(self, "ref", None) or self.title.split(":")[0]
             self.records.append({"id": id, "doc": self.doc, "quantity": f"doc {self.doc} {ref} {label.strip()}",
-                                 "value": value, "doc_value": doc_value, "agrees": agrees, "note": note})
+                                 "value": value, "doc_value": doc_value, "agrees": agrees, "note": note,
+                                 "decimals": decimals, "precise": precise, "criterion": criterion})
         return value
 
     def text(self) -> str:
@@ -177,9 +199,10 @@ class Section:
             for r in rows:
                 head = f"    {r['label']:<36} = "
                 pad = " " * len(head)
-                val = _fmt(r["value"], r["precise"]).split("\n")
+                shown = lambda v: _fmt(v, r["precise"], r["decimals"]).split("\n")  # noqa: E731
+                val = shown(r["value"])
                 verdict = "" if r["agrees"] is None else ("agrees" if r["agrees"] else "DISAGREES")
-                doc = None if r["doc_value"] is None else _fmt(r["doc_value"], r["precise"]).split("\n")
+                doc = None if r["doc_value"] is None else shown(r["doc_value"])
                 if doc is not None and len(val) == 1 and len(doc) == 1:
                     out.append(f"{head}{val[0]}   [doc: {doc[0]} → {verdict}]")
                 else:
@@ -881,7 +904,7 @@ def _toy_gradients(s: Section, net, params, X, y, reg, r):
         e_num = gradcheck.rel_error(hand[li][key], num[li][key])
         e_auto = gradcheck.rel_error(hand[li][key], auto[li][key])
         s.row(f"{name}: max rel error vs numeric", e_num, "< 1e-8", id=f"d004.toy.grad_rel_error_{name}",
-              agree_fn=lambda v, d: isinstance(v, float) and v < 1e-8,
+              agree_fn=lambda v, d: isinstance(v, float) and v < 1e-8, criterion="below 1e-8",
               note=f"vs jax.grad: {e_auto:.1e}")
     return hand
 
@@ -980,7 +1003,7 @@ def _toy_doc_gradcheck(s, params, X, y, hand, reg):
               note="the document's loss, gradient and check in float64 NumPy: every digit")
         s.row(f"{name} max relative error, library gradient", e_lib, TOY_REL_ERRORS[name],
               id=f"d004.s153.rel_error_{name}_library", precise=True,
-              agree_fn=lambda v, d: abs(v - d) <= 1e-4 * d,
+              agree_fn=lambda v, d: abs(v - d) <= 1e-4 * d, criterion="relative ±1e-4",
               note="the library's hand-written gradient (XLA float64) differs from NumPy's in the last bits; "
                    "a relative error of ~1e-10 is that float noise, so it agrees to ~5 significant digits")
 

@@ -170,6 +170,8 @@ ROW_FIELDS = {
     "data": (False, lambda v: v is None or isinstance(v, str), "a string or null"),
     "recipe": (False, lambda v: v is None or isinstance(v, str), "a string or null"),
     "seeds": (False, lambda v: isinstance(v, list) and all(_is_int(s) for s in v), "a list of integers"),
+    "decimals": (False, lambda v: v is None or _is_int(v) and v >= 0, "a non-negative integer or null"),
+    "precise": (False, lambda v: isinstance(v, bool), "a boolean"),
 }
 
 
@@ -231,9 +233,10 @@ def check_record(record, what: str = "record", *, written: bool = False) -> dict
     :class:`RecordError` naming ``what`` (the file) and the first field that is wrong.
 
     A record has ``rows`` (each with ``id``, ``quantity``, ``value``, ``doc_value``,
-    ``tolerance``, ``status`` and optionally ``note``, ``doc``, ``data``, ``recipe``, ``seeds``)
-    and its mode. ``written=True`` (what :func:`experiments._lib.common.finish` writes): the
-    mode only as ``"mode"``; on read, older records that say ``quick``/``tiny`` are accepted."""
+    ``tolerance``, ``status`` and optionally ``note``, ``doc``, ``data``, ``recipe``, ``seeds``, and
+    the document's stated digits ``decimals`` / ``precise`` that the report shows) and its mode.
+    ``written=True`` (what :func:`experiments._lib.common.finish` writes): the mode only as
+    ``"mode"``; on read, older records that say ``quick``/``tiny`` are accepted."""
     if not isinstance(record, dict):
         raise RecordError(f"{what}: a record must be a JSON object, got {_show(record)}")
     _check_fields(record, RECORD_FIELDS, what)

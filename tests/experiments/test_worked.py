@@ -2,6 +2,7 @@
 hold, slips are flagged (never bent), and the JSON records follow the schema."""
 import json
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -160,7 +161,7 @@ def test_json_schema(report):
     ids = [r["id"] for r in back]
     assert len(ids) == len(set(ids))
     for r in back:
-        assert set(r) == {"id", "doc", "quantity", "value", "doc_value", "agrees", "note"}
+        assert set(r) == {"id", "doc", "quantity", "value", "doc_value", "agrees", "note", "decimals", "precise", "criterion"}
         assert r["quantity"].startswith(f"doc {r['doc']} ") and "d00" not in r["quantity"]   # no internal ids
         assert r["doc"] in {"001", "002", "003", "004"}
         assert isinstance(r["note"], str)
@@ -269,3 +270,95 @@ def test_doc002_q1_chain_gives_q2(rec):
         J = np.asarray(rec[f"d002.{tag}.softmax_jacobian"]["value"])
         np.testing.assert_allclose(J, np.diag(y) - np.outer(y, y), atol=1e-15)
     assert rec["d002.q2.step_j_ne_c"]["agrees"] is False
+
+
+def _numbers(text):
+    """The numbers of a table cell or a text value ("209.4557", "[-1.07260209, 0.05083871]")."""
+    return np.atleast_1d(np.asarray(json.loads(text.replace("\\n", " ")), np.float64)).ravel()
+
+
+def _report_cells(rec_list):
+    """(record, ours cell, document cell) of every worked row the report (RESULTS.md) shows."""
+    from experiments import reproduce
+    r = dict(reproduce._worked_record(rec_list), doc="001–004")
+    out = []
+    for rec, row in zip([x for x in rec_list if x["doc_value"] is not None], r["rows"]):
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", reproduce._row_line(r, row, "full", True))[1:-1]]
+        out.append((rec, cells[2], cells[3]))
+    return out
+
+
+def test_the_report_shows_every_stated_number_with_the_documents_digits(rec):
+    """A number the document states with d decimals (doc 001 §3's 209.4557, doc 004 §1.5.1's
+    8-decimal scores) is shown in RESULTS.md with at least those d decimals, ours as well: both cells
+    read back within 0.5·10^−d of the numbers; a ``precise`` row (every digit stated: 1.8973332763705641)
+    reads back exactly. The document's digits are never rounded away, as 209.456 once did."""
+    checked = 0
+    for r, ours, doc in _report_cells(list(rec.values())):
+        stated_digits = r.get("decimals") is not None or r.get("precise")
+        if isinstance(r["doc_value"], str) or "…" in ours + doc or not stated_digits:
+            continue
+        tol = 0.0 if r["precise"] else 0.5 * 10.0 ** -r["decimals"] * (1 + 1e-9)
+        for text, want in ((ours, r["value"]), (doc, r["doc_value"])):
+            got, exact = _numbers(text), np.ravel(np.asarray(want, np.float64))
+            assert got.shape == exact.shape and np.all(np.abs(got - exact) <= tol), (r["id"], text, want)
+        checked += 1
+    assert checked >= 25
+
+
+@pytest.mark.parametrize("rid, ours, doc", [
+    ("d001.s3.loss_relu", "209.4557", "209.4557"),                      # 6 significant digits: 209.456
+    ("d004.toy.scores_row0", "[-1.07260209, 0.05083871, -0.87253915]", "[-1.07260209, 0.05083871, -0.87253915]"),
+    ("d004.toy.loss", "1.8973332763705641", "1.8973332763705641"),
+    ("d004.toy.train_final_loss", "0.02950555626206818", "0.02950555626206818"),
+    ("d001.q4.beta_1_0", "0.547685", "0.5477"),                          # more digits than stated: kept
+    ("d002.q3.dL_db2", "[-0.5, 0.5]", "[-0.5, 0.5]"),
+])
+def test_report_cells_of_stated_numbers(rec, rid, ours, doc):
+    """RESULTS.md's cells (ours, document) for a few stated numbers."""
+    cells = {r["id"]: (o, d) for r, o, d in _report_cells(list(rec.values()))}
+    assert cells[rid] == (ours, doc)
+
+
+@pytest.mark.parametrize("rid, shown", [
+    ("d001.s3.loss_relu", "[doc: 209.4557 → agrees]"),
+    ("d004.toy.scores_row0", "[doc: [-1.07260209,  0.05083871, -0.87253915] → agrees]"),
+    ("d004.toy.scores_row4", "= [-0.64417314, -0.18886813, -0.41106892]"),
+    ("d004.toy.loss", "= 1.8973332763705641   [doc: 1.8973332763705641 → agrees]"),
+    ("d001.q4.beta_1_0", "= 0.547685   [doc: 0.5477 → agrees]"),
+])
+def test_the_text_shows_the_documents_digits(report, rid, shown):
+    """worked.txt: 6 decimals, or the document's own where it states more (doc 004 §1.5.1's 8)."""
+    section = next(s for s in report.sections if any(r["id"] == rid for r in s.records))
+    assert shown in section.text()
+
+
+def test_every_judged_row_states_its_criterion(report):
+    """The report's tolerance cell says how each row was judged (it once said "doc rounding" for
+    rows judged exactly, by an explicit tolerance or by a rule of their own)."""
+    from experiments import reproduce
+    judged = [r for r in report.records if r["agrees"] is not None]
+    assert judged and all(r["criterion"] for r in judged)
+    cells = {r["id"]: r["tolerance"] for r in reproduce._worked_record(report.records)["rows"]}
+    assert {cells[r["id"]] for r in judged} >= {"exact", "exact (float64)", "below 1e-8", "relative ±1e-4"}
+    assert any(c.startswith("doc rounding (") for c in cells.values())
+    assert all(cells[r["id"]] == r["criterion"] for r in judged)
+
+
+@pytest.mark.parametrize("kw,says", [
+    (dict(doc_value=1.0, decimals=3), "doc rounding (3 decimals)"),
+    (dict(doc_value=1.0, tol=1e-12), "±1e-12"),
+    (dict(doc_value=1.0, tol=0.0), "exact (float64)"),
+    (dict(doc_value="yes"), "exact"),
+    (dict(doc_value=1.0, agree_fn=lambda v, d: True, criterion="mine"), "mine"),
+    (dict(doc_value=None), None),
+])
+def test_a_rows_criterion(kw, says):
+    s = worked.Section("001", "t: x")
+    s.row("x", 1.0, id="x", **kw)
+    assert s.records[-1]["criterion"] == says
+
+
+def test_a_rule_of_its_own_must_be_stated_in_words():
+    with pytest.raises(ValueError, match="criterion="):
+        worked.Section("001", "t: x").row("x", 1.0, 1.0, id="x", agree_fn=lambda v, d: True)
