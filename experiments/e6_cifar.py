@@ -407,7 +407,8 @@ def _doc_protocol_figures(dp, figures_dir, src, ce=None):
     heads = "MSE and cross-entropy" if ce is not None else "MSE"
     figs = [figures.curves(series, os.path.join(figures_dir, "e6_doc_grid.png"), xlabel="configuration (loop order)",
                            ylabel="validation accuracy", x=list(range(1, k + 1)),
-                           title=f"E6, doc 004 §1.7 grid ({heads}): reused net vs fresh nets ({src})"),
+                           title=f"E6, doc 004 §1.7 grid ({heads}): reused net vs fresh nets ({src})",
+                           legend_outside=True),   # five curves fill the box
             figures.curves({"minibatch loss": dp["baseline"]["loss_history"]},
                            os.path.join(figures_dir, "e6_doc_baseline_loss.png"), xlabel="iteration",
                            ylabel="training loss (minibatch)",

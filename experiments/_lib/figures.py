@@ -43,7 +43,8 @@ def _plain_y(ax, logy: bool) -> None:
 
 
 #: first words of an x label that counts (integer ticks only)
-COUNTS = ("epoch", "epochs", "pass", "passes", "iteration", "iterations", "step", "steps", "SGD")
+COUNTS = ("epoch", "epochs", "pass", "passes", "iteration", "iterations", "step", "steps", "SGD",
+          "configuration", "configurations")
 
 
 def _epoch_axis(ax, xlabel, n_points=None):
@@ -76,7 +77,7 @@ def series_style(i: int) -> dict:
 
 def curves(series: dict, path, *, xlabel="epoch", ylabel="", title="", logy=False, x=None,
            marks: dict | None = None, bands: dict | None = None, styles: dict | None = None,
-           legend_title: str | None = None, mode: str | None = None):
+           legend_title: str | None = None, mode: str | None = None, legend_outside: bool = False):
     """One figure of several curves with a legend.
 
     series: {label: (T,) values}; x: common x values (default 1..T); marks: {label: x} vertical
@@ -84,8 +85,9 @@ def curves(series: dict, path, *, xlabel="epoch", ylabel="", title="", logy=Fals
     low, (T,) high)} shaded spreads; styles: {label: matplotlib line kwargs} (colour, dashes).
     Long titles are wrapped, count axes (epochs, iterations) get integer ticks; more than 10
     series get markers as well as colours (:func:`series_style`). ``mode``: see :func:`save`.
+    ``legend_outside``: the legend right of the axes (curves that fill the whole box).
     """
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(9.6 if legend_outside else 6.4, 4.2))   # outside: the axes keep their width
     many = len(series) > 10
     for i, (label, ys) in enumerate(series.items()):
         ys = np.asarray(ys, float)
@@ -104,6 +106,9 @@ def curves(series: dict, path, *, xlabel="epoch", ylabel="", title="", logy=Fals
     ax.set_title(wrap(title), fontsize=10)
     _epoch_axis(ax, xlabel, max((len(v) for v in series.values()), default=0) if x is None else None)
     ax.grid(alpha=0.3)
+    if legend_outside:
+        ax.legend(fontsize=8, title=legend_title, title_fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        return save(fig, path, bbox_inches="tight", mode=mode)
     ax.legend(fontsize=8, title=legend_title, title_fontsize=8)
     return save(fig, path, mode=mode)
 
