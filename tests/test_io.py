@@ -134,12 +134,18 @@ def test_an_interrupt_while_the_temporary_is_made_leaves_no_file(tmp_path, monke
     """Ctrl-C right after the temporary's ``.init`` name became ``.part`` (the rename done, its name
     not yet returned to the cleanup): the temporary once stayed behind, unlocked, for good. Now the
     rename's own failure path removes it, and a SIGINT there is handled after the name is known."""
+    import signal
     path = tmp_path / "r.json"
     path.write_text("old")
     monkeypatch.setattr(_io.os, "rename", _rename_then(action))
-    with pytest.raises(KeyboardInterrupt):
-        with _io.atomic_write(path, "w") as f:
-            f.write("new")
+    # as a foreground Ctrl-C finds a process (a test worker may run with SIGINT ignored)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with _io.atomic_write(path, "w") as f:
+                f.write("new")
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert path.read_text() == "old" and _temps(tmp_path) == []
 
 
