@@ -130,8 +130,10 @@ def _signals_deferred() -> Iterator[None]:
         for s, h in prev.items():
             if h not in (signal.SIG_IGN, None):
                 signal.signal(s, h)
-        for s in got:
-            signal.raise_signal(s)   # the restored handler runs now
+        # the restored handler runs now; SIGTERM first (the stronger request): the first handler
+        # that raises ends the delivery, so two signals in that instant are handled as one
+        for s in sorted(set(got), key=lambda s: s != signal.SIGTERM):
+            signal.raise_signal(s)
 
 
 @contextlib.contextmanager
@@ -209,17 +211,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, encoding: str | N
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
     with _sigterm_raises(path):
-        tmp = None
+        tmp = f = None
         try:
             with _signals_deferred():
                 fd, tmp = _create_locked_temp(path)
-            with os.fdopen(fd, mode, encoding=encoding if mode == "w" else None) as f:
+                f = os.fdopen(fd, mode, encoding=encoding if mode == "w" else None)
+            with f:
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
                 _final_mode(path, f.fileno(), file_mode)
                 os.replace(tmp, path)   # still locked: no cleaner can take it mid-rename
         except BaseException:
+            if f is not None:
+                f.close()   # a deferred signal lands before `with f`: nothing else closes it
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
             raise

@@ -242,7 +242,7 @@ def _transposed(h, r, rtol: float):
     return None
 
 
-def _factor(h, r, rtol: float, batch_size):
+def _factor(h, r, rtol: float, batch_size, layer: bool = False):
     rr = float(np.vdot(r, r))
     if rr == 0.0:
         return None
@@ -253,7 +253,7 @@ def _factor(h, r, rtol: float, batch_size):
     if near(-1.0):
         return Diagnosis("sign flipped", "equals −1 × the reference: a sign is flipped (a gradient "
                          "added where it is subtracted, or a − lost in the loss's derivative)")
-    if near(2.0) or near(0.5):
+    if (near(2.0) or near(0.5)) and not layer:
         return Diagnosis("½ in the loss", f"off by a factor of {c:.6g}: ½ in the loss on one side "
                          "only (the derivative of ½(s − t)² is (s − t), that of (s − t)² is 2(s − t))")
     if batch_size and batch_size > 1 and (near(float(batch_size)) or near(1.0 / batch_size)):
@@ -289,7 +289,8 @@ def _basic(h, r, ref_name: str, ctx: dict):
     if h.shape != r.shape:
         return (_transposed(h, r, rtol) or _wrong_axis(h, r, ctx.get("cotangents", ()), rtol)
                 or Diagnosis("shape mismatch", f"shape {h.shape}, the reference's is {r.shape}: "
-                             "the gradient of a parameter has the parameter's shape"))
+                             + ("dx has the shape of the layer's input x" if ctx.get("leaf") == "dx" else
+                                "the gradient of a parameter has the parameter's shape")))
     return _nonfinite(h, r, ref_name)
 
 
@@ -306,7 +307,7 @@ def _pattern(h, r, ctx: dict):
     rtol = ctx.get("rtol", 1e-6)
     if float(np.max(np.abs(r), initial=0.0)) <= ctx.get("floor", 1e-8) * ctx.get("tol", 0.0):
         return None   # the reference is 0 up to round-off: no factor or permutation of it means anything
-    return (_transposed(h, r, rtol) or _factor(h, r, rtol, ctx.get("batch_size"))
+    return (_transposed(h, r, rtol) or _factor(h, r, rtol, ctx.get("batch_size"), ctx.get("layer", False))
             or _wrong_axis(h, r, ctx.get("cotangents", ()), rtol))
 
 
@@ -436,7 +437,7 @@ def _leaf(i, label, h, r, ref_name, tol, ctx, probe, accept_kinks, layer_diag):
     if np.ma.isMaskedArray(r):  # sampled central differences: unchecked entries agree by fiat
         r = np.where(np.ma.getmaskarray(r), h if h.shape == r.shape else np.nan, np.ma.getdata(r))
     r = np.asarray(r, np.float64)
-    diag = _basic(h, r, ref_name, ctx)
+    diag = _basic(h, r, ref_name, dict(ctx, leaf=label))
     if diag is not None:
         i_bad = _first_bad(h) if h.shape == r.shape and not np.all(np.isfinite(h)) else None
         worst = None if i_bad is None else Mismatch(label, i_bad, float(h[i_bad]), float(r[i_bad]), float("nan"))
@@ -731,10 +732,27 @@ def _layer_setup(layer, x, params, key, dy, fkey):
     if x.ndim == 0 or x.shape[0] == 0:
         raise ValueError(f"check_layer: x has no examples (shape {tuple(x.shape)}): every gradient would be "
                          "0 whatever the rule, so nothing would be checked")
+    out_shape = None
     if params is None:
-        params = layer.init(k_init, tuple(x.shape[1:]), jnp.float64)[1]
+        out_shape, params = layer.init(k_init, tuple(x.shape[1:]), jnp.float64)
+    elif callable(getattr(layer, "init", None)):   # the declared shape, traced abstractly
+        shapes = []
+        jax.eval_shape(lambda k: shapes.append(layer.init(k, tuple(x.shape[1:]), jnp.float64)[0]), k_init)
+        out_shape = shapes[0]
+    for name, v in zip(_paths(params)[0], jax.tree.leaves(params)):
+        if _float_dtype(v) is None:
+            raise ValueError(f"check_layer: params{name} has dtype {np.asarray(v).dtype}: a parameter must be a "
+                             "float array (a constant belongs in the layer's closure, or in its cache as Static)")
     params = jax.tree.map(_to64, params)
-    y, cache = layer.forward(params, x, fkey)
+    out = layer.forward(params, x, fkey)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise ValueError(f"check_layer: forward must return (y, cache), got {type(out).__name__}"
+                         + (f" of length {len(out)}" if isinstance(out, tuple) else ""))
+    y, cache = out
+    if out_shape is not None and tuple(np.shape(y)[1:]) != tuple(out_shape):
+        raise ValueError(f"check_layer: forward gave y of shape {tuple(np.shape(y))}, but init declared the "
+                         f"per-example output shape {tuple(out_shape)}: a composition (serial) builds the next "
+                         "layer for the declared shape")
     if not np.all(np.isfinite(np.asarray(y))):
         i = _first_bad(np.asarray(y))
         err = GradientCheckError(f"forward output non-finite: y{list(i)} = {np.asarray(y)[i]}; a "
@@ -803,7 +821,7 @@ def _check_layer_leaves(layer, cache, y, dy, f, primal, labels, hs, rs, batch, a
     probe = _Probe(f, primal)
     cot = [("dy", np.asarray(dy))] + [(f"{n}′(y)⊙dy", np.asarray(d(y) * dy))
                                       for n, d in _ACTIVATION_DERIVATIVES.items()]
-    ctx = {"batch_size": int(batch), "rtol": 1e-6, "cotangents": cot}
+    ctx = {"batch_size": int(batch), "rtol": 1e-6, "cotangents": cot, "layer": True}
     memo = []
 
     def layer_diag():  # computed once, and only when a gradient disagrees

@@ -154,7 +154,8 @@ def _plants(name):
         "transposed": _post(layer, (lambda p, dx: (p, jnp.swapaxes(dx, 1, 2))) if name in ("max-pool", "layer norm")
                             else _on(name, _transpose)),
         "a missing or extra 1/N": _post(layer, _on(name, lambda g: g * n)),
-        "½ in the loss": _post(layer, _on(name, lambda g: g / 2)),
+        # a halved layer gradient: a constant factor (a layer check has no loss to blame a ½ on)
+        "constant factor": _post(layer, _on(name, lambda g: g / 2)),
         "sign flipped": _post(layer, _on(name, lambda g: -g)),
         "non-finite": _post(layer, _on(name, lambda g: g.reshape(-1).at[3].set(jnp.nan).reshape(g.shape))),
         "all zeros": _post(layer, _on(name, jnp.zeros_like)),
@@ -702,3 +703,29 @@ def test_a_sampled_entry_whose_difference_is_not_finite_fails(x64):
     assert int(np.ma.count(num["w"])) == 2                       # the two checked entries stay visible
     with pytest.raises(GradientCheckError, match="non-finite"):
         gradcheck.compare({"w": 1.0 / w}, num, "central differences")
+
+
+def _toy_layer(backward, forward=None, init=None):
+    """A parameter-free y = 2x layer whose parts a test replaces (a learner's slips)."""
+    return L.Layer(init or (lambda key, s, dtype=jnp.float32: (s, {})),
+                   forward or (lambda p, x, key=None: (2.0 * x, x)), backward)
+
+
+@pytest.mark.parametrize("layer,error,says", [
+    (_toy_layer(lambda c, dy: ({}, dy[:, :2])), GradientCheckError,
+     r"dx: shape mismatch: shape \(4, 2\), the reference's is \(4, 3\): dx has the shape of the layer's input x"),
+    # a factor 2 in a layer is not "½ in the loss": a layer check has no loss
+    (_toy_layer(lambda c, dy: ({}, dy)), GradientCheckError, r"dx: constant factor: off by a constant factor 0\.5"),
+    (_toy_layer(lambda c, dy: ({}, 2 * dy), forward=lambda p, x, key=None: 2.0 * x), ValueError,
+     r"check_layer: forward must return \(y, cache\), got ArrayImpl"),
+    (_toy_layer(lambda c, dy: ({}, 2 * dy), init=lambda k, s, dtype=jnp.float32: ((7,), {})), ValueError,
+     r"forward gave y of shape \(4, 3\), but init declared the per-example output shape \(7,\)"),
+    (L.Layer(lambda k, s, dtype=jnp.float32: (s, {"k": jnp.int32(2)}), lambda p, x, key=None: (x * 2.0, x),
+             lambda c, dy: ({"k": jnp.zeros((), jnp.int32)}, 2 * dy)), ValueError,
+     r"params\['k'\] has dtype int32: a parameter must be a float array"),
+], ids=["dx shape", "factor 2 in a layer", "forward not (y, cache)", "init's out_shape", "int parameter"])
+def test_a_learners_slips_get_a_message_that_names_them(x64, layer, error, says):
+    x = _normal(0, (4, 3))
+    with pytest.raises(error, match=says) as e:
+        gradcheck.check_layer(layer, x)
+    assert "½ in the loss" not in str(e.value)

@@ -149,6 +149,33 @@ def test_an_interrupt_while_the_temporary_is_made_leaves_no_file(tmp_path, monke
     assert path.read_text() == "old" and _temps(tmp_path) == []
 
 
+def test_a_signal_right_after_the_temporary_is_made_is_handled_once_it_is_known(tmp_path, monkeypatch):
+    """SIGINT the instant the temporary exists, before atomic_write holds its name: handled on the
+    way out of the creation (deferred), so the cleanup removes the temporary and closes its
+    descriptor. Without the deferral the temporary stays; without the close, a descriptor leaks."""
+    import signal
+    path = tmp_path / "r.json"
+    path.write_text("old")
+    real = _io._create_locked_temp
+
+    def made_then_sigint(p):
+        out = real(p)
+        signal.raise_signal(signal.SIGINT)
+        return out
+    monkeypatch.setattr(_io, "_create_locked_temp", made_then_sigint)
+    fds = len(os.listdir("/proc/self/fd"))
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        for _ in range(3):
+            with pytest.raises(KeyboardInterrupt):
+                with _io.atomic_write(path, "w") as f:
+                    f.write("new")
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert path.read_text() == "old" and _temps(tmp_path) == []
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
 @pytest.mark.parametrize("age,removed", [(60.0, True), (0.0, False)])
 def test_an_init_file_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path, age, removed):
     """SIGKILL between the temporary's creation and its rename leaves ``.NAME.PID.TOKEN.init``:

@@ -145,3 +145,29 @@ def test_import_jaxnets_reaches_the_whole_zoo():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "module"
+
+
+def _twice(backward, forward=None):
+    L = nn.layers
+    return L.Layer(lambda key, s, dtype=jnp.float32: (s, {}), forward or (lambda p, x, key=None: (2.0 * x, x)),
+                   backward)
+
+
+def test_serial_names_the_layers_around_a_dx_of_the_wrong_shape():
+    """A learner's layer returns dx of the wrong shape: the layer below fails on it; serial names
+    both layers and the shape instead of leaving the next layer's reshape error alone."""
+    L = nn.layers
+    stack = L.serial(L.dense(3), _twice(lambda c, dy: ({}, dy[:, :2])), L.dense(2))
+    params = stack.init(jax.random.key(0), (5,))[1]
+    _, cache = stack.forward(params, jnp.ones((4, 5)))
+    with pytest.raises(TypeError, match=r"serial: layer 0 \(of 3\)'s backward failed on the dy that layer 1's "
+                                        r"backward returned as its dx \(shape \(4, 2\)"):
+        stack.backward(cache, jnp.ones((4, 2)))
+
+
+def test_serial_refuses_a_forward_that_is_not_y_and_cache():
+    L = nn.layers
+    stack = L.serial(L.dense(3), _twice(lambda c, dy: ({}, 2 * dy), forward=lambda p, x, key=None: 2.0 * x))
+    params = stack.init(jax.random.key(0), (5,))[1]
+    with pytest.raises(TypeError, match=r"serial: layer 1 \(of 2\)'s forward must return \(y, cache\), got ArrayImpl"):
+        stack.forward(params, jnp.ones((4, 5)))

@@ -867,6 +867,9 @@ def test_an_optimizer_needing_more_than_the_step_has_is_refused_before_training(
     with pytest.raises(ValueError, match=r"fit\(mlp6-8-3\): the optimizer's update cannot run on .*value_fn"):
         train.fit(NET, NET.init(jax.random.key(1)), (X, Y), epochs=1, batch_size=7,
                   optimizer=optax.lbfgs(), progress=False)
+    with pytest.raises(ValueError, match=r"sweep\(mlp6-8-3\): the optimizer's update cannot run on .*value_fn"):
+        train.sweep(NET, NET.init(jax.random.key(1)), (X, Y), epochs=1, batch_size=7, optimizer=optax.lbfgs(),
+                    keys=jax.random.split(jax.random.key(2), 2), progress=False)
 
 
 @pytest.mark.parametrize("grads,finite", [

@@ -194,3 +194,13 @@ def test_a_malformed_sampler_is_refused_naming_what_is_wrong(sampler, match):
     for call in (lambda: train.fit(NET, P0, sampler, **KW), lambda: train.fit(NET, P0, (X, Y), val=sampler, **KW)):
         with pytest.raises(ValueError, match=match):
             call()
+
+
+def test_int_parameters_are_refused_naming_the_leaf():
+    """An int leaf in params (a learner's constant put there) would be updated and cast back into
+    the integers: refused, naming the leaf, by fit and evaluate alike."""
+    p = jax.tree.map(lambda v: v, P0)
+    p[0]["b"] = jnp.zeros(p[0]["b"].shape, jnp.int32)
+    for call in (lambda: train.fit(NET, p, (X, Y), **KW), lambda: train.evaluate(NET, p, (X, Y))):
+        with pytest.raises(ValueError, match=r"params\[0\]\['b'\] has dtype int32: every parameter must be a float array"):
+            call()

@@ -319,15 +319,28 @@ def serial(*layers: Layer) -> Layer:
             raise ValueError(f"serial: expected params for {len(layers)} layers, got {len(params)}")
         keys = [None] * len(layers) if key is None else list(jax.random.split(key, len(layers)))
         caches = []
-        for layer, p, k in zip(layers, params, keys):
-            x, c = layer.forward(p, x, k)
+        for i, (layer, p, k) in enumerate(zip(layers, params, keys)):
+            out = layer.forward(p, x, k)
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError(f"serial: layer {i} (of {len(layers)})'s forward must return (y, cache), got "
+                                f"{type(out).__name__}" + (f" of length {len(out)}" if isinstance(out, tuple) else ""))
+            x, c = out
             caches.append(c)
         return x, caches
 
     def backward(caches, dy):
         dparams = [None] * len(layers)
         for i in reversed(range(len(layers))):
-            dparams[i], dy = layers[i].backward(caches[i], dy)
+            try:
+                dparams[i], dy = layers[i].backward(caches[i], dy)
+            except (TypeError, ValueError) as e:
+                if i == len(layers) - 1:
+                    raise
+                # a learner's usual slip: the layer above returned a dx of the wrong shape, and
+                # this one fails on it; name both (trace time, no cost to a compiled step)
+                raise type(e)(f"serial: layer {i} (of {len(layers)})'s backward failed on the dy that layer "
+                              f"{i + 1}'s backward returned as its dx (shape {tuple(jnp.shape(dy))}; a dx has "
+                              f"the shape of that layer's input): {e}") from e
         return dparams, dy
 
     def decay(params):

@@ -259,6 +259,12 @@ def check_params(model, where: str, params, stacked: bool = False) -> int | None
     if tdef != ref_def:
         raise ValueError(f"{where}: params do not have {model.name}'s structure: got {tdef}, "
                          f"expected {ref_def} (as model.init gives)")
+    for v, (path, _) in zip(leaves, ref_paths):
+        if not jnp.issubdtype(jnp.result_type(v), jnp.floating):
+            # an update would be cast back into the integers (or the gradient refused): a constant
+            # belongs in the layer's closure or its cache, not in its params
+            raise ValueError(f"{where}: params{jax.tree_util.keystr(path)} has dtype {jnp.result_type(v)}: every "
+                             "parameter must be a float array")
     shapes = [tuple(np.shape(v)) for v in leaves]
     if all(s == r.shape for s, (_, r) in zip(shapes, ref_paths)):
         return None
