@@ -149,9 +149,15 @@ def comparison_rows(runs, comparable, source, basis="", why=""):
                          for a, b, m, _ in conds)
         tail = (basis or source) if doc else f"{source}; the document leaves this answer blank"
         r = row(f"E1.{cid}", question, ours, doc, None, f"{nums}; {tail}")
+        gap = max(abs(runs[a][m][-1] - runs[b][m][-1]) for a, b, m, _ in conds)
         if doc is not None:
             r["status"] = ("agrees" if ours == doc else "differs") if comparable else "not comparable"
-            if why and r["status"] != "agrees":
+            if comparable and gap <= DOC_TOL:
+                # a difference inside the accuracy rows' own tolerance answers neither yes nor no
+                r["status"] = "not comparable"
+                r["note"] = (f"the accuracies differ by at most {gap:.4f}, within ±{DOC_TOL:g} (the accuracy rows' "
+                             f"tolerance): too small for a yes or no; {r['note']}")
+            elif why and r["status"] != "agrees":
                 r["note"] = f"{why}; {r['note']}"
         out.append(r)
     return out

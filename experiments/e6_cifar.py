@@ -28,7 +28,8 @@ epoch, loss ``1/(2N) Σ‖s − onehot‖² + (reg/2)(‖W1‖² + ‖W2‖²)``
 
 The variant's grid is trained for ``GRID_ITERATIONS`` (3,000 ≈ 12.2 epochs of 200-image batches)
 with decays up to 0.95: with the document's decays (≤ 0.8 per epoch) a fresh net's learning rate
-has all but vanished by 1,000 iterations. The best config is chosen by validation accuracy after
+is down to 8.6 % (decay 0.8) or 0.36 % (decay 0.6) of its start by the last of 1,000 iterations
+(11 decays, doc 004's train()). The best config is chosen by validation accuracy after
 the last iteration. Every row says which CIFAR-10 it used: the original python batches (found or
 downloaded), the JPEG image-folder copy (quality-75 re-encodings, pixel values differ) or the
 embedded sample.
@@ -57,6 +58,8 @@ INIT_STD = 1e-4
 BATCH = 200
 LOSSES = {"mse": "half_sse", "ce": "softmax_cross_entropy"}
 LOSS_TITLES = {"mse": "MSE on scores", "ce": "softmax cross-entropy"}
+#: rows of the document's loop with §1.10's loss: the document asks for them and never ran them
+CE_RECIPE = "document's loop, §1.10's softmax cross-entropy (the document never ran it)"
 
 BASELINE = {"lr": 1e-5, "lr_decay": 0.95, "reg": 0.1}
 BASELINE_ITERATIONS = 1000
@@ -347,22 +350,24 @@ def _stall_words(dp) -> str:
     k = int(np.ceil((dp["iterations"] - 1) / dp["per_epoch"]))        # decays before the last step
     top = max(c["lr_decay"] for c in dp["fresh"])
     cum = BASELINE_ITERATIONS + DOC_GRID_ITERATIONS * (int(np.argmax(DOC_GRID_VAL)) + 1)
-    return (f"a fresh net gets {dp['iterations']:,} iterations ({dp['iterations'] / dp['per_epoch']:.1f} epochs "
-            f"of {dp['per_epoch']:g} batches of {dp['batch']}) and its learning rate is multiplied by the decay "
-            f"{k} times in them: at the grid's largest decay, {top:g}, the last steps run at "
-            f"{top ** k:.1%} of the starting rate; the document's {max(DOC_GRID_VAL)} came "
-            f"from one net trained on through {cum:,} cumulative iterations (the slip, see "
-            "E6.doc.reused.best_net_test_acc)")
+    words = (f"a fresh net gets {dp['iterations']:,} iterations ({dp['iterations'] / dp['per_epoch']:.1f} epochs "
+             f"of {dp['per_epoch']:g} batches of {dp['batch']}) and its learning rate is multiplied by the decay "
+             f"{k} times in them: at the grid's largest decay, {top:g}, the last steps run at "
+             f"{top ** k:.1%} of the starting rate")
+    if dp.get("loss") not in (None, LOSSES["mse"]):
+        return words   # the document's 0.489 is an MSE number: no comparison for another loss
+    return (f"{words}; the document's {max(DOC_GRID_VAL)} came from one net trained on through {cum:,} "
+            "cumulative iterations (the slip, see E6.doc.reused.best_net_test_acc)")
 
 
-def _target_row(id, what, dp, note):
+def _target_row(id, what, dp, note, recipe="fresh net per configuration"):
     """doc 004 §1.7's target, at least 0.45 validation accuracy (ideally 0.50), on the best fresh
     net of the document's grid; the note says why when it is missed."""
     fb = dp["fresh_best"]
     ok = fb["val_acc"] >= DOC["threshold"]
     words = f"best val {fb['val_acc']:.4f} ({_cfg_words(fb)})" + ("" if ok else f"; not met: {_stall_words(dp)}")
     return row(id, f"{what}: best val accuracy ≥ {DOC['threshold']} (doc 004 §1.7's target; ideally ≥ 0.50)",
-               "yes" if ok else "no", None, None, f"{words}; {note}", recipe="fresh net per configuration")
+               "yes" if ok else "no", None, None, f"{words}; {note}", recipe=recipe)
 
 
 def _doc_ce_rows(dp, note, mse=None):
@@ -372,18 +377,18 @@ def _doc_ce_rows(dp, note, mse=None):
     when ``mse`` (the MSE protocol's dict) is given."""
     fb, rf, P = dp["fresh_best"], dp["reused_final"], "E6.doc_ce"
     what = "doc 004 §1.10 cross-entropy, §1.7 grid, fresh net per configuration"
-    fresh = dict(recipe="fresh net per configuration")
+    fresh = dict(recipe="fresh net per configuration, §1.10's softmax cross-entropy")
     rows = [row(f"{P}.fresh.best.config", f"{what}: best configuration", _cfg_words(fb), None, None, note, **fresh),
             row(f"{P}.fresh.best.val_acc", f"{what}: best val accuracy", round(fb["val_acc"], 4), None, None,
                 note, **fresh),
             row(f"{P}.fresh.best.test_acc", f"{what}: test accuracy of that net", round(fb["test_acc"], 4),
                 None, None, note, **fresh),
-            _target_row(f"{P}.fresh.best.val_ge_0.45", what, dp, note)]
-    reused = "doc 004 §1.10 cross-entropy, §1.7 grid, one net trained on (as the document ran it)"
+            _target_row(f"{P}.fresh.best.val_ge_0.45", what, dp, note, fresh["recipe"])]
+    reused = "doc 004 §1.10 cross-entropy, §1.7 grid, one net trained on (the document's §1.7 loop with §1.10's loss)"
     rows += [row(f"{P}.reused.best_net.val_acc", f"{reused}: val accuracy of 'best_net' (the net after all "
-                 f"{len(dp['reused'])})", round(rf["val_acc"], 4), None, None, note),
+                 f"{len(dp['reused'])})", round(rf["val_acc"], 4), None, None, note, recipe=CE_RECIPE),
              row(f"{P}.reused.best_net.test_acc", f"{reused}: test accuracy of 'best_net'",
-                 round(rf["test_acc"], 4), None, None, note)]
+                 round(rf["test_acc"], 4), None, None, note, recipe=CE_RECIPE)]
     if mse is not None:
         m = mse["fresh_best"]["val_acc"]
         rows.append(row("E6.doc_ce_ge_mse", "doc 004 §1.7 grid, fresh nets: cross-entropy best val accuracy ≥ "
@@ -497,13 +502,15 @@ def _loss_rows(lname, st, sp, src, variant, mode, configs, iterations, baseline_
         return row(id, f"{T} {quantity}", value, doc_value, tolerance, note, False, why=why_var,
                    recipe=VARIANT_RECIPE, **kw)
 
+    base_recipe = {} if is_doc_loss else {"recipe": CE_RECIPE}
     rows.append(row(f"E6.{L}.baseline.val_acc", f"{LOSS_TITLES[L]} baseline ({baseline_iterations} it, lr 1e-5, "
                     "decay 0.95, reg 0.1): val accuracy", round(base["val_acc"][-1], 4),
                     doc("baseline_val"), TOL if is_doc_loss else None, note, comparable,
-                    why=why_base, exact=base["val_acc"][-1]))
+                    why=why_base, exact=base["val_acc"][-1], **base_recipe))
     rows.append(row(f"E6.{L}.baseline.test_acc", f"{LOSS_TITLES[L]} baseline: test accuracy",
                     round(base["test_acc"][-1], 4), doc("baseline_test"),
-                    TOL if is_doc_loss else None, note, comparable, why=why_base, exact=base["test_acc"][-1]))
+                    TOL if is_doc_loss else None, note, comparable, why=why_base, exact=base["test_acc"][-1],
+                    **base_recipe))
     rows.append(var_row(f"E6.{L}.best.config", f"best of {len(configs)} configs: lr / decay / reg",
                         f"{b['lr']:g} / {b['lr_decay']:g} / {b['reg']:g}",
                         note="doc's best (MSE, its own grid and protocol): 1e-3 / 0.6 / 1" + f"; {src}"))

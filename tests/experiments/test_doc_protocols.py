@@ -71,7 +71,9 @@ def _runs(**final):
     return {k: {"train_acc": [0.0, tr], "test_acc": [0.0, te]} for k, (tr, te) in final.items()}
 
 
-@pytest.mark.parametrize("comparable,e_test,status_e", [(True, 0.80, "agrees"), (True, 0.90, "differs"),
+@pytest.mark.parametrize("comparable,e_test,status_e", [(True, 0.80, "agrees"), (True, 0.95, "differs"),
+                                                        # 0.02 above (c): inside ±0.03, no yes or no
+                                                        (True, 0.90, "not comparable"),
                                                         (False, 0.80, "not comparable")])
 def test_e1_comparisons_with_the_documents_answers(comparable, e_test, status_e):
     runs = _runs(a=(0.90, 0.85), b=(0.80, 0.79), c=(0.95, 0.88), d=(0.93, 0.87), e=(0.97, e_test))
@@ -81,6 +83,7 @@ def test_e1_comparisons_with_the_documents_answers(comparable, e_test, status_e)
     assert rows["E1.c_vs_a"]["doc_value"] == "yes" and rows["E1.d_vs_c"]["doc_value"] == "yes"
     assert rows["E1.e_vs_c"]["doc_value"] == "no" and rows["E1.e_vs_c"]["status"] == status_e
     assert rows["E1.e_vs_c"]["value"] == ("no" if e_test < 0.88 else "yes")
+    assert ("too small for a yes or no" in rows["E1.e_vs_c"]["note"]) == (comparable and abs(e_test - 0.88) <= 0.03)
 
 
 def test_e1_b_slower_states_no_document_answer():
@@ -118,6 +121,11 @@ def test_e1_one_comparability_rule_for_every_row_with_a_document_value(mode, ful
             within = abs(r["value"] - r["doc_value"]) <= e1_mnist.DOC_TOL
         else:
             within = r["value"] == r["doc_value"]
+            conds = {c[0]: c[2] for c in e1_mnist.COMPARISONS}[r["id"][3:]]
+            gap = max(abs(rec["runs"][a][m][-1] - rec["runs"][b][m][-1]) for a, b, m, _ in conds)
+            if gap <= e1_mnist.DOC_TOL:               # a yes/no inside the same ±0.03 answers neither
+                assert r["status"] == "not comparable" and "too small for a yes or no" in r["note"], r
+                continue
         assert r["status"] == ("agrees" if within else "differs"), r
         assert "compared: doc 001 §5.1's data is a 3,000 / 1,000 MNIST subset" in r["note"]
         assert ("MNIST-5k" in r["note"]) != full_mnist
@@ -209,3 +217,5 @@ def test_e2_levels_row_from_the_committed_record():
     r = e2_levels.levels_row(rec["three_levels"]["max_abs_diff"])
     committed = {x["id"]: x for x in rec["rows"]}["E2.levels.max_diff"]
     assert r["value"] == committed["value"] and r["doc_value"] is None
+    # the status is "info" either way: the bound itself is the check
+    assert committed["note"].startswith("within") and rec["three_levels"]["max_abs_diff"] <= e2_levels.LEVELS_BOUND

@@ -261,7 +261,8 @@ CE_VS_MSE = [(0.41, 0.40, "yes"), (0.40, 0.40, "yes"), (0.39, 0.40, "no")]
 
 @pytest.mark.parametrize("ce_val, mse_val, ge", CE_VS_MSE)
 def test_cross_entropy_rows_of_the_document_grid(ce_val, mse_val, ge):
-    rows = {r["id"]: r for r in e6_cifar._doc_ce_rows(_fake_dp(ce_val), "test", _fake_dp(mse_val))}
+    rows = {r["id"]: r for r in e6_cifar._doc_ce_rows(dict(_fake_dp(ce_val), loss="softmax_cross_entropy"), "test",
+                                                       _fake_dp(mse_val))}
     assert rows["E6.doc_ce.fresh.best.config"]["value"] == "lr 0.001, decay 0.8, reg 1"
     assert rows["E6.doc_ce.fresh.best.val_acc"]["value"] == ce_val
     assert rows["E6.doc_ce.fresh.best.test_acc"]["value"] == round(ce_val - 0.01, 4)
@@ -270,6 +271,11 @@ def test_cross_entropy_rows_of_the_document_grid(ce_val, mse_val, ge):
     assert rows["E6.doc_ce_ge_mse"]["value"] == ge
     # doc 004 states no cross-entropy numbers: nothing to agree or differ with
     assert all(r["doc_value"] is None and r["status"] == "info" for r in rows.values())
+    # §1.10 asks for cross-entropy and never runs it: no row claims the document's recipe, and the
+    # document's 0.489 (an MSE number) is not cited as what a cross-entropy net should reach
+    assert all("cross-entropy" in r["recipe"] for i, r in rows.items() if i != "E6.doc_ce_ge_mse")
+    assert "as the document ran it" not in " ".join(r["quantity"] for r in rows.values())
+    assert "0.489" not in rows["E6.doc_ce.fresh.best.val_ge_0.45"]["note"]
 
 
 @pytest.mark.e2e(cpu=8)
