@@ -883,3 +883,13 @@ def test_the_step_check_is_one_sum_per_leaf(grads, finite):
     assert bool(engine._finite(jnp.float32(1.0), grads)) is finite
     assert "add up past the float range" in engine._divergence(
         engine._Run(NET, "fit", None, {}, None, None, None, 1, None), {"lr": [0.1]}, 0, 3, 0.1).message
+
+
+def test_an_extra_args_optimizer_without_extra_args_still_trains():
+    """optax asks an extra-args transformation's update to take ``**extra_args``; one written
+    without them (it trained before fit passed value=) gets the plain call."""
+    inner = optax.sgd(0.1)
+    opt = optax.GradientTransformationExtraArgs(inner.init, lambda g, s, p=None: inner.update(g, s, p))
+    res = train.fit(NET, NET.init(jax.random.key(1)), (X, Y), epochs=1, batch_size=7, optimizer=opt, progress=False)
+    ref = train.fit(NET, NET.init(jax.random.key(1)), (X, Y), epochs=1, batch_size=7, optimizer=inner, progress=False)
+    assert _leaves_equal(res.final_params, ref.final_params)

@@ -19,6 +19,7 @@ An optimizer built with ``optax.inject_hyperparams`` keeps its hyperparameters i
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sys
@@ -149,12 +150,22 @@ def _with_standard_promotion(fn):
     return wrapped
 
 
+def _takes_value(update) -> bool:
+    """Whether ``update`` accepts ``value=`` (a ``value`` parameter or ``**extra_args``; optax asks the
+    latter of every extra-args transformation, but one written without it trained before)."""
+    try:
+        params = inspect.signature(update).parameters.values()
+    except (TypeError, ValueError):   # no signature to read: optax's contract says it does
+        return True
+    return any(p.kind is p.VAR_KEYWORD or p.name == "value" for p in params)
+
+
 def _loss_update(optimizer):
     """``update(grads, opt_state, params, loss)``: an optax transformation that takes extra
     arguments (``GradientTransformationExtraArgs``, e.g. ``optax.polyak_sgd``, which reads the
     loss) gets the minibatch loss as ``value=``; the others ignore it (optax's chain drops the
     extra arguments of the transformations that take none)."""
-    extra = isinstance(optimizer, optax.GradientTransformationExtraArgs)
+    extra = isinstance(optimizer, optax.GradientTransformationExtraArgs) and _takes_value(optimizer.update)
     update = _with_standard_promotion(lambda g, s, p, v: optimizer.update(g, s, p, value=v) if extra
                                       else optimizer.update(g, s, p))
     return update
