@@ -129,23 +129,29 @@ def _raise_keyboard_interrupt():
     raise KeyboardInterrupt
 
 
+def _interrupted_writes(path, n):
+    """``n`` writes of "new" to ``path``, each ending in KeyboardInterrupt, under the default Ctrl-C
+    handler (as a foreground Ctrl-C finds a process; a test worker may run with SIGINT ignored)."""
+    import signal
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        for _ in range(n):
+            with pytest.raises(KeyboardInterrupt):
+                with _io.atomic_write(path, "w") as f:
+                    f.write("new")
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 @pytest.mark.parametrize("action", [_raise_keyboard_interrupt, _sigint], ids=["raised after the rename", "SIGINT after the rename"])
 def test_an_interrupt_while_the_temporary_is_made_leaves_no_file(tmp_path, monkeypatch, action):
     """Ctrl-C right after the temporary's ``.init`` name became ``.part`` (the rename done, its name
     not yet returned to the cleanup): the temporary once stayed behind, unlocked, for good. Now the
     rename's own failure path removes it, and a SIGINT there is handled after the name is known."""
-    import signal
     path = tmp_path / "r.json"
     path.write_text("old")
     monkeypatch.setattr(_io.os, "rename", _rename_then(action))
-    # as a foreground Ctrl-C finds a process (a test worker may run with SIGINT ignored)
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            with _io.atomic_write(path, "w") as f:
-                f.write("new")
-    finally:
-        signal.signal(signal.SIGINT, old)
+    _interrupted_writes(path, 1)
     assert path.read_text() == "old" and _temps(tmp_path) == []
 
 
@@ -164,14 +170,7 @@ def test_a_signal_right_after_the_temporary_is_made_is_handled_once_it_is_known(
         return out
     monkeypatch.setattr(_io, "_create_locked_temp", made_then_sigint)
     fds = len(os.listdir("/proc/self/fd"))
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        for _ in range(3):
-            with pytest.raises(KeyboardInterrupt):
-                with _io.atomic_write(path, "w") as f:
-                    f.write("new")
-    finally:
-        signal.signal(signal.SIGINT, old)
+    _interrupted_writes(path, 3)
     assert path.read_text() == "old" and _temps(tmp_path) == []
     assert len(os.listdir("/proc/self/fd")) == fds
 
