@@ -322,12 +322,16 @@ def test_e6_tiny_run_labels_the_variant_and_runs_both_document_grids(tmp_path):
     assert saved["variant_labels"] == [e6_cifar.variant_label(grid, 2)]
     assert "variant" in saved["recipe"] and saved["recipe"].startswith("document")
     by_id = {r["id"]: r for r in saved["rows"]}
-    assert all(r["recipe"] in ("document", "variant: grid", "fresh net per configuration") for r in saved["rows"])
+    assert all(r["recipe"] in ("document", "variant: grid", "fresh net per configuration", e6_cifar.CE_RECIPE,
+                               "fresh net per configuration, §1.10's softmax cross-entropy") for r in saved["rows"])
+    # the cross-entropy rows of the document's loop never claim the document's recipe (it never ran them)
+    assert all(r["recipe"] != "document" for r in saved["rows"] if r["id"].startswith(("E6.doc_ce", "E6.ce.")))
     for rid, recipe in (("E6.mse.best.val_acc", "variant: grid"), ("E6.ce_ge_mse", "variant: grid"),
                         ("E6.doc.reused.16.val_acc", "document"), ("E6.mse.baseline.val_acc", "document"),
                         ("E6.doc.fresh.best.val_ge_0.45", "fresh net per configuration"),
-                        ("E6.doc_ce.fresh.best.val_acc", "fresh net per configuration"),
-                        ("E6.doc_ce.reused.best_net.test_acc", "document")):
+                        ("E6.doc_ce.fresh.best.val_acc", "fresh net per configuration, §1.10's softmax cross-entropy"),
+                        ("E6.doc_ce.reused.best_net.test_acc", e6_cifar.CE_RECIPE),
+                        ("E6.ce.baseline.val_acc", e6_cifar.CE_RECIPE)):
         assert by_id[rid]["recipe"] == recipe, rid
     assert len(saved["doc_protocol_ce"]["fresh"]) == 18 and "nets" not in saved["doc_protocol"]
     names = {os.path.basename(f) for f in saved["figures"]}
