@@ -5,8 +5,8 @@ All functions work on any params pytree. For meaningful tolerances run them in f
 
 A disagreement raises :class:`jaxnets.errors.GradientCheckError` whose message says, per
 parameter, what the disagreement looks like (:data:`DIAGNOSES`: transposed, a constant factor, only
-at kinks, a missing activation derivative, a bias summed over the wrong axis, non-finite, shape or
-structure mismatch, all zeros), so a learner knows where to look. A NaN or ±Inf on either side
+at kinks, a missing activation derivative, a bias summed over the wrong axis, two leaves swapped,
+non-finite, shape or structure mismatch, all zeros), so a learner knows where to look. A NaN or ±Inf on either side
 is always a failure.
 """
 from __future__ import annotations
@@ -25,7 +25,8 @@ from jaxnets.nn import initializers
 #: The diagnosis tags a :class:`GradientCheckError` message uses (each names one bug class).
 DIAGNOSES = ("structure mismatch", "shape mismatch", "non-finite", "all zeros", "only at kinks",
              "transposed", "a missing or extra 1/N", "½ in the loss", "sign flipped",
-             "constant factor", "missing activation derivative", "wrong axis", "no known pattern")
+             "constant factor", "missing activation derivative", "wrong axis", "swapped leaves",
+             "no known pattern")
 
 
 def rel_error(x, y) -> float:
@@ -478,6 +479,21 @@ def _leaf(i, label, h, r, ref_name, tol, ctx, probe, accept_kinks, layer_diag):
     return max_err, n_kinks, _Failure(label, worst, diag, norm)
 
 
+def _swapped(f, labels, hs, rs, rtol):
+    """A leaf with no known pattern whose hand gradient is another leaf's reference: the two
+    were swapped (or one returned under the other's name), a learner's usual slip with dicts."""
+    if f.diagnosis.kind != "no known pattern":
+        return f
+    h = np.asarray(hs[labels.index(f.label)], np.float64)
+    for other, r in zip(labels, rs):
+        r = np.ma.filled(r, np.nan) if np.ma.isMaskedArray(r) else r
+        if other != f.label and np.shape(r) == h.shape and np.any(h) and _close(h, np.asarray(r, np.float64), rtol):
+            return f._replace(diagnosis=Diagnosis("swapped leaves", f"equals {other}'s reference: the gradients "
+                                                  f"of {f.label} and {other} are swapped (or one is returned under "
+                                                  "the other's name)"))
+    return f
+
+
 def _compare_leaves(labels, hs, rs, ref_name, tol, ctx=None, probe=None, accept_kinks=False,
                     layer_diag=None):
     """({label: max rel error}, {label: kinks accepted}, [_Failure]) over aligned leaf lists."""
@@ -492,6 +508,7 @@ def _compare_leaves(labels, hs, rs, ref_name, tol, ctx=None, probe=None, accept_
     # A leaf whose every entry sits at a kink (a bias when a whole row of inputs is 0) reads as
     # 'only at kinks' whatever the bug; when other leaves differ away from kinks and a missing
     # activation derivative explains the layer, that is the verdict for all of them.
+    failures = [_swapped(f, labels, hs, rs, ctx.get("rtol", 1e-6)) for f in failures]
     kinds = {f.diagnosis.kind for f in failures}
     act = layer_diag() if layer_diag and "only at kinks" in kinds and len(kinds) > 1 else None
     if act is not None:

@@ -729,3 +729,19 @@ def test_a_learners_slips_get_a_message_that_names_them(x64, layer, error, says)
     with pytest.raises(error, match=says) as e:
         gradcheck.check_layer(layer, x)
     assert "½ in the loss" not in str(e.value)
+
+
+def test_swapped_leaves_are_named(x64):
+    """A learner's scale-and-shift y = x·g + b whose rule returns the two gradients under each
+    other's names: "swapped leaves", naming both (it was "no known pattern")."""
+    def forward(p, x, key=None):
+        return x * p["g"] + p["b"], x
+
+    def backward(x, dy):
+        return {"g": jnp.sum(dy, 0), "b": jnp.sum(dy * x, 0)}, dy   # swapped: dg is Σ dy·x
+    layer = L.Layer(lambda k, s, dtype=jnp.float32: (s, {"g": jnp.ones(s, dtype), "b": jnp.zeros(s, dtype)}),
+                    forward, backward)
+    params = {"g": 1.0 + _normal(1, (3,)), "b": _normal(2, (3,))}
+    with pytest.raises(GradientCheckError, match=r"params\['b'\] swapped leaves; params\['g'\] swapped leaves") as e:
+        gradcheck.check_layer(layer, _normal(0, (5, 3)), params)
+    assert "equals params['g']'s reference" in str(e.value)
