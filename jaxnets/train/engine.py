@@ -899,8 +899,9 @@ def _sweep_setup(model, params, data, *, epochs, batch_size, optimizer, configs,
                               optimizer=optimizer, order=order, grad=grad, max_updates=max_updates,
                               evaluation=evaluation, stacked=True)
     one = params if n_stacked is None else jax.tree.map(lambda v: v[0], params)
-    _check_update(where, optimizer, jax.eval_shape(lambda p: init_state(p, optimizer), one))
-    names = set(optim.hyperparams(jax.eval_shape(lambda p: init_state(p, optimizer), one).opt_state))
+    shapes = jax.eval_shape(lambda p: init_state(p, optimizer), one)
+    _check_update(where, optimizer, shapes)
+    names = set(optim.hyperparams(shapes.opt_state))
     cfg = dict(configs) if isinstance(configs, dict) else configs
     if not (np.ndim(l2) == 0 and l2 == 0):
         if isinstance(cfg, dict) and "l2" in cfg:
