@@ -29,7 +29,7 @@ from jaxnets import models
 from jaxnets import train
 from experiments._lib import cli, figures, oracles
 from experiments._lib.contract import PerMode, RunConfig, from_args, same
-from experiments._lib.common import data_variant, finish, print_rows, row
+from experiments._lib.common import checks_exit, data_variant, finish, print_rows, row
 
 
 # The four curves are equal to float64 rounding: drawn wide to thin so every one stays visible.
@@ -344,11 +344,13 @@ LEVELS_BOUND = 1e-9
 def levels_row(max_abs_diff: float) -> dict:
     """The three levels of doc 002 (scalar, per-example, batched) and JAX computing one network:
     their largest loss difference. doc 002 builds the same network three times and states no
-    number, so the row has no document value; the note says whether our bound holds."""
+    number, so the row has no document value; the note says whether our bound holds, and the
+    status is "check failed" when it does not."""
     within = "within" if max_abs_diff <= LEVELS_BOUND else "OUTSIDE"
     return row("E2.levels.max_diff", "three levels + JAX: max |loss difference| over epochs (float64; doc: the "
                "same network, no number)", float(f"{max_abs_diff:.3g}"), None, None,
-               f"{within} our bound {LEVELS_BOUND:g}", data="synthetic")
+               f"{within} our bound {LEVELS_BOUND:g}", data="synthetic", exact=max_abs_diff,
+               bound=LEVELS_BOUND)
 
 
 def run(config: RunConfig) -> dict:
@@ -403,6 +405,7 @@ def _body(a):
     print_rows(rec, 72)
     print(f"wall time {rec['wall_time']:.1f} s; wrote {rec['json']} and {len(rec['figures'])} figures "
           f"in {a.figures_dir}/")
+    return checks_exit(rec)
 
 
 def main(argv=None) -> int:

@@ -49,7 +49,7 @@ from jaxnets.data.splits import balanced_subset
 from experiments._lib import common, figures, notebook
 from experiments._lib import cli
 from experiments._lib.contract import PerMode, RunConfig, from_args, same
-from experiments._lib.common import data_variant, finish, print_rows, row
+from experiments._lib.common import checks_exit, data_variant, finish, print_rows, row
 
 BATCH_SIZES = (1, 5, 50, 500, 5000)
 MOMENTA = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -90,12 +90,13 @@ def _gradient_checks(model, params, x, y, eps=1e-3):
 def gradcheck_row(id, entry, rel_error, backprop, approx, why=""):
     """One gradient-checker row: |backprop − central difference| relative error of one entry.
     doc 003 §3.1.5–3.1.6 states no number (the two "should be close", "the same"), so the row has no
-    document value; the note says whether the error is within our own bound :data:`GRADCHECK_BOUND`."""
+    document value; the note says whether the error is within our own bound :data:`GRADCHECK_BOUND`
+    (the status "check failed" when it is not)."""
     within = "within" if rel_error <= GRADCHECK_BOUND else "OUTSIDE"
     return row(id, f"§3.1 gradient checker {entry}: |backprop − central difference| rel. error (doc: \"close\", "
                "no number)", float(f"{rel_error:.3g}"), None, None,
                f"backprop {backprop:.6g}, approx {approx:.6g}; {within} our bound {GRADCHECK_BOUND:g}"
-               + (f"; {why}" if why else ""))
+               + (f"; {why}" if why else ""), exact=rel_error, bound=GRADCHECK_BOUND)
 
 
 def checks_31(model, params0, sp, log):
@@ -416,6 +417,7 @@ def _body(a):
     print_rows(rec, 78, notes=True)
     print("wall times: " + ", ".join(f"{k} {v:.1f} s" for k, v in rec["timings"].items()))
     print(f"E3 wall time {rec['wall_time']:.1f} s; wrote {rec['json']}")
+    return checks_exit(rec)
 
 
 def main(argv=None) -> int:

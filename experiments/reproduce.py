@@ -415,10 +415,18 @@ def counts(rec) -> dict:
 LEGEND = ("Status: **agrees** = within the stated tolerance of the document's value; **differs** = outside "
           "it (the note says why); **not comparable** = different data or scale than the document (the "
           "note says which); **document slip** = the document's own number is inconsistent (the note says "
-          "how); **info** = the document states no number. Data: **full data set** = the published data "
+          "how); **info** = the document states no number; **check failed** = a bound the product sets "
+          "itself (the note says which) did not hold: a bug, never a result. Data: **full data set** = the published data "
           "set; **embedded sample** = the small sample shipped inside the package (used when the full one "
           "is not available offline); **JPEG copy** = CIFAR-10 re-encoded as JPEG (pixel values differ "
           "slightly).")
+
+
+def _run_cell(rec) -> str:
+    """The run's status, and how many of its own checks failed when any did (rows "check failed":
+    a bound the product sets itself did not hold, a bug to report, never counted as a result)."""
+    n = counts(rec).get("check failed", 0)
+    return rec["status"] + (f", {n} own check{'s' if n > 1 else ''} FAILED" if n else "")
 
 
 def _summary(records):
@@ -428,7 +436,7 @@ def _summary(records):
              "|---|---|---|---|---|---|---|---|"]
     for r in records:
         c = counts(r)
-        lines.append(f"| [{md_cell(r['title'])}](#{anchor(r['experiment'])}) | {r['status']} | "
+        lines.append(f"| [{md_cell(r['title'])}](#{anchor(r['experiment'])}) | {_run_cell(r)} | "
                      + " | ".join(str(c.get(s, 0)) for s in (*COUNTED, "info"))
                      + f" | {md_cell(_data_words(data_of(r)[0]))} |")
     return lines
@@ -571,7 +579,7 @@ def headline(rec) -> list:
     :data:`HEADLINE_ROWS` rows that have a document value (else its first rows)."""
     c = counts(rec)
     d = data_of(rec)[0]
-    out = [f"        {rec['experiment']}: {rec['status']} in {rec['wall_time']:.1f} s"
+    out = [f"        {rec['experiment']}: {_run_cell(rec)} in {rec['wall_time']:.1f} s"
            f"{', data: ' + _data_words(d) if d else ''}; rows "
            + ", ".join(f"{c.get(s, 0)} {s}" for s in (*COUNTED, "info"))]
     rows = rec.get("rows", [])
@@ -708,8 +716,11 @@ def _worked_file(path) -> list:
 
 
 def exit_status(records) -> int:
-    """0 every experiment ran; 1 something failed or a record was refused; 3 a data set absent."""
+    """0 every experiment ran; 1 something failed, one of the product's own checks failed or a
+    record was refused; 3 a data set absent."""
     st = {r["status"] for r in records}
+    if any(counts(r).get("check failed") for r in records):
+        return cli.EXIT_FAILED
     if st <= set(RAN):
         return cli.EXIT_OK
     if "data absent" in st and st <= set(RAN) | {"data absent"}:
@@ -719,8 +730,9 @@ def exit_status(records) -> int:
 
 EXIT_HELP = """exit status:
   0    every experiment ran (on the full data sets or on the embedded samples; the report says which)
-  1    an experiment failed, or --from-results refused a record of another mode (the console and the
-       report say which; with no record accepted nothing is written), or a file could not be written
+  1    an experiment failed, one of the product's own checks failed (a row "check failed"), or
+       --from-results refused a record of another mode (the console and the report say which; with
+       no record accepted nothing is written), or a file could not be written
   2    the command line was wrong
   3    an experiment could not run: a data set it needs was absent (the report says how to get it)
   130  interrupted by Ctrl-C or SIGTERM (records already written are complete; the report is not written)"""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import jax
 
@@ -13,7 +14,7 @@ DATA_LABELS = {"full": "full data set", "sample": "embedded sample", "jpeg-copy"
 
 
 def row(id, quantity, value, doc_value=None, tolerance=None, note="", comparable=True, *, data=None,
-        recipe=None, seeds=None, why="", exact=None):
+        recipe=None, seeds=None, why="", exact=None, bound=None):
     """A report row; status from |value − doc_value| ≤ tolerance when both are numbers
     (``exact``: the unrounded number behind a rounded ``value``, so that rounding for display
     never decides the status).
@@ -22,9 +23,10 @@ def row(id, quantity, value, doc_value=None, tolerance=None, note="", comparable
     ``seeds`` (a list) say what the number was measured on; :func:`finish` fills ``data`` from
     the record when a row leaves it out. ``why``: in words a student understands, why our number
     may differ from the document's; put in front of the note when the row differs or cannot be
-    compared."""
+    compared. ``bound``: a row with no document value that checks the product against a bound of
+    its own (``value`` ≤ ``bound``): "info" when it holds, "check failed" when it does not."""
     if doc_value is None or tolerance is None:
-        status = "info"
+        status = "info" if bound is None or float(value if exact is None else exact) <= bound else "check failed"
     elif not comparable:
         status = "not comparable"
     else:
@@ -96,9 +98,23 @@ def finish(name, record, results_dir):
     return record
 
 
+def checks_exit(rec) -> int:
+    """A script's exit code after its rows: :data:`~experiments._lib.cli.EXIT_FAILED`, with one line
+    on stderr naming them, when any of the product's own checks failed (rows "check failed"),
+    else :data:`~experiments._lib.cli.EXIT_OK`. The record is written either way."""
+    from experiments._lib import cli
+    bad = [r["id"] for r in rec["rows"] if r["status"] == "check failed"]
+    if bad:
+        print(f"error: {len(bad)} of the product's own checks failed ({', '.join(bad)}): a bug, please "
+              "report it with the record", file=sys.stderr)
+        return cli.EXIT_FAILED
+    return cli.EXIT_OK
+
+
 def print_rows(rec, width=78, notes=False):
     """Print a study record's report rows: quantity, our value, and the document's where stated."""
     for r in rec["rows"]:
-        doc = "" if r["doc_value"] is None else f"  doc {r['doc_value']}  [{r['status']}]"
+        doc = (f"  [{r['status']}]" if r["status"] == "check failed" else "") if r["doc_value"] is None \
+            else f"  doc {r['doc_value']}  [{r['status']}]"
         note = f"  ({r['note']})" if notes and r.get("note") else ""
         print(f"  {r['quantity']:<{width}} {r['value']}{doc}{note}")

@@ -23,7 +23,7 @@ from jaxnets._io import atomic_write
 #: The modes a record can be made in (stored once, as ``"mode"``).
 MODES = ("full", "quick", "tiny")
 #: Row statuses (what the report counts).
-STATUSES = ("agrees", "differs", "not comparable", "document slip", "info", "data absent", "failed",
+STATUSES = ("agrees", "differs", "not comparable", "document slip", "info", "check failed", "data absent", "failed",
             "refused")
 
 

@@ -193,12 +193,14 @@ def test_e3_gradient_checker_rows_from_the_committed_record_state_no_document_va
 @pytest.mark.parametrize("rel_error, within", [(0.0, True), (3.3e-7, True), (1e-5, True), (1.01e-5, False),
                                                (0.3, False)])
 def test_e3_gradient_checker_rows_say_whether_our_bound_holds(monkeypatch, rel_error, within):
-    """Our own bound (1e-5, float64, ε = 1e-3) is stated in the note, never as a document value."""
+    """Our own bound (1e-5, float64, ε = 1e-3) is stated in the note, never as a document value;
+    a row outside it is a failed check of the product's, not information."""
     g = {"backprop": 0.5, "approx": 0.5, "rel_error": rel_error, "alt_index": (1, 2), "alt_backprop": 0.5,
          "alt_approx": 0.5, "alt_rel_error": rel_error}
     mag = {"batch_small": 50, "batch_large": 5000, "sum_small": 1.0, "sum_large": 1.0}
     rows = _e3_checker_rows(monkeypatch, [dict(g, name=nm) for nm in ("W1", "b1", "W2", "b2")], mag)
-    assert len(rows) == 8 and all(r["doc_value"] is None and r["status"] == "info" for r in rows)
+    assert len(rows) == 8 and all(r["doc_value"] is None for r in rows)
+    assert all(r["status"] == ("info" if within else "check failed") for r in rows)
     assert all(("within our bound" in r["note"]) == within for r in rows)
     assert all(("OUTSIDE our bound" in r["note"]) != within for r in rows)
 
@@ -208,8 +210,32 @@ def test_e2_levels_row_states_no_document_value(diff, within):
     """doc 002 builds one network three times and states no number: the row has no document
     value (it once showed 0 with tolerance 1e-9), and says whether our own bound holds."""
     r = e2_levels.levels_row(diff)
-    assert r["doc_value"] is None and r["tolerance"] is None and r["status"] == "info"
+    assert r["doc_value"] is None and r["tolerance"] is None
+    assert r["status"] == ("info" if within else "check failed")   # our bound broken: a bug, said as one
     assert r["note"].startswith("within" if within else "OUTSIDE") and "1e-09" in r["note"]
+
+
+@pytest.mark.parametrize("err,status", [(0.0, "info"), (1e-5, "info"), (1.00001e-5, "check failed"),
+                                        (0.3, "check failed"), (float("nan"), "check failed")])
+def test_e3_gradcheck_row_outside_our_bound_is_a_failed_check(err, status):
+    """The rounded value shown (3 digits) never decides: 1.00001e-5 shows as 1e-05 and still fails."""
+    from experiments import e3_fashion
+    r = e3_fashion.gradcheck_row("E3.1.gradcheck.W1", "W1(0,0)", err, 0.1, 0.1)
+    assert r["doc_value"] is None and r["status"] == status
+
+
+def test_a_failed_own_check_fails_the_run_and_says_so(capsys):
+    """A record with a "check failed" row: the main job's exit status is 1, its summary and
+    console line say how many checks failed, and a script's own exit code is 1 with a line naming them."""
+    from experiments._lib import cli, common
+    ok = {"experiment": "E2", "title": "E2", "status": "ran", "wall_time": 1.0, "rows": [e2_levels.levels_row(0.0)]}
+    bad = dict(ok, rows=[e2_levels.levels_row(1e-3)])
+    assert reproduce.exit_status([ok]) == cli.EXIT_OK and common.checks_exit(ok) == cli.EXIT_OK
+    assert reproduce.exit_status([ok, bad]) == cli.EXIT_FAILED
+    assert "1 own check FAILED" in reproduce._run_cell(bad) and reproduce._run_cell(ok) == "ran"
+    assert "1 own check FAILED" in reproduce.headline(bad)[0]
+    assert common.checks_exit(bad) == cli.EXIT_FAILED
+    assert "E2.levels.max_diff" in capsys.readouterr().err
 
 
 def test_e2_levels_row_from_the_committed_record():
@@ -217,5 +243,5 @@ def test_e2_levels_row_from_the_committed_record():
     r = e2_levels.levels_row(rec["three_levels"]["max_abs_diff"])
     committed = {x["id"]: x for x in rec["rows"]}["E2.levels.max_diff"]
     assert r["value"] == committed["value"] and r["doc_value"] is None
-    # the status is "info" either way: the bound itself is the check
+    # within our bound: "info" (no document value), "check failed" only outside it
     assert committed["note"].startswith("within") and rec["three_levels"]["max_abs_diff"] <= e2_levels.LEVELS_BOUND
