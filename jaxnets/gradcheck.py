@@ -254,12 +254,20 @@ def _factor(h, r, rtol: float, batch_size, layer: bool = False):
     if near(-1.0):
         return Diagnosis("sign flipped", "equals −1 × the reference: a sign is flipped (a gradient "
                          "added where it is subtracted, or a − lost in the loss's derivative)")
-    if (near(2.0) or near(0.5)) and not layer:
-        return Diagnosis("½ in the loss", f"off by a factor of {c:.6g}: ½ in the loss on one side "
-                         "only (the derivative of ½(s − t)² is (s − t), that of (s − t)² is 2(s − t))")
-    if batch_size and batch_size > 1 and (near(float(batch_size)) or near(1.0 / batch_size)):
-        return Diagnosis("a missing or extra 1/N", f"off by a factor of {c:.6g}, the batch size "
-                         f"N = {batch_size}: a missing or extra 1/N (a mean loss divides by N once)")
+    half = near(2.0) or near(0.5)
+    per_n = bool(batch_size and batch_size > 1 and (near(float(batch_size)) or near(1.0 / batch_size)))
+    why_half = ("½ in the loss on one side only (the derivative of ½(s − t)² is (s − t), that of (s − t)² "
+                "is 2(s − t))" if not layer else "a factor 2 of a derivative forgotten or doubled (d(x²)/dx = 2x, "
+                "d(½x²)/dx = x)")
+    why_n = f"a missing or extra 1/N, the batch size N = {batch_size} (a mean loss divides by N once)"
+    if half and per_n:   # N = 2: the two causes give the same factor
+        return Diagnosis("½ in the loss" if not layer else "a missing or extra 1/N",
+                         f"off by a factor of {c:.6g}: {why_half}, or {why_n}; with N = 2 the two give the "
+                         "same factor (a check with another batch size tells them apart)")
+    if half and not layer:
+        return Diagnosis("½ in the loss", f"off by a factor of {c:.6g}: {why_half}")
+    if per_n:
+        return Diagnosis("a missing or extra 1/N", f"off by a factor of {c:.6g}: {why_n}")
     if r.size == 1:
         return None   # any single number is some multiple of another: only the factors above say something
     return Diagnosis("constant factor", f"off by a constant factor {c:.6g}: a scale (a step size, "
@@ -320,10 +328,14 @@ def _kinks(i: int, idx, probe: _Probe | None, limit: int = 64):
     if all(probe.kink(i, int(j)) is not None for j in pick):
         return Diagnosis("only at kinks", f"the {len(idx)} entries that differ are all at kinks (a "
                          "ReLU input exactly 0, a max-pool tie), where the forward is not "
-                         "differentiable and the hand rule gives another value than the forward's "
-                         "convention (ReLU′(0) = 0 with jax.nn.relu; the first maximum wins a tie); "
-                         "if the rule follows that convention, look for a mistake that shows only "
-                         "at these entries (a bias whose inputs all sit at a kink)")
+                         "differentiable: the reference follows the forward's own convention there "
+                         "(jax.nn.relu: ReLU′(0) = 0; jnp.maximum(x, 0) and jnp.max split a tie, ½ "
+                         "each; this library's pools: the first maximum wins) and the hand rule gives "
+                         "another value. If that value is the one you meant, write the forward with "
+                         "the same convention (jax.nn.relu, not jnp.maximum, for ReLU′(0) = 0; an "
+                         "arg-max for a first-maximum pool); if the rule already follows the "
+                         "forward's convention, look for a mistake that shows only at these "
+                         "entries (a bias whose inputs all sit at a kink)")
     return None
 
 
@@ -408,8 +420,10 @@ def _accept_kinks(i, bad, probe, h, ctx):
     input within eps of 0). The second needs evidence: a central difference of a 10×, 100× or
     1000× smaller step that disagrees with the eps-step one (on a smooth f the two agree within
     the tolerance, whatever the rule) and agrees with the hand value, each judged with the floor
-    scaled up as the smaller step's round-off grows. Those entries are checked against autodiff
-    alone. Returns (entries still differing, number accepted)."""
+    scaled up as the smaller step's round-off grows; or Richardson's extrapolation of the eps and
+    eps/2 differences (error O(eps⁴)) that disagrees with the eps-step one and agrees with the
+    hand value (f curved within the step: 1/x or log x at x a few hundred steps from 0). Those
+    entries are checked against autodiff alone. Returns (entries still differing, number accepted)."""
     if probe is None or not len(bad):
         return bad, 0
     tol, floor, eps = ctx["tol"], ctx.get("floor", 1e-8), ctx.get("eps")
@@ -420,7 +434,13 @@ def _accept_kinks(i, bad, probe, h, ctx):
         if probe.kink(i, int(j)) is not None:
             return False
         c_eps = probe.central(i, int(j), eps) if eps else None
-        for s in ((eps / 10, eps / 100, eps / 1000) if eps else ()):
+        if eps:   # curvature within the step (1/x at x ~ 250·eps): Richardson's O(eps⁴) estimate
+            rich = (4 * probe.central(i, int(j), eps / 2) - c_eps) / 3
+            if near(flat[j], rich, 2 * floor) and not near(c_eps, rich, 2 * floor):
+                return False
+        w = abs(float(np.asarray(probe.leaves[i]).reshape(-1)[j]))
+        rel = (1e-3 * w,) if eps and 0 < 1e-3 * w < eps / 1000 else ()   # a pole or log near 0
+        for s in ((eps / 10, eps / 100, eps / 1000) + rel if eps else ()):
             c, fl = probe.central(i, int(j), s), floor * eps / s
             if near(flat[j], c, fl) and not near(c_eps, c, fl):
                 return False
@@ -431,6 +451,54 @@ def _accept_kinks(i, bad, probe, h, ctx):
     return np.asarray(keep, dtype=int), len(bad) - len(keep)
 
 
+#: at most this many entries of a leaf are re-derived by central differences where the
+#: reference is not finite (beyond it, the non-finite reference stands)
+_REPAIR_MAX = 1024
+
+
+def _central_in_domain(probe, i: int, j: int, eps: float):
+    """A finite central difference at entry j of leaf i, its step at most ``eps`` and at most
+    1e-3 × the entry's magnitude (a log or 1/x near 0: an absolute step would leave the
+    domain or straddle the pole); then steps 10×, 100×, 1000× smaller. None if none is finite."""
+    w = abs(float(np.asarray(probe.leaves[i]).reshape(-1)[j]))
+    steps = [min(eps, 1e-3 * w) if w > 0 else eps] + [eps / 10, eps / 100, eps / 1000]
+    for s in steps:
+        c = probe.central(i, j, s)
+        if np.isfinite(c):
+            return c
+    return None
+
+
+def _repair_nonfinite(i, label, h, r, probe, ctx):
+    """The entries where the reference is NaN/Inf and the hand value finite. Against central
+    differences (``ctx["eps"]``): the step left the forward's domain, so a smaller one in it is
+    taken. Against autodiff (``ctx["judge"]`` = (eps, tol, floor)): ``jax.vjp`` of a finite
+    forward can be NaN (``jnp.where`` differentiates the untaken branch too, and 0 × inf is NaN),
+    so such an entry is accepted when central differences agree with the hand value (counted
+    in ``ctx["nonfinite_out"]``). Returns (reference, a note on the first entry still non-finite)."""
+    if probe is None or h.shape != r.shape:
+        return r, ""
+    idx = np.flatnonzero(~np.isfinite(r.reshape(-1)) & np.isfinite(h.reshape(-1)))
+    judge, eps = ctx.get("judge"), ctx.get("eps")
+    if not len(idx) or len(idx) > _REPAIR_MAX or (judge is None and eps is None):
+        return r, ""
+    r, hf, note, accepted = r.copy(), h.reshape(-1), "", 0
+    rf = r.reshape(-1)
+    for j in idx:
+        c = _central_in_domain(probe, i, int(j), judge[0] if judge else eps)
+        if judge is None:
+            rf[j] = np.nan if c is None else c
+        elif c is not None and abs(c - hf[j]) <= judge[1] * max(judge[2], abs(c) + abs(hf[j])):
+            rf[j], accepted = hf[j], accepted + 1
+        elif not note:
+            where = list(np.unravel_index(int(j), h.shape))
+            note = (f"; the forward is finite there and central differences give {c:.12g} at {where}, "
+                    f"the hand gradient {hf[j]:.12g}" if c is not None else "")
+    if accepted:
+        ctx.setdefault("nonfinite_out", {})[label] = accepted
+    return r, note
+
+
 def _leaf(i, label, h, r, ref_name, tol, ctx, probe, accept_kinks, layer_diag):
     """(max rel error, kinks accepted, _Failure or None) for one leaf."""
     dtypes = (_float_dtype(h), _float_dtype(r))
@@ -438,7 +506,10 @@ def _leaf(i, label, h, r, ref_name, tol, ctx, probe, accept_kinks, layer_diag):
     if np.ma.isMaskedArray(r):  # sampled central differences: unchecked entries agree by fiat
         r = np.where(np.ma.getmaskarray(r), h if h.shape == r.shape else np.nan, np.ma.getdata(r))
     r = np.asarray(r, np.float64)
+    r, note = _repair_nonfinite(i, label, h, r, probe, ctx)
     diag = _basic(h, r, ref_name, dict(ctx, leaf=label))
+    if diag is not None and note and diag.kind == "non-finite":
+        diag = diag._replace(text=diag.text + note)
     if diag is not None:
         i_bad = _first_bad(h) if h.shape == r.shape and not np.all(np.isfinite(h)) else None
         worst = None if i_bad is None else Mismatch(label, i_bad, float(h[i_bad]), float(r[i_bad]), float("nan"))
@@ -473,20 +544,23 @@ def _leaf(i, label, h, r, ref_name, tol, ctx, probe, accept_kinks, layer_diag):
     # axis; kinks before the activation test, which a wrong ReLU′(0) also passes
     diag = (_all_zeros(h, r) or _pattern(h, r, ctx) or (None if accept_kinks or not len(bad) else _kinks(i, bad, probe))
             or (layer_diag() if layer_diag else None) or _unknown(h, r, tol, floor))
-    if diag.kind == "no known pattern" and None not in dtypes and dtypes[0] != dtypes[1]:
+    if diag.kind == "no known pattern" and all(d is not None for d in dtypes) and dtypes[0] != dtypes[1]:
         diag = diag._replace(text=diag.text + f" (or the precision: the hand gradient is {dtypes[0].name}, "
                              f"the reference {dtypes[1].name}; a cast on the way loses digits)")
     return max_err, n_kinks, _Failure(label, worst, diag, norm)
 
 
-def _swapped(f, labels, hs, rs, rtol):
-    """A leaf with no known pattern whose hand gradient is another leaf's reference: the two
-    were swapped (or one returned under the other's name), a learner's usual slip with dicts."""
+def _swapped(f, labels, hs, rs, rtol, failing=None):
+    """A leaf with no known pattern whose hand gradient is another leaf's reference, that other
+    leaf failing too (``failing``: the failing labels): the two were swapped (or one returned
+    under the other's name), a learner's usual slip with dicts."""
     if f.diagnosis.kind != "no known pattern":
         return f
     h = np.asarray(hs[labels.index(f.label)], np.float64)
     for other, r in zip(labels, rs):
         r = np.ma.filled(r, np.nan) if np.ma.isMaskedArray(r) else r
+        if failing is not None and other not in failing:
+            continue   # its own gradient is right: an equal value there is a coincidence (dg = Σdy = db)
         if other != f.label and np.shape(r) == h.shape and np.any(h) and _close(h, np.asarray(r, np.float64), rtol):
             return f._replace(diagnosis=Diagnosis("swapped leaves", f"equals {other}'s reference: the gradients "
                                                   f"of {f.label} and {other} are swapped (or one is returned under "
@@ -508,7 +582,8 @@ def _compare_leaves(labels, hs, rs, ref_name, tol, ctx=None, probe=None, accept_
     # A leaf whose every entry sits at a kink (a bias when a whole row of inputs is 0) reads as
     # 'only at kinks' whatever the bug; when other leaves differ away from kinks and a missing
     # activation derivative explains the layer, that is the verdict for all of them.
-    failures = [_swapped(f, labels, hs, rs, ctx.get("rtol", 1e-6)) for f in failures]
+    failing = {f.label for f in failures}
+    failures = [_swapped(f, labels, hs, rs, ctx.get("rtol", 1e-6), failing) for f in failures]
     kinds = {f.diagnosis.kind for f in failures}
     act = layer_diag() if layer_diag and "only at kinks" in kinds and len(kinds) > 1 else None
     if act is not None:
@@ -668,6 +743,8 @@ def check_model(model, params, x, y, l2=0.0, mask=None, autodiff_tol=None, numer
     with jax.enable_x64(True) if low else contextlib.nullcontext():
         p_num, x_num = (jax.tree.map(_to64, params), _to64(x)) if low else (params, x)
         probe = _Probe(jax.jit(lambda p: model.loss(p, x_num, y, l2, mask)), p_num)
+        if not low:   # where jax.grad is NaN for a finite loss, central differences judge
+            ctx_a["judge"] = (eps, n_tol, _numeric_floor(probe, eps, n_tol, dtype))
         ad, _, fail_a = _compare_leaves(labels, hs, refs, "jax.grad", a_tol, ctx_a, probe)
         if low:
             eps = DEFAULT_TOLERANCES["float64"]["eps"]
@@ -683,7 +760,8 @@ def check_model(model, params, x, y, l2=0.0, mask=None, autodiff_tol=None, numer
     strip = lambda d: {k[len("params"):]: v for k, v in d.items()}
     return {"autodiff": strip(ad), "numeric": strip(nu), "kinks": strip(kinks),
             "tolerance": {"autodiff": a_tol, "numeric": n_tol},
-            "tolerance_source": {"autodiff": a_src, "numeric": n_src}, "dtype": dtype, "eps": eps}
+            "tolerance_source": {"autodiff": a_src, "numeric": n_src}, "dtype": dtype, "eps": eps,
+            "nonfinite": strip(ctx_a.get("nonfinite_out", {}))}
 
 
 # ============================================================================ layers
@@ -702,6 +780,8 @@ _ACTIVATION_DERIVATIVES = {
 def _activation_diag(layer, cache, y, dy, ref_leaves, rtol):
     """'missing activation derivative' when backward(cache, act′(y) ⊙ dy) equals the reference."""
     for name, d in _ACTIVATION_DERIVATIVES.items():
+        if np.all(np.asarray(d(y)) == 1):
+            continue   # ReLU′ of all-positive outputs: multiplying dy by 1 explains nothing
         dparams, dx = layer.backward(cache, d(y) * dy)
         leaves = jax.tree.leaves(dparams) + ([] if dx is None else [dx])
         if len(leaves) == len(ref_leaves) and all(
@@ -719,13 +799,18 @@ class LayerReport(NamedTuple):
     autodiff / numeric: ``{"params['W']": max rel error, …, "dx": …}`` against ``jax.vjp`` of
     the forward and against central differences; kinks: ``{name: entries}`` where the central
     difference straddled a kink and the hand value was accepted as a one-sided derivative;
-    tolerance: ``{"autodiff": (tol, source), "numeric": (tol, source)}``; eps: the difference step.
+    tolerance: ``{"autodiff": (tol, source), "numeric": (tol, source)}``; eps: the difference step;
+    moved: the leaves of init's params that were moved off their single value (``params=None``);
+    nonfinite: ``{name: entries}`` where ``jax.vjp`` was NaN/Inf for a finite forward and hand
+    value (a ``jnp.where`` whose untaken branch is not finite) and central differences agreed.
     """
     autodiff: dict
     numeric: dict
     kinks: dict
     tolerance: dict
     eps: float
+    moved: tuple = ()
+    nonfinite: dict = {}
 
     def __str__(self):
         (ta, sa), (tn, sn) = self.tolerance["autodiff"], self.tolerance["numeric"]
@@ -734,6 +819,10 @@ class LayerReport(NamedTuple):
             rows.append(f"{name:<24} {self.autodiff[name]:>12.2e} {self.numeric[name]:>17.2e}"
                         f"  {self.kinks.get(name, 0)}")
         rows.append(f"tolerances: {ta:g} ({sa}) / {tn:g} ({sn}); eps {self.eps:g}; float64")
+        if self.moved:
+            rows.append(f"checked at init's params with {', '.join(self.moved)} moved off their single value")
+        for name, n in self.nonfinite.items():
+            rows.append(f"{name}: jax.vjp non-finite at {n} entries, judged by central differences alone")
         return "\n".join(rows)
 
 
@@ -751,16 +840,19 @@ def _layer_setup(layer, x, params, key, dy, fkey):
                          "0 whatever the rule, so nothing would be checked")
     out_shape = None
     if params is None:
-        out_shape, params = layer.init(k_init, tuple(x.shape[1:]), jnp.float64)
+        out_shape, params = _init_out(layer.init(k_init, tuple(x.shape[1:]), jnp.float64))
     elif callable(getattr(layer, "init", None)):   # the declared shape, traced abstractly
         shapes = []
-        jax.eval_shape(lambda k: shapes.append(layer.init(k, tuple(x.shape[1:]), jnp.float64)[0]), k_init)
+        jax.eval_shape(lambda k: shapes.append(_init_out(layer.init(k, tuple(x.shape[1:]), jnp.float64))[0]),
+                       k_init)
         out_shape = shapes[0]
     for name, v in zip(_paths(params)[0], jax.tree.leaves(params)):
         if _float_dtype(v) is None:
             raise ValueError(f"check_layer: params{name} has dtype {np.asarray(v).dtype}: a parameter must be a "
                              "float array (a constant belongs in the layer's closure, or in its cache as Static)")
     params = jax.tree.map(_to64, params)
+    if fkey is None and getattr(layer, "stochastic", False):
+        fkey = jax.random.fold_in(k_init, 2)   # key=None is evaluation mode: the training rule would go unchecked
     out = layer.forward(params, x, fkey)
     if not (isinstance(out, tuple) and len(out) == 2):
         raise ValueError(f"check_layer: forward must return (y, cache), got {type(out).__name__}"
@@ -780,7 +872,42 @@ def _layer_setup(layer, x, params, key, dy, fkey):
     if not np.any(np.asarray(dy)):
         raise ValueError("check_layer: dy is all zeros: every gradient would be 0 whatever the rule, so "
                          "nothing would be checked (leave dy out for a random cotangent)")
-    return x, params, y, cache, dy
+    return x, params, y, cache, dy, fkey
+
+
+def _init_out(out):
+    """``init``'s ``(out_shape, params)``, refused with the contract's order when it is not that."""
+    ok = isinstance(out, tuple) and len(out) == 2
+    shape = out[0] if ok else None
+    if not ok or not (isinstance(shape, (tuple, list)) and all(isinstance(d, (int, np.integer)) for d in shape)):
+        got = (f"a {type(out).__name__} of length {len(out)} whose first element is a {type(shape).__name__}"
+               if isinstance(out, tuple) else f"a {type(out).__name__}")
+        raise ValueError(f"check_layer: init must return (out_shape, params), out_shape the per-example output "
+                         f"shape as a tuple of ints; it returned {got}" + (" (the two swapped?)" if ok else ""))
+    return tuple(int(d) for d in shape), out[1]
+
+
+#: the relative size of the noise that moves a leaf whose entries are all equal (see below)
+MOVE_CONSTANT_LEAVES = 0.1
+
+
+def _move_constant_leaves(params, key):
+    """``params`` with every leaf whose entries are all equal (a gain of 1, a zero bias, a
+    ReZero gate at 0) moved by noise of :data:`MOVE_CONSTANT_LEAVES` × its value (× 1 for 0):
+    at such a value a wrong rule can agree (a gain forgotten where it is 1, a branch's derivative
+    where its gate is 0). Returns (params, the moved leaves' names)."""
+    names, leaves, treedef = _paths(params)
+    keys = jax.random.split(key, max(1, len(leaves)))
+    out, moved = [], []
+    for name, v, k in zip(names, leaves, keys):
+        a = np.asarray(v)
+        if a.size and _float_dtype(a) is not None and np.all(a == a.reshape(-1)[0]) and np.isfinite(a.reshape(-1)[0]):
+            c = float(a.reshape(-1)[0])
+            scale = MOVE_CONSTANT_LEAVES * (abs(c) if c != 0.0 else 1.0)
+            v = jnp.asarray(v) + scale * jax.random.normal(k, a.shape, jnp.asarray(v).dtype)
+            moved.append(f"params{name}")
+        out.append(v)
+    return jax.tree.unflatten(treedef, out), tuple(moved)
 
 
 def check_layer(layer, x, params=None, *, key=None, dy=None, fkey=None, autodiff_tol=None,
@@ -791,10 +918,19 @@ def check_layer(layer, x, params=None, *, key=None, dy=None, fkey=None, autodiff
     layer: anything with ``init(key, in_shape, dtype) -> (out_shape, params)``,
     ``forward(params, x, key=None) -> (y, cache)`` and ``backward(cache, dy) -> (dparams, dx)``
     (a :class:`jaxnets.nn.layers.Layer`). x: (N, *in_shape), cast to float64 (integer inputs,
-    e.g. token ids, stay as they are and get no dx). params: the layer's params (cast to
-    float64), or None to take ``layer.init(key, in_shape, float64)``. dy: the cotangent of the
-    output (default: standard normal from ``key``); the checked scalar is ``Σ dy ⊙ forward(x)``.
-    fkey: the key passed to ``forward`` (a stochastic layer's mask stays fixed). Tolerances and
+    e.g. token ids, stay as they are, and their backward must return dx = None). params: the
+    layer's params (cast to float64), or None to take ``layer.init(key, in_shape, float64)``
+    and, where any leaf's entries are all equal, once more with those leaves moved off that value
+    by noise (:data:`MOVE_CONSTANT_LEAVES`; the report's ``moved``): at a gain of 1 or a gate of 0
+    a wrong rule can agree, and at a zero bias real data put ReLU inputs exactly on the kink, so
+    both are checked. dy: the cotangent of the output (default: standard normal from ``key``); the
+    checked scalar is ``Σ dy ⊙ forward(x)``. fkey: the key passed to ``forward`` (a stochastic
+    layer's mask stays fixed); a layer with ``stochastic=True`` gets one drawn from ``key`` when
+    it is None, so its training rule is the one checked (``key=None`` is evaluation mode). Where
+    ``jax.vjp`` is NaN/Inf for a finite forward and a finite hand value (a ``jnp.where`` whose
+    untaken branch overflows), the entry is judged by central differences alone (the report's
+    ``nonfinite``); where a central difference's step leaves the forward's domain (a log near 0)
+    smaller and relative steps are tried. Tolerances and
     eps default to :data:`DEFAULT_TOLERANCES`' float64 row; ``n_samples`` limits the central
     differences to that many entries per gradient. Entries at or near a kink and entries below the
     references' round-off level are judged as in :func:`check_model` (the ``jax.vjp`` round-off
@@ -805,28 +941,84 @@ def check_layer(layer, x, params=None, *, key=None, dy=None, fkey=None, autodiff
     naming each disagreeing gradient (``params['W']``, ``dx``), its worst index and a diagnosis.
     """
     with jax.enable_x64(True):
-        x, params, y, cache, dy = _layer_setup(layer, x, params, key, dy, fkey)
-        dparams, dx = layer.backward(cache, dy)
-        has_dx = bool(jnp.issubdtype(x.dtype, jnp.floating))
-        if has_dx and dx is None:
-            err = GradientCheckError("hand-written gradient disagrees with jax.vjp: dx structure mismatch\n"
-                                     "  backward returned dx = None for a float input: a layer returns dx of x's "
-                                     f"shape {tuple(x.shape)} (under jit an unused dx costs nothing)")
-            err.diagnoses = {("jax.vjp", "dx"): Diagnosis("structure mismatch", str(err))}
-            raise err
-        primal = (params, x) if has_dx else (params,)
+        report, used = _check_layer_once(layer, x, params, key, dy, fkey, autodiff_tol, numeric_tol, eps,
+                                         n_samples)
+        if params is not None:
+            return report
+        k_move = jax.random.fold_in(jax.random.key(0) if key is None else key, 7)
+        moved_params, moved = _move_constant_leaves(used, k_move)
+        if moved:
+            try:
+                _check_layer_once(layer, x, moved_params, key, dy, fkey, autodiff_tol, numeric_tol, eps, n_samples)
+            except GradientCheckError as e:
+                err = GradientCheckError(f"at init's params with {', '.join(moved)} moved off the single value "
+                                         "init gives them (at that value the rule agreed: a rule right only "
+                                         f"there, e.g. a gain of 1 or a gate of 0 left out): {e}")
+                err.diagnoses = getattr(e, "diagnoses", {})
+                raise err from None
+        return report._replace(moved=moved)
+
+
+def _check_layer_once(layer, x, params, key, dy, fkey, autodiff_tol, numeric_tol, eps, n_samples):
+    """check_layer at one set of params (None: init's); returns (report, the params checked)."""
+    x, params, y, cache, dy, fkey = _layer_setup(layer, x, params, key, dy, fkey)
+    dparams, dx = _backward_out(layer.backward(cache, dy), params, x)
+    has_dx = bool(jnp.issubdtype(x.dtype, jnp.floating))
+    if has_dx and dx is None:
+        err = GradientCheckError("hand-written gradient disagrees with jax.vjp: dx structure mismatch\n"
+                                 "  backward returned dx = None for a float input: a layer returns dx of x's "
+                                 f"shape {tuple(x.shape)} (under jit an unused dx costs nothing)")
+        err.diagnoses = {("jax.vjp", "dx"): Diagnosis("structure mismatch", str(err))}
+        raise err
+    if not has_dx and dx is not None:
+        raise ValueError(f"check_layer: x is an integer array ({x.dtype}) and backward returns a dx: dx "
+                         "cannot be checked against an integer input; pass a float x (x.astype(float)) to "
+                         "check it (an integer x is for token ids, whose backward returns dx = None)")
+    primal = (params, x) if has_dx else (params,)
+    with _traceable():
         f = jax.jit(lambda t: jnp.sum(layer.forward(t[0], t[1] if has_dx else x, fkey)[0] * dy))
         _, vjp = jax.vjp(lambda *t: layer.forward(t[0], t[1] if has_dx else x, fkey)[0], *primal)
         ref = vjp(dy)
-        scaled = [jax.tree.leaves(vjp(k * dy)) for k in _NOISE_SCALES]
-        _structure(dparams, ref[0], "jax.vjp")
-        names = _paths(params)[0]
-        labels = [f"params{n}" for n in names] + (["dx"] if has_dx else [])
-        hs = jax.tree.leaves(dparams) + ([dx] if has_dx else [])
-        rs = jax.tree.leaves(ref[0]) + ([ref[1]] if has_dx else [])
-        noise = _noise(jax.tree.leaves(ref), scaled)
-        return _check_layer_leaves(layer, cache, y, dy, f, primal, labels, hs, rs, x.shape[0],
-                                   autodiff_tol, numeric_tol, eps, n_samples, key, noise)
+        f(primal)
+    scaled = [jax.tree.leaves(vjp(k * dy)) for k in _NOISE_SCALES]
+    _structure(dparams, ref[0], "jax.vjp")
+    names = _paths(params)[0]
+    labels = [f"params{n}" for n in names] + (["dx"] if has_dx else [])
+    hs = jax.tree.leaves(dparams) + ([dx] if has_dx else [])
+    rs = jax.tree.leaves(ref[0]) + ([ref[1]] if has_dx else [])
+    noise = _noise(jax.tree.leaves(ref), scaled)
+    report = _check_layer_leaves(layer, cache, y, dy, f, primal, labels, hs, rs, x.shape[0],
+                                 autodiff_tol, numeric_tol, eps, n_samples, key, noise)
+    return report, params
+
+
+@contextlib.contextmanager
+def _traceable():
+    """JAX's tracer errors from a forward written with NumPy or Python control flow on values,
+    turned into the contract's words."""
+    try:
+        yield
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
+            jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError) as e:
+        raise ValueError("check_layer: the forward cannot be traced by JAX, which the checker needs to "
+                         "differentiate it (jax.vjp): write it with jax.numpy (jnp.maximum, not np.maximum) "
+                         "and jnp.where instead of a Python `if` on array values "
+                         f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+
+def _backward_out(out, params, x):
+    """``backward``'s ``(dparams, dx)``, refused with the contract's order when it is not that."""
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise ValueError(f"check_layer: backward must return the tuple (dparams, dx), dparams shaped like "
+                         f"params; it returned a {type(out).__name__}"
+                         + (f" of length {len(out)}" if isinstance(out, tuple) else ""))
+    dparams, dx = out
+    pdef = jax.tree.structure(params)
+    if (jax.tree.structure(dparams) != pdef and jax.tree.structure(dx) == pdef
+            and np.shape(dparams) == np.shape(x)):
+        raise ValueError("check_layer: backward returned (dx, dparams): the contract's order is "
+                         "(dparams, dx), dparams with the structure of params")
+    return dparams, dx
 
 
 def _check_layer_leaves(layer, cache, y, dy, f, primal, labels, hs, rs, batch, autodiff_tol,
@@ -843,17 +1035,22 @@ def _check_layer_leaves(layer, cache, y, dy, f, primal, labels, hs, rs, batch, a
 
     def layer_diag():  # computed once, and only when a gradient disagrees
         if not memo:
-            memo.append(_activation_diag(layer, cache, y, dy, rs, 1e-6))
+            # at the failing comparison's tolerance: a looser match would name any small
+            # precision loss (a float32 dx, where ReLU′(y) ≡ 1 changes nothing) as this
+            memo.append(_activation_diag(layer, cache, y, dy, rs, a_tol))
         return memo[0]
 
-    ctx_a = dict(ctx, floors=_floors(rs, a_tol, jnp.float64, noise), norm_tol=norm_tol)
+    n_floor = _numeric_floor(probe, eps, n_tol, jnp.float64)
+    ctx_a = dict(ctx, floors=_floors(rs, a_tol, jnp.float64, noise), norm_tol=norm_tol,
+                 judge=(eps, n_tol, n_floor))
     ad, _, fail_a = _compare_leaves(labels, hs, rs, "jax.vjp", a_tol, ctx_a, probe, False, layer_diag)
     num = jax.tree.leaves(numerical_grad(f, primal, eps=eps, n_samples=n_samples, key=key))
-    ctx_n = dict(ctx, floor=_numeric_floor(probe, eps, n_tol, jnp.float64), eps=eps)
+    ctx_n = dict(ctx, floor=n_floor, eps=eps)
     nu, kinks, fail_n = _compare_leaves(labels, hs, num, "central differences", n_tol, ctx_n, probe,
                                         True, layer_diag if fail_a else _numeric_only)
     _raise([(fail_a, "jax.vjp", a_tol, a_src), (fail_n, "central differences", n_tol, n_src)])
-    return LayerReport(ad, nu, kinks, {"autodiff": (a_tol, a_src), "numeric": (n_tol, n_src)}, eps)
+    return LayerReport(ad, nu, kinks, {"autodiff": (a_tol, a_src), "numeric": (n_tol, n_src)}, eps,
+                       nonfinite=ctx_a.get("nonfinite_out", {}))
 
 
 # ============================================================================ doc 003 §3.1.5
