@@ -1,0 +1,77 @@
+"""Every decimal number in README's "Results (headline rows)" table (the "ours" column) is in the
+full-run record of the row's experiment: a rerun that moves a number and a README left behind
+fail here (a stale E7 row once stood beside its newer record)."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+_NUM = re.compile(r"(?<![\w.§])(\d+\.\d+)(?:e([+-]?\d+))?(?![\w.])")
+_RECORD = re.compile(r"python -m experiments\.(\w+)")
+
+
+def _rows():
+    text = README.read_text(encoding="utf-8").split("## Results (headline rows)", 1)[1].split("\n## ", 1)[0]
+    record = None
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or cells[0] in ("what", "---"):
+            continue
+        m = _RECORD.search(cells[1])
+        if m:   # "same" keeps the row above's record
+            record = {"worked": "worked"}.get(m.group(1), m.group(1).split("_")[0])
+        yield cells[0], record, cells[2]
+
+
+def _strings(node):
+    """Every number or string in a record, the curves and per-step histories left out (so that a
+    number cannot be found by chance among thousands of losses)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k not in ("history", "curves", "environment", "samples", "timings"):
+                yield from _strings(v)
+    elif isinstance(node, list):
+        if len(node) <= 8 or not all(isinstance(v, (int, float)) for v in node):
+            for v in node:
+                yield from _strings(v)
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        yield repr(float(node))
+    elif isinstance(node, str):
+        yield node
+
+
+def _pool(name):
+    rec = json.loads((ROOT / "results" / f"{name}.json").read_text(encoding="utf-8"))
+    out = []
+    for s in _strings(rec):
+        out += [float(m.group(0)) for m in re.finditer(r"-?\d+\.\d+(?:e[+-]?\d+)?", s)]
+    return out
+
+
+def _decimals(text):
+    """(value, its rounding half-width) for each decimal in ``text``; the bracketed remarks'
+    numbers too."""
+    for m in _NUM.finditer(text):
+        mant, exp = m.group(1), int(m.group(2) or 0)
+        places = len(mant.split(".")[1])
+        yield float(mant) * 10 ** exp, 0.5 * 10 ** (exp - places) * (1 + 1e-9)
+
+
+ROWS = list(_rows())
+
+
+def test_the_table_is_found():
+    assert len(ROWS) >= 15 and {r for _, r, _ in ROWS} >= {"worked", "e1", "e2", "e3", "e4", "e5", "e6", "e7"}
+
+
+@pytest.mark.parametrize("what,record,ours", ROWS, ids=[w[:40] for w, _, _ in ROWS])
+def test_every_headline_number_is_in_its_record(what, record, ours):
+    pool = _pool(record)
+    scaled = pool + [100 * v for v in pool]          # percentages of fractions
+    missing = [f"{v:g}" for v, half in _decimals(ours)
+               if not any(abs(abs(p) - v) <= half for p in scaled)]
+    assert not missing, (f"README headline row {what!r}: {missing} not found (at the printed rounding) in "
+                         f"results/{record}.json")
