@@ -5,6 +5,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +76,30 @@ def test_every_headline_number_is_in_its_record(what, record, ours):
                if not any(abs(abs(p) - v) <= half for p in scaled)]
     assert not missing, (f"README headline row {what!r}: {missing} not found (at the printed rounding) in "
                          f"results/{record}.json")
+
+
+def _bench_rows():
+    text = README.read_text(encoding="utf-8")
+    head = "| workload | jaxnets `fit` (hand rules) |"
+    assert head in text, "README's bench table is gone"
+    for line in text.split(head, 1)[1].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        yield cells[0], " ".join(cells[1:])
+
+
+BENCH_ROWS = list(_bench_rows())
+
+
+@pytest.mark.parametrize("what,cells", BENCH_ROWS, ids=[w[:40] for w, _ in BENCH_ROWS])
+def test_every_bench_table_number_is_in_the_bench_record(what, cells):
+    """The Performance table (seconds per epoch, min (median), PyTorch ÷ fit, fraction of peak)
+    against results/bench.json, the record of the run the text names."""
+    pool = _pool("bench")
+    # a ratio the record keeps only as its two times (PyTorch ÷ the optax.adamw row) is a quotient
+    q = np.abs(np.asarray(pool)[:, None] / np.where(np.asarray(pool) == 0, np.nan, np.asarray(pool))[None, :])
+    missing = [f"{v:g}" for v, half in _decimals(cells) if not any(abs(abs(p) - v) <= half for p in pool)
+               and not (cells.count(f"{v:g}×") and np.nanmin(np.abs(q - v)) <= half)]
+    assert len(BENCH_ROWS) >= 7 and not missing, (f"README bench row {what!r}: {missing} not found (at the printed "
+                                                  "rounding) in results/bench.json")
