@@ -974,6 +974,7 @@ def _check_layer_once(layer, x, params, key, dy, fkey, autodiff_tol, numeric_tol
         raise ValueError(f"check_layer: x is an integer array ({x.dtype}) and backward returns a dx: dx "
                          "cannot be checked against an integer input; pass a float x (x.astype(float)) to "
                          "check it (an integer x is for token ids, whose backward returns dx = None)")
+    _cache_crosses_jit(layer, params, x, fkey, dy)
     primal = (params, x) if has_dx else (params,)
     with _traceable():
         f = jax.jit(lambda t: jnp.sum(layer.forward(t[0], t[1] if has_dx else x, fkey)[0] * dy))
@@ -990,6 +991,21 @@ def _check_layer_once(layer, x, params, key, dy, fkey, autodiff_tol, numeric_tol
     report = _check_layer_leaves(layer, cache, y, dy, f, primal, labels, hs, rs, x.shape[0],
                                  autodiff_tol, numeric_tol, eps, n_samples, key, noise)
     return report, params
+
+
+def _cache_crosses_jit(layer, params, x, fkey, dy) -> None:
+    """The contract's promise that a cache can leave one ``jax.jit`` and enter another: forward
+    jitted, its cache handed to a jitted backward. A bare shape or flag in the cache arrives there
+    as a traced array, and the backward fails; that is refused in the contract's words."""
+    with _traceable():
+        _, cache = jax.jit(lambda p, v: layer.forward(p, v, fkey))(params, x)
+    try:
+        jax.block_until_ready(jax.jit(layer.backward)(cache, dy))
+    except Exception as e:   # noqa: BLE001 - any failure here is the cache's, re-raised in words
+        raise ValueError("check_layer: the backward fails on a cache returned from a jitted forward "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}): a cache holds "
+                         "arrays; Python facts the backward needs (a shape, a flag, a size) go in "
+                         "jaxnets.nn.layers.Static((...)), a tuple that crosses jax.jit unchanged") from None
 
 
 @contextlib.contextmanager

@@ -352,6 +352,9 @@ CONTRACT = {
                                          4, "(out_shape, params)"),
     "forward written with NumPy": (_learner(lambda p, x, key=None: (np.maximum(x, 0.0), x), _relu_backward), 4,
                                    "jax.numpy"),
+    "cache holds a bare shape (x.shape), not Static": (
+        _learner(lambda p, x, key=None: (x.reshape(x.shape[0], -1), x.shape), lambda c, dy: ({}, dy.reshape(c))),
+        4, "Static"),
 }
 
 
