@@ -119,6 +119,7 @@ def sequential(layer: L.Layer, loss: str | losses_mod.Loss, in_shape: Sequence[i
     if input_dtype not in INPUT_DTYPES:
         raise ValueError(f"sequential: input_dtype must be one of {INPUT_DTYPES}, got {input_dtype!r}")
     head = losses_mod.get(loss)
+    L.check_contract(layer, f"sequential({name}): the layer")
     shapes = []  # the output shape is static Python data: capture it while tracing init abstractly
     jax.eval_shape(lambda k: shapes.append(layer.init(k, in_shape)[0]), jax.random.key(0))
     out_shape = tuple(int(d) for d in shapes[0])

@@ -43,17 +43,56 @@ class Layer(NamedTuple):
     ``key=None`` is evaluation mode, so a stochastic layer composes with :func:`serial` like any
     other. ``dparams`` has exactly the structure of ``params`` (``{}`` for layers without parameters),
     so a hand-written gradient can be compared with ``jax.grad`` by one ``jax.tree.map``; ``dx`` is
-    ``None`` only where x has no gradient (token ids). ``decay`` says which leaves the L2 penalty
+    ``None`` only where x has no gradient (token ids). The parts are called positionally, as above:
+    ``forward`` must take the ``key`` argument even when it ignores it (:func:`serial` refuses a
+    layer whose parts cannot be called so, naming it). ``decay`` says which leaves the L2 penalty
     ``l2·Σ‖W‖²`` reaches (doc 001's λ(‖α‖² + ‖β‖²), doc 004's (λ/2)Σ‖W‖²): weight matrices and
-    kernels, never biases, gains or embeddings (``decay_keys("W")`` for a dict layer); a layer that
-    declares nothing decays nothing (:func:`no_decay`, the default). The mask holds Python bools: it
-    follows from the params' structure, not their values, so it is known at trace time.
+    kernels, never biases, gains or embeddings (``decay_keys("W")`` for a dict layer). **A layer
+    with weights must declare them in** ``decay``: one that declares nothing decays nothing
+    (:func:`no_decay`, the default), so its weights silently get no L2 penalty whatever ``l2`` is
+    (a model none of whose layers declares a weight refuses ``l2 != 0``). The mask holds Python
+    bools: it follows from the params' structure, not their values, so it is known at trace time.
     """
     init: Callable[..., Any]
     forward: Callable[..., Any]
     backward: Callable[..., Any]
     stochastic: bool = False
     decay: Callable[..., Any] = no_decay
+
+
+#: how the contract calls each part (positionally): (number of arguments, the contract's words)
+_CALLS = {"init": (3, "init(key, in_shape, dtype) -> (out_shape, params)"),
+          "forward": (3, "forward(params, x, key=None) -> (y, cache)"),
+          "backward": (2, "backward(cache, dy) -> (dparams, dx)")}
+
+
+def check_contract(layer, where: str) -> None:
+    """Refuse (``TypeError``, in the contract's words and naming ``where``, e.g. "serial: layer 2
+    (of 3)") a ``layer`` that is not a :class:`Layer`-like object or one of whose ``init``,
+    ``forward``, ``backward`` cannot take the arguments the contract passes (a ``forward(params,
+    x)`` without ``key``). Signatures only: nothing is called (a part without a readable
+    signature, a builtin, passes)."""
+    import inspect
+    missing = [part for part in _CALLS if not callable(getattr(layer, part, None))]
+    if missing:
+        raise TypeError(f"{where} is a {type(layer).__name__}, not a Layer: it has no callable "
+                        f"{', '.join(missing)} (a Layer is layers.Layer(init, forward, backward, "
+                        f"stochastic=False, decay=no_decay))")
+    for part, (n, words) in _CALLS.items():
+        fn = getattr(layer, part)
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            continue
+        try:
+            sig.bind(*([None] * n))
+        except TypeError as e:
+            name = getattr(fn, "__qualname__", type(fn).__name__)
+            hint = (" (add the key parameter, key=None, even where the layer ignores it)"
+                    if part == "forward" else "")
+            raise TypeError(f"{where}: its {part} {name}{sig} does not follow the Layer contract "
+                            f"{words}: it is called with {n} positional arguments and refuses them "
+                            f"({e}){hint}") from None
 
 
 def decay_keys(*names: str):
@@ -303,7 +342,10 @@ def reshape(out_shape) -> Layer:
 def serial(*layers: Layer) -> Layer:
     """Compose layers left to right; params, dparams and the decay mask are lists with one entry
     per layer. A ``key`` is split among the layers (each layer its own stream, stax's rule), and
-    the composition is stochastic when any layer is."""
+    the composition is stochastic when any layer is. A layer whose parts cannot be called as the
+    contract calls them is refused here, by its index (``TypeError``)."""
+    for i, layer in enumerate(layers):
+        check_contract(layer, f"serial: layer {i} (of {len(layers)})")
     stochastic = any(layer.stochastic for layer in layers)
 
     def init(key, in_shape, dtype=jnp.float32):
@@ -355,6 +397,7 @@ def residual(layer: Layer) -> Layer:
     x: (N, *shape) -> y: same shape (``layer`` must keep the shape). Backward: the gradient
     reaches x both directly and through f, ``dx = dy + f'ᵀ dy``.
     """
+    check_contract(layer, "residual: its layer")
 
     def init(key, in_shape, dtype=jnp.float32):
         out_shape, params = layer.init(key, in_shape, dtype)

@@ -6,6 +6,10 @@ A loss is a :class:`Loss` of three pure functions::
     backward(cache, dvalue=1.0) -> ds              ds: (N, K)
     predict(s) -> (N,) int                         the class the head predicts from its scores
     labels: "class" (int labels in [0, K) or real targets) or "sign" (labels ±1)
+    targets: what float targets (N, K) may hold: "probabilities" (rows of a distribution: every
+             entry >= 0, each row summing to 1, as the cross-entropy heads assume) or "real" (any
+             finite value: a regression head); None: "probabilities" for a head built from the
+             cross-entropy forwards of this module, else "real" (see :func:`target_kind`)
 
 ``y`` is either integer labels ``(N,)`` in ``[0, K)`` (turned into one-hot targets) or real
 targets ``(N, K)``. Every loss is a **mean over the batch**. ``mask`` (N,) of 0/1 weights marks
@@ -28,6 +32,7 @@ class Loss(NamedTuple):
     backward: Callable[..., Any]
     predict: Callable[..., Any]
     labels: str = "class"
+    targets: str | None = None
 
 
 def argmax_predict(s):
@@ -194,13 +199,28 @@ def token_cross_entropy_backward(cache, dvalue=1.0):
 
 LOSSES = {
     "softmax_cross_entropy": Loss(softmax_cross_entropy_forward, softmax_cross_entropy_backward,
-                                  argmax_predict),
-    "half_sse": Loss(half_sse_forward, half_sse_backward, argmax_predict),
-    "mse": Loss(mse_forward, mse_backward, argmax_predict),
+                                  argmax_predict, targets="probabilities"),
+    "half_sse": Loss(half_sse_forward, half_sse_backward, argmax_predict, targets="real"),
+    "mse": Loss(mse_forward, mse_backward, argmax_predict, targets="real"),
     "logistic": Loss(logistic_forward, logistic_backward, sign_predict, labels="sign"),
     "token_cross_entropy": Loss(token_cross_entropy_forward, token_cross_entropy_backward,
-                                argmax_predict),
+                                argmax_predict, targets="probabilities"),
 }
+
+TARGET_KINDS = ("probabilities", "real")
+
+
+def target_kind(head) -> str:
+    """"probabilities" or "real": what float targets ``head`` (a :class:`Loss`) takes (its
+    ``targets``; when None, "probabilities" for a head whose forward is one of this module's
+    cross-entropies, "real" otherwise)."""
+    kind = getattr(head, "targets", None)
+    if kind is None:
+        fwd = getattr(head, "forward", None)
+        kind = "probabilities" if fwd in (softmax_cross_entropy_forward, token_cross_entropy_forward) else "real"
+    if kind not in TARGET_KINDS:
+        raise ValueError(f"a Loss's targets must be one of {TARGET_KINDS} (or None), got {kind!r}")
+    return kind
 
 
 def get(name) -> Loss:

@@ -590,7 +590,7 @@ def _setup(model, params, train, *, epochs, batch_size, optimizer, l2, order, gr
         state, tr, evals = _place(mesh, state, tr, evals)
     fp = None if checkpoint is None else _run_fingerprint(
         model, params, tr, evals, batch_size=batch_size, order=order, grad=grad, l2=float(l2),
-        optimizer=inputs.fingerprint(optimizer), max_updates=max_updates)
+        optimizer=inputs.fingerprint(optimizer), max_updates=max_updates, key=inputs.key_fingerprint(key))
     return _Run(model, where, tr, evals, key, state, jnp.asarray(l2, dtype), batch_size, fp)
 
 
@@ -660,7 +660,8 @@ _FP_NAMES = {"model": "model (name, architecture, activations or loss head)",
              "train": "training data (shape and CRC-32)",
              "evaluation": "validation/test sets (shape and CRC-32)", "batch_size": "batch_size",
              "order": "order", "grad": "grad", "optimizer": "optimizer (or its hyperparameters)",
-             "max_updates": "max_updates", "l2": "l2"}
+             "max_updates": "max_updates", "l2": "l2",
+             "key": "key (PRNG implementation and a hash of its key data)"}
 
 
 def _check_checkpoint_path(where: str, path) -> None:
@@ -685,18 +686,27 @@ def _resume(run: _Run, cp: Checkpointing, history, best, epochs: int):
     ``resume=True`` needs the file (a missing one is refused: a typo in the path must not restart
     a long run from scratch silently); ``resume="if_exists"`` starts fresh when it is missing.
     A checkpoint of a different run (model, data, validation/test sets, batch size, order,
-    optimizer or l2) is refused, naming what differs."""
+    optimizer, l2 or key) is refused, naming what differs. A checkpoint written before the key's
+    fingerprint was recorded is judged by the key it stores (the run's key, which it has always
+    held): the same key resumes, another is refused with the same message."""
     if not os.path.exists(cp.path):
         if cp.resume == "if_exists":
             return run.state, run.key, history, 0, best
         raise CheckpointError(f"checkpoint {cp.path}: resume=True but the file does not exist "
                               f"(resume='if_exists' starts fresh when it is missing)")
     stored = ckpt.read_meta(cp.path).get("fingerprint", {})
-    for k, label in _FP_NAMES.items():
+
+    def differs(k):
+        return CheckpointError(f"checkpoint {cp.path}: written by a run with a different {_FP_NAMES[k]}; "
+                               f"refusing to resume (delete it or use another checkpoint path)")
+    for k in _FP_NAMES:
+        if k == "key" and k not in stored:
+            continue        # an older checkpoint: its stored key is compared below
         if stored.get(k) != ckpt.jsonable(run.fingerprint[k]):
-            raise CheckpointError(f"checkpoint {cp.path}: written by a run with a different {label}; "
-                                  f"refusing to resume (delete it or use another checkpoint path)")
+            raise differs(k)
     tree, meta = ckpt.load(cp.path, {"state": run.state, "best": run.state.params, "key": run.key})
+    if "key" not in stored and inputs.key_fingerprint(tree["key"]) != run.fingerprint["key"]:
+        raise differs("key")
     if meta["epoch"] > epochs:
         raise CheckpointError(f"checkpoint {cp.path}: holds {meta['epoch']} epochs, more than epochs={epochs}; "
                               f"resume with epochs >= {meta['epoch']} (or use another checkpoint path)")
@@ -788,7 +798,9 @@ def fit(model, params, data, *, epochs: int, batch_size: int, optimizer: optax.G
 
     ``data``: ``(X, Y)`` — X: (N, *model.in_shape), float (token ids for an "int"-input model,
     which must lie in the model's vocabulary); Y: (N,) int labels in [0, K) (±1 for a logistic
-    head) or (N, K) float targets — or a :class:`Sampler` (``steps_per_epoch`` updates on batches
+    head) or (N, K) float targets (for a cross-entropy head probability rows: entries >= 0, each
+    row summing to 1 within ``inputs.probability_tolerance``, 1e-5 in float32/float64; any finite
+    value for a regression head) — or a :class:`Sampler` (``steps_per_epoch`` updates on batches
     drawn inside the compiled epoch). ``params``: the model's tree (as ``model.init`` makes it),
     float32 or float64. ``optimizer``: an optax ``GradientTransformation`` (see the module docstring);
     ``train.sgd(lr, momentum, lr_decay)`` is doc 003's SGD. ``l2``: the model's penalty
@@ -801,7 +813,7 @@ def fit(model, params, data, *, epochs: int, batch_size: int, optimizer: optax.G
     resumed run draws exactly what an uninterrupted one would. ``checkpoint``: a
     :class:`Checkpointing`; a checkpoint holds params, optimizer state, epoch, key, best params,
     history and the run's fingerprint, and a resumed run continues bit for bit (one of another
-    model, data, validation set or setting is refused). ``max_updates``: stop updating after that
+    model, data, validation set, setting or ``key`` is refused). ``max_updates``: stop updating after that
     many steps. ``grad``: "hand" (the model's hand-written backward rules) or "autodiff".
     ``mesh``: data-parallel over its "data" axis. ``progress``: a bar (None: when stderr is a
     terminal). ``callback(epoch, state, history)`` after every epoch (1-based). A non-finite

@@ -137,6 +137,52 @@ def _check_y(model, where: str, y: np.ndarray) -> None:
         raise ValueError(f"{where}: float targets must have shape {tgt}, got {y.shape}"
                          + ("; class labels must be an integer array" if y.shape == labels else ""))
     _check_finite(where, y)
+    if target_kind(model) == "probabilities":
+        _check_probabilities(model, where, y, labels)
+
+
+def target_kind(model) -> str:
+    """"probabilities" (float targets must be rows of a distribution: a cross-entropy head) or
+    "real" (any finite float target: a regression head); see :func:`losses.target_kind`."""
+    head = getattr(model, "head", None)
+    return "real" if head is None else losses_mod.target_kind(head)
+
+
+def probability_tolerance(dtype) -> float:
+    """How far a row of float targets of ``dtype`` may sum from 1: 1e-5 for float32/float64 (a
+    float32 softmax or label-smoothed row is a few ulps, ~1e-7, off), 8 ulps of 1 for a coarser
+    dtype (float16: 7.8e-3). The sums are taken in float64."""
+    return max(1e-5, 8 * float(np.finfo(dtype).eps))
+
+
+def _check_probabilities(model, where: str, y: np.ndarray, labels) -> None:
+    """Float targets of a cross-entropy head: every row a probability distribution (entries >= 0,
+    the row's sum within :func:`probability_tolerance` of 1). ``-onehot`` or ``2·onehot`` would
+    train on a loss with no minimum (the hand backward ``softmax(s) - t`` also assumes rows that
+    sum to 1) and score accuracy against the arg-max of nonsense. One host pass over y, once per
+    data set and fit/sweep/evaluate call."""
+    K = y.shape[-1]
+    rows = y.reshape(-1, K)
+    tol = probability_tolerance(y.dtype)
+    neg = (rows < 0).any(axis=1)
+    sums = rows.sum(axis=1, dtype=np.float64)
+    bad = neg | ~(np.abs(sums - 1.0) <= tol)
+    if not bad.any():
+        return
+    i = int(np.flatnonzero(bad)[0])
+    at = np.unravel_index(i, y.shape[:-1])
+    row = f"row {int(at[0])}" if len(at) == 1 else f"row {tuple(int(j) for j in at)}"
+    shown = ", ".join(f"{float(v):.6g}" for v in rows[i, :8]) + (", …" if K > 8 else "")
+    if neg[i]:
+        k = int(np.flatnonzero(rows[i] < 0)[0])
+        what = f"has a negative entry ({float(rows[i, k]):.6g} in column {k})"
+    else:
+        what = f"sums to {float(sums[i]):.9g}, not 1"
+    n_bad = int(bad.sum())
+    raise DataError(f"{where}: float targets for {model.name}'s cross-entropy head must be probability "
+                    f"rows (every entry >= 0, each row summing to 1 within {tol:g}); {row} {what}: "
+                    f"[{shown}] ({n_bad} of {len(rows)} rows are not distributions). Give integer class "
+                    f"labels of shape {labels} in [0, {K}), or targets normalised per row")
 
 
 def arrays(model, where: str, data, dtype):
@@ -234,6 +280,16 @@ def check_key(where: str, name: str, key):
         return jax.random.wrap_key_data(jnp.asarray(key))
     what = f"{type(key).__name__} {key!r}" if np.ndim(key) == 0 else f"array of shape {np.shape(key)}"
     raise ValueError(f"{where}: {name} must be one PRNG key such as jax.random.key(42), got {what}")
+
+
+def key_fingerprint(key) -> dict:
+    """What a resumed run's ``key`` must match: the PRNG implementation's name and a SHA-256 (first
+    16 hex digits) of the key data's little-endian bytes (nothing of the key itself is stored in
+    the metadata)."""
+    import hashlib
+    data = np.asarray(jax.random.key_data(key))
+    raw = np.ascontiguousarray(data, data.dtype.newbyteorder("<")).tobytes()
+    return {"impl": str(jax.random.key_impl(key)), "sha256": hashlib.sha256(raw).hexdigest()[:16]}
 
 
 def check_precision(where: str, params) -> None:
