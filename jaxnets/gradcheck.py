@@ -26,7 +26,7 @@ from jaxnets.nn import initializers
 DIAGNOSES = ("structure mismatch", "shape mismatch", "non-finite", "all zeros", "only at kinks",
              "transposed", "a missing or extra 1/N", "½ in the loss", "sign flipped",
              "constant factor", "missing activation derivative", "wrong axis", "swapped leaves",
-             "no known pattern")
+             "factor on part of the entries", "no known pattern")
 
 
 def rel_error(x, y) -> float:
@@ -347,11 +347,46 @@ def _numeric_only():
                      "derivative is wrong the same way as the rule (a custom_vjp)")
 
 
-def _unknown(h, r, tol: float, floor: float = 1e-8):
+def _where(bad, shape) -> str:
+    """Where the differing entries lie, when that says something: all at one index of an axis
+    (a boundary row or column, one example), else the first few indices."""
+    idx = np.stack(np.unravel_index(bad, shape), axis=1)
+    if len(shape) > 1 or len(bad) > 1:
+        for ax in range(len(shape)):
+            if shape[ax] > 1 and len(bad) > 1 and np.all(idx[:, ax] == idx[0, ax]):
+                return (f"; they all lie at index {int(idx[0, ax])} of axis {ax} (of {shape[ax]}): an edge "
+                        "or one example, e.g. a slice or loop bound off by one")
+    few = ", ".join(str([int(v) for v in row]) for row in idx[:4])
+    return f"; the first at {few}" + (", …" if len(bad) > 4 else "")
+
+
+def _partial(h, r, bad, rtol: float):
+    """A factor c ≠ 1 on the differing entries only, the others agreeing (a leaky ReLU's slope
+    forgotten: right where x > 0, off by 1/slope where x < 0); c = 0: entries never written."""
+    hb, rb = h.reshape(-1)[bad], r.reshape(-1)[bad]
+    if len(bad) == h.size or not np.any(rb):
+        return None
+    c = float(np.vdot(hb, rb)) / float(np.vdot(rb, rb))
+    if abs(c - 1.0) <= rtol or not _close(hb, c * rb, max(rtol, 1e-9)):
+        return None
+    what = ("are 0 where the reference is not: a branch or slice the rule never writes"
+            if c == 0.0 else f"are off by the same factor {c:.6g}: a factor applied to part of the "
+            "entries only (a leaky ReLU's slope forgotten or put on the wrong side, a scale in one branch)")
+    return Diagnosis("factor on part of the entries", f"{len(bad)} of {h.size} entries differ and the "
+                     f"others agree; the {len(bad)} {what}" + _where(bad, h.shape))
+
+
+def _unknown(h, r, tol: float, floor: float = 1e-8, rtol: float = 1e-6):
     rr = np.abs(h - r) / np.maximum(floor, np.abs(h) + np.abs(r))
-    n = int(np.sum(rr > tol))
+    bad = np.flatnonzero(rr > tol)
+    n = len(bad)
+    if h.shape == r.shape and n:
+        part = _partial(h, r, bad, rtol)
+        if part is not None:
+            return part
     return Diagnosis("no known pattern", f"{n} of {r.size} entries differ and fit none of the "
-                     "known patterns: derive this rule again step by step")
+                     "known patterns: derive this rule again step by step"
+                     + (_where(bad, h.shape) if h.shape == r.shape and 0 < n < h.size else ""))
 
 
 # ============================================================================ comparison
@@ -543,7 +578,7 @@ def _leaf(i, label, h, r, ref_name, tol, ctx, probe, accept_kinks, layer_diag):
     # patterns first: a bias whose every entry sits at a kink may still be summed over the wrong
     # axis; kinks before the activation test, which a wrong ReLU′(0) also passes
     diag = (_all_zeros(h, r) or _pattern(h, r, ctx) or (None if accept_kinks or not len(bad) else _kinks(i, bad, probe))
-            or (layer_diag() if layer_diag else None) or _unknown(h, r, tol, floor))
+            or (layer_diag() if layer_diag else None) or _unknown(h, r, tol, floor, ctx.get("rtol", 1e-6)))
     if diag.kind == "no known pattern" and all(d is not None for d in dtypes) and dtypes[0] != dtypes[1]:
         diag = diag._replace(text=diag.text + f" (or the precision: the hand gradient is {dtypes[0].name}, "
                              f"the reference {dtypes[1].name}; a cast on the way loses digits)")

@@ -416,3 +416,36 @@ def test_classic_slips_keep_their_diagnosis(x64, name):
         gradcheck.check_layer(dense._replace(backward=lambda c, dy: fn(*dense.backward(c, dy))), _normal(0, (5, 4)),
                               params)
     assert _kinds(e.value)[label] == kind and kind in str(e.value).splitlines()[0], str(e.value)
+
+
+# ============================================================================ 11. part of the entries
+
+def _tanh_rule(fix):
+    """tanh with its rule's dx passed through ``fix`` (a planted slip on some entries)."""
+    return _learner(lambda p, x, key=None: (jnp.tanh(x), x),
+                    lambda x, dy: ({}, fix(dy * (1 - jnp.tanh(x) ** 2))))
+
+
+# name -> (layer, diagnosis kind, what the text must say)
+PARTIAL = {
+    "leaky ReLU slope forgotten on x < 0": (
+        _learner(lambda p, x, key=None: (jnp.where(x > 0, x, 0.1 * x), x), lambda x, dy: ({}, dy)),
+        "factor on part of the entries", "same factor 10"),
+    "last example's dx never written": (_tanh_rule(lambda d: d.at[-1].set(0.0)),
+                                        "factor on part of the entries", "index 3 of axis 0"),
+    "one column doubled": (_tanh_rule(lambda d: d.at[:, 2].multiply(2.0)),
+                           "factor on part of the entries", "index 2 of axis 1"),
+    "dx shifted by one column": (_tanh_rule(lambda d: jnp.roll(d, 1, axis=1)), "no known pattern", "20 of 20"),
+}
+
+
+@pytest.mark.parametrize("name", list(PARTIAL))
+def test_a_slip_on_part_of_the_entries_is_located(x64, name):
+    """A rule right on most entries and off on some (a forgotten leaky slope, an unwritten row, one
+    column scaled) was "no known pattern"; the checker now says which entries and by what factor
+    (float64, the default tolerances, x (4, 5) standard normal)."""
+    layer, kind, says = PARTIAL[name]
+    with pytest.raises(GradientCheckError) as e:
+        gradcheck.check_layer(layer, _normal(0, (4, 5)))
+    d = e.value.diagnoses[("jax.vjp", "dx")]
+    assert d.kind == kind and says in d.text, d
