@@ -28,14 +28,18 @@ def test_first_items_of_each_class_and_whole_set():
     np.testing.assert_array_equal(idx, np.sort(np.concatenate([[100 * c, 100 * c + 1] for c in range(10)])))
     np.testing.assert_array_equal(balanced_subset(SORTED, None), np.arange(1000))
     np.testing.assert_array_equal(balanced_subset(SORTED, 5000), np.arange(1000))
-    assert len(balanced_subset(SORTED, 0)) == 0
+    np.testing.assert_array_equal(balanced_subset(SORTED, np.int64(20)), idx)   # NumPy ints are ints
 
 
 @pytest.mark.parametrize("y,n,match", [
     (np.array([0, 0, 0, 1]), 4, None),                  # n == N: everything, no error
     (np.array([0, 0, 0, 0, 1, 2]), 5, "fewer"),          # class 1 has 1 item, needs 2
     (np.zeros((2, 2), int), 1, "shape"),
-    (SORTED, -1, "n must be"),
+    (SORTED, -1, r"n must be a positive integer or None, got -1"),
+    (SORTED, 0, r"n must be a positive integer or None, got 0"),      # an empty subset scores NaN
+    (SORTED, 2.5, r"got 2\.5"),
+    (SORTED, 20.0, r"got 20\.0"),
+    (SORTED, True, r"got True"),
 ])
 def test_bad_input(y, n, match):
     if match is None:

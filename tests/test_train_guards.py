@@ -149,7 +149,7 @@ def _token_net():
     return tr.transformer(cfg)
 
 
-@pytest.mark.parametrize("bad,match", [(500, r"\[0, 10\); found \[500\]"), (-7, r"token ids must be >= 0; found -7")])
+@pytest.mark.parametrize("bad,match", [(500, r"token ids must lie in \[0, 10\); found \[500\]"), (-7, r"token ids must be >= 0; found -7")])
 def test_token_ids_outside_the_vocabulary_are_refused_by_every_entry_point(bad, match):
     net = _token_net()
     p = net.init(jax.random.key(0))

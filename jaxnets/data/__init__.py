@@ -4,7 +4,7 @@ Quick use::
 
     from jaxnets import data
     split = data.get_split("fashion_mnist", flatten_images=True)   # 10k/2k/10k, float32 [0, 1]
-    split.variant, split.source     # "full" / "sample" / "jpeg-copy", and a label for reports
+    split.variant, split.source     # "full" / "sample" / "jpeg-copy" ("unverified": verify=False), and a label
     raw = data.load("cifar10", download=True)   # RawData, raw uint8, fetched if missing
     x_up = data.shift_up(split.x_test.reshape(-1, 28, 28))         # doc 003's "up 4 px"
 

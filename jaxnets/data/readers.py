@@ -22,7 +22,8 @@ format declares (or :data:`MAX_PAYLOAD_BYTES`), and the gzip CRC is read; IDX si
 in exact integers before any data is read; pickles go through :func:`restricted_loads`, which
 never hands a pickle's arguments to a NumPy constructor; label ranges are checked before any
 cast; image folders refuse pixels wider than 8 bits, decompression bombs and entries that are
-not regular files. One thing cannot be checked: a JPEG whose compressed data is corrupt but
+not regular files (and, with ``strict=True`` as for the CIFAR-10 JPEG copy, an image of another
+mode, a file whose content is not the format its name says, and a folder that is no class). One thing cannot be checked: a JPEG whose compressed data is corrupt but
 structurally valid decodes to wrong pixels without an error (see :func:`decode_image_bytes`).
 """
 
@@ -66,6 +67,7 @@ __all__ = [
     "read_image_folder",
     "decode_image_bytes",
     "image_folder_fingerprint",
+    "check_class_folders",
     "IMAGE_EXTENSIONS",
 ]
 
@@ -806,6 +808,39 @@ def _class_entries(d: Path, cls: str, exts: tuple[str, ...]) -> list[tuple[str, 
     return files
 
 
+def check_class_folders(root: os.PathLike | str, classes: Sequence[str],
+                        extensions: Iterable[str] = IMAGE_EXTENSIONS) -> None:
+    """Refuse what :func:`list_image_folder` with explicit ``classes`` would silently leave out
+    of ``root``: a folder that is not one of ``classes`` (``train/cats/``, ``train/extra/``) and an
+    image file outside every class folder (``train/0001.jpg``). Hidden entries (``.DS_Store``,
+    ``.git/``) and other files (``README``) are ignored. One ``scandir`` of ``root``.
+
+    Raises:
+        DataError: naming the folder or file and the expected classes.
+    """
+    root = Path(root)
+    exts = tuple(e.lower() for e in extensions)
+    try:
+        entries = sorted((e for e in os.scandir(root) if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as e:
+        raise _err(root, f"cannot list image folder ({e.strerror or e})") from None
+    known = set(classes)
+    for e in entries:
+        if e.name in known:
+            continue
+        try:
+            is_dir = e.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            raise _err(root / e.name, f"unexpected folder: not one of the {len(known)} classes "
+                                      f"({', '.join(classes)}); its images would be left out. Remove or "
+                                      "move it (or rename it to its class)")
+        if e.name.lower().endswith(exts):
+            raise _err(root / e.name, "an image outside every class folder (expected "
+                                      f"{root.name}/<class>/{e.name}); move it into its class folder or remove it")
+
+
 def image_folder_fingerprint(root: os.PathLike | str, *, classes: Sequence[str],
                              extensions: Iterable[str] = IMAGE_EXTENSIONS) -> str:
     """SHA-256 (hex) of the state of every image :func:`list_image_folder` would list under
@@ -835,22 +870,37 @@ def image_folder_fingerprint(root: os.PathLike | str, *, classes: Sequence[str],
 #: 16/32-bit integer ("I", "I;16"...) and float ("F") images would be clamped to 255 silently.
 _EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
 
+#: Pillow's ``Image.format`` for each image file extension (``strict`` reading checks it).
+EXTENSION_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".gif": "GIF",
+                     ".ppm": "PPM", ".pgm": "PPM", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 
-def _decode_image(path: Path, mode: str, size: tuple[int, int] | None = None) -> np.ndarray:
+
+def _expected_format(name: os.PathLike | str) -> str | None:
+    return EXTENSION_FORMATS.get(os.path.splitext(os.fspath(name))[1].lower())
+
+
+def _decode_image(path: Path, mode: str, size: tuple[int, int] | None = None, strict: bool = False) -> np.ndarray:
     with open_regular(path) as fh:
         try:
             raw = fh.read()
         except OSError as e:
             raise _err(path, f"cannot read file ({e.strerror or e})") from None
-    return decode_image_bytes(raw, mode, size, path)
+    return decode_image_bytes(raw, mode, size, path, exact_mode=strict,
+                              image_format=_expected_format(path) if strict else None)
 
 
 def decode_image_bytes(raw: bytes, mode: str, size: tuple[int, int] | None = None,
-                       name: os.PathLike | str = "<bytes>") -> np.ndarray:
+                       name: os.PathLike | str = "<bytes>", *, exact_mode: bool = False,
+                       image_format: str | None = None) -> np.ndarray:
     """Decode one encoded image to ``uint8`` in Pillow ``mode`` (``(H, W, 3)`` for RGB, ``(H, W)``
     for L). ``size`` (width, height), if given, is checked from the header before any pixel is
     decoded, so a decompression bomb never expands; images with more than 8 bits per sample are
     refused rather than clamped. ``name`` names the image in errors.
+
+    ``exact_mode``: refuse an image stored in another mode (a grey ``L`` or an ``RGBA`` image in an
+    RGB data set) instead of converting it. ``image_format``: refuse an image whose content is
+    not this Pillow format (``"JPEG"``: a PNG renamed ``.jpg``). Both are read from the header
+    (``Image.format``, ``Image.mode``), before any pixel is decoded.
 
     Refused: an empty or truncated file, an unknown format, a header or marker structure the
     decoder rejects. **Not detected: corrupt compressed data** (bytes of a JPEG's scan data
@@ -867,11 +917,18 @@ def decode_image_bytes(raw: bytes, mode: str, size: tuple[int, int] | None = Non
         raise _err(name, "the file is empty (0 bytes); re-copy it")
     try:
         with Image.open(io.BytesIO(raw)) as im:
+            if image_format is not None and im.format != image_format and not (
+                    image_format == "JPEG" and im.format == "MPO"):   # MPO: a camera's multi-picture JPEG
+                raise _err(name, f"the content is {im.format or 'an unknown format'}, not {image_format} as "
+                                 "its name says; convert it or re-copy the original")
             if size is not None and im.size != size:
                 raise _err(name, f"image is {im.size[0]}x{im.size[1]} pixels, expected {size[0]}x{size[1]}")
             if im.mode not in _EIGHT_BIT_MODES:
                 raise _err(name, f"image mode {im.mode} has more than 8 bits per sample; refusing to "
                                  "clamp it to 0-255 (convert it to an 8-bit image first)")
+            if exact_mode and im.mode != mode:
+                raise _err(name, f"image mode {im.mode}, expected {mode} like every image of this data set; "
+                                 "refusing to convert it (re-copy the original)")
             im.load()  # decode now, so truncated files fail here and not later
             if im.mode != mode:
                 im = im.convert(mode)
@@ -889,7 +946,8 @@ def decode_image_bytes(raw: bytes, mode: str, size: tuple[int, int] | None = Non
 def read_image_folder(root: os.PathLike | str, *, classes: Sequence[str] | None = None,
                       mode: str = "RGB", expected_shape: tuple[int, ...] | None = None,
                       progress: bool | None = None,
-                      extensions: Iterable[str] = IMAGE_EXTENSIONS) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                      extensions: Iterable[str] = IMAGE_EXTENSIONS,
+                      strict: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode every image of an image-folder tree (see :func:`list_image_folder`).
 
     Args:
@@ -899,18 +957,27 @@ def read_image_folder(root: os.PathLike | str, *, classes: Sequence[str] | None 
         expected_shape: required shape of each decoded image, e.g. ``(32, 32, 3)``; by default
             the first image's shape, which all others must match.
         progress: tqdm progress bar (``None`` = only on a terminal).
+        strict: a data set stored in one mode and format (the CIFAR-10 JPEG copy): refuse an image
+            stored in another mode than ``mode`` (grey, RGBA) instead of converting it, a file whose
+            content is not the format its extension says (a PNG named ``.jpg``), and, with
+            ``classes`` given, a folder of ``root`` that is not a class or an image outside every
+            class folder (:func:`check_class_folders`). Costs nothing measurable: format and mode
+            come from the header Pillow reads anyway.
 
     Returns:
         ``(images uint8 (N, H, W, 3) for RGB or (N, H, W) for L, labels int32 (N,), class_names)``.
 
     Raises:
-        DataError: naming the file for an unreadable image or one of a different size.
+        DataError: naming the file for an unreadable image or one of a different size (and, with
+            ``strict``, of another mode or format, or an unexpected folder).
     """
     from jaxnets._io import progress_iter
 
+    if strict and classes is not None and Path(root).is_dir():
+        check_class_folders(root, classes, extensions)
     paths, labels, names = list_image_folder(root, classes=classes, extensions=extensions)
     hw = (expected_shape[1], expected_shape[0]) if expected_shape is not None else None
-    first = _decode_image(paths[0], mode, hw)
+    first = _decode_image(paths[0], mode, hw, strict)
     shape = tuple(expected_shape) if expected_shape is not None else first.shape
     hw = (shape[1], shape[0])
     out = np.empty((len(paths),) + shape, dtype=np.uint8)
@@ -918,7 +985,7 @@ def read_image_folder(root: os.PathLike | str, *, classes: Sequence[str] | None 
     # pools cost more in overhead than they save (measured; see experiments/bench_transforms.py).
     for i, p in enumerate(progress_iter(paths, desc=f"decoding {Path(root).name}", enabled=progress,
                                         unit="img")):
-        img = first if i == 0 else _decode_image(p, mode, hw)
+        img = first if i == 0 else _decode_image(p, mode, hw, strict)
         if img.shape != shape:
             raise _err(p, f"image has shape {img.shape}, expected {shape} like the others")
         out[i] = img

@@ -35,8 +35,16 @@ is a near-miss of the expected one (``MNIST/``, ``mnst/``, ``fashon_mnist/``: se
 sample.
 
 Every result says what it is: ``source`` (a human-readable label) and ``variant`` —
-``"full"`` (the published data set), ``"sample"`` (an embedded sample) or ``"jpeg-copy"`` (the
-lossy CIFAR-10 JPEG image-folder copy).
+``"full"`` (the published data set), ``"sample"`` (an embedded sample or a verified copy of
+MNIST-5k), ``"jpeg-copy"`` (the lossy CIFAR-10 JPEG image-folder copy) or ``"unverified"`` (a copy
+from outside the package whose registered checksum ``verify=False`` skipped: it may hold any data
+in the data set's layout; its ``source`` ends in "(unverified copy: loaded with verify=False)").
+
+Every copy from outside the package whose checksum the registry knows is checked against it on
+every load unless ``verify=False``: the IDX files (MD5 or payload SHA-256), the CIFAR-10 tarball
+(MD5), the tiny Shakespeare text (SHA-256) and a user's MNIST-5k CSV (the SHA-256 of the embedded
+file, or of its decompressed CSV). Not checked because no checksum is registered: extracted
+CIFAR-10 python batches (``cifar-10-batches-py/``) and the JPEG copy.
 
 With nothing found (and ``fallback=False`` or an explicit path), :class:`DataNotFoundError`
 lists every location looked in and every way to provide the data.
@@ -61,7 +69,7 @@ import numpy as np
 from jaxnets._io import _sigterm_raises, atomic_write, progress_iter
 from jaxnets.data import identity
 from jaxnets.data.download import download_file, human_size, new_folders, remove_new
-from jaxnets.data.readers import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, MAX_CIFAR_BATCH_BYTES, DataError, DataNotFoundError, _empty, decode_image_bytes, image_folder_fingerprint, open_regular, parse_cifar_batch, read_bytes, read_cifar_batches, read_csv_digits, read_idx_pair, read_image_folder
+from jaxnets.data.readers import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, MAX_CIFAR_BATCH_BYTES, SKIP_VERIFY_HINT, DataError, DataNotFoundError, _empty, check_class_folders, decode_image_bytes, image_folder_fingerprint, open_regular, parse_cifar_batch, read_bytes, read_cifar_batches, read_csv_digits, read_idx_pair, read_image_folder
 
 __all__ = [
     "RemoteFile",
@@ -89,7 +97,9 @@ _CHECKOUT = PACKAGE_DIR.parents[1]
 #: package is installed: a path beside site-packages would mean nothing).
 REPO_SHARED_DATA = (_CHECKOUT.parent / "shared" / "data") if (_CHECKOUT / "pyproject.toml").is_file() else None
 
-VARIANTS = ("full", "sample", "jpeg-copy")
+VARIANTS = ("full", "sample", "jpeg-copy", "unverified")
+#: ``source`` suffix of a copy loaded with ``verify=False`` (variant ``"unverified"``)
+UNVERIFIED = " (unverified copy: loaded with verify=False)"
 MNIST_CLASSES = tuple(str(i) for i in range(10))
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                          "Sneaker", "Bag", "Ankle boot")
@@ -108,7 +118,8 @@ class RawData(NamedTuple):
         source: human-readable label for reports, e.g. ``"Fashion-MNIST"``,
             ``"CIFAR-10 (JPEG copy)"``, ``"Fashion-MNIST sample (embedded, 6,000 train / 1,000 test)"``.
         location: where it was read from.
-        variant: ``"full"``, ``"sample"`` or ``"jpeg-copy"``.
+        variant: ``"full"``, ``"sample"``, ``"jpeg-copy"`` or ``"unverified"`` (``verify=False``
+            skipped the copy's registered checksum; see the module docstring).
         dataset: the registered name whose layout this is (``"mnist_5k"`` when ``mnist`` fell
             back to its sample); :func:`jaxnets.data.get_split` splits by it.
     """
@@ -125,7 +136,9 @@ class RawData(NamedTuple):
 
 
 class RawText(NamedTuple):
-    """A text corpus (tiny Shakespeare): ``text`` plus ``source``, ``location``, ``variant``."""
+    """A text corpus (tiny Shakespeare): ``text`` plus ``source``, ``location``, ``variant``
+    (``"full"``: the verified corpus, from a file or the embedded copy; ``"unverified"``: a file
+    loaded with ``verify=False``, which may be any text)."""
 
     text: str
     source: str
@@ -181,13 +194,16 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class Sample:
-    """An embedded sample: ``jaxnets/data/<file>`` with its SHA-256, read by ``read``."""
+    """An embedded sample: ``jaxnets/data/<file>`` with its SHA-256, read by ``read``.
+    ``payload_sha256``: SHA-256 of the decompressed file, where a user's copy may be given
+    decompressed (MNIST-5k's CSV)."""
 
     file: str
     sha256: str
     read: Callable[["DatasetSpec", Path], Data]
     train: int
     test: int
+    payload_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -414,6 +430,11 @@ def _find_idx(spec: DatasetSpec, d: Path, o: _Options):
     return lambda: _read_idx_dir(spec, d, paths, o.verify)
 
 
+def _checks_skipped(spec: DatasetSpec, verify: bool) -> bool:
+    """True when ``verify=False`` skipped a checksum the registry has for ``spec``'s files."""
+    return not verify and any(f.md5 or f.payload_sha256 for f in spec.files)
+
+
 def _read_idx_dir(spec: DatasetSpec, d: Path, paths: list[Path], verify: bool) -> RawData:
     if verify:   # each file is this data set's, not another's under the same name
         for f, p in zip(spec.files, paths):
@@ -422,6 +443,8 @@ def _read_idx_dir(spec: DatasetSpec, d: Path, paths: list[Path], verify: bool) -
     kw = dict(num_classes=len(spec.classes), image_shape=spec.image_shape)
     x_tr, y_tr = read_idx_pair(paths[0], paths[1], expected_count=spec.train_count, sha256=(sha[0], sha[1]), **kw)
     x_te, y_te = read_idx_pair(paths[2], paths[3], expected_count=spec.test_count, sha256=(sha[2], sha[3]), **kw)
+    if _checks_skipped(spec, verify):
+        return RawData(x_tr, y_tr, x_te, y_te, spec.classes, spec.title + UNVERIFIED, str(d), "unverified", spec.name)
     return RawData(x_tr, y_tr, x_te, y_te, spec.classes, spec.title, str(d), "full", spec.name)
 
 
@@ -433,11 +456,17 @@ def _find_cifar_pickles(spec: DatasetSpec, d: Path, o: _Options):
                 b, per_batch=spec.train_count // 5, test_count=spec.test_count, progress=o.progress))
     tar = d / spec.files[0].filename
     if tar.is_file():
-        return lambda: _raw_cifar(spec, tar, _read_cifar_tar(tar, spec, o.progress, o.verify))
+        return lambda: _raw_cifar(spec, tar, _read_cifar_tar(tar, spec, o.progress, o.verify),
+                                  unverified=_checks_skipped(spec, o.verify))
     return f"{_where(d)}; no {spec.files[0].filename}, no cifar-10-batches-py/"
 
 
-def _raw_cifar(spec: DatasetSpec, where: Path, parts) -> RawData:
+def _raw_cifar(spec: DatasetSpec, where: Path, parts, unverified: bool = False) -> RawData:
+    """The python batches: ``"full"``, or ``"unverified"`` for a tarball read with ``verify=False``
+    (extracted batches have no registered checksum: nothing is skipped, they stay ``"full"``)."""
+    if unverified:
+        return RawData(*parts, spec.classes, "CIFAR-10 (python batches)" + UNVERIFIED, str(where), "unverified",
+                       spec.name)
     return RawData(*parts, spec.classes, "CIFAR-10 (python batches)", str(where), "full", spec.name)
 
 
@@ -508,12 +537,16 @@ def _jpeg_fingerprint(spec: DatasetSpec, root: Path) -> str:
     :func:`jaxnets.data.readers.image_folder_fingerprint`; one ``stat`` per file, 0.26-0.47 s for
     60,000). A file added, removed, renamed, replaced or rewritten in place changes it."""
     h = hashlib.sha256(os.fsencode(os.path.realpath(root)))
+    h.update(_JPEG_CACHE_VERSION)
     for split in ("train", "test"):
         h.update(f"\0{split}:".encode() + image_folder_fingerprint(root / split, classes=spec.classes).encode())
     return h.hexdigest()
 
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+#: part of every JPEG tree's fingerprint: caches written before the tree was read strictly (an
+#: image of another mode or format was converted silently then) are rebuilt once
+_JPEG_CACHE_VERSION = b"\0strict-rgb-jpeg-1"
 #: caches of the earlier layout (``jpeg-<fingerprint>.npz``, one per state of a tree, never read now)
 _LEGACY_JPEG_CACHE = re.compile(r"jpeg-[0-9a-f]{20}\.npz")
 
@@ -545,7 +578,12 @@ def _remove_legacy_caches(folder: Path) -> None:
 def _load_cifar_jpeg(spec: DatasetSpec, root: Path, *, cache: bool, progress: bool | None) -> RawData:
     """Decode the JPEG copy, or read it from the cache of decoded pixels. The cache holds the
     tree's fingerprint, taken *before* decoding: a file changed while it is decoded makes the next
-    load decode again rather than trust the cache."""
+    load decode again rather than trust the cache. Read strictly: a folder of ``train/`` or
+    ``test/`` that is not a class, an image outside the class folders, an image that is not RGB
+    or a file whose content is not JPEG is a :class:`DataError` naming it (not converted or left
+    out silently)."""
+    for split in ("train", "test"):   # a stray folder or image is refused, cache or not
+        check_class_folders(root / split, spec.classes)
     npz = fingerprint = None
     if cache:
         npz, fingerprint = _jpeg_cache_file(spec, root), _jpeg_fingerprint(spec, root)
@@ -556,7 +594,7 @@ def _load_cifar_jpeg(spec: DatasetSpec, root: Path, *, cache: bool, progress: bo
     parts = []
     for split in ("train", "test"):
         x, y, _ = read_image_folder(root / split, classes=spec.classes, mode="RGB",
-                                    expected_shape=spec.image_shape, progress=progress)
+                                    expected_shape=spec.image_shape, progress=progress, strict=True)
         parts += [x, y]
     raw = _check_raw(spec, RawData(*parts, spec.classes, "CIFAR-10 (JPEG copy)", str(root), "jpeg-copy", spec.name),
                     spec.train_count, spec.test_count, str(root))
@@ -576,14 +614,49 @@ def _find_csv_5k(spec: DatasetSpec, d: Path, o: _Options):
     f = d if d.is_file() else d / BUNDLED_MNIST_5K.name
     if not f.is_file():
         return f"{_where(d)}; no {BUNDLED_MNIST_5K.name}"
-    return lambda: _read_mnist_5k(spec, f, source=f"{spec.title} ({f})")
+    return lambda: _read_user_mnist_5k(spec, f, o.verify)
 
 
-def _read_mnist_5k(spec: DatasetSpec, f: Path, source: str | None = None) -> RawData:
+def _check_mnist_5k(spec: DatasetSpec, f: Path) -> None:
+    """Refuse a user's copy of MNIST-5k unless it is the published sample: the embedded file's
+    bytes (SHA-256) or, decompressed or re-compressed, its CSV (payload SHA-256). An empty file is
+    said to be empty first."""
+    s = spec.sample
+    with open_regular(f) as fh:
+        data = fh.read(64 << 20)
+    if not data:
+        raise DataError(f"{f}: {_empty(f)}; expected {spec.title}'s {s.file}")
+    got = hashlib.sha256(data).hexdigest()
+    if got == s.sha256:
+        return
+    payload = read_bytes(f, max_bytes=64 << 20)
+    if not payload:
+        raise DataError(f"{f}: {_empty(f)}; expected {spec.title}'s {s.file}")
+    got_payload = hashlib.sha256(payload).hexdigest()
+    if got_payload == s.payload_sha256:
+        return
+    raise DataError(f"{f}: not the published {spec.title} ({s.file}): SHA-256 {got}"
+                    + (f" (decompressed: {got_payload})" if got_payload != got else "")
+                    + f"; expected {s.sha256} (or {s.payload_sha256} for the decompressed CSV). A copy whose "
+                    "labels or pixels were changed would train and score on other data. Re-copy it, leave "
+                    f"out the path to use the embedded copy, or, for a deliberately modified copy, {SKIP_VERIFY_HINT}")
+
+
+def _read_user_mnist_5k(spec: DatasetSpec, f: Path, verify: bool) -> RawData:
+    """A copy of MNIST-5k from outside the package (``path``, ``$JAXNETS_DATA``, cache, shared
+    data): checked against the embedded file's checksums unless ``verify=False`` (then its
+    variant is ``"unverified"``)."""
+    if verify:
+        _check_mnist_5k(spec, f)
+        return _read_mnist_5k(spec, f, source=f"{spec.title} ({f})")
+    return _read_mnist_5k(spec, f, source=f"{spec.title} ({f}){UNVERIFIED}", variant="unverified")
+
+
+def _read_mnist_5k(spec: DatasetSpec, f: Path, source: str | None = None, variant: str = "sample") -> RawData:
     x, y = read_csv_digits(f)
     empty = np.zeros((0,) + x.shape[1:], np.uint8)
     raw = RawData(x, y, empty, np.zeros((0,), np.int32), MNIST_CLASSES,
-                  source or "MNIST-5k sample (embedded, 5,000 digits)", str(f), "sample", "mnist_5k")
+                  source or "MNIST-5k sample (embedded, 5,000 digits)", str(f), variant, "mnist_5k")
     return _check_raw(spec, raw, 5000, 0, str(f))
 
 
@@ -591,7 +664,7 @@ def _find_text(spec: DatasetSpec, d: Path, o: _Options):
     f = d if d.is_file() else next((d / n for n in spec.files[0].local_names() if (d / n).is_file()), None)
     if f is None:
         return f"{_where(d)}; no {' or '.join(spec.files[0].local_names())}"
-    return lambda: _read_text(spec, f, "tiny Shakespeare", o.verify)
+    return lambda: _read_text(spec, f, "tiny Shakespeare" if o.verify else "tiny Shakespeare" + UNVERIFIED, o.verify)
 
 
 def _read_text(spec: DatasetSpec, f: Path, source: str, verify: bool, payload: bytes | None = None) -> RawText:
@@ -609,7 +682,7 @@ def _read_text(spec: DatasetSpec, f: Path, source: str, verify: bool, payload: b
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{f}: not UTF-8 text ({e})") from None
-    return RawText(text, source, str(f), "full", spec.name)
+    return RawText(text, source, str(f), "full" if verify else "unverified", spec.name)
 
 
 def _check_raw(spec: DatasetSpec, raw: RawData, n_train: int, n_test: int, where: str) -> RawData:
@@ -647,7 +720,8 @@ def _read_fashion_sample(spec: DatasetSpec, path: Path) -> RawData:
 def _decode_jpegs(blob: np.ndarray, offsets: np.ndarray, path: Path) -> np.ndarray:
     out = np.empty((len(offsets) - 1, 32, 32, 3), np.uint8)
     for i in range(len(out)):
-        out[i] = decode_image_bytes(blob[offsets[i]:offsets[i + 1]].tobytes(), "RGB", (32, 32), f"{path}[{i}]")
+        out[i] = decode_image_bytes(blob[offsets[i]:offsets[i + 1]].tobytes(), "RGB", (32, 32), f"{path}[{i}]",
+                                    exact_mode=True, image_format="JPEG")
     return out
 
 
@@ -719,7 +793,11 @@ SAMPLE_SHA256 = {
     "cifar10_sample.npz": "8c0834b4e1d207cf49bcc40f2a3b657089e926b1b0d990dcb982b0cf97352a4a",
     "tinyshakespeare.txt.gz": "bf237b9f5a05abe79d7a0caa809b6513fbcbc323e9521a77086d556e4c9bbed8",
 }
-_MNIST_5K = Sample("mnist_5k.csv.gz", SAMPLE_SHA256["mnist_5k.csv.gz"], _read_mnist_sample, 5000, 0)
+#: SHA-256 of the embedded MNIST-5k's decompressed CSV (9,139,322 bytes): a user's copy may be
+#: decompressed or compressed again (another gzip level or header) and is still the sample.
+MNIST_5K_CSV_SHA256 = "167bbe5fc3dfbce27f9a4c6c1814964f3367677ee226d9811d79cbd41fd5d053"
+_MNIST_5K = Sample("mnist_5k.csv.gz", SAMPLE_SHA256["mnist_5k.csv.gz"], _read_mnist_sample, 5000, 0,
+                   payload_sha256=MNIST_5K_CSV_SHA256)
 
 DATASETS: dict[str, DatasetSpec] = {
     "mnist_5k": DatasetSpec(
@@ -891,8 +969,10 @@ def load(name: str, path: os.PathLike | str | None = None, download: bool = Fals
         progress: progress bars (``None``: only on a terminal).
         base_url: override the download base URL (also ``$JAXNETS_<NAME>_URL``).
         verify: check the registered checksums (each local IDX file and CIFAR-10 tarball is the
-            published one, tiny Shakespeare, the embedded samples). ``verify=False`` exists only
-            here: the experiment scripts have no option for it.
+            published one, tiny Shakespeare, a user's MNIST-5k CSV, the embedded samples).
+            ``verify=False`` exists only here: the experiment scripts have no option for it. A copy
+            from outside the package loaded with it is labelled ``variant="unverified"`` (its
+            ``source`` says so too), whatever it holds.
         cache: use/write the ``.npz`` cache of decoded CIFAR-10 JPEGs (one per JPEG tree, used
             only while every image's name, size, mtime, ctime and inode are unchanged).
 

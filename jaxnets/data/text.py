@@ -24,7 +24,8 @@ SHAKESPEARE_CHARS = DATASETS["tiny_shakespeare"].train_count
 def load_shakespeare(path: str | os.PathLike | None = None, download: bool = False, *,
                      fallback: bool = True, verify: bool = True) -> str:
     """The tiny Shakespeare corpus as one string (see :func:`jaxnets.data.load`; ``path`` is the
-    file or a directory holding ``tinyshakespeare.txt``; ``verify=False`` admits another text).
+    file or a directory holding ``tinyshakespeare.txt``; ``verify=False`` admits another text,
+    and :func:`shakespeare` then labels it ``variant="unverified"``).
 
     Raises ``jaxnets.data.DataNotFoundError`` (a FileNotFoundError) listing every location tried
     and how to provide the file, and ``DataError`` (a ValueError) for a wrong checksum, an empty
@@ -86,8 +87,9 @@ def get_batch(key, data, batch_size: int, block_size: int):
 
 class CharData(NamedTuple):
     """Tokenizer plus the encoded train (90 %) and validation (10 %) splits, (n,) int32 each;
-    ``source`` (label), ``variant`` (``"full"``: the embedded copy is the whole corpus too) and
-    ``location`` say which copy was read."""
+    ``source`` (label), ``variant`` (``"full"``: the verified corpus, the embedded copy included;
+    ``"unverified"``: a file loaded with ``verify=False``, which may be any text) and ``location``
+    say which copy was read."""
     tokenizer: CharTokenizer
     train: np.ndarray
     val: np.ndarray

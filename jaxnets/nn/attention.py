@@ -75,7 +75,7 @@ def embedding_forward(params, idx, fast_grads: bool = False):
         raise ValueError(f"embedding: sequence length T={T} exceeds block_size={pos.shape[0]}")
     if not jnp.issubdtype(idx.dtype, jnp.integer):
         raise ValueError(f"embedding: expected integer token ids, got dtype {idx.dtype}")
-    losses_mod.check_labels(idx, tok.shape[0], "embedding token ids")
+    losses_mod.check_labels(idx, tok.shape[0], "embedding", what="token ids")
     x = tok[idx] + pos[None, :T, :]
     return x, (idx, Static((tok.shape[0], pos.shape[0], fast_grads)))
 

@@ -50,8 +50,9 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def check_labels(y, num_classes: int, where: str = "labels"):
-    """Raise ValueError if concrete integer labels fall outside [0, num_classes).
+def check_labels(y, num_classes: int, where: str = "labels", what: str = "labels"):
+    """Raise ValueError if concrete integer labels (``what``: "token ids" for an embedding) fall
+    outside [0, num_classes).
 
     Inside jit the check cannot run (values are unknown), and JAX would silently clamp an
     out-of-range index; data sets are therefore validated once when they are loaded.
@@ -60,7 +61,7 @@ def check_labels(y, num_classes: int, where: str = "labels"):
         yv = np.asarray(y)
         if yv.size and (yv.min() < 0 or yv.max() >= num_classes):
             bad = yv[(yv < 0) | (yv >= num_classes)]
-            raise ValueError(f"{where}: labels must lie in [0, {num_classes}); found {bad[:5].tolist()}"
+            raise ValueError(f"{where}: {what} must lie in [0, {num_classes}); found {bad[:5].tolist()}"
                              f" ({bad.size} out of range)")
 
 
