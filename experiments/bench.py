@@ -108,7 +108,7 @@ def _parser():
     ap = cli.make_parser(__doc__, prog="python -m experiments.bench", seed=0, datasets=("fashion_mnist", "mnist_5k"),
                          quick="Time 1,000 images, 3 rounds, batch sizes 5 and 50 and a 1-layer transformer.",
                          full="Time 10,000 images, 15 rounds, batch sizes 1 to 500 and the E7 transformer.",
-                         records=lambda a: () if a.replot else ("bench.json",))
+                         records=lambda a: () if a.replot else ("bench.json",), figures=("bench_",))
     ap.add_argument("--rounds", type=cli.COUNT, default=None,
                     help="Timed rounds per variant (default 15; 3 with --quick).")
     ap.add_argument("--no-cnn", action="store_true", help="Leave out the CNN rows.")
@@ -175,8 +175,8 @@ def _body(a):
     print_ratios(rec["ratios"])
     rec["load_average"] = {"before": load_before, "after": os.getloadavg()}
     rec["wall_time"] = time.perf_counter() - t0
+    plot(rec, figs)     # put in place together with the record, when it is written
     path = report.write_json(os.path.join(results, "bench.json"), rec)
-    plot(rec, figs)
     print(f"\nload average before {load_before}, after {rec['load_average']['after']}; "
           f"wall time {rec['wall_time']:.0f} s; wrote {path}")
     return rec

@@ -9,13 +9,18 @@ Every ``python -m experiments.<name>`` is built from :func:`make_parser` and :fu
   ``results/`` and ``figures/``; quick and tiny runs write ``results/quick/`` and ``figures/quick/``;
   ``--out DIR`` puts both under ``DIR`` (``DIR/results/``, ``DIR/figures/``) in any mode, never
   in or under the committed folders in a quick or tiny run, and never over a record of another
-  mode (the script's ``records``);
+  mode (the script's ``records``). In any folder a run refuses, before any work, to replace a
+  record or report this product did not write, or a path there that is not a regular file;
+  under ``--out`` also a PNG named like one of its figures that lacks the product's marker
+  (:meth:`Parser._check_outputs`);
 * the runner (:func:`main`): a data set that cannot be found becomes a short message naming the
   remedies (``--data``, ``JAXNETS_DATA``, downloading) and exit code 3 instead of a traceback;
   Ctrl-C or SIGTERM becomes one line saying what finished and where its files are, exit code 130;
   a file that cannot be written (:func:`writing`: a read-only or full disk) one line, exit code 1.
   Every file is written through :func:`jaxnets._io.atomic_write`, so an interrupted run leaves
-  complete files or none;
+  complete files or none; a run's figures and its record replace the old ones as a group when
+  the record is written (:func:`staged`, :func:`commit_staged`), so an interrupted run leaves
+  the previous run's record and figures as they were;
 * feedback (:func:`phase`): one line per phase on standard error; on a terminal each training run
   also draws a tqdm bar (``train.fit(progress=None)``, :func:`jaxnets._io.progress_iter`).
 
@@ -53,6 +58,7 @@ import contextvars
 import errno
 import os
 import re
+import secrets
 import shlex
 import signal
 import sys
@@ -68,7 +74,8 @@ EXIT_CODES_HELP = """exit status:
   1    something failed (the message says what)
   2    the command line was wrong
   3    a data set it needs was not found and could not be downloaded (the message says how to get it)
-  130  interrupted by Ctrl-C or SIGTERM (files already written are complete; none is half-written)"""
+  130  interrupted by Ctrl-C or SIGTERM (files already written are complete; none is half-written;
+       a run's figures replace the old ones only together with its record)"""
 
 MODES = ("full", "quick", "tiny")
 
@@ -92,19 +99,28 @@ def plain(doc: str | None) -> str:
 
 # ----------------------------------------------------------------------------------- numbers
 
+#: a whole number as the command line takes it: the ASCII digits 0-9, an optional sign, nothing
+#: else (``int()`` would also take ``١٢``, ``1_000`` and surrounding spaces)
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+
+
 def int_in(lo: int, hi: int | None = None, what: str = "a whole number"):
-    """An argparse ``type``: a decimal integer in ``[lo, hi]``; anything else is a usage error
-    (exit 2) naming the option, never a traceback and never a silent default."""
+    """An argparse ``type``: a decimal integer in ``[lo, hi]`` written with the ASCII digits 0-9;
+    anything else is a usage error (exit 2) naming the option, never a traceback and never a
+    silent default. An option of such a type may be given once (:class:`Once`: a second
+    ``--epochs`` is refused, never silently the one used)."""
     def parse(text: str) -> int:
-        try:
-            v = int(text, 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not _WHOLE.fullmatch(text):
+            other = any(ch.isdigit() and ch not in "0123456789" for ch in text)
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}" + (
+                ": write it with the digits 0-9" if other else ""))
+        v = int(text, 10)
         if v < lo or (hi is not None and v > hi):
             rng = f"between {lo:,} and {hi:,}" if hi is not None else f"at least {lo:,}"
             raise argparse.ArgumentTypeError(f"{v:,} is out of range: it must be {rng}")
         return v
     parse.__name__ = what     # argparse names the type in some messages
+    parse.number = True       # the parsers refuse such an option given twice (_Store)
     return parse
 
 
@@ -130,6 +146,18 @@ class Once(argparse.Action):
             parser.error(f"{option_string} given twice ({show(seen[self.dest])} and {show(values)}): give it once")
         seen[self.dest] = values
         setattr(namespace, self.dest, values)
+
+
+class _Store(Once):
+    """The parsers' default action (``action`` not given): argparse's store, except that an
+    option whose ``type`` is a number (:func:`int_in`: ``--epochs``, ``--steps``, ``--rounds``,
+    ...) is refused when given twice, as ``--seed`` is (:class:`Once`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(self.type, "number", False):
+            super().__call__(parser, namespace, values, option_string)
+        else:
+            setattr(namespace, self.dest, values)
 
 
 def seeds_in_range(span):
@@ -205,21 +233,114 @@ def record_mode_of(path) -> str | None:
     return mode if mode in MODES else None
 
 
+# what this product writes, recognised before a run replaces it (Parser._check_outputs)
+
+#: the PNG text chunk (keyword, value) every figure of the product carries (:func:`figures.save
+#: <experiments._lib.figures.save>` puts it there): a PNG without it was not written by the product
+FIGURE_MARKER = ("jaxnets", "a figure of the jaxnets experiments")
+#: the first line of the report the main job writes (``RESULTS.md``), and the line that follows
+#: it within its first lines (see ``experiments.reproduce._header``)
+REPORT_TITLE = "# Results"
+_REPORT_BY = re.compile(r"^(Generated|Rebuilt) by `[^`\n]*experiments\.reproduce\b")
+
+
+def product_record(path) -> bool:
+    """True when ``path`` holds a record this product wrote: a JSON object with the
+    ``"environment"`` stamp (versions, device) that :func:`experiments._lib.report.write_json`
+    puts on every record it writes. A worked-examples text (``worked.txt``) counts when it opens
+    as the product writes it (``=== doc ...``)."""
+    from experiments._lib import report
+    if not os.path.isfile(path):
+        return False
+    if os.fspath(path).endswith(".txt"):
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read(8) == "=== doc "
+        except (OSError, UnicodeDecodeError):
+            return False
+    try:
+        rec = report.load_json(path)
+    except report.RecordError:
+        return False
+    env = rec.get("environment") if isinstance(rec, dict) else None
+    return isinstance(env, dict) and "jax" in env
+
+
+def product_report(path) -> bool:
+    """True when ``path`` is a report the main job wrote: its first line is :data:`REPORT_TITLE`
+    and one of the next lines says "Generated by `python -m experiments.reproduce ...`" (or
+    "Rebuilt by ...")."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = f.read(4096).splitlines()[:12]
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(head) and head[0].rstrip() == REPORT_TITLE and any(_REPORT_BY.match(ln) for ln in head[1:])
+
+
+def product_figure(path) -> bool:
+    """True when ``path`` is a PNG carrying :data:`FIGURE_MARKER` in a text chunk (read without
+    decoding the image: the chunks are walked up to the image data)."""
+    key = FIGURE_MARKER[0].encode("latin-1")
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                return False
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    return False
+                n, kind = int.from_bytes(head[:4], "big"), head[4:]
+                if kind in (b"IDAT", b"IEND") or n > 1 << 20:
+                    return False      # text chunks come before the image data
+                body = f.read(n)
+                f.seek(4, os.SEEK_CUR)   # the CRC
+                if kind in (b"tEXt", b"iTXt", b"zTXt") and body.split(b"\0", 1)[0] == key:
+                    return True
+    except OSError:
+        return False
+
+
+def _not_regular(path) -> str | None:
+    """Why ``path``, which a run would replace, must not be (a folder, a link to one, a broken
+    link, a device...); None when it does not exist or is a regular file (or a link to one)."""
+    if not os.path.lexists(path):
+        return None
+    if os.path.isfile(path):
+        return None
+    what = ("a broken link" if not os.path.exists(path) else "a folder" if os.path.isdir(path)
+            else "not a regular file")
+    return f"{path} exists and is {what}, not a file this run can replace"
+
+
 class Parser(argparse.ArgumentParser):
     """``argparse`` parser whose ``parse_args`` also sets ``mode``, ``results_dir``,
     ``figures_dir`` and ``download`` (see :func:`output_dirs`) and refuses, before any work, an
     output folder that cannot be written or that is (or lies inside) a committed record folder in
-    a quick or tiny run, an ``--out`` whose record of another mode the run would replace, a
-    ``--data`` that holds none of the data sets the script reads, repeated seeds, and whatever
-    the script's own :attr:`checks` refuse."""
+    a quick or tiny run, an ``--out`` whose record of another mode the run would replace, a file
+    the run would replace that this product did not write (:meth:`_check_outputs`), a
+    ``--data`` that holds none of the data sets the script reads, repeated seeds, a number
+    option given twice, and whatever the script's own :attr:`checks` refuse."""
 
     default_mode = "full"
     datasets: tuple[str, ...] = ()
     #: the record files the run writes in its results folder (names, or a function of the parsed
-    #: args giving them): under ``--out`` one of another mode is not replaced
+    #: args giving them): under ``--out`` one of another mode is not replaced; anywhere, one this
+    #: product did not write is not replaced (:func:`product_record`)
     records: tuple[str, ...] | Callable = ()
+    #: the name prefixes of the figures the run may write in its figures folder (``"e1_"``; or a
+    #: function of the parsed args giving them); None: each record's name without ``.json`` plus
+    #: ``_`` or ``.`` (``e1.json``: ``e1_*.png``; ``scaling.json``: ``scaling.png``)
+    figures: tuple[str, ...] | Callable | None = None
+    #: the report the run writes (a function of the parsed args giving its path, or None): one
+    #: this product did not write is not replaced (:func:`product_report`)
+    report: Callable | None = None
     #: functions of the parsed args returning a usage error (one line) or None
     checks: tuple[Callable, ...] = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _Store)   # a number option given twice is refused
 
     def error(self, message):
         """One line on standard error and exit status 2 (argparse prints the usage too)."""
@@ -248,7 +369,7 @@ class Parser(argparse.ArgumentParser):
             why = _writable_folder_problem(d)
             if why:
                 self.error(f"cannot write the output folder {d}/: {why}")
-        self._check_records(a)
+        self._check_outputs(a)
         return a
 
     def _check_out(self, a) -> None:
@@ -265,18 +386,67 @@ class Parser(argparse.ArgumentParser):
                 self.error(f"--out {a.out}: a {a.mode} run would write into the committed records in "
                            f"{hit[0]}; choose a folder outside results/ and figures/ (or run --full)")
 
-    def _check_records(self, a) -> None:
-        """Under ``--out``, a record the run would replace must be of the run's own mode (a
-        same-mode rerun replaces it)."""
-        if a.out is None:
-            return
-        names = self.records(a) if callable(self.records) else self.records
-        for name in names:
+    def _record_names(self, a) -> tuple[str, ...]:
+        return tuple(self.records(a) if callable(self.records) else self.records)
+
+    def figure_prefixes(self, a) -> tuple[str, ...]:
+        """The name prefixes of the figures a run of ``a`` may write (:attr:`figures`)."""
+        if self.figures is not None:
+            return tuple(self.figures(a) if callable(self.figures) else self.figures)
+        stems = [n[:-len(".json")] for n in self._record_names(a) if n.endswith(".json")]
+        return tuple(p for s in stems for p in (s + "_", s + "."))
+
+    def _check_outputs(self, a) -> None:
+        """Before any work, what the run would replace in its folders must be its own:
+
+        * a record (:attr:`records`) must be a regular file this product wrote
+          (:func:`product_record`; an unreadable one counts as not written by it) and, under
+          ``--out``, of the run's own mode (a same-mode rerun replaces it);
+        * the report (:attr:`report`) must be a regular file the main job wrote
+          (:func:`product_report`);
+        * the PNGs in the figures folder whose names start with one of the run's figure
+          prefixes (:meth:`figure_prefixes`) must be regular files and, under an explicit
+          ``--out`` other than the committed ``figures/``, carry the product's marker
+          (:func:`product_figure`). The committed figures predate the marker and are under
+          version control, and the default folders are the product's own: there the marker is
+          not asked for.
+
+        Anything else is refused: one line naming the file, exit 2, nothing written."""
+        keep = "refused, nothing written (move it away, or choose another --out)"
+        for name in self._record_names(a):
             path = os.path.join(a.results_dir, name)
-            got = record_mode_of(path)
+            why = _not_regular(path)
+            if why:
+                self.error(f"{why}: {keep}")
+            got = record_mode_of(path) if a.out is not None else None
             if got not in (None, a.mode):
                 self.error(f"{path} is a {got} run's record and this is a {a.mode} run: refused, nothing "
                            f"written (choose another --out, or remove that record)")
+            if os.path.exists(path) and not product_record(path):
+                self.error(f"{path} is not a record this product wrote (no readable record with its "
+                           f"environment stamp): {keep}")
+        report = self.report(a) if self.report is not None else None
+        if report is not None:
+            why = _not_regular(report)
+            if why:
+                self.error(f"{why}: {keep}")
+            if os.path.exists(report) and not product_report(report):
+                self.error(f"{report} is not a report this product wrote (its first lines are not "
+                           f"'{REPORT_TITLE}' and 'Generated by `python -m experiments.reproduce ...`'): {keep}")
+        prefixes = self.figure_prefixes(a)
+        if not prefixes or not os.path.isdir(a.figures_dir):
+            return
+        marked = a.out is not None and os.path.realpath(a.figures_dir) not in committed_paths()
+        for name in sorted(os.listdir(a.figures_dir)):
+            if not (name.startswith(prefixes) and name.endswith(".png")):
+                continue
+            path = os.path.join(a.figures_dir, name)
+            why = _not_regular(path)
+            if why:
+                self.error(f"{why}: {keep}")
+            if marked and not product_figure(path):
+                self.error(f"{path} is not a figure this product wrote (a PNG without its "
+                           f"'{FIGURE_MARKER[0]}' marker): {keep}")
 
     def _check_data(self, root: str) -> None:
         """``--data``: an existing folder holding at least one expected data-set folder and no
@@ -317,6 +487,15 @@ class ToolParser(argparse.ArgumentParser):
 
     error = Parser.error
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _Store)   # a number option given twice is refused
+
+    def parse_args(self, args=None, namespace=None):
+        a = super().parse_args(args, namespace)
+        vars(a).pop("_given", None)     # Once's bookkeeping
+        return a
+
 
 def tool_parser(doc: str, *, prog: str) -> ToolParser:
     """A :class:`ToolParser` named ``prog`` whose description is ``doc`` without reST markup."""
@@ -356,6 +535,7 @@ ALL_DATASETS = ("mnist", "mnist_5k", "fashion_mnist", "cifar10", "tiny_shakespea
 def make_parser(doc: str, *, prog: str | None = None, seed: int | None = 0, quick: str, tiny: str | None = None,
                 full: str | None = None, default_mode: str = "quick", with_seed: bool = True,
                 datasets: tuple[str, ...] = ALL_DATASETS, records: tuple[str, ...] | Callable = (),
+                figures: tuple[str, ...] | Callable | None = None, report: Callable | None = None,
                 checks: tuple[Callable, ...] = ()) -> Parser:
     """The parser of an experiment script.
 
@@ -366,11 +546,14 @@ def make_parser(doc: str, *, prog: str | None = None, seed: int | None = 0, quic
     behaviour (``--quick`` instead of ``--full``). ``with_seed=False``: no ``--seed`` (a
     measurement without randomness). ``datasets``: the registered data sets the script reads
     (what ``--data`` must hold). ``records``: the record files the run writes (see
-    :attr:`Parser.records`); ``checks``: the script's own usage checks (:attr:`Parser.checks`).
+    :attr:`Parser.records`); ``figures``: the name prefixes of its figures (default: from
+    ``records``, :attr:`Parser.figures`); ``report``: the report it writes
+    (:attr:`Parser.report`); ``checks``: the script's own usage checks (:attr:`Parser.checks`).
     """
     ap = Parser(prog=prog, description=plain(doc), epilog=EXIT_CODES_HELP,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.default_mode, ap.datasets, ap.records, ap.checks = default_mode, tuple(datasets), records, tuple(checks)
+    ap.figures, ap.report = figures, report
     full = full or "Run at the documents' scale."
     size = ap.add_mutually_exclusive_group()
     if default_mode == "full":
@@ -398,7 +581,13 @@ def make_parser(doc: str, *, prog: str | None = None, seed: int | None = 0, quic
                     help="Write results to DIR/results/ and figures to DIR/figures/ instead of the "
                          "default folders (a quick or tiny run refuses a DIR in or under the committed "
                          "record folders). A rerun of the same mode replaces DIR's record; a record of "
-                         "another mode there is refused, never replaced.")
+                         "another mode there is refused, never replaced. So is, before any work, a file "
+                         "the run would replace that this product did not write: a record or a report "
+                         "(in any folder), a PNG named like one of the run's figures that lacks the "
+                         "product's marker (checked in DIR/figures/ only, as the committed figures "
+                         "predate the marker), or such a path that is not a regular file. The figures "
+                         "and the record replace the old ones together when the record is written, so "
+                         "an interrupted run leaves the old ones.")
     if with_seed:
         ap.add_argument("--seed", type=SEED, default=seed, action=Once,
                         help=f"Random seed of the run, 0 to 4,294,967,295 (default {seed})." if seed is not None else
@@ -454,8 +643,11 @@ class Run:
     command stamped on records). :func:`main` makes one per call, hands it to the body as
     ``args.run`` and makes it :func:`current` while the body runs; nothing outlives the call."""
 
-    def __init__(self, command: str | None = None):
+    def __init__(self, command: str | None = None, *, stage: bool = False):
         self.command = command                    # the command line being run (stamped on records)
+        #: (temporary, final path) of the figures and record written but not yet in place
+        #: (:func:`staged`); None: files are written in place at once (outside main())
+        self.staged: list[tuple[str, str]] | None = [] if stage else None
         self.reset()
 
     def reset(self):
@@ -529,6 +721,89 @@ def end_phase(level: int = 1) -> None:
 def wrote(path) -> None:
     """Record a file this run wrote completely (listed if the run is interrupted)."""
     current().written.append(os.fspath(path))
+
+
+# ----------------------------------------------------------------------------------- staging
+# Under main() a figure or record is first written (atomically, by jaxnets._io.atomic_write) to a
+# hidden temporary beside its place; when the record is written, it and the figures before it
+# are renamed into place as a group, with SIGINT/SIGTERM held back for those renames. An
+# interrupted or failed run removes its temporaries: the previous run's record and figures stay
+# as they were, never half replaced. Outside main() (a test or notebook calling ``run``) files
+# are written in place at once.
+
+def _stage(path: str) -> str:
+    """The name to write ``path`` to now: ``path`` itself outside main(); under it a temporary
+    beside it, named as the atomic writer names its own (``.<name>.<pid>.<random>.part``, so a
+    killed run's leftover is removed by a later write of the same file), kept for
+    :func:`commit_staged`."""
+    from jaxnets import _io
+    run = current()
+    if run.staged is None:
+        return path
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _io._remove_stale_temps(final)       # what a killed run left for this file
+    tmp = os.path.join(final.parent, f".{_io._stem(final.name)}.{os.getpid()}.{secrets.token_hex(8)}.part")
+    run.staged.append((tmp, path))      # before the file exists: an interrupt's cleanup finds it
+    return tmp
+
+
+def _unstage(tmp: str) -> None:
+    run = current()
+    if run.staged:
+        run.staged[:] = [(t, f) for t, f in run.staged if t != tmp]
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def staged(path):
+    """Around the atomic write of a figure or record ``path``: yields the name to write (see
+    :func:`_stage`); an ``OSError`` becomes an :class:`OutputError` naming ``path``
+    (:func:`writing`); a write that fails leaves no temporary. Outside main() the file is in
+    place when the block ends (and listed by :func:`wrote`); under it, once
+    :func:`commit_staged` has run (a record's write calls it)."""
+    path = os.fspath(path)
+    tmp = _stage(path)
+    try:
+        with writing(path):
+            yield tmp
+    except BaseException:
+        if tmp != path:
+            _unstage(tmp)
+        raise
+    if tmp == path:
+        wrote(path)
+
+
+def commit_staged() -> list[str]:
+    """Rename every staged file into place (figures in the order written, then the record), with
+    SIGINT/SIGTERM held back until the last rename (:func:`jaxnets._io._signals_deferred`);
+    returns their paths. Nothing staged (outside main()): nothing to do."""
+    from jaxnets._io import _signals_deferred
+    run = current()
+    done: list[str] = []
+    if not run.staged:
+        return done
+    with _signals_deferred():
+        while run.staged:
+            tmp, final = run.staged[0]
+            with writing(final):
+                os.replace(tmp, final)
+            run.staged.pop(0)
+            wrote(final)
+            done.append(final)
+    return done
+
+
+def discard_staged(run: Run | None = None) -> None:
+    """Remove the staged files not yet renamed into place (an interrupted or failed run, or an
+    experiment of the main job that failed): the files they were to replace stay as they were."""
+    run = run or current()
+    while run.staged:
+        tmp, _ = run.staged.pop()
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 class OutputError(Exception):
@@ -734,6 +1009,7 @@ def _signals_as_interrupt():
 
 def _interrupted() -> int:
     signal.setitimer(signal.ITIMER_REAL, 0)   # handled: no second raise
+    discard_staged()                          # the old record and figures stay, untouched
     with contextlib.suppress(Exception):
         print("\n" + interrupted_line(current().signal or "Ctrl-C"), file=sys.stderr, flush=True)
     return EXIT_INTERRUPTED
@@ -765,7 +1041,7 @@ def main(parser: Parser, body, argv=None, *, prog: str = "") -> int:
     global _MAIN_STARTED, _LAST_RUN
     _MAIN_STARTED, _LAST_RUN = True, None
     argv = sys.argv[1:] if argv is None else list(argv)
-    run = Run(shlex.join([*parser.prog.split(), *argv]))
+    run = Run(shlex.join([*parser.prog.split(), *argv]), stage=True)
     token = _RUN.set(run)
     try:
         return _run_body(parser, body, argv, prog)
@@ -794,6 +1070,7 @@ def _call_body(body, args, run: Run, prog: str) -> int:
     from jaxnets import data
     try:
         rc = body(args)
+        commit_staged()        # figures written with no record after them (bench --replot)
         end_phase(0)
         run.finished, run.unwritten = True, ""
     except KeyboardInterrupt:
@@ -808,4 +1085,6 @@ def _call_body(body, args, run: Run, prog: str) -> int:
         if run.signal:  # an interrupt that surfaced as another exception
             return _finish(_interrupted())
         raise
+    finally:
+        discard_staged(run)    # a failed run's figures without their record: the old ones stay
     return rc if isinstance(rc, int) else EXIT_OK

@@ -331,12 +331,18 @@ def _grow_to_fit(fig) -> None:
 
 
 def _write(fig, path, **savefig_kwargs) -> str:
-    """Save ``fig`` to ``path`` atomically (format from the suffix); records it for the run."""
+    """Save ``fig`` to ``path`` atomically (format from the suffix); records it for the run. A
+    PNG carries the product's marker, :data:`cli.FIGURE_MARKER <experiments._lib.cli.FIGURE_MARKER>`,
+    in a text chunk (so a later run can tell it from a file it did not write). Under
+    :func:`cli.main <experiments._lib.cli.main>` the figure is put in place together with the
+    run's record (:func:`cli.staged <experiments._lib.cli.staged>`)."""
     path = os.fspath(path)
     fmt = os.path.splitext(path)[1].lstrip(".") or "png"
-    with cli.writing(path), atomic_write(path, "wb") as f:
+    if fmt == "png":
+        key, value = cli.FIGURE_MARKER
+        savefig_kwargs["metadata"] = {**(savefig_kwargs.get("metadata") or {}), key: value}
+    with cli.staged(path) as dest, atomic_write(dest, "wb") as f:
         fig.savefig(f, format=fmt, **savefig_kwargs)
-    cli.wrote(path)
     return path
 
 

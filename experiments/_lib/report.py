@@ -126,7 +126,9 @@ def restore_non_finite(record):
 
 def write_json(path, record: dict) -> str:
     """Write ``record`` plus ``"environment"`` atomically to ``path`` as strict JSON (non-finite
-    floats → ``null``, listed in ``"non_finite"``); returns the path."""
+    floats → ``null``, listed in ``"non_finite"``); returns the path. Under
+    :func:`cli.main <experiments._lib.cli.main>` the record and the figures written before it
+    replace the old ones together (:func:`cli.commit_staged <experiments._lib.cli.commit_staged>`)."""
     path = os.fspath(path)
     record = dict(record)
     record.setdefault("environment", environment())
@@ -135,9 +137,9 @@ def write_json(path, record: dict) -> str:
     clean = finite_json(record, where)
     if where:
         clean["non_finite"] = where
-    with cli.writing(path), atomic_write(path, "w", encoding="utf-8") as f:
+    with cli.staged(path) as dest, atomic_write(dest, "w", encoding="utf-8") as f:
         json.dump(clean, f, indent=1, allow_nan=False)
-    cli.wrote(path)
+    cli.commit_staged()
     return path
 
 
