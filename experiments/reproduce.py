@@ -153,6 +153,7 @@ def run_one(name, mode="quick", results_dir="results", figures_dir="figures", fr
     that does not follow the schema becomes a "failed" row naming the file and the problem."""
     module, doc, title, tiny_kw = EXPERIMENTS[name]
     t0, c0 = time.perf_counter(), _cpu_seconds()
+    staged_before = len(cli.current().staged or ())   # an earlier experiment's, not to be discarded
     try:
         if name == "worked":
             rec = _worked_rows(results_dir, write=not from_results)
@@ -170,7 +171,7 @@ def run_one(name, mode="quick", results_dir="results", figures_dir="figures", fr
     except Exception as e:  # noqa: BLE001 - one failure must not stop the others
         if cli.current().signal:  # Ctrl-C/SIGTERM that a library turned into another exception
             raise KeyboardInterrupt(cli.current().signal) from e
-        cli.discard_staged()      # its figures without its record: the earlier ones stay
+        cli.discard_staged(since=staged_before)   # its figures without its record: the earlier ones stay
         rec = _failed_record(name, title, e)
     wall = rec.get("wall_time") if from_results and rec["status"] == "ran" and name != "worked" else None
     rec.update({"experiment": name, "doc": doc, "title": title, "mode": mode,

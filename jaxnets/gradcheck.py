@@ -1009,7 +1009,7 @@ def _check_layer_once(layer, x, params, key, dy, fkey, autodiff_tol, numeric_tol
         raise ValueError(f"check_layer: x is an integer array ({x.dtype}) and backward returns a dx: dx "
                          "cannot be checked against an integer input; pass a float x (x.astype(float)) to "
                          "check it (an integer x is for token ids, whose backward returns dx = None)")
-    _cache_crosses_jit(layer, params, x, fkey, dy)
+    _cache_crosses_jit(layer, params, x, fkey, dy, cache)
     primal = (params, x) if has_dx else (params,)
     with _traceable():
         f = jax.jit(lambda t: jnp.sum(layer.forward(t[0], t[1] if has_dx else x, fkey)[0] * dy))
@@ -1028,19 +1028,36 @@ def _check_layer_once(layer, x, params, key, dy, fkey, autodiff_tol, numeric_tol
     return report, params
 
 
-def _cache_crosses_jit(layer, params, x, fkey, dy) -> None:
+#: JAX's errors for a traced value used as a concrete one (np.asarray of a tracer, `if` on one, a
+#: traced shape): what a backward meets when it is not traceable or its cache held Python facts
+_TRACER_ERRORS = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
+                  jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError, TypeError)
+
+
+def _cache_crosses_jit(layer, params, x, fkey, dy, cache) -> None:
     """The contract's promise that a cache can leave one ``jax.jit`` and enter another: forward
-    jitted, its cache handed to a jitted backward. A bare shape or flag in the cache arrives there
-    as a traced array, and the backward fails; that is refused in the contract's words."""
+    jitted, its cache handed to a jitted backward. A bare shape or flag in the cache (``cache``,
+    the eager forward's, holds a Python number where an array belongs) arrives there as a traced
+    array, and the backward fails: refused, naming ``Static``. A backward that fails under jit on
+    a cache of arrays is not traceable itself (NumPy on its arrays, a Python ``if`` on a value):
+    refused, naming ``jax.numpy``. Any other error propagates as it is."""
     with _traceable():
-        _, cache = jax.jit(lambda p, v: layer.forward(p, v, fkey))(params, x)
+        _, jcache = jax.jit(lambda p, v: layer.forward(p, v, fkey))(params, x)
     try:
-        jax.block_until_ready(jax.jit(layer.backward)(cache, dy))
-    except Exception as e:   # noqa: BLE001 - any failure here is the cache's, re-raised in words
-        raise ValueError("check_layer: the backward fails on a cache returned from a jitted forward "
-                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}): a cache holds "
-                         "arrays; Python facts the backward needs (a shape, a flag, a size) go in "
-                         "jaxnets.nn.layers.Static((...)), a tuple that crosses jax.jit unchanged") from None
+        jax.block_until_ready(jax.jit(layer.backward)(jcache, dy))
+    except _TRACER_ERRORS as e:
+        bare = [v for v in jax.tree.leaves(cache) if isinstance(v, (bool, int, float, complex, np.generic))]
+        what = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        if bare:
+            raise ValueError(f"check_layer: the backward fails on a cache returned from a jitted forward ({what}): "
+                             f"the cache holds the Python value {bare[0]!r}, which crosses jax.jit as a traced "
+                             "array; Python facts the backward needs (a shape, a flag, a size) go in "
+                             "jaxnets.nn.layers.Static((...)), a tuple that crosses jax.jit unchanged") from None
+        if not isinstance(e, _TRACER_ERRORS[:-1]) and "trace" not in str(e).lower():
+            raise   # a TypeError of the backward's own, nothing to do with tracing
+        raise ValueError(f"check_layer: the backward cannot be traced by JAX ({what}), which fit compiles: "
+                         "write it with jax.numpy (not np.asarray/np.* on its arrays) and jnp.where instead of "
+                         "a Python `if` on array values") from None
 
 
 @contextlib.contextmanager
@@ -1118,8 +1135,13 @@ def gradient_checker(model, params, x, y, eps: float = 1e-3):
     (``alt_*``), where a wrong rule shows; ``degenerate`` says whether the document's entry
     compared 0 with 0, and ``why`` says it in words.
 
+    ``approx_fine`` / ``alt_approx_fine``: the same differences with a 100× smaller step; where
+    a ReLU input lies within ``eps`` of its kink the document's step straddles it and only the
+    finer one is a reference.
+
     Returns a list of ``{"param", "index", "backprop", "approx", "rel_error", "degenerate",
-    "alt_index", "alt_backprop", "alt_approx", "alt_rel_error", "why"}`` rows, one per parameter.
+    "alt_index", "alt_backprop", "alt_approx", "alt_rel_error", "approx_fine", "alt_approx_fine",
+    "why"}`` rows, one per parameter.
     """
     _, hand = model.backprop(params, x, y)
     probe = _Probe(lambda p: model.loss(p, x, y), params)
@@ -1129,7 +1151,9 @@ def gradient_checker(model, params, x, y, eps: float = 1e-3):
         g = np.asarray(g, np.float64)
         zero, alt = (0,) * g.ndim, np.unravel_index(int(np.argmax(np.abs(g))), g.shape)
         bp, approx = float(g[zero]) + 0.0, probe.central(i, 0, eps)  # + 0.0: no −0.0
-        abp, aapprox = float(g[alt]), probe.central(i, int(np.ravel_multi_index(alt, g.shape)), eps)
+        j_alt = int(np.ravel_multi_index(alt, g.shape))
+        abp, aapprox = float(g[alt]), probe.central(i, j_alt, eps)
+        fine, afine = probe.central(i, 0, eps / 100), probe.central(i, j_alt, eps / 100)
         degenerate = bp == 0.0 and abs(approx) < 1e-12
         why = ("the document's (0, …, 0) entry compares 0 with 0 (its input is 0 for this example), "
                "so it cannot tell a wrong rule from a right one; the largest-|gradient| entry can"
@@ -1137,7 +1161,8 @@ def gradient_checker(model, params, x, y, eps: float = 1e-3):
         rows.append({"param": name, "index": zero, "backprop": bp, "approx": approx,
                      "rel_error": rel_error(bp, approx), "degenerate": degenerate,
                      "alt_index": tuple(int(k) for k in alt), "alt_backprop": abp,
-                     "alt_approx": aapprox, "alt_rel_error": rel_error(abp, aapprox), "why": why})
+                     "alt_approx": aapprox, "alt_rel_error": rel_error(abp, aapprox), "approx_fine": fine,
+                     "alt_approx_fine": afine, "why": why})
     return rows
 
 

@@ -355,6 +355,11 @@ CONTRACT = {
     "cache holds a bare shape (x.shape), not Static": (
         _learner(lambda p, x, key=None: (x.reshape(x.shape[0], -1), x.shape), lambda c, dy: ({}, dy.reshape(c))),
         4, "Static"),
+    "cache holds a bare Python flag": (
+        _learner(lambda p, x, key=None: (2 * x, (True,)), lambda c, dy: ({}, 2 * dy if c[0] else dy)), 4, "Static"),
+    "backward written with NumPy (a cache of arrays)": (
+        _learner(lambda p, x, key=None: (jnp.tanh(x), jnp.tanh(x)),
+                 lambda y, dy: ({}, np.asarray(dy) * (1 - np.asarray(y) ** 2))), 4, "jax.numpy"),
 }
 
 

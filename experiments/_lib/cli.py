@@ -796,11 +796,12 @@ def commit_staged() -> list[str]:
     return done
 
 
-def discard_staged(run: Run | None = None) -> None:
+def discard_staged(run: Run | None = None, since: int = 0) -> None:
     """Remove the staged files not yet renamed into place (an interrupted or failed run, or an
-    experiment of the main job that failed): the files they were to replace stay as they were."""
+    experiment of the main job that failed: ``since``, how many were staged before it, which
+    stay staged): the files they were to replace stay as they were."""
     run = run or current()
-    while run.staged:
+    while run.staged and len(run.staged) > since:
         tmp, _ = run.staged.pop()
         with contextlib.suppress(OSError):
             os.unlink(tmp)

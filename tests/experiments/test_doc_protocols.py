@@ -224,6 +224,16 @@ def test_e3_gradcheck_row_outside_our_bound_is_a_failed_check(err, status):
     assert r["doc_value"] is None and r["status"] == status
 
 
+@pytest.mark.parametrize("fine,status", [(0.1, "info"), (0.100001, "info"), (0.2, "check failed"), (None, "check failed")])
+def test_e3_gradcheck_row_at_a_kink_in_the_documents_step(fine, status):
+    """backprop 0.1 against a 1e-3-step difference of 0.15 (the step straddles a ReLU kink): with
+    the finer step agreeing (0.1) the row holds and says why; without it, or disagreeing, it fails."""
+    from experiments import e3_fashion
+    r = e3_fashion.gradcheck_row("E3.1.gradcheck.b1", "b1(0)", 0.2, 0.1, 0.15, fine=fine)
+    assert r["status"] == status and r["value"] == 0.2
+    assert ("straddles a ReLU kink" in r["note"]) == (status == "info")
+
+
 def test_a_failed_own_check_fails_the_run_and_says_so(capsys):
     """A record with a "check failed" row: the main job's exit status is 1, its summary and
     console line say how many checks failed, and a script's own exit code is 1 with a line naming them."""

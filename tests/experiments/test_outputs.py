@@ -443,3 +443,39 @@ def test_numbers_are_ascii_digits_only(module, argv, says, capsys, tmp_path, mon
 @pytest.mark.parametrize("text, value", [("12", 12), ("+12", 12), ("007", 7), ("4294967295", 4294967295)])
 def test_ascii_numbers_are_still_taken(text, value):
     assert cli.SEED(text) == value
+
+
+def test_a_failed_experiment_keeps_an_earlier_ones_staged_figures(tmp_path, monkeypatch):
+    """E2 draws a figure after its record (still staged when E3, run after it, fails): E3's
+    failure drops only E3's figures, and E2's late figure is put in place when the job ends."""
+    import sys
+    import types
+    from experiments._lib.common import finish
+
+    def fake(name, run):
+        mod = types.ModuleType(f"fake_late_{name}")
+        mod.run = run
+        monkeypatch.setitem(sys.modules, mod.__name__, mod)
+        _, doc, title, tiny = reproduce.EXPERIMENTS[name]
+        monkeypatch.setitem(reproduce.EXPERIMENTS, name, (mod.__name__, doc, title, tiny))
+
+    def draw(config, name):
+        fig, ax = plt.subplots()
+        ax.plot([1, 2])
+        figures.save(fig, os.path.join(config.figures_dir, name), mode=config.mode)
+
+    def e2(config):
+        rec = finish("e2", {"experiment": "E2", "mode": config.mode, "rows": []}, config.results_dir)
+        draw(config, "e2_late.png")
+        return rec
+
+    def e3(config):
+        draw(config, "e3_curves.png")
+        raise RuntimeError("E3 broke after its first figure")
+    fake("E2", e2)
+    fake("E3", e3)
+    out = tmp_path / "out"
+    assert reproduce.main(["--tiny", "--only", "e2,e3", "--out", str(out)]) == cli.EXIT_FAILED
+    assert (out / "figures" / "e2_late.png").is_file()
+    assert not (out / "figures" / "e3_curves.png").exists()
+    assert not [p for p in tmp_path.rglob(".*")]
