@@ -69,7 +69,7 @@ def _temp_pattern(path: Path) -> re.Pattern:
 
 
 #: an ``.init`` file lives for microseconds in a live writer (created, locked, renamed); one this
-#: old whose lock is free was left by a writer killed in between
+#: old whose lock is free, or one whose writer's pid is gone, was left by a writer killed in between
 INIT_STALE_AFTER_S = 10.0
 
 
@@ -103,8 +103,8 @@ def _remove_stale_temps(path: Path) -> None:
         p = path.parent / name
         with contextlib.suppress(OSError):
             age = now - p.lstat().st_mtime
-            if m.group(3) == "init":
-                stale = age > INIT_STALE_AFTER_S
+            if m.group(3) == "init":   # a live writer's may not be locked yet: its pid must be gone
+                stale = age > INIT_STALE_AFTER_S or not _pid_alive(int(m.group(1)))
             else:
                 stale = age > STALE_AFTER_S or not _pid_alive(int(m.group(1)))
             if stale and _lock_free(p):

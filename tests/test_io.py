@@ -175,14 +175,23 @@ def test_a_signal_right_after_the_temporary_is_made_is_handled_once_it_is_known(
     assert len(os.listdir("/proc/self/fd")) == fds
 
 
-@pytest.mark.parametrize("age,removed", [(60.0, True), (0.0, False)])
-def test_an_init_file_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path, age, removed):
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("age,writer,removed", [(60.0, "alive", True), (0.0, "alive", False), (0.0, "dead", True)])
+def test_an_init_file_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path, age, writer, removed):
     """SIGKILL between the temporary's creation and its rename leaves ``.NAME.PID.TOKEN.init``:
     removed when its lock is free and it is older than INIT_STALE_AFTER_S (a live writer holds
-    one for microseconds), kept when it is new."""
+    one for microseconds) or its writer's pid is gone (a killed writer's, however new: the e2e
+    test of killed checkpoint writers once saved again within the 10 s), kept when it is new and
+    its writer may be alive."""
     assert 60.0 > _io.INIT_STALE_AFTER_S
     path = tmp_path / "f.bin"
-    left = tmp_path / f".f.bin.{os.getppid()}.0123456789abcdef.init"
+    pid = os.getppid() if writer == "alive" else _dead_pid()
+    left = tmp_path / f".f.bin.{pid}.0123456789abcdef.init"
     left.write_bytes(b"")
     os.utime(left, (time.time() - age,) * 2)
     with _io.atomic_write(path) as f:
