@@ -514,10 +514,28 @@ def _section(r, mode, results_dir, base):
     cols = (["doc"] if worked else []) + ["quantity", "ours", "document", "tolerance", "status", "data", "note"]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += [_row_line(r, row, mode, worked) for row in r.get("rows", [])]
+    if r.get("status") == "ran" and r.get("runs") and r["experiment"] == "E7":
+        lines += _e7_discussion(r)
     if r.get("status") == "ran" and r.get("samples"):
         rec_path = record_path(r["experiment"], results_dir)
         lines += _sample_lines(r, f"[{rec_path}]({os.path.relpath(os.path.abspath(rec_path), base)})")
     return lines
+
+
+def _e7_discussion(r) -> list:
+    """E7's written comparison and doc 003 §4.1's questions answered from its record (the word
+    shares against the training split of the embedded corpus; left out if it cannot be read)."""
+    from experiments import e7_transformer
+    from jaxnets.data import DataError, text
+    try:
+        d = text.shakespeare(None, False)
+        training = d.tokenizer.decode(d.train)
+    except (DataError, OSError):
+        training = None
+    out = ["", "Discussion (doc 003 §4.1's questions, from this record):", ""]
+    if r.get("comparison"):
+        out += [f"- {md_cell(line)}" for line in str(r["comparison"]).split("\n") if line.strip()]
+    return out + [md_cell(line) for line in e7_transformer.discussion(r, training)]
 
 
 SAMPLE_LINES = 4

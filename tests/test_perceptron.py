@@ -44,6 +44,26 @@ def test_loss_gradient_batch_vs_autodiff(x64):
     assert float(jnp.max(jnp.abs(P.perceptron_loss_grad(Wt, jnp.asarray([1.0, 2.0], jnp.float64), 0)))) == 0
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_loss_gradient_vs_central_differences(x64, seed):
+    """SPEC §1.4's third check for the perceptron too: the 4-case rule against central differences
+    (float64, step 1e-5, relative tolerance 1e-6), on random W, x away from the kinks (every
+    example's margin |w_y·x − max_{c≠y} w_c·x − 1| and every runner-up gap ≥ 1e-2, so no step of
+    1e-5 changes which case an example is in)."""
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((4, 6))
+    X, y = rng.standard_normal((30, 6)), rng.integers(0, 4, 30)
+    s = X @ W.T
+    other = np.where(np.arange(4)[None, :] == y[:, None], -np.inf, s)
+    top2 = np.sort(other, axis=1)[:, -2:]
+    keep = (np.abs(s[np.arange(30), y] - top2[:, 1] - 1) >= 1e-2) & (top2[:, 1] - top2[:, 0] >= 1e-2)
+    X, y = jnp.asarray(X[keep]), jnp.asarray(y[keep])
+    assert len(y) >= 10 and float(P.perceptron_loss(jnp.asarray(W), X, y)) > 0   # some examples in each case
+    g = np.asarray(P.perceptron_loss_grad(jnp.asarray(W), X, y))
+    num = np.asarray(gradcheck.numerical_grad(lambda w: P.perceptron_loss(w, X, y), jnp.asarray(W), eps=1e-5))
+    np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-9)
+
+
 # ----------------------------------------------------------------------------- Algorithm 1 ≡ linear Algorithm 2
 
 @pytest.mark.parametrize("cache_gram", [True, False])
