@@ -80,6 +80,8 @@ def _worked_record(records) -> dict:
         status = "info" if r["agrees"] is None else ("agrees" if r["agrees"] else "differs")
         if status == "differs" and str(r.get("note") or "").startswith("document slip"):
             status = "document slip"
+        if r.get("reconstruction") and status == "agrees":   # our account of a slip, not the document's number
+            status = "info"
         rows.append({"id": r["id"], "doc": r["doc"], "quantity": r.get("quantity") or r["id"], "value": r["value"],
                      "doc_value": r["doc_value"], "tolerance": (r.get("criterion") or "doc rounding") if r["agrees"] is not None else None,
                      "status": status, "note": r.get("note") or "", "data": "document",
