@@ -616,15 +616,37 @@ def headline(rec) -> list:
     return out
 
 
-def _write_summary(records, mode, wall, results_dir, previous):
+def _write_summary(records, mode, wall, results_dir, previous, partial=False):
     """``results_dir/reproduce.json``: the run's summary and the measured times the next run's ETA
-    uses (``previous``, the last run's, updated with this run's)."""
+    uses (``previous``, the last run's, updated with this run's). A ``partial`` run (``--only``)
+    updates the entries of the experiments it ran and keeps the others and the whole run's wall
+    time as the last run of the same mode left them, its own wall time under ``last_partial``:
+    rerunning one experiment never erases the record of the whole run."""
     measured = dict(previous)
     measured.update({r["experiment"]: r["wall_time"] for r in records if r["status"] == "ran"})
-    report.write_json(os.path.join(results_dir, "reproduce.json"), {
-        "mode": mode, "wall_time": wall, "measured": measured,
-        "summary": [{k: r.get(k) for k in ("experiment", "status", "wall_time", "cpu_time")}
-                    | {"data": data_of(r)[0], "rows": counts(r)} for r in records]})
+    entries = [{k: r.get(k) for k in ("experiment", "status", "wall_time", "cpu_time")}
+               | {"data": data_of(r)[0], "rows": counts(r)} for r in records]
+    out = {"mode": mode, "wall_time": wall, "measured": measured, "summary": entries}
+    last = _last_summary(mode, results_dir) if partial else None
+    if last is not None:
+        ran = {e["experiment"] for e in entries}
+        kept = [e for e in last.get("summary", []) if isinstance(e, dict) and e.get("experiment") not in ran]
+        order = {n: i for i, n in enumerate(EXPERIMENTS)}
+        out = {"mode": mode, "wall_time": last.get("wall_time"), "measured": measured,
+               "summary": sorted(kept + entries, key=lambda e: order.get(e.get("experiment"), len(order))),
+               "last_partial": {"experiments": sorted(ran, key=lambda n: order.get(n, len(order))),
+                                "wall_time": wall}}
+    report.write_json(os.path.join(results_dir, "reproduce.json"), out)
+
+
+def _last_summary(mode, results_dir) -> dict | None:
+    """The last main-job summary of ``mode`` in ``results_dir`` (None: none, unreadable or of
+    another mode)."""
+    try:
+        last = report.load_json(os.path.join(results_dir, "reproduce.json"))
+    except report.RecordError:
+        return None
+    return last if isinstance(last, dict) and record_mode(last) == mode else None
 
 
 def _previous(mode, results_dir) -> dict:
@@ -674,7 +696,7 @@ def run(only=None, mode="quick", results_dir="results", figures_dir="figures", r
     cli.wrote(report_path)
     cli.current().unwritten = ""
     if not from_results:       # a rebuild measured nothing: the last run's summary and times stay
-        _write_summary(records, mode, wall, results_dir, previous)
+        _write_summary(records, mode, wall, results_dir, previous, partial=bool(only) and len(names) < len(EXPERIMENTS))
     return records, all(r["status"] in RAN for r in records)
 
 

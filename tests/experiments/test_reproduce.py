@@ -307,3 +307,28 @@ def test_a_tiny_main_job_runs_every_experiment_in_its_own_tiny_mode(tmp_path, mo
     reproduce.run(["E3", "E4", "E6"], mode="tiny", results_dir=str(tmp_path), figures_dir=str(tmp_path),
                   report_path=str(tmp_path / "R.md"))
     assert seen == {"E3": (True, True, None), "E4": (True, True, None), "E6": (True, True, 0)}
+
+
+@pytest.mark.parametrize("earlier_mode", ["tiny", "quick"])
+def test_a_partial_run_keeps_the_whole_runs_summary(tmp_path, monkeypatch, earlier_mode):
+    """``--only E1`` after a whole run of the same mode replaced reproduce.json by E1 alone (the
+    committed full summary lost its wall time and six experiments once): the other entries and the
+    whole run's wall time stay, E1's is updated, the partial run's own time is under last_partial.
+    A summary of another mode is replaced as before."""
+    whole = {"mode": earlier_mode, "wall_time": 1234.5, "measured": {"E1": 3.0, "E2": 4.0},
+             "summary": [{"experiment": "E1", "status": "ran", "wall_time": 3.0, "cpu_time": 1.0, "data": "sample",
+                          "rows": {"info": 1}},
+                         {"experiment": "E2", "status": "ran", "wall_time": 4.0, "cpu_time": 1.0, "data": "sample",
+                          "rows": {"agrees": 2}}]}
+    (tmp_path / "reproduce.json").write_text(json.dumps(whole))
+    _fake(monkeypatch, "E1", lambda config: {"rows": [], "data": "sample", "mode": "tiny"})
+    reproduce.run(["E1"], mode="tiny", results_dir=str(tmp_path), figures_dir=str(tmp_path),
+                  report_path=str(tmp_path / "R.md"))
+    got = json.loads((tmp_path / "reproduce.json").read_text())
+    if earlier_mode == "tiny":
+        assert got["wall_time"] == 1234.5 and got["last_partial"]["experiments"] == ["E1"]
+        assert [e["experiment"] for e in got["summary"]] == ["E1", "E2"]
+        assert got["summary"][0]["rows"] == {} and got["summary"][1] == whole["summary"][1]
+        assert got["measured"]["E2"] == 4.0 and got["measured"]["E1"] != 3.0
+    else:
+        assert [e["experiment"] for e in got["summary"]] == ["E1"] and "last_partial" not in got
