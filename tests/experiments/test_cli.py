@@ -17,6 +17,7 @@ import pytest
 
 from experiments._lib import cli
 from jaxnets import data
+from _fakes import usage_error
 
 ROOT = Path(__file__).resolve().parents[2]
 # every script with the experiments' shared command line, and the tools with the plain one
@@ -264,16 +265,6 @@ def test_missing_data_message_from_the_registry_keeps_where_it_looked(tmp_path):
 
 # ------------------------------------------------------------ usage errors: one line, exit 2, no work
 
-def _usage_error(module, argv, capsys):
-    import importlib
-    mod = importlib.import_module(f"experiments.{module}")
-    with pytest.raises(SystemExit) as e:
-        mod.main(list(argv))
-    err = capsys.readouterr().err
-    assert e.value.code == cli.EXIT_USAGE, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.mark.parametrize("module, argv, says", [
@@ -306,7 +297,7 @@ def test_every_number_is_validated_by_the_parser(module, argv, says, capsys, tmp
     """A wrong number is one line and exit 2 before any work: never a traceback, never a default
     silently put in its place (``--epochs 0`` used to run 1 epoch)."""
     monkeypatch.chdir(tmp_path)
-    assert says in _usage_error(module, argv, capsys)
+    assert says in usage_error(module, argv, capsys)
 
 
 @pytest.mark.parametrize("module", ["e1_mnist", "e5_perceptron", "reproduce", "scaling", "bench"])
@@ -337,7 +328,7 @@ def test_out_that_cannot_be_used_is_refused_before_any_work(module, case, capsys
                  "link to results": (str(tmp_path / "link"), f"committed records in {cwd / 'results'}"),
                  "repo's results": (str(ROOT / "results"), f"committed records in {ROOT / 'results'}")}[case]
     argv = ["--tiny" if module != "bench" and module != "scaling" else "--quick", "--out", out]
-    assert says in _usage_error(module, argv, capsys)
+    assert says in usage_error(module, argv, capsys)
     assert sorted(p.name for p in cwd.rglob("*")) == ["experiments", "reproduce.py", "results"]  # nothing written
 
 
@@ -364,7 +355,7 @@ def test_a_record_of_another_mode_in_out_is_never_replaced(module, record, argv,
     rec = tmp_path / "out" / "results" / record
     rec.parent.mkdir(parents=True)
     rec.write_text(json.dumps({"mode": "full", "rows": []}))
-    line = _usage_error(module, [*argv, "--out", str(tmp_path / "out")], capsys)
+    line = usage_error(module, [*argv, "--out", str(tmp_path / "out")], capsys)
     assert f"{rec} is a full run's record and this is a {mode} run: refused, nothing written" in line
     assert json.loads(rec.read_text()) == {"mode": "full", "rows": []}
     assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == sorted(["results", record])
@@ -405,7 +396,7 @@ def test_steps_and_seeds_that_break_a_rule_are_usage_errors(module, argv, says, 
     from --seed (E7: N, N+1, N+2; E2: N+1) must stay in 0..2**32-1, where jax.random.key(2**32)
     would be key(0); a seed given twice is refused, never the last one silently used."""
     monkeypatch.chdir(tmp_path)
-    assert says in _usage_error(module, argv, capsys)
+    assert says in usage_error(module, argv, capsys)
 
 
 @pytest.mark.parametrize("module, argv", [
@@ -478,7 +469,7 @@ def test_data_folder_without_the_expected_folders_is_an_error(module, entries, s
     for e in entries:
         (root / e.rstrip("/")).mkdir() if e.endswith("/") else (root / e).write_text("x")
     data_arg = str(root / "FILE") if entries == ["FILE"] else str(root)
-    assert says in _usage_error(module, ["--tiny", "--data", data_arg], capsys)
+    assert says in usage_error(module, ["--tiny", "--data", data_arg], capsys)
 
 
 def test_data_file_is_tiny_shakespeare(tmp_path, monkeypatch):
@@ -506,7 +497,7 @@ def test_only_is_case_insensitive(tmp_path, monkeypatch):
     ("bench_conv", ["--json", "/dev/null/x.json"], "is a file, not a folder"),
 ])
 def test_json_output_is_checked_before_any_work(module, argv, says, capsys):
-    assert says in _usage_error(module, argv, capsys)
+    assert says in usage_error(module, argv, capsys)
 
 
 def test_each_main_call_has_its_own_run_state(tmp_path):

@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments import reproduce  # noqa: E402
 from experiments._lib import cli, figures, report  # noqa: E402
+from _fakes import draw, fake_experiment, usage_error  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ["e1_mnist", "e2_levels", "e3_fashion", "e4_ood", "e5_perceptron", "e6_cifar", "e7_transformer",
@@ -34,15 +35,6 @@ def _digest(folder: Path) -> dict:
             for p in sorted(folder.rglob("*"))}
 
 
-def _usage_error(module, argv, capsys) -> str:
-    mod = importlib.import_module(f"experiments.{module}")
-    with pytest.raises(SystemExit) as e:
-        mod.main(list(argv))
-    err = capsys.readouterr().err
-    assert e.value.code == cli.EXIT_USAGE, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def _plain_png(path: Path) -> None:
@@ -111,7 +103,7 @@ def test_a_file_this_product_did_not_write_is_never_replaced(module, argv, where
     out = tmp_path / "P"
     _put(out / where, what)
     before = _digest(out)
-    line = _usage_error(module, [*argv, "--out", str(out)], capsys)
+    line = usage_error(module, [*argv, "--out", str(out)], capsys)
     assert f"{out / where} {says}" in line and "refused, nothing written" in line, line
     assert _digest(out) == before
 
@@ -133,7 +125,7 @@ def test_a_path_that_is_not_a_regular_file_is_refused_before_any_work(module, ar
     out = tmp_path / "P"
     _put(out / where, what)
     before = _digest(out)
-    line = _usage_error(module, [*argv, "--out", str(out)], capsys)
+    line = usage_error(module, [*argv, "--out", str(out)], capsys)
     assert f"{out / where} exists and is " in line and "not a file this run can replace" in line, line
     assert _digest(out) == before
 
@@ -150,7 +142,7 @@ def test_the_default_folders_are_guarded_too(module, argv, where, what, says, tm
     default folders are the product's own)."""
     monkeypatch.chdir(tmp_path)
     _put(tmp_path / where, what)
-    line = _usage_error(module, argv, capsys)
+    line = usage_error(module, argv, capsys)
     assert f"{where} {says}" in line, line
 
 
@@ -316,21 +308,7 @@ def test_outside_main_a_figure_is_written_in_place_at_once(tmp_path):
 def test_a_failed_experiment_of_the_main_job_leaves_its_old_figures(tmp_path, monkeypatch):
     """The main job goes on after a failed experiment: that experiment's new figures are dropped
     (its earlier ones stay) and are never put in place with the next experiment's record."""
-    import sys
-    import types
     from experiments._lib.common import finish
-
-    def fake(name, run):
-        mod = types.ModuleType(f"fake_{name}")
-        mod.run = run
-        monkeypatch.setitem(sys.modules, mod.__name__, mod)
-        _, doc, title, tiny = reproduce.EXPERIMENTS[name]
-        monkeypatch.setitem(reproduce.EXPERIMENTS, name, (mod.__name__, doc, title, tiny))
-
-    def draw(config, name):
-        fig, ax = plt.subplots()
-        ax.plot([1, 2])
-        figures.save(fig, os.path.join(config.figures_dir, name), mode=config.mode)
 
     def e1(config):
         draw(config, "e1_accuracy.png")
@@ -339,8 +317,8 @@ def test_a_failed_experiment_of_the_main_job_leaves_its_old_figures(tmp_path, mo
     def e2(config):
         draw(config, "e2_inits.png")
         return finish("e2", {"experiment": "E2", "mode": config.mode, "rows": []}, config.results_dir)
-    fake("E1", e1)
-    fake("E2", e2)
+    fake_experiment(monkeypatch, "E1", e1)
+    fake_experiment(monkeypatch, "E2", e2)
     out = tmp_path / "out"
     _product_png(out / "figures" / "e1_accuracy.png")
     old = (out / "figures" / "e1_accuracy.png").read_bytes()
@@ -372,7 +350,7 @@ def test_a_real_run_interrupted_before_its_record_leaves_the_old_run(tmp_path, m
 def test_only_naming_nothing_is_refused(only, capsys, tmp_path, monkeypatch):
     """``--only ''`` (an unset variable) and ``--only ,`` ran every experiment."""
     monkeypatch.chdir(tmp_path)
-    line = _usage_error("reproduce", ["--tiny", "--only", only], capsys)
+    line = usage_error("reproduce", ["--tiny", "--only", only], capsys)
     assert f"--only: {only!r} names no experiment" in line, line
     assert not list(tmp_path.iterdir())
 
@@ -437,7 +415,7 @@ def test_every_number_option_given_twice_is_refused(module, capsys, tmp_path, mo
 def test_numbers_are_ascii_digits_only(module, argv, says, capsys, tmp_path, monkeypatch):
     """``--seed ١٢`` (Arabic-Indic digits) was taken as 12."""
     monkeypatch.chdir(tmp_path)
-    assert says in _usage_error(module, argv, capsys)
+    assert says in usage_error(module, argv, capsys)
 
 
 @pytest.mark.parametrize("text, value", [("12", 12), ("+12", 12), ("007", 7), ("4294967295", 4294967295)])
@@ -448,21 +426,7 @@ def test_ascii_numbers_are_still_taken(text, value):
 def test_a_failed_experiment_keeps_an_earlier_ones_staged_figures(tmp_path, monkeypatch):
     """E2 draws a figure after its record (still staged when E3, run after it, fails): E3's
     failure drops only E3's figures, and E2's late figure is put in place when the job ends."""
-    import sys
-    import types
     from experiments._lib.common import finish
-
-    def fake(name, run):
-        mod = types.ModuleType(f"fake_late_{name}")
-        mod.run = run
-        monkeypatch.setitem(sys.modules, mod.__name__, mod)
-        _, doc, title, tiny = reproduce.EXPERIMENTS[name]
-        monkeypatch.setitem(reproduce.EXPERIMENTS, name, (mod.__name__, doc, title, tiny))
-
-    def draw(config, name):
-        fig, ax = plt.subplots()
-        ax.plot([1, 2])
-        figures.save(fig, os.path.join(config.figures_dir, name), mode=config.mode)
 
     def e2(config):
         rec = finish("e2", {"experiment": "E2", "mode": config.mode, "rows": []}, config.results_dir)
@@ -472,8 +436,8 @@ def test_a_failed_experiment_keeps_an_earlier_ones_staged_figures(tmp_path, monk
     def e3(config):
         draw(config, "e3_curves.png")
         raise RuntimeError("E3 broke after its first figure")
-    fake("E2", e2)
-    fake("E3", e3)
+    fake_experiment(monkeypatch, "E2", e2)
+    fake_experiment(monkeypatch, "E3", e3)
     out = tmp_path / "out"
     assert reproduce.main(["--tiny", "--only", "e2,e3", "--out", str(out)]) == cli.EXIT_FAILED
     assert (out / "figures" / "e2_late.png").is_file()

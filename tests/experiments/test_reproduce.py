@@ -4,8 +4,6 @@ report names each experiment's data and links every figure. (The end-to-end run 
 is in test_new_user.py.)"""
 import json
 import os
-import sys
-import types
 
 import pytest
 
@@ -14,12 +12,7 @@ from experiments._lib import cli
 from jaxnets import data
 
 
-def _fake(monkeypatch, name, run):
-    mod = types.ModuleType(f"fake_{name}")
-    mod.run = run
-    monkeypatch.setitem(sys.modules, mod.__name__, mod)
-    _, doc, title, tiny = reproduce.EXPERIMENTS[name]
-    monkeypatch.setitem(reproduce.EXPERIMENTS, name, (mod.__name__, doc, title, tiny))
+from _fakes import fake_experiment as _fake  # noqa: E402
 
 
 def test_failure_in_one_experiment_is_reported_and_others_run(tmp_path, monkeypatch):
