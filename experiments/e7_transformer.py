@@ -286,71 +286,84 @@ def discussion(rec, training_text: str | None) -> list[str]:
     block size changes the generations, (iv) how the number of heads changes the loss curves, and
     the evaluation protocol. ``training_text``: the training split (the vocabulary of (i) and
     (iii)); None leaves the word shares out."""
-    runs, seeds = rec["runs"], rec.get("seeds") or [rec.get("seed")]
+    runs = rec["runs"]
     vocab = None if training_text is None else {w.lower() for w in _WORD.findall(training_text)}
-
-    def share(r):   # mean over seeds of the after-training samples' word share
-        v = [word_share(p["sample_after"], vocab) for p in r["per_seed"]] if vocab else []
-        return float(np.nanmean(v)) if v else float("nan")
-
-    def speakers(r):   # mean over seeds of play_format's speaker lines
-        return float(np.mean([play_format(p["sample_after"])["speaker_lines"] for p in r["per_seed"]]))
     base = runs.get(run_key(*BASE))
     ctx = _by(runs, "block_size", CONTEXTS, "n_head", BASE[1])
     heads = _by(runs, "n_head", HEADS, "block_size", BASE[0])
     out = []
     if base is not None:
-        w = share(base)
+        w = _share(base, vocab)
         out.append(f"- (i) The generation against the training data: "
                    + (f"{100 * w:.0f} % of the words of the {len(base['per_seed'])} block-{BASE[0]} samples are words "
                       "of the training text (the rest are made-up spellings), and " if w == w else "")
-                   + f"they keep the plays' layout: {speakers(base):.1f} speaker lines (\"NAME:\") per 500-character "
+                   + f"they keep the plays' layout: {_speakers(base):.1f} speaker lines (\"NAME:\") per 500-character "
                    "sample on average. The model has seen nothing but these plays, so it continues in their form "
                    "(turns of dialogue, their vocabulary and spelling); it cannot write a Wikipedia article, "
                    "whose words, layout and subjects are not in its training data.")
     if len(ctx) > 1:
-        ts = sorted(ctx)
-        line = ("- (iii) Block size and the generations (after training, mean over seeds): "
-                + "; ".join(f"T={t}: " + (f"{100 * share(ctx[t]):.0f} % real words, " if vocab else "")
-                            + f"{speakers(ctx[t]):.1f} speaker lines" for t in ts) + ".")
-        if vocab:
-            best = max(ts, key=lambda t: share(ctx[t]))
-            if best == ts[0]:
-                line += f" The share of real words is highest at the shortest block, T={ts[0]}."
-            else:
-                line += (f" The share of real words rises from T={ts[0]} to T={best} "
-                         f"({100 * share(ctx[ts[0]]):.0f} → {100 * share(ctx[best]):.0f} %)"
-                         + (f" and is {100 * share(ctx[ts[-1]]):.0f} % at T={ts[-1]}" if best != ts[-1] else "")
-                         + ": with a context of a few characters the model strings fragments of words; with a "
-                         "longer one it spells more real words.")
-        sp = [speakers(ctx[t]) for t in ts]
-        line += (" The speaker lines per sample rise with the block size." if all(np.diff(sp) > 0) else
-                 " The speaker lines per sample fall with the block size." if all(np.diff(sp) < 0) else
-                 " The speaker lines per sample follow no order with the block size (one sample per seed is "
-                 "too little to tell).")
-        out.append(line)
+        out.append(_block_answer(ctx, vocab))
     if len(heads) > 1:
-        steps = np.asarray(next(iter(heads.values()))["history"]["step"])
-        curves = np.asarray([heads[h]["history"]["val_loss"] for h in sorted(heads)])
-        late = steps >= steps[-1] // 5
-        gap = curves[:, late].max(axis=0) - curves[:, late].min(axis=0)
-        k = int(np.argmax(gap))
-        sd = max(heads[h]["final_val_sd"] for h in heads)
-        small = gap[-1] <= 2 * sd
-        out.append(f"- (iv) Heads and the loss curves: from step {int(steps[late][0])} on the validation curves of "
-                   + ", ".join(str(h) for h in sorted(heads)) + f" heads lie within {gap.max():.3f} nats of each other "
-                   f"(the widest gap at step {int(steps[late][k])}); at step {int(steps[-1])} the gap is {gap[-1]:.3f} "
-                   "(" + ", ".join(f"{h}: {heads[h]['final_val']:.3f}" for h in sorted(heads))
-                   + f"), {gap[-1] / sd:.1f}× the largest seed sd ({sd:.3f}). "
-                   + ("As the document says, not much difference: within the seeds' spread." if small else
-                      "The document finds not much difference; here the last gap is larger than the seeds' "
-                      "spread: small (hundredths of a nat) but not noise."))
+        out.append(_heads_answer(heads))
     every, n_ev = rec["config"].get("eval_every"), rec["config"].get("eval_batches")
     out.append(f"- Evaluation protocol: every {every} steps the mean loss over {n_ev} random batches of each split, "
                "as the notebook's estimate_loss; the batches are drawn once per seed and scored at every "
                "evaluation (the notebook draws fresh ones each time), so the curves carry no batch-to-batch "
                "sampling noise; the final means differ from fresh draws by that noise only.")
     return out
+
+
+def _share(r, vocab) -> float:
+    """A run's mean over seeds of its after-training samples' word share (nan without a vocabulary)."""
+    v = [word_share(p["sample_after"], vocab) for p in r["per_seed"]] if vocab else []
+    return float(np.nanmean(v)) if v else float("nan")
+
+
+def _speakers(r) -> float:
+    """A run's mean over seeds of :func:`play_format`'s speaker lines after training."""
+    return float(np.mean([play_format(p["sample_after"])["speaker_lines"] for p in r["per_seed"]]))
+
+
+def _block_answer(ctx, vocab) -> str:
+    """(iii): the generations' word share and layout per block size, and what the order shows."""
+    ts = sorted(ctx)
+    line = ("- (iii) Block size and the generations (after training, mean over seeds): "
+            + "; ".join(f"T={t}: " + (f"{100 * _share(ctx[t], vocab):.0f} % real words, " if vocab else "")
+                        + f"{_speakers(ctx[t]):.1f} speaker lines" for t in ts) + ".")
+    if vocab:
+        share = {t: _share(ctx[t], vocab) for t in ts}
+        best = max(ts, key=share.get)
+        if best == ts[0]:
+            line += f" The share of real words is highest at the shortest block, T={ts[0]}."
+        else:
+            line += (f" The share of real words rises from T={ts[0]} to T={best} "
+                     f"({100 * share[ts[0]]:.0f} → {100 * share[best]:.0f} %)"
+                     + (f" and is {100 * share[ts[-1]]:.0f} % at T={ts[-1]}" if best != ts[-1] else "")
+                     + ": with a context of a few characters the model strings fragments of words; with a "
+                     "longer one it spells more real words.")
+    sp = np.diff([_speakers(ctx[t]) for t in ts])
+    return line + (" The speaker lines per sample rise with the block size." if all(sp > 0) else
+                   " The speaker lines per sample fall with the block size." if all(sp < 0) else
+                   " The speaker lines per sample follow no order with the block size (one sample per seed is "
+                   "too little to tell).")
+
+
+def _heads_answer(heads) -> str:
+    """(iv): how far apart the heads' validation curves run, and the last gap against the seeds."""
+    steps = np.asarray(next(iter(heads.values()))["history"]["step"])
+    curves = np.asarray([heads[h]["history"]["val_loss"] for h in sorted(heads)])
+    late = steps >= steps[-1] // 5
+    gap = curves[:, late].max(axis=0) - curves[:, late].min(axis=0)
+    k = int(np.argmax(gap))
+    sd = max(heads[h]["final_val_sd"] for h in heads)
+    return (f"- (iv) Heads and the loss curves: from step {int(steps[late][0])} on the validation curves of "
+            + ", ".join(str(h) for h in sorted(heads)) + f" heads lie within {gap.max():.3f} nats of each other "
+            f"(the widest gap at step {int(steps[late][k])}); at step {int(steps[-1])} the gap is {gap[-1]:.3f} "
+            "(" + ", ".join(f"{h}: {heads[h]['final_val']:.3f}" for h in sorted(heads))
+            + f"), {gap[-1] / sd:.1f}× the largest seed sd ({sd:.3f}). "
+            + ("As the document says, not much difference: within the seeds' spread." if gap[-1] <= 2 * sd else
+               "The document finds not much difference; here the last gap is larger than the seeds' "
+               "spread: small (hundredths of a nat) but not noise."))
 
 
 # ----------------------------------------------------------------------------- figures

@@ -488,11 +488,10 @@ def doc001_zero_init_symmetry(n_steps: int = 25, eta: float = 1.0) -> Section:
         s.row("w1", W1[:, 0], id="d001.s2.w1_after_n")
         s.row("w2", W1[:, 1], id="d001.s2.w2_after_n")
         s.row("v", v, id="d001.s2.v_after_n")
-        # the document states relations (ticked boxes), not numbers: the differences are shown, and
-        # the relation rows below carry the comparison
         s.row("max |w1 − w2|", np.max(np.abs(W1[:, 0] - W1[:, 1])), id="d001.s2.w1_minus_w2",
               note="both units get identical gradients at every step; equal up to float rounding (XLA may"
-                   " round the two identical columns of a fused product differently, ~1e-17)")
+                   " round the two identical columns of a fused product differently, ~1e-17); the document"
+                   " ticks relations, not numbers: the relation rows compare")
         s.row("|v1 − v2|", np.abs(v[0] - v[1]), id="d001.s2.v1_minus_v2")
         s.row("max |w1| (symmetric, not zero)", np.max(np.abs(W1[:, 0])), id="d001.s2.w1_norm_after_n",
               note="the weights do move; they just move together")
