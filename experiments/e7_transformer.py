@@ -5,7 +5,8 @@ The document recipe (the notebook's settings): n_embd 64, 4 layers, 4 heads, blo
 batch 16, 5,000 AdamW steps at learning rate 1e-3 with PyTorch's defaults (betas 0.9/0.999,
 eps 1e-8, weight decay 0.01 on every parameter), no schedule and no clipping, PyTorch's default
 initialisation, dropout 0, attention scores scaled by n_embd^-0.5; the loss is estimated as the
-mean over 200 random batches of each split every 100 steps. From that base the homework varies
+mean over 200 random batches of each split every 100 steps, drawn anew for each estimate as the
+notebook's estimate_loss draws them (``train.Evaluation(fresh=True)``). From that base the homework varies
 the block size (2, 16, 64) and the number of heads (2, 8): six settings, each over three seeds
 (0, 1, 2 by default) trained together (jaxnets.train.sweep with one key per seed: its own initial
 weights, batches and evaluation batches; on a CPU each seed through fit's own compiled program,
@@ -41,7 +42,7 @@ from jaxnets.models import transformer as tr
 #: doc 003's notebook (transformer.ipynb); only the block size and heads vary across runs.
 DOC = dict(n_embd=64, n_layer=4, n_head=4, block_size=32, dropout=0.0, attn_scale="n_embd",
            init="pytorch", batch_size=16, steps=5000, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8,
-           weight_decay=0.01, eval_every=100, eval_batches=200, sample_chars=500)
+           weight_decay=0.01, eval_every=100, eval_batches=200, eval_fresh=True, sample_chars=500)
 QUICK = dict(DOC, n_embd=32, n_layer=1, steps=200, eval_every=100, eval_batches=8, sample_chars=200)
 TINY = dict(DOC, n_embd=16, n_layer=1, steps=20, eval_every=10, eval_batches=2, sample_chars=60)
 BASE = (DOC["block_size"], DOC["n_head"])
@@ -150,13 +151,14 @@ def train_one(data, T: int, H: int, cfg, keys, progress=None) -> dict:
     t0 = time.perf_counter()
     res = train.sweep(model, params, tr_s, epochs=cfg["steps"] // cfg["eval_every"],
                       batch_size=cfg["batch_size"], optimizer=adamw(cfg), key=k_fit[0], keys=k_fit, val=va_s,
-                      evaluation=train.Evaluation(sampled_batches=cfg["eval_batches"], initial=True),
+                      evaluation=train.Evaluation(sampled_batches=cfg["eval_batches"], initial=True,
+                                                  fresh=cfg.get("eval_fresh", False)),
                       progress=progress, **common.together())
     final, h = res.params, res.history
     wall = time.perf_counter() - t0
     after = [samples(mcfg, _seed_slice(final, c), k_after[c], data.tokenizer, cfg["sample_chars"], after=True)
              for c in range(C)]
-    # step 0 and every eval_every steps, each seed scored on its own fixed batches: (E + 1, C)
+    # step 0 and every eval_every steps, each seed scored on its own batches: (E + 1, C)
     curves = {k: np.concatenate([h[f"initial_{k}_loss"][None], np.stack(h[f"{k}_loss"])]) for k in ("train", "val")}
     train_s = float(np.sum(h["time"]))
     ft, fv = curves["train"][-1], curves["val"][-1]
@@ -307,9 +309,10 @@ def discussion(rec, training_text: str | None) -> list[str]:
         out.append(_heads_answer(heads))
     every, n_ev = rec["config"].get("eval_every"), rec["config"].get("eval_batches")
     out.append(f"- Evaluation protocol: every {every} steps the mean loss over {n_ev} random batches of each split, "
-               "as the notebook's estimate_loss; the batches are drawn once per seed and scored at every "
-               "evaluation (the notebook draws fresh ones each time), so the curves carry no batch-to-batch "
-               "sampling noise; the final means differ from fresh draws by that noise only.")
+               + ("drawn anew for each estimate, as the notebook's estimate_loss draws them." if rec["config"].get("eval_fresh")
+                  else "as the notebook's estimate_loss; the batches are drawn once per seed and scored at every "
+                  "evaluation (the notebook draws fresh ones each time), so the curves carry no batch-to-batch "
+                  "sampling noise; the final means differ from fresh draws by that noise only."))
     return out
 
 

@@ -893,3 +893,34 @@ def test_an_extra_args_optimizer_without_extra_args_still_trains():
     res = train.fit(NET, NET.init(jax.random.key(1)), (X, Y), epochs=1, batch_size=7, optimizer=opt, progress=False)
     ref = train.fit(NET, NET.init(jax.random.key(1)), (X, Y), epochs=1, batch_size=7, optimizer=inner, progress=False)
     assert _leaves_equal(res.final_params, ref.final_params)
+
+
+@pytest.mark.parametrize("way,tol", [(None, 0.0), (dict(), 1e-10), (dict(vmap=False, workers=2), 0.0)],
+                         ids=["fit", "sweep-vmap", "sweep-threads"])
+def test_fresh_sampled_evaluation_draws_new_batches_each_epoch(x64, way, tol):
+    """``Evaluation(fresh=True)`` (doc 003's estimate_loss): a sampled set is scored on batches
+    drawn anew at each evaluation, epoch e's from ``fold_in(key, e)`` (0: the starting params);
+    without it the same batches every epoch. lr 0 keeps the params still, so any change is the
+    batches'. fit, the vmapped and the threaded sweep agree (float64; vmap rtol 1e-10)."""
+    Xd = X.astype(np.float64)
+    data = train.Sampler(lambda k, b, x, y: tuple(a[jax.random.randint(k, (b,), 0, len(y))] for a in (x, y)),
+                         2, (Xd, Y))
+    key, p0 = jax.random.key(3), NET.init(jax.random.key(1), jnp.float64)
+
+    def run(fresh):
+        ev = train.Evaluation(train=False, sampled_batches=3, initial=True, fresh=fresh)
+        kw = dict(optimizer=train.sgd(0.0), epochs=3, batch_size=10, val=data, evaluation=ev)
+        if way is None:
+            h = train.fit(NET, p0, data, key=key, progress=False, **kw).history
+            return [h["initial_val_loss"]] + h["val_loss"]
+        keys = jnp.concatenate([key[None], jax.random.key(9)[None]])   # a second config beside (overlapped jobs)
+        h = train.sweep(NET, jax.tree.map(lambda v: jnp.stack([v, v]), p0), data, key=key, keys=keys, **kw,
+                        **way).history
+        return [float(h["initial_val_loss"][0])] + [float(v[0]) for v in h["val_loss"]]
+    fixed, fresh = run(False), run(True)
+    assert len(set(fixed)) == 1                        # the same batches every time
+    assert len(set(fresh)) == 4                        # new ones at each evaluation
+    ev = engine._make_sampled_evaluate(NET, data, 10, 3)
+    want = [float(ev(p0, jax.random.fold_in(jax.random.split(jax.random.fold_in(key, e))[1], 0),
+                     *map(jnp.asarray, data.data))[0]) for e in range(4)]
+    np.testing.assert_allclose(fresh, want, rtol=max(tol, 1e-15), atol=0)

@@ -90,13 +90,16 @@ class Checkpointing(NamedTuple):
 class Evaluation(NamedTuple):
     """What is scored after every epoch besides ``val``: the training set (``train``), a
     ``test`` set ((X, Y) or a Sampler), in chunks of ``batch_size``; a sampled set is scored on
-    ``sampled_batches`` batches, the same ones every epoch. ``initial``: also score the starting
-    params into ``history["initial_<set>_loss"/"_acc"]``."""
+    ``sampled_batches`` batches, the same ones every epoch, or with ``fresh=True`` batches drawn
+    anew for each evaluation (doc 003's notebook's ``estimate_loss``; the draws still follow from
+    the run's key and the epoch, so a rerun or a resumed run scores the same ones). ``initial``:
+    also score the starting params into ``history["initial_<set>_loss"/"_acc"]``."""
     test: Any = None
     train: bool = True
     batch_size: int = 1000
     sampled_batches: int = 200
     initial: bool = False
+    fresh: bool = False
 
 
 class FitResult(NamedTuple):
@@ -421,9 +424,10 @@ def _make_sampled_evaluate(model, sampler: Sampler, batch_size: int, n_batches: 
 
 def _evaluators(model, sources: dict, ev: Evaluation, batch_size: int, vmapped: bool = False,
                 key_axis: bool = False):
-    """{name: fn(params, key) -> (loss, acc)} for every evaluation set, compiled once each; a
-    sampled set is scored on the same batches every epoch, drawn from ``key`` as :func:`fit`
-    draws them (``key_axis``: vmapped with one key per configuration)."""
+    """{name: fn(params, key, epoch) -> (loss, acc)} for every evaluation set, compiled once each;
+    a sampled set is scored on the same batches every epoch, drawn from ``key`` as :func:`fit`
+    draws them, or (``ev.fresh``) on batches drawn from ``key`` and ``epoch`` (0: the starting
+    params) (``key_axis``: vmapped with one key per configuration)."""
     out = {}
     split = lambda k: jax.random.split(k)[1]  # noqa: E731
     for j, (name, src) in enumerate(sources.items()):
@@ -434,12 +438,13 @@ def _evaluators(model, sources: dict, ev: Evaluation, batch_size: int, vmapped: 
             fn = jax.jit(fn)
             fold = jax.vmap(jax.random.fold_in, in_axes=(0, None)) if key_axis else jax.random.fold_in
             sk = jax.vmap(split) if key_axis else split
-            out[name] = (lambda f, j, d, fold, sk: lambda params, key: f(params, fold(sk(key), j), *d))(
-                fn, j, tuple(src.data), fold, sk)
+            out[name] = (lambda f, j, d, fold, sk, fresh: lambda params, key, epoch=0: f(
+                params, fold(sk(fold(key, epoch) if fresh else key), j), *d))(
+                fn, j, tuple(src.data), fold, sk, bool(ev.fresh))
         else:
             fn = make_evaluate(model, len(src[0]), ev.batch_size)
             fn = jax.jit(jax.vmap(fn, in_axes=(0, None, None)) if vmapped else fn)
-            out[name] = (lambda f, a: lambda params, key: f(params, *a))(fn, tuple(src))
+            out[name] = (lambda f, a: lambda params, key, epoch=0: f(params, *a))(fn, tuple(src))
     return out
 
 
@@ -605,7 +610,7 @@ def _new_history(evals) -> dict:
 
 def _initial(run: _Run, history, state, evaluators):
     for name, ev in evaluators.items():
-        loss_v, acc_v = ev(state.params, run.key)
+        loss_v, acc_v = ev(state.params, run.key, 0)
         history[f"initial_{name}_loss"], history[f"initial_{name}_acc"] = _metric(run, loss_v, acc_v)
 
 
@@ -628,7 +633,7 @@ def _record(run: _Run, history, e, state, step_losses, seconds, evaluators):
         history["lr"].append(None if lr is None else float(lr))
         history["step_loss"].append([float(v) for v in np.asarray(step_losses) if not np.isnan(v)])
     for name, ev in evaluators.items():
-        loss_v, acc_v = _metric(run, *ev(state.params, run.key))
+        loss_v, acc_v = _metric(run, *ev(state.params, run.key, e + 1))
         history[f"{name}_loss"].append(loss_v)
         history[f"{name}_acc"].append(acc_v)
 
@@ -1037,7 +1042,8 @@ def _in_step(run: _Run, C, evaluation, settings, pool, overlap=True, epochs=None
     carried = None if pool is None else _thread_settings()
     if carried is None:
         return (lambda state, l2, e, k: _stack([epoch(_pick(state, c), l2[c], e, key_of(k, c)) for c in range(C)]),
-                {name: (lambda ev: lambda params, k: _stack([ev(_pick(params, c), key_of(k, c)) for c in range(C)]))(ev)
+                {name: (lambda ev: lambda params, k, epoch=0: _stack([ev(_pick(params, c), key_of(k, c), epoch)
+                                                                      for c in range(C)]))(ev)
                  for name, ev in evaluators.items()}, compile_time, None)
     t = _Threaded(run, C, epoch, evaluators, pool, carried, overlap, epochs)
     return t.run_epoch, {name: t.evaluator(name) for name in evaluators}, compile_time, t.stop
@@ -1078,9 +1084,11 @@ class _Threaded:
     def submit(self, fn, *args):
         return self.pool.submit(_with_settings, self.carried, lambda: jax.block_until_ready(fn(*args)))
 
-    def queue(self, params_c, c):
-        """Every evaluation set's job for config c's params (so all sets share the workers)."""
-        return {name: self.submit(ev, params_c, self.key_of(self.run.key, c)) for name, ev in self.evaluators.items()}
+    def queue(self, params_c, c, epoch):
+        """Every evaluation set's job for config c's params after ``epoch`` epochs (so all sets
+        share the workers)."""
+        return {name: self.submit(ev, params_c, self.key_of(self.run.key, c), epoch)
+                for name, ev in self.evaluators.items()}
 
     def start(self, c, args, g):
         return self.pool.submit(_with_settings, self.carried, lambda: self.train_then_queue(c, g, *args))
@@ -1088,7 +1096,7 @@ class _Threaded:
     def train_then_queue(self, c, g, state_c, l2_c, e, k_c):
         try:
             out = jax.block_until_ready(self.epoch(state_c, l2_c, e, k_c))
-            evs = self.queue(out[0].params, c) if self.overlap else None
+            evs = self.queue(out[0].params, c, e + 1) if self.overlap else None
             if self.epochs is not None and e + 1 < self.epochs:
                 args = (out[0], l2_c, e + 1, self.key_of(self.run.epoch_key(e + 1), c))
                 with self.lock:
@@ -1127,13 +1135,13 @@ class _Threaded:
         return new
 
     def evaluator(self, name):
-        def call(params, k):
+        def call(params, k, epoch=0):
             if k is not self.run.key:
                 ev = self.evaluators[name]
-                return _stack([f.result() for f in [self.submit(ev, _pick(params, c), self.key_of(k, c))
+                return _stack([f.result() for f in [self.submit(ev, _pick(params, c), self.key_of(k, c), epoch)
                                                     for c in range(self.C)]])
             if self.ahead.get("params") is not params:    # else queued when each epoch ended
-                self.ahead.update(params=params, evs=[self.queue(_pick(params, c), c) for c in range(self.C)])
+                self.ahead.update(params=params, evs=[self.queue(_pick(params, c), c, epoch) for c in range(self.C)])
             return _stack([evs[name].result() for evs in self.ahead["evs"]])
         return call
 
