@@ -51,7 +51,13 @@ def test_the_heads_verdict_weighs_the_last_gap_against_the_seeds(sd, verdict):
     assert verdict in line
 
 
-def test_the_report_prints_the_discussion_and_the_protocol():
-    text = "\n".join(reproduce._section(dict(REC, status="ran", title="E7"), "full", "results", "."))
+@pytest.mark.parametrize("fresh,says", [(True, "drawn anew for each estimate, as the notebook's"),
+                                         (False, "drawn once per seed and scored at every evaluation")])
+def test_the_report_prints_the_discussion_and_the_protocol(fresh, says):
+    """The protocol line says which batches the record's estimates used (a record made before
+    ``eval_fresh`` existed scored fixed batches: the difference from the notebook is said)."""
+    rec = copy.deepcopy(REC)
+    rec["config"]["eval_fresh"] = fresh
+    text = "\n".join(reproduce._section(dict(rec, status="ran", title="E7"), "full", "results", "."))
     assert "Discussion (doc 003 §4.1's questions" in text and "(i) The generation against the training data" in text
-    assert "drawn once per seed and scored at every evaluation" in text   # the protocol difference, said
+    assert says in text
