@@ -76,6 +76,18 @@ def _put(path: Path, what: str) -> None:
 
 # --------------------------------------------------------------------------- 1. not ours: refused
 
+def _refused(module, argv, where, what, tmp_path, capsys, monkeypatch):
+    """``what`` put at ``P/where``, then the script run with ``--out P``: refused with one line and
+    P left exactly as it was. Returns (P, the line)."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "P"
+    _put(out / where, what)
+    before = _digest(out)
+    line = usage_error(module, [*argv, "--out", str(out)], capsys)
+    assert _digest(out) == before
+    return out, line
+
+
 @pytest.mark.parametrize("module, argv, where, what, says", [
     ("e1_mnist", ["--tiny"], "results/e1.json", "text", "is not a record this product wrote"),
     ("e1_mnist", ["--tiny"], "results/e1.json", "broken json", "is not a record this product wrote"),
@@ -99,13 +111,8 @@ def test_a_file_this_product_did_not_write_is_never_replaced(module, argv, where
                                                              monkeypatch):
     """``--out P`` over the user's own P/results/e1.json, P/RESULTS.md or P/figures/e1_accuracy.png
     exited 0 and replaced them: now one line naming the file, exit 2, nothing written."""
-    monkeypatch.chdir(tmp_path)
-    out = tmp_path / "P"
-    _put(out / where, what)
-    before = _digest(out)
-    line = usage_error(module, [*argv, "--out", str(out)], capsys)
+    out, line = _refused(module, argv, where, what, tmp_path, capsys, monkeypatch)
     assert f"{out / where} {says}" in line and "refused, nothing written" in line, line
-    assert _digest(out) == before
 
 
 @pytest.mark.parametrize("module, argv, where, what", [
@@ -121,13 +128,8 @@ def test_a_path_that_is_not_a_regular_file_is_refused_before_any_work(module, ar
                                                                       monkeypatch):
     """OUT/results/e1.json a folder: the run trained ~9 s, then failed with EISDIR and left new
     figures beside the old record. Now refused at once, whatever the folder is (a link too)."""
-    monkeypatch.chdir(tmp_path)
-    out = tmp_path / "P"
-    _put(out / where, what)
-    before = _digest(out)
-    line = usage_error(module, [*argv, "--out", str(out)], capsys)
+    out, line = _refused(module, argv, where, what, tmp_path, capsys, monkeypatch)
     assert f"{out / where} exists and is " in line and "not a file this run can replace" in line, line
-    assert _digest(out) == before
 
 
 @pytest.mark.parametrize("module, argv, where, what, says", [
