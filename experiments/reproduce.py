@@ -652,11 +652,8 @@ def _last_summary(mode, results_dir) -> dict | None:
 def _previous(mode, results_dir) -> dict:
     """The last main-job run of ``mode`` in ``results_dir``: {experiment: seconds} (unreadable or
     of another mode: nothing)."""
-    try:
-        last = report.load_json(os.path.join(results_dir, "reproduce.json"))
-    except report.RecordError:
-        return {}
-    ok = isinstance(last, dict) and record_mode(last) == mode and isinstance(last.get("measured"), dict)
+    last = _last_summary(mode, results_dir)
+    ok = last is not None and isinstance(last.get("measured"), dict)
     return {n: s for n, s in last["measured"].items() if isinstance(s, (int, float))} if ok else {}
 
 

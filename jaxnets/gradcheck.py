@@ -1031,7 +1031,7 @@ def _check_layer_once(layer, x, params, key, dy, fkey, autodiff_tol, numeric_tol
 #: JAX's errors for a traced value used as a concrete one (np.asarray of a tracer, `if` on one, a
 #: traced shape): what a backward meets when it is not traceable or its cache held Python facts
 _TRACER_ERRORS = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
-                  jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError, TypeError)
+                  jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError)
 
 
 def _cache_crosses_jit(layer, params, x, fkey, dy, cache) -> None:
@@ -1045,7 +1045,7 @@ def _cache_crosses_jit(layer, params, x, fkey, dy, cache) -> None:
         _, jcache = jax.jit(lambda p, v: layer.forward(p, v, fkey))(params, x)
     try:
         jax.block_until_ready(jax.jit(layer.backward)(jcache, dy))
-    except _TRACER_ERRORS as e:
+    except (*_TRACER_ERRORS, TypeError) as e:   # a traced shape is a plain TypeError
         bare = [v for v in jax.tree.leaves(cache) if isinstance(v, (bool, int, float, complex, np.generic))]
         what = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         if bare:
@@ -1053,7 +1053,7 @@ def _cache_crosses_jit(layer, params, x, fkey, dy, cache) -> None:
                              f"the cache holds the Python value {bare[0]!r}, which crosses jax.jit as a traced "
                              "array; Python facts the backward needs (a shape, a flag, a size) go in "
                              "jaxnets.nn.layers.Static((...)), a tuple that crosses jax.jit unchanged") from None
-        if not isinstance(e, _TRACER_ERRORS[:-1]) and "trace" not in str(e).lower():
+        if not isinstance(e, _TRACER_ERRORS) and "trace" not in str(e).lower():
             raise   # a TypeError of the backward's own, nothing to do with tracing
         raise ValueError(f"check_layer: the backward cannot be traced by JAX ({what}), which fit compiles: "
                          "write it with jax.numpy (not np.asarray/np.* on its arrays) and jnp.where instead of "
@@ -1066,8 +1066,7 @@ def _traceable():
     turned into the contract's words."""
     try:
         yield
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
-            jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError) as e:
+    except _TRACER_ERRORS as e:
         raise ValueError("check_layer: the forward cannot be traced by JAX, which the checker needs to "
                          "differentiate it (jax.vjp): write it with jax.numpy (jnp.maximum, not np.maximum) "
                          "and jnp.where instead of a Python `if` on array values "
