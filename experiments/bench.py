@@ -64,9 +64,9 @@ def print_ratios(rat):
               + (f"; 5-config sweep / fit {_r(r['sweep5_over_fit'])}" if r["sweep5_over_fit"] else "")
               + f"; fit at {r['fit_fraction_of_peak']:.3f} of peak (limit: {r.get('fit_limit', r['fit_bound'])})")
     for r in rat.get("cnn", []):
-        tiled = (f"; PyTorch / fit with conv batch tiles {_r(r['torch_over_fit_tiled'])} (tiled / untiled "
-                 f"{_r(r['tiled_over_fit'])})" if r.get("tiled_over_fit") else "")
-        print(f"  {r['model']} batch {r['batch']:>3}: PyTorch / fit {_r(r['torch_over_fit'])}{tiled}; hand / jax.grad "
+        chunks = (f"; fit on whole batches / fit in chunks {_r(r['whole_over_fit'])}; PyTorch in the same chunks / fit "
+                  f"{_r(r['torch_chunked_over_fit'])}" if r.get("whole_over_fit") else "")
+        print(f"  {r['model']} batch {r['batch']:>3}: PyTorch / fit {_r(r['torch_over_fit'])}{chunks}; hand / jax.grad "
               f"{_r(r['hand_over_autodiff'])}; fit / minimal scan {_r(r['fit_over_minimal'])}; "
               f"fit at {r['fit_fraction_of_peak']:.3f} of peak (limit: {r.get('fit_limit', r['fit_bound'])})")
     if "transformer" in rat:

@@ -30,7 +30,8 @@ accuracy) next to the correct 180° value.
 
 **Variants** (labelled, never replacing the document recipe): ``momentum`` — this project's own
 recipe (SGD momentum 0.9, batch 128, lr 0.02 decayed ×0.9 per epoch, at most 20 epochs, patience 5
-keeping the best epoch, He init), one seed; ``shift`` / ``rot90`` — the same recipe on an augmented
+keeping the best epoch, He init; on a CPU ``fit`` takes the CNNs' steps in chunks of 32 and 16
+examples, ``microbatch="auto"``, recorded as each run's ``microbatch``), one seed; ``shift`` / ``rot90`` — the same recipe on an augmented
 training set (originals + ``copies`` copies with random integer shifts in ±5 px, or random multiples
 of 90°; see :mod:`jaxnets.data.augment`), the remedy, compared with the ``momentum`` variant.
 
@@ -281,6 +282,8 @@ def train_variants(d, model_names, variants, epochs, seed, copies, max_shift, ev
                             evaluation=train.Evaluation(train=False, batch_size=EVAL_CHUNK), progress=progress)
             r = _summary(res, time.perf_counter() - t, len(xtr)) | _evaluate(evaluators[m], res.params, d)
             r["augmentation"] = aug
+            chunk = train.microbatch_size(model, res.params, min(R["batch_size"], len(xtr)))
+            r["microbatch"] = chunk and models.base.chunking(min(R["batch_size"], len(xtr)), chunk)[1]   # examples per chunk
             out[v][m] = r
             log(f"E4 [{v}] {LABELS[m]:<12}: {r['epochs_run']} epochs (best {r['best_epoch']}), acc % "
                 + " ".join(f"{k} {100 * r['acc'][k]:.1f}" for k in SETS))

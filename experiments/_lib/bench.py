@@ -9,7 +9,8 @@ gather the epoch's data once, ``lax.scan`` over contiguous batches, params donat
 under ``fit``) → PyTorch eager when ``torch`` imports; plus ``fit``'s epoch with every option and
 check on (momentum, traced L2, the epoch-end check), each of them alone and the per-step-checked
 replay epoch (:data:`OPTIONS`), and a 5-configuration vmapped sweep. :func:`cnn_ladder` does the
-same for doc 003's CNNs (plus the epoch with conv2d's opt-in batch tiles, :func:`tiled_cnn`),
+same for doc 003's CNNs (where ``fit`` chunks its steps, ``microbatch="auto"``, also the epoch on
+whole batches and PyTorch accumulating over the same chunks),
 :func:`transformer_rows` for the E7 training step.
 
 Protocol (:func:`interleave`): data on the device first; compile time measured separately (AOT
@@ -42,6 +43,7 @@ import optax
 
 from experiments._lib import oracles, torch_peers
 from jaxnets import train
+from jaxnets.models import base as models_base
 from jaxnets.train import engine
 
 def blas_info() -> dict:
@@ -350,33 +352,38 @@ OPTIONS = {
 
 
 def _fit_epoch(model, p0, Xd, Yd, B, grad, name, key=jax.random.key(0), with_cost=True, *, momentum=None,
-               l2=0.0, epoch_check=False, check_grads=False):
+               l2=0.0, epoch_check=False, check_grads=False, microbatch="auto"):
     """What :func:`train.fit` runs per epoch (``order="shuffle"``, ``train.sgd``): by default plain
     SGD, L2 compiled out, no per-step gradient check, and ``fit``'s epoch-end finiteness check left
     out. ``momentum``: a velocity (``train.sgd(momentum=…)``); ``l2`` ≠ 0: the penalty compiled in
     and traced, as ``fit`` compiles it; ``epoch_check``: ``fit``'s test of the output state after
     every epoch (``engine._state_finite``); ``check_grads``: the per-step gradient check (the epoch
-    ``fit`` replays with when that test fails). The state carries over from call to call, as in
-    ``fit``."""
+    ``fit`` replays with when that test fails); ``microbatch``: fit's (its note names the chunk
+    size "auto" chose). The state carries over from call to call, as in ``fit``."""
     n = len(Xd)
     opt = train.sgd(SGD_LR, momentum=momentum)
     st = train.init_state(p0, opt)
     hp = jnp.asarray(l2, Xd.dtype)
     sw = dict(optimizer=opt, use_l2=l2 != 0, check_grads=check_grads)
-    c, comp = _compile(jax.jit(train.make_epoch(model, n, B, "shuffle", grad, **sw)), st, hp, jnp.int32(0), key, Xd, Yd)
-    flops = nbytes = None
-    if with_cost:  # FLOPs and bytes of one step: the same epoch function compiled for one batch
-        sc, _ = _compile(jax.jit(train.make_epoch(model, B, B, "shuffle", grad, **sw)),
-                         st, hp, jnp.int32(0), key, Xd[:B], Yd[:B])
-        flops, nbytes = (v * -(-n // B) for v in cost(sc))
-    holder, ws = [st], _working_set(sc) if with_cost else None
+    c, comp = _compile(jax.jit(train.make_epoch(model, n, B, "shuffle", grad, **sw, microbatch=microbatch)),
+                       st, hp, jnp.int32(0), key, Xd, Yd)
+    flops = nbytes = ws = None
+    if with_cost:  # one step: the same epoch function compiled for one batch
+        one = lambda mb: _compile(jax.jit(train.make_epoch(model, B, B, "shuffle", grad, **sw, microbatch=mb)),  # noqa: E731
+                                  st, hp, jnp.int32(0), key, Xd[:B], Yd[:B])[0]
+        # FLOPs and bytes from the whole-batch step (XLA's cost analysis counts a loop body once,
+        # and a chunked step does the same arithmetic); the working set from the step as timed
+        flops, nbytes = (v * -(-n // B) for v in cost(one(None)))
+        ws = _working_set(one(microbatch))
+    chunk = train.microbatch_size(model, p0, B, microbatch)
+    holder, note = [st], "" if chunk is None else f"steps in chunks of {models_base.chunking(B, chunk)[1]} examples (microbatch={microbatch!r})"
 
     def run():
         new = c(holder[0], hp, jnp.int32(0), key, Xd, Yd)[0]
         if epoch_check and not bool(engine._state_finite(new)):
             raise FloatingPointError(f"bench: {name} diverged (the timing would include fit's replay)")
         holder[0] = jax.block_until_ready(new)
-    return Variant(name, run, compile_s=comp, flops=flops, nbytes=nbytes, working_set=ws)
+    return Variant(name, run, compile_s=comp, flops=flops, nbytes=nbytes, working_set=ws, note=note)
 
 
 def minimal_epoch(model, n, B, lr=SGD_LR):
@@ -444,10 +451,13 @@ def _minimal(model, p0, Xd, Yd, B, key=jax.random.key(0)):
     return Variant(MINIMAL, run, compile_s=comp, peak_bytes=_mem(c))
 
 
-def _torch_variant(kind, p0, X, Y, B):
-    make = torch_peers.mlp_epoch if kind == "mlp" else torch_peers.cnn_epoch
-    run, _ = make(p0, X, Y, B, SGD_LR)
-    return Variant(TORCH, run, kind="torch", note=torch_peers.version())
+def _torch_variant(kind, p0, X, Y, B, chunk=None):
+    if kind == "mlp":
+        run, _ = torch_peers.mlp_epoch(p0, X, Y, B, SGD_LR)
+    else:
+        run, _ = torch_peers.cnn_epoch(p0, X, Y, B, SGD_LR, chunk)
+    return Variant(TORCH if chunk is None else TORCH_CHUNKED, run, kind="torch",
+                   note=torch_peers.version() + ("" if chunk is None else f"; gradient accumulated over chunks of {chunk}"))
 
 
 def _sweep_variant(model, p0, Xd, Yd, B, C=5):
@@ -537,8 +547,8 @@ def mlp_ladder(X, Y, batch_sizes=(1, 5, 50, 500), rounds=15, per_example_steps=4
 CNN_CASES = (("cnn2", 32), ("cnn2", 128), ("cnn3", 128))
 
 
-CONV_TILE = 16   # examples per im2col tile in the batch-tiled rows (conv2d's opt-in batch_tile)
-FIT_TILED = f"fit epoch (hand grads, conv batch tiles of {CONV_TILE})"
+FIT_WHOLE = "fit epoch (hand grads, whole batches: microbatch=None)"
+TORCH_CHUNKED = "PyTorch eager (2 threads), fit's chunks"
 
 
 def tiled_cnn(name, tile):
@@ -566,12 +576,12 @@ def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
         vs = [_fit_epoch(model, p0, Xd, Yd, B, "hand", FIT),
               _fit_epoch(model, p0, Xd, Yd, B, "autodiff", FIT_AD, with_cost=False),
               _minimal(model, p0, Xd, Yd, B)]
-        if CONV_TILE and B % CONV_TILE == 0 and B > CONV_TILE:
-            # no FLOPs/bytes: XLA's cost analysis counts the tile loop's body once (the FLOPs are the untiled row's)
-            vs.append(_fit_epoch(tiled_cnn(name, CONV_TILE), p0, Xd, Yd, B, "hand", FIT_TILED, with_cost=False))
-            vs[-1].note = "same FLOPs as the untiled fit row (XLA counts a loop body once: no roofline)"
+        chunk = train.microbatch_size(model, p0, B)
+        chunk = chunk and models_base.chunking(B, chunk)[1]
+        if chunk:    # the same step on whole batches, and PyTorch given the same chunks
+            vs.append(_fit_epoch(model, p0, Xd, Yd, B, "hand", FIT_WHOLE, microbatch=None))
         if torch_peers.available():
-            vs.append(_torch_variant("cnn", p0, X, Y, B))
+            vs += [_torch_variant("cnn", p0, X, Y, B)] + ([_torch_variant("cnn", p0, X, Y, B, chunk)] if chunk else [])
         orders, pk, lv = _measure(vs, rounds, seed + k)
         peak, levels = _best(peak, levels, pk, lv)
         out.append({"model": name, "batch": B, "orders": orders, "seed": seed + k,
@@ -661,8 +671,8 @@ def ratios(rec: dict) -> dict:
             fit = next(r for r in c["rows"] if r["variant"] == FIT)
             out["cnn"].append({"model": c["model"], "batch": c["batch"],
                                "torch_over_fit": _ratio(c["rows"], TORCH, FIT),
-                               "torch_over_fit_tiled": _ratio(c["rows"], TORCH, FIT_TILED),
-                               "tiled_over_fit": _ratio(c["rows"], FIT_TILED, FIT),
+                               "whole_over_fit": _ratio(c["rows"], FIT_WHOLE, FIT),
+                               "torch_chunked_over_fit": _ratio(c["rows"], TORCH_CHUNKED, FIT),
                                "hand_over_autodiff": _ratio(c["rows"], FIT, FIT_AD),
                                "fit_over_minimal": _ratio(c["rows"], FIT, MINIMAL),
                                "fit_fraction_of_peak": fit.get("fraction_of_peak"), "fit_bound": fit.get("bound"),

@@ -86,18 +86,24 @@ def cnn_module(params):
     return torch.nn.Sequential(*mods)
 
 
-def _sgd_epoch(module, X, Y, batch, lr):
+def _sgd_epoch(module, X, Y, batch, lr, chunk=None):
     """run(): one epoch of plain SGD over contiguous batches of X (torch tensors) — the data are
-    pre-ordered, as the jaxnets minimal scan's are."""
+    pre-ordered, as the jaxnets minimal scan's are. ``chunk`` (dividing ``batch``): each step's
+    gradient accumulated over chunks of that many examples (each chunk's mean loss × chunk/batch),
+    the step jaxnets' ``microbatch`` takes, written the usual PyTorch way."""
     torch = _torch()
     opt = torch.optim.SGD(module.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
-    nb = len(X) // batch
+    nb, c = len(X) // batch, chunk or batch
+    if batch % c:
+        raise ValueError(f"torch_peers: chunk {c} must divide the batch {batch}")
 
     def run():
         for i in range(nb):
             opt.zero_grad(set_to_none=True)
-            loss_fn(module(X[i * batch:(i + 1) * batch]), Y[i * batch:(i + 1) * batch]).backward()
+            for j in range(i * batch, (i + 1) * batch, c):
+                loss = loss_fn(module(X[j:j + c]), Y[j:j + c])
+                (loss if c == batch else loss * (c / batch)).backward()
             opt.step()
     return run
 
@@ -110,12 +116,13 @@ def mlp_epoch(params, X, Y, batch, lr=0.01):
                       torch.from_numpy(np.array(Y, np.int64)), batch, lr), m
 
 
-def cnn_epoch(params, X, Y, batch, lr=0.01):
-    """(run, module): X (n, 28, 28, 1) NHWC float32 (transposed to NCHW here, once), Y (n,)."""
+def cnn_epoch(params, X, Y, batch, lr=0.01, chunk=None):
+    """(run, module): X (n, 28, 28, 1) NHWC float32 (transposed to NCHW here, once), Y (n,);
+    ``chunk``: see :func:`_sgd_epoch`."""
     torch = _torch()
     m = cnn_module(params)
     Xt = torch.from_numpy(np.ascontiguousarray(np.asarray(X, np.float32).transpose(0, 3, 1, 2)))
-    return _sgd_epoch(m, Xt, torch.from_numpy(np.array(Y, np.int64)), batch, lr), m
+    return _sgd_epoch(m, Xt, torch.from_numpy(np.array(Y, np.int64)), batch, lr, chunk), m
 
 
 def _gpt(torch, vocab, block_size, n_embd, n_head, n_layer, dropout):

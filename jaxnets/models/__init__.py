@@ -9,9 +9,9 @@ transformer (:mod:`~jaxnets.models.transformer`: ``transformer.transformer(cfg)`
 (:mod:`~jaxnets.models.perceptron`, plain functions: mistake-driven algorithms, not Models).
 """
 from jaxnets.models import base, cnn, minicnn, perceptron, transformer
-from jaxnets.models.base import Model, count_params, mlp, sequential
+from jaxnets.models.base import Model, count_params, microbatched, mlp, sequential
 from jaxnets.models.cnn import cnn2, cnn3, mlp2_ood
 from jaxnets.models.transformer import TransformerConfig
 
-__all__ = ["Model", "TransformerConfig", "cnn", "cnn2", "cnn3", "count_params", "minicnn",
-           "mlp", "mlp2_ood", "perceptron", "sequential", "transformer"]
+__all__ = ["Model", "TransformerConfig", "cnn", "cnn2", "cnn3", "count_params", "microbatched",
+           "minicnn", "mlp", "mlp2_ood", "perceptron", "sequential", "transformer"]

@@ -153,6 +153,67 @@ def sequential(layer: L.Layer, loss: str | losses_mod.Loss, in_shape: Sequence[i
                  in_shape, out_shape, name, input_dtype, bool(layer.stochastic))
 
 
+def microbatched(model: Model, size: int) -> Model:
+    """``model`` whose ``backprop`` and ``grad_autodiff`` run a batch of N examples in chunks of
+    at most ``size`` (:func:`chunking`), one ``lax.scan`` step per chunk, and add the chunks' losses and gradients, each times its share of the batch's
+    example weights (``mask``); the L2 penalty is added once. The same loss and gradient up to
+    float round-off for every head of :mod:`jaxnets.nn.losses` (each a weighted mean over the
+    batch; a custom head must be one too). Why: on a CPU a chunk's activations stay in cache where
+    the whole batch's spill to memory (doc 003's CNNs at batch 128: see the README's bench).
+    A stochastic model draws chunk c's dropout from ``split(key, k)[c]`` (other draws than the
+    whole batch's). ``apply``, ``loss`` and ``predict`` are the model's own.
+    """
+    if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"microbatched({model.name}): size must be a positive int, got {size!r}")
+    return model._replace(backprop=_chunked(model, model.backprop, int(size)),
+                          grad_autodiff=_chunked(model, model.grad_autodiff, int(size)))
+
+
+def _chunked(model: Model, fn, size: int):
+    def run(params, x, y, l2=0.0, mask=None, key=None):
+        n = jnp.shape(x)[0]
+        k, c = chunking(n, size)
+        if k == 1:
+            return fn(params, x, y, l2, mask, key)
+        dtype = jax.tree.leaves(params)[0].dtype
+        w = jnp.ones((n,), dtype) if mask is None else jnp.asarray(mask, dtype)
+        rows = lambda a: _in_chunks(jnp.asarray(a), k, c)  # noqa: E731
+        keys = None if key is None else jax.random.split(key, k)
+        total = jnp.sum(w)
+
+        def chunk(acc, part):
+            xc, yc, wc, kc = part
+            got = fn(params, xc, yc, 0.0, wc, kc)
+            share = jnp.sum(wc)
+            # an all-padding chunk's mean is 0/0: it must add nothing
+            return jax.tree.map(lambda a, g: a + jnp.where(share > 0, (share / total) * g, 0), acc, got), None
+        zero = (jnp.zeros((), dtype), jax.tree.map(jnp.zeros_like, params))
+        (value, grads), _ = jax.lax.scan(chunk, zero, (rows(x), rows(y), rows(w), keys))
+        return _with_l2_grad(model.layer, model.name, value, grads, params, l2)
+    return run
+
+
+def chunking(n: int, size: int) -> tuple[int, int]:
+    """(k chunks, c rows each) for a batch of ``n`` in chunks of at most ``size``: c is the largest
+    divisor of n in [size/2, size] (no padding; the measured best for doc 003's CNNs at batch 128
+    were such divisors, 32 and 16), else k = ⌈n / size⌉ chunks of ⌈n / k⌉ rows (the last padded)."""
+    if n <= size:
+        return 1, n
+    for c in range(size, (size + 1) // 2 - 1, -1):
+        if n % c == 0:
+            return n // c, c
+    k = -(-n // size)
+    return k, -(-n // k)
+
+
+def _in_chunks(a, k: int, c: int):
+    """(N, ...) → (k, c, ...), padded with zero rows to k·c."""
+    pad = k * c - a.shape[0]
+    if pad:
+        a = jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)])
+    return a.reshape(k, c, *a.shape[1:])
+
+
 def mlp(sizes: Sequence[int], activation: str = "relu", loss: str = "softmax_cross_entropy",
         output_activation: str = "identity", init="default", **init_kwargs) -> Model:
     """Fully-connected network ``sizes = [d, h1, …, K]`` of any depth.
