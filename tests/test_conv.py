@@ -112,13 +112,6 @@ def test_conv2d_forward_vs_lax_backward_vs_autodiff_and_fd(x64, case):
     gradcheck.compare(hand, fd, "central differences", FD_TOL)
 
 
-# (case of CONV2D_CASES with N replaced, batch_tile): tiles of 2 and 3, one tile (= untiled), a
-# tile that does not divide N (untiled), no bias
-TILE_CASES = [((4,) + CONV2D_CASES[1][1:], 2, True), ((6,) + CONV2D_CASES[3][1:], 3, True),
-              ((4,) + CONV2D_CASES[6][1:], 2, False), ((3,) + CONV2D_CASES[0][1:], 3, True),
-              ((5,) + CONV2D_CASES[2][1:], 2, True)]
-
-
 # (N, Hp, Wp, C, window, strides): padded input geometry of _gather_windows
 GATHER_CASES = [(3, 28, 28, 1, (7, 7), (1, 1)),       # the OOD CNN's first conv
                 (2, 11, 11, 4, (2, 2), (1, 1)),       # its second conv (fewer channels)
@@ -145,45 +138,6 @@ def test_gather_windows_is_the_one_stack_of_window_slices(x64, case, dtype):
     assert got.dtype == dtype and got.shape == want.shape == (N, *out_hw, kh * kw, C)
     assert jnp.array_equal(got, want, equal_nan=True)
     assert jnp.array_equal(jnp.signbit(got), jnp.signbit(want))
-
-
-@pytest.mark.parametrize("case,tile,bias", TILE_CASES, ids=str)
-def test_batch_tiled_conv2d_equals_the_untiled_one(x64, case, tile, bias):
-    """conv2d_forward(batch_tile=…) runs im2col and the matmul per tile of examples and its
-    backward rebuilds each tile's patches: forward values, kernel/bias/input gradients equal the
-    untiled ones to float64 round-off (1e-12) and jax.grad of lax's convolution (1e-10; the
-    untiled rule's central-difference check above carries over); where the tile does not divide N (or is N) the untiled code runs, bit for bit."""
-    N, H, W, cin, cout, kh, kw, s, pad = case
-    x, params = _case_arrays(1, N, H, W, cin, cout, kh, kw)   # the seeds of the untiled test above
-    params = params if bias else {"W": params["W"]}
-    R = randn(4, conv.conv2d_forward(params, x, s, pad)[0].shape)
-
-    def ref_fwd(p, x):
-        y = lax.conv_general_dilated(x, p["W"], _stride2(s), _lax_padding(pad),
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return y + p["b"] if bias else y
-
-    @jax.jit
-    def run(p, x):
-        out = []
-        for t in (None, tile):
-            y, cache = conv.conv2d_forward(p, x, s, pad, t)
-            out.append((y, conv.conv2d_backward(cache, jnp.cos(y) * R), cache[2].batch_tile))
-        return out, jax.grad(lambda p, x: jnp.sum(jnp.sin(ref_fwd(p, x)) * R), argnums=(0, 1))(p, x)
-
-    (untiled, tiled), auto = run(params, x)
-    assert tiled[2] == (tile if N % tile == 0 and N > tile else None)
-    if tiled[2] is None:
-        assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(untiled), jax.tree.leaves(tiled)))
-    np.testing.assert_allclose(tiled[0], untiled[0], rtol=1e-12, atol=1e-12)
-    gradcheck.compare(tiled[1], untiled[1], "the untiled hand rule", 1e-12)
-    gradcheck.compare(tiled[1], auto, "jax.grad(lax.conv_general_dilated)", AUTODIFF_TOL)
-
-
-@pytest.mark.parametrize("bad", [0, -2, 2.0, True])
-def test_conv2d_refuses_a_bad_batch_tile(bad):
-    with pytest.raises(ValueError, match="batch_tile"):
-        conv.conv2d(2, 3, batch_tile=bad)
 
 
 def test_conv2d_layer_relu_kink_gets_zero_gradient(x64):

@@ -551,18 +551,6 @@ FIT_WHOLE = "fit epoch (hand grads, whole batches: microbatch=None)"
 TORCH_CHUNKED = "PyTorch eager (2 threads), fit's chunks"
 
 
-def tiled_cnn(name, tile):
-    """doc 003's ``name`` CNN ("cnn2" or "cnn3", the layers of :mod:`jaxnets.models.cnn`) with every
-    conv2d's im2col run per ``tile`` examples (``conv.conv2d(batch_tile=tile)``); same params."""
-    from jaxnets.models import cnn
-    from jaxnets.models.base import sequential
-    from jaxnets.nn import conv, layers as L
-    c1 = [conv.conv2d(64, 7, 1, "valid", "relu", batch_tile=tile), conv.maxpool2d(2, 2)]
-    c2 = [conv.conv2d(128, 2, 1, "valid", "relu", batch_tile=tile), conv.maxpool2d(2, 2)] if name == "cnn3" else []
-    stack = L.serial(*c1, *c2, conv.flatten(), L.dense(10, "identity"))
-    return sequential(stack, "softmax_cross_entropy", cnn.IN_SHAPE, name=f"{name} (conv batch tiles of {tile})")
-
-
 def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
     """doc 003's CNNs: ``fit``'s epoch with hand and jax.grad gradients, the minimal scan and
     PyTorch eager, per (model, batch) case. X: (n, 28, 28, 1) NHWC float32, n a multiple of each batch."""

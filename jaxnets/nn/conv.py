@@ -150,7 +150,6 @@ class _Geometry:
     window: tuple
     strides: tuple
     has_bias: bool = True
-    batch_tile: int | None = None   # conv2d_forward's batch_tile when it tiled
 
 
 def _check_nhwc(x, where: str, channels: int | None = None):
@@ -162,20 +161,15 @@ def _check_nhwc(x, where: str, channels: int | None = None):
 
 # ----------------------------------------------------------------------------- conv2d
 
-def conv2d_forward(params, x, stride=1, padding="valid", batch_tile=None):
+def conv2d_forward(params, x, stride=1, padding="valid"):
     """2-D convolution (cross-correlation), NHWC, as im2col + one matmul.
 
     params {"W": (kh, kw, C_in, C_out), "b": (C_out,)} (or {"W"} alone, no bias);
     x (N, H, W, C_in) → y (N, H_out, W_out, C_out).
     (XLA's convolution is not used for the one-input-channel case: its transpose, which ``jax.grad``
-    of this forward needs, ran ~40× slower inside a ``lax.scan`` epoch on XLA:CPU.)
-
-    ``batch_tile`` (opt-in; used when it divides N and is smaller): im2col and the matmul run per
-    tile of that many examples (``lax.map``), so each tile's patches stay in cache instead of
-    streaming N·H_out·W_out·kh·kw·C_in floats through memory; the cache keeps the input and
-    :func:`conv2d_backward` rebuilds each tile's patches. The forward is the same per row; the
-    kernel's gradient is then a sum of per-tile products, equal to the untiled one to float
-    round-off but not bit for bit.
+    of this forward needs, ran ~40× slower inside a ``lax.scan`` epoch on XLA:CPU.) A batch whose
+    patches do not stay in cache is best trained in chunks: ``models.microbatched`` (``fit``'s
+    ``microbatch``) chunks the whole step.
     """
     W = params["W"]
     kh, kw, cin, cout = W.shape
@@ -188,17 +182,9 @@ def conv2d_forward(params, x, stride=1, padding="valid", batch_tile=None):
         raise ValueError(f"conv2d: kernel {(kh, kw)} does not fit input {(H, Wd)} with padding "
                          f"{((pt, pb), (pl, pr))}")
     x_pad = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
-    tile = batch_tile if batch_tile and N % batch_tile == 0 and N > batch_tile else None
-    geom = _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), (kh, kw), strides, "b" in params, tile)
-    if tile:
-        y = lax.map(lambda xt: _patches_matmul(params, xt, geom, (Ho, Wo))[0], _batch_tiles(x_pad, tile))
-        return y.reshape(N, Ho, Wo, cout), (x_pad, W, geom)
+    geom = _Geometry(tuple(x_pad.shape[1:3]), (pt, pl), (H, Wd), (kh, kw), strides, "b" in params)
     y, patches = _patches_matmul(params, x_pad, geom, (Ho, Wo))
     return y, (patches, W, geom)
-
-
-def _batch_tiles(a, tile):
-    return a.reshape(a.shape[0] // tile, tile, *a.shape[1:])
 
 
 def _patches_matmul(params, x_pad, g, out_hw):
@@ -221,10 +207,8 @@ def _im2col(x_pad, g, out_hw):
 
 def conv2d_backward(cache, dy):
     """dy (N, H_out, W_out, C_out) → ({"W": (kh, kw, C_in, C_out)[, "b": (C_out,)]}, dx (N, H, W, C_in))."""
-    first, W, g = cache            # patches (N·Ho·Wo, kh·kw·C_in), or the padded input when tiled
-    if g.batch_tile:
-        return _tiled_backward(first, W, g, dy)
-    dparams, dx_pad = _patches_backward(first, W, g, dy)
+    patches, W, g = cache            # patches (N·Ho·Wo, kh·kw·C_in)
+    dparams, dx_pad = _patches_backward(patches, W, g, dy)
     (pt, pl), (H, Wd) = g.pad_lo, g.in_hw
     return dparams, dx_pad[:, pt:pt + H, pl:pl + Wd, :]
 
@@ -239,35 +223,17 @@ def _patches_backward(patches, W, g, dy):
     return dparams, _gather_windows_adjoint(dpatches, g.padded_hw, g.window, g.strides)
 
 
-def _tiled_backward(x_pad, W, g, dy):
-    """The backward of a batch-tiled forward: per tile, rebuild the patches, add the tile's
-    kernel (and bias) gradient to the running sum (tile order), and col2im the tile's dx."""
-    Ho, Wo = dy.shape[1:3]
-
-    def tile(acc, xd):
-        dp, dx_pad = _patches_backward(_im2col(xd[0], g, (Ho, Wo)), W, g, xd[1])
-        return jax.tree.map(jnp.add, acc, dp), dx_pad
-
-    zero = {"W": jnp.zeros_like(W)} | ({"b": jnp.zeros(W.shape[3], W.dtype)} if g.has_bias else {})
-    dparams, dx_pad = lax.scan(tile, zero, (_batch_tiles(x_pad, g.batch_tile), _batch_tiles(dy, g.batch_tile)))
-    (pt, pl), (H, Wd) = g.pad_lo, g.in_hw
-    return dparams, dx_pad.reshape(-1, *dx_pad.shape[2:])[:, pt:pt + H, pl:pl + Wd, :]
-
-
 def conv2d(c_out: int, kernel_size, stride=1, padding="valid", activation: str = "identity",
-           init="default", bias: bool = True, batch_tile: int | None = None, **init_kwargs) -> Layer:
+           init="default", bias: bool = True, **init_kwargs) -> Layer:
     """2-D convolution layer followed by an activation (fused, like :func:`layers.dense`).
 
     in_shape (H, W, C_in) → out_shape (H_out, W_out, c_out); params {"W": (kh, kw, C_in, c_out),
     "b": (c_out,)} (no "b" when ``bias=False``); decay: "W". ``init`` names a scheme of
-    :mod:`jaxnets.nn.initializers` (fan_in = kh·kw·C_in, fan_out = kh·kw·c_out). ``batch_tile``:
-    see :func:`conv2d_forward` (off by default: the kernel gradient's rounding changes).
+    :mod:`jaxnets.nn.initializers` (fan_in = kh·kw·C_in, fan_out = kh·kw·c_out).
     """
     kh, kw = _pair(kernel_size, "kernel_size")
     strides = _pair(stride, "stride")
-    if batch_tile is not None and (isinstance(batch_tile, bool) or not isinstance(batch_tile, int) or batch_tile < 1):
-        raise ValueError(f"conv2d: batch_tile must be a positive int or None, got {batch_tile!r}")
-    forward, backward = _fuse_activation(lambda p, x: conv2d_forward(p, x, strides, padding, batch_tile),
+    forward, backward = _fuse_activation(lambda p, x: conv2d_forward(p, x, strides, padding),
                                         conv2d_backward, activation)
     init_fn = initializers.get(init, activation=activation, **init_kwargs)
     resolve_padding(padding, (1, 1), (kh, kw), strides)  # validate early

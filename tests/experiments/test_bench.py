@@ -274,25 +274,6 @@ def test_ladder_times_fit_with_each_option_and_with_all_of_them(small_probes):
     assert np.isfinite(rat["checks_cost"]["min"]) and np.isfinite(rat["general_over_minimal_options"]["median"])
 
 
-@pytest.mark.parametrize("name", ["cnn2", "cnn3"])
-@pytest.mark.e2e(cpu=7)
-def test_tiled_cnn_rows_time_the_same_network(name):
-    """The batch-tiled CNN rows run doc 003's network: the same params from the same key, and
-    loss and hand gradients equal to the untiled model's to float32 round-off (rtol 1e-5) on a
-    batch of 8 in tiles of 4."""
-    from jaxnets.models import cnn
-    ref, tiled = cnn.MODELS[name](), bench.tiled_cnn(name, 4)
-    p = ref.init(jax.random.key(0))
-    assert jax.tree.structure(p) == jax.tree.structure(tiled.init(jax.random.key(0)))
-    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(tiled.init(jax.random.key(0)))))
-    X, Y = _data(8)
-    X = X.reshape(8, 28, 28, 1)
-    (la, ga), (lb, gb) = ref.backprop(p, X, Y), tiled.backprop(p, X, Y)
-    np.testing.assert_allclose(lb, la, rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
-        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
-
-
 def test_sweep_width_study_reports_both_ratios():
     X, Y = _data(40)
     out = bench.sweep_widths(X, Y, widths=(4,), C=3, batch=5, rounds=1)
