@@ -121,8 +121,8 @@ def test_bad_microbatch_values_are_refused_naming_the_argument(bad):
 
 def test_auto_chunks_the_cnns_at_batch_128_on_a_cpu_and_nothing_else(monkeypatch):
     """The measured cases: doc 003's CNNs at batch 128 in chunks of 32 (2-layer: 280,720 bytes of
-    caches per example) and 16 (3-layer: 428,944), whole at batch 32 and 5; the MLPs never;
-    a stochastic model, a mesh and a non-CPU backend never."""
+    caches per example) and 16 (3-layer: 428,944), whole at batch 32 and 5; the MLP at batch 500
+    and E7's transformer at batch 16 whole; a stochastic model, a mesh and a non-CPU backend never."""
     size = train.microbatch_size
     c2, c3 = cnn.cnn2(), cnn.cnn3()
     p2, p3 = c2.init(jax.random.key(0)), c3.init(jax.random.key(0))
@@ -135,6 +135,10 @@ def test_auto_chunks_the_cnns_at_batch_128_on_a_cpu_and_nothing_else(monkeypatch
     assert size(mlp, mlp.init(jax.random.key(0)), 500) is None
     drop = tr.transformer(tr.TransformerConfig(65, 32, 64, 4, 4, 0.2))
     assert drop.stochastic and size(drop, drop.init(jax.random.key(0)), 4096) is None
+    e7_64 = tr.transformer(tr.TransformerConfig(65, 64, 64, 4, 4, 0.0))    # E7's block 64: 1.6 MB per example
+    p64 = e7_64.init(jax.random.key(0))
+    assert engine.cache_bytes_per_example(e7_64, p64) > engine.MICROBATCH_BYTES // 16
+    assert size(e7_64, p64, 16) is None          # a chunk would be under MICROBATCH_MIN (measured slower)
     assert size(c3, p3, 128, mesh=jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))) is None
     assert size(c3, p3, 128, 16) == 16 and size(c3, p3, 128, 128) is None and size(c3, p3, 128, None) is None
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")

@@ -297,9 +297,11 @@ def _scan_sampler(step, sampler: Sampler, batch_size, key, stochastic, state, da
 #: 128 (274 and 419 KiB per example) trained 1.4–1.8× faster in chunks of 32 (2-layer) and 16
 #: (3-layer) than whole, while the 2-layer CNN at batch 32 (8.6 MiB) was slower in chunks of 16.
 MICROBATCH_BYTES = 12 * 2 ** 20
-#: the smallest chunk "auto" picks: below it a chunk's products are too thin (chunks of 8 were
-#: slower than 16 for the 3-layer CNN)
-MICROBATCH_MIN = 8
+#: the smallest chunk "auto" picks (a batch of at most this many examples stays whole): thinner
+#: chunks' products cost more than the cache saves (the 3-layer CNN at batch 128 in chunks of 8:
+#: 1.29× the whole batch's speed against 1.44× in chunks of 16; E7's transformer at batch 16 in
+#: chunks of 8: 0.80–0.96×)
+MICROBATCH_MIN = 16
 
 
 def check_microbatch(where: str, microbatch, mesh=None) -> None:
