@@ -34,13 +34,24 @@ from jaxnets.models import cnn  # noqa: E402
 def products(fn, *args) -> list:
     """Every dot_general of ``fn(*args)``'s jaxpr (nested jaxprs included) that its outputs need,
     as XLA keeps them (dead code removed: e.g. the first layer's input gradient, which a
-    training step never uses): (lhs aval, rhs aval, params)."""
+    training step never uses): (lhs aval, rhs aval, params, (lhs, rhs) transposes). An operand
+    that a ``transpose`` makes (a hand rule's ``x.T @ dy``) is kept as that transpose of its
+    source (its permutation), since XLA folds the transpose into the product, which then runs on
+    another kernel (Eigen) than a product of row-major operands (YNNPACK)."""
     out = []
 
     def walk(jaxpr):
+        made_by = {v: e for e in jaxpr.eqns for v in e.outvars}
         for e in jaxpr.eqns:
             if e.primitive.name == "dot_general":
-                out.append((e.invars[0].aval, e.invars[1].aval, e.params))
+                ops = []
+                for v in e.invars[:2]:
+                    src = made_by.get(v)
+                    if src is not None and src.primitive.name == "transpose":
+                        ops.append((src.invars[0].aval, tuple(src.params["permutation"])))
+                    else:
+                        ops.append((v.aval, None))
+                out.append((e.invars[0].aval, e.invars[1].aval, e.params, ops))
             for sub in jax_core.jaxprs_in_params(e.params):
                 walk(getattr(sub, "jaxpr", sub))
     jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
@@ -48,7 +59,7 @@ def products(fn, *args) -> list:
     return out
 
 
-def flops(lhs, rhs, params) -> float:
+def flops(lhs, rhs, params, ops=None) -> float:
     (lc, _), (lb, _) = params["dimension_numbers"]
     k = np.prod([lhs.shape[d] for d in lc])
     b = np.prod([lhs.shape[d] for d in lb])
@@ -58,19 +69,22 @@ def flops(lhs, rhs, params) -> float:
 
 
 def time_products(prods, rounds: int) -> list:
-    """Minimum seconds of each product alone (interleaved rounds)."""
+    """Minimum seconds of each product alone, its operands' transposes inside the program as in
+    the step (interleaved rounds; each timed call after an untimed one of the same product)."""
     keys = jax.random.split(jax.random.key(0), 2 * len(prods))
     calls = []
-    for i, (lhs, rhs, params) in enumerate(prods):
-        a = jax.random.normal(keys[2 * i], lhs.shape, lhs.dtype)
-        b = jax.random.normal(keys[2 * i + 1], rhs.shape, rhs.dtype)
-        f = jax.jit(lambda a, b, p=params: jax.lax.dot_general(a, b, p["dimension_numbers"])).lower(a, b).compile()
-        jax.block_until_ready(f(a, b))
-        calls.append((f, a, b))
+    for i, (_, _, params, ops) in enumerate(prods):
+        a, b = (jax.random.normal(keys[2 * i + j], aval.shape, aval.dtype) for j, (aval, _) in enumerate(ops))
+
+        def f(a, b, p=params, perms=tuple(perm for _, perm in ops)):
+            a, b = (x if perm is None else jnp.transpose(x, perm) for x, perm in zip((a, b), perms))
+            return jax.lax.dot_general(a, b, p["dimension_numbers"])
+        calls.append((jax.jit(f).lower(a, b).compile(), a, b))
     best = [np.inf] * len(calls)
     for r in range(rounds):
         for i in np.random.default_rng(r).permutation(len(calls)):
             f, a, b = calls[i]
+            jax.block_until_ready(f(a, b))
             t = time.perf_counter()
             jax.block_until_ready(f(a, b))
             best[i] = min(best[i], time.perf_counter() - t)
@@ -98,9 +112,10 @@ def row(name, model, batch, rounds, peak):
     print(f"{name}: {len(prods)} products per {'chunk of ' + str(c) if k > 1 else 'step'}"
           f"{f' × {k} chunks' if k > 1 else ''}; {fl / 1e9:.3f} GFLOP in {1e3 * t:.3f} ms alone = "
           f"{fl / t / 1e9:.0f} GFLOP/s, {fl / t / peak:.2f} of the peak")
-    for (lhs, rhs, params), s in sorted(zip(prods, secs), key=lambda z: -z[1]):
+    for (lhs, rhs, params, ops), s in sorted(zip(prods, secs), key=lambda z: -z[1]):
         f = flops(lhs, rhs, params)
-        print(f"    {str(lhs.shape):>16} · {str(rhs.shape):<16} contracting {params['dimension_numbers'][0]}: "
+        tr = "".join(f" ({side} a transpose)" for side, (_, perm) in zip(("lhs", "rhs"), ops) if perm)
+        print(f"    {str(lhs.shape):>16} · {str(rhs.shape):<16} contracting {params['dimension_numbers'][0]}{tr}: "
               f"{1e6 * s:8.1f} µs  {f / s / 1e9:6.0f} GFLOP/s")
     return fl / t / peak
 
