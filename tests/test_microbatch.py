@@ -56,7 +56,8 @@ def _max_diff(a, b):
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("size", [1, 3, 4, 6, 13])      # 13 examples: chunks of 1, 3 (padded), 4 (padded), 6
+# 13 examples: 13 chunks of 1; 5 of 3, 4 of 4 and 3 of 5 (the last padded); 13: the whole batch (pass-through)
+@pytest.mark.parametrize("size", [1, 3, 4, 6, 13])
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("l2", [0.0, 1e-2])
 def test_chunked_loss_and_gradients_equal_the_whole_batch(case, size, masked, l2):
@@ -78,7 +79,7 @@ def test_chunked_loss_and_gradients_equal_the_whole_batch(case, size, masked, l2
 
 def test_a_stochastic_model_draws_each_chunks_dropout_from_its_own_key():
     """Chunks of a dropout transformer draw from split(key, k): deterministic for a key, another
-    key gives other gradients, and with dropout 0 the same model equals the whole batch."""
+    key gives other gradients (the dropout-free case equals the whole batch: the table above)."""
     with jax.enable_x64(True):
         m = tr.transformer(tr.TransformerConfig(7, 5, 8, 2, 1, 0.5))
         p = m.init(jax.random.key(0), jnp.float64)
@@ -116,13 +117,14 @@ def test_bad_microbatch_values_are_refused_naming_the_argument(bad):
         with pytest.raises(ValueError, match="microbatch"):
             engine.make_epoch(m, 20, 10, optimizer=train.sgd(0.1), microbatch=bad)
     with pytest.raises(ValueError, match="size must be a positive int"):
-        models.microbatched(m, 0)
+        models.microbatched(m, bad)
 
 
 def test_auto_chunks_the_cnns_at_batch_128_on_a_cpu_and_nothing_else(monkeypatch):
     """The measured cases: doc 003's CNNs at batch 128 in chunks of 32 (2-layer: 280,720 bytes of
     caches per example) and 16 (3-layer: 428,944), whole at batch 32 and 5; the MLP at batch 500
     and E7's transformer at batch 16 whole; a stochastic model, a mesh and a non-CPU backend never."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")     # the policy as a CPU sees it
     size = train.microbatch_size
     c2, c3 = cnn.cnn2(), cnn.cnn3()
     p2, p3 = c2.init(jax.random.key(0)), c3.init(jax.random.key(0))
@@ -138,7 +140,9 @@ def test_auto_chunks_the_cnns_at_batch_128_on_a_cpu_and_nothing_else(monkeypatch
     e7_64 = tr.transformer(tr.TransformerConfig(65, 64, 64, 4, 4, 0.0))    # E7's block 64: 1.6 MB per example
     p64 = e7_64.init(jax.random.key(0))
     assert engine.cache_bytes_per_example(e7_64, p64) > engine.MICROBATCH_BYTES // 16
-    assert size(e7_64, p64, 16) is None          # a chunk would be under MICROBATCH_MIN (measured slower)
+    # chunks under MICROBATCH_MIN (measured slower) keep the batch whole, whatever the cap's divisor
+    assert [size(e7_64, p64, b) for b in (16, 17, 20, 24, 30)] == [None] * 5
+    assert base.chunking(32, size(e7_64, p64, 32)) == (2, 16)
     assert size(c3, p3, 128, mesh=jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))) is None
     assert size(c3, p3, 128, 16) == 16 and size(c3, p3, 128, 128) is None and size(c3, p3, 128, None) is None
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
@@ -154,27 +158,44 @@ def test_an_explicit_chunk_of_a_model_without_a_layer_is_refused():
 
 
 def _fit(m, p, data, **kw):
-    return train.fit(m, p, data, epochs=2, batch_size=16, optimizer=train.sgd(0.05, momentum=0.9),
+    return train.fit(m, p, data, epochs=2, batch_size=13, optimizer=train.sgd(0.05, momentum=0.9),
                      l2=1e-3, key=jax.random.key(4), progress=False, **kw)
 
 
+@pytest.fixture
+def chunk_calls(monkeypatch):
+    """The sizes the engine chunks its steps by (a spy on models.microbatched), so a test fails if
+    the engine ignores ``microbatch`` (chunked and whole agree to round-off)."""
+    calls = []
+    real = engine.model_base.microbatched
+    monkeypatch.setattr(engine.model_base, "microbatched", lambda m, size: calls.append(size) or real(m, size))
+    return calls
+
+
 @pytest.mark.parametrize("grad", ["hand", "autodiff"])
-def test_fit_in_chunks_follows_the_whole_batch_trajectory(grad):
-    """float64, 2 epochs of 40 examples at batch 16 (a ragged, masked last batch), momentum and
-    L2: chunks of 5 (padded) and 8 give the whole-batch params to 1e-12; compiled once."""
+def test_fit_in_chunks_follows_the_whole_batch_trajectory(grad, chunk_calls):
+    """float64, 2 epochs of 40 examples at batch 13 (a ragged, masked last batch of 1), momentum and
+    L2: chunks of 5 (3 chunks, padded) and 8 (2 chunks of 7, padded) give the whole-batch params to
+    1e-12; the engine did chunk (the spy saw 5 and 8, and nothing for microbatch=None)."""
     with jax.enable_x64(True):
         m, x, y = _mlp_case(40)
         p = m.init(jax.random.key(0), jnp.float64)
         whole = _fit(m, p, (x, y), grad=grad, microbatch=None)
+        assert chunk_calls == []
         for chunk in (5, 8):
+            assert base.chunking(13, chunk) == {5: (3, 5), 8: (2, 7)}[chunk]
             got = _fit(m, p, (x, y), grad=grad, microbatch=chunk)
+            assert chunk_calls and set(chunk_calls) == {chunk}
+            chunk_calls.clear()
             assert _max_diff(got.params, whole.params) <= TOL
             np.testing.assert_allclose(got.history["step_loss"], whole.history["step_loss"], rtol=0, atol=TOL)
 
 
-def test_auto_fit_of_the_3_layer_cnn_at_batch_128_matches_the_whole_batch_in_float32():
-    """The real case, float32: 256 images, one epoch at batch 128 (chunks of 16 on a CPU, whole
-    elsewhere); params within 1e-5 of the whole batch's, the epoch traced once."""
+def test_auto_fit_of_the_3_layer_cnn_at_batch_128_matches_the_whole_batch_in_float32(chunk_calls):
+    """The real case, float32, on a CPU: 256 images, one epoch at batch 128 in chunks of 16 (the
+    spy saw the engine chunk); params within 1e-5 of the whole batch's, the epoch traced once."""
+    if jax.default_backend() != "cpu":
+        pytest.skip(f"microbatch='auto' chunks on a CPU only; this backend is {jax.default_backend()}")
     m = cnn.cnn3()
     p = m.init(jax.random.key(0))
     x = _rng().random((256, 28, 28, 1)).astype(np.float32)
@@ -189,11 +210,14 @@ def test_auto_fit_of_the_3_layer_cnn_at_batch_128_matches_the_whole_batch_in_flo
         f = jax.jit(ep)
         outs[mb] = f(*args)
         f(*args)                                         # a second call: no retrace
+    assert base.chunking(128, chunk_calls[0]) == (8, 16)
     assert _max_diff(outs["auto"][0].params, outs[None][0].params) <= 1e-5
     np.testing.assert_allclose(outs["auto"][1], outs[None][1], rtol=1e-5)
 
 
-def test_a_resume_with_another_microbatch_is_refused(tmp_path):
+def test_a_resume_with_another_chunk_size_is_refused(tmp_path):
+    """The checkpoint holds the chunk the steps ran in: another is refused, naming it, and a
+    request that gives the same chunks (6 and 4 at batch 16: four chunks of 4) resumes."""
     m, x, y = _mlp_case(40)
     data = (np.asarray(x, np.float32), np.asarray(y))
     p = m.init(jax.random.key(0))
@@ -207,11 +231,17 @@ def test_a_resume_with_another_microbatch_is_refused(tmp_path):
     res = train.fit(m, p, data, epochs=2, batch_size=16, optimizer=train.sgd(0.1), microbatch=8,
                     checkpoint=cp(True), progress=False)
     assert len(res.history["epoch"]) == 2
+    path2 = str(tmp_path / "same.ckpt")
+    train.fit(m, p, data, epochs=1, batch_size=16, optimizer=train.sgd(0.1), microbatch=6,
+              checkpoint=train.Checkpointing(path2, every=1), progress=False)
+    res = train.fit(m, p, data, epochs=2, batch_size=16, optimizer=train.sgd(0.1), microbatch=4,
+                    checkpoint=train.Checkpointing(path2, every=1, resume=True), progress=False)
+    assert len(res.history["epoch"]) == 2
 
 
-def test_a_sweep_in_chunks_equals_its_runs_in_chunks():
+def test_a_sweep_in_chunks_equals_its_runs_in_chunks(chunk_calls):
     """vmapped and threaded sweeps with microbatch=4 give each configuration the params of its own
-    fit with microbatch=4 (float64, 1e-12)."""
+    fit with microbatch=4 (float64, 1e-12), and both do chunk (the spy)."""
     with jax.enable_x64(True):
         m, x, y = _mlp_case(40)
         p = m.init(jax.random.key(0), jnp.float64)
@@ -219,6 +249,48 @@ def test_a_sweep_in_chunks_equals_its_runs_in_chunks():
         kw = dict(epochs=2, batch_size=16, optimizer=train.sgd(0.1), microbatch=4, progress=False)
         runs = [train.fit(m, p, (x, y), key=k, **kw).params for k in keys]
         for vmap in (True, False):
+            chunk_calls.clear()
             sw = train.sweep(m, p, (x, y), keys=keys, vmap=vmap, **kw)
+            assert chunk_calls and set(chunk_calls) == {4}
             for c in range(2):
                 assert _max_diff(sw.config(c).params, runs[c]) <= TOL
+
+
+@pytest.mark.parametrize("param_dtype, x_dtype, tol", [(jnp.bfloat16, jnp.float32, 2e-2),
+                                                       (jnp.float16, jnp.float32, 2e-2),
+                                                       (jnp.float32, jnp.float64, 1e-6)])
+def test_mixed_precision_inputs_sum_in_the_dtypes_a_chunk_returns(param_dtype, x_dtype, tol):
+    """Low-precision params with float32 data (and float32 params with float64 data): the chunked
+    loss and gradients come out in the whole batch's dtypes and agree with it to the lower
+    precision's round-off (relative to the largest entry)."""
+    # mixed dtypes need standard promotion (the tests run strict): the whole batch's backprop
+    # promotes, and the chunks' sums must take the dtypes it promotes to
+    with jax.enable_x64(True), jax.numpy_dtype_promotion("standard"):
+        m, x, y = _mlp_case(12)
+        p = jax.tree.map(lambda a: a.astype(param_dtype), m.init(jax.random.key(0)))
+        x = x.astype(x_dtype)
+        whole, got = m.backprop(p, x, y), models.microbatched(m, 4).backprop(p, x, y)
+        for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(got)):
+            assert a.dtype == b.dtype
+            scale = float(jnp.max(jnp.abs(a.astype(jnp.float64)))) or 1.0
+            assert float(jnp.max(jnp.abs(a.astype(jnp.float64) - b.astype(jnp.float64)))) <= tol * scale
+
+
+@pytest.mark.parametrize("what", ["y", "mask"])
+@pytest.mark.parametrize("rows", [12, 14])
+def test_y_or_a_mask_of_another_length_is_refused_not_padded(what, rows):
+    m, x, y = _mlp_case(13)
+    p = m.init(jax.random.key(0))
+    args = {"y": (x, jnp.zeros((rows,), jnp.int32), None), "mask": (x, y, jnp.ones((rows,)))}[what]
+    with pytest.raises(ValueError, match=f"{what} has shape .* but x has 13 rows"):
+        models.microbatched(m, 4).backprop(p, *args[:2], 0.0, args[2])
+
+
+def test_padding_repeats_a_real_example():
+    """The padded rows are copies of the last example (a valid input for any layer and head), and
+    weigh 0."""
+    a = jnp.arange(5.0)[:, None] * jnp.ones((1, 2))
+    got = base._in_chunks(a, 2, 3)
+    assert got.shape == (2, 3, 2) and jnp.array_equal(got[1, 2], a[4])
+    w = base._in_chunks(jnp.ones(5), 2, 3, zero_fill=True)
+    assert float(w[1, 2]) == 0.0 and float(jnp.sum(w)) == 5.0

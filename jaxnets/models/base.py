@@ -155,13 +155,16 @@ def sequential(layer: L.Layer, loss: str | losses_mod.Loss, in_shape: Sequence[i
 
 def microbatched(model: Model, size: int) -> Model:
     """``model`` whose ``backprop`` and ``grad_autodiff`` run a batch of N examples in chunks of
-    at most ``size`` (:func:`chunking`), one ``lax.scan`` step per chunk, and add the chunks' losses and gradients, each times its share of the batch's
+    at most ``size`` (:func:`chunking`; padding rows repeat the last example, with weight 0),
+    one ``lax.scan`` step per chunk, and add the chunks' losses and gradients, each times its share of the batch's
     example weights (``mask``); the L2 penalty is added once. The same loss and gradient up to
     float round-off for every head of :mod:`jaxnets.nn.losses` (each a weighted mean over the
     batch; a custom head must be one too). Why: on a CPU a chunk's activations stay in cache where
     the whole batch's spill to memory (doc 003's CNNs at batch 128: see the README's bench).
     A stochastic model draws chunk c's dropout from ``split(key, k)[c]`` (other draws than the
-    whole batch's). ``apply``, ``loss`` and ``predict`` are the model's own.
+    whole batch's). ``apply``, ``loss`` and ``predict`` are the model's own. Label values are
+    not checked inside the chunks (the whole batch's head checks concrete labels; ``fit`` checks
+    its data before training); y and mask must have x's rows.
     """
     if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"microbatched({model.name}): size must be a positive int, got {size!r}")
@@ -175,9 +178,10 @@ def _chunked(model: Model, fn, size: int):
         k, c = chunking(n, size)
         if k == 1:
             return fn(params, x, y, l2, mask, key)
+        _same_rows(model.name, n, y, mask)
         dtype = jax.tree.leaves(params)[0].dtype
         w = jnp.ones((n,), dtype) if mask is None else jnp.asarray(mask, dtype)
-        rows = lambda a: _in_chunks(jnp.asarray(a), k, c)  # noqa: E731
+        xs, ys, ws = _in_chunks(x, k, c), _in_chunks(y, k, c), _in_chunks(w, k, c, zero_fill=True)
         keys = None if key is None else jax.random.split(key, k)
         total = jnp.sum(w)
 
@@ -186,11 +190,21 @@ def _chunked(model: Model, fn, size: int):
             got = fn(params, xc, yc, 0.0, wc, kc)
             share = jnp.sum(wc)
             # an all-padding chunk's mean is 0/0: it must add nothing
-            return jax.tree.map(lambda a, g: a + jnp.where(share > 0, (share / total) * g, 0), acc, got), None
-        zero = (jnp.zeros((), dtype), jax.tree.map(jnp.zeros_like, params))
-        (value, grads), _ = jax.lax.scan(chunk, zero, (rows(x), rows(y), rows(w), keys))
+            return jax.tree.map(lambda a, g: a + jnp.where(share > 0, (share / total) * g, 0).astype(a.dtype),
+                                acc, got), None
+        # the sums in the dtypes one chunk's (loss, grads) come in (mixed-precision inputs included)
+        shapes = jax.eval_shape(fn, params, xs[0], ys[0], 0.0, ws[0], None if keys is None else keys[0])
+        zero = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+        (value, grads), _ = jax.lax.scan(chunk, zero, (xs, ys, ws, keys))
         return _with_l2_grad(model.layer, model.name, value, grads, params, l2)
     return run
+
+
+def _same_rows(name, n, y, mask):
+    """The whole batch's forward would refuse y or a mask of another length; padding must not hide it."""
+    for what, a in (("y", y), ("mask", mask)):
+        if a is not None and jnp.shape(a)[:1] != (n,):
+            raise ValueError(f"{name} (micro-batched): {what} has shape {jnp.shape(a)}, but x has {n} rows")
 
 
 def chunking(n: int, size: int) -> tuple[int, int]:
@@ -206,11 +220,14 @@ def chunking(n: int, size: int) -> tuple[int, int]:
     return k, -(-n // k)
 
 
-def _in_chunks(a, k: int, c: int):
-    """(N, ...) → (k, c, ...), padded with zero rows to k·c."""
+def _in_chunks(a, k: int, c: int, zero_fill: bool = False):
+    """(N, ...) → (k, c, ...), padded to k·c rows with copies of the last row (a valid input and
+    label for any head or layer; their weight is 0), or with zeros (``zero_fill``: the weights)."""
+    a = jnp.asarray(a)
     pad = k * c - a.shape[0]
     if pad:
-        a = jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)])
+        fill = jnp.zeros((pad, *a.shape[1:]), a.dtype) if zero_fill else jnp.repeat(a[-1:], pad, axis=0)
+        a = jnp.concatenate([a, fill])
     return a.reshape(k, c, *a.shape[1:])
 
 

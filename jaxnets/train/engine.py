@@ -294,13 +294,13 @@ def _scan_sampler(step, sampler: Sampler, batch_size, key, stochastic, state, da
 
 #: ``microbatch="auto"``: the most bytes of forward caches (the activations a backward reads) one
 #: chunk of a training step may hold. On the README's 2-core CPU (32 MiB L3) doc 003's CNNs at batch
-#: 128 (274 and 419 KiB per example) trained 1.4–1.8× faster in chunks of 32 (2-layer) and 16
+#: 128 (274 and 419 KiB per example) trained 1.4–1.9× faster in chunks of 32 (2-layer) and 16
 #: (3-layer) than whole, while the 2-layer CNN at batch 32 (8.6 MiB) was slower in chunks of 16.
 MICROBATCH_BYTES = 12 * 2 ** 20
-#: the smallest chunk "auto" picks (a batch of at most this many examples stays whole): thinner
-#: chunks' products cost more than the cache saves (the 3-layer CNN at batch 128 in chunks of 8:
-#: 1.29× the whole batch's speed against 1.44× in chunks of 16; E7's transformer at batch 16 in
-#: chunks of 8: 0.80–0.96×)
+#: the smallest chunk "auto" picks (else the batch stays whole): thinner chunks' products cost
+#: more than the cache saves (``tools/microbatch_sizes.py``: the 3-layer CNN at batch 128 in chunks
+#: of 8 1.32× the whole batch's speed against 1.40× in chunks of 16; E7's transformer at batch 16
+#: in chunks of 8 0.82–0.99×)
 MICROBATCH_MIN = 16
 
 
@@ -332,9 +332,10 @@ def microbatch_size(model, params, batch_size: int, microbatch="auto", mesh=None
     """The most examples per chunk a training step of ``batch_size`` runs (None: the whole batch).
 
     "auto": on a CPU, for a deterministic :class:`~jaxnets.models.Model` and no mesh, ``MICROBATCH_BYTES`` ÷
-    :func:`cache_bytes_per_example` (at least ``MICROBATCH_MIN``); None elsewhere (a GPU wants the
-    whole batch; a stochastic model keeps the whole batch's dropout draws). An int is taken as
-    given; a chunk as large as the batch is None.
+    :func:`cache_bytes_per_example` (at least ``MICROBATCH_MIN``), None where the chunks that
+    gives (``models.base.chunking``) would hold fewer than ``MICROBATCH_MIN`` examples, and None
+    elsewhere (a GPU wants the whole batch; a stochastic model keeps the whole batch's dropout
+    draws). An int is taken as given; a chunk as large as the batch is None.
     """
     check_microbatch("microbatch_size", microbatch, mesh)
     if microbatch is not None and not isinstance(model, model_base.Model):
@@ -347,6 +348,8 @@ def microbatch_size(model, params, batch_size: int, microbatch="auto", mesh=None
             return None
         per = cache_bytes_per_example(model, params)
         microbatch = max(MICROBATCH_MIN, MICROBATCH_BYTES // per) if per > 0 else batch_size
+        if microbatch < batch_size and model_base.chunking(batch_size, microbatch)[1] < MICROBATCH_MIN:
+            return None
     return None if microbatch is None or microbatch >= batch_size else int(microbatch)
 
 
@@ -664,7 +667,7 @@ def _setup(model, params, train, *, epochs, batch_size, optimizer, l2, order, gr
     fp = None if checkpoint is None else _run_fingerprint(
         model, params, tr, evals, batch_size=batch_size, order=order, grad=grad, l2=float(l2),
         optimizer=inputs.fingerprint(optimizer), max_updates=max_updates, key=inputs.key_fingerprint(key),
-        microbatch=chunk)
+        microbatch=chunk and model_base.chunking(batch_size, chunk)[1])
     return _Run(model, where, tr, evals, key, state, jnp.asarray(l2, dtype), batch_size, fp, microbatch=chunk)
 
 
@@ -736,7 +739,8 @@ _FP_NAMES = {"model": "model (name, architecture, activations or loss head)",
              "order": "order", "grad": "grad", "optimizer": "optimizer (or its hyperparameters)",
              "max_updates": "max_updates", "l2": "l2",
              "key": "key (PRNG implementation and a hash of its key data)",
-             "microbatch": "microbatch (examples per chunk of a step; None: the whole batch)"}
+             "microbatch": ("microbatch (examples per chunk of a step, None: the whole batch; a checkpoint "
+                            "written before chunked steps existed resumes with microbatch=None)")}
 
 
 def _check_checkpoint_path(where: str, path) -> None:
