@@ -31,6 +31,11 @@ def _sse_case(n):
     return m, jnp.asarray(_rng().normal(size=(n, 5))), jnp.asarray(_rng(1).random((n, 3)))
 
 
+def _mse_case(n):
+    m = models.mlp([5, 7, 3], "relu", "mse")
+    return m, jnp.asarray(_rng().normal(size=(n, 5))), jnp.asarray(_rng(1).integers(0, 3, n))
+
+
 def _cnn_case(n):
     return cnn.cnn2(), jnp.asarray(_rng().random((n, 28, 28, 1))), jnp.asarray(_rng(1).integers(0, 10, n))
 
@@ -46,7 +51,7 @@ def _token_case(n):
     return m, jnp.asarray(_rng().integers(0, 7, (n, 5))), jnp.asarray(_rng(1).integers(0, 7, (n, 5)))
 
 
-CASES = {"mlp softmax CE": _mlp_case, "mlp half SSE (float targets)": _sse_case,
+CASES = {"mlp softmax CE": _mlp_case, "mlp half SSE (float targets)": _sse_case, "mlp MSE (int labels)": _mse_case,
          "2-layer CNN": _cnn_case, "mini CNN (logistic)": _minicnn_case,
          "transformer (token CE, int input)": _token_case}
 
