@@ -282,8 +282,7 @@ def train_variants(d, model_names, variants, epochs, seed, copies, max_shift, ev
                             evaluation=train.Evaluation(train=False, batch_size=EVAL_CHUNK), progress=progress)
             r = _summary(res, time.perf_counter() - t, len(xtr)) | _evaluate(evaluators[m], res.params, d)
             r["augmentation"] = aug
-            chunk = train.microbatch_size(model, res.params, min(R["batch_size"], len(xtr)))
-            r["microbatch"] = chunk and models.base.chunking(min(R["batch_size"], len(xtr)), chunk)[1]   # examples per chunk
+            r["microbatch"] = train.chunk_size(model, res.params, min(R["batch_size"], len(xtr)))   # examples per chunk
             out[v][m] = r
             log(f"E4 [{v}] {LABELS[m]:<12}: {r['epochs_run']} epochs (best {r['best_epoch']}), acc % "
                 + " ".join(f"{k} {100 * r['acc'][k]:.1f}" for k in SETS))

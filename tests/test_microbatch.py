@@ -137,6 +137,7 @@ def test_auto_chunks_the_cnns_at_batch_128_on_a_cpu_and_nothing_else(monkeypatch
     assert engine.cache_bytes_per_example(c3, p3) == 428_944
     assert base.chunking(128, size(c2, p2, 128)) == (4, 32)
     assert base.chunking(128, size(c3, p3, 128)) == (8, 16)
+    assert (train.chunk_size(c2, p2, 128), train.chunk_size(c3, p3, 128), train.chunk_size(c3, p3, 32)) == (32, 16, 16)
     assert [size(c2, p2, b) for b in (5, 32)] == [None, None]
     mlp = models.mlp([784, 256, 10], "sigmoid")
     assert size(mlp, mlp.init(jax.random.key(0)), 500) is None

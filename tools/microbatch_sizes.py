@@ -72,12 +72,12 @@ def measure(build, chunks, rounds: int) -> dict:
             t = time.perf_counter()
             jax.block_until_ready(progs[mb](*args))
             times[mb].append(time.perf_counter() - t)
-    return {"batch": batch, "auto": train.microbatch_size(model, p, batch), "times": times}
+    return {"batch": batch, "auto": train.chunk_size(model, p, batch), "times": times}
 
 
 def report(name, m) -> None:
     whole = m["times"][None]
-    auto = m["auto"] and models.base.chunking(m["batch"], m["auto"])[1]
+    auto = m["auto"]
     print(f"{name} (batch {m['batch']}; auto picks {auto or 'the whole batch'}):")
     for mb, ts in m["times"].items():
         k, c = models.base.chunking(m["batch"], mb) if mb else (1, m["batch"])

@@ -43,7 +43,6 @@ import optax
 
 from experiments._lib import oracles, torch_peers
 from jaxnets import train
-from jaxnets.models import base as models_base
 from jaxnets.train import engine
 
 def blas_info() -> dict:
@@ -368,15 +367,16 @@ def _fit_epoch(model, p0, Xd, Yd, B, grad, name, key=jax.random.key(0), with_cos
     c, comp = _compile(jax.jit(train.make_epoch(model, n, B, "shuffle", grad, **sw, microbatch=microbatch)),
                        st, hp, jnp.int32(0), key, Xd, Yd)
     flops = nbytes = ws = None
+    chunk = train.chunk_size(model, p0, B, microbatch)
     if with_cost:  # one step: the same epoch function compiled for one batch
         one = lambda mb: _compile(jax.jit(train.make_epoch(model, B, B, "shuffle", grad, **sw, microbatch=mb)),  # noqa: E731
                                   st, hp, jnp.int32(0), key, Xd[:B], Yd[:B])[0]
         # FLOPs and bytes from the whole-batch step (XLA's cost analysis counts a loop body once,
         # and a chunked step does the same arithmetic); the working set from the step as timed
-        flops, nbytes = (v * -(-n // B) for v in cost(one(None)))
-        ws = _working_set(one(microbatch))
-    chunk = train.microbatch_size(model, p0, B, microbatch)
-    holder, note = [st], "" if chunk is None else f"steps in chunks of {models_base.chunking(B, chunk)[1]} examples (microbatch={microbatch!r})"
+        whole = one(None)
+        flops, nbytes = (v * -(-n // B) for v in cost(whole))
+        ws = _working_set(whole if chunk is None else one(microbatch))
+    holder, note = [st], "" if chunk is None else f"steps in chunks of {chunk} examples (microbatch={microbatch!r})"
 
     def run():
         new = c(holder[0], hp, jnp.int32(0), key, Xd, Yd)[0]
@@ -564,8 +564,7 @@ def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
         vs = [_fit_epoch(model, p0, Xd, Yd, B, "hand", FIT),
               _fit_epoch(model, p0, Xd, Yd, B, "autodiff", FIT_AD, with_cost=False),
               _minimal(model, p0, Xd, Yd, B)]
-        chunk = train.microbatch_size(model, p0, B)
-        chunk = chunk and models_base.chunking(B, chunk)[1]
+        chunk = train.chunk_size(model, p0, B)
         if chunk:    # the same step on whole batches, and PyTorch given the same chunks
             vs.append(_fit_epoch(model, p0, Xd, Yd, B, "hand", FIT_WHOLE, microbatch=None))
         if torch_peers.available():

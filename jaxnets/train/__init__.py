@@ -10,11 +10,11 @@ else a training run needs goes through ``fit``/``sweep``/``evaluate`` and their 
 from jaxnets.errors import CheckpointError
 from jaxnets.train import checkpoint
 from jaxnets.train.engine import (Checkpointing, Divergence, EarlyStopping, Evaluation, FitResult,
-                                  MICROBATCH_BYTES, microbatch_size,
+                                  MICROBATCH_BYTES, chunk_size, microbatch_size,
                                   Sampler, TrainState, evaluate, fit, init_state, make_epoch,
                                   make_evaluate, sweep)
 from jaxnets.train.optim import adamw, sgd
 
 __all__ = ["adamw", "checkpoint", "CheckpointError", "Checkpointing", "Divergence", "EarlyStopping",
            "Evaluation", "FitResult", "Sampler", "TrainState", "evaluate", "fit", "init_state",
-           "make_epoch", "make_evaluate", "MICROBATCH_BYTES", "microbatch_size", "sgd", "sweep"]
+           "make_epoch", "make_evaluate", "MICROBATCH_BYTES", "chunk_size", "microbatch_size", "sgd", "sweep"]

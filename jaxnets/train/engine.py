@@ -353,6 +353,13 @@ def microbatch_size(model, params, batch_size: int, microbatch="auto", mesh=None
     return None if microbatch is None or microbatch >= batch_size else int(microbatch)
 
 
+def chunk_size(model, params, batch_size: int, microbatch="auto", mesh=None) -> int | None:
+    """The examples per chunk a training step of ``batch_size`` runs (:func:`microbatch_size`'s
+    cap through ``models.base.chunking``), or None: the whole batch."""
+    cap = microbatch_size(model, params, batch_size, microbatch, mesh)
+    return cap and model_base.chunking(batch_size, cap)[1]
+
+
 def make_epoch(model, n, batch_size: int, order: str = "shuffle", grad: str = "hand",
                max_updates: int | None = None, mesh=None, inspect_sharding=None, *,
                optimizer: optax.GradientTransformation, use_l2: bool = True,
@@ -667,7 +674,7 @@ def _setup(model, params, train, *, epochs, batch_size, optimizer, l2, order, gr
     fp = None if checkpoint is None else _run_fingerprint(
         model, params, tr, evals, batch_size=batch_size, order=order, grad=grad, l2=float(l2),
         optimizer=inputs.fingerprint(optimizer), max_updates=max_updates, key=inputs.key_fingerprint(key),
-        microbatch=chunk and model_base.chunking(batch_size, chunk)[1])
+        microbatch=chunk_size(model, params, batch_size, chunk))
     return _Run(model, where, tr, evals, key, state, jnp.asarray(l2, dtype), batch_size, fp, microbatch=chunk)
 
 
