@@ -42,7 +42,7 @@ import numpy as np
 from jax import lax
 
 from jaxnets.nn import initializers
-from jaxnets.nn.layers import Layer, Static, _fuse_activation, decay_keys
+from jaxnets.nn.layers import Layer, Static, _fuse_activation, decay_keys, weight_grad
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -217,7 +217,7 @@ def _patches_backward(patches, W, g, dy):
     kh, kw, cin, cout = W.shape
     N, Ho, Wo, _ = dy.shape
     dy2 = dy.reshape(N * Ho * Wo, cout)
-    dW = (patches.T @ dy2).reshape(kh, kw, cin, cout)
+    dW = weight_grad(patches, dy2).reshape(kh, kw, cin, cout)
     dparams = {"W": dW, "b": jnp.sum(dy2, axis=0)} if g.has_bias else {"W": dW}
     dpatches = (dy2 @ W.reshape(kh * kw * cin, cout).T).reshape(N, Ho, Wo, kh * kw, cin)
     return dparams, _gather_windows_adjoint(dpatches, g.padded_hw, g.window, g.strides)

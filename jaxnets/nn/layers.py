@@ -281,6 +281,34 @@ def dense_forward(params, x):
     return jnp.reshape(a2, lead + (W.shape[1],)), (x2, W, _Static("b" in params, lead))
 
 
+# XLA:CPU hands ``x2ᵀ da2`` (the contraction over the batch axis) to Eigen, and at some shapes that
+# kernel is slow: 75 GFLOP/s for doc 004's 3072 -> 50 layer at batch 500, where the same product
+# into the (n_out, n_in) layout runs at 235-270. It ran slower than that way for narrow outputs
+# (n_out <= 32) and where n_in is a multiple of 128, and tied or won elsewhere (784 inputs, small
+# products, convolutions with few input channels). The optimization barrier keeps XLA from folding
+# the final transpose back into the product. Thresholds from ``tools/weight_grad_layouts.py``.
+NARROW_OUT, NARROW_RATIO, NARROW_MIN_MACS = 32, 4, 2 ** 17
+ALIGNED_IN, ALIGNED_RATIO, ALIGNED_MIN_MACS = 128, 2, 2 ** 22
+
+
+def transposed_weight_grad(m: int, n_in: int, n_out: int) -> bool:
+    """Whether :func:`weight_grad` computes an (m, n_in)ᵀ (m, n_out) product as ``(da2ᵀ x2)ᵀ``."""
+    macs = m * n_in * n_out
+    narrow = n_out <= NARROW_OUT and n_in >= NARROW_RATIO * n_out and macs >= NARROW_MIN_MACS
+    aligned = n_in % ALIGNED_IN == 0 and n_in >= ALIGNED_RATIO * n_out and macs >= ALIGNED_MIN_MACS
+    return narrow or aligned
+
+
+def weight_grad(x2, da2):
+    """The weight gradient ``x2ᵀ da2``: x2 (M, n_in), da2 (M, n_out) -> (n_in, n_out).
+
+    Where :func:`transposed_weight_grad` says so, computed as ``(da2ᵀ x2)ᵀ``: the same sum of
+    products in another order (round-off only), on the faster kernel there."""
+    if transposed_weight_grad(x2.shape[0], x2.shape[1], da2.shape[1]):
+        return jax.lax.optimization_barrier(da2.T @ x2).T
+    return x2.T @ da2
+
+
 def dense_backward(cache, da):
     """da: (N, ..., n_out) -> ({"W": (n_in, n_out)[, "b": (n_out,)]}, dx: (N, ..., n_in)).
 
@@ -288,7 +316,7 @@ def dense_backward(cache, da):
     """
     x2, W, st = cache
     da2 = jnp.reshape(da, (-1, W.shape[1]))                        # (M, n_out)
-    dparams = {"W": x2.T @ da2}
+    dparams = {"W": weight_grad(x2, da2)}
     if st.has_bias:
         dparams["b"] = jnp.sum(da2, axis=0)
     return dparams, jnp.reshape(da2 @ W.T, st.lead + (W.shape[0],))
