@@ -36,6 +36,23 @@ def test_the_rule_picks_the_way_its_thresholds_state(shape, transposed):
     assert barrier is transposed      # the traced program is the way the rule names
 
 
+def test_plain_weight_grads_switches_the_transposed_way_off_inside_only():
+    x, dy = jnp.zeros((500, 3072)), jnp.zeros((500, 50))
+    # a fresh function each time: jax reuses the trace of a function it has traced before
+    barrier = lambda: any(e.primitive.name == "optimization_barrier"  # noqa: E731
+                          for e in jax.make_jaxpr(lambda a, b: layers.weight_grad(a, b))(x, dy).jaxpr.eqns)
+    assert barrier()
+    with layers.plain_weight_grads():
+        assert not barrier()
+        with layers.plain_weight_grads():
+            assert not barrier()
+        assert not barrier()
+    assert barrier()
+    with pytest.raises(RuntimeError), layers.plain_weight_grads():
+        raise RuntimeError("an error inside still restores the rule")
+    assert barrier()
+
+
 # dtype, relative tolerance of the product against x.T @ dy (float64: summation order only)
 DTYPES = [(jnp.float64, 1e-12), (jnp.float32, 2e-5)]
 

@@ -17,9 +17,11 @@ their compiles included). Prints minima, medians and maxima, vmap ÷ way, and
 whether each way's params and recorded losses equal ``workers 1``'s bit for bit.
 
     PYTHONPATH=. python tools/sweep_ways.py [--rounds 3] [--epochs 1] [--only e4_cnn3,e7_T64] [--ways vmap,2] [--quick]
+                                            [--plain-weight-grads]
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sys
@@ -35,6 +37,7 @@ from jaxnets import models, train
 from jaxnets.data import text
 from jaxnets.models import cnn
 from jaxnets.models import transformer as tr
+from jaxnets.nn import layers
 
 
 def _e3(n, quick):
@@ -142,6 +145,9 @@ def main(argv=None) -> int:
                     help="comma-separated ways to run (default all: vmap, workers 1, workers N wait, workers N; "
                          "'1', 'N wait', 'N' name the threaded ones by their workers)")
     ap.add_argument("--quick", action="store_true", help="smoke size: 200 images, tiny transformer")
+    ap.add_argument("--plain-weight-grads", action="store_true",
+                    help="every weight gradient the plain way (layers.plain_weight_grads), to compare the "
+                         "layouts of layers.weight_grad process against process")
     a = ap.parse_args(argv)
     names = [s for s in a.only.split(",") if s]
     bad = [s for s in names if s not in WORKLOADS]
@@ -157,10 +163,12 @@ def main(argv=None) -> int:
             ap.error(f"--ways: unknown way(s) {unknown or a.ways!r}; choose from vmap, 1, {workers} wait, {workers}")
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, {workers} CPUs, "
           f"load {os.getloadavg()[0]:.2f}; NumPy BLAS: {blas_info()}")
-    print(f"{a.rounds} rounds × {a.epochs} epoch(s); minima, medians, maxima in seconds; vmap/way by wall minima")
-    for name in names:
-        times, same = measure(name, 200 if a.quick else 10_000, a.rounds, a.epochs, a.quick, workers, only)
-        report(name, times, same)
+    print(f"{a.rounds} rounds × {a.epochs} epoch(s); minima, medians, maxima in seconds; vmap/way by wall minima; "
+          f"weight gradients {'all plain' if a.plain_weight_grads else 'by layers.weight_grad rule'}")
+    with layers.plain_weight_grads() if a.plain_weight_grads else contextlib.nullcontext():
+        for name in names:
+            times, same = measure(name, 200 if a.quick else 10_000, a.rounds, a.epochs, a.quick, workers, only)
+            report(name, times, same)
     return 0
 
 

@@ -11,13 +11,13 @@ and prints minima, medians, plain ÷ transposed (above 1: the transposed way is 
 im2col patches), E7's feed-forward and head, and a few small ones. These are the measurements
 behind ``layers.transposed_weight_grad``'s thresholds (README, Performance).
 
-``--steps`` times whole training epochs instead: ``fit``'s compiled epoch (``train.make_epoch``,
-plain ``train.sgd``, ``microbatch="auto"``) of each workload compiled twice, once with the rule and
-once with every weight gradient the plain way, interleaved; prints plain ÷ rule per workload.
+``--steps`` times whole training programs instead, each compiled twice, once with the rule and once
+with every weight gradient the plain way, interleaved; prints plain ÷ rule per workload: ``fit``'s
+compiled epoch (``train.make_epoch``, plain ``train.sgd``, ``microbatch="auto"``) of the bench's and
+E4's models, and E6's doc 004 trainer for one net and for 18 nets vmapped (its fresh nets).
 
     PYTHONPATH=. python tools/weight_grad_layouts.py [--rounds 30] [--quick] [--steps]
 """
-import contextlib
 import argparse
 import os
 import pathlib
@@ -62,28 +62,24 @@ SHAPES = [   # (M, n_in, n_out), what it is
 ]
 QUICK = [((64, 256, 8), "quick, narrow"), ((8, 16, 32), "quick, wide")]
 
-STEPS = {   # name: (model, examples per epoch, batch)
-    "E6 3072-50-10 MSE, batch 500": (lambda: models.mlp([3072, 50, 10], "relu", "half_sse"), 10000, 500),
-    "E6 3072-50-10 MSE, batch 200": (lambda: models.mlp([3072, 50, 10], "relu", "half_sse"), 10000, 200),
-    "MLP 784-256-10, batch 500": (lambda: models.mlp([784, 256, 10], "sigmoid"), 10000, 500),
-    "MLP 784-256-10, batch 5": (lambda: models.mlp([784, 256, 10], "sigmoid"), 2000, 5),
-    "2-layer CNN, batch 5": (lambda: cnn.cnn2(init="glorot"), 1000, 5),
-    "3-layer CNN, batch 5": (lambda: cnn.cnn3(init="glorot"), 1000, 5),
-    "2-layer CNN, batch 128": (lambda: cnn.cnn2(), 2048, 128),
-    "3-layer CNN, batch 128": (lambda: cnn.cnn3(), 2048, 128),
+def _fit(make, n, batch):
+    return lambda: epochs(make, n, batch)
+
+
+STEPS = {   # name: () -> (programs, args)
+    "E6 3072-50-10 MSE, batch 500": _fit(lambda: models.mlp([3072, 50, 10], "relu", "half_sse"), 10000, 500),
+    "E6 3072-50-10 MSE, batch 200": _fit(lambda: models.mlp([3072, 50, 10], "relu", "half_sse"), 10000, 200),
+    "E6 doc trainer, one net, 300 it.": lambda: e6_trainer(300, 1),
+    "E6 doc trainer, 18 nets vmapped": lambda: e6_trainer(300, 18),
+    "MLP 784-256-10, batch 500": _fit(lambda: models.mlp([784, 256, 10], "sigmoid"), 10000, 500),
+    "MLP 784-256-10, batch 5": _fit(lambda: models.mlp([784, 256, 10], "sigmoid"), 2000, 5),
+    "2-layer CNN, batch 5": _fit(lambda: cnn.cnn2(init="glorot"), 1000, 5),
+    "3-layer CNN, batch 5": _fit(lambda: cnn.cnn3(init="glorot"), 1000, 5),
+    "2-layer CNN, batch 128": _fit(lambda: cnn.cnn2(), 2048, 128),
+    "3-layer CNN, batch 128": _fit(lambda: cnn.cnn3(), 2048, 128),
 }
-QUICK_STEPS = {"quick MLP 256-8, batch 64": (lambda: models.mlp([256, 8], "identity"), 128, 64)}
-
-
-@contextlib.contextmanager
-def plain_only():
-    """Every weight gradient the plain way while programs are traced (the rule switched off)."""
-    rule = layers.transposed_weight_grad
-    layers.transposed_weight_grad = lambda *shape: False
-    try:
-        yield
-    finally:
-        layers.transposed_weight_grad = rule
+QUICK_STEPS = {"quick MLP 256-8, batch 64": _fit(lambda: models.mlp([256, 8], "identity"), 128, 64),
+               "quick E6 trainer, 2 nets vmapped": lambda: e6_trainer(5, 2, n=600)}
 
 
 def epochs(make, n, batch):
@@ -96,9 +92,26 @@ def epochs(make, n, batch):
             jax.random.key(0), *data)
     compile_ = lambda: jax.jit(train.make_epoch(model, n, batch, optimizer=opt, use_l2=False,  # noqa: E731
                                                 check_grads=False)).lower(*args).compile()
-    with plain_only():
+    with layers.plain_weight_grads():
         plain = compile_()
     return {"plain": plain, "rule": compile_()}, args
+
+
+def e6_trainer(iterations, configs, n=49000):
+    """E6's doc 004 trainer (``e6_cifar.make_doc_trainer``: batch 500 drawn with replacement from
+    ``n`` random CIFAR-sized rows) for one net, or ``configs`` nets vmapped over their learning
+    rates with the same draws (doc_protocol's fresh nets), each way compiled."""
+    from experiments import e6_cifar as e6
+    net = e6.make_model("mse")
+    r = np.random.default_rng(0)
+    x, y = jnp.asarray(r.standard_normal((n, 3072), np.float32)), jnp.asarray(r.integers(0, 10, n), jnp.int32)
+    hp = tuple(jnp.full((configs,), v, jnp.float32) for v in (1e-3, 0.9, 1.0))
+    args = (net.init(jax.random.key(0)), hp if configs > 1 else tuple(v[0] for v in hp), jax.random.key(1), x, y)
+    f = lambda: e6.make_doc_trainer(net, n, 500, iterations)  # noqa: E731
+    vm = (lambda t: jax.jit(jax.vmap(t, in_axes=(None, 0, None, None, None)))) if configs > 1 else (lambda t: t)
+    with layers.plain_weight_grads():
+        plain = vm(f()).lower(*args).compile()
+    return {"plain": plain, "rule": vm(f()).lower(*args).compile()}, args
 
 
 def ways(m, n_in, n_out):
@@ -141,7 +154,7 @@ def report(shape, what, times) -> None:
 
 def report_steps(name, times) -> None:
     p, r = times["plain"], times["rule"]
-    print(f"  {name:<30} plain {1e3 * min(p):8.2f} ms  rule {1e3 * min(r):8.2f} ms per epoch  "
+    print(f"  {name:<33} plain {1e3 * min(p):8.2f} ms  rule {1e3 * min(r):8.2f} ms per call  "
           f"plain ÷ rule {min(p) / min(r):5.2f}× (medians {np.median(p) / np.median(r):5.2f}×)")
 
 
@@ -159,8 +172,8 @@ def main(argv=None) -> int:
           f"M·n_in·n_out >= {layers.NARROW_MIN_MACS:,}; or where n_in is a multiple of {layers.ALIGNED_IN}, "
           f"n_in >= {layers.ALIGNED_RATIO}·n_out and M·n_in·n_out >= {layers.ALIGNED_MIN_MACS:,}")
     if a.steps:
-        for name, spec in (QUICK_STEPS if a.quick else STEPS).items():
-            report_steps(name, measure(spec, a.rounds, build=epochs))
+        for name, build in (QUICK_STEPS if a.quick else STEPS).items():
+            report_steps(name, measure((), a.rounds, build=build))
         return 0
     for shape, what in (QUICK if a.quick else SHAPES):
         report(shape, what, measure(shape, a.rounds))

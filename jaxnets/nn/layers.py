@@ -14,6 +14,7 @@ equals the hand rule at kinks too: ReLU is ``jax.nn.relu`` (derivative 0 at 0, d
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Any, Callable, NamedTuple
@@ -299,12 +300,27 @@ def transposed_weight_grad(m: int, n_in: int, n_out: int) -> bool:
     return narrow or aligned
 
 
+_PLAIN_ONLY = [False]
+
+
+@contextlib.contextmanager
+def plain_weight_grads():
+    """Inside, :func:`weight_grad` takes the plain way at every shape, in the programs traced there
+    (a function jax traced before keeps its trace): the measurements of
+    ``tools/weight_grad_layouts.py`` and ``tools/sweep_ways.py``."""
+    before, _PLAIN_ONLY[0] = _PLAIN_ONLY[0], True
+    try:
+        yield
+    finally:
+        _PLAIN_ONLY[0] = before
+
+
 def weight_grad(x2, da2):
     """The weight gradient ``x2ᵀ da2``: x2 (M, n_in), da2 (M, n_out) -> (n_in, n_out).
 
     Where :func:`transposed_weight_grad` says so, computed as ``(da2ᵀ x2)ᵀ``: the same sum of
     products in another order (round-off only), on the faster kernel there."""
-    if transposed_weight_grad(x2.shape[0], x2.shape[1], da2.shape[1]):
+    if not _PLAIN_ONLY[0] and transposed_weight_grad(x2.shape[0], x2.shape[1], da2.shape[1]):
         return jax.lax.optimization_barrier(da2.T @ x2).T
     return x2.T @ da2
 

@@ -58,3 +58,11 @@ def test_together_is_threads_on_a_cpu_and_says_so():
     assert common.together_label(way) == (f"fit's own compiled epoch per configuration, {common.usable_cpus()} "
                                           "at a time on threads")
     assert common.together_label({}) == "one vmapped program"
+
+
+@pytest.mark.e2e(cpu=10)
+def test_plain_weight_grads_is_said_in_the_header_and_the_table_still_prints():
+    r = _run("--quick", "--rounds", "1", "--only", "e4_mlp2_ood", "--ways", "1", "--plain-weight-grads")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "weight gradients all plain" in r.stdout
+    assert re.search(r"^\s+workers 1\s+[\d.]+", r.stdout.split("\ne4_mlp2_ood\n")[1], re.M)
