@@ -16,6 +16,10 @@ RULE_CASES = [
     ((64, 512, 8), True),           # narrow, 262,144 multiply-adds
     ((51, 257, 10), False),         # narrow but 131,070 multiply-adds: under 2**17
     ((52, 257, 10), True),          # narrow, 133,640
+    ((128, 128, 8), True),          # narrow, exactly 2**17
+    ((127, 128, 8), False),         # narrow, 130,048
+    ((400, 40, 10), True),          # narrow, n_in = 4 n_out exactly
+    ((400, 39, 10), False),         # n_in under 4 n_out
     ((500, 784, 32), True),         # narrow (n_out = 32)
     ((500, 784, 33), False),        # n_out 33, 784 not a multiple of 128
     ((500, 784, 256), False),       # the MLP's first layer
@@ -92,6 +96,7 @@ def _hand_vs_autodiff(layer, in_shape, n):
         y, cache = layer.forward(params, x)
         dy = jax.random.normal(jax.random.key(2), y.shape, jnp.float64)
         dparams, dx = layer.backward(cache, dy)
+        chex.assert_trees_all_equal_dtypes(dparams, params)
         gp, gx = jax.grad(lambda p, x: jnp.sum(layer.forward(p, x)[0] * dy), argnums=(0, 1))(params, x)
         chex.assert_trees_all_close(dparams, gp, rtol=1e-10, atol=1e-12)
         chex.assert_trees_all_close(dx, gx, rtol=1e-10, atol=1e-12)
@@ -111,4 +116,10 @@ LAYER_CASES = [
 @pytest.mark.parametrize("name, make, in_shape, n, product", LAYER_CASES, ids=[c[0] for c in LAYER_CASES])
 def test_layers_on_the_transposed_way_equal_jax_grad(name, make, in_shape, n, product):
     assert layers.transposed_weight_grad(*product)
-    _hand_vs_autodiff(make(), in_shape, n)
+    layer = make()
+    params = _hand_vs_autodiff(layer, in_shape, n)
+    # the layer's backward really takes weight_grad's transposed way (its barrier is in the program)
+    with jax.enable_x64(True):
+        y, cache = layer.forward(params, jnp.ones((n, *in_shape), jnp.float64))
+        eqns = jax.make_jaxpr(lambda c, d: layer.backward(c, d))(cache, jnp.ones(y.shape, y.dtype)).jaxpr.eqns
+    assert any(e.primitive.name == "optimization_barrier" for e in eqns)

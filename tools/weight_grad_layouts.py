@@ -14,11 +14,13 @@ behind ``layers.transposed_weight_grad``'s thresholds (README, Performance).
 ``--steps`` times whole training programs instead, each compiled twice, once with the rule and once
 with every weight gradient the plain way, interleaved; prints plain ÷ rule per workload: ``fit``'s
 compiled epoch (``train.make_epoch``, plain ``train.sgd``, ``microbatch="auto"``) of the bench's and
-E4's models, and E6's doc 004 trainer for one net and for 18 nets vmapped (its fresh nets).
+E4's models, E6's doc 004 trainer for one net and for 18 nets vmapped (its fresh nets), and E6's
+27-configuration grid as ``train.sweep`` runs it vmapped (its time less its compile time).
 
     PYTHONPATH=. python tools/weight_grad_layouts.py [--rounds 30] [--quick] [--steps]
 """
 import argparse
+import contextlib
 import os
 import pathlib
 import sys
@@ -62,6 +64,7 @@ SHAPES = [   # (M, n_in, n_out), what it is
 ]
 QUICK = [((64, 256, 8), "quick, narrow"), ((8, 16, 32), "quick, wide")]
 
+
 def _fit(make, n, batch):
     return lambda: epochs(make, n, batch)
 
@@ -71,6 +74,7 @@ STEPS = {   # name: () -> (programs, args)
     "E6 3072-50-10 MSE, batch 200": _fit(lambda: models.mlp([3072, 50, 10], "relu", "half_sse"), 10000, 200),
     "E6 doc trainer, one net, 300 it.": lambda: e6_trainer(300, 1),
     "E6 doc trainer, 18 nets vmapped": lambda: e6_trainer(300, 18),
+    "E6 grid, 27 configs (vmapped sweep)": lambda: e6_grid(300),
     "MLP 784-256-10, batch 500": _fit(lambda: models.mlp([784, 256, 10], "sigmoid"), 10000, 500),
     "MLP 784-256-10, batch 5": _fit(lambda: models.mlp([784, 256, 10], "sigmoid"), 2000, 5),
     "2-layer CNN, batch 5": _fit(lambda: cnn.cnn2(init="glorot"), 1000, 5),
@@ -79,7 +83,8 @@ STEPS = {   # name: () -> (programs, args)
     "3-layer CNN, batch 128": _fit(lambda: cnn.cnn3(), 2048, 128),
 }
 QUICK_STEPS = {"quick MLP 256-8, batch 64": _fit(lambda: models.mlp([256, 8], "identity"), 128, 64),
-               "quick E6 trainer, 2 nets vmapped": lambda: e6_trainer(5, 2, n=600)}
+               "quick E6 trainer, 2 nets vmapped": lambda: e6_trainer(5, 2, n=600),
+               "quick E6 grid, 27 configs": lambda: e6_grid(5, n=600)}
 
 
 def epochs(make, n, batch):
@@ -124,8 +129,31 @@ def ways(m, n_in, n_out):
     return {k: jax.jit(f).lower(*args).compile() for k, f in fns.items()}, args
 
 
+def e6_grid(iterations, n=49000):
+    """E6's 27-configuration grid as E6 trains it (``train.sweep`` vmapped over the configurations:
+    ``train.sgd``, batches of 500 drawn with replacement, the same draws for every configuration),
+    ``iterations`` updates, on ``n`` random CIFAR-sized rows: {"plain", "rule"}: callables that run
+    the sweep (traced anew each call) and return its seconds less its compile time."""
+    from experiments import e6_cifar as e6
+    net = e6.make_model("mse")
+    r = np.random.default_rng(0)
+    x, y = r.standard_normal((n, 3072), np.float32), r.integers(0, 10, n).astype(np.int32)
+    p0, configs = net.init(jax.random.key(0)), e6._sgd_configs(e6.grid_configs(e6.GRID))
+
+    def run(plain):
+        with layers.plain_weight_grads() if plain else contextlib.nullcontext():
+            t = time.perf_counter()
+            res = train.sweep(net, p0, (x, y), optimizer=train.sgd(0.0), configs=configs, batch_size=500,
+                              epochs=e6._epochs(n, iterations), order="replacement", key=jax.random.key(1),
+                              max_updates=iterations, progress=False)
+            jax.block_until_ready(res.params)
+            return time.perf_counter() - t - res.compile_time
+    return {"plain": lambda: run(True), "rule": lambda: run(False)}, ()
+
+
 def measure(shape, rounds: int, build=ways) -> dict:
-    """{way: [seconds per call]} for one shape (``build(*shape)``: the programs), interleaved."""
+    """{way: [seconds per call]} for one shape (``build(*shape)``: the programs, or callables that
+    return their own seconds), interleaved."""
     progs, args = build(*shape)
     times = {k: [] for k in progs}
     for r in range(rounds):
@@ -133,13 +161,13 @@ def measure(shape, rounds: int, build=ways) -> dict:
             k = list(progs)[i]
             jax.block_until_ready(progs[k](*args))
             t = time.perf_counter()
-            jax.block_until_ready(progs[k](*args))
-            times[k].append(time.perf_counter() - t)
+            out = jax.block_until_ready(progs[k](*args))
+            times[k].append(out if isinstance(out, float) else time.perf_counter() - t)
     return times
 
 
 def picks(shape) -> str:
-    """The way ``layers.weight_grad`` takes for this shape (read from its traced program)."""
+    """The way ``layers.weight_grad``'s rule takes for this shape."""
     return "transposed" if layers.transposed_weight_grad(*shape) else "plain"
 
 

@@ -283,11 +283,15 @@ def dense_forward(params, x):
 
 
 # XLA:CPU hands ``x2ᵀ da2`` (the contraction over the batch axis) to Eigen, and at some shapes that
-# kernel is slow: 75 GFLOP/s for doc 004's 3072 -> 50 layer at batch 500, where the same product
-# into the (n_out, n_in) layout runs at 235-270. It ran slower than that way for narrow outputs
-# (n_out <= 32) and where n_in is a multiple of 128, and tied or won elsewhere (784 inputs, small
-# products, convolutions with few input channels). The optimization barrier keeps XLA from folding
-# the final transpose back into the product. Thresholds from ``tools/weight_grad_layouts.py``.
+# kernel is slow: 74 GFLOP/s for doc 004's 3072 -> 50 layer at batch 500, where the same product
+# into the (n_out, n_in) layout ran at 302 (one run of ``tools/weight_grad_layouts.py``). That way
+# was faster for narrow outputs (n_out <= 32) and where n_in is a multiple of 128; elsewhere the
+# plain product mostly tied or won (784 inputs, small products, convolutions with few input
+# channels). The thresholds below are a pattern over the measured shapes, not a table: at their
+# edges they may pick the slower way by a few microseconds. The optimization barrier keeps XLA from
+# folding the final transpose back into the product. Under vmap the rule sees one configuration's
+# shapes; it applies on every backend (a GPU's GEMMs read either layout; there it costs one
+# transpose of a weight-sized result).
 NARROW_OUT, NARROW_RATIO, NARROW_MIN_MACS = 32, 4, 2 ** 17
 ALIGNED_IN, ALIGNED_RATIO, ALIGNED_MIN_MACS = 128, 2, 2 ** 22
 
@@ -306,7 +310,7 @@ _PLAIN_ONLY = [False]
 @contextlib.contextmanager
 def plain_weight_grads():
     """Inside, :func:`weight_grad` takes the plain way at every shape, in the programs traced there
-    (a function jax traced before keeps its trace): the measurements of
+    (process-wide, every thread; a function jax traced before keeps its trace): the measurements of
     ``tools/weight_grad_layouts.py`` and ``tools/sweep_ways.py``."""
     before, _PLAIN_ONLY[0] = _PLAIN_ONLY[0], True
     try:
