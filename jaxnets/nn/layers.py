@@ -322,8 +322,8 @@ def plain_weight_grads():
 def weight_grad(x2, da2):
     """The weight gradient ``x2ᵀ da2``: x2 (M, n_in), da2 (M, n_out) -> (n_in, n_out).
 
-    Where :func:`transposed_weight_grad` says so, computed as ``(da2ᵀ x2)ᵀ``: the same sum of
-    products in another order (round-off only), on the faster kernel there."""
+    Where :func:`transposed_weight_grad` says so, computed as ``(da2ᵀ x2)ᵀ``: the same products
+    summed by another kernel, perhaps in another order (round-off only), the faster one there."""
     if not _PLAIN_ONLY[0] and transposed_weight_grad(x2.shape[0], x2.shape[1], da2.shape[1]):
         return jax.lax.optimization_barrier(da2.T @ x2).T
     return x2.T @ da2
