@@ -13,13 +13,13 @@ import argparse
 import os
 import pathlib
 import sys
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments._lib import bench  # noqa: E402
 from jaxnets import models, train  # noqa: E402
 from jaxnets.models import cnn  # noqa: E402
 
@@ -64,15 +64,8 @@ def measure(build, chunks, rounds: int) -> dict:
     args = (st, jnp.zeros((), jnp.float32), jnp.int32(0), jax.random.key(0), *data)
     progs = {mb: jax.jit(train.make_epoch(model, source, batch, optimizer=opt, use_l2=False, check_grads=False,
                                           microbatch=mb)).lower(*args).compile() for mb in (None, *chunks)}
-    times = {mb: [] for mb in progs}
-    for r in range(rounds):
-        for i in np.random.default_rng(r).permutation(len(progs)):
-            mb = list(progs)[i]
-            jax.block_until_ready(progs[mb](*args))
-            t = time.perf_counter()
-            jax.block_until_ready(progs[mb](*args))
-            times[mb].append(time.perf_counter() - t)
-    return {"batch": batch, "auto": train.chunk_size(model, p, batch), "times": times}
+    return {"batch": batch, "auto": train.chunk_size(model, p, batch),
+            "times": bench.interleaved_calls(progs, args, rounds)}
 
 
 def report(name, m) -> None:

@@ -31,6 +31,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments._lib import bench  # noqa: E402
 from jaxnets import models, train  # noqa: E402
 from jaxnets.models import cnn  # noqa: E402
 from jaxnets.nn import layers  # noqa: E402
@@ -154,16 +155,7 @@ def e6_grid(iterations, n=49000):
 def measure(shape, rounds: int, build=ways) -> dict:
     """{way: [seconds per call]} for one shape (``build(*shape)``: the programs, or callables that
     return their own seconds), interleaved."""
-    progs, args = build(*shape)
-    times = {k: [] for k in progs}
-    for r in range(rounds):
-        for i in np.random.default_rng(r).permutation(len(progs)):
-            k = list(progs)[i]
-            jax.block_until_ready(progs[k](*args))
-            t = time.perf_counter()
-            out = jax.block_until_ready(progs[k](*args))
-            times[k].append(out if isinstance(out, float) else time.perf_counter() - t)
-    return times
+    return bench.interleaved_calls(*build(*shape), rounds)
 
 
 def picks(shape) -> str:

@@ -250,6 +250,23 @@ def interleave(variants, rounds, seed=0, warmup=1, settle=1) -> list[list[str]]:
     return orders
 
 
+def interleaved_calls(progs: dict, args, rounds: int) -> dict:
+    """{name: [seconds per call]}: every program of ``progs`` called on ``args`` once untimed, then
+    once timed, per round, each round in a fresh random order (seeded by the round). A program that
+    returns a float returns its own seconds (e.g. a whole ``train.sweep`` less its compile time),
+    and that is what is kept. The tools' side-by-side timings of compiled variants."""
+    times = {k: [] for k in progs}
+    names = list(progs)
+    for r in range(rounds):
+        for i in np.random.default_rng(r).permutation(len(names)):
+            k = names[i]
+            jax.block_until_ready(progs[k](*args))
+            t = time.perf_counter()
+            out = jax.block_until_ready(progs[k](*args))
+            times[k].append(out if isinstance(out, float) else time.perf_counter() - t)
+    return times
+
+
 def summary(v, peak_flops, bandwidth) -> dict:
     """One row: min / median / max seconds, compile time, and, when FLOPs are known, the fraction
     of the in-run matmul peak (of the minimum) and what limits the row (:func:`roofline`).
