@@ -13,7 +13,6 @@ Run with ``python -m experiments.bench_conv``; ``--help`` lists the options.
 """
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
@@ -24,7 +23,6 @@ import numpy as np
 from jax import lax
 
 from experiments._lib import bench, cli, torch_peers
-from jaxnets._io import atomic_write
 from jaxnets.models import cnn
 from jaxnets.nn import conv
 
@@ -45,6 +43,10 @@ def autodiff_loss(params, x, y):
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
 
+#: the name this tool's ``--json`` output carries (``cli.write_tool_json``)
+TOOL = "experiments.bench_conv"
+
+
 def _parser():
     ap = cli.tool_parser(__doc__, prog="python -m experiments.bench_conv")
     ap.add_argument("--model", default="cnn2", choices=["cnn2", "cnn3"],
@@ -55,8 +57,9 @@ def _parser():
                     help="Precision of params and images (default float32).")
     ap.add_argument("--one-stack", action="store_true",
                     help="Also time the hand path with im2col as one stack of window slices for every channel count.")
-    ap.add_argument("--json", metavar="PATH", type=cli.output_file, default=None,
-                    help="Also write the numbers to the JSON file PATH (written atomically).")
+    ap.add_argument("--json", metavar="PATH", type=cli.json_output(TOOL), default=None,
+                    help="Also write the numbers to the JSON file PATH (written atomically; an existing PATH "
+                         "is replaced only when it is this tool's own --json file).")
     return ap
 
 
@@ -163,10 +166,9 @@ def _body(args):
               f"{one['median_ms'] / rows['hand']['median_ms']:.2f}"
               + (f"; torch/hand-1stack {rows['torch']['min_ms'] / one['min_ms']:.2f}" if "torch" in rows else ""))
     if args.json:
-        with cli.writing(args.json), atomic_write(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"model": args.model, "batch": args.batch, "dtype": args.dtype, "repeats": args.repeats,
-                       "device": jax.devices()[0].platform, "rows": rows, "ratio": ratio,
-                       "grad_rel_diff": err}, fh, indent=2)
+        cli.write_tool_json(args.json, TOOL, {
+            "model": args.model, "batch": args.batch, "dtype": args.dtype, "repeats": args.repeats,
+            "device": jax.devices()[0].platform, "rows": rows, "ratio": ratio, "grad_rel_diff": err})
     return 0
 
 

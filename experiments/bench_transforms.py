@@ -13,7 +13,6 @@ Run with ``python -m experiments.bench_transforms``; ``--help`` lists the option
 """
 from __future__ import annotations
 
-import json
 import sys
 import statistics
 import time
@@ -23,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments._lib import bench, cli
-from jaxnets._io import atomic_write
 from jaxnets import data
 
 
@@ -67,14 +65,19 @@ def bench_decode(n: int) -> dict | None:
             "estimated_60k_s": 60000 * dt / len(sample)}
 
 
+#: the name this tool's ``--json`` output carries (``cli.write_tool_json``)
+TOOL = "experiments.bench_transforms"
+
+
 def _parser():
     ap = cli.tool_parser(__doc__, prog="python -m experiments.bench_transforms")
     ap.add_argument("--n", type=cli.COUNT, default=10000, help="Images per batch (default 10,000).")
     ap.add_argument("--repeats", type=cli.COUNT, default=10, help="Timed rounds per transform (default 10).")
     ap.add_argument("--decode", type=cli.NONNEGATIVE, default=0,
                     help="Also time decoding this many CIFAR-10 JPEGs (default 0: no decoding).")
-    ap.add_argument("--json", metavar="PATH", type=cli.output_file, default=None,
-                    help="Also write the numbers to the JSON file PATH (written atomically).")
+    ap.add_argument("--json", metavar="PATH", type=cli.json_output(TOOL), default=None,
+                    help="Also write the numbers to the JSON file PATH (written atomically; an existing PATH "
+                         "is replaced only when it is this tool's own --json file).")
     return ap
 
 
@@ -125,8 +128,7 @@ def _body(a):
             print(f"JPEG decode (Pillow, serial): {d['images']} images in {d['seconds']:.2f} s = "
                   f"{d['images_per_s']:,.0f} images/s → about {d['estimated_60k_s']:.0f} s for all 60,000")
     if a.json:
-        with cli.writing(a.json), atomic_write(a.json, "w", encoding="utf-8") as fh:
-            json.dump(out, fh, indent=2)
+        cli.write_tool_json(a.json, TOOL, out)
         print(f"wrote {a.json}")
     return 0
 

@@ -40,8 +40,9 @@ Command line: The documents' worked examples: step-by-step tables and a JSON rec
 
 Prints every item's layer values, gradients and updates next to the document's stated answers
 (agrees / DISAGREES, with the reason for a slip), then a summary line. ``--json PATH`` also writes
-the records ``{"id", "doc", "quantity", "value", "doc_value", "agrees", "note"}`` as a JSON list (strict JSON:
-non-finite numbers appear as the strings "nan"/"inf"). Computed in float64 on CPU or accelerator
+``{"tool": "experiments.worked", "records": [...]}``, each record ``{"id", "doc", "quantity", "value",
+"doc_value", "agrees", "note"}`` (strict JSON: non-finite numbers appear as the strings "nan"/"inf");
+an existing PATH is replaced only when it is this tool's own ``--json`` file. Computed in float64 on CPU or accelerator
 alike; see :mod:`experiments.worked`."""
 from __future__ import annotations
 
@@ -57,11 +58,9 @@ from jaxnets import gradcheck
 from jaxnets.nn import layers as L
 from jaxnets.nn import losses
 from jaxnets import models
-import json
 import sys
 
 from experiments._lib import cli as _cli
-from jaxnets._io import atomic_write
 
 __all__ = ["Section", "Report", "run", "records", "doc001_network_q3_q5", "doc001_zero_init_symmetry",
            "doc001_regression", "doc001_conv_4_4", "doc002_q3", "doc004_sigmoid_net",
@@ -1060,11 +1059,17 @@ def records() -> list:
     return run().records
 
 
+#: the name this tool's ``--json`` output carries (``cli.write_tool_json``)
+TOOL = "experiments.worked"
+
+
 def main(argv=None) -> int:
     """The command line (``python -m experiments.worked --help``); returns the exit code."""
     ap = _cli.tool_parser(__doc__.split("\n\n")[0], prog="python -m experiments.worked")
-    ap.add_argument("--json", metavar="PATH", type=_cli.output_file,
-                    help="Also write the records as a JSON list to PATH (written atomically).")
+    ap.add_argument("--json", metavar="PATH", type=_cli.json_output(TOOL),
+                    help="Also write the records to PATH as JSON ({\"tool\": \"%s\", \"records\": [...]}; "
+                         "written atomically; an existing PATH is replaced only when it is this tool's "
+                         "own --json file)." % TOOL)
     return _cli.main(ap, _body, argv, prog="experiments.worked")
 
 
@@ -1072,9 +1077,7 @@ def _body(args) -> int:
     report = run()
     print(report.text())
     if args.json:
-        with _cli.writing(args.json), atomic_write(args.json, "w", encoding="utf-8") as f:
-            json.dump(report.records, f, indent=2, ensure_ascii=False, allow_nan=False)
-            f.write("\n")
+        _cli.write_tool_json(args.json, TOOL, {"records": report.records})
         print(f"\nwrote {len(report.records)} records to {args.json}")
     return 0
 

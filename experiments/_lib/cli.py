@@ -56,6 +56,7 @@ import argparse
 import contextlib
 import contextvars
 import errno
+import json
 import os
 import re
 import secrets
@@ -514,6 +515,46 @@ def output_file(text: str) -> str:
     if why:
         raise argparse.ArgumentTypeError(f"cannot write {text}: {why}")
     return text
+
+
+def json_output(tool: str):
+    """An argparse ``type`` for ``tool``'s ``--json PATH`` (a tool without modes: ``worked``,
+    ``bench_conv``, ``bench_transforms``): :func:`output_file`'s checks, and, before any work, the
+    refusal of a path in or under the committed records (``results/``, ``figures/``,
+    ``RESULTS.md``: only a full run writes there) and of an existing path that is not a file
+    ``tool``'s ``--json`` wrote (:func:`tool_json`): a rerun replaces its own output, nothing else."""
+    def check(text: str) -> str:
+        path = output_file(text)
+        real = os.path.realpath(path)
+        if any(real == c or real.startswith(c + os.sep) for c in committed_paths()):
+            raise argparse.ArgumentTypeError(f"{text} is in the committed records (results/, figures/, "
+                                             "RESULTS.md), which only a full run writes; choose another path")
+        why = _not_regular(path)
+        if why or (os.path.lexists(path) and not tool_json(path, tool)):
+            raise argparse.ArgumentTypeError(
+                (why or f"{text} exists and is not a --json file of {tool}")
+                + "; it is not replaced (remove it or choose another path)")
+        return path
+    return check
+
+
+def tool_json(path, tool: str) -> bool:
+    """True when ``path`` holds what ``tool``'s ``--json`` writes (:func:`write_tool_json`): a
+    JSON object whose ``"tool"`` is ``tool``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(obj, dict) and obj.get("tool") == tool
+
+
+def write_tool_json(path, tool: str, payload: dict) -> None:
+    """Write ``{"tool": tool, **payload}`` atomically to ``path`` as strict JSON (no NaN), the
+    ``--json`` output of a tool without modes (checked by :func:`json_output`)."""
+    from jaxnets._io import atomic_write
+    with writing(path), atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump({"tool": tool, **payload}, f, indent=2, ensure_ascii=False, allow_nan=False)
 
 
 def _expected(datasets) -> list[str]:

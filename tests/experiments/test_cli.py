@@ -2,6 +2,7 @@
 the missing-data message, Ctrl-C/SIGTERM (one line, exit 130, nothing half-written)."""
 import argparse
 import errno
+import importlib
 import io
 import json
 import os
@@ -498,6 +499,41 @@ def test_only_is_case_insensitive(tmp_path, monkeypatch):
 ])
 def test_json_output_is_checked_before_any_work(module, argv, says, capsys):
     assert says in usage_error(module, argv, capsys)
+
+
+@pytest.mark.parametrize("module", ["worked", "bench_conv", "bench_transforms"])
+@pytest.mark.parametrize("existing, says", [
+    ("notes", "is not a --json file of experiments."),                       # a user's text
+    ('{"rows": {}}', "is not a --json file of experiments."),                 # JSON, but not the tool's
+    ('{"tool": "experiments.other", "rows": {}}', "is not a --json file of experiments."),
+    (None, "is a broken link"),
+])
+def test_json_output_never_replaces_a_file_it_did_not_write(module, existing, says, tmp_path, capsys):
+    """``--json PATH`` over an existing file that is not this tool's own output is refused before
+    any work, with the file untouched (a link to nowhere too); the tool's own file is accepted."""
+    path = tmp_path / "out.json"
+    if existing is None:
+        path.symlink_to(tmp_path / "nowhere")
+    else:
+        path.write_text(existing)
+    msg = usage_error(module, ["--json", str(path)], capsys)
+    assert says in msg and "not replaced" in msg and str(path) in msg
+    assert (existing is None and not path.exists()) or path.read_text() == existing
+    path.unlink()
+    path.write_text(json.dumps({"tool": f"experiments.{module}", "rows": {}}))
+    mod = importlib.import_module(f"experiments.{module}")
+    assert cli.json_output(mod.TOOL)(str(path)) == str(path)
+
+
+@pytest.mark.parametrize("module", ["worked", "bench_conv", "bench_transforms"])
+@pytest.mark.parametrize("where", ["results/worked.json", "results/new.json", "figures/x.json", "RESULTS.md"])
+def test_json_output_refuses_the_committed_records(module, where, capsys):
+    """A tool without modes never writes into results/, figures/ or over RESULTS.md, even a new
+    file there (only a full run writes the committed records)."""
+    path = cli.REPO / where
+    before = path.read_bytes() if path.exists() else None
+    assert "is in the committed records" in usage_error(module, ["--json", str(path)], capsys)
+    assert (path.read_bytes() if path.exists() else None) == before
 
 
 def test_each_main_call_has_its_own_run_state(tmp_path):

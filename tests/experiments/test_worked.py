@@ -216,7 +216,9 @@ def test_text_and_cli(report, tmp_path, monkeypatch, capsys):
     assert cli.main(["--json", str(path)]) == 0
     out = capsys.readouterr().out
     assert "doc 004 · §1.5" in out and "agrees" in out and f"{len(KNOWN_SLIPS)} disagree ({len(KNOWN_SLIPS)} of them document slips" in out
-    assert json.loads(path.read_text()) == json.loads(json.dumps(report.records))
+    assert json.loads(path.read_text()) == {"tool": "experiments.worked",
+                                            "records": json.loads(json.dumps(report.records))}
+    assert cli.main(["--json", str(path)]) == 0          # a rerun replaces its own file
 
 
 def test_float32_default_untouched(report):
