@@ -20,12 +20,14 @@ import numpy as np
 def shrink(monkeypatch, name: str, **changes):
     """Replace fields of the registered spec ``name`` for one test (e.g. smaller counts). Unless
     ``files`` is given, its files' checksums are cleared: the test's synthetic files are not the
-    published ones, so their identity is not checked (tests/test_data_identity.py checks it)."""
+    published ones, so their identity is not checked (tests/test_data_identity.py checks it), nor the
+    members' of an extracted copy (``member_md5``)."""
     from jaxnets.data import registry
 
     spec = registry.DATASETS[name]
     if "files" not in changes:
         changes["files"] = tuple(dataclasses.replace(f, md5="", payload_sha256=None) for f in spec.files)
+        changes.setdefault("member_md5", ())
     spec = dataclasses.replace(spec, **changes)
     monkeypatch.setitem(registry.DATASETS, name, spec)
     return spec

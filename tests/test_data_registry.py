@@ -20,6 +20,7 @@ from data_fixtures import local_http_server, md5, synthetic_images, shrink, writ
 
 from jaxnets import data
 from jaxnets.data import DataError, DataNotFoundError, download_file, load, registry
+from jaxnets.data.readers import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -336,6 +337,33 @@ def test_cifar_pickles_preferred_over_jpeg(tmp_path, monkeypatch, small_cifar, i
     assert raw.source == "CIFAR-10 (python batches)"  # ... but pickles anywhere win
     assert raw.x_train.shape == (100, 32, 32, 3) and raw.x_test.shape == (20, 32, 32, 3)
     assert raw.classes[0] == "airplane" and raw.classes[-1] == "truck"
+
+
+def test_cifar_extracted_batches_are_checked_against_the_published_members(tmp_path, monkeypatch, isolated_env):
+    """An extracted ``cifar-10-batches-py/`` is verified member by member (``member_md5``, the
+    published files' MD5): synthetic batches under the real registry are refused naming the file,
+    its MD5 and the expected one; ``verify=False`` loads them, labelled unverified; with the
+    registry holding their MD5s they load as "full"."""
+    spec = registry.DATASETS["cifar10"]
+    assert dict(spec.member_md5)["data_batch_1"] == "c99cafc152244af753f735de768cd75f"
+    assert {n for n, _ in spec.member_md5} == set(CIFAR10_TRAIN_BATCHES) | {CIFAR10_TEST_BATCH}
+    monkeypatch.setitem(registry.DATASETS, "cifar10", dataclasses.replace(spec, train_count=100, test_count=20))
+    d = tmp_path / "data" / "cifar-10-batches-py"
+    write_cifar_dir(d, n_per_batch=20)
+    with pytest.raises(DataError, match=r"data_batch_1: not CIFAR-10's published data_batch_1 \(MD5 [0-9a-f]{32}, "
+                                         r"expected c99cafc152244af753f735de768cd75f\); re-extract it from "
+                                         r"cifar-10-python.tar.gz, or, for your own copy, load it"):
+        load("cifar10", path=d.parent)
+    raw = load("cifar10", path=d.parent, verify=False)
+    assert raw.variant == "unverified" and "unverified" in raw.source and raw.x_train.shape == (100, 32, 32, 3)
+    mine = tuple((n, md5((d / n).read_bytes())) for n, _ in spec.member_md5)
+    monkeypatch.setitem(registry.DATASETS, "cifar10", dataclasses.replace(
+        registry.DATASETS["cifar10"], member_md5=mine))
+    raw = load("cifar10", path=d.parent)
+    assert raw.variant == "full" and raw.source == "CIFAR-10 (python batches)"
+    (d / "test_batch").write_bytes((d / "test_batch").read_bytes()[:-1] + b"\x00")   # one byte changed
+    with pytest.raises(DataError, match=r"test_batch: not CIFAR-10's published test_batch"):
+        load("cifar10", path=d.parent)
 
 
 def test_cifar_tarball_read_in_place_and_downloaded(tmp_path, monkeypatch, small_cifar, isolated_env):

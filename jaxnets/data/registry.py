@@ -42,9 +42,9 @@ in the data set's layout; its ``source`` ends in "(unverified copy: loaded with 
 
 Every copy from outside the package whose checksum the registry knows is checked against it on
 every load unless ``verify=False``: the IDX files (MD5 or payload SHA-256), the CIFAR-10 tarball
-(MD5), the tiny Shakespeare text (SHA-256) and a user's MNIST-5k CSV (the SHA-256 of the embedded
-file, or of its decompressed CSV). Not checked because no checksum is registered: extracted
-CIFAR-10 python batches (``cifar-10-batches-py/``) and the JPEG copy.
+(MD5) and its extracted batches (``cifar-10-batches-py/``: each member's MD5), the tiny Shakespeare
+text (SHA-256) and a user's MNIST-5k CSV (the SHA-256 of the embedded file, or of its decompressed
+CSV). Not checked because no checksum is registered: the CIFAR-10 JPEG copy.
 
 With nothing found (and ``fallback=False`` or an explicit path), :class:`DataNotFoundError`
 lists every location looked in and every way to provide the data.
@@ -230,6 +230,7 @@ class DatasetSpec:
     sample: Sample | None = None
     bundled: bool = False
     hints: tuple[str, ...] = ()                   # extra ways to provide it
+    member_md5: tuple[tuple[str, str], ...] = ()  # (name, MD5) of each published member an extracted copy must hold
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,12 +449,22 @@ def _read_idx_dir(spec: DatasetSpec, d: Path, paths: list[Path], verify: bool) -
     return RawData(x_tr, y_tr, x_te, y_te, spec.classes, spec.title, str(d), "full", spec.name)
 
 
+#: MD5 of each published member of ``cifar-10-batches-py/`` that is read (the values torchvision's
+#: ``CIFAR10`` checks its extracted files against), so an extracted copy is verified like the tarball
+CIFAR10_MEMBER_MD5 = (("data_batch_1", "c99cafc152244af753f735de768cd75f"),
+                      ("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
+                      ("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"),
+                      ("data_batch_4", "634d18415352ddfa80567beed471001a"),
+                      ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb"),
+                      ("test_batch", "40351d587109b95175f43aff81a1287e"))
+
+
 def _find_cifar_pickles(spec: DatasetSpec, d: Path, o: _Options):
     needed = CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,)
     for b in (d, d / "cifar-10-batches-py"):
         if all((b / n).is_file() for n in needed):
-            return lambda b=b: _raw_cifar(spec, b, read_cifar_batches(
-                b, per_batch=spec.train_count // 5, test_count=spec.test_count, progress=o.progress))
+            return lambda b=b: _raw_cifar(spec, b, _read_cifar_dir(spec, b, o),
+                                          unverified=not o.verify and bool(spec.member_md5))
     tar = d / spec.files[0].filename
     if tar.is_file():
         return lambda: _raw_cifar(spec, tar, _read_cifar_tar(tar, spec, o.progress, o.verify),
@@ -461,9 +472,22 @@ def _find_cifar_pickles(spec: DatasetSpec, d: Path, o: _Options):
     return f"{_where(d)}; no {spec.files[0].filename}, no cifar-10-batches-py/"
 
 
+def _read_cifar_dir(spec: DatasetSpec, b: Path, o: _Options):
+    """The extracted batches in folder ``b``, each first checked against the published member's
+    MD5 (``spec.member_md5``) unless ``verify=False``."""
+    if o.verify:
+        for name, want in spec.member_md5:
+            open_regular(b / name).close()   # a special or unreadable file: said as such
+            got = identity.digests(b / name)[0]
+            if got != want:
+                raise DataError(f"{b / name}: not {spec.title}'s published {name} (MD5 {got}, expected {want}); "
+                                f"re-extract it from {spec.files[0].filename}, or, for your own copy, {SKIP_VERIFY_HINT}")
+    return read_cifar_batches(b, per_batch=spec.train_count // 5, test_count=spec.test_count, progress=o.progress)
+
+
 def _raw_cifar(spec: DatasetSpec, where: Path, parts, unverified: bool = False) -> RawData:
-    """The python batches: ``"full"``, or ``"unverified"`` for a tarball read with ``verify=False``
-    (extracted batches have no registered checksum: nothing is skipped, they stay ``"full"``)."""
+    """The python batches: ``"full"``, or ``"unverified"`` when ``verify=False`` skipped the
+    registered checksums (the tarball's, or its members' in an extracted copy)."""
     if unverified:
         return RawData(*parts, spec.classes, "CIFAR-10 (python batches)" + UNVERIFIED, str(where), "unverified",
                        spec.name)
@@ -842,6 +866,7 @@ DATASETS: dict[str, DatasetSpec] = {
                 "test_batch), or the JPEG image-folder copy (train/<class>/*.jpg, test/<class>/*.jpg)"),
         base_url="https://www.cs.toronto.edu/~kriz/",
         files=(RemoteFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", 170498071),),
+        member_md5=CIFAR10_MEMBER_MD5,
         subdirs=("cifar10", "cifar-10-batches-py", "cifar10-jpeg"),
         sample=Sample("cifar10_sample.npz", SAMPLE_SHA256["cifar10_sample.npz"], _read_cifar_sample, 5000, 1000)),
     "tiny_shakespeare": DatasetSpec(
