@@ -221,6 +221,41 @@ def _all_finite(tree):
 
 # ----------------------------------------------------------------------------- batches
 
+def permutation(key, n: int):
+    """``jax.random.permutation(key, n)`` bit for bit, int (n,), about 4× faster on XLA:CPU
+    (``tools/shuffle_speed.py``). JAX shuffles in ⌈3·ln n / ln(2³² − 1)⌉ rounds, each a stable
+    sort of the values by fresh 32-bit keys. XLA:CPU sorts key-value pairs through a comparator
+    call per comparison but one uint32 array on a fast path, so each round here sorts the keys
+    alone and puts each value at its key's rank (a binary search in the sorted keys). A round whose
+    keys tie (about one in 90 at n = 10,000) is the pair sort itself, whose stability orders the
+    ties. Under vmap every round is the pair sort (a batched cond would run both branches)."""
+    x = jnp.arange(n)
+    for _ in range(int(np.ceil(3 * np.log(max(1, n)) / np.log(np.iinfo(np.uint32).max)))):
+        key, sub = jax.random.split(key)
+        x = _shuffle_round(jax.random.bits(sub, (n,), jnp.uint32), x)
+    return x
+
+
+def _pair_sort(k, x):
+    return jax.lax.sort_key_val(k, x)[1]
+
+
+@jax.custom_batching.custom_vmap
+def _shuffle_round(k, x):
+    """``x`` stably sorted by the uint32 keys ``k``: both (n,)."""
+    s = jnp.sort(k)
+
+    def by_rank(k, x):
+        return jnp.zeros_like(x).at[jnp.searchsorted(s, k)].set(x, unique_indices=True)
+    return jax.lax.cond(jnp.any(s[1:] == s[:-1]), _pair_sort, by_rank, k, x)
+
+
+@_shuffle_round.def_vmap
+def _shuffle_rounds(axis_size, in_batched, k, x):
+    k, x = (v if b else jnp.broadcast_to(v, (axis_size, *v.shape)) for v, b in zip((k, x), in_batched))
+    return jax.vmap(_pair_sort)(k, x), True
+
+
 def batch_indices(order: str, key, n: int, batch_size: int):
     """Index and mask arrays of one epoch, both (n_batches, batch_size), n_batches = ceil(n/B).
 
@@ -230,7 +265,7 @@ def batch_indices(order: str, key, n: int, batch_size: int):
     if order == "replacement":
         idx = jax.random.randint(key, (nb, batch_size), 0, n)
         return idx, jnp.ones((nb, batch_size), jnp.float32)
-    perm = jnp.arange(n) if order == "fixed" else jax.random.permutation(key, n)
+    perm = jnp.arange(n) if order == "fixed" else permutation(key, n)
     pad = nb * batch_size - n
     idx = jnp.concatenate([perm, jnp.zeros((pad,), perm.dtype)]).reshape(nb, batch_size)
     mask = jnp.concatenate([jnp.ones((n,), jnp.float32), jnp.zeros((pad,), jnp.float32)])

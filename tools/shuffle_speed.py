@@ -1,0 +1,89 @@
+"""The epoch's shuffle: ``jax.random.permutation`` against ``jaxnets.train.engine.permutation``
+(the same bits by a faster way on XLA:CPU), timed side by side.
+
+For each n the tool compiles both (jitted, one key argument), checks they return the same
+permutation for 8 keys, then times them interleaved (``--rounds`` rounds, a fresh random order
+each round, one untimed call first) and prints minima, medians and JAX ÷ engine. ``--epochs``
+also times the bench's MLP row (784-256-10 sigmoid, batch 500, 10,000 random images, plain SGD):
+``fit``'s compiled epoch once with each shuffle, per step, and says whether the two epochs' params
+are equal bit for bit.
+
+    PYTHONPATH=. python tools/shuffle_speed.py [--rounds 30] [--epochs] [--quick]
+"""
+import argparse
+import os
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments._lib import bench  # noqa: E402
+from jaxnets import models, train  # noqa: E402
+from jaxnets.train import engine  # noqa: E402
+
+SIZES, QUICK_SIZES = (1000, 10000, 60000), (100, 1000)
+WAYS = {"jax.random.permutation": jax.random.permutation, "engine.permutation": engine.permutation}
+
+
+def permutations(n: int, rounds: int) -> dict:
+    """{way: [seconds per call]}; raises when the ways differ on any of 8 keys."""
+    progs = {k: jax.jit(f, static_argnums=1).lower(jax.random.key(0), n).compile() for k, f in WAYS.items()}
+    for s in range(8):
+        a, b = (np.asarray(p(jax.random.key(s))) for p in progs.values())
+        if not np.array_equal(a, b):
+            raise SystemExit(f"n={n}, key {s}: the two permutations differ")
+    return bench.interleaved_calls(progs, (jax.random.key(1),), rounds)
+
+
+def epochs(n: int, rounds: int, batch: int = 500) -> tuple[dict, bool]:
+    """({way: [seconds per step]}, params equal) for fit's epoch of the bench's MLP row."""
+    model = models.mlp([784, 256, 10], "sigmoid", "softmax_cross_entropy")
+    r = np.random.default_rng(0)
+    x, y = jnp.asarray(r.random((n, 784), np.float32)), jnp.asarray(r.integers(0, 10, n), jnp.int32)
+    opt = train.sgd(bench.SGD_LR)
+    args = (train.init_state(model.init(jax.random.key(0)), opt), jnp.zeros((), jnp.float32), jnp.int32(0),
+            jax.random.key(0), x, y)
+    progs = {}
+    for k, f in WAYS.items():
+        engine.permutation, keep = f, engine.permutation
+        try:
+            progs[k] = jax.jit(train.make_epoch(model, n, batch, grad="hand", optimizer=opt, use_l2=False,
+                                                check_grads=False, order="shuffle")).lower(*args).compile()
+        finally:
+            engine.permutation = keep
+    same = all(np.array_equal(a, b) for a, b in zip(*(jax.tree.leaves(p(*args)[0]) for p in progs.values())))
+    times = bench.interleaved_calls(progs, args, rounds)
+    return {k: [t / (n // batch) for t in v] for k, v in times.items()}, same
+
+
+def report(what: str, times: dict, unit: float = 1e6, name: str = "µs") -> None:
+    (ka, a), (kb, b) = times.items()
+    cells = "  ".join(f"{k} {unit * min(v):9.1f} {name} (median {unit * np.median(v):9.1f})" for k, v in times.items())
+    print(f"{what:30s} {cells}  JAX ÷ engine {min(a) / min(b):5.2f}× (medians {np.median(a) / np.median(b):5.2f}×)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=30, help="interleaved rounds (default 30)")
+    ap.add_argument("--epochs", action="store_true", help="also time fit's epoch of the bench's MLP row both ways")
+    ap.add_argument("--quick", action="store_true", help="small sizes, for the tests")
+    a = ap.parse_args(argv)
+    if a.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {a.rounds}")
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; {os.cpu_count()} CPUs; load average "
+          f"{tuple(round(v, 2) for v in os.getloadavg())}; {a.rounds} rounds, minima; NumPy BLAS {bench.blas_info()}")
+    for n in (QUICK_SIZES if a.quick else SIZES):
+        report(f"permutation of {n:,}", permutations(n, a.rounds))
+    if a.epochs:
+        n = 1000 if a.quick else 10000
+        times, same = epochs(n, a.rounds)
+        report(f"MLP epoch, {n:,} images, batch 500, per step", times, 1e3, "ms")
+        print(f"params after the epoch equal bit for bit: {same}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
