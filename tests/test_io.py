@@ -219,3 +219,36 @@ def test_no_file_is_written_outside_the_atomic_writer():
                 if bad.search(line) and "os.devnull" not in line:
                     hits.append(f"{f.relative_to(root)}:{n}: {line.strip()}")
     assert hits == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "folder", "device", "link to a fifo"])
+def test_a_path_that_is_not_a_regular_file_is_never_replaced(tmp_path, kind):
+    """Renaming over /dev/null (as root), a FIFO or a socket would replace it with a regular file:
+    atomic_write refuses before writing, naming the path, and leaves it and no temporary."""
+    import socket
+    import stat
+    path = tmp_path / "target"
+    if kind in ("fifo", "link to a fifo"):
+        os.mkfifo(tmp_path / "fifo")
+        path = tmp_path / "fifo" if kind == "fifo" else path
+        if kind == "link to a fifo":
+            path.symlink_to(tmp_path / "fifo")
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(path))
+        s.close()
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        try:
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("mknod needs root here; the fifo and socket cases cover the same check")
+    before = os.lstat(path)
+    with pytest.raises(OSError, match="exists and is not a regular file") as e:
+        with _io.atomic_write(path, "w") as f:
+            f.write("x")
+    assert e.value.filename == os.fspath(path)
+    after = os.lstat(path)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    assert _temps(tmp_path) == []

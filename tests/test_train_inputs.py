@@ -1,6 +1,8 @@
 """fit/sweep refuse bad hyperparameters, arguments and data up front, with a ValueError (DataError
 for the data) naming the argument or array; the divergence guard checks the updated params, so
 "kept the last finite params" is true. float32."""
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -152,10 +154,12 @@ def test_sweep_refuses_what_train_sgd_refuses(configs, msg):
 
 @pytest.mark.parametrize("where,msg", [
     ("folder", "is a folder"), ("empty", "must name a file"), ("under a file", "is a file"),
+    ("fifo", "exists and is not a regular file"),
 ])
 def test_a_checkpoint_path_that_cannot_be_written_is_refused_before_training(where, msg, tmp_path):
     (tmp_path / "f").write_text("x")
-    path = {"folder": tmp_path, "empty": "", "under a file": tmp_path / "f" / "c.npz"}[where]
+    os.mkfifo(tmp_path / "fifo")
+    path = {"folder": tmp_path, "empty": "", "under a file": tmp_path / "f" / "c.npz", "fifo": tmp_path / "fifo"}[where]
     epochs_run = []
     with pytest.raises(ValueError, match=msg):
         _fit(checkpoint=train.Checkpointing(path), callback=lambda e, s, h: epochs_run.append(e))

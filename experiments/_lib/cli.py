@@ -532,8 +532,8 @@ def json_output(tool: str):
         why = _not_regular(path)
         if why or (os.path.lexists(path) and not tool_json(path, tool)):
             raise argparse.ArgumentTypeError(
-                (why or f"{text} exists and is not a --json file of {tool}")
-                + "; it is not replaced (remove it or choose another path)")
+                (f"{why}; choose another path" if why else f"{text} exists and is not a --json file of {tool}; "
+                 "it is not replaced (remove it or choose another path)"))
         return path
     return check
 

@@ -792,6 +792,9 @@ def _check_checkpoint_path(where: str, path) -> None:
         raise ValueError(f"{where}: checkpoint.path must name a file, got {path!r}")
     if os.path.isdir(path):
         raise ValueError(f"{where}: checkpoint.path {str(path)!r} is a folder; name a file in it")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ValueError(f"{where}: checkpoint.path {str(path)!r} exists and is not a regular file (a device, "
+                         "FIFO or socket); name a file")
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
