@@ -61,7 +61,8 @@ def epochs(n: int, rounds: int, batch: int = 500) -> tuple[dict, bool]:
 
 def report(what: str, times: dict, unit: float = 1e6, name: str = "µs") -> None:
     (ka, a), (kb, b) = times.items()
-    cells = "  ".join(f"{k} {unit * min(v):9.1f} {name} (median {unit * np.median(v):9.1f})" for k, v in times.items())
+    d = 3 if name == "ms" else 1
+    cells = "  ".join(f"{k} {unit * min(v):9.{d}f} {name} (median {unit * np.median(v):9.{d}f})" for k, v in times.items())
     print(f"{what:30s} {cells}  JAX ÷ engine {min(a) / min(b):5.2f}× (medians {np.median(a) / np.median(b):5.2f}×)")
 
 

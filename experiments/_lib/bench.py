@@ -593,7 +593,7 @@ def cnn_ladder(X, Y, cases=CNN_CASES, rounds=15, seed=0):
     return {"n": len(X), **_machine(peak, levels), "rounds": rounds, "cases": out}
 
 
-TFM_PLAIN = "jaxnets (hand grads, fast_grads=False: plain weight-gradient products)"
+TFM_PLAIN = "jaxnets (hand grads, fast_grads=False: no materialised transposes; layers.weight_grad layouts)"
 TFM_OPTAX = "jaxnets (hand grads, optax.adamw: the generic update path)"
 
 

@@ -151,14 +151,8 @@ class Once(argparse.Action):
 
 class _Store(Once):
     """The parsers' default action (``action`` not given): argparse's store, except that an
-    option whose ``type`` is a number (:func:`int_in`: ``--epochs``, ``--steps``, ``--rounds``,
-    ...) is refused when given twice, as ``--seed`` is (:class:`Once`)."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if getattr(self.type, "number", False):
-            super().__call__(parser, namespace, values, option_string)
-        else:
-            setattr(namespace, self.dest, values)
+    option given twice is refused, as ``--seed`` is (:class:`Once`): ``--epochs 3 --epochs 5``,
+    ``--only e1 --only e2``, ``--out a --out b`` would otherwise silently use the last one."""
 
 
 def seeds_in_range(span):
@@ -377,7 +371,9 @@ class Parser(argparse.ArgumentParser):
         if a.out is None:
             return
         if not a.out.strip():
-            self.error("--out is empty (an unset shell variable?): give a folder, or leave --out out")
+            self.error(f"--out {a.out!r} is blank (an unset shell variable?): give a folder, or leave --out out")
+        if a.out == "-":
+            self.error("--out -: output goes to files, not to standard output; for a folder named '-' write ./-")
         if os.path.exists(a.out) and not os.path.isdir(a.out):
             self.error(f"--out {a.out}: a file, not a folder")
         if a.mode != "full":
@@ -508,7 +504,10 @@ def output_file(text: str) -> str:
     """An argparse ``type`` for a file to write (``--json PATH``): not empty, not a folder, in a
     folder that exists or can be created and is writable -- checked before any work."""
     if not text.strip():
-        raise argparse.ArgumentTypeError("empty path (an unset shell variable?)")
+        raise argparse.ArgumentTypeError(f"{text!r} is a blank path (an unset shell variable?)")
+    if text == "-":
+        raise argparse.ArgumentTypeError("- : the JSON goes to a file, not to standard output; for a file named '-' "
+                                         "write ./-")
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
     why = _writable_folder_problem(os.path.dirname(os.path.abspath(text)))

@@ -302,7 +302,7 @@ def test_every_number_is_validated_by_the_parser(module, argv, says, capsys, tmp
 
 
 @pytest.mark.parametrize("module", ["e1_mnist", "e5_perceptron", "reproduce", "scaling", "bench"])
-@pytest.mark.parametrize("case", ["empty", "repo", "repo via ..", "cwd", "file", "under a file", "dir file",
+@pytest.mark.parametrize("case", ["empty", "blank", "dash", "repo", "repo via ..", "cwd", "file", "under a file", "dir file",
                                   "results", "figures", "results/quick/..", "results/quick", "link to results",
                                   "repo's results"])
 def test_out_that_cannot_be_used_is_refused_before_any_work(module, case, capsys, tmp_path, monkeypatch):
@@ -317,7 +317,8 @@ def test_out_that_cannot_be_used_is_refused_before_any_work(module, case, capsys
     (cwd / "experiments" / "reproduce.py").write_text("")   # the working directory is a checkout
     (tmp_path / "link").symlink_to(cwd / "results")
     monkeypatch.chdir(cwd)
-    out, says = {"empty": ("", "--out is empty"), "repo": (str(ROOT), "committed records"),
+    out, says = {"empty": ("", "--out '' is blank"), "blank": (" ", "--out ' ' is blank"),
+                 "dash": ("-", "--out -: output goes to files, not to standard output"), "repo": (str(ROOT), "committed records"),
                  "repo via ..": (str(ROOT / "experiments" / ".."), "committed records"),
                  "cwd": (".", "committed records"), "file": (str(tmp_path / "f"), "a file, not a folder"),
                  "under a file": (str(tmp_path / "f" / "out"), "is a file, not a folder"),
@@ -391,6 +392,10 @@ def test_a_rerun_of_the_same_mode_may_replace_its_record(stored, tmp_path, monke
     ("e3_fashion", ["--seeds", "1", "2", "--seeds", "3"], "--seeds given twice (1 2 and 3): give it once"),
     ("e7_transformer", ["--seeds", "1", "--seeds", "2"], "--seeds given twice (1 and 2)"),
     ("e4_ood", ["--seeds", "1", "--seeds", "2"], "--seeds given twice (1 and 2)"),
+    ("reproduce", ["--only", "e1", "--only", "e2"], "--only given twice (E1 and E2): give it once"),
+    ("e1_mnist", ["--tiny", "--out", "a", "--out", "b"], "--out given twice (a and b)"),
+    ("e3_fashion", ["--data", "a", "--data", "b"], "--data given twice (a and b)"),
+    ("bench_conv", ["--json", "a.json", "--json", "b.json"], "--json given twice (a.json and b.json)"),
 ])
 def test_steps_and_seeds_that_break_a_rule_are_usage_errors(module, argv, says, capsys, tmp_path, monkeypatch):
     """E7's steps must be whole evaluation intervals (a traceback before); the seeds a run derives
@@ -493,7 +498,8 @@ def test_only_is_case_insensitive(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("module, argv, says", [
-    ("worked", ["--json", ""], "empty path"),
+    ("worked", ["--json", ""], "'' is a blank path"),
+    ("worked", ["--json", "-"], "the JSON goes to a file, not to standard output"),
     ("worked", ["--json", "."], "is a folder"),
     ("bench_conv", ["--json", "/dev/null/x.json"], "is a file, not a folder"),
 ])
