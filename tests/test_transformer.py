@@ -732,3 +732,10 @@ def test_dropout_blocks_agree_with_central_differences(x64, name):
     assert not np.allclose(y1, y2)                 # the key draws a mask: dropout is on
     report = gradcheck.check_layer(layer, x, params, fkey=jax.random.key(DROP_KEY))
     assert report.numeric and max(report.numeric.values()) < 1e-6, report.numeric
+
+
+@pytest.mark.parametrize("build", ["transformer", "stack", "block"])
+@pytest.mark.parametrize("cfg", [None, {"vocab": 65}, (65, 8, 16, 2, 1)])
+def test_a_config_that_is_not_a_transformer_config_is_refused_naming_the_function(build, cfg):
+    with pytest.raises(ValueError, match=rf"transformer\.{build}: cfg must be a transformer\.TransformerConfig"):
+        getattr(tr, build)(cfg)

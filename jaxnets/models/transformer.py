@@ -102,13 +102,21 @@ class TransformerConfig(NamedTuple):
 
 # ----------------------------------------------------------------------------- composition
 
+def _validated(cfg, where: str) -> TransformerConfig:
+    """``cfg.validated()``; anything but a TransformerConfig refused naming ``where``."""
+    if not isinstance(cfg, TransformerConfig):
+        raise ValueError(f"{where}: cfg must be a transformer.TransformerConfig(vocab, block_size, n_embd, "
+                        f"n_head, n_layer, ...), got {type(cfg).__name__}")
+    return cfg.validated()
+
+
 def block(cfg: TransformerConfig) -> L.Layer:
     """One pre-norm transformer block as a Layer: x (B, T, d) -> (B, T, d)::
 
         x1 = x + mha(ln1(x));  y = x1 + ffn(ln2(x1))
 
     params ``[[ln1, attn], [ln2, ffn]]`` (see :func:`init_params`)."""
-    fast = cfg.validated().fast_grads
+    fast = _validated(cfg, "transformer.block").fast_grads
     return L.serial(L.residual(L.serial(A.layer_norm(), A.multi_head_attention(
                         cfg.n_head, cfg.dropout, cfg.scale, fast))),
                     L.residual(L.serial(A.layer_norm(), A.feed_forward(cfg.dropout, fast))))
@@ -120,7 +128,7 @@ def stack(cfg: TransformerConfig) -> L.Layer:
         serial(embedding, block × n_layer, layer_norm, dense(V))
 
     with the init of :func:`init_params` (PyTorch's defaults, one draw per distribution)."""
-    cfg = cfg.validated()
+    cfg = _validated(cfg, "transformer.stack")
     head = L.dense(cfg.vocab)
     if cfg.fast_grads:      # identity activation: the cache is (dense cache, None)
         head = head._replace(backward=lambda cache, dy: A.dense_backward_fast(cache[0], dy))
@@ -232,7 +240,7 @@ def transformer(cfg: TransformerConfig) -> Model:
     optimizer's, not the loss's). ``key`` turns dropout on.
     ``in_shape = (block_size,)``, ``out_shape = (block_size, V)`` describe a full window.
     """
-    cfg = cfg.validated()
+    cfg = _validated(cfg, "transformer.transformer")
     return sequential(stack(cfg), "token_cross_entropy", (cfg.block_size,), "int", cfg.name)
 
 
@@ -383,7 +391,7 @@ def generate(cfg: TransformerConfig, params, key, prompt, max_new_tokens: int,
     ``logits / temperature`` is computed: outside it the temperature rounds to 0 or inf); a top_k
     outside [1, vocab].
     """
-    cfg = cfg.validated()
+    cfg = _validated(cfg, "transformer.generate")
     prompt, dtype = _check_generate_args(cfg, params, prompt, max_new_tokens, temperature, top_k)
     return _generate_jit(params, key, prompt, jnp.asarray(temperature, dtype), cfg=cfg,
                          n=int(max_new_tokens), top_k=None if top_k is None else int(top_k))
