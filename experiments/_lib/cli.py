@@ -475,7 +475,8 @@ class Parser(argparse.ArgumentParser):
                        "spelling-sensitive); rename it")
         if not exact:
             seen = ", ".join(e + "/" * (p / e).is_dir() for e in entries[:6]) + (" ..." if len(entries) > 6 else "") or "nothing"
-            self.error(f"--data {root}: holds none of {', '.join(expected)} (found: {seen})")
+            self.error(f"--data {root}: holds none of {', '.join(expected)} (found: {seen})"
+                       + _own_folder_hint(p, entries, self.datasets))
 
 
 class ToolParser(argparse.ArgumentParser):
@@ -554,6 +555,24 @@ def write_tool_json(path, tool: str, payload: dict) -> None:
     from jaxnets._io import atomic_write
     with writing(path), atomic_write(path, "w", encoding="utf-8") as f:
         json.dump({"tool": tool, **payload}, f, indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def _own_folder_hint(p: Path, entries, datasets) -> str:
+    """When folder ``p`` holds a data set's own files (``--data`` given the data set's folder
+    instead of the one above it): what to give instead."""
+    from jaxnets import data
+    hits = []
+    for name in datasets:
+        spec = data.DATASETS[name]
+        if {n for f in spec.files for n in f.local_names()} & set(entries):
+            hits.append((spec, [s for s in dict.fromkeys([name, *spec.subdirs]) if s]))
+    mine = [h for h in hits if p.resolve().name in h[1]]
+    if mine:
+        return f"; it holds {mine[0][0].title}'s own files: give the folder above it, --data {p.resolve().parent}"
+    if hits:   # MNIST and Fashion-MNIST share file names: name every candidate
+        return ("; it holds the files of " + " or ".join(f"{spec.title} (a folder named {subs[0]}/)" for spec, subs in hits)
+                + ": put them in that folder and give its parent")
+    return ""
 
 
 def _expected(datasets) -> list[str]:

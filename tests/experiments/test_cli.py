@@ -465,6 +465,12 @@ def test_unwritable_out_is_refused_before_any_work(tmp_path, out):
     ("e1_mnist", ["fashion_mnist/", "notes.txt"], "holds none of mnist/ (found: fashion_mnist/, notes.txt)"),
     ("reproduce", [], "holds none of mnist/"),
     ("e1_mnist", ["FILE"], "a file; this command reads folders"),
+    # the data set's own folder given instead of the one above it (the Debian package's path)
+    ("e3_fashion", ["train-images-idx3-ubyte.gz"], "it holds the files of Fashion-MNIST (a folder named "
+                                                   "fashion_mnist/): put them in that folder and give its parent"),
+    ("reproduce", ["t10k-labels-idx1-ubyte.gz"], "it holds the files of MNIST (a folder named mnist/) or "
+                                                 "Fashion-MNIST (a folder named fashion_mnist/)"),
+    ("e6_cifar", ["cifar-10-python.tar.gz"], "it holds the files of CIFAR-10 (a folder named cifar10/)"),
 ])
 def test_data_folder_without_the_expected_folders_is_an_error(module, entries, says, capsys, tmp_path, monkeypatch):
     """An explicit --data that holds none of the data sets the script reads, or a near-miss of one
@@ -476,6 +482,15 @@ def test_data_folder_without_the_expected_folders_is_an_error(module, entries, s
         (root / e.rstrip("/")).mkdir() if e.endswith("/") else (root / e).write_text("x")
     data_arg = str(root / "FILE") if entries == ["FILE"] else str(root)
     assert says in usage_error(module, ["--tiny", "--data", data_arg], capsys)
+
+
+def test_data_given_the_data_sets_own_folder_names_the_folder_above(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    own = tmp_path / "datasets" / "fashion-mnist"
+    own.mkdir(parents=True)
+    (own / "train-labels-idx1-ubyte.gz").write_bytes(b"x")
+    says = usage_error("e3_fashion", ["--tiny", "--data", str(own)], capsys)
+    assert says.endswith(f"it holds Fashion-MNIST's own files: give the folder above it, --data {own.parent} (see --help)")
 
 
 def test_data_file_is_tiny_shakespeare(tmp_path, monkeypatch):
