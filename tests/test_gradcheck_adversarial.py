@@ -454,3 +454,40 @@ def test_a_slip_on_part_of_the_entries_is_located(x64, name):
         gradcheck.check_layer(layer, _normal(0, (4, 5)))
     d = e.value.diagnoses[("jax.vjp", "dx")]
     assert d.kind == kind and says in d.text, d
+
+
+# A leaf can fail the norm-wise check with every entry inside the element-wise tolerance (a scale
+# just off 1 in float32: element-wise 1e-2, norm-wise 1e-5). Its diagnosis must still name the
+# factor, and a spread of small differences must not be called a factor nor "0 entries differ".
+NEAR_ONE = {   # name: (dtype, hand from the reference r and a noise draw n, diagnosis kind, text)
+    "float32 x 1.0001": (jnp.float32, lambda r, n: r * 1.0001, "constant factor", "constant factor 1.0001"),
+    "float32 x 1.001": (jnp.float32, lambda r, n: r * 1.001, "constant factor", "constant factor 1.001"),
+    "float64 x (1 + 1e-8)": (F64, lambda r, n: r * (1 + 1e-8), "constant factor", "constant factor 1 + 1e-08"),
+    "float64 x (1 - 3e-9)": (F64, lambda r, n: r * (1 - 3e-9), "constant factor", "constant factor 1 − 3e-09"),
+    "float32 relative noise 2e-4": (jnp.float32, lambda r, n: r * (1 + 2e-4 * n), "no known pattern",
+                                    "no entry of 200 is off by more than the element-wise tolerance 0.01, but "
+                                    "together they fail the norm-wise check"),
+}
+
+
+@pytest.mark.parametrize("name", list(NEAR_ONE))
+def test_a_leaf_failing_only_the_norm_wise_check_is_diagnosed(x64, name):
+    dtype, make, kind, text = NEAR_ONE[name]
+    rng = np.random.default_rng(0)
+    r = jnp.asarray(rng.normal(size=(20, 10)), dtype)
+    hand = make(r, jnp.asarray(rng.normal(size=(20, 10)), dtype)).astype(dtype)
+    with pytest.raises(GradientCheckError) as e:
+        gradcheck.compare({"W": hand}, {"W": r})
+    msg = str(e.value)
+    assert f"params['W'] {kind}" in msg.splitlines()[0] and text in msg, msg
+    assert "0 of 200 entries differ" not in msg
+
+
+def test_one_differing_entry_is_not_called_a_factor_on_part_of_the_entries(x64):
+    """One number is always some multiple of another: a single bad entry says nothing about a
+    factor (it was called "the 1 are off by the same factor 0.976")."""
+    r = _normal(0, (20, 10))
+    hand = r.at[5, 2].set(r[5, 2] * 1.7)
+    with pytest.raises(GradientCheckError) as e:
+        gradcheck.compare({"W": hand}, {"W": r})
+    assert "no known pattern: 1 of 200 entries differ" in str(e.value) and "same factor" not in str(e.value)
