@@ -57,9 +57,7 @@ def _parser():
                     help="Precision of params and images (default float32).")
     ap.add_argument("--one-stack", action="store_true",
                     help="Also time the hand path with im2col as one stack of window slices for every channel count.")
-    ap.add_argument("--json", metavar="PATH", type=cli.json_output(TOOL), default=None,
-                    help="Also write the numbers to the JSON file PATH (written atomically; an existing PATH "
-                         "is replaced only when it is this tool's own --json file).")
+    cli.add_json_option(ap, TOOL)
     return ap
 
 

@@ -75,9 +75,7 @@ def _parser():
     ap.add_argument("--repeats", type=cli.COUNT, default=10, help="Timed rounds per transform (default 10).")
     ap.add_argument("--decode", type=cli.NONNEGATIVE, default=0,
                     help="Also time decoding this many CIFAR-10 JPEGs (default 0: no decoding).")
-    ap.add_argument("--json", metavar="PATH", type=cli.json_output(TOOL), default=None,
-                    help="Also write the numbers to the JSON file PATH (written atomically; an existing PATH "
-                         "is replaced only when it is this tool's own --json file).")
+    cli.add_json_option(ap, TOOL)
     return ap
 
 

@@ -1066,10 +1066,7 @@ TOOL = "experiments.worked"
 def main(argv=None) -> int:
     """The command line (``python -m experiments.worked --help``); returns the exit code."""
     ap = _cli.tool_parser(__doc__.split("\n\n")[0], prog="python -m experiments.worked")
-    ap.add_argument("--json", metavar="PATH", type=_cli.json_output(TOOL),
-                    help="Also write the records to PATH as JSON ({\"tool\": \"%s\", \"records\": [...]}; "
-                         "written atomically; an existing PATH is replaced only when it is this tool's "
-                         "own --json file)." % TOOL)
+    _cli.add_json_option(ap, TOOL, "the records (under \"records\")")
     return _cli.main(ap, _body, argv, prog="experiments.worked")
 
 

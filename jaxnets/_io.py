@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import signal
+import stat
 import threading
 import time
 from pathlib import Path
@@ -195,6 +196,20 @@ def _final_mode(path: Path, fd: int, file_mode: int | None) -> None:
     os.fchmod(fd, mode)
 
 
+def not_a_regular_file(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it exists and is not a regular file, followed through links ("a
+    folder", "a FIFO", "a socket", "a device"); None when it is one or does not exist (a broken
+    link included). Renaming a file over such a path would replace it."""
+    try:
+        m = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(m):
+        return None
+    return ("a folder" if stat.S_ISDIR(m) else "a FIFO" if stat.S_ISFIFO(m) else "a socket" if stat.S_ISSOCK(m)
+            else "a device" if stat.S_ISCHR(m) or stat.S_ISBLK(m) else "not a regular file")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", *, encoding: str | None = None,
                  file_mode: int | None = None) -> Iterator:
@@ -210,9 +225,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, encoding: str | N
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
-    if os.path.exists(path) and not os.path.isfile(path):
-        raise OSError(errno.EEXIST, "exists and is not a regular file (a device, FIFO, socket or folder); "
-                      "it is not replaced", os.fspath(path))
+    what = not_a_regular_file(path)
+    if what:
+        raise OSError(errno.EEXIST, f"exists and is not a regular file ({what}); it is not replaced", os.fspath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
     with _sigterm_raises(path):

@@ -106,3 +106,43 @@ def test_every_bench_table_number_is_in_the_bench_record(what, cells):
                and not (f"{v:g}×" in cells and np.min(np.abs(q - v)) <= half)]
     assert len(BENCH_ROWS) >= 7 and not missing, (f"README bench row {what!r}: {missing} not found (at the printed "
                                                   "rounding) in results/bench.json")
+
+
+#: the bench table's time columns (1-6) and the record's variant each one shows, per kind of row
+_COLUMNS = {"fit": ["fit epoch (hand grads)", "fit epoch (hand grads, whole batches: microbatch=None)",
+                    "minimal scan (plain JAX SGD)", "fit epoch (jax.grad)", "NumPy batched", "PyTorch eager (2 threads)"],
+            "transformer": [None, None, None, "jaxnets (jax.grad)", None, "PyTorch eager (2 threads)"]}
+
+
+def _record_rows(rec, what: str):
+    """(kind, {variant: row}, the transformer row's own variant) of the README row ``what``."""
+    m = re.match(r"MLP 784-256-10, batch (\d+)", what)
+    if m:
+        t = next(t for t in rec["mlp"]["table"] if t["batch"] == int(m.group(1)))
+        return "fit", {r["variant"]: r for r in t["rows"]}, None
+    m = re.match(r"([23])-layer CNN, batch (\d+)", what)
+    if m:
+        c = next(c for c in rec["cnn"]["cases"] if c["model"] == f"cnn{m.group(1)}" and c["batch"] == int(m.group(2)))
+        return "fit", {r["variant"]: r for r in c["rows"]}, None
+    rows = {r["variant"]: r for r in rec["transformer"]["rows"]}
+    own = ("jaxnets (hand grads, fast_grads=False" if "fast_grads=False" in what else
+           "jaxnets (hand grads, optax.adamw" if "optax.adamw" in what else "jaxnets (hand grads)")
+    return "transformer", rows, next(v for v in rows if v.startswith(own))
+
+
+@pytest.mark.parametrize("what,cells", BENCH_ROWS, ids=[w[:40] for w, _ in BENCH_ROWS])
+def test_each_bench_table_time_is_its_own_rows_and_columns(what, cells):
+    """Each "min (median)" cell of the Performance table is the record's row of that workload and
+    that column's variant, at the printed rounding (not any number of the record that rounds the
+    same: two cells once read a median one digit off)."""
+    rec = json.loads((ROOT / "results" / "bench.json").read_text(encoding="utf-8"))
+    line = next(ln for ln in README.read_text(encoding="utf-8").splitlines() if ln.startswith(f"| {what} |"))
+    shown = [c.strip() for c in line.strip().strip("|").split("|")][1:7]
+    kind, rows, own = _record_rows(rec, what)
+    variants = _COLUMNS[kind]
+    if kind == "transformer":   # jax.grad shown once, on the base row; PyTorch on every row
+        variants = [own, None, None, variants[3] if own == "jaxnets (hand grads)" else None, None, variants[5]]
+    for col, (cell, variant) in enumerate(zip(shown, variants), 1):
+        r = rows.get(variant) if variant else None
+        want = f"{r['min_s']:.3f} ({r['median_s']:.3f})" if r else "—"
+        assert cell == want, f"README bench row {what!r}, column {col} ({variant}): {cell!r}, the record says {want!r}"

@@ -734,8 +734,10 @@ def test_dropout_blocks_agree_with_central_differences(x64, name):
     assert report.numeric and max(report.numeric.values()) < 1e-6, report.numeric
 
 
-@pytest.mark.parametrize("build", ["transformer", "stack", "block"])
+@pytest.mark.parametrize("build", ["transformer", "stack", "block", "init_params", "generate"])
 @pytest.mark.parametrize("cfg", [None, {"vocab": 65}, (65, 8, 16, 2, 1)])
 def test_a_config_that_is_not_a_transformer_config_is_refused_naming_the_function(build, cfg):
+    call = {"init_params": lambda: tr.init_params(jax.random.key(0), cfg),
+            "generate": lambda: tr.generate(cfg, {}, jax.random.key(0), [0], 3)}.get(build, lambda: getattr(tr, build)(cfg))
     with pytest.raises(ValueError, match=rf"transformer\.{build}: cfg must be a transformer\.TransformerConfig"):
-        getattr(tr, build)(cfg)
+        call()

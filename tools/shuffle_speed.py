@@ -1,9 +1,12 @@
 """The epoch's shuffle: ``jax.random.permutation`` against ``jaxnets.train.engine.permutation``
 (the same bits by a faster way on XLA:CPU), timed side by side.
 
-For each n the tool compiles both (jitted, one key argument), checks they return the same
-permutation for 8 keys, then times them interleaved (``--rounds`` rounds, a fresh random order
-each round, one untimed call first) and prints minima, medians and JAX ÷ engine. ``--epochs``
+For each n the tool compiles both (jitted: ``lax.map`` over 8 keys, one after another, so a call
+is the mean of 8 shuffles, tied rounds among them as often as they come), checks they return the
+same permutations, then times them interleaved (``--rounds`` rounds, a fresh random order each
+round, one untimed call first) and prints minima, medians, JAX ÷ engine and the share of rounds
+whose keys tie (over 200 keys; such a round is the pair sort after the one-array sort, slower
+than JAX's own). ``--epochs``
 also times the bench's MLP row (784-256-10 sigmoid, batch 500, 10,000 random images, plain SGD):
 ``fit``'s compiled epoch once with each shuffle, per step, and says whether the two epochs' params
 are equal bit for bit.
@@ -28,14 +31,29 @@ SIZES, QUICK_SIZES = (1000, 10000, 60000), (100, 1000)
 WAYS = {"jax.random.permutation": jax.random.permutation, "engine.permutation": engine.permutation}
 
 
-def permutations(n: int, rounds: int) -> dict:
-    """{way: [seconds per call]}; raises when the ways differ on any of 8 keys."""
-    progs = {k: jax.jit(f, static_argnums=1).lower(jax.random.key(0), n).compile() for k, f in WAYS.items()}
-    for s in range(8):
-        a, b = (np.asarray(p(jax.random.key(s))) for p in progs.values())
-        if not np.array_equal(a, b):
-            raise SystemExit(f"n={n}, key {s}: the two permutations differ")
-    return bench.interleaved_calls(progs, (jax.random.key(1),), rounds)
+def permutations(n: int, rounds: int, n_keys: int = 8) -> dict:
+    """{way: [seconds per shuffle]} (each call shuffles with ``n_keys`` keys in turn); raises when
+    the ways differ on any key."""
+    keys = jax.random.split(jax.random.key(1), n_keys)
+    progs = {k: jax.jit(lambda ks, f=f: jax.lax.map(lambda kk: f(kk, n), ks)).lower(keys).compile()
+             for k, f in WAYS.items()}
+    a, b = (np.asarray(p(keys)) for p in progs.values())
+    if not np.array_equal(a, b):
+        raise SystemExit(f"n={n}: the two permutations differ")
+    return {k: [t / n_keys for t in v] for k, v in bench.interleaved_calls(progs, (keys,), rounds).items()}
+
+
+def tie_share(n: int, n_keys: int = 200) -> float:
+    """The share of shuffle rounds whose 32-bit keys tie, over ``n_keys`` keys (JAX's rounds)."""
+    rounds = int(np.ceil(3 * np.log(max(1, n)) / np.log(np.iinfo(np.uint32).max)))
+    ties = []
+    for s in range(n_keys):
+        key = jax.random.key(s)
+        for _ in range(rounds):
+            key, sub = jax.random.split(key)
+            bits = np.asarray(jax.random.bits(sub, (n,), jnp.uint32))
+            ties.append(len(np.unique(bits)) < n)
+    return float(np.mean(ties)) if ties else 0.0
 
 
 def epochs(n: int, rounds: int, batch: int = 500) -> tuple[dict, bool]:
@@ -78,6 +96,7 @@ def main(argv=None) -> int:
           f"{tuple(round(v, 2) for v in os.getloadavg())}; {a.rounds} rounds, minima; NumPy BLAS {bench.blas_info()}")
     for n in (QUICK_SIZES if a.quick else SIZES):
         report(f"permutation of {n:,}", permutations(n, a.rounds))
+        print(f"{'':30s} rounds whose keys tie: {tie_share(n, 20 if a.quick else 200):.1%}")
     if a.epochs:
         n = 1000 if a.quick else 10000
         times, same = epochs(n, a.rounds)

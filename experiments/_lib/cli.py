@@ -108,8 +108,8 @@ _WHOLE = re.compile(r"[+-]?[0-9]+")
 def int_in(lo: int, hi: int | None = None, what: str = "a whole number"):
     """An argparse ``type``: a decimal integer in ``[lo, hi]`` written with the ASCII digits 0-9;
     anything else is a usage error (exit 2) naming the option, never a traceback and never a
-    silent default. An option of such a type may be given once (:class:`Once`: a second
-    ``--epochs`` is refused, never silently the one used)."""
+    silent default. Like every option with a value, it may be given once (:class:`_Store`: a
+    second ``--epochs`` is refused, never silently the one used)."""
     def parse(text: str) -> int:
         if not _WHOLE.fullmatch(text):
             other = any(ch.isdigit() and ch not in "0123456789" for ch in text)
@@ -121,7 +121,7 @@ def int_in(lo: int, hi: int | None = None, what: str = "a whole number"):
             raise argparse.ArgumentTypeError(f"{v:,} is out of range: it must be {rng}")
         return v
     parse.__name__ = what     # argparse names the type in some messages
-    parse.number = True       # the parsers refuse such an option given twice (_Store)
+    parse.number = True       # marks a number option (tests/experiments/test_outputs.py finds them by it)
     return parse
 
 
@@ -299,13 +299,11 @@ def product_figure(path) -> bool:
 def _not_regular(path) -> str | None:
     """Why ``path``, which a run would replace, must not be (a folder, a link to one, a broken
     link, a device...); None when it does not exist or is a regular file (or a link to one)."""
+    from jaxnets._io import not_a_regular_file
     if not os.path.lexists(path):
         return None
-    if os.path.isfile(path):
-        return None
-    what = ("a broken link" if not os.path.exists(path) else "a folder" if os.path.isdir(path)
-            else "not a regular file")
-    return f"{path} exists and is {what}, not a file this run can replace"
+    what = "a broken link" if not os.path.exists(path) else not_a_regular_file(path)
+    return f"{path} exists and is {what}, not a file this run can replace" if what else None
 
 
 class Parser(argparse.ArgumentParser):
@@ -314,8 +312,8 @@ class Parser(argparse.ArgumentParser):
     output folder that cannot be written or that is (or lies inside) a committed record folder in
     a quick or tiny run, an ``--out`` whose record of another mode the run would replace, a file
     the run would replace that this product did not write (:meth:`_check_outputs`), a
-    ``--data`` that holds none of the data sets the script reads, repeated seeds, a number
-    option given twice, and whatever the script's own :attr:`checks` refuse."""
+    ``--data`` that holds none of the data sets the script reads, repeated seeds, an option
+    with a value given twice, and whatever the script's own :attr:`checks` refuse."""
 
     default_mode = "full"
     datasets: tuple[str, ...] = ()
@@ -335,7 +333,7 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.register("action", None, _Store)   # a number option given twice is refused
+        self.register("action", None, _Store)   # an option with a value given twice is refused
 
     def error(self, message):
         """One line on standard error and exit status 2 (argparse prints the usage too)."""
@@ -487,7 +485,7 @@ class ToolParser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.register("action", None, _Store)   # a number option given twice is refused
+        self.register("action", None, _Store)   # an option with a value given twice is refused
 
     def parse_args(self, args=None, namespace=None):
         a = super().parse_args(args, namespace)
@@ -538,23 +536,50 @@ def json_output(tool: str):
     return check
 
 
+#: no --json output comes near this size: a larger file is refused unread
+MAX_TOOL_JSON_BYTES = 16 << 20
+#: the top-level keys of each tool's --json before it carried "tool" (2026-12-07): such a file
+#: is still the tool's own (``worked`` wrote a bare list of records)
+_LEGACY_JSON_KEYS = {"experiments.bench_conv": {"model", "batch", "dtype", "repeats", "device", "rows"},
+                     "experiments.bench_transforms": {"device", "n", "rows"}}
+
+
 def tool_json(path, tool: str) -> bool:
     """True when ``path`` holds what ``tool``'s ``--json`` writes (:func:`write_tool_json`): a
-    JSON object whose ``"tool"`` is ``tool``."""
+    JSON object whose ``"tool"`` is ``tool``, or the tool's output before that stamp (a list of
+    worked-example records; a bench's object with its keys)."""
     try:
+        if os.path.getsize(path) > MAX_TOOL_JSON_BYTES:
+            return False
         with open(path, encoding="utf-8") as f:
             obj = json.load(f)
     except (OSError, UnicodeDecodeError, ValueError):
         return False
-    return isinstance(obj, dict) and obj.get("tool") == tool
+    if isinstance(obj, dict):
+        return obj.get("tool") == tool or ("tool" not in obj and _LEGACY_JSON_KEYS.get(tool, {None}) <= set(obj))
+    return (tool == "experiments.worked" and isinstance(obj, list) and bool(obj)
+            and all(isinstance(r, dict) and {"id", "doc", "quantity"} <= set(r) for r in obj))
 
 
 def write_tool_json(path, tool: str, payload: dict) -> None:
-    """Write ``{"tool": tool, **payload}`` atomically to ``path`` as strict JSON (no NaN), the
-    ``--json`` output of a tool without modes (checked by :func:`json_output`)."""
+    """Write ``{"tool": tool, **payload}`` atomically to ``path`` as strict JSON, the ``--json``
+    output of a tool without modes (checked by :func:`json_output`); a non-finite float (a cost
+    XLA did not report) becomes ``null``, listed under ``"non_finite"``."""
+    from experiments._lib import report
     from jaxnets._io import atomic_write
+    where: dict = {}
+    clean = report.finite_json({"tool": tool, **payload}, where)
+    if where:
+        clean["non_finite"] = where
     with writing(path), atomic_write(path, "w", encoding="utf-8") as f:
-        json.dump({"tool": tool, **payload}, f, indent=2, ensure_ascii=False, allow_nan=False)
+        json.dump(clean, f, indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def add_json_option(ap: argparse.ArgumentParser, tool: str, what: str = "the numbers") -> None:
+    """``--json PATH`` of a tool without modes, checked by :func:`json_output`."""
+    ap.add_argument("--json", metavar="PATH", type=json_output(tool), default=None,
+                    help=f"Also write {what} to PATH as one JSON object stamped \"tool\": \"{tool}\" (written "
+                         "atomically; an existing PATH is replaced only when it is this tool's own --json file).")
 
 
 def _own_folder_hint(p: Path, entries, datasets) -> str:
@@ -564,7 +589,8 @@ def _own_folder_hint(p: Path, entries, datasets) -> str:
     hits = []
     for name in datasets:
         spec = data.DATASETS[name]
-        if {n for f in spec.files for n in f.local_names()} & set(entries):
+        own = {n for f in spec.files for n in f.local_names()} | {n for n, _ in spec.member_md5}
+        if own & set(entries) or (name == "cifar10" and {"train", "test"} <= set(entries)):   # or the JPEG copy
             hits.append((spec, [s for s in dict.fromkeys([name, *spec.subdirs]) if s]))
     mine = [h for h in hits if p.resolve().name in h[1]]
     if mine:

@@ -206,7 +206,7 @@ def init_params(key, cfg: TransformerConfig, dtype=jnp.float32):
     Head h's q/k/v maps are columns ``h·hs:(h+1)·hs`` of Wq/Wk/Wv (fan_in d, as the notebook's
     per-head ``nn.Linear(n_embd, head_size)``).
     """
-    p = _draw(key, cfg, dtype)
+    p = _draw(key, _validated(cfg, "transformer.init_params"), dtype)
     blocks = [[[b["ln1"], b["attn"]], [b["ln2"], b["ffn"]]] for b in p["blocks"]]
     return [{"tok": p["tok_emb"], "pos": p["pos_emb"]}, *blocks, p["ln_f"], p["head"]]
 

@@ -471,6 +471,8 @@ def test_unwritable_out_is_refused_before_any_work(tmp_path, out):
     ("reproduce", ["t10k-labels-idx1-ubyte.gz"], "it holds the files of MNIST (a folder named mnist/) or "
                                                  "Fashion-MNIST (a folder named fashion_mnist/)"),
     ("e6_cifar", ["cifar-10-python.tar.gz"], "it holds the files of CIFAR-10 (a folder named cifar10/)"),
+    ("e6_cifar", ["data_batch_1", "test_batch", "batches.meta"], "it holds the files of CIFAR-10"),   # extracted
+    ("e6_cifar", ["train/", "test/"], "it holds the files of CIFAR-10"),                               # the JPEG copy
 ])
 def test_data_folder_without_the_expected_folders_is_an_error(module, entries, says, capsys, tmp_path, monkeypatch):
     """An explicit --data that holds none of the data sets the script reads, or a near-miss of one
@@ -544,6 +546,36 @@ def test_json_output_never_replaces_a_file_it_did_not_write(module, existing, sa
     path.write_text(json.dumps({"tool": f"experiments.{module}", "rows": {}}))
     mod = importlib.import_module(f"experiments.{module}")
     assert cli.json_output(mod.TOOL)(str(path)) == str(path)
+
+
+@pytest.mark.parametrize("module, old", [
+    ("worked", [{"id": "doc 004 · §1.5 · a", "doc": "004", "quantity": "z", "value": 1.0}]),
+    ("bench_conv", {"model": "cnn2", "batch": 2, "dtype": "float32", "repeats": 1, "device": "cpu", "rows": {}}),
+    ("bench_transforms", {"device": "cpu TFRT_CPU_0", "n": 10, "rows": []}),
+])
+def test_json_output_replaces_the_tools_output_from_before_its_stamp(module, old, tmp_path):
+    """Before the "tool" stamp, worked wrote a bare list of records and the benches an object of
+    their own keys: such a file is still the tool's own, so a rerun replaces it; another tool's
+    old output is not."""
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    assert cli.json_output(f"experiments.{module}")(str(path)) == str(path)
+    others = {"worked", "bench_conv", "bench_transforms"} - {module}
+    for other in others:
+        with pytest.raises(argparse.ArgumentTypeError, match="is not a --json file of"):
+            cli.json_output(f"experiments.{other}")(str(path))
+
+
+def test_json_output_reads_no_huge_file_and_writes_non_finite_numbers_as_null(tmp_path, monkeypatch):
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({"tool": "experiments.bench_conv", "pad": "x" * 2000}))
+    monkeypatch.setattr(cli, "MAX_TOOL_JSON_BYTES", 1000)
+    with pytest.raises(argparse.ArgumentTypeError, match="is not a --json file of experiments.bench_conv"):
+        cli.json_output("experiments.bench_conv")(str(path))
+    out = tmp_path / "nan.json"
+    cli.write_tool_json(out, "experiments.bench_conv", {"rows": {"hand": {"gflops": float("nan"), "ms": 1.5}}})
+    got = json.loads(out.read_text())
+    assert got["rows"]["hand"] == {"gflops": None, "ms": 1.5} and got["non_finite"] == {"/rows/hand/gflops": "nan"}
 
 
 @pytest.mark.parametrize("module", ["worked", "bench_conv", "bench_transforms"])

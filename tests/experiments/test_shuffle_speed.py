@@ -13,6 +13,7 @@ def test_the_quick_sizes_and_epoch_print_both_ways():
     for n in ("100", "1,000"):
         assert re.search(rf"permutation of {n} +jax.random.permutation +[\d.]+ µs .* engine.permutation +[\d.]+ µs "
                          r".* JAX ÷ engine +[\d.]+×", out.stdout), out.stdout
+    assert len(re.findall(r"rounds whose keys tie: +[\d.]+%", out.stdout)) == 2, out.stdout
     assert re.search(r"MLP epoch, 1,000 images, batch 500, per step .* JAX ÷ engine +[\d.]+×", out.stdout)
     assert "params after the epoch equal bit for bit: True" in out.stdout
 
