@@ -344,8 +344,12 @@ def _segv_batch_dir(tmp) -> Path:
 SUBPROCESS = [
     ("pickle-object-array-segfault", lambda t: _file(t, "b", _object_array_labels()),
      "data.read_cifar_batch(p)", r"calling numpy\.ndarray\(\.\.\.\) directly is not allowed", 64),
+    # verified (the default): the members' MD5s refuse it before anything is unpickled;
+    # verify=False: on to the pickle reader's own guard
+    ("pickle-object-array-through-load", _segv_batch_dir,
+     "data.load('cifar10', path=p)", r"data_batch_1: not CIFAR-10's published data_batch_1", 64),
     ("pickle-object-array-segfault-through-load", _segv_batch_dir,
-     "data.load('cifar10', path=p)", r"data_batch_1: refused or malformed pickle", 64),
+     "data.load('cifar10', path=p, verify=False)", r"data_batch_1: refused or malformed pickle", 64),
     ("idx-gzip-bomb", _idx_bomb, "data.read_idx_images(p)",
      r"IDX item count mismatch \(trailing data after the items\)", 200),
     # verify=False: past the identity check (which refuses it first, hashing at most 256 MB of
