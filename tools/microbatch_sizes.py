@@ -9,8 +9,6 @@ measurements behind ``train.MICROBATCH_BYTES`` and ``MICROBATCH_MIN`` (README, P
 
     PYTHONPATH=. python tools/microbatch_sizes.py [--rounds 9] [--only cnn2-128,e7-64] [--quick]
 """
-import argparse
-import os
 import pathlib
 import sys
 
@@ -80,20 +78,14 @@ def report(name, m) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
+    ap = bench.timing_tool(__doc__, 9, "one tiny case, for the tests")
     ap.add_argument("--only", help=f"comma-separated cases of {', '.join(CASES)}")
-    ap.add_argument("--quick", action="store_true", help="one tiny case, for the tests")
-    a = ap.parse_args(argv)
-    if a.rounds < 1:
-        ap.error(f"--rounds must be at least 1, got {a.rounds}")
+    a = bench.timing_args(ap, argv)
     cases = QUICK if a.quick else CASES
     names = list(cases) if not a.only else [n.strip() for n in a.only.split(",")]
     unknown = [n for n in names if n not in cases]
     if unknown or not names:
         ap.error(f"--only: unknown case(s) {unknown or a.only!r}; choose from {', '.join(cases)}")
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; {os.cpu_count()} CPUs; load average "
-          f"{tuple(round(v, 2) for v in os.getloadavg())}; {a.rounds} rounds, minima")
     for n in names:
         build, chunks = cases[n]
         report(n, measure(build, chunks, a.rounds))

@@ -13,8 +13,6 @@ are equal bit for bit.
 
     PYTHONPATH=. python tools/shuffle_speed.py [--rounds 30] [--epochs] [--quick]
 """
-import argparse
-import os
 import pathlib
 import sys
 
@@ -85,15 +83,9 @@ def report(what: str, times: dict, unit: float = 1e6, name: str = "µs") -> None
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=30, help="interleaved rounds (default 30)")
+    ap = bench.timing_tool(__doc__, 30, "small sizes, for the tests")
     ap.add_argument("--epochs", action="store_true", help="also time fit's epoch of the bench's MLP row both ways")
-    ap.add_argument("--quick", action="store_true", help="small sizes, for the tests")
-    a = ap.parse_args(argv)
-    if a.rounds < 1:
-        ap.error(f"--rounds must be at least 1, got {a.rounds}")
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; {os.cpu_count()} CPUs; load average "
-          f"{tuple(round(v, 2) for v in os.getloadavg())}; {a.rounds} rounds, minima; NumPy BLAS {bench.blas_info()}")
+    a = bench.timing_args(ap, argv)
     for n in (QUICK_SIZES if a.quick else SIZES):
         report(f"permutation of {n:,}", permutations(n, a.rounds))
         print(f"{'':30s} rounds whose keys tie: {tie_share(n, 20 if a.quick else 200):.1%}")

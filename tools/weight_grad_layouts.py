@@ -19,9 +19,7 @@ E4's models, E6's doc 004 trainer for one net and for 18 nets vmapped (its fresh
 
     PYTHONPATH=. python tools/weight_grad_layouts.py [--rounds 30] [--quick] [--steps]
 """
-import argparse
 import contextlib
-import os
 import pathlib
 import sys
 import time
@@ -179,15 +177,9 @@ def report_steps(name, times) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=30, help="interleaved rounds (default 30)")
-    ap.add_argument("--quick", action="store_true", help="tiny shapes (one tiny workload with --steps), for the tests")
+    ap = bench.timing_tool(__doc__, 30, "tiny shapes (one tiny workload with --steps), for the tests")
     ap.add_argument("--steps", action="store_true", help="time fit's epochs with the rule and without it")
-    a = ap.parse_args(argv)
-    if a.rounds < 1:
-        ap.error(f"--rounds must be at least 1, got {a.rounds}")
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; {os.cpu_count()} CPUs; load average "
-          f"{tuple(round(v, 2) for v in os.getloadavg())}; {a.rounds} rounds, minima; float32")
+    a = bench.timing_args(ap, argv, "; float32")
     print(f"rule: transposed where n_out <= {layers.NARROW_OUT}, n_in >= {layers.NARROW_RATIO}·n_out and "
           f"M·n_in·n_out >= {layers.NARROW_MIN_MACS:,}; or where n_in is a multiple of {layers.ALIGNED_IN}, "
           f"n_in >= {layers.ALIGNED_RATIO}·n_out and M·n_in·n_out >= {layers.ALIGNED_MIN_MACS:,}")

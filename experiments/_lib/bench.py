@@ -31,7 +31,9 @@ below both roofs is called overhead-bound (:func:`roofline`).
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
+import os
 import time
 import tracemalloc
 from pathlib import Path
@@ -248,6 +250,26 @@ def interleave(variants, rounds, seed=0, warmup=1, settle=1) -> list[list[str]]:
                 v.run()
                 v.times.append((time.perf_counter() - t) * v.scale)
     return orders
+
+
+def timing_tool(doc: str, rounds: int, quick: str):
+    """The timing tools' parser (``tools/``): ``--rounds`` (interleaved rounds, default ``rounds``)
+    and ``--quick`` (help ``quick``); add the tool's own options, then :func:`timing_args`."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=rounds, help=f"interleaved rounds (default {rounds})")
+    ap.add_argument("--quick", action="store_true", help=quick)
+    return ap
+
+
+def timing_args(ap, argv, what: str = ""):
+    """``ap``'s arguments (``--rounds`` below 1 refused), after one line on the machine: JAX, the
+    backend, the CPUs, the load average, the rounds, NumPy's BLAS, and ``what``."""
+    a = ap.parse_args(argv)
+    if a.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {a.rounds}")
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; {os.cpu_count()} CPUs; load average "
+          f"{tuple(round(v, 2) for v in os.getloadavg())}; {a.rounds} rounds, minima{what}; NumPy BLAS {blas_info()}")
+    return a
 
 
 def interleaved_calls(progs: dict, args, rounds: int) -> dict:
