@@ -218,9 +218,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, encoding: str | N
     ``mode`` is ``"wb"`` or ``"w"``. On any exception (KeyboardInterrupt and SIGTERM included) the
     temporary file is removed and ``path`` is left as it was. A ``path`` that exists and is not a
     regular file (a device such as ``/dev/null``, a FIFO, a socket, a folder; followed through
-    links) is refused before anything is written: renaming over it would replace it. ``file_mode``: the final permission
-    bits; ``None`` (default): an existing file's mode is kept, a new file gets 0666 minus the
-    umask, as ``open()`` would give it.
+    links) is refused before anything is written: renaming over it would replace it.
+    ``file_mode``: the final permission bits; ``None`` (default): an existing file's mode is kept,
+    a new file gets 0666 minus the umask, as ``open()`` would give it.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")

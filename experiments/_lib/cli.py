@@ -375,7 +375,9 @@ class Parser(argparse.ArgumentParser):
         if os.path.exists(a.out) and not os.path.isdir(a.out):
             self.error(f"--out {a.out}: a file, not a folder")
         if a.mode != "full":
-            mine = [os.path.realpath(p) for p in (*output_dirs(a.mode, a.out), os.path.join(a.out, "RESULTS.md"))]
+            # the report only for the script that writes one (the main job)
+            report = [os.path.join(a.out, "RESULTS.md")] if self.report is not None else []
+            mine = [os.path.realpath(p) for p in (*output_dirs(a.mode, a.out), *report)]
             hit = sorted(c for c in committed_paths() if any(m == c or m.startswith(c + os.sep) for m in mine))
             if hit:
                 self.error(f"--out {a.out}: a {a.mode} run would write into the committed records in "

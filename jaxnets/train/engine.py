@@ -230,7 +230,8 @@ def permutation(key, n: int):
     call per comparison but one uint32 array on a fast path, so each round here sorts the keys
     alone and puts each value at its key's rank (a binary search in the sorted keys). A round whose
     keys tie (a chance of about n²/2³³: one in 90 at n = 10,000, one in 3 at 60,000) is the pair
-    sort itself, whose stability orders the ties, after the one-array sort that found them. Under vmap every round is the pair sort (a batched cond would run both branches)."""
+    sort itself, whose stability orders the ties, after the one-array sort that found them. Under
+    vmap every round is the pair sort (a batched cond would run both branches)."""
     x = jnp.arange(n)
     for _ in range(int(np.ceil(3 * np.log(max(1, n)) / np.log(np.iinfo(np.uint32).max)))):
         key, sub = jax.random.split(key)

@@ -334,6 +334,17 @@ def test_out_that_cannot_be_used_is_refused_before_any_work(module, case, capsys
     assert sorted(p.name for p in cwd.rglob("*")) == ["experiments", "reproduce.py", "results"]  # nothing written
 
 
+@pytest.mark.parametrize("module, names", [("e1_mnist", "figures"), ("reproduce", "RESULTS.md")])
+def test_out_into_the_committed_records_names_what_the_script_writes(module, names, capsys, tmp_path, monkeypatch):
+    """``--out .`` in a checkout: an experiment's refusal names figures/ or results/ (it never writes
+    RESULTS.md, which only the main job writes and names)."""
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "reproduce.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    says = usage_error(module, ["--tiny", "--out", "."], capsys)
+    assert f"committed records in {tmp_path / names};" in says, says
+
+
 def test_full_run_may_write_the_committed_folders_explicitly(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     a = cli.make_parser("Doc.", quick="Quick.").parse_args(["--full", "--out", "."])
