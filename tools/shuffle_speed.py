@@ -43,11 +43,10 @@ def permutations(n: int, rounds: int, n_keys: int = 8) -> dict:
 
 def tie_share(n: int, n_keys: int = 200) -> float:
     """The share of shuffle rounds whose 32-bit keys tie, over ``n_keys`` keys (JAX's rounds)."""
-    rounds = int(np.ceil(3 * np.log(max(1, n)) / np.log(np.iinfo(np.uint32).max)))
     ties = []
     for s in range(n_keys):
         key = jax.random.key(s)
-        for _ in range(rounds):
+        for _ in range(engine.shuffle_rounds(n)):
             key, sub = jax.random.split(key)
             bits = np.asarray(jax.random.bits(sub, (n,), jnp.uint32))
             ties.append(len(np.unique(bits)) < n)

@@ -182,6 +182,14 @@ def committed_paths(cwd: str | os.PathLike | None = None) -> set[str]:
     return {os.path.realpath(r / n) for r in roots for n in ("results", "figures", "RESULTS.md")}
 
 
+def committed_hit(paths) -> str | None:
+    """The first (sorted) of :func:`committed_paths` that one of ``paths`` resolves to or lies
+    under, or None."""
+    real = [os.path.realpath(p) for p in paths]
+    hit = sorted(c for c in committed_paths() if any(m == c or m.startswith(c + os.sep) for m in real))
+    return hit[0] if hit else None
+
+
 def _writable_folder_problem(path: str) -> str | None:
     """Why files cannot be written under folder ``path`` (created if missing), or None."""
     p = Path(path)
@@ -377,11 +385,10 @@ class Parser(argparse.ArgumentParser):
         if a.mode != "full":
             # the report only for the script that writes one (the main job)
             report = [os.path.join(a.out, "RESULTS.md")] if self.report is not None else []
-            mine = [os.path.realpath(p) for p in (*output_dirs(a.mode, a.out), *report)]
-            hit = sorted(c for c in committed_paths() if any(m == c or m.startswith(c + os.sep) for m in mine))
+            hit = committed_hit([*output_dirs(a.mode, a.out), *report])
             if hit:
                 self.error(f"--out {a.out}: a {a.mode} run would write into the committed records in "
-                           f"{hit[0]}; choose a folder outside results/ and figures/ (or run --full)")
+                           f"{hit}; choose a folder outside results/ and figures/ (or run --full)")
 
     def _record_names(self, a) -> tuple[str, ...]:
         return tuple(self.records(a) if callable(self.records) else self.records)
@@ -525,8 +532,7 @@ def json_output(tool: str):
     ``tool``'s ``--json`` wrote (:func:`tool_json`): a rerun replaces its own output, nothing else."""
     def check(text: str) -> str:
         path = output_file(text)
-        real = os.path.realpath(path)
-        if any(real == c or real.startswith(c + os.sep) for c in committed_paths()):
+        if committed_hit([path]):
             raise argparse.ArgumentTypeError(f"{text} is in the committed records (results/, figures/, "
                                              "RESULTS.md), which only a full run writes; choose another path")
         why = _not_regular(path)

@@ -233,10 +233,15 @@ def permutation(key, n: int):
     sort itself, whose stability orders the ties, after the one-array sort that found them. Under
     vmap every round is the pair sort (a batched cond would run both branches)."""
     x = jnp.arange(n)
-    for _ in range(int(np.ceil(3 * np.log(max(1, n)) / np.log(np.iinfo(np.uint32).max)))):
+    for _ in range(shuffle_rounds(n)):
         key, sub = jax.random.split(key)
         x = _shuffle_round(jax.random.bits(sub, (n,), jnp.uint32), x)
     return x
+
+
+def shuffle_rounds(n: int) -> int:
+    """How many sort rounds ``jax.random.permutation`` shuffles ``n`` items in (its ⌈3·ln n / ln(2³² − 1)⌉)."""
+    return int(np.ceil(3 * np.log(max(1, n)) / np.log(np.iinfo(np.uint32).max)))
 
 
 def _pair_sort(k, x):
