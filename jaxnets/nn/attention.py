@@ -47,12 +47,7 @@ def _tmatmul(a, b, fast: bool):
 def dense_backward_fast(cache, da):
     """:func:`~jaxnets.nn.layers.dense_backward` with ``dW`` from a materialised ``xᵀ`` (equal up to
     round-off, see ``fast_grads`` above). da: (N, ..., n_out) -> (dparams, dx: (N, ..., n_in))."""
-    x2, W, st = cache
-    da2 = jnp.reshape(da, (-1, W.shape[1]))                        # (M, n_out)
-    dparams = {"W": _tmatmul(x2, da2, True)}
-    if st.has_bias:
-        dparams["b"] = jnp.sum(da2, axis=0)
-    return dparams, jnp.reshape(da2 @ W.T, st.lead + (W.shape[0],))
+    return dense_backward(cache, da, lambda x2, da2: _tmatmul(x2, da2, True))
 
 
 def _dense_backward(cache, da, fast: bool):

@@ -329,14 +329,15 @@ def weight_grad(x2, da2):
     return x2.T @ da2
 
 
-def dense_backward(cache, da):
+def dense_backward(cache, da, wgrad=None):
     """da: (N, ..., n_out) -> ({"W": (n_in, n_out)[, "b": (n_out,)]}, dx: (N, ..., n_in)).
 
-    ``dW = xᵀ da``, ``db = Σ da`` over every leading axis, ``dx = da Wᵀ``.
+    ``dW = xᵀ da``, ``db = Σ da`` over every leading axis, ``dx = da Wᵀ``. ``wgrad(x2, da2)``
+    computes ``dW`` (default :func:`weight_grad`; the transformer passes another kernel's layout).
     """
     x2, W, st = cache
     da2 = jnp.reshape(da, (-1, W.shape[1]))                        # (M, n_out)
-    dparams = {"W": weight_grad(x2, da2)}
+    dparams = {"W": (wgrad or weight_grad)(x2, da2)}
     if st.has_bias:
         dparams["b"] = jnp.sum(da2, axis=0)
     return dparams, jnp.reshape(da2 @ W.T, st.lead + (W.shape[0],))
