@@ -60,6 +60,8 @@ def summary_line(deselected: dict) -> str | None:
 
 
 def pytest_terminal_summary(terminalreporter):
+    if terminalreporter.config.option.keyword:   # -k deselects too: the counts are not by kind then
+        return
     line = summary_line(_deselected)
     if line:
         terminalreporter.write_line(line)

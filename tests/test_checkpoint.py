@@ -144,6 +144,14 @@ RELU = models.mlp([6, 5, 3], "relu", "softmax_cross_entropy")
     # the model: same shapes, other activation or loss head (doc 003's heads)
     (dict(model=models.mlp([6, 5, 3], "tanh", "softmax_cross_entropy")), "model"),
     (dict(model=models.mlp([6, 5, 3], "relu", "mse")), "model"),
+    (dict(grad="autodiff"), "grad"),
+    (dict(max_updates=25), "max_updates"),
+    (dict(key=jax.random.key(2)), "key"),
+    # how each epoch is scored: a resumed history must hold the same entries, scored alike
+    (dict(evaluation=train.Evaluation(train=False)), "evaluation settings"),
+    (dict(evaluation=train.Evaluation(batch_size=7)), "evaluation settings"),
+    (dict(evaluation=train.Evaluation(initial=True)), "evaluation settings"),
+    (dict(early_stopping=train.EarlyStopping(1)), "early_stopping"),
 ])
 def test_resume_of_a_different_run_is_refused(tmp_path, change, label):
     path = tmp_path / "run.npz"

@@ -62,6 +62,7 @@ def test_longer():
     ([], {"unit0", "unit1", "unit2"}, f"2 end-to-end tests (marker {MARK}) deselected; they run with: {E2E_CMD}"),
     (["-m", MARK], {"long", "longer"}, f"3 library tests deselected (not marked {MARK}); they run with: {DEFAULT_CMD}"),
     (["-m", ""], {"unit0", "unit1", "unit2", "long", "longer"}, None),
+    (["-m", "", "-k", "test_long"], {"long", "longer"}, None),   # -k deselects by name, not kind: no line
 ])
 @pytest.mark.e2e(cpu=4)
 def test_each_command_runs_its_tests_and_names_the_other(tmp_path, extra, ran, line):

@@ -218,6 +218,35 @@ def test_a_resume_with_another_key_is_refused(tmp_path, other_key, refused, old_
                                                     jax.tree.leaves(full.final_params)))
 
 
+def _drop_fingerprint_entries(path, names):
+    """Rewrite the checkpoint as one written before those fingerprint entries were recorded."""
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["__meta__"]))
+    for name in names:
+        del meta["fingerprint"][name]
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("old_format", [False, True], ids=["recorded", "older checkpoint"])
+def test_a_resume_with_the_same_scoring_and_early_stopping_is_the_uninterrupted_run(tmp_path, old_format):
+    path = tmp_path / "run.npz"
+    p0 = NET.init(jax.random.key(0))
+    kw = dict(KW, key=jax.random.key(1), val=(X[:30], Y[:30]), early_stopping=train.EarlyStopping(2),
+              evaluation=train.Evaluation(batch_size=7, initial=True))
+    train.fit(NET, p0, (X, Y), checkpoint=_cp(path), **dict(kw, epochs=1))
+    if old_format:
+        _drop_fingerprint_entries(path, ["scoring", "early_stopping"])
+    resumed = train.fit(NET, p0, (X, Y), checkpoint=_cp(path, True), **dict(kw, epochs=3))
+    full = train.fit(NET, p0, (X, Y), **dict(kw, epochs=3))
+    assert resumed.history == full.history | {"time": resumed.history["time"]}
+    assert resumed.best_epoch == full.best_epoch
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves((resumed.params, resumed.final_params)),
+                                                    jax.tree.leaves((full.params, full.final_params))))
+
+
 def test_the_key_fingerprint_is_a_hash_not_the_key():
     fp = inputs.key_fingerprint(jax.random.key(1))
     assert set(fp) == {"impl", "sha256"} and len(fp["sha256"]) == 16

@@ -670,6 +670,12 @@ def _run_fingerprint(model, params, tr, evals, **settings) -> dict:
             **settings}
 
 
+def _scoring(evaluation: Evaluation) -> dict:
+    """Evaluation's settings besides its test set (fingerprinted with the data): what a resumed
+    run's history must keep scoring alike."""
+    return {k: getattr(evaluation, k) for k in ("train", "batch_size", "sampled_batches", "initial", "fresh")}
+
+
 def _place(mesh, state, tr, evals):
     """Replicate the state and the training data over ``mesh`` (data-parallel training)."""
     rep = NamedSharding(mesh, P())
@@ -718,7 +724,8 @@ def _setup(model, params, train, *, epochs, batch_size, optimizer, l2, order, gr
     fp = None if checkpoint is None else _run_fingerprint(
         model, params, tr, evals, batch_size=batch_size, order=order, grad=grad, l2=float(l2),
         optimizer=inputs.fingerprint(optimizer), max_updates=max_updates, key=inputs.key_fingerprint(key),
-        microbatch=chunk_size(model, params, batch_size, chunk))
+        microbatch=chunk_size(model, params, batch_size, chunk), scoring=_scoring(evaluation),
+        early_stopping=None if early_stopping is None else int(early_stopping.patience))
     return _Run(model, where, tr, evals, key, state, jnp.asarray(l2, dtype), batch_size, fp, microbatch=chunk)
 
 
@@ -791,7 +798,11 @@ _FP_NAMES = {"model": "model (name, architecture, activations or loss head)",
              "max_updates": "max_updates", "l2": "l2",
              "key": "key (PRNG implementation and a hash of its key data)",
              "microbatch": ("microbatch (examples per chunk of a step, None: the whole batch; a checkpoint "
-                            "written before chunked steps existed resumes with microbatch=None)")}
+                            "written before chunked steps existed resumes with microbatch=None)"),
+             "scoring": "evaluation settings (Evaluation's train, batch_size, sampled_batches, initial or fresh)",
+             "early_stopping": "early_stopping (its patience, or none)"}
+#: fingerprint entries newer than some checkpoints: a checkpoint without one is not judged by it
+_FP_LATER = ("key", "scoring", "early_stopping")
 
 
 def _check_checkpoint_path(where: str, path) -> None:
@@ -819,8 +830,9 @@ def _resume(run: _Run, cp: Checkpointing, history, best, epochs: int):
 
     ``resume=True`` needs the file (a missing one is refused: a typo in the path must not restart
     a long run from scratch silently); ``resume="if_exists"`` starts fresh when it is missing.
-    A checkpoint of a different run (model, data, validation/test sets, batch size, order,
-    optimizer, l2 or key) is refused, naming what differs. A checkpoint written before the key's
+    A checkpoint of a different run (model, data, validation/test sets, batch size, order, grad,
+    optimizer, l2, max_updates, key, microbatch, Evaluation's settings or early stopping) is
+    refused, naming what differs. A checkpoint written before the key's
     fingerprint was recorded is judged by the key it stores (the run's key, which it has always
     held): the same key resumes, another is refused with the same message."""
     if not os.path.exists(cp.path):
@@ -834,8 +846,8 @@ def _resume(run: _Run, cp: Checkpointing, history, best, epochs: int):
         return CheckpointError(f"checkpoint {cp.path}: written by a run with a different {_FP_NAMES[k]}; "
                                f"refusing to resume (delete it or use another checkpoint path)")
     for k in _FP_NAMES:
-        if k == "key" and k not in stored:
-            continue        # an older checkpoint: its stored key is compared below
+        if k in _FP_LATER and k not in stored:
+            continue        # an older checkpoint (its stored key is compared below)
         if stored.get(k) != ckpt.jsonable(run.fingerprint[k]):   # older ones ran whole batches: None
             raise differs(k)
     tree, meta = ckpt.load(cp.path, {"state": run.state, "best": run.state.params, "key": run.key})
@@ -948,7 +960,9 @@ def fit(model, params, data, *, epochs: int, batch_size: int, optimizer: optax.G
     resumed run draws exactly what an uninterrupted one would. ``checkpoint``: a
     :class:`Checkpointing`; a checkpoint holds params, optimizer state, epoch, key, best params,
     history and the run's fingerprint, and a resumed run continues bit for bit (one of another
-    model, data, validation set, setting or ``key`` is refused). ``max_updates``: stop updating after that
+    model, data, validation/test set, ``key`` or setting — every argument but ``epochs``,
+    ``checkpoint``, ``mesh``, ``progress`` and ``callback`` — is refused; on another mesh it
+    continues up to the gradient all-reduce's round-off). ``max_updates``: stop updating after that
     many steps. ``grad``: "hand" (the model's hand-written backward rules) or "autodiff".
     ``mesh``: data-parallel over its "data" axis. ``microbatch``: each step's gradient in chunks of
     at most that many examples ("auto", the default: :func:`microbatch_size`'s choice, on a CPU
