@@ -6,8 +6,11 @@ All functions work on any params pytree. For meaningful tolerances run them in f
 A disagreement raises :class:`jaxnets.errors.GradientCheckError` whose message says, per
 parameter, what the disagreement looks like (:data:`DIAGNOSES`: transposed, a constant factor, only
 at kinks, a missing activation derivative, a bias summed over the wrong axis, two leaves swapped,
-non-finite, shape or structure mismatch, all zeros), so a learner knows where to look. A NaN or ±Inf on either side
-is always a failure.
+non-finite, shape or structure mismatch, all zeros), so a learner knows where to look. A NaN or ±Inf
+in the hand gradient is always a failure, and in either side of :func:`compare`. Where the
+reference is NaN for a finite loss (``jnp.where``'s discarded branch overflowing), :func:`check_layer`
+and, in float64, :func:`check_model` judge those entries by central differences instead and list
+them in their reports (``nonfinite``).
 """
 from __future__ import annotations
 

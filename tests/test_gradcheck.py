@@ -536,20 +536,59 @@ def test_a_small_leaf_is_checked_on_its_own_scale(x64):
                               {"W": _normal(1, (4, 3)), "b": _normal(2, (3,))})
 
 
-def test_float32_check_model_fails_a_whole_leaf_two_percent_off():
-    """float32: the element-wise 1e-2 alone passed dW × 1.02 (each entry's error ≈ 1 %); the
-    norm-wise 1e-5 fails it. The correct rule's norm-wise error on the same data is ~1e-7."""
-    net = models.mlp([20, 16, 5], "tanh", "softmax_cross_entropy")
-    params = net.init(jax.random.key(0))
-    x, y = jax.random.normal(jax.random.key(1), (32, 20)), jnp.arange(32) % 5
-    assert x.dtype == jnp.float32
-    gradcheck.check_model(net, params, x, y)
-
+def _w0_scaled(net, c):
+    """The net with its first layer's dW multiplied by c."""
     def backprop(p, xx, yy, l2=0.0, mask=None, key=None):
         loss, g = net.backprop(p, xx, yy, l2, mask, key)
-        return loss, [dict(g[0], W=1.02 * g[0]["W"]), g[1]]
+        return loss, [dict(g[0], W=c * g[0]["W"]), *g[1:]]
+    return net._replace(backprop=backprop)
+
+
+_TANH_NET = models.mlp([20, 16, 5], "tanh", "softmax_cross_entropy")
+
+
+@pytest.mark.parametrize("check,factor", [
+    ("check_model", 1.02), ("check_model", 1.001),   # check_model's floor also counts measured round-off
+    ("compare", 1.02), ("compare", 1.0001),          # README: a whole float32 leaf off by 1e-4 fails compare
+])
+def test_float32_check_fails_a_whole_leaf_a_little_off(check, factor):
+    """float32: the element-wise 1e-2 alone passed dW × 1.02 (each entry's error ≈ 1 %); the
+    norm-wise 1e-5 fails it, and compare's (no measured round-off in its floor) 1e-4 too. The
+    correct rule's norm-wise error on the same data is ~1e-7 and passes both."""
+    params = _TANH_NET.init(jax.random.key(0))
+    x, y = jax.random.normal(jax.random.key(1), (32, 20)), jnp.arange(32) % 5
+    assert x.dtype == jnp.float32
+    bad = _w0_scaled(_TANH_NET, factor)
+    if check == "check_model":
+        gradcheck.check_model(_TANH_NET, params, x, y)
+        run = lambda: gradcheck.check_model(bad, params, x, y)   # noqa: E731
+    else:
+        auto = _TANH_NET.grad_autodiff(params, x, y)[1]
+        gradcheck.compare(_TANH_NET.backprop(params, x, y)[1], auto)
+        run = lambda: gradcheck.compare(bad.backprop(params, x, y)[1], auto)   # noqa: E731
     with pytest.raises(GradientCheckError, match=r"(?s)params\[0\]\['W'\] constant factor.*norm-wise"):
-        gradcheck.check_model(net._replace(backprop=backprop), params, x, y)
+        run()
+
+
+@pytest.mark.parametrize("dtype,l2,caught", [
+    ("float32", 3e-6, False),     # README's blind spot: under float32's tolerances
+    ("float32", 1e-4, True),
+    ("float64", 3e-6, True),      # ... which float64 catches
+])
+def test_a_forgotten_l2_gradient_on_real_data(dtype, l2, caught):
+    """An MNIST MLP whose backprop drops the L2 term (16 real images, exact zeros included)."""
+    net = models.mlp([784, 64, 10], "relu", "softmax_cross_entropy")
+    bad = net._replace(backprop=lambda p, x, y, l2=0.0, mask=None, key=None: net.backprop(p, x, y, 0.0, mask, key))
+    sp = data.get_split("mnist_5k", flatten_images=True)
+    with jax.enable_x64(dtype == "float64"):
+        p = net.init(jax.random.key(1), dtype=jnp.dtype(dtype))
+        x, y = jnp.asarray(sp.x_train[:16], dtype), sp.y_train[:16]
+        run = lambda: gradcheck.check_model(bad, p, x, y, l2=l2, n_samples=8, key=jax.random.key(2))  # noqa: E731
+        if caught:
+            with pytest.raises(GradientCheckError, match="disagrees with jax.grad"):
+                run()
+        else:
+            run()
 
 
 def test_compare_takes_the_tolerance_of_the_less_precise_side(x64):

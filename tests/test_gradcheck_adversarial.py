@@ -15,6 +15,7 @@ import pytest
 
 from jaxnets import data, gradcheck, models
 from jaxnets.errors import GradientCheckError
+from jaxnets.models import base
 from jaxnets.nn import attention as A
 from jaxnets.nn import layers as L
 
@@ -227,6 +228,35 @@ def test_entries_where_jax_vjp_is_nan_are_judged_by_central_differences(x64, nam
     x = 1e3 * _normal(0, (3, 4)) if name.startswith("ELU") else _sqrt_x()
     report = _check(_learner(forward, backward), x, passes)
     assert not passes or isinstance(report, gradcheck.LayerReport)
+
+
+@pytest.mark.parametrize("name,passes", [("ELU, correct", True), ("ELU, +1 forgotten for x < 0", False)])
+def test_check_model_judges_entries_where_jax_grad_is_nan_by_central_differences(x64, name, passes):
+    """check_model in float64, the same: a dense layer into the ELU at pre-activations ~1e4, where
+    jax.grad of W and b is NaN (exp overflows in the discarded branch); the report lists them."""
+    forward, backward, _ = NAN_VJP[name]
+    model = base.sequential(L.serial(L.dense(4), _learner(forward, backward)), "mse", (3,))
+    params = model.init(jax.random.key(0), F64)
+    x, y = 1e4 * _normal(1, (6, 3)), _normal(2, (6, 4))
+    assert not all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(model.grad_autodiff(params, x, y)[1]))
+    if not passes:
+        with pytest.raises(GradientCheckError, match="non-finite"):
+            gradcheck.check_model(model, params, x, y)
+        return
+    report = gradcheck.check_model(model, params, x, y)
+    assert report["nonfinite"] and set(report["nonfinite"]) <= {"[0]['W']", "[0]['b']"}
+
+
+def test_a_nan_in_the_hand_gradient_always_fails(x64):
+    """One NaN entry of a hand dx (jax.vjp finite there) fails check_layer, and check_model through it."""
+    nan_at_3 = lambda x, dy: ({}, jnp.where(jnp.arange(x.size).reshape(x.shape) == 3, jnp.nan,   # noqa: E731
+                                            dy * (1 - jnp.tanh(x) ** 2)))
+    layer = _learner(lambda p, x, key=None: (jnp.tanh(x), x), nan_at_3)
+    with pytest.raises(GradientCheckError, match="non-finite"):
+        gradcheck.check_layer(layer, _normal(1, (3, 4)))
+    model = base.sequential(L.serial(L.dense(4), layer), "mse", (3,))
+    with pytest.raises(GradientCheckError, match="non-finite"):
+        gradcheck.check_model(model, model.init(jax.random.key(0), F64), _normal(1, (6, 3)), _normal(2, (6, 4)))
 
 
 # ============================================================================ 5. the step leaves the domain
