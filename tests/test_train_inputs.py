@@ -99,6 +99,24 @@ def test_non_finite_data_is_a_data_error_naming_the_array_before_training(kw, ar
     assert "diverged" not in capsys.readouterr().err
 
 
+MSE = models.mlp([6, 8, 3], "tanh", "mse")
+TARGETS = rng.normal(size=(50, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("call,where,array", [
+    (lambda: train.evaluate(NET, NET.init(jax.random.key(0)), (_poison(X, np.nan), Y)), "evaluate", "data x"),
+    (lambda: train.sweep(NET, NET.init(jax.random.key(0)), (_poison(X, np.nan), Y),
+                         configs={"lr": np.array([0.1, 0.2], np.float32)}, **BASE), "sweep", "train x"),
+    (lambda: train.fit(MSE, MSE.init(jax.random.key(0)), (X, _poison(TARGETS, np.inf, (7, 1))), **BASE),
+     "fit", "train labels"),
+    (lambda: train.fit(MSE, MSE.init(jax.random.key(0)), (X, TARGETS), val=(X, _poison(TARGETS, np.nan, (7, 1))),
+                       **BASE), "fit", "val labels"),
+], ids=["evaluate", "sweep", "regression target Inf", "validation target NaN"])
+def test_non_finite_data_is_refused_by_every_entry_point(call, where, array):
+    with pytest.raises(DataError, match=rf"^{where}\b.*{array} holds NaN/Inf in 1 example\(s\), first at index 7"):
+        call()
+
+
 def test_the_guard_checks_the_updated_params():
     """An optimizer whose update is Inf while loss and gradient are finite (scaling by
     Inf from the third update on): fit stops at that update with the params of the update before it."""
