@@ -84,13 +84,62 @@ def test_rot90_four_times_identity_and_traced_k():
         np.testing.assert_array_equal(f(x, k), rot90(x, k))
 
 
+QUARTER_TURNS = ((1, 90.0), (3, 270.0), (3, -90.0), (1, 450.0))
+HALF_TURNS = ((2, 180.0), (2, -180.0), (0, 360.0), (0, 0.0), (2, 540.0))
+# rotate's promise off the square: rot90 "up to float rounding". Pixels are integers <= 255: eight
+# float32 roundings of 255 (2.4e-4) admit rounding only, not a misplaced pixel or a half-pixel blend
+# (each moves a value by 0.5 or more).
+ROUNDING = 8 * np.finfo(np.float32).eps * 255
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.uint8])
 @pytest.mark.parametrize("size", [28, 27, 32])
 def test_rotate_by_multiples_of_90_equals_rot90(dtype, size):
+    """Square images: exactly rot90 (a permutation of the pixels), float32 and uint8."""
     x = _batch((3, size, size), dtype=dtype)
-    for k, angle in ((1, 90.0), (2, 180.0), (3, 270.0), (3, -90.0), (0, 360.0)):
-        np.testing.assert_allclose(np.asarray(rotate(x, angle), np.float32),
-                                   np.asarray(rot90(x, k), np.float32), atol=1e-3)
+    for k, angle in QUARTER_TURNS + HALF_TURNS:
+        got = np.asarray(rotate(x, angle))
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, np.asarray(rot90(x, k)), err_msg=f"{angle} degrees")
+
+
+def _centred(a, size, axis):
+    """``a`` centred in ``size`` entries along ``axis``: cropped or zero-padded equally each side."""
+    extra = size - a.shape[axis]
+    assert extra % 2 == 0, "an odd difference puts the centres half a pixel apart"
+    if extra < 0:
+        return np.take(a, np.arange(-extra // 2, -extra // 2 + size), axis=axis)
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = (extra // 2, extra // 2)
+    return np.pad(a, widths)
+
+
+NON_SQUARE = [pytest.param((3, 6, 10), np.float32, id="6x10-float32"),
+              pytest.param((2, 9, 5), np.uint8, id="9x5-uint8"),
+              pytest.param((2, 8, 14, 3), np.float32, id="8x14x3-float32")]
+ODD_DIFFERENCE = [pytest.param((3, 7, 10), np.float32, id="7x10-float32"),
+                  pytest.param((2, 10, 7, 3), np.uint8, id="10x7x3-uint8")]
+
+
+@pytest.mark.parametrize("shape,dtype", NON_SQUARE + ODD_DIFFERENCE)
+def test_rotate_by_half_turns_of_non_square_images_equals_rot90(shape, dtype):
+    """H != W: rotate keeps (H, W), so a half turn (or none) is rot90's image, up to ROUNDING."""
+    x = _batch(shape, dtype=dtype)
+    for k, angle in HALF_TURNS:
+        want = np.asarray(rot90(x, k), np.float64)
+        np.testing.assert_allclose(np.asarray(rotate(x, angle), np.float64), want,
+                                   rtol=0, atol=ROUNDING, err_msg=f"{angle} degrees")
+
+
+@pytest.mark.parametrize("shape,dtype", NON_SQUARE)
+def test_rotate_by_quarter_turns_of_non_square_images_equals_centred_rot90(shape, dtype):
+    """H != W, H - W even (the two frames' centres on the same pixel grid): a quarter turn about the
+    centre is rot90's (W, H) image cropped and zero-padded into the (H, W) frame, up to ROUNDING."""
+    x = _batch(shape, dtype=dtype)
+    for k, angle in QUARTER_TURNS:
+        want = _centred(_centred(np.asarray(rot90(x, k)), shape[1], 1), shape[2], 2)
+        np.testing.assert_allclose(np.asarray(rotate(x, angle), np.float64), want.astype(np.float64),
+                                   rtol=0, atol=ROUNDING, err_msg=f"{angle} degrees")
 
 
 def test_rotate_rgb_and_interior_zero_fill():

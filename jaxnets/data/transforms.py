@@ -154,8 +154,11 @@ def rotate(images, angle_degrees) -> jax.Array:
         angle_degrees: scalar or ``(N,)``; may be traced.
 
     Returns:
-        Same shape and dtype (integer inputs are rounded). Multiples of 90° agree with
-        :func:`rot90` up to float rounding (exactly on square images).
+        Same shape and dtype (integer inputs are rounded). On square images a multiple of 90°
+        equals :func:`rot90` exactly. On others, half turns agree with it up to float rounding;
+        a quarter turn keeps the (H, W) frame, so it is ``rot90``'s (W, H) image cropped or
+        zero-padded about the same centre (up to rounding when H − W is even; when it is odd
+        the centres are half a pixel apart and the result is interpolated).
     """
     images = jnp.asarray(images)
     _check_batch(images)
