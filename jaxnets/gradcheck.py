@@ -107,6 +107,7 @@ def numerical_grad(f: Callable, params, eps: float = 1e-3, n_samples: int | None
     mistaken for checked: :func:`compare` skips masked entries, and a NaN at a checked entry
     fails. Returns a pytree with the structure of ``params``.
     """
+    _check_settings("numerical_grad", eps=eps, n_samples=n_samples)
     probe = _Probe(f, params)
     names = _paths(params)[0]
     for name, v in zip(names, probe.leaves):
@@ -189,6 +190,22 @@ def _tolerance(tree, tol, kind: str, *others) -> tuple[float, str]:
         return float(tol), "given"
     dtype, defaults = default_tolerances(tree, *others)
     return defaults[kind], f"{dtype} default"
+
+
+def _check_settings(where: str, **settings) -> None:
+    """ValueError naming the argument: a tolerance or step (``*tol``, ``eps``) that is not a finite
+    number > 0 (NaN passed every comparison, 0 divided by zero), an ``n_samples`` that is not a
+    whole number ≥ 1 (0 checked nothing against central differences, silently)."""
+    for name, v in settings.items():
+        if v is None:
+            continue
+        if name == "n_samples":
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{where}: n_samples must be a whole number >= 1 (None: every entry), got {v!r}")
+            continue
+        ok = not isinstance(v, (bool, np.bool_)) and np.ndim(v) == 0
+        if not ok or not np.issubdtype(np.asarray(v).dtype, np.number) or not np.isfinite(v) or v <= 0:
+            raise ValueError(f"{where}: {name} must be a finite number > 0 (None: the dtype's default), got {v!r}")
 
 
 class Comparison(dict):
@@ -646,7 +663,20 @@ def _compare_leaves(labels, hs, rs, ref_name, tol, ctx=None, probe=None, accept_
     act = layer_diag() if layer_diag and "only at kinks" in kinds and len(kinds) > 1 else None
     if act is not None:
         failures = [f._replace(diagnosis=act) if f.diagnosis.kind == "only at kinks" else f for f in failures]
-    return errors, kinks, failures
+    return errors, kinks, _not_the_loss(failures, len(labels))
+
+
+def _not_the_loss(failures, n_leaves: int):
+    """A ½ in the loss scales every leaf: where some leaf agrees, a leaf off by 2 is a factor of
+    its own rule."""
+    if len(failures) == n_leaves:
+        return failures
+
+    def own(d):   # d.text starts "off by a factor of c: "
+        return Diagnosis("constant factor", d.text.split(":")[0] + " on this gradient only (the others agree, "
+                         "so not a ½ in the loss): a factor 2 of a derivative forgotten or doubled in its "
+                         "rule (d(x²)/dx = 2x, d(½x²)/dx = x)")
+    return [f._replace(diagnosis=own(f.diagnosis)) if f.diagnosis.kind == "½ in the loss" else f for f in failures]
 
 
 def _section(failures, ref_name, tol, source) -> tuple[str, list[str]]:
@@ -713,6 +743,7 @@ def compare(hand, other, other_name: str = "jax.grad", tol: float | None = None,
     lets it name a factor of N as the batch size; the scalar ``f(params)`` whose gradient both
     sides are, with ``params``, lets it find disagreements that sit only at kinks).
     """
+    _check_settings("compare", tol=tol)
     given = tol is not None
     tol, source = _tolerance(hand, tol, "autodiff", other)
     dtype, defaults = default_tolerances(hand, other)
@@ -771,6 +802,7 @@ def check_model(model, params, x, y, l2=0.0, mask=None, autodiff_tol=None, numer
     "tolerance_source": {...}, "dtype", "eps"}``; raises :class:`GradientCheckError` on failure
     (a non-finite loss included).
     """
+    _check_settings("check_model", autodiff_tol=autodiff_tol, numeric_tol=numeric_tol, eps=eps, n_samples=n_samples)
     if np.shape(x)[0] == 0:
         raise ValueError(f"check_model: x has no examples (shape {np.shape(x)}): every gradient would be 0 "
                          "whatever the rule, so nothing would be checked")
@@ -998,6 +1030,7 @@ def check_layer(layer, x, params=None, *, key=None, dy=None, fkey=None, autodiff
     Returns a :class:`LayerReport` (``print`` it for a table); raises :class:`GradientCheckError`
     naming each disagreeing gradient (``params['W']``, ``dx``), its worst index and a diagnosis.
     """
+    _check_settings("check_layer", autodiff_tol=autodiff_tol, numeric_tol=numeric_tol, eps=eps, n_samples=n_samples)
     with jax.enable_x64(True):
         report, used = _check_layer_once(layer, x, params, key, dy, fkey, autodiff_tol, numeric_tol, eps,
                                          n_samples)

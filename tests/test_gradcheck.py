@@ -785,3 +785,45 @@ def test_swapped_leaves_are_named(x64):
     with pytest.raises(GradientCheckError, match=r"params\['b'\] swapped leaves; params\['g'\] swapped leaves") as e:
         gradcheck.check_layer(layer, _normal(0, (5, 3)), params)
     assert "equals params['g']'s reference" in str(e.value)
+
+
+def _sin_layer():
+    return L.Layer(lambda k, s, d=jnp.float32: (tuple(s), {}), lambda p, x, key=None: (jnp.sin(x), x),
+                   lambda x, dy: ({}, 2 * dy * jnp.cos(x)))      # a wrong rule: the factor 2
+
+
+_SETTINGS_CALLS = {
+    "compare": lambda **kw: gradcheck.compare({"a": jnp.ones(2)}, {"a": 2 * jnp.ones(2)}, **kw),
+    "check_layer": lambda **kw: gradcheck.check_layer(_sin_layer(), jnp.linspace(0.1, 1.0, 6).reshape(2, 3), **kw),
+    "check_model": lambda **kw: gradcheck.check_model(_TANH_NET, _TANH_NET.init(jax.random.key(0)),
+                                                      jnp.ones((4, 20)), jnp.arange(4) % 5, **kw),
+    "numerical_grad": lambda **kw: gradcheck.numerical_grad(lambda p: jnp.sum(p["w"] ** 2), {"w": jnp.ones(3)}, **kw),
+}
+_BAD_SETTINGS = [("tol", np.nan), ("tol", 0.0), ("tol", -1.0), ("tol", np.inf), ("tol", "1e-3"),
+                 ("autodiff_tol", np.nan), ("numeric_tol", 0), ("eps", 0.0), ("eps", np.nan), ("eps", -1e-5),
+                 ("n_samples", 0), ("n_samples", 2.5), ("n_samples", -3), ("n_samples", True)]
+
+
+_ACCEPTS = {"compare": {"tol"}, "numerical_grad": {"eps", "n_samples"},
+            "check_layer": {"autodiff_tol", "numeric_tol", "eps", "n_samples"},
+            "check_model": {"autodiff_tol", "numeric_tol", "eps", "n_samples"}}
+
+
+@pytest.mark.parametrize("fn,name,value", [(fn, name, value) for fn in _SETTINGS_CALLS
+                                           for name, value in _BAD_SETTINGS if name in _ACCEPTS[fn]])
+def test_a_bad_tolerance_step_or_sample_count_is_refused_naming_it(fn, name, value):
+    """tol=NaN passed a gradient off by 2 (every comparison with NaN is False); 0 divided by zero;
+    n_samples=0 checked nothing against central differences. Each is a ValueError naming it."""
+    with pytest.raises(ValueError, match=rf"^{fn}: {name} must be"):
+        _SETTINGS_CALLS[fn](**{name: value})
+
+
+@pytest.mark.parametrize("scaled,kind", [(("a", "b"), "½ in the loss"), (("a",), "constant factor")])
+def test_a_half_in_the_loss_is_named_only_when_every_leaf_is_off_by_2(x64, scaled, kind):
+    """A ½ in the loss scales every gradient; one leaf off by 2 beside one that agrees is its own rule's."""
+    ref = {"a": _normal(0, (3, 4)), "b": _normal(1, (4,))}
+    hand = {k: 2 * v if k in scaled else v for k, v in ref.items()}
+    with pytest.raises(GradientCheckError) as e:
+        gradcheck.compare(hand, ref)
+    assert {label: d.kind for (_, label), d in e.value.diagnoses.items()} == {f"params['{k}']": kind for k in scaled}
+    assert ("on this gradient only" in str(e.value)) == (kind == "constant factor")
