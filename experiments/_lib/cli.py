@@ -190,6 +190,16 @@ def committed_hit(paths) -> str | None:
     return hit[0] if hit else None
 
 
+def _in_quick_folders(path) -> bool:
+    """Whether ``path`` resolves to, or into, a real ``quick`` folder of a checkout's ``results/`` or
+    ``figures/`` (the default folders of quick and tiny runs), not through a link to elsewhere."""
+    here = Path(os.getcwd())
+    roots = {REPO} | ({here} if (here / "experiments" / "reproduce.py").is_file() else set())
+    quick = {os.path.join(os.path.realpath(r / n), "quick") for r in roots for n in ("results", "figures")}
+    real = os.path.realpath(path)
+    return any(real == q or real.startswith(q + os.sep) for q in quick)
+
+
 def _writable_folder_problem(path: str) -> str | None:
     """Why files cannot be written under folder ``path`` (created if missing), or None."""
     p = Path(path)
@@ -371,7 +381,25 @@ class Parser(argparse.ArgumentParser):
             if why:
                 self.error(f"cannot write the output folder {d}/: {why}")
         self._check_outputs(a)
+        self._check_resolved(a)
         return a
+
+    def _check_resolved(self, a) -> None:
+        """A quick or tiny run's outputs must not resolve into the committed records: a linked
+        ``results/quick`` (``ln -s . results/quick``) or a linked file in it had let a tiny run
+        replace ``results/e1.json`` (links are written through)."""
+        if a.mode == "full":
+            return
+        report = self.report(a) if self.report is not None else None
+        paths = [os.path.join(a.results_dir, n) for n in self._record_names(a)] + ([report] if report else [])
+        prefixes = self.figure_prefixes(a)
+        paths.append(a.figures_dir)
+        if prefixes and os.path.isdir(a.figures_dir):
+            paths += [os.path.join(a.figures_dir, n) for n in os.listdir(a.figures_dir) if n.startswith(prefixes)]
+        for path in paths:
+            if committed_hit([path]) and not _in_quick_folders(path):
+                self.error(f"{path} resolves to {os.path.realpath(path)}, in the committed records, which only a "
+                           f"full run writes: refused, nothing written (remove the link, or give an --out)")
 
     def _check_out(self, a) -> None:
         if a.out is None:
@@ -422,10 +450,14 @@ class Parser(argparse.ArgumentParser):
             why = _not_regular(path)
             if why:
                 self.error(f"{why}: {keep}")
-            got = record_mode_of(path) if a.out is not None else None
-            if got not in (None, a.mode):
+            got = record_mode_of(path)
+            if a.out is not None and got not in (None, a.mode):
                 self.error(f"{path} is a {got} run's record and this is a {a.mode} run: refused, nothing "
                            f"written (choose another --out, or remove that record)")
+            if a.out is None and (got, a.mode) == ("quick", "tiny"):   # the two share results/quick/
+                self.error(f"{path} is a quick run's record and this is a tiny run: refused, nothing written "
+                           f"(quick and tiny runs share results/quick/: give the tiny run an --out, or remove "
+                           f"that record)")
             if os.path.exists(path) and not product_record(path):
                 self.error(f"{path} is not a record this product wrote (no readable record with its "
                            f"environment stamp): {keep}")
@@ -659,7 +691,8 @@ def make_parser(doc: str, *, prog: str | None = None, seed: int | None = 0, quic
                           help=f"{full} Results go to the committed results/ and figures/.")
     if tiny:
         size.add_argument("--tiny", action="store_true",
-                          help=f"{tiny} Results go to results/quick/ and figures/quick/.")
+                          help=f"{tiny} Results go to results/quick/ and figures/quick/ (a quick run's "
+                               f"record there is refused, never replaced).")
     folders = ", ".join(_expected(datasets)) if datasets else "its folder"
     ap.add_argument("--data", metavar="DIR", default=None,
                     help=f"Look for each data set in its folder under DIR first ({folders}); DIR must "

@@ -334,6 +334,29 @@ def test_out_that_cannot_be_used_is_refused_before_any_work(module, case, capsys
     assert sorted(p.name for p in cwd.rglob("*")) == ["experiments", "reproduce.py", "results"]  # nothing written
 
 
+@pytest.mark.parametrize("module", ["e1_mnist", "reproduce"])
+@pytest.mark.parametrize("link", ["results/quick -> .", "figures/quick -> .", "results/quick/e1.json -> ../e1.json"])
+def test_a_default_folder_linked_into_the_committed_records_is_refused(module, link, capsys, tmp_path, monkeypatch):
+    """In a checkout, results/quick (or figures/quick, or a record in it) linked into results/ (or
+    figures/): a tiny run had replaced the committed results/e1.json and figures through it."""
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "reproduce.py").write_text("")
+    for d in ("results", "figures", "results/quick", "figures/quick"):
+        (tmp_path / d).mkdir(exist_ok=True)
+    from experiments._lib import report
+    report.write_json(tmp_path / "results" / "e1.json", {"mode": "full", "rows": []})
+    before = (tmp_path / "results" / "e1.json").read_bytes()
+    src, target = link.split(" -> ")
+    (tmp_path / src).rmdir() if (tmp_path / src).is_dir() else None
+    (tmp_path / src).symlink_to(target)
+    monkeypatch.chdir(tmp_path)
+    says = usage_error(module, ["--tiny"] + (["--only", "e1"] if module == "reproduce" else []), capsys)
+    assert "in the committed records, which only a full run writes: refused, nothing written" in says, says
+    assert (tmp_path / "results" / "e1.json").read_bytes() == before
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if not p.is_dir() or p.is_symlink()) == \
+        sorted(["experiments/reproduce.py", "results/e1.json", src])   # nothing written
+
+
 @pytest.mark.parametrize("module, names", [("e1_mnist", "figures"), ("reproduce", "RESULTS.md")])
 def test_out_into_the_committed_records_names_what_the_script_writes(module, names, capsys, tmp_path, monkeypatch):
     """``--out .`` in a checkout: an experiment's refusal names figures/ or results/ (it never writes
@@ -372,6 +395,25 @@ def test_a_record_of_another_mode_in_out_is_never_replaced(module, record, argv,
     assert f"{rec} is a full run's record and this is a {mode} run: refused, nothing written" in line
     assert json.loads(rec.read_text()) == {"mode": "full", "rows": []}
     assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == sorted(["results", record])
+
+
+@pytest.mark.parametrize("module, argv", [("e1_mnist", ["--tiny"]), ("reproduce", ["--tiny", "--only", "e1"])])
+def test_a_tiny_run_never_replaces_a_quick_record_in_the_shared_default_folder(module, argv, capsys, tmp_path,
+                                                                                monkeypatch):
+    """Quick and tiny runs both write results/quick/: a tiny run there had replaced the quick main
+    job's record (7 minutes of work), and the quick report could no longer be rebuilt."""
+    from experiments._lib import report
+    monkeypatch.chdir(tmp_path)
+    rec = tmp_path / "results" / "quick" / "e1.json"
+    report.write_json(rec, {"mode": "quick", "rows": []})
+    before = rec.read_bytes()
+    line = usage_error(module, argv, capsys)
+    assert (f"{os.path.join('results', 'quick', 'e1.json')} is a quick run's record and this is a tiny run: "
+            f"refused, nothing written") in line
+    assert rec.read_bytes() == before
+    from experiments import e1_mnist   # the other way round is allowed: a tiny record is seconds of work
+    report.write_json(rec, {"mode": "tiny", "rows": []})
+    assert e1_mnist._parser().parse_args(["--quick"]).results_dir == os.path.join("results", "quick")
 
 
 @pytest.mark.parametrize("stored", [{"mode": "full", "rows": []}, {"quick": False, "rows": []}])
