@@ -95,6 +95,21 @@ def test_order_env_then_cache(tmp_path, monkeypatch, small_mnist, isolated_env):
         load("mnist", path=tmp_path / "typo")
 
 
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_jaxnets_data_that_is_not_a_folder_is_refused(tmp_path, monkeypatch, small_mnist, isolated_env, kind):
+    """A misspelt $JAXNETS_DATA had loaded the data set from the cache (or the embedded sample)
+    without a word; the variable is the user's explicit choice, as path= is."""
+    write_idx_set(isolated_env / "mnist", 60, 20, seed=2)            # a copy the look-up would find
+    env = tmp_path / "d_typo"
+    if kind == "file":
+        env.write_text("")
+    monkeypatch.setenv("JAXNETS_DATA", str(env))
+    what = "a file" if kind == "file" else "does not exist"
+    with pytest.raises(DataError, match=rf"^\$JAXNETS_DATA={re.escape(str(env))}: not a folder \({what}\)"):
+        load("mnist")
+    assert load("mnist", path=isolated_env / "mnist").x_train.shape == (60, 28, 28)   # path= does not read it
+
+
 def test_search_locations_documented_order(tmp_path, monkeypatch, isolated_env):
     monkeypatch.setenv("JAXNETS_DATA", str(tmp_path / "d"))
     monkeypatch.setenv("JAXNETS_SHARED_DATA", str(tmp_path / "shared"))

@@ -10,7 +10,8 @@ Registered names (see :data:`DATASETS`): ``mnist``, ``mnist_5k``, ``fashion_mnis
    silently train on something else. With ``download=True`` missing files are downloaded into it.
 2. ``$JAXNETS_DATA/<name>/`` (and the other sub-directory names of the spec, e.g.
    ``fashion-mnist/``, ``cifar-10-batches-py/``, ``cifar10-jpeg/``; tiny Shakespeare also
-   directly in ``$JAXNETS_DATA``). MNIST and Fashion-MNIST use identical file names, hence one
+   directly in ``$JAXNETS_DATA``). A set ``$JAXNETS_DATA`` that is not a folder is a
+   :class:`~jaxnets.errors.DataError` (a typo must not load something else). MNIST and Fashion-MNIST use identical file names, hence one
    sub-directory per data set.
 3. the per-user cache ``$XDG_CACHE_HOME/jaxnets/<name>/`` (default ``~/.cache/jaxnets/<name>/``),
    where downloads go.
@@ -384,6 +385,17 @@ def near_misses(name: str, root: os.PathLike | str) -> list[tuple[str, str]]:
         if x is not None:
             out.append((e.name + "/", x + "/") if is_dir else (e.name, x))
     return out
+
+
+def _check_env_root(spec: DatasetSpec) -> None:
+    """A set ``$JAXNETS_DATA`` that is not a folder is a DataError: a misspelt one had loaded the
+    data set from elsewhere, or the embedded sample, without a word."""
+    env = os.environ.get("JAXNETS_DATA")
+    if env and not os.path.isdir(env):
+        what = "a file" if os.path.exists(env) else "does not exist"
+        raise DataError(f"$JAXNETS_DATA={env}: not a folder ({what}); it names the folder that holds "
+                        f"{spec.subdirs[0] or spec.name}/ and the other data sets' folders. Correct it, or "
+                        f"unset it for the usual look-up")
 
 
 def _misspelled(spec: DatasetSpec, path: os.PathLike | str | None) -> DataError | None:
@@ -1016,6 +1028,8 @@ def load(name: str, path: os.PathLike | str | None = None, download: bool = Fals
     """
     spec = _spec(name)
     o = _Options(verify, cache, progress)
+    if path is None:
+        _check_env_root(spec)
     locs = search_locations(name, path)
     found, report = _search(spec, locs, o)
     if found is not None:
