@@ -365,7 +365,7 @@ class Parser(argparse.ArgumentParser):
         self._check_out(a)
         a.results_dir, a.figures_dir = output_dirs(a.mode, a.out)
         a.download = not a.offline
-        for name in ("seeds", "models"):
+        for name in ("seeds", "models", "remedies"):   # every list option
             vals = getattr(a, name, None)
             if vals and len(set(vals)) != len(vals):
                 dup = sorted({v for v in vals if vals.count(v) > 1})
@@ -488,6 +488,8 @@ class Parser(argparse.ArgumentParser):
         """``--data``: an existing folder holding at least one expected data-set folder and no
         near-miss (``Fashion_MNIST/``, ``mnst/``: :func:`jaxnets.data.registry.near_miss`); a file
         only where tiny Shakespeare is read."""
+        if not root.strip():
+            self.error(f"--data {root!r} is blank (an unset shell variable?): give a folder, or leave --data out")
         p = Path(root)
         if p.is_file():
             if "tiny_shakespeare" not in self.datasets:
