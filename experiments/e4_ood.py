@@ -464,7 +464,7 @@ def remedy_rows(var, copies, max_shift):
             rows.append(row(f"E4.remedy.{v}.{m}.in_domain", f"[{VARIANT_TAGS[v]}] {LABELS[m]}: in-domain "
                             "accuracy change (points)", round(t["in_domain_change"], 1), None, None,
                             f"{t['base_original']:.1f} → {t['aug_original']:.1f} %; training time "
-                            f"×{t['train_time_ratio']:.1f}"))
+                            f"×{t['train_time_ratio']:.2g}"))
         if v == "shift":
             gains = [t["gain"] > 0 for t in table if t["remedy"] == "shift"]
             rows.append(row("E4.remedy.shift.raises_up4_all", "shift augmentation raises up-4-px accuracy of every model",
@@ -718,7 +718,7 @@ def format_tables(rec) -> str:
         tgt = "up 4 px" if t["target"] == ["up4"] else "mean rot 90/180/270"
         out.append(f"remedy {t['remedy']:<6}{LABELS[t['model']]:<13}{tgt:<20} {t['base_target']:5.1f} → "
                    f"{t['aug_target']:5.1f} ({t['gain']:+.1f}); in-domain {t['base_original']:.1f} → "
-                   f"{t['aug_original']:.1f} ({t['in_domain_change']:+.1f}); time ×{t['train_time_ratio']:.1f}")
+                   f"{t['aug_original']:.1f} ({t['in_domain_change']:+.1f}); time ×{t['train_time_ratio']:.2g}")
     return "\n".join(out)
 
 

@@ -705,7 +705,9 @@ def _run_each(names, mode, results_dir, figures_dir, from_results, kw) -> list:
     records = []
     for i, n in enumerate(names):
         title = EXPERIMENTS[n][2].split(" — ", 1)[-1]
-        cli.phase(n, f"{title} ({i + 1} of {len(names)}; {_eta_line(i, names, expected)})", level=0)
+        eta = (("recomputed" if n == "worked" else "read back from its record") if from_results
+               else _eta_line(i, names, expected))
+        cli.phase(n, f"{title} ({i + 1} of {len(names)}; {eta})", level=0)
         rec = run_one(n, mode, results_dir, figures_dir, from_results, **kw)
         print("\n".join(headline(rec)), file=sys.stderr, flush=True)
         if rec["status"] == "failed" and rec.get("traceback"):

@@ -78,6 +78,14 @@ EXIT_CODES_HELP = """exit status:
   130  interrupted by Ctrl-C or SIGTERM (files already written are complete; none is half-written;
        a run's figures replace the old ones only together with its record)"""
 
+#: the exit statuses of a tool (worked, bench_conv, bench_transforms): no data set it cannot do
+#: without, no figures, one --json file
+TOOL_EXIT_CODES_HELP = """exit status:
+  0    it ran
+  1    something failed (the message says what)
+  2    the command line was wrong
+  130  interrupted by Ctrl-C or SIGTERM (a --json file is written whole or not at all)"""
+
 MODES = ("full", "quick", "tiny")
 
 # ----------------------------------------------------------------------------------- help text
@@ -212,7 +220,7 @@ def _writable_folder_problem(path: str) -> str | None:
     try:      # a real write: permission bits, read-only file systems and quotas all show here
         _probe_write(p)
     except OSError as e:
-        return f"{p} is not writable ({e.strerror or e})"
+        return f"files cannot be created in {p} ({e.strerror or e})"
     return None
 
 
@@ -538,7 +546,7 @@ class ToolParser(argparse.ArgumentParser):
 
 def tool_parser(doc: str, *, prog: str) -> ToolParser:
     """A :class:`ToolParser` named ``prog`` whose description is ``doc`` without reST markup."""
-    return ToolParser(prog=prog, description=plain(doc), epilog=EXIT_CODES_HELP,
+    return ToolParser(prog=prog, description=plain(doc), epilog=TOOL_EXIT_CODES_HELP,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
 
 

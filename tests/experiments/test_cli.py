@@ -57,6 +57,10 @@ def test_help_is_plain_whole_sentences_and_every_option_has_help(module):
     desc = text.split("\n\n", 1)[1].split("\noptions:")[0].strip()
     assert desc.endswith((".", ":")), f"{module}: description cut mid-sentence: …{desc[-60:]!r}"
     assert "exit status:" in text and "130" in text
+    # a tool reads no data set it cannot do without and writes no figures: its help says neither
+    exits = text.split("exit status:")[1]
+    assert ("\n  3 " in exits) == (module in SCRIPTS), module
+    assert module in SCRIPTS or "figures" not in exits, module
     # every option line of argparse's listing carries a help text (a sentence ending with '.')
     opts = text.split("\noptions:\n", 1)[1].split("\n\nexit status:")[0]
     entries = re.split(r"\n  (?=-)", "\n" + opts)

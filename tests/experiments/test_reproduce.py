@@ -99,7 +99,11 @@ def test_from_results_refuses_records_that_are_not_full_runs(tmp_path, stamp, st
                                 report_path=str(tmp_path / "R.md"), from_results=True)
     assert records[0]["status"] == status and ok == (status == "ran")
     assert (tmp_path / "reproduce.json").read_text() == summary
-    text, err = (tmp_path / "R.md").read_text(), capsys.readouterr().err
+    cap = capsys.readouterr()
+    text, err = (tmp_path / "R.md").read_text(), cap.err
+    # a rebuild reads records: its phase line gives no training-time estimate
+    assert "E1 — " in cap.out + err and "read back from its record" in cap.out + err, cap
+    assert " s left" not in cap.out + err
     if status == "refused":
         assert reproduce.exit_status(records) == cli.EXIT_FAILED
         assert "not a full run's: refused (rerun it with `python -m experiments.e1_mnist --full`)" in err
