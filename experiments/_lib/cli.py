@@ -1079,7 +1079,7 @@ def script_start() -> None:
     ``/dev/null`` (so no data file can take descriptor 1 or 2), output that the terminal's
     encoding cannot show is escaped instead of raising, a closed pipe on standard output is
     ignored, and Ctrl-C/SIGTERM end the process with the one line and exit 130 from the first
-    instant (JAX's import included)."""
+    instant (JAX's import included), also when the process started with them ignored."""
     global SCRIPT
     SCRIPT = True
     current()         # the run's clock starts with the process, for a start-up interrupt's line
@@ -1096,10 +1096,12 @@ def script_start() -> None:
             if stream.errors == "strict":
                 stream.reconfigure(errors="backslashreplace")
         setattr(sys, name, _PipeSafe(stream) if name == "stdout" else stream)
+    # Installed even over an inherited SIG_IGN (a background job of a non-interactive shell): main()
+    # installs its own handler regardless, so honouring it only here made a start-up Ctrl-C ignored
+    # and a later one fatal.
     with contextlib.suppress(ValueError):
         for s in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(s) is not signal.SIG_IGN:
-                signal.signal(s, _early_interrupt)
+            signal.signal(s, _early_interrupt)
 
 
 @contextlib.contextmanager

@@ -256,6 +256,38 @@ def test_sigterm_stops_a_real_run_cleanly(tmp_path):
     assert not (tmp_path / "results" / "e1.json").exists()   # the record is written only at the end
 
 
+@pytest.mark.e2e(cpu=2)
+@pytest.mark.parametrize("phase", ["start-up", "training"])
+def test_ctrl_c_ends_a_run_started_with_sigint_ignored(tmp_path, phase):
+    """A background job of a non-interactive shell starts with SIGINT ignored: a Ctrl-C during
+    start-up was ignored (the run went on and wrote its record), one during training ended it.
+    Both now end it: one line, exit 130, no record."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-m", "experiments.e1_mnist", "--tiny", "--offline", "--epochs", "50",
+                          "--out", str(tmp_path)], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    seen = []
+    try:
+        if phase == "start-up":
+            time.sleep(0.5)             # importing (the first line of experiments/ runs in ~0.1 s)
+        else:
+            for line in p.stderr:
+                seen.append(line)
+                if "E1 (a)" in line:
+                    break
+            time.sleep(1.0)
+        p.send_signal(signal.SIGINT)
+        _, rest = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    err = "".join(seen) + rest
+    assert p.returncode == cli.EXIT_INTERRUPTED, err[-2000:]
+    assert "Interrupted (Ctrl-C)" in err and "Traceback" not in err, err[-2000:]
+    assert not (tmp_path / "results" / "e1.json").exists()
+
+
 def test_missing_data_message_from_the_registry_keeps_where_it_looked(tmp_path):
     """A real not-found error (an explicit --data folder without the files): the message keeps
     the registry's list of places looked in and gives the command-line remedies instead of its
