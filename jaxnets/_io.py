@@ -218,16 +218,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, encoding: str | N
     ``mode`` is ``"wb"`` or ``"w"``. On any exception (KeyboardInterrupt and SIGTERM included) the
     temporary file is removed and ``path`` is left as it was. A ``path`` that exists and is not a
     regular file (a device such as ``/dev/null``, a FIFO, a socket, a folder; followed through
-    links) is refused before anything is written: renaming over it would replace it.
+    links) is refused before anything is written: renaming over it would replace it. A symbolic
+    link is written through, as opening it for writing would: its target is replaced (created,
+    for a dangling link), the link kept.
     ``file_mode``: the final permission bits; ``None`` (default): an existing file's mode is kept,
     a new file gets 0666 minus the umask, as ``open()`` would give it.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
-    path = Path(path)
     what = not_a_regular_file(path)
     if what:
         raise OSError(errno.EEXIST, f"exists and is not a regular file ({what}); it is not replaced", os.fspath(path))
+    path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
     with _sigterm_raises(path):

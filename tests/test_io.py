@@ -1,6 +1,7 @@
 """The one atomic writer (jaxnets._io.atomic_write): long names, temporaries of live writers in
 other PID namespaces, stale temporaries, permissions under the umask (all in tmp_path)."""
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -120,59 +121,103 @@ def _rename_then(action):
     return rename
 
 
-def _sigint():
-    import signal
-    signal.raise_signal(signal.SIGINT)
-
-
 def _raise_keyboard_interrupt():
     raise KeyboardInterrupt
 
 
-def _interrupted_writes(path, n):
-    """``n`` writes of "new" to ``path``, each ending in KeyboardInterrupt, under the default Ctrl-C
-    handler (as a foreground Ctrl-C finds a process; a test worker may run with SIGINT ignored)."""
-    import signal
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+def _interrupted_writes(path, n, sig=signal.SIGINT):
+    """``n`` writes of "new" to ``path``, each ending in KeyboardInterrupt, with ``sig`` handled as
+    an experiment script handles it: a handler that raises KeyboardInterrupt (Python's own Ctrl-C
+    handler does the same; a test worker may run with SIGINT ignored, and SIGTERM's default action
+    would end the worker). Returns the signals that handler got."""
+    got = []
+
+    def handler(signum, frame):
+        got.append(signum)
+        raise KeyboardInterrupt
+    old = signal.signal(sig, handler)
     try:
         for _ in range(n):
             with pytest.raises(KeyboardInterrupt):
                 with _io.atomic_write(path, "w") as f:
                     f.write("new")
     finally:
-        signal.signal(signal.SIGINT, old)
+        signal.signal(sig, old)
+    return got
 
 
-@pytest.mark.parametrize("action", [_raise_keyboard_interrupt, _sigint], ids=["raised after the rename", "SIGINT after the rename"])
-def test_an_interrupt_while_the_temporary_is_made_leaves_no_file(tmp_path, monkeypatch, action):
+@pytest.mark.parametrize("sig", [None, signal.SIGINT, signal.SIGTERM],
+                         ids=["raised after the rename", "SIGINT after the rename", "SIGTERM after the rename"])
+def test_an_interrupt_while_the_temporary_is_made_leaves_no_file(tmp_path, monkeypatch, sig):
     """Ctrl-C right after the temporary's ``.init`` name became ``.part`` (the rename done, its name
     not yet returned to the cleanup): the temporary once stayed behind, unlocked, for good. Now the
-    rename's own failure path removes it, and a SIGINT there is handled after the name is known."""
+    rename's own failure path removes it, and a SIGINT or SIGTERM there is handled, once, after
+    the name is known."""
     path = tmp_path / "r.json"
     path.write_text("old")
+    action = _raise_keyboard_interrupt if sig is None else (lambda: signal.raise_signal(sig))
     monkeypatch.setattr(_io.os, "rename", _rename_then(action))
-    _interrupted_writes(path, 1)
+    got = _interrupted_writes(path, 1, sig or signal.SIGINT)
     assert path.read_text() == "old" and _temps(tmp_path) == []
+    assert got == ([] if sig is None else [sig])
 
 
-def test_a_signal_right_after_the_temporary_is_made_is_handled_once_it_is_known(tmp_path, monkeypatch):
-    """SIGINT the instant the temporary exists, before atomic_write holds its name: handled on the
-    way out of the creation (deferred), so the cleanup removes the temporary and closes its
-    descriptor. Without the deferral the temporary stays; without the close, a descriptor leaks."""
-    import signal
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_right_after_the_temporary_is_made_is_handled_once_it_is_known(tmp_path, monkeypatch, sig):
+    """SIGINT or SIGTERM the instant the temporary exists, before atomic_write holds its name:
+    handled on the way out of the creation (deferred), once, so the cleanup removes the temporary
+    and closes its descriptor. Without the deferral the temporary stays; without the close, a
+    descriptor leaks."""
     path = tmp_path / "r.json"
     path.write_text("old")
     real = _io._create_locked_temp
 
-    def made_then_sigint(p):
+    def made_then_signalled(p):
         out = real(p)
-        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(sig)
         return out
-    monkeypatch.setattr(_io, "_create_locked_temp", made_then_sigint)
+    monkeypatch.setattr(_io, "_create_locked_temp", made_then_signalled)
     fds = len(os.listdir("/proc/self/fd"))
-    _interrupted_writes(path, 3)
+    assert _interrupted_writes(path, 3, sig) == [sig] * 3
     assert path.read_text() == "old" and _temps(tmp_path) == []
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+#: jaxnets/_io.py loaded on its own (it needs only the standard library: no JAX start-up), in a
+#: process whose SIGTERM has its default action, as a script that never set a handler has
+TERMINATED_WRITER = textwrap.dedent("""
+    import importlib.util, signal, sys
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    spec = importlib.util.spec_from_file_location("jaxnets_io", sys.argv[1])
+    _io = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(_io)
+    real = _io._create_locked_temp
+
+    def made_then_terminated(p):
+        out = real(p)
+        signal.raise_signal(signal.SIGTERM)
+        return out
+    if sys.argv[3] == "made":
+        _io._create_locked_temp = made_then_terminated
+    with _io.atomic_write(sys.argv[2], "w") as f:
+        f.write("new")
+        if sys.argv[3] == "writing":
+            signal.raise_signal(signal.SIGTERM)
+    print("survived")
+""")
+
+
+@pytest.mark.parametrize("when", ["made", "writing"])
+def test_sigterm_with_its_default_action_removes_the_temporary_then_ends_the_process(tmp_path, when):
+    """SIGTERM in a process that left it to its default action, the instant the temporary exists
+    or while it is written: the temporary is removed and the old file stays, and then the process
+    ends by SIGTERM, as it would have without the writer."""
+    path = tmp_path / "r.json"
+    path.write_text("old")
+    p = subprocess.run([sys.executable, "-c", TERMINATED_WRITER, _io.__file__, str(path), when],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == -signal.SIGTERM and "survived" not in p.stdout, (p.returncode, p.stderr)
+    assert path.read_text() == "old" and _temps(tmp_path) == []
 
 
 def _dead_pid() -> int:
@@ -252,3 +297,18 @@ def test_a_path_that_is_not_a_regular_file_is_never_replaced(tmp_path, kind):
     after = os.lstat(path)
     assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
     assert _temps(tmp_path) == []
+
+
+@pytest.mark.parametrize("dangling", [False, True], ids=["link to a file", "dangling link"])
+def test_a_link_is_written_through_and_kept(tmp_path, dangling):
+    """A symbolic link to a regular file (or to none yet) is written through, as opening it for
+    writing would: the target gets the new contents and the link stays. (It had been replaced by
+    a file, its target keeping the old contents.)"""
+    target, link = tmp_path / "target.json", tmp_path / "link.json"
+    if not dangling:
+        target.write_text("old")
+    link.symlink_to(target.name)
+    with _io.atomic_write(link, "w") as f:
+        f.write("new")
+    assert link.is_symlink() and os.readlink(link) == target.name
+    assert target.read_text() == "new" and _temps(tmp_path) == []
