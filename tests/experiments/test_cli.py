@@ -226,29 +226,36 @@ def test_sigterm_swallowed_by_a_gc_callback_is_raised_again():
     assert sys.unraisablehook is hook                                 # and the hook restored
 
 
+def _interrupted_e1(tmp_path, sig, in_training: bool, sigint_ignored: bool = False) -> tuple[int, str]:
+    """(exit status, standard error) of a 50-epoch tiny E1 run signalled 1 s into its first training
+    run, or 0.5 s after it started (importing)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-m", "experiments.e1_mnist", "--tiny", "--offline", "--epochs", "50",
+                          "--out", str(tmp_path)], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, text=True,
+                         preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None)
+    seen = []
+    try:
+        deadline = time.monotonic() + 120
+        for line in p.stderr if in_training else ():    # phase lines arrive on stderr
+            seen.append(line)
+            if "E1 (a)" in line or time.monotonic() > deadline:
+                break
+        time.sleep(1.0 if in_training else 0.5)
+        p.send_signal(sig)
+        _, rest = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    return p.returncode, "".join(seen) + rest
+
+
 @pytest.mark.e2e(cpu=3)
 def test_sigterm_stops_a_real_run_cleanly(tmp_path):
     """A training run gets SIGTERM after its first training phase starts: one line, exit 130,
     no temporary (half-written) file anywhere under the output folder."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, "-m", "experiments.e1_mnist", "--tiny", "--offline", "--epochs", "50",
-                          "--out", str(tmp_path)], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
-                         stdout=subprocess.DEVNULL, text=True)
-    seen = []
-    try:
-        deadline = time.monotonic() + 120
-        for line in p.stderr:           # phase lines arrive on stderr
-            seen.append(line)
-            if "E1 (a)" in line or time.monotonic() > deadline:
-                break
-        time.sleep(1.0)                 # inside the first training run (50 epochs: seconds)
-        p.send_signal(signal.SIGTERM)
-        _, rest = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    err = "".join(seen) + rest
-    assert p.returncode == cli.EXIT_INTERRUPTED, err[-2000:]
+    rc, err = _interrupted_e1(tmp_path, signal.SIGTERM, in_training=True)
+    assert rc == cli.EXIT_INTERRUPTED, err[-2000:]
     line = [ln for ln in err.splitlines() if ln.startswith("Interrupted (SIGTERM)")]
     assert len(line) == 1 and "during E1 (a)" in line[0] and "finished: E1 data;" in line[0], err[-2000:]
     assert "Traceback" not in err
@@ -262,28 +269,8 @@ def test_ctrl_c_ends_a_run_started_with_sigint_ignored(tmp_path, phase):
     """A background job of a non-interactive shell starts with SIGINT ignored: a Ctrl-C during
     start-up was ignored (the run went on and wrote its record), one during training ended it.
     Both now end it: one line, exit 130, no record."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, "-m", "experiments.e1_mnist", "--tiny", "--offline", "--epochs", "50",
-                          "--out", str(tmp_path)], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
-                         stdout=subprocess.DEVNULL, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    seen = []
-    try:
-        if phase == "start-up":
-            time.sleep(0.5)             # importing (the first line of experiments/ runs in ~0.1 s)
-        else:
-            for line in p.stderr:
-                seen.append(line)
-                if "E1 (a)" in line:
-                    break
-            time.sleep(1.0)
-        p.send_signal(signal.SIGINT)
-        _, rest = p.communicate(timeout=120)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    err = "".join(seen) + rest
-    assert p.returncode == cli.EXIT_INTERRUPTED, err[-2000:]
+    rc, err = _interrupted_e1(tmp_path, signal.SIGINT, in_training=phase == "training", sigint_ignored=True)
+    assert rc == cli.EXIT_INTERRUPTED, err[-2000:]
     assert "Interrupted (Ctrl-C)" in err and "Traceback" not in err, err[-2000:]
     assert not (tmp_path / "results" / "e1.json").exists()
 
