@@ -1209,6 +1209,8 @@ def _call_body(body, args, run: Run, prog: str) -> int:
     from jaxnets import data
     try:
         rc = body(args)
+        if run.signal:   # an interrupt dropped in a GC callback, its retry timer not yet due: still one
+            raise KeyboardInterrupt(run.signal)
         commit_staged()        # figures written with no record after them (bench --replot)
         end_phase(0)
         run.finished, run.unwritten = True, ""

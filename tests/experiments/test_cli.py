@@ -142,6 +142,19 @@ def test_interrupt_is_one_line_saying_what_finished_and_exit_130(tmp_path):
     assert f"1 complete file(s) in {tmp_path / 'r'}/" in lines[0] and "Traceback" not in err
 
 
+def test_an_interrupt_dropped_just_before_the_body_returns_is_still_exit_130(tmp_path):
+    """A signal whose KeyboardInterrupt Python dropped (raised inside a garbage-collection
+    callback) is raised again by a timer 0.5 s later; a body that returned before then had ended
+    in exit 0. The run's recorded signal is the interrupt."""
+    def body(a):
+        cli.phase("E9 (a)")
+        cli.current().signal = "Ctrl-C"      # as the handler records it before raising
+        return 0
+    rc, err = _run_main(body)
+    lines = [ln for ln in err.splitlines() if ln.startswith("Interrupted (Ctrl-C")]
+    assert rc == cli.EXIT_INTERRUPTED and len(lines) == 1 and "Traceback" not in err, err
+
+
 def test_an_interrupt_after_the_run_finished_names_what_it_wrote(tmp_path, monkeypatch, capsys):
     """A Ctrl-C that lands after main() returned (the interpreter shutting down, the script's
     start-up handler back in place) said "nothing had finished; no result file written" with every
