@@ -14,17 +14,11 @@ import tempfile
 # and every subprocess a test starts inherit it, so the many end-to-end runs of the same tiny
 # experiments (interrupts, streams, the README's commands, the main job) compile each program once.
 # A user's own JAX_COMPILATION_CACHE_DIR is used as it is and never removed.
-# JAX writes a cache entry in place, unlocked, unless the cache has a size cap: then every read and
-# write holds a file lock (filelock). Without it a process read another's half-written entry
-# ("incomplete or truncated stream", then a recompile), so the tests' cache has a cap (8 GiB).
-_OWN_JIT_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ   # made (and removed) by this process
-JIT_CACHE_MAX_BYTES = 8 << 30
+_OWN_JIT_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
 if _OWN_JIT_CACHE:
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["JAXNETS_TESTS_JIT_CACHE"] = tempfile.mkdtemp(
-        prefix="jaxnets-tests-jit-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxnets-tests-jit-")
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
-    os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(JIT_CACHE_MAX_BYTES)
 
 import jax  # noqa: E402
 import pytest
