@@ -15,8 +15,8 @@ import tempfile
 # experiments (interrupts, streams, the README's commands, the main job) compile each program once.
 # A user's own JAX_COMPILATION_CACHE_DIR is used as it is and never removed. The cache has no size
 # cap: a cap turns on JAX's file lock, but also a scan of every entry at each write, under the lock
-# (tests/test_gradcheck_adversarial.py took 78 s instead of 63 s with a fresh cache; the default
-# command 24.6 min instead of 7.7). Without the lock a process may read another's half-written
+# (tests/test_gradcheck_adversarial.py took 78 s instead of 63 s with a fresh cache, one run each;
+# the default command ran 24.6 min with it, 7.7 min in the CI run before). Without the lock a process may read another's half-written
 # entry: JAX warns and compiles the program again, the result unchanged.
 _OWN_JIT_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
 if _OWN_JIT_CACHE:
