@@ -243,10 +243,11 @@ def _interrupted_e1(tmp_path, sig, in_training: bool, sigint_ignored: bool = Fal
     """(exit status, standard error) of a 50-epoch tiny E1 run signalled 1 s into its first training
     run, or 0.5 s after it started (importing)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, "-m", "experiments.e1_mnist", "--tiny", "--offline", "--epochs", "50",
-                          "--out", str(tmp_path)], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
-                         stdout=subprocess.DEVNULL, text=True,
-                         preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None)
+    cmd = [sys.executable, "-m", "experiments.e1_mnist", "--tiny", "--offline", "--epochs", "50", "--out", str(tmp_path)]
+    if sigint_ignored:   # exec keeps an ignored signal ignored (a preexec_fn would fork this threaded process)
+        cmd = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+               "os.execv(sys.argv[1], sys.argv[1:])", *cmd]
+    p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     seen = []
     try:
         deadline = time.monotonic() + 120
