@@ -185,9 +185,13 @@ def committed_paths(cwd: str | os.PathLike | None = None) -> set[str]:
     """Real paths of the committed full-run record folders and report: ``results/``,
     ``figures/`` and ``RESULTS.md`` of this checkout, and of the working directory when it is a
     checkout too (holds ``experiments/reproduce.py``)."""
+    return {os.path.realpath(r / n) for r in _checkouts(cwd) for n in ("results", "figures", "RESULTS.md")}
+
+
+def _checkouts(cwd: str | os.PathLike | None = None) -> set[Path]:
+    """This checkout, and the working directory when it is a checkout too."""
     here = Path(cwd or os.getcwd())
-    roots = {REPO} | ({here} if (here / "experiments" / "reproduce.py").is_file() else set())
-    return {os.path.realpath(r / n) for r in roots for n in ("results", "figures", "RESULTS.md")}
+    return {REPO} | ({here} if (here / "experiments" / "reproduce.py").is_file() else set())
 
 
 def committed_hit(paths) -> str | None:
@@ -201,9 +205,7 @@ def committed_hit(paths) -> str | None:
 def _in_quick_folders(path) -> bool:
     """Whether ``path`` resolves to, or into, a real ``quick`` folder of a checkout's ``results/`` or
     ``figures/`` (the default folders of quick and tiny runs), not through a link to elsewhere."""
-    here = Path(os.getcwd())
-    roots = {REPO} | ({here} if (here / "experiments" / "reproduce.py").is_file() else set())
-    quick = {os.path.join(os.path.realpath(r / n), "quick") for r in roots for n in ("results", "figures")}
+    quick = {os.path.join(os.path.realpath(r / n), "quick") for r in _checkouts() for n in ("results", "figures")}
     real = os.path.realpath(path)
     return any(real == q or real.startswith(q + os.sep) for q in quick)
 
